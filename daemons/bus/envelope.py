@@ -1,0 +1,81 @@
+"""The envelope every frame travels in: msgpack `[version, type, sender, id, body]`.
+
+Decoding is hardened: the frame size is capped before msgpack sees it, string, binary,
+array and map lengths are capped inside it, extension types are refused, map keys must be
+strings, and the body is validated against the message type's schema. Anything wrong
+raises a `WireError`; receivers drop the frame, log one line and carry on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from daemons.bus.errors import DecodeError
+from daemons.bus.messages import MESSAGE_TYPES
+from daemons.bus.schema import from_dict, to_dict
+
+VERSION = 1
+MAX_FRAME_BYTES = 1 << 20  # 1 MiB: a prompt of ~200k words still fits
+MAX_STR_BYTES = 1 << 20
+MAX_ITEMS = 1 << 14
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    type: str
+    sender: str
+    id: str
+    body: Any  # one of the dataclasses in messages.MESSAGE_TYPES
+    version: int = VERSION
+
+
+def encode(body: Any, sender: str, msg_id: str = "") -> bytes:
+    """Pack a message dataclass into one frame."""
+    frame: bytes = msgpack.packb([VERSION, body.TYPE, sender, msg_id, to_dict(body)], use_bin_type=True)
+    return frame
+
+
+def decode(frame: bytes) -> Envelope:
+    """Unpack and validate one frame, raising DecodeError or SchemaError."""
+    if len(frame) > MAX_FRAME_BYTES:
+        raise DecodeError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    raw = _unpack(frame)
+    if not isinstance(raw, list) or len(raw) != 5:
+        raise DecodeError("envelope must be a 5-element array [version, type, sender, id, body]")
+    version, mtype, sender, msg_id, body = raw
+    if version != VERSION:
+        raise DecodeError(f"unsupported envelope version {version!r} (this daemon speaks {VERSION})")
+    if not (isinstance(mtype, str) and isinstance(sender, str) and isinstance(msg_id, str)):
+        raise DecodeError("envelope type, sender and id must be strings")
+    cls = MESSAGE_TYPES.get(mtype)
+    if cls is None:
+        raise DecodeError(f"unknown message type {mtype[:40]!r}")
+    return Envelope(mtype, sender, msg_id, from_dict(cls, body, mtype), version)
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"msgpack extension type {code} is not accepted")
+
+
+def _unpack(frame: bytes) -> Any:
+    try:
+        return msgpack.unpackb(
+            frame,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_refuse_ext,
+            max_str_len=MAX_STR_BYTES,
+            max_bin_len=MAX_STR_BYTES,
+            max_array_len=MAX_ITEMS,
+            max_map_len=MAX_ITEMS,
+            max_ext_len=0,
+        )
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
+            UnicodeDecodeError) as exc:
+        raise DecodeError(f"not a msgpack frame: {type(exc).__name__}: {str(exc)[:80]}") from None

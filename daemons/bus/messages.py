@@ -1,0 +1,166 @@
+"""The message types schedctl daemons exchange, one frozen dataclass each.
+
+The class annotations are the wire schema (see `schema.py`). `MESSAGE_TYPES` maps the
+envelope's type string to its class; a frame whose type is not in it is dropped.
+
+Request flow (DESIGN.md §2):
+    loadgen -> coordinator   Schedule            coordinator -> loadgen   Placement
+    loadgen -> node          Infer               node -> loadgen          FirstToken, Done | Error
+    node -> PUB              NodeState           coordinator -> PUB       ClusterEvent
+    anyone -> daemon         StatusRequest       daemon -> asker          StatusReply
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+Action = Literal["SERVE", "COLD_START", "MIGRATE"]
+ACTIONS: tuple[str, ...] = ("SERVE", "COLD_START", "MIGRATE")
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Ask the coordinator where to run a request."""
+
+    TYPE: ClassVar[str] = "schedule"
+    request_id: str
+    model: str
+    prompt_tokens: int
+    max_new_tokens: int
+    priority: int = 0
+    exclude: list[str] = field(default_factory=list)  # nodes that already failed this request
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The coordinator's decision for one request."""
+
+    TYPE: ClassVar[str] = "placement"
+    request_id: str
+    node: str
+    endpoint: str
+    action: str
+    est_wait_s: float
+    reason: str
+    decision_s: float = 0.0  # time the policy took, for the decision-latency figures
+
+
+@dataclass(frozen=True, slots=True)
+class Infer:
+    """Run one request on a node (or, in gossip mode, let the node place it)."""
+
+    TYPE: ClassVar[str] = "infer"
+    request_id: str
+    model: str
+    prompt: str
+    max_new_tokens: int
+    action: str = "SERVE"
+    hops: int = 0
+    max_hops: int = 1
+    route: list[str] = field(default_factory=list)  # nodes this request has passed through
+
+
+@dataclass(frozen=True, slots=True)
+class FirstToken:
+    """The first generated token of a request reached the node."""
+
+    TYPE: ClassVar[str] = "first_token"
+    request_id: str
+    node: str
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A request finished; `timings` are the backend's server-side figures in seconds."""
+
+    TYPE: ClassVar[str] = "done"
+    request_id: str
+    node: str
+    tokens: int
+    finish_reason: str
+    action: str = "SERVE"
+    hops: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A request failed; `code` is a stable machine-readable reason."""
+
+    TYPE: ClassVar[str] = "error"
+    request_id: str
+    code: str
+    message: str
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    """One model on one node, as the node sees it."""
+
+    model: str
+    state: str  # loading | ready | failed | evicting
+    queue_depth: int = 0
+    running: int = 0
+    memory_bytes: int = 0
+    last_used: float = 0.0  # node-local monotonic seconds, only compared on that node
+
+
+@dataclass(frozen=True, slots=True)
+class GpuState:
+    index: int
+    name: str
+    memory_total: int
+    memory_used: int
+    utilization: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """A node's published state: sent on every change and at least every second."""
+
+    TYPE: ClassVar[str] = "state"
+    node: str
+    endpoint: str
+    gen: int  # boot nonce: a restarted node starts a new generation
+    seq: int  # increases with every publication of one generation
+    gpus: list[GpuState]
+    models: list[ModelState]
+    queue_depth: int
+    gpu_backend: str = "emulated"
+    scheduler: str = "centralized"
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterEvent:
+    """Something observers should know: a node joined, died, came back, a failover."""
+
+    TYPE: ClassVar[str] = "event"
+    kind: str
+    node: str
+    detail: str = ""
+    ts: float = 0.0  # wall clock of the emitter, for the events log only
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    TYPE: ClassVar[str] = "status_request"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    """A daemon's view of the cluster, for `schedctl status`."""
+
+    TYPE: ClassVar[str] = "status"
+    role: str
+    nodes: list[dict[str, Any]]
+
+
+MESSAGE_TYPES: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (Schedule, Placement, Infer, FirstToken, Done, Error, NodeState, ClusterEvent,
+                StatusRequest, StatusReply)
+}

@@ -1,0 +1,73 @@
+"""One place that creates ZeroMQ sockets, so every socket gets the same safe options.
+
+Why each option (REFERENCE.md §7.1):
+- MAXMSGSIZE: a peer sending a larger frame is disconnected before we allocate it;
+- LINGER: the default (-1) makes `ctx.term()` hang on unsent frames at shutdown;
+- SNDHWM/RCVHWM: bound memory per peer; ROUTER and PUB drop when full, others block;
+- ROUTER_MANDATORY: a reply to a vanished peer raises instead of silently disappearing,
+  so the sender can record the outcome;
+- RECONNECT_IVL_MAX: back off instead of hammering a dead peer every 100 ms.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from daemons.bus.envelope import MAX_FRAME_BYTES, Envelope, decode, encode
+from daemons.bus.errors import WireError
+
+log = logging.getLogger("schedctl.bus")
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOptions:
+    max_msg_size: int = MAX_FRAME_BYTES
+    hwm: int = 10_000
+    linger_ms: int = 0
+    reconnect_ivl_max_ms: int = 2_000
+    identity: bytes | None = None
+
+
+def make_socket(ctx: zmq.Context[Any], kind: int, options: SocketOptions = SocketOptions()) -> Any:
+    """Create a socket of `kind` (zmq.ROUTER, DEALER, PUB, SUB) with the project's options.
+
+    Works for a plain and a `zmq.asyncio` context; returns that context's socket type.
+    """
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.MAXMSGSIZE, options.max_msg_size)
+    sock.setsockopt(zmq.LINGER, options.linger_ms)
+    sock.setsockopt(zmq.SNDHWM, options.hwm)
+    sock.setsockopt(zmq.RCVHWM, options.hwm)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, options.reconnect_ivl_max_ms)
+    if kind == zmq.ROUTER:
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    if kind == zmq.SUB:
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+    if options.identity is not None:
+        sock.setsockopt(zmq.IDENTITY, options.identity)
+    return sock
+
+
+def parse_frame(frame: bytes, peer: str = "?") -> Envelope | None:
+    """Decode one frame; on any wire error log one line and return None (drop it)."""
+    try:
+        return decode(frame)
+    except WireError as exc:
+        log.warning("dropped malformed frame from %s: %s", peer, exc)
+        return None
+
+
+def split_router_frames(frames: list[bytes]) -> tuple[bytes, bytes] | None:
+    """A ROUTER receives [identity, payload] from a DEALER; anything else is dropped."""
+    if len(frames) != 2:
+        log.warning("dropped message with %d frames (expected identity + payload)", len(frames))
+        return None
+    return frames[0], frames[1]
+
+
+__all__ = ["SocketOptions", "encode", "make_socket", "parse_frame", "split_router_frames"]
