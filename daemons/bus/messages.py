@@ -118,6 +118,15 @@ class GpuState:
 
 
 @dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """A model this node can load: what it would occupy and how long loading would take."""
+
+    model: str
+    footprint_bytes: int
+    load_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class NodeState:
     """A node's published state: sent on every change and at least every second."""
 
@@ -132,6 +141,7 @@ class NodeState:
     gpu_backend: str = "emulated"
     scheduler: str = "centralized"
     in_flight: int = 0
+    catalog: list[CatalogEntry] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
