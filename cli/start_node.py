@@ -1,0 +1,64 @@
+"""`schedctl start node` and `schedctl node gpu`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.errors import exit_on_config_error
+from daemons.bus.logs import setup_logging
+
+node_app = typer.Typer(help="Inspect the node agent's view of this machine.", no_args_is_help=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with a [node] table.")]
+
+
+@exit_on_config_error
+def start_node(
+    config: ConfigOpt = None,
+    name: Annotated[str | None, typer.Option(help="Node name, unique in the cluster.")] = None,
+    bind: Annotated[str | None, typer.Option(help="ROUTER address for infer and status.")] = None,
+    publish_to: Annotated[list[str] | None, typer.Option(help="SUB address to publish state to.")] = None,
+    gpu_backend: Annotated[str | None, typer.Option(help="auto | nvml | emulated")] = None,
+    gpu: Annotated[str | None, typer.Option(help="Emulated GPU profile, e.g. a100-80gb.")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run a GPU node agent in the foreground.
+
+    Example: schedctl start node --config /etc/schedctl/schedctl.toml
+    """
+    from daemons.node.config import NodeConfig
+    from daemons.node.server import run
+
+    overrides = {"name": name, "bind": bind, "publish_to": tuple(publish_to) if publish_to else None,
+                 "gpu_backend": gpu_backend, "gpu": gpu}
+    cfg = NodeConfig.load(config, overrides)
+    setup_logging(f"node[{cfg.name}]", log_level)
+    run(cfg)
+
+
+@node_app.command("gpu")
+@exit_on_config_error
+def node_gpu(
+    config: ConfigOpt = None,
+    gpu_backend: Annotated[str | None, typer.Option(help="auto | nvml | emulated")] = None,
+    gpu: Annotated[str | None, typer.Option(help="Emulated GPU profile, e.g. a100-80gb.")] = None,
+) -> None:
+    """Print what the GPU probe sees, and why that probe was chosen.
+
+    Example: schedctl node gpu
+    """
+    from daemons.node.catalog import Catalog
+    from daemons.node.config import NodeConfig
+    from daemons.node.gpu import choose_probe
+
+    cfg = NodeConfig.load(config, {"gpu_backend": gpu_backend, "gpu": gpu})
+    catalog = Catalog(cfg.models, cfg.gpu, cfg.checkpoint_tier, cfg.kv_tokens, cfg.init_s)
+    probe = choose_probe(cfg.gpu_backend, cfg.gpu, catalog.gpu_memory)
+    typer.echo(f"backend: {probe.backend}: {probe.reason}")
+    for g in probe.read(0):
+        typer.echo(f"gpu {g.index}: {g.name}  memory {g.memory_used / 2**30:.1f} / "
+                   f"{g.memory_total / 2**30:.1f} GiB  utilization {g.utilization:.0%}")
+    probe.close()

@@ -1,0 +1,1 @@
+"""The GPU node agent: launches backend instances, streams inference, publishes state."""

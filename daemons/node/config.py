@@ -1,0 +1,72 @@
+"""The node agent's configuration: the `[node]` table of schedctl.toml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemons.bus.errors import ConfigError
+from daemons.bus.settings import build, env_overrides, read_section
+
+# The emulator is the default backend: the same flags text-generation-launcher takes.
+# {schedctl} is the console script next to the running interpreter.
+EMULATOR_LAUNCHER: tuple[str, ...] = (
+    "{schedctl}", "start", "emulator", "--model-id", "{model}", "--port", "{port}",
+    "--hostname", "127.0.0.1", "--gpu", "{gpu}", "--checkpoint-tier", "{tier}",
+    "--max-batch-total-tokens", "{kv_tokens}", "--init-seconds", "{init_s}",
+)
+TGI_LAUNCHER: tuple[str, ...] = (
+    "text-generation-launcher", "--model-id", "{model}", "--port", "{port}", "--hostname", "127.0.0.1",
+    "--num-shard", "1", "--max-batch-total-tokens", "{kv_tokens}", "--shard-uds-path",
+    "/tmp/tgi-{port}", "--master-port", "{master_port}",
+)
+DEFAULT_MODELS: tuple[str, ...] = (
+    "facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct",
+)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str = "node-0"
+    bind: str = "tcp://127.0.0.1:5560"  # ROUTER: infer + status
+    advertise: str = ""  # endpoint others use to reach `bind`; empty = same as bind
+    publish_to: tuple[str, ...] = ("tcp://127.0.0.1:5556",)  # SUB addresses our PUB connects to
+    publish_interval_s: float = 1.0
+    gpu_backend: str = "auto"  # auto | nvml | emulated
+    gpu: str = "a100-80gb"  # the emulated GPU profile (also the emulator's --gpu)
+    checkpoint_tier: str = "ssd"  # where this node's checkpoints live: gpu | dram | ssd | remote
+    models: tuple[str, ...] = DEFAULT_MODELS  # the catalog this node may load
+    preload: tuple[str, ...] = ()
+    launcher: tuple[str, ...] = EMULATOR_LAUNCHER
+    kv_tokens: int = 16384  # KV budget per instance, TGI's --max-batch-total-tokens
+    init_s: float = 2.0  # start-up of an instance besides copying weights (CUDA context, warm-up)
+    load_timeout_s: float = 300.0
+    request_timeout_s: float = 300.0
+    scheduler: str = "centralized"  # centralized | gossip
+    extra: dict[str, Any] = field(default_factory=dict)  # scheduler-specific settings
+
+    def __post_init__(self) -> None:
+        if self.gpu_backend not in ("auto", "nvml", "emulated"):
+            raise ConfigError(f"gpu_backend must be auto, nvml or emulated, not {self.gpu_backend!r}")
+        if self.scheduler not in ("centralized", "gossip"):
+            raise ConfigError(f"scheduler must be centralized or gossip, not {self.scheduler!r}")
+        if not self.launcher or "{port}" not in " ".join(self.launcher):
+            raise ConfigError("launcher must be a command list containing {port} (and usually {model})")
+        unknown = sorted(set(self.preload) - set(self.models))
+        if unknown:
+            raise ConfigError(f"preload lists {unknown} which are not in models; add them to models")
+        if self.publish_interval_s <= 0 or self.kv_tokens <= 0:
+            raise ConfigError("publish_interval_s and kv_tokens must be positive")
+
+    @property
+    def endpoint(self) -> str:
+        return self.advertise or self.bind
+
+    @classmethod
+    def load(cls, path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
+        """File, then SCHEDCTL_NODE_* environment, then flags (non-None overrides)."""
+        data = read_section(path, "node")
+        data.update(env_overrides(cls, "node"))
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return build(cls, data, f"[node] of {path}" if path else "node config")

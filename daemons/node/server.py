@@ -1,0 +1,228 @@
+"""The node agent daemon: serves `infer` and `status_request` on its ROUTER, publishes state.
+
+    loadgen/peer --Infer--> ROUTER --> ModelManager.acquire (COLD_START if not loaded)
+                                   --> Backend.stream (TGI protocol, huggingface_hub)
+                <--FirstToken, Done | Error--
+    PUB --NodeState--> coordinator / collectors, every `publish_interval_s` and on change
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from daemons.bus import encode, make_socket, parse_frame, split_router_frames
+from daemons.bus.errors import ConfigError
+from daemons.bus.messages import (
+    Done,
+    Error,
+    FirstToken,
+    GpuState,
+    Infer,
+    ModelState,
+    NodeState,
+    StatusReply,
+    StatusRequest,
+)
+from daemons.bus.schema import to_dict
+from daemons.node.backend import BackendRequestError, Finished
+from daemons.node.catalog import Catalog
+from daemons.node.config import NodeConfig
+from daemons.node.gpu import GpuProbe, choose_probe
+from daemons.node.instances import Instance, ModelManager
+
+log = logging.getLogger("schedctl.node")
+MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publications a second
+
+
+class NodeServer:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.catalog = Catalog(config.models, config.gpu, config.checkpoint_tier, config.kv_tokens,
+                               config.init_s)
+        self.probe: GpuProbe = choose_probe(config.gpu_backend, config.gpu, self.catalog.gpu_memory)
+        self.gen = random.getrandbits(62)  # boot nonce: a restart is a new generation
+        self.seq = 0
+        self.active: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.manager = ModelManager(config, self.catalog, self._memory_total, self._changed.set)
+        self.ctx = zmq.asyncio.Context()
+        self.router = make_socket(self.ctx, zmq.ROUTER)
+        self.pub = make_socket(self.ctx, zmq.PUB)
+
+    # ----- lifecycle -------------------------------------------------------------
+    async def serve(self) -> None:
+        self._bind()
+        log.info("node %s serving on %s (%s)", self.config.name, self.config.bind, self.probe.reason)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        tasks = [asyncio.create_task(c) for c in (self._receive(), self._publish(), self._scrape())]
+        for model in self.config.preload:
+            tasks.append(asyncio.create_task(self._preload(model)))
+        await self._stopping.wait()
+        log.info("node %s stopping", self.config.name)
+        for task in [*tasks, *self.active.values()]:
+            task.cancel()
+        await asyncio.gather(*tasks, *self.active.values(), return_exceptions=True)
+        await self.manager.close()
+        self.router.close()
+        self.pub.close()
+        self.ctx.term()
+        self.probe.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _bind(self) -> None:
+        try:
+            self.router.bind(self.config.bind)
+        except zmq.ZMQError as exc:
+            raise ConfigError(f"cannot bind {self.config.bind} ({exc.strerror}): stop whatever uses it "
+                              "or choose another address with --bind") from None
+        for address in self.config.publish_to:
+            self.pub.connect(address)
+
+    async def _preload(self, model: str) -> None:
+        try:
+            instance, _ = await self.manager.acquire(model)
+            self.manager.release(instance)
+        except BackendRequestError as exc:
+            log.error("preloading %s failed: %s", model, exc)
+
+    # ----- requests ----------------------------------------------------------------
+    async def _receive(self) -> None:
+        while True:
+            parts = split_router_frames(await self.router.recv_multipart())
+            if parts is None:
+                continue
+            identity, frame = parts
+            env = parse_frame(frame, peer=identity.hex()[:16])
+            if env is None:
+                continue
+            if isinstance(env.body, Infer):
+                self._accept(identity, env.body)
+            elif isinstance(env.body, StatusRequest):
+                await self._reply(identity, StatusReply("node", [to_dict(self.state())]), env.id)
+            else:
+                log.warning("dropped %s message: a node does not take them", env.type)
+
+    def _accept(self, identity: bytes, request: Infer) -> None:
+        if request.request_id in self.active:
+            log.warning("duplicate request %s ignored: already running", request.request_id,
+                        extra={"SCHEDCTL_REQUEST_ID": request.request_id})
+            return
+        task = asyncio.create_task(self._serve_request(identity, request))
+        self.active[request.request_id] = task
+        self._changed.set()
+        task.add_done_callback(lambda _: self._finished(request.request_id))
+
+    def _finished(self, request_id: str) -> None:
+        self.active.pop(request_id, None)
+        self._changed.set()
+
+    async def _serve_request(self, identity: bytes, request: Infer) -> None:
+        rid = request.request_id
+        try:
+            async with asyncio.timeout(self.config.request_timeout_s):
+                done = await self._run(identity, request)
+            await self._reply(identity, done, rid)
+        except BackendRequestError as exc:
+            await self._reply(identity, Error(rid, exc.code, str(exc), self.config.name), rid)
+        except TimeoutError:
+            why = f"no answer within {self.config.request_timeout_s:.0f} s"
+            await self._reply(identity, Error(rid, "timeout", why, self.config.name), rid)
+
+    async def _run(self, identity: bytes, request: Infer) -> Done:
+        start = time.monotonic()
+        instance, cold = await self.manager.acquire(request.model)
+        action = "COLD_START" if cold else ("MIGRATE" if request.action == "MIGRATE" else "SERVE")
+        log.info("serving %s with %s", request.request_id, action, extra={
+            "SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_MODEL": request.model,
+            "SCHEDCTL_ACTION": action, "SCHEDCTL_NODE": self.config.name})
+        try:
+            stream = asyncio.create_task(self._stream(identity, request, instance))
+            instance.streams.add(stream)
+            await asyncio.wait({stream})
+        except asyncio.CancelledError:
+            stream.cancel()
+            raise
+        finally:
+            instance.streams.discard(stream)
+            self.manager.release(instance)
+        if stream.cancelled():  # the instance died under us (ModelManager._fail)
+            raise BackendRequestError("backend_died", instance.failure or "backend instance died")
+        tokens, reason, first_s = stream.result()
+        timings = {"load_wait_s": first_s[0] - start, "ttft_s": first_s[1] - start,
+                   "total_s": time.monotonic() - start}
+        return Done(request.request_id, self.config.name, tokens, reason, action, request.hops, timings)
+
+    async def _stream(self, identity: bytes, request: Infer,
+                      instance: Instance) -> tuple[int, str, tuple[float, float]]:
+        began = time.monotonic()
+        first = 0.0
+        async for item in instance.backend.stream(request.prompt, request.max_new_tokens):
+            if isinstance(item, Finished):
+                return item.generated_tokens, item.finish_reason, (began, first or time.monotonic())
+            if not first:
+                first = time.monotonic()
+                await self._reply(identity, FirstToken(request.request_id, self.config.name, item.text),
+                                  request.request_id)
+        raise BackendRequestError("incomplete_generation", "stream ended without its final event")
+
+    async def _reply(self, identity: bytes, body: Any, msg_id: str) -> None:
+        try:
+            await self.router.send_multipart([identity, encode(body, self.config.name, msg_id)],
+                                             flags=zmq.DONTWAIT)
+        except zmq.ZMQError as exc:  # the asker is gone (ROUTER_MANDATORY) or its queue is full
+            log.warning("could not answer %s with %s: %s", msg_id, body.TYPE, exc.strerror,
+                        extra={"SCHEDCTL_REQUEST_ID": msg_id})
+
+    # ----- state -------------------------------------------------------------------
+    def _memory_total(self) -> int:
+        return sum(g.memory_total for g in self.probe.read(self.manager.ledger_used()))
+
+    def state(self) -> NodeState:
+        readings = self.probe.read(self.manager.ledger_used())
+        gpus = [GpuState(g.index, g.name, g.memory_total, g.memory_used, g.utilization) for g in readings]
+        models = [self._model_state(i) for i in self.manager.instances.values()]
+        self.seq += 1
+        return NodeState(
+            node=self.config.name, endpoint=self.config.endpoint, gen=self.gen, seq=self.seq,
+            gpus=gpus, models=models, queue_depth=sum(m.queue_depth for m in models),
+            gpu_backend=self.probe.backend, scheduler=self.config.scheduler,
+            in_flight=len(self.active), catalog=self.catalog.entries())
+
+    @staticmethod
+    def _model_state(instance: Instance) -> ModelState:
+        waiting = instance.running if instance.state == "loading" else instance.queue_size
+        return ModelState(instance.model, instance.state, waiting, instance.running,
+                          instance.footprint, instance.last_used)
+
+    async def _publish(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.config.publish_interval_s)
+            self._changed.clear()
+            with contextlib.suppress(zmq.Again):
+                await self.pub.send(encode(self.state(), self.config.name), flags=zmq.DONTWAIT)
+            await asyncio.sleep(MIN_PUBLISH_GAP_S)
+
+    async def _scrape(self) -> None:
+        while True:
+            await self.manager.refresh_load()
+            await asyncio.sleep(min(0.5, self.config.publish_interval_s))
+
+
+def run(config: NodeConfig) -> None:
+    """Run a node agent until SIGTERM or SIGINT."""
+    asyncio.run(NodeServer(config).serve())
