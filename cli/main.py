@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from cli.start_node import node_app, start_node
+
 app = typer.Typer(
     name="schedctl",
     help="Schedule LLM inference on GPU nodes: centralized coordinator vs gossip peers.",
@@ -13,6 +15,9 @@ app = typer.Typer(
 start_app = typer.Typer(help="Start one daemon in the foreground (what the systemd units run).",
                         no_args_is_help=True)
 app.add_typer(start_app, name="start")
+
+start_app.command("node")(start_node)
+app.add_typer(node_app, name="node")
 
 
 def main() -> None:
