@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.experiment.commands import experiment_app
 from cli.start_node import node_app, start_node
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app.add_typer(start_app, name="start")
 
 start_app.command("node")(start_node)
 app.add_typer(node_app, name="node")
+app.add_typer(experiment_app, name="experiment")
 
 
 def main() -> None:

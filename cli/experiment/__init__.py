@@ -1,0 +1,1 @@
+"""Experiments: a spec, a local cluster of real daemons, one workload, the results directory."""

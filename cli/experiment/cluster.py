@@ -1,0 +1,137 @@
+"""A local cluster on loopback: the same `schedctl start ...` processes systemd runs.
+
+Every process is started in this module and stopped in `stop()`, which also runs on
+Ctrl-C and on failure; backend instances die with their node (PR_SET_PDEATHSIG) and are
+swept once more here, so an experiment never leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from cli.experiment.spec import ExperimentSpec
+from daemons.bus.errors import SchedctlError
+from daemons.node.testing import Client, free_endpoint, schedctl, write_node_config
+
+READY_TIMEOUT_S = 60.0
+
+
+class ClusterError(SchedctlError):
+    """The local cluster could not be started."""
+
+
+@dataclass
+class Daemon:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+
+
+@dataclass
+class LocalCluster:
+    spec: ExperimentSpec
+    scheduler: str
+    workdir: Path
+    collector_address: str
+    daemons: list[Daemon] = field(default_factory=list)
+    node_endpoints: dict[str, str] = field(default_factory=dict)
+    coordinator: str = ""
+    coordinator_events: str = ""
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        state_bind = ""
+        if self.scheduler == "centralized":
+            self.coordinator, state_bind, self.coordinator_events = (free_endpoint() for _ in range(3))
+            self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator,
+                                        "--state-bind", state_bind, "--events-bind", self.coordinator_events,
+                                        "--policy", self.spec.policy])
+        for name, group in self.spec.node_names():
+            bind = free_endpoint()
+            self.node_endpoints[name] = bind
+            publish = [a for a in (state_bind, self.collector_address) if a]
+            config = write_node_config(
+                self.workdir / f"{name}.toml", name=name, bind=bind, publish_to=publish,
+                gpu_backend="emulated", gpu=group.gpu, checkpoint_tier=group.checkpoint_tier,
+                models=list(group.models), kv_tokens=group.kv_tokens, init_s=group.init_s,
+                scheduler=self.scheduler, **self._gossip_settings(name))
+            self._spawn(name, ["start", "node", "--config", str(config)])
+        self._wait_ready()
+
+    def _gossip_settings(self, name: str) -> dict[str, object]:
+        return {}
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log_path = self.workdir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([schedctl(), *args], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        self.daemons.append(Daemon(name, proc, log_path))
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for name, endpoint in self._status_endpoints().items():
+            client = Client(endpoint)
+            try:
+                while not self._answers(client, name, deadline):
+                    pass
+            finally:
+                client.close()
+
+    def _status_endpoints(self) -> dict[str, str]:
+        endpoints = dict(self.node_endpoints)
+        if self.coordinator:
+            endpoints["coordinator"] = self.coordinator
+        return endpoints
+
+    def _answers(self, client: Client, name: str, deadline: float) -> bool:
+        self._check_alive()
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{name} did not become ready within {READY_TIMEOUT_S:.0f} s")
+        try:
+            reply = client.status(0.5)
+        except TimeoutError:
+            return False
+        # The coordinator is ready once it has heard from every node.
+        return name != "coordinator" or len(reply.nodes) >= len(self.node_endpoints)
+
+    def _check_alive(self) -> None:
+        for d in self.daemons:
+            if d.proc.poll() is not None:
+                raise ClusterError(f"{d.name} exited with {d.proc.returncode} while starting:\n{d.tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM everything, wait, then SIGKILL whatever (or whoever's child) remains."""
+        procs = [d.proc for d in self.daemons]
+        kids = [k for p in procs for k in _children(p.pid)]
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        _, alive = psutil.wait_procs(kids, timeout=10)
+        for k in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                k.kill()
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        kids: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
+        return kids
+    except psutil.NoSuchProcess:
+        return []

@@ -1,0 +1,105 @@
+"""Collects the cluster's telemetry during a run: node state each second, cluster events.
+
+Nodes publish `NodeState` to the collector's SUB address (besides the coordinator's); the
+collector samples the latest state of every node once a second into nodes.csv rows and
+records the coordinator's `ClusterEvent`s into events.csv rows. It runs in a thread with
+its own sockets, so it never competes with the load generator's sends. Rows carry Unix
+time until `write()` makes them relative to the load generator's t = 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from daemons.bus import make_socket, parse_frame
+from daemons.bus.messages import ClusterEvent, NodeState
+
+NODE_COLUMNS = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
+                "in_flight", "loaded_models", "alive"]
+EVENT_COLUMNS = ["t_s", "kind", "target", "detail"]
+SILENT_AFTER_S = 3.0  # a node not heard for this long is sampled as not alive
+
+
+@dataclass
+class Collector:
+    address: str
+    events_from: list[str] = field(default_factory=list)
+    node_rows: list[list[Any]] = field(default_factory=list)
+    event_rows: list[list[Any]] = field(default_factory=list)
+    _latest: dict[str, tuple[float, NodeState]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def event(self, kind: str, target: str, detail: str = "") -> None:
+        self.event_rows.append([time.time(), kind, target, detail])
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        ctx = zmq.Context()
+        sub = make_socket(ctx, zmq.SUB)
+        sub.bind(self.address)
+        for address in self.events_from:
+            sub.connect(address)
+        self._ready.set()
+        next_sample = time.monotonic() + 1.0
+        try:
+            while not self._stop.is_set():
+                if sub.poll(max(1, int((next_sample - time.monotonic()) * 1000))):
+                    self._take(sub.recv())
+                if time.monotonic() >= next_sample:
+                    self._sample()
+                    next_sample += 1.0
+        finally:
+            sub.close(0)
+            ctx.term()
+
+    def _take(self, frame: bytes) -> None:
+        env = parse_frame(frame, "publisher")
+        if env is None:
+            return
+        if isinstance(env.body, NodeState):
+            self._latest[env.body.node] = (time.monotonic(), env.body)
+        elif isinstance(env.body, ClusterEvent):
+            self.event(env.body.kind, env.body.node, env.body.detail)
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        for name, (heard, state) in sorted(self._latest.items()):
+            used = sum(g.memory_used for g in state.gpus)
+            total = sum(g.memory_total for g in state.gpus)
+            loaded = ";".join(m.model for m in state.models if m.state == "ready")
+            alive = int(now - heard < SILENT_AFTER_S)
+            self.node_rows.append([time.time(), name, used, total,
+                                   round(used / total, 4) if total else 0.0, state.queue_depth,
+                                   state.in_flight, loaded, alive])
+
+    def write(self, run_dir: Path, t0_wall: float, end_s: float) -> None:
+        """nodes.csv for 0 <= t <= end_s (the run itself), events.csv for all events."""
+        nodes = [[round(float(r[0]) - t0_wall, 3), *r[1:]] for r in self.node_rows]
+        _write(run_dir / "nodes.csv", NODE_COLUMNS, [r for r in nodes if 0 <= float(r[0]) <= end_s])
+        events = [[round(float(r[0]) - t0_wall, 3), *r[1:]] for r in self.event_rows]
+        _write(run_dir / "events.csv", EVENT_COLUMNS, events)
+
+
+def _write(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)

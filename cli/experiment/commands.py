@@ -1,0 +1,152 @@
+"""`schedctl experiment run|report|compare`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.errors import exit_on_config_error
+from cli.experiment.spec import ExperimentSpec, NodeGroup, from_dict, load_file, parse_schedulers
+from cli.report.commands import compare_command, print_prototype_report, report_command
+from daemons.bus.errors import ConfigError
+from daemons.loadgen.workload import from_dict as workload_from_dict
+
+experiment_app = typer.Typer(help="Run experiments and report on their results.", no_args_is_help=True)
+experiment_app.command("report")(report_command)
+experiment_app.command("compare")(compare_command)
+
+
+@experiment_app.command("run")
+@exit_on_config_error
+def run_command(
+    duration: Annotated[float | None, typer.Option(help="Seconds of arrivals (default 300).")] = None,
+    rps: Annotated[float | None, typer.Option(help="Mean requests per second (default 5).")] = None,
+    cv: Annotated[float | None, typer.Option(help="CV of inter-arrival gaps; 1 = Poisson (default 8).")] = None,
+    name: Annotated[str | None, typer.Option(help="Experiment name, used in result directory names.")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Number of emulated GPU nodes (same mix, scaled).")] = None,
+    policy: Annotated[str | None, typer.Option(help="Coordinator placement policy.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the request schedule.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="centralized | gossip | both.")] = None,
+    centralized_only: Annotated[bool, typer.Option("--centralized-only",
+                                                   help="Same as --scheduler centralized.")] = False,
+    gossip_only: Annotated[bool, typer.Option("--gossip-only", help="Same as --scheduler gossip.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML experiment file.")] = None,
+    from_manifest: Annotated[Path | None, typer.Option("--from", help="Repeat the run of this manifest.json.")] = None,
+    results_dir: Annotated[str | None, typer.Option(help="Where result directories go (default results).")] = None,
+) -> None:
+    """Run a workload through a local cluster of emulated GPU nodes and report.
+
+    Starts the coordinator and node agents as real processes on loopback, replays one
+    request schedule (open loop), writes results/<name>_<scheduler>_<time>/ and prints the
+    comparison, then tears everything down (also on Ctrl-C).
+
+    Examples:
+
+        schedctl experiment run --duration 60 --rps 5 --cv 8 --name quick
+
+        schedctl experiment run --config experiment.toml
+
+        schedctl experiment run --from results/quick_centralized_20260101_120000/manifest.json
+    """
+    base = _base_spec(config, from_manifest)
+    spec = _with_flags(base, duration=duration, rps=rps, cv=cv, name=name, nodes=nodes, policy=policy,
+                       seed=seed, scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
+                       results_dir=results_dir)
+    _run(spec)
+
+
+def _scheduler_flag(scheduler: str | None, centralized_only: bool, gossip_only: bool) -> str | None:
+    if centralized_only and gossip_only:
+        raise ConfigError("--centralized-only and --gossip-only exclude each other; pick one "
+                          "(or --scheduler both)")
+    if centralized_only:
+        return "centralized"
+    return "gossip" if gossip_only else scheduler
+
+
+def _base_spec(config: Path | None, manifest: Path | None) -> ExperimentSpec:
+    if config and manifest:
+        raise ConfigError("--config and --from exclude each other; pick one")
+    if config:
+        return load_file(config)
+    if manifest:
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read manifest {manifest} ({exc}): pass a results "
+                              "directory's manifest.json") from None
+        if not isinstance(data, dict) or "spec" not in data:
+            raise ConfigError(f"{manifest} has no 'spec': pass a manifest.json written by experiment run")
+        return from_dict(data["spec"], str(manifest))
+    return ExperimentSpec()
+
+
+def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
+    changes: dict[str, Any] = {}
+    workload = {k: v for k, v in (("duration_s", flags["duration"]), ("rps", flags["rps"]),
+                                  ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
+    if workload:
+        changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
+    for key in ("name", "policy", "results_dir"):
+        if flags[key] is not None:
+            changes[key] = flags[key]
+    if flags["scheduler"] is not None:
+        changes["schedulers"] = parse_schedulers(flags["scheduler"])
+    if flags["nodes"] is not None:
+        changes["nodes"] = _scaled_nodes(spec.nodes, flags["nodes"])
+    return dataclasses.replace(spec, **changes) if changes else spec
+
+
+def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup, ...]:
+    """`count` nodes cycling through the groups' kinds, so --nodes keeps the GPU mix."""
+    if count < 1:
+        raise ConfigError(f"--nodes must be at least 1, got {count}")
+    kinds = [dataclasses.replace(g, count=1) for g in groups]
+    picked = [kinds[i % len(kinds)] for i in range(count)]
+    merged: dict[NodeGroup, int] = {}
+    for kind in picked:
+        merged[kind] = merged.get(kind, 0) + 1
+    return tuple(dataclasses.replace(k, count=n) for k, n in merged.items())
+
+
+def _run(spec: ExperimentSpec) -> None:
+    from cli.experiment.runner import run_experiment
+    from cli.report.results import load_run
+    from cli.report.summary import SUMMARY, summarize_run, write_summary_csv
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: _interrupt(stop))
+    try:
+        outcomes = run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    summaries = []
+    for outcome in outcomes:
+        run = load_run(outcome.run_dir)
+        summary = summarize_run(run)
+        write_summary_csv(summary, outcome.run_dir / SUMMARY)
+        from cli.report.plots import write_run_plots
+
+        write_run_plots(run)
+        summaries.append(summary)
+        typer.echo(f"results: {outcome.run_dir}")
+    print_prototype_report(summaries)
+    if stop.is_set():
+        typer.echo("interrupted: the results above cover the requests sent before Ctrl-C", err=True)
+        raise typer.Exit(130)
+    if any(s.record_check for s in summaries):
+        raise typer.Exit(1)
+
+
+def _interrupt(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise KeyboardInterrupt
+    typer.echo("\nstopping: finishing in-flight bookkeeping and tearing the cluster down "
+               "(Ctrl-C again to abort)", err=True)
+    stop.set()

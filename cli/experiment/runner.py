@@ -1,0 +1,124 @@
+"""Runs an experiment: for each scheduler, start a local cluster, replay the one schedule,
+collect, write the results directory, tear everything down, and report.
+
+Both schedulers replay the identical request schedule, generated once from the seed.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cli.experiment.cluster import LocalCluster
+from cli.experiment.collector import Collector
+from cli.experiment.spec import ExperimentSpec
+from daemons.loadgen.config import LoadgenConfig
+from daemons.loadgen.results import Progress, Results, write_requests_csv
+from daemons.loadgen.schedule import write_schedule_csv
+from daemons.loadgen.sender import run as run_loadgen
+from daemons.loadgen.workload import PlannedRequest, plan
+from daemons.node.testing import free_endpoint
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    scheduler: str
+    run_dir: Path
+    results: Results
+
+
+def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress], None],
+                   stop: threading.Event | None = None) -> list[RunOutcome]:
+    schedule = plan(spec.workload)
+    say(f"schedule: {len(schedule)} requests over {spec.workload.duration_s:g} s "
+        f"(rps {spec.workload.rps:g}, cv {spec.workload.cv:g}, seed {spec.workload.seed}); "
+        f"cluster: {spec.node_count} emulated GPU nodes")
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    outcomes = []
+    for scheduler in spec.schedulers:
+        run_dir = Path(spec.results_dir) / f"{spec.name}_{scheduler}_{stamp}"
+        outcomes.append(run_one(spec, scheduler, schedule, run_dir, say, progress, stop))
+        if stop is not None and stop.is_set():
+            break
+    return outcomes
+
+
+def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest], run_dir: Path,
+            say: Say, progress: Callable[[Progress], None],
+            stop: threading.Event | None) -> RunOutcome:
+    run_dir.mkdir(parents=True, exist_ok=False)
+    write_schedule_csv(run_dir / "schedule.csv", schedule)
+    collector = Collector(free_endpoint())
+    cluster = LocalCluster(spec, scheduler, run_dir / "daemons", collector.address)
+    start_time = datetime.now(UTC)
+    try:
+        collector.start()
+        say(f"[{scheduler}] starting {spec.node_count} nodes" +
+            (" and the coordinator" if scheduler == "centralized" else ""))
+        cluster.start()
+        if cluster.coordinator_events:
+            collector.events_from.append(cluster.coordinator_events)
+        say(f"[{scheduler}] running {len(schedule)} requests")
+        results = run_loadgen(_loadgen_config(spec, scheduler, cluster), schedule, progress, stop)
+    finally:
+        say(f"[{scheduler}] stopping the cluster")
+        cluster.stop()
+        collector.stop()
+    end_time = datetime.now(UTC)
+    write_requests_csv(run_dir / "requests.csv", results)
+    collector.write(run_dir, results.t0_wall_s, results.ended_s)
+    _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results)
+    return RunOutcome(scheduler, run_dir, results)
+
+
+def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster) -> LoadgenConfig:
+    if scheduler == "centralized":
+        return LoadgenConfig(mode="centralized", coordinator=cluster.coordinator, timeout_s=spec.timeout_s,
+                             name=f"loadgen-{spec.name}")
+    return LoadgenConfig(mode="gossip", entry=tuple(cluster.node_endpoints.values()),
+                         timeout_s=spec.timeout_s, name=f"loadgen-{spec.name}")
+
+
+def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned: int,
+                    start: datetime, end: datetime, results: Results) -> None:
+    manifest = {
+        "name": spec.name, "scheduler": scheduler,
+        "policy": spec.policy if scheduler == "centralized" else spec.gossip_policy,
+        "start_time": start.isoformat(), "end_time": end.isoformat(),
+        "duration_s": spec.workload.duration_s, "seed": spec.workload.seed,
+        "slo": {"ttft_ms": spec.slo.ttft_ms, "tpot_ms": spec.slo.tpot_ms, "e2el_ms": spec.slo.e2el_ms},
+        "planned_requests": planned, "t0_wall_s": results.t0_wall_s,
+        "ignored_replies": results.ignored,
+        "spec": spec.to_dict(), "versions": versions(), "git_revision": git_revision(),
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def versions() -> dict[str, Any]:
+    out: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("schedctl", "pyzmq", "msgpack", "huggingface_hub", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

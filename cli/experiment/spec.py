@@ -1,0 +1,153 @@
+"""What an experiment is: cluster, schedulers, policy, workload, SLOs — all in one frozen spec.
+
+An experiment file is TOML:
+
+    [experiment]
+    name = "my_comparison"
+    scheduler = "both"              # centralized | gossip | both
+    policy = "affinity-score"       # the coordinator's policy (centralized)
+    gossip_policy = "power-of-d"    # the peers' policy (gossip)
+    timeout_s = 120                 # per-request timeout in the load generator
+    results_dir = "results"
+
+    [experiment.slo]                # goodput counts requests meeting every SLO given
+    ttft_ms = 2000
+    tpot_ms = 100
+
+    [workload]                      # see daemons/loadgen/workload.py
+    duration_s = 60
+    rps = 5.0
+    cv = 8.0
+
+    [[nodes]]                       # repeat for each kind of node
+    count = 2
+    gpu = "a100-80gb"
+    checkpoint_tier = "ssd"
+    models = ["facebook/opt-125m", "meta-llama/Llama-2-7b-hf"]
+
+The spec's `to_dict()` goes into manifest.json and `from_dict()` reads it back, so
+`schedctl experiment run --from DIR/manifest.json` repeats a run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemons.bus.errors import ConfigError
+from daemons.bus.settings import build
+from daemons.loadgen.workload import WorkloadSpec
+from daemons.loadgen.workload import from_dict as workload_from_dict
+
+SCHEDULERS = ("centralized", "gossip")
+MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
+# Azure-conversation-like shapes, capped so every request fits OPT's 2048-token context.
+DEFAULT_WORKLOAD: dict[str, Any] = {
+    "duration_s": 300.0, "rps": 5.0, "cv": 8.0, "seed": 42, "models": list(MODELS),
+    "popularity": "zipf", "zipf_s": 1.0,
+    "prompt_tokens": "lognormal:mean=512,median=400,max=1500",
+    "output_tokens": "lognormal:mean=128,median=96,max=500",
+}
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """`count` identical nodes."""
+
+    count: int = 1
+    gpu: str = "a100-80gb"
+    checkpoint_tier: str = "ssd"
+    models: tuple[str, ...] = MODELS
+    kv_tokens: int = 16384
+    init_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigError(f"a [[nodes]] group needs count >= 1, got {self.count}")
+
+
+# Two big GPUs that hold every model, two small ones that hold one 7-8B model at a time:
+# requests for the other model evict it, so COLD_START and eviction really happen.
+DEFAULT_NODES = (NodeGroup(count=2, gpu="a100-80gb"), NodeGroup(count=2, gpu="a10g-24gb"))
+
+
+@dataclass(frozen=True)
+class Slo:
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2el_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str = "scheduler_comparison"
+    schedulers: tuple[str, ...] = ("centralized",)
+    policy: str = "affinity-score"
+    gossip_policy: str = "power-of-d"
+    timeout_s: float = 120.0
+    results_dir: str = "results"
+    slo: Slo = Slo(ttft_ms=5000.0, tpot_ms=200.0)
+    workload: WorkloadSpec = field(default_factory=lambda: workload_from_dict(DEFAULT_WORKLOAD))
+    nodes: tuple[NodeGroup, ...] = DEFAULT_NODES
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.schedulers if s not in SCHEDULERS]
+        if bad or not self.schedulers:
+            raise ConfigError(f"scheduler {bad or '(none)'} unknown; use centralized, gossip or both")
+        if not self.name or "/" in self.name or " " in self.name:
+            raise ConfigError(f"experiment name {self.name!r} must be non-empty, without spaces or '/'")
+        if self.timeout_s <= 0:
+            raise ConfigError("timeout_s must be > 0")
+
+    @property
+    def node_count(self) -> int:
+        return sum(g.count for g in self.nodes)
+
+    def node_names(self) -> list[tuple[str, NodeGroup]]:
+        groups = [g for g in self.nodes for _ in range(g.count)]
+        return [(f"node-{i}", g) for i, g in enumerate(groups)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment": {"name": self.name, "scheduler": list(self.schedulers), "policy": self.policy,
+                           "gossip_policy": self.gossip_policy, "timeout_s": self.timeout_s,
+                           "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo)},
+            "workload": self.workload.to_dict(),
+            "nodes": [dataclasses.asdict(g) for g in self.nodes],
+        }
+
+
+def parse_schedulers(value: str | list[str]) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(value)
+    return SCHEDULERS if value == "both" else (value,)
+
+
+def from_dict(data: dict[str, Any], where: str) -> ExperimentSpec:
+    """An ExperimentSpec from the tables of an experiment file or a manifest."""
+    unknown = sorted(set(data) - {"experiment", "workload", "nodes"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown table(s) {unknown}; use [experiment], [workload], [[nodes]]")
+    exp = dict(data.get("experiment", {}))
+    if "scheduler" in exp:
+        exp["schedulers"] = parse_schedulers(exp.pop("scheduler"))
+    if "slo" in exp:
+        exp["slo"] = build(Slo, exp["slo"], f"{where} [experiment.slo]")
+    workload = {**DEFAULT_WORKLOAD, **data.get("workload", {})}
+    exp["workload"] = workload_from_dict(workload)
+    if "nodes" in data:
+        exp["nodes"] = tuple(build(NodeGroup, g, f"{where} [[nodes]]") for g in data["nodes"])
+    return build(ExperimentSpec, exp, f"{where} [experiment]")
+
+
+def load_file(path: Path) -> ExperimentSpec:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"experiment file {path} not found: check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"experiment file {path} is not valid TOML ({exc}): fix the syntax") from None
+    return from_dict(data, str(path))
