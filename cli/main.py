@@ -12,6 +12,7 @@ app = typer.Typer(
     help="Schedule LLM inference on GPU nodes: centralized coordinator vs gossip peers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help and one-line usage errors, no panels
 )
 start_app = typer.Typer(help="Start one daemon in the foreground (what the systemd units run).",
                         no_args_is_help=True)
