@@ -1,0 +1,192 @@
+"""The winners table: one row per metric, one column per run, and which run did better.
+
+Rows come from `METRICS`: each names a Summary field, its display unit and whether lower
+or higher is better. Winners are decided on the values *as displayed* (e.g. 1 decimal of
+a percent): a difference the table does not show is reported as a "tie" rather than as a
+win the reader cannot see. A metric missing (NaN) for any run, or with no better
+direction, has no winner ("-").
+
+Column headers are the runs' scheduler types when they are all different (the usual
+centralized vs gossip case), else the run directory names.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cli.report.summary import Summary
+from cli.report.text import render_markdown_table, render_text_table
+
+COMPARISON_CSV = "comparison.csv"
+COMPARISON_MD = "comparison.md"
+TIE = "tie"
+PROTOTYPE_COLUMNS = ("centralized", "gossip")
+NONE = "-"
+
+Better = Literal["lower", "higher", ""]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the table: a Summary field shown as `value * scale` with `decimals`."""
+
+    key: str
+    label: str
+    better: Better
+    scale: float = 1.0
+    decimals: int = 2
+    suffix: str = ""
+
+    def value(self, summary: Summary | None) -> float:
+        """The displayed number (NaN when missing), rounded as the table shows it."""
+        raw = None if summary is None else getattr(summary, self.key)
+        if raw is None or math.isnan(raw):
+            return math.nan
+        return round(float(raw) * self.scale, self.decimals)
+
+    def text(self, summary: Summary | None) -> str:
+        value = self.value(summary)
+        return NONE if math.isnan(value) else f"{value:.{self.decimals}f}{self.suffix}"
+
+
+MS, PCT = 1000.0, 100.0
+
+# Higher memory utilisation wins, as in the prototype's report: the same workload served
+# with more of the GPU memory in use means fewer idle, loaded-but-unused replicas.
+METRICS: tuple[Metric, ...] = (
+    Metric("success_rate", "Success Rate (%)", "higher", PCT, 1, "%"),
+    Metric("goodput", "Goodput (req/s)", "higher", decimals=3),
+    Metric("request_throughput", "Throughput (req/s)", "higher", decimals=3),
+    Metric("output_token_throughput", "Output Throughput (tok/s)", "higher", decimals=1),
+    Metric("avg_ttft", "Avg TTFT (ms)", "lower", MS),
+    Metric("p50_ttft", "P50 TTFT (ms)", "lower", MS),
+    Metric("p95_ttft", "P95 TTFT (ms)", "lower", MS),
+    Metric("p99_ttft", "P99 TTFT (ms)", "lower", MS),
+    Metric("avg_tpot", "Avg TPOT (ms)", "lower", MS),
+    Metric("p50_tpot", "P50 TPOT (ms)", "lower", MS),
+    Metric("p99_tpot", "P99 TPOT (ms)", "lower", MS),
+    Metric("avg_latency", "Avg Latency (ms)", "lower", MS),
+    Metric("p50_latency", "P50 Latency (ms)", "lower", MS),
+    Metric("p95_latency", "P95 Latency (ms)", "lower", MS),
+    Metric("p99_latency", "P99 Latency (ms)", "lower", MS),
+    Metric("avg_memory_utilization", "Avg Memory Util", "higher", PCT, 1, "%"),
+    Metric("p95_memory_utilization", "P95 Memory Util", "higher", PCT, 1, "%"),
+    Metric("avg_queue_depth", "Avg Queue Depth", "lower"),
+    Metric("p95_queue_depth", "P95 Queue Depth", "lower"),
+    Metric("max_queue_depth", "Max Queue Depth", "lower"),
+    Metric("avg_recovery_time", "Avg Recovery Time (s)", "lower"),
+    Metric("timeout_count", "Timeouts", "lower", decimals=0),
+    Metric("serve_count", "SERVE (warm)", "higher", decimals=0),
+    Metric("cold_start_count", "COLD_START", "lower", decimals=0),
+    Metric("migrate_count", "MIGRATE", "", decimals=0),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: Metric
+    values: tuple[float, ...]  # displayed numbers, NaN where missing
+    texts: tuple[str, ...]
+    winner: str  # a header, "tie" or "-"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    headers: tuple[str, ...]  # one per run
+    rows: tuple[Row, ...]
+
+    @property
+    def title(self) -> str:
+        return "COMPARISON REPORT: " + " VS ".join(h.upper() for h in self.headers)
+
+    def table_rows(self) -> list[list[str]]:
+        return [[r.metric.label, *r.texts, r.winner] for r in self.rows]
+
+
+def run_labels(summaries: Sequence[Summary]) -> tuple[str, ...]:
+    """Scheduler types when they tell the runs apart, else the run directory names."""
+    types = [s.scheduler_type for s in summaries]
+    if len(set(types)) == len(types):
+        return tuple(types)
+    names = [Path(s.run_dir).name or s.experiment_name for s in summaries]
+    # Two dirs with one name (results/a/x and results/b/x) still need distinct headers.
+    return tuple(names) if len(set(names)) == len(names) else tuple(s.run_dir for s in summaries)
+
+
+def compare(summaries: Sequence[Summary | None], labels: Sequence[str] | None = None,
+            metrics: Sequence[Metric] = METRICS) -> Comparison:
+    """Build the table; `labels` (one per summary) default to `run_labels`.
+
+    A None summary is a run that did not happen: its column shows "-" and no row has a winner.
+    """
+    if labels is None:
+        labels = run_labels([s for s in summaries if s is not None])
+    headers = tuple(labels)
+    if len(headers) != len(summaries):
+        raise ValueError("one label per summary")
+    rows = tuple(_row(m, summaries, headers) for m in metrics)
+    return Comparison(headers, rows)
+
+
+def _row(metric: Metric, summaries: Sequence[Summary | None], headers: Sequence[str]) -> Row:
+    values = tuple(metric.value(s) for s in summaries)
+    texts = tuple(metric.text(s) for s in summaries)
+    return Row(metric, values, texts, winner(values, metric.better, headers))
+
+
+def winner(values: Sequence[float], better: Better, headers: Sequence[str]) -> str:
+    """The header of the best value, "tie" when the best is shared, "-" when undecidable."""
+    if not better or len(values) < 2 or any(math.isnan(v) for v in values):
+        return NONE
+    best = min(values) if better == "lower" else max(values)
+    leaders = [h for h, v in zip(headers, values, strict=True) if v == best]
+    return leaders[0] if len(leaders) == 1 else TIE
+
+
+def prototype_comparison(summaries: Sequence[Summary]) -> Comparison:
+    """Columns Centralized | Gossip as in the prototype's report; a missing run shows "-".
+
+    Runs are placed by scheduler type; runs of other types (or two of one type) fill the
+    columns in the order given.
+    """
+    if not 1 <= len(summaries) <= 2:
+        raise ValueError("the prototype report takes one or two summaries")
+    slots: list[Summary | None] = [None, None]
+    kinds = [s.scheduler_type.lower() for s in summaries]
+    if len(set(kinds)) == len(kinds) and set(kinds) <= set(PROTOTYPE_COLUMNS):
+        for s, kind in zip(summaries, kinds, strict=True):
+            slots[PROTOTYPE_COLUMNS.index(kind)] = s
+    else:
+        slots[: len(summaries)] = summaries
+    return compare(slots, [c.capitalize() for c in PROTOTYPE_COLUMNS])
+
+
+def render_text(comparison: Comparison) -> str:
+    """The aligned plain-text report in the prototype's layout."""
+    headers = ["Metric", *comparison.headers, "Winner"]
+    return render_text_table(comparison.title, headers, comparison.table_rows())
+
+
+def render_markdown(comparison: Comparison) -> str:
+    headers = ["Metric", *comparison.headers, "Winner"]
+    return render_markdown_table(headers, comparison.table_rows())
+
+
+def write_comparison(comparison: Comparison, out_dir: Path) -> tuple[Path, Path]:
+    """Write comparison.csv (numbers in the label's unit) and comparison.md into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / COMPARISON_CSV, out_dir / COMPARISON_MD
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["metric", "key", "better", *comparison.headers, "winner"])
+        for r in comparison.rows:
+            cells = ["" if math.isnan(v) else f"{v:.{r.metric.decimals}f}" for v in r.values]
+            writer.writerow([r.metric.label, r.metric.key, r.metric.better or NONE, *cells, r.winner])
+    title = "# Comparison: " + " vs ".join(comparison.headers)
+    md_path.write_text(f"{title}\n\n{render_markdown(comparison)}", encoding="utf-8")
+    return csv_path, md_path

@@ -1,0 +1,293 @@
+"""One run's aggregate figures: the prototype's summary CSV columns and a few more.
+
+Units: every time is in **seconds** (TTFT, TPOT, latency, duration, recovery), memory
+utilisation is a fraction 0..1, throughputs are per second of `duration`, SLOs are in
+milliseconds (as the manifest and `--slo-*-ms` flags give them). A figure with nothing to
+measure (no successful request, no recovery event) is NaN, written as an empty cell.
+
+Definitions (REFERENCE §4.1, vLLM `bench serve`):
+- latency (E2EL) = done_s − scheduled_s and TTFT = first_token_s − scheduled_s, both from
+  the *scheduled* time so a slow sender cannot hide queueing (no coordinated omission);
+  only successful requests (status ok) count;
+- TPOT = (latency − TTFT) / (tokens − 1), only for requests with tokens > 1;
+- percentiles by `numpy.percentile` with linear interpolation;
+- goodput = successful requests meeting *every* configured SLO / duration, where TPOT
+  counts as 0 for tokens ≤ 1; NaN when no SLO is configured (it would equal throughput);
+- memory and queue statistics over the per-second samples of nodes that are alive
+  (a dead node's zeros would otherwise flatter the cluster).
+
+Events consumed from events.csv (`t_s, kind, target, detail`, kinds case-insensitive):
+- `fault` (or any kind starting with "fault"): a fault injected on `target` at `t_s`;
+- `recovered` or `recovery`: service back to normal. Its recovery time is the
+  `recovery_s=<seconds>` key of `detail` (key=value pairs separated by spaces, commas or
+  semicolons, e.g. `recovery_s=12.3;detected_s=1.9`); without that key it is `t_s` minus the
+  latest earlier fault on the same target (any target when none matches). avg_recovery_time
+  is their mean. Other kinds (detected, failover, ...) are drawn on plots only.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from cli.report.results import EVENTS, TIMEOUT, Event, RequestRecord, RunData, Slo, load_run
+from daemons.bus.errors import ConfigError
+
+SUMMARY = "summary.csv"
+NAN = math.nan
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Aggregates of one run; field order is the summary.csv column order."""
+
+    # The prototype's columns, in its order.
+    experiment_name: str
+    scheduler_type: str
+    start_time: str
+    end_time: str
+    duration: float
+    total_requests: int  # rows recorded in requests.csv
+    successful_requests: int
+    failed_requests: int  # every status but ok, timeouts included
+    avg_ttft: float
+    p50_ttft: float
+    p95_ttft: float
+    p99_ttft: float
+    avg_latency: float
+    p50_latency: float
+    p95_latency: float
+    p99_latency: float
+    avg_memory_utilization: float
+    min_memory_utilization: float
+    max_memory_utilization: float
+    p50_memory_utilization: float
+    p95_memory_utilization: float
+    avg_queue_depth: float
+    min_queue_depth: float
+    max_queue_depth: float
+    p50_queue_depth: float
+    p95_queue_depth: float
+    avg_recovery_time: float
+    serve_count: int
+    cold_start_count: int
+    migrate_count: int
+    # schedctl's additions.
+    policy: str
+    planned_requests: int | None
+    duplicate_requests: int  # rows whose request_id was already seen
+    record_check: str  # "" when planned and recorded agree, else what is wrong
+    timeout_count: int
+    success_rate: float  # 0..1 of recorded requests
+    avg_tpot: float
+    p50_tpot: float
+    p95_tpot: float
+    p99_tpot: float
+    request_throughput: float  # successful requests / s
+    output_token_throughput: float  # generated tokens of successful requests / s
+    slo_ttft_ms: float | None
+    slo_tpot_ms: float | None
+    slo_e2el_ms: float | None
+    good_requests: int
+    goodput: float  # good requests / s
+    recovery_count: int
+    fault_count: int
+    run_dir: str
+
+    @property
+    def records_ok(self) -> bool:
+        return not self.record_check
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Distribution figures of one sample; NaN everywhere for an empty sample."""
+
+    avg: float
+    min: float
+    max: float
+    p50: float
+    p95: float
+    p99: float
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Stats:
+        arr = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+        if arr.size == 0:
+            return cls(NAN, NAN, NAN, NAN, NAN, NAN)
+        p50, p95, p99 = (float(x) for x in np.percentile(arr, [50, 95, 99], method="linear"))
+        return cls(float(arr.mean()), float(arr.min()), float(arr.max()), p50, p95, p99)
+
+
+def summarize(run_dir: Path, slo: Slo | None = None) -> Summary:
+    """Read a results directory and aggregate it; `slo` values override the manifest's."""
+    return summarize_run(load_run(run_dir), slo)
+
+
+def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
+    """Aggregate an already loaded run (see the module docstring for definitions)."""
+    m = run.manifest
+    used_slo = m.slo.overridden_by(slo or Slo())
+    ok = [r for r in run.requests if r.ok]
+    duration = run_duration(run)
+    ttft = Stats.of(r.ttft_s for r in ok)
+    latency = Stats.of(r.latency_s for r in ok)
+    tpot = Stats.of(tpot_s(r) for r in ok if r.tokens > 1)
+    alive = [n for n in run.nodes if n.alive]
+    memory = Stats.of(n.memory_utilization for n in alive)
+    queue = Stats.of(n.queue_depth for n in alive)
+    recoveries = recovery_times(run.events, run.run_dir / EVENTS)
+    good = sum(1 for r in ok if meets_slo(r, used_slo))
+    duplicates = len(run.requests) - len({r.request_id for r in run.requests})
+    return Summary(
+        experiment_name=m.name, scheduler_type=m.scheduler, start_time=m.start_time, end_time=m.end_time,
+        duration=duration, total_requests=len(run.requests), successful_requests=len(ok),
+        failed_requests=len(run.requests) - len(ok),
+        avg_ttft=ttft.avg, p50_ttft=ttft.p50, p95_ttft=ttft.p95, p99_ttft=ttft.p99,
+        avg_latency=latency.avg, p50_latency=latency.p50, p95_latency=latency.p95, p99_latency=latency.p99,
+        avg_memory_utilization=memory.avg, min_memory_utilization=memory.min,
+        max_memory_utilization=memory.max, p50_memory_utilization=memory.p50,
+        p95_memory_utilization=memory.p95,
+        avg_queue_depth=queue.avg, min_queue_depth=queue.min, max_queue_depth=queue.max,
+        p50_queue_depth=queue.p50, p95_queue_depth=queue.p95,
+        avg_recovery_time=float(np.mean(recoveries)) if recoveries else NAN,
+        serve_count=_count_action(run.requests, "SERVE"),
+        cold_start_count=_count_action(run.requests, "COLD_START"),
+        migrate_count=_count_action(run.requests, "MIGRATE"),
+        policy=m.policy, planned_requests=m.planned_requests, duplicate_requests=duplicates,
+        record_check=record_check(m.planned_requests, len(run.requests), duplicates),
+        timeout_count=sum(1 for r in run.requests if r.status == TIMEOUT),
+        success_rate=len(ok) / len(run.requests) if run.requests else NAN,
+        avg_tpot=tpot.avg, p50_tpot=tpot.p50, p95_tpot=tpot.p95, p99_tpot=tpot.p99,
+        request_throughput=_per_s(len(ok), duration),
+        output_token_throughput=_per_s(sum(r.tokens for r in ok), duration),
+        slo_ttft_ms=used_slo.ttft_ms, slo_tpot_ms=used_slo.tpot_ms, slo_e2el_ms=used_slo.e2el_ms,
+        good_requests=good if used_slo.configured else 0,
+        goodput=_per_s(good, duration) if used_slo.configured else NAN,
+        recovery_count=len(recoveries), fault_count=sum(1 for e in run.events if is_fault(e)),
+        run_dir=str(run.run_dir),
+    )
+
+
+def tpot_s(r: RequestRecord) -> float:
+    """Time per output token after the first; 0 for one token, as vLLM's goodput counts it."""
+    return (r.latency_s - r.ttft_s) / (r.tokens - 1) if r.tokens > 1 else 0.0
+
+
+def meets_slo(r: RequestRecord, slo: Slo) -> bool:
+    """Whether a request met every configured SLO (a missing time never meets one)."""
+    checks = ((slo.ttft_ms, r.ttft_s), (slo.tpot_ms, tpot_s(r)), (slo.e2el_ms, r.latency_s))
+    # `not (x <= limit)` so that a NaN time fails the SLO rather than passing it.
+    return r.ok and not any(limit is not None and not (1000 * t <= limit) for limit, t in checks)
+
+
+def run_duration(run: RunData) -> float:
+    """The manifest's duration; else end − start; else up to the last scheduled request."""
+    m = run.manifest
+    if m.duration_s is not None and m.duration_s > 0:
+        return m.duration_s
+    try:
+        span = (datetime.fromisoformat(m.end_time) - datetime.fromisoformat(m.start_time)).total_seconds()
+    except (ValueError, TypeError):  # unparsable, or one time zone-aware and one naive
+        span = 0.0
+    if span > 0:
+        return span
+    last = max((r.scheduled_s for r in run.requests), default=0.0)
+    return last if last > 0 else NAN
+
+
+def record_check(planned: int | None, recorded: int, duplicates: int) -> str:
+    """Empty when every planned request has exactly one row; else a sentence saying what is off."""
+    problems = []
+    if planned is not None and planned != recorded:
+        gap = planned - recorded
+        what = f"{gap} missing" if gap > 0 else f"{-gap} more than planned"
+        problems.append(f"{recorded} rows recorded for {planned} planned requests ({what})")
+    if duplicates:
+        problems.append(f"{duplicates} duplicate request_id row(s)")
+    return "; ".join(problems)
+
+
+def is_fault(event: Event) -> bool:
+    return event.kind.startswith("fault")
+
+
+def is_recovery(event: Event) -> bool:
+    return event.kind in ("recovered", "recovery")
+
+
+def detail_fields(detail: str) -> dict[str, str]:
+    """`key=value` pairs of an event's detail; free text between them is ignored."""
+    pairs = (tok.split("=", 1) for tok in re.split(r"[\s,;]+", detail) if "=" in tok)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def recovery_times(events: Sequence[Event], source: Path = Path(EVENTS)) -> list[float]:
+    """One duration in seconds per recovery event that can be measured; `source` names the file."""
+    last_fault: dict[str, float] = {}
+    latest: float | None = None
+    times: list[float] = []
+    for ev in sorted(events, key=lambda e: e.t_s):
+        if is_fault(ev):
+            last_fault[ev.target] = latest = ev.t_s
+        elif is_recovery(ev):
+            given = _recovery_s(ev, source)
+            start = last_fault.get(ev.target, latest)
+            if given is not None:
+                times.append(given)
+            elif start is not None:
+                times.append(ev.t_s - start)
+    return times
+
+
+def _recovery_s(ev: Event, source: Path) -> float | None:
+    text = detail_fields(ev.detail).get("recovery_s")
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or math.isinf(value):
+        raise ConfigError(f"{source}: {ev.kind} event at t_s={ev.t_s}: recovery_s={text!r} is not a "
+                          "non-negative number of seconds; fix the detail cell")
+    return value
+
+
+def _count_action(requests: Sequence[RequestRecord], action: str) -> int:
+    return sum(1 for r in requests if r.action == action)
+
+
+def _per_s(count: float, duration: float) -> float:
+    return count / duration if duration > 0 else NAN
+
+
+def summary_row(summary: Summary) -> dict[str, str]:
+    """The summary as CSV cells: NaN and None empty, floats to 9 significant digits."""
+    return {f.name: _cell(getattr(summary, f.name)) for f in dataclasses.fields(summary)}
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.9g}"
+    return str(value)
+
+
+def write_summary_csv(summary: Summary, path: Path) -> Path:
+    """Write one header row and one data row."""
+    row = summary_row(summary)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+    return path

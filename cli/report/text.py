@@ -1,0 +1,104 @@
+"""Plain-text and Markdown rendering: aligned tables and the one-run summary printout."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from cli.report.summary import Summary
+
+# The prototype's report was f"{metric:<40} {a:<20} {b:<20} {winner}"; keep those widths
+# as minimums so old and new reports line up, and grow for longer cells.
+_FIRST_WIDTH, _COLUMN_WIDTH = 40, 20
+
+
+def align(rows: Sequence[Sequence[str]], min_widths: Sequence[int] = ()) -> list[str]:
+    """Left-align every column to its widest cell (at least `min_widths`), one space between."""
+    ncols = max((len(r) for r in rows), default=0)
+    widths = [max((len(r[i]) for r in rows if i < len(r)), default=0) for i in range(ncols)]
+    widths = [max(w, min_widths[i] if i < len(min_widths) else 0) for i, w in enumerate(widths)]
+    return [" ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows]
+
+
+def render_text_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The prototype's layout: a ruled title, a header row, a rule, the rows, a closing rule."""
+    mins = [_FIRST_WIDTH] + [_COLUMN_WIDTH] * (len(headers) - 1)
+    lines = align([list(headers), *rows], mins)
+    rule_width = max(80, *(len(line) for line in lines))
+    heavy, light = "=" * rule_width, "-" * rule_width
+    return "\n".join([heavy, title, heavy, "", lines[0], light, *lines[1:], heavy]) + "\n"
+
+
+def render_markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    rule = "|" + "|".join(["---"] + ["---:"] * (len(headers) - 2) + [":---:"]) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)]) + "\n"
+
+
+def num(value: float | None, decimals: int = 2, scale: float = 1.0, suffix: str = "") -> str:
+    """A figure for display; "-" when there is nothing to show."""
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value * scale:.{decimals}f}{suffix}"
+
+
+def format_summary(s: Summary) -> str:
+    """The summary of one run, for a terminal: facts first, then the distributions."""
+    facts = [
+        ["run", s.run_dir],
+        ["experiment", f"{s.experiment_name}  scheduler {s.scheduler_type}  policy {s.policy or '-'}"],
+        ["time", f"{s.start_time or '?'} .. {s.end_time or '?'}  ({num(s.duration, 1)} s)"],
+        ["requests", _requests_line(s)],
+        ["records", _records_line(s)],
+        ["throughput", f"{num(s.request_throughput, 3)} req/s, {num(s.output_token_throughput, 1)} "
+                       "output tok/s"],
+        ["goodput", _goodput_line(s)],
+        ["actions", f"SERVE {s.serve_count}, COLD_START {s.cold_start_count}, MIGRATE {s.migrate_count}"],
+        ["recovery", _recovery_line(s)],
+    ]
+    grid = [
+        ["", "avg", "p50", "p95", "p99", "min", "max"],
+        ["TTFT (ms)", *_ms(s.avg_ttft, s.p50_ttft, s.p95_ttft, s.p99_ttft), "", ""],
+        ["TPOT (ms)", *_ms(s.avg_tpot, s.p50_tpot, s.p95_tpot, s.p99_tpot), "", ""],
+        ["latency (ms)", *_ms(s.avg_latency, s.p50_latency, s.p95_latency, s.p99_latency), "", ""],
+        ["memory util", *(num(v, 1, 100, "%") for v in (s.avg_memory_utilization, s.p50_memory_utilization,
+                                                       s.p95_memory_utilization)), "",
+         num(s.min_memory_utilization, 1, 100, "%"), num(s.max_memory_utilization, 1, 100, "%")],
+        ["queue depth", *(num(v) for v in (s.avg_queue_depth, s.p50_queue_depth, s.p95_queue_depth)), "",
+         num(s.min_queue_depth), num(s.max_queue_depth)],
+    ]
+    return "\n".join([*align(facts, [11]), "", *align(grid, [13, 10, 10, 10, 10, 10, 10])]) + "\n"
+
+
+def _ms(*values: float) -> list[str]:
+    return [num(v, 2, 1000) for v in values]
+
+
+def _requests_line(s: Summary) -> str:
+    return (f"{s.total_requests} recorded, {s.successful_requests} ok, {s.failed_requests} failed "
+            f"({s.timeout_count} timeouts), success {num(s.success_rate, 1, 100, '%')}")
+
+
+def _records_line(s: Summary) -> str:
+    if s.record_check:
+        return f"MISMATCH: {s.record_check}"
+    if s.planned_requests is None:
+        return "not checked (manifest.json has no planned_requests)"
+    return f"ok: {s.planned_requests} planned, one row each"
+
+
+def _goodput_line(s: Summary) -> str:
+    slos = [f"{name} <= {v:g} ms" for name, v in
+            (("TTFT", s.slo_ttft_ms), ("TPOT", s.slo_tpot_ms), ("E2EL", s.slo_e2el_ms)) if v is not None]
+    if not slos:
+        return "- (no SLO in manifest.json; pass --slo-ttft-ms / --slo-tpot-ms / --slo-e2el-ms)"
+    return (f"{num(s.goodput, 3)} req/s ({s.good_requests} of {s.successful_requests} ok requests "
+            f"meet {', '.join(slos)})")
+
+
+def _recovery_line(s: Summary) -> str:
+    if not s.recovery_count:
+        return f"- (no recovery events; {s.fault_count} faults)"
+    return f"avg {num(s.avg_recovery_time)} s over {s.recovery_count} recoveries ({s.fault_count} faults)"

@@ -1,0 +1,100 @@
+"""Small results directories with hand-computable numbers, as the experiment runner writes them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REQUEST_HEADER = ["request_id", "model", "prompt_tokens", "max_new_tokens", "scheduled_s", "sent_s",
+                  "placed_s", "first_token_s", "done_s", "node", "action", "hops", "tokens", "status",
+                  "error", "some_future_column"]
+NODE_HEADER = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
+               "in_flight", "loaded_models", "alive"]
+EVENT_HEADER = ["t_s", "kind", "target", "detail"]
+
+
+def req(rid: str, sched: float, first: float | None, done: float | None, action: str = "SERVE",
+        tokens: int = 0, status: str = "ok", error: str = "") -> dict[str, object]:
+    """One requests.csv row; None times are empty cells."""
+    return {"request_id": rid, "model": "facebook/opt-125m", "prompt_tokens": 16, "max_new_tokens": 32,
+            "scheduled_s": sched, "sent_s": sched, "placed_s": "" if not action else sched,
+            "first_token_s": "" if first is None else first, "done_s": "" if done is None else done,
+            "node": "node-a" if action else "", "action": action, "hops": 0, "tokens": tokens,
+            "status": status, "error": error, "some_future_column": "ignored"}
+
+
+def node(t: float, name: str, util: float, queue: float, alive: int = 1) -> dict[str, object]:
+    return {"t_s": t, "node": name, "memory_used": int(util * 1000), "memory_total": 1000,
+            "memory_utilization": util, "queue_depth": queue, "in_flight": queue,
+            "loaded_models": "facebook/opt-125m;meta-llama/Llama-2-7b-hf", "alive": alive}
+
+
+def event(t: float, kind: str, target: str = "", detail: str = "") -> dict[str, object]:
+    return {"t_s": t, "kind": kind, "target": target, "detail": detail}
+
+
+# Dyadic times so TTFT/latency/TPOT are exact in binary floating point.
+#   id  sched first done   tokens action      status   ttft  latency tpot
+#   r1  0     0.125 1.125  9      SERVE       ok       .125  1.125   .125
+#   r2  1     1.25  2.25   5      SERVE       ok       .25   1.25    .25
+#   r3  2     2.5   4.5    5      COLD_START  ok       .5    2.5     .5
+#   r4  3     4.0   4.0    1      MIGRATE     ok       1.0   1.0     - (tokens 1)
+#   r5  4     -     -      0      SERVE       timeout
+#   r6  5     -     -      0      (unplaced)  error
+REQUESTS = [
+    req("r1", 0, 0.125, 1.125, "SERVE", 9),
+    req("r2", 1, 1.25, 2.25, "SERVE", 5),
+    req("r3", 2, 2.5, 4.5, "COLD_START", 5),
+    req("r4", 3, 4.0, 4.0, "MIGRATE", 1),
+    req("r5", 4, None, None, "SERVE", 0, "timeout", "deadline exceeded"),
+    req("r6", 5, None, None, "", 0, "error", "no node holds the model"),
+]
+# node-b is dead at t=2: its sample there (util 0, queue 9) must not count.
+NODES = [
+    node(0, "node-a", 0.25, 0), node(1, "node-a", 0.5, 2), node(2, "node-a", 0.75, 4),
+    node(0, "node-b", 0.5, 1), node(1, "node-b", 1.0, 3), node(2, "node-b", 0.0, 9, alive=0),
+]
+# Recoveries: 6 - 2 = 4 s (from the fault on node-b) and 1.5 s (given); mean 2.75 s.
+EVENTS = [
+    event(2, "fault", "node-b", "kill -9"),
+    event(3, "detected", "node-b", "by=coordinator"),
+    event(6, "recovered", "node-b", ""),
+    event(7, "fault", "node-a", "sigstop"),
+    event(9, "recovered", "node-a", "recovery_s=1.5;detected_s=0.5"),
+]
+
+
+def manifest(name: str, scheduler: str, **overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": name, "scheduler": scheduler, "policy": "least_loaded",
+        "start_time": "2025-01-01T12:00:00", "end_time": "2025-01-01T12:00:08", "duration_s": 8.0,
+        "seed": 42, "slo": {"ttft_ms": 250, "tpot_ms": 250, "e2el_ms": None},
+        "planned_requests": 6, "rps": 1.0,
+    }
+    doc.update(overrides)
+    return doc
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[dict[str, object]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(header))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_run(root: Path, name: str = "exp", scheduler: str = "centralized",
+              requests: Sequence[dict[str, object]] = REQUESTS,
+              nodes: Sequence[dict[str, object]] = NODES,
+              events: Sequence[dict[str, object]] = EVENTS, **manifest_overrides: Any) -> Path:
+    """A results directory `root/<name>_<scheduler>_20250101_120000` holding the four files."""
+    run_dir = root / f"{name}_{scheduler}_20250101_120000"
+    run_dir.mkdir(parents=True)
+    write_csv(run_dir / "requests.csv", REQUEST_HEADER, requests)
+    write_csv(run_dir / "nodes.csv", NODE_HEADER, nodes)
+    write_csv(run_dir / "events.csv", EVENT_HEADER, events)
+    doc = manifest(name, scheduler, **manifest_overrides)
+    (run_dir / "manifest.json").write_text(json.dumps(doc), encoding="utf-8")
+    return run_dir

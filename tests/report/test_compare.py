@@ -1,0 +1,122 @@
+"""The winners table: directions, ties, headers, and the CSV / Markdown files."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+
+from cli.report import Summary, compare, prototype_comparison, render_text, summarize, write_comparison
+from cli.report.compare import METRICS, Comparison, winner
+from tests.report.builders import REQUESTS, write_run
+
+
+def two_runs(tmp_path: Path) -> tuple[Summary, Summary]:
+    """The gossip run loses r2 (error) and is 1 s slower on r1: TTFT 1.125, .5, 1.0 (avg 875 ms)."""
+    gossip_requests = [REQUESTS[0] | {"first_token_s": 1.125, "done_s": 2.125},
+                       REQUESTS[1] | {"status": "error", "first_token_s": "", "done_s": ""}, *REQUESTS[2:]]
+    central = summarize(write_run(tmp_path, scheduler="centralized"))
+    gossip = summarize(write_run(tmp_path, scheduler="gossip", requests=gossip_requests))
+    return central, gossip
+
+
+def row(c: Comparison, key: str) -> tuple[tuple[str, ...], str]:
+    (r,) = [r for r in c.rows if r.metric.key == key]
+    return r.texts, r.winner
+
+
+def test_lower_and_higher_is_better(tmp_path: Path) -> None:
+    c = compare(two_runs(tmp_path))
+    assert c.headers == ("centralized", "gossip")
+    assert row(c, "success_rate") == (("66.7%", "50.0%"), "centralized")
+    assert row(c, "avg_ttft") == (("468.75", "875.00"), "centralized")
+    assert row(c, "timeout_count") == (("1", "1"), "tie")
+    # Same node telemetry in both runs: a tie, not a win by float noise.
+    assert row(c, "avg_memory_utilization") == (("60.0%", "60.0%"), "tie")
+    assert row(c, "migrate_count")[1] == "-"  # no better direction
+
+
+def test_winner_rules() -> None:
+    h = ("a", "b", "c")
+    assert winner([3.0, 1.0, 2.0], "lower", h) == "b"
+    assert winner([3.0, 1.0, 2.0], "higher", h) == "a"
+    assert winner([1.0, 1.0, 2.0], "lower", h) == "tie"
+    assert winner([1.0, math.nan, 2.0], "lower", h) == "-"
+    assert winner([1.0, 2.0, 3.0], "", h) == "-"
+
+
+def test_values_compared_as_displayed(tmp_path: Path) -> None:
+    central, gossip = two_runs(tmp_path)
+    nudged = dataclasses.replace(gossip, avg_ttft=central.avg_ttft + 1e-7)  # 0.0001 ms: not shown
+    assert row(compare([central, nudged]), "avg_ttft")[1] == "tie"
+
+
+def test_headers_are_dir_names_when_types_repeat(tmp_path: Path) -> None:
+    a = summarize(write_run(tmp_path, name="a", scheduler="gossip"))
+    b = summarize(write_run(tmp_path, name="b", scheduler="gossip"))
+    assert compare([a, b]).headers == ("a_gossip_20250101_120000", "b_gossip_20250101_120000")
+
+
+def test_three_runs(tmp_path: Path) -> None:
+    runs = [summarize(write_run(tmp_path, name=n, scheduler="gossip", duration_s=d))
+            for n, d in (("a", 8.0), ("b", 4.0), ("c", 16.0))]
+    assert row(compare(runs), "request_throughput") == (("0.500", "1.000", "0.250"), "b_gossip_20250101_120000")
+
+
+def test_text_table_layout(tmp_path: Path) -> None:
+    text = render_text(compare(two_runs(tmp_path)))
+    lines = text.splitlines()
+    assert lines[1] == "COMPARISON REPORT: CENTRALIZED VS GOSSIP"
+    assert lines[0] == lines[2] == lines[-1] and set(lines[0]) == {"="}
+    # The prototype's columns: metric padded to 40, values to 20, one space between.
+    assert lines[4] == f"{'Metric':<40} {'centralized':<20} {'gossip':<20} Winner"
+    assert f"{'Success Rate (%)':<40} {'66.7%':<20} {'50.0%':<20} centralized" in lines
+    assert len(lines) == 4 + 1 + 1 + len(METRICS) + 1
+
+
+def test_files(tmp_path: Path) -> None:
+    c = compare(two_runs(tmp_path))
+    csv_path, md_path = write_comparison(c, tmp_path / "out")
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["metric", "key", "better", "centralized", "gossip", "winner"]
+    assert rows[0] == {"metric": "Success Rate (%)", "key": "success_rate", "better": "higher",
+                       "centralized": "66.7", "gossip": "50.0", "winner": "centralized"}
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["avg_ttft"]["centralized"] == "468.75"
+    assert by_key["goodput"]["winner"] == "centralized"
+    md = md_path.read_text().splitlines()
+    assert md[0] == "# Comparison: centralized vs gossip"
+    assert md[2] == "| Metric | centralized | gossip | Winner |"
+    assert md[3].startswith("|---|")
+    assert "| Avg TTFT (ms) | 468.75 | 875.00 | centralized |" in md
+
+
+def test_missing_metric_has_no_winner(tmp_path: Path) -> None:
+    central, gossip = two_runs(tmp_path)
+    no_faults = dataclasses.replace(gossip, avg_recovery_time=math.nan)
+    assert row(compare([central, no_faults]), "avg_recovery_time") == (("2.75", "-"), "-")
+
+
+def test_prototype_report_places_runs_by_type(tmp_path: Path) -> None:
+    central, gossip = two_runs(tmp_path)
+    c = prototype_comparison([gossip, central])
+    assert c.headers == ("Centralized", "Gossip")
+    assert row(c, "success_rate") == (("66.7%", "50.0%"), "Centralized")
+
+
+def test_prototype_report_with_one_run(tmp_path: Path) -> None:
+    _, gossip = two_runs(tmp_path)
+    c = prototype_comparison([gossip])
+    assert row(c, "success_rate") == (("-", "50.0%"), "-")
+    assert all(r.winner == "-" for r in c.rows)
+    assert "COMPARISON REPORT: CENTRALIZED VS GOSSIP" in render_text(c)
+
+
+def test_prototype_report_takes_one_or_two(tmp_path: Path) -> None:
+    central, gossip = two_runs(tmp_path)
+    with pytest.raises(ValueError):
+        prototype_comparison([central, gossip, central])
