@@ -1,0 +1,255 @@
+"""TGI's OpenAI-compatible routes: `/v1/chat/completions` and `/v1/completions`.
+
+Mapped onto the same engine as `/generate`, with TGI's conversions: `max_tokens` →
+`max_new_tokens`; `temperature` 0 means greedy, any other value (or none) samples;
+`top_logprobs` → `top_n_tokens`; `finish_reason` `eos_token` is reported as `stop`.
+The chat template is the emulator's own, documented and trivial: one line
+`"{role}: {content}"` per message, then `"assistant:"`; its words are the prompt tokens.
+
+Streams are `data:{chunk}` events ending with `data: [DONE]` (with a space, as axum's
+`Event::data` writes it); an error inside a stream is TGI's OpenAI-style event
+`data:{"error":{"message":…,"http_status_code":422}}` followed by `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from daemons.emulator import wire
+from daemons.emulator.engine import Generation, Overloaded, RequestTimes, StreamToken
+from daemons.emulator.routing import UNHEALTHY, error_response, read_json, token_chunks, wait_all
+from daemons.emulator.service import SYSTEM_FINGERPRINT, Service
+from daemons.emulator.validation import BodyError, GenerateParams, ValidationFailed, parse_parameters
+
+FINISH = {"eos_token": "stop", "length": "length", "stop_sequence": "stop_sequence"}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAiCall:
+    """A chat or completions request converted to TGI terms."""
+
+    prompts: tuple[str, ...]
+    params: GenerateParams
+    stream: bool
+    include_usage: bool
+    model: str
+
+
+def _content_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+    return ""
+
+
+def chat_prompt(messages: object) -> str:
+    """The emulator's chat template (see the module docstring)."""
+    if not isinstance(messages, list) or not messages:
+        raise BodyError("Failed to deserialize the JSON body into the target type: messages: "
+                        "invalid type, expected a non-empty sequence of messages")
+    lines = []
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BodyError("Failed to deserialize the JSON body into the target type: messages: "
+                            "missing field `role`")
+        lines.append(f"{m['role']}: {_content_text(m.get('content'))}")
+    return "\n".join([*lines, "assistant:"])
+
+
+def _openai_params(body: dict[str, Any], *, token_logprobs: bool) -> GenerateParams:
+    temperature = body.get("temperature")
+    greedy = temperature == 0
+    raw = {
+        "max_new_tokens": body.get("max_tokens"),
+        "temperature": None if greedy else temperature,
+        "top_p": body.get("top_p"),
+        "seed": body.get("seed"),
+        "stop": body.get("stop"),
+        "frequency_penalty": body.get("frequency_penalty"),
+        "repetition_penalty": body.get("repetition_penalty"),
+        "top_n_tokens": body.get("top_logprobs") if token_logprobs and body.get("logprobs") else None,
+        "do_sample": not greedy,
+        "return_full_text": False,
+        "details": True,
+    }
+    if isinstance(raw["stop"], str):
+        raw["stop"] = [raw["stop"]]
+    return parse_parameters(raw, path="")
+
+
+def _call(body: dict[str, Any], prompts: tuple[str, ...], default_model: str, *, chat: bool) -> OpenAiCall:
+    stream = body.get("stream") is True
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    model = body.get("model")
+    if not isinstance(model, str) or model in ("", "tgi"):
+        model = default_model
+    return OpenAiCall(prompts, _openai_params(body, token_logprobs=chat), stream, include_usage, model)
+
+
+def parse_chat(body: object, default_model: str) -> OpenAiCall:
+    if not isinstance(body, dict):
+        raise BodyError("Failed to deserialize the JSON body into the target type: expected struct ChatRequest")
+    return _call(body, (chat_prompt(body.get("messages")),), default_model, chat=True)
+
+
+def parse_completion(body: object, default_model: str) -> OpenAiCall:
+    if not isinstance(body, dict) or "prompt" not in body:
+        raise BodyError("Failed to deserialize the JSON body into the target type: missing field `prompt`")
+    prompt = body["prompt"]
+    prompts = (prompt,) if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, list | tuple) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise BodyError("Failed to deserialize the JSON body into the target type: prompt: "
+                        "expected a string or a sequence of strings")
+    return _call(body, tuple(prompts), default_model, chat=False)
+
+
+def usage(gens: list[Generation]) -> dict[str, int]:
+    prompt = sum(g.request.input_length for g in gens)
+    completion = sum(len(g.generated) for g in gens)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _envelope(obj: str, call: OpenAiCall, created: int) -> dict[str, Any]:
+    return {"object": obj, "id": "", "created": created, "model": call.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT}
+
+
+class OpenAiRoutes:
+    """Handlers of the OpenAI-compatible routes over one `Service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+        ]
+
+    async def chat(self, request: Request) -> Response:
+        return await self._handle(request, chat=True)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._handle(request, chat=False)
+
+    async def _handle(self, request: Request, *, chat: bool) -> Response:
+        times = RequestTimes(start=time.monotonic())
+        model_id = self.service.deployment.model_id
+        try:
+            body = await read_json(request)
+            call = parse_chat(body, model_id) if chat else parse_completion(body, model_id)
+        except BodyError as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        if not self.service.ready:
+            return JSONResponse(UNHEALTHY, status_code=503)
+        if len(call.prompts) > self.service.deployment.max_client_batch_size:
+            limit = self.service.deployment.max_client_batch_size
+            return error_response(ValidationFailed(f"Number of prompts must be <= {limit}"))
+        if call.stream:
+            return StreamingResponse(self._events(call, times, chat=chat), headers=self._stream_headers(call))
+        return await self._complete(call, times, chat=chat)
+
+    def _stream_headers(self, call: OpenAiCall) -> dict[str, str]:
+        return {**wire.STREAM_HEADERS, "x-compute-type": self.service.deployment.compute_type,
+                "x-compute-characters": str(sum(len(p) for p in call.prompts))}
+
+    def _start(self, call: OpenAiCall, times: RequestTimes, *, streaming: bool) -> list[Generation]:
+        gens: list[Generation] = []
+        try:
+            for prompt in call.prompts:
+                gens.append(self.service.start(prompt, call.params, times, streaming=streaming))
+        except (Overloaded, ValidationFailed):
+            for g in gens:
+                g.cancel()
+            raise
+        return gens
+
+    async def _complete(self, call: OpenAiCall, times: RequestTimes, *, chat: bool) -> Response:
+        try:
+            gens = self._start(call, times, streaming=False)
+        except (Overloaded, ValidationFailed) as exc:
+            return error_response(exc)
+        await wait_all(gens)
+        created = int(time.time())
+        if chat:
+            g = gens[0]
+            choice = {"index": 0, "message": {"role": "assistant", "content": g.generated_text},
+                      "logprobs": None, "finish_reason": FINISH[g.finish_reason or "length"]}
+            body = {**_envelope("chat.completion", call, created), "choices": [choice], "usage": usage(gens)}
+        else:
+            choices = [{"index": i, "text": g.generated_text, "logprobs": None,
+                        "finish_reason": FINISH[g.finish_reason or "length"]} for i, g in enumerate(gens)]
+            body = {**_envelope("text_completion", call, created), "choices": choices, "usage": usage(gens)}
+        headers = wire.timing_headers(gens[0], time.monotonic(), self.service.deployment.compute_type)
+        return JSONResponse(body, headers=headers)
+
+    async def _events(self, call: OpenAiCall, times: RequestTimes, *, chat: bool) -> AsyncIterator[bytes]:
+        try:
+            gens = self._start(call, times, streaming=True)
+        except (Overloaded, ValidationFailed) as exc:
+            yield wire.openai_error_event(exc.message)
+            yield wire.SSE_DONE
+            return
+        created = int(time.time())
+        if chat:
+            async for chunk in token_chunks(gens[0], lambda st: self._chat_chunk(st, call, created)):
+                yield chunk
+        else:
+            async for i, st in merged(gens):
+                yield self._completion_chunk(i, st, call, created)
+        if call.include_usage:
+            kind = "chat.completion.chunk" if chat else "text_completion"
+            yield wire.sse({**_envelope(kind, call, created), "choices": [], "usage": usage(gens)})
+        yield wire.SSE_DONE
+
+    @staticmethod
+    def _chat_chunk(st: StreamToken, call: OpenAiCall, created: int) -> bytes:
+        content = "" if st.token.special else st.token.text
+        finish = FINISH[st.finish_reason] if st.finish_reason else None
+        choice = {"index": 0, "delta": {"role": "assistant", "content": content}, "logprobs": None,
+                  "finish_reason": finish}
+        return wire.sse({**_envelope("chat.completion.chunk", call, created), "choices": [choice],
+                         "usage": None})
+
+    @staticmethod
+    def _completion_chunk(index: int, st: StreamToken, call: OpenAiCall, created: int) -> bytes:
+        text = "" if st.token.special else st.token.text
+        finish = FINISH[st.finish_reason] if st.finish_reason else ""
+        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+        return wire.sse({**_envelope("text_completion", call, created), "choices": [choice]})
+
+
+async def merged(gens: list[Generation]) -> AsyncIterator[tuple[int, StreamToken]]:
+    """Tokens of several streaming generations as they come, tagged with their index."""
+    out: asyncio.Queue[tuple[int, StreamToken]] = asyncio.Queue()
+
+    async def pump(i: int, g: Generation) -> None:
+        while True:
+            st = await g.queue.get()
+            out.put_nowait((i, st))
+            if st.finish_reason is not None:
+                return
+
+    tasks = [asyncio.create_task(pump(i, g)) for i, g in enumerate(gens)]
+    remaining = len(gens)
+    try:
+        while remaining:
+            i, st = await out.get()
+            yield i, st
+            if st.finish_reason is not None:
+                remaining -= 1
+    finally:
+        for t in tasks:
+            t.cancel()
+        for g in gens:
+            g.cancel()
