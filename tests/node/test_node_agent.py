@@ -73,7 +73,7 @@ def test_killed_instance_fails_in_flight_requests_fast(tmp_path: Path) -> None:
     with running_node(tmp_path, models=[SMALL], checkpoint_tier="gpu") as node:
         client = Client(node.bind)
         assert infer(client, "warm")[-1] == "done"
-        client.send(Infer("long", SMALL, "x " * 10, 1_000_000), "long")
+        client.send(Infer("long", SMALL, "x " * 10, 2000), "long")
         assert client.recv(30).type == "first_token"
         (instance,) = node.children()
         started = time.monotonic()
@@ -81,8 +81,12 @@ def test_killed_instance_fails_in_flight_requests_fast(tmp_path: Path) -> None:
         err = client.until({"done", "error"}, timeout_s=10)[-1].body
         assert err.code in ("backend_died", "backend_unreachable"), err
         assert time.monotonic() - started < 5
-        # the model is gone from the node's state, and the next request loads it again
+        # the node notices the death within a second, and the next request loads it again
+        deadline = time.monotonic() + 1.0
+        while client.status().nodes[0]["models"] and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert client.status().nodes[0]["models"] == []
+        assert "exited with signal SIGKILL" in node.log()
         assert infer(client, "again")[-1] == "done"
         client.close()
 
