@@ -41,6 +41,7 @@ from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build
 from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
+from daemons.policy import get_policy
 
 SCHEDULERS = ("centralized", "gossip")
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
@@ -101,6 +102,15 @@ class ExperimentSpec:
             raise ConfigError(f"experiment name {self.name!r} must be non-empty, without spaces or '/'")
         if self.timeout_s <= 0:
             raise ConfigError("timeout_s must be > 0")
+        get_policy(self.policy)  # an unknown name fails here, before any process starts
+        self._check_models()
+
+    def _check_models(self) -> None:
+        served = {m for g in self.nodes for m in g.models}
+        missing = sorted(set(self.workload.models) - served)
+        if missing:
+            raise ConfigError(f"workload models {missing} are served by no node; add them to a [[nodes]] "
+                              "group's models or remove them from [workload] models")
 
     @property
     def node_count(self) -> int:

@@ -1,0 +1,93 @@
+"""`schedctl experiment run` end to end on the embedded default cluster, and its bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from daemons.loadgen.schedule import read_schedule_csv
+from daemons.node.testing import schedctl
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([schedctl(), "experiment", "run", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def our_processes() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.mark.slow
+def test_short_experiment_matches_its_schedule(tmp_path: Path) -> None:
+    before = our_processes()
+    out = run(["--duration", "8", "--rps", "2", "--cv", "2", "--name", "smoke", "--centralized-only",
+               "--seed", "7", "--results-dir", str(tmp_path / "results")], tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    assert run_dir.name.startswith("smoke_centralized_")
+    planned = read_schedule_csv(run_dir / "schedule.csv")
+    assert len(planned) == 16
+    recorded = rows(run_dir / "requests.csv")
+    # every planned request has exactly one row and one outcome
+    assert sorted(r["request_id"] for r in recorded) == sorted(p.request_id for p in planned)
+    assert all(r["status"] in ("ok", "error", "timeout") for r in recorded)
+    ok = [r for r in recorded if r["status"] == "ok"]
+    assert len(ok) >= 14, [r["error"] for r in recorded if r["status"] != "ok"]
+    for r in ok:
+        assert float(r["first_token_s"]) - float(r["scheduled_s"]) <= float(r["done_s"]) - float(r["scheduled_s"])
+        assert r["action"] in ("SERVE", "COLD_START", "MIGRATE") and r["node"].startswith("node-")
+    (summary,) = rows(run_dir / "summary.csv")
+    counts = [int(summary[k]) for k in ("serve_count", "cold_start_count", "migrate_count")]
+    assert sum(counts) == len(ok) and int(summary["cold_start_count"]) >= 1
+    assert int(summary["total_requests"]) == 16
+    assert int(summary["successful_requests"]) + int(summary["failed_requests"]) == 16
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["planned_requests"] == 16 and manifest["seed"] == 7 and manifest["scheduler"] == "centralized"
+    nodes = rows(run_dir / "nodes.csv")
+    assert {n["node"] for n in nodes} == {"node-0", "node-1", "node-2", "node-3"}
+    assert all(0.0 <= float(n["memory_utilization"]) <= 1.0 for n in nodes)
+    for png in ("ttft_cdf.png", "nodes.png", "actions.png"):
+        assert (run_dir / png).stat().st_size > 1000
+    assert "Metric" in out.stdout and "Centralized" in out.stdout
+    # torn down: nothing started by the run is left
+    assert our_processes() <= before
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rps", "-1"], "--rps"),
+        (["--cv", "1000"], "cv"),
+        (["--policy", "teleport"], "affinity-score"),
+        (["--scheduler", "telepathy"], "centralized, gossip or both"),
+        (["--centralized-only", "--gossip-only"], "pick one"),
+        (["--config", "missing.toml"], "not found"),
+        (["--from", "missing.json"], "manifest"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    out = run([*args, "--duration", "1", "--results-dir", str(tmp_path / "r")], tmp_path, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert needle in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_malformed_experiment_file(tmp_path: Path) -> None:
+    bad = tmp_path / "exp.toml"
+    bad.write_text("[experiment]\nname = 'x'\ncolour = 'blue'\n")
+    out = run(["--config", str(bad)], tmp_path, timeout=60)
+    assert out.returncode == 2 and "colour" in out.stderr and "Traceback" not in out.stderr
+    bad.write_text("[experiment\n")
+    out = run(["--config", str(bad)], tmp_path, timeout=60)
+    assert out.returncode == 2 and "TOML" in out.stderr
