@@ -192,3 +192,28 @@ def test_bad_values_name_the_key(tmp_path: Path, bad: str) -> None:
     out = subprocess.run([schedctl(), "start", "node", "--config", str(cfg)], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and bad.split()[0] in out.stderr, out.stderr
+
+
+def _nvml_works() -> bool:
+    from daemons.node.gpu import open_nvml
+
+    probe, _ = open_nvml()
+    if probe is not None:
+        probe.close()
+    return probe is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _nvml_works(), reason="no NVIDIA driver or GPU here: the NVML path runs on GPU machines")
+def test_nvml_probe_reads_real_gpus() -> None:
+    out = subprocess.run([schedctl(), "node", "gpu", "--gpu-backend", "nvml"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("backend: nvml")
+    assert "GiB" in out.stdout.splitlines()[1]
+
+
+@pytest.mark.skipif(_nvml_works(), reason="this machine has a working NVIDIA driver")
+def test_asking_for_nvml_without_a_driver_is_a_clear_error() -> None:
+    out = subprocess.run([schedctl(), "node", "gpu", "--gpu-backend", "nvml"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "gpu_backend = 'emulated'" in out.stderr and "Traceback" not in out.stderr
