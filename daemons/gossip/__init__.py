@@ -1,0 +1,27 @@
+"""SWIM-style membership and record gossip (modelled on hashicorp/memberlist).
+
+A sans-IO protocol core (`Memberlist`) driven either by real ZeroMQ sockets
+(`ZmqTransport`, `GossipAgent`) or by a deterministic simulated network
+(`SimNetwork`). See `state.py` for the protocol and DESIGN.md §2 for its place.
+"""
+
+from daemons.gossip.config import GossipConfig
+from daemons.gossip.messages import GossipDecodeError, Message, MsgType, Status, decode, encode
+from daemons.gossip.records import NodeRecord
+from daemons.gossip.state import EventKind, MemberEvent, MemberInfo, Memberlist, Outbound
+
+__all__ = [
+    "EventKind",
+    "GossipConfig",
+    "GossipDecodeError",
+    "MemberEvent",
+    "MemberInfo",
+    "Memberlist",
+    "Message",
+    "MsgType",
+    "NodeRecord",
+    "Outbound",
+    "Status",
+    "decode",
+    "encode",
+]
