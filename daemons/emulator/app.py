@@ -9,7 +9,7 @@
 - `GET /health`, `/ping`, `/`: 503 `{"error":"unhealthy","error_type":"healthcheck"}`
   until the modelled load time has passed, then 200 with an empty body.  Inference
   routes answer the same 503 until then (a real TGI is not listening yet).
-- `GET /info`, `/metrics`, `/v1/models`.
+- `GET /info`, `/metrics`, `/v1/models`; `POST /tokenize` (one token per word, with offsets).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from daemons.emulator import openai, wire
+from daemons.emulator import openai, tokens, wire
 from daemons.emulator.engine import Overloaded, RequestTimes
 from daemons.emulator.routing import (
     UNHEALTHY,
@@ -57,6 +57,7 @@ class TgiRoutes:
             Route("/", self.health, methods=["GET"]),
             Route("/generate", self.generate, methods=["POST"]),
             Route("/generate_stream", self.generate_stream, methods=["POST"]),
+            Route("/tokenize", self.tokenize, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/ping", self.health, methods=["GET"]),
             Route("/info", self.info, methods=["GET"]),
@@ -81,6 +82,14 @@ class TgiRoutes:
         model_id = self.service.deployment.model_id
         card = {"id": model_id, "object": "model", "created": 0, "owned_by": model_id}
         return JSONResponse({"object": "list", "data": [card]})
+
+    async def tokenize(self, request: Request) -> Response:
+        """The emulator's tokenization (one token per word), as TGI's `/tokenize` shows its own."""
+        try:
+            inputs = parse_inputs(await read_json(request))
+        except BodyError as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        return JSONResponse(tokens.spans(inputs))
 
     # -- generation --------------------------------------------------------------------
 

@@ -201,6 +201,9 @@ class Engine:
             now = time.monotonic()
             admitted = self._admit()
             decoding = self._running
+            if not admitted and not decoding:  # only cancelled requests were waiting
+                self._publish_gauges()
+                continue
             step = self._step_time(admitted, decoding)
             for gen in admitted:
                 gen.times.batch_start = now

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -58,6 +59,12 @@ class PrefillToken:
 def tokenize(text: str) -> list[str]:
     """The input's tokens: its whitespace-separated words."""
     return text.split()
+
+
+def spans(text: str) -> list[dict[str, object]]:
+    """`/tokenize`'s answer: every word with its id and character offsets."""
+    return [{"id": word_id(m.group()), "text": m.group(), "start": m.start(), "stop": m.end()}
+            for m in re.finditer(r"\S+", text)]
 
 
 def count_tokens(text: str) -> int:

@@ -167,3 +167,31 @@ def test_launcher_env_vars_like_tgi() -> None:
             assert (info["model_id"], info["max_concurrent_requests"]) == ("facebook/opt-125m", 7)
         finally:
             assert emu.stop() == 0
+
+
+def test_inference_time_follows_the_model(slow: RunningEmulator) -> None:
+    # Loose bounds: the benchmark holds the hard targets.  a10g Llama-3.1-8B: ~33 ms per step.
+    from daemons.emulator import latency
+    from daemons.emulator.profiles import load_gpu, load_model
+
+    c = load_model("meta-llama/Llama-3.1-8B-Instruct").latency_on(load_gpu("a10g-24gb"))
+    resp = httpx2.post(f"{slow.base_url}/generate", timeout=30,
+                       json={"inputs": PROMPT, "parameters": {"max_new_tokens": 20}})
+    predicted = latency.e2e_seconds(c, 1, len(PROMPT.split()), 20)
+    measured = int(resp.headers["x-inference-time"]) / 1000
+    assert predicted * 0.9 <= measured <= predicted * 1.5
+    assert int(resp.headers["x-time-per-token"]) == pytest.approx(predicted * 1000 / 20, abs=8)
+
+
+def test_stream_headers_leave_before_the_prefill() -> None:
+    # A 4000-word prompt on an A10G takes ~0.83 s to prefill (Llama-3.1-8B profile).
+    with start_emulator("meta-llama/Llama-3.1-8B-Instruct", "a10g-24gb") as emu:
+        body = {"inputs": "word " * 4000, "parameters": {"max_new_tokens": 1}}
+        t0 = time.monotonic()
+        with httpx2.stream("POST", f"{emu.base_url}/generate_stream", json=body, timeout=30) as resp:
+            headers_s = time.monotonic() - t0
+            assert resp.status_code == 200
+            first = next(resp.iter_bytes())
+            first_s = time.monotonic() - t0
+    assert first.startswith(b'data:{"index":1')
+    assert headers_s < 0.4 < 0.7 < first_s

@@ -65,6 +65,13 @@ def test_models_is_a_list(http: httpx2.Client, validate: Validate) -> None:
     assert card == {"id": "facebook/opt-125m", "object": "model", "created": 0, "owned_by": "facebook/opt-125m"}
 
 
+def test_tokenize_shows_one_token_per_word(http: httpx2.Client, validate: Validate) -> None:
+    spans = http.post("/tokenize", json={"inputs": "Hello  big\nworld"}).json()
+    validate("TokenizeResponse", spans)
+    assert [(s["text"], s["start"], s["stop"]) for s in spans] == [("Hello", 0, 5), ("big", 7, 10),
+                                                                  ("world", 11, 16)]
+
+
 # -- non-stream generation ----------------------------------------------------------------
 
 def test_generate(http: httpx2.Client, validate: Validate) -> None:
