@@ -1,0 +1,90 @@
+"""The load generator's configuration: where requests go and how long to wait for them.
+
+`LoadgenConfig.load` reads the `[loadgen]` table of the config file, then
+`SCHEDCTL_LOADGEN_<FIELD>` environment variables, then flags; the keys are the field names:
+
+    [loadgen]
+    mode = "centralized"                    # centralized | gossip
+    coordinator = "tcp://10.0.0.1:5555"     # centralized: the coordinator's ROUTER
+    entry = ["tcp://10.0.0.2:5560"]         # gossip: peers to send to (chosen per request)
+    timeout_s = 120.0                       # a request with no outcome this long after its
+                                            # scheduled time is recorded as a timeout
+    name = "loadgen"                        # sender name in every envelope
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemons.bus.errors import ConfigError
+from daemons.bus.settings import build, env_overrides, read_section
+
+MODES = ("centralized", "gossip")
+TRANSPORTS = ("tcp://", "ipc://", "inproc://")
+
+
+def check_endpoint(endpoint: str, what: str) -> None:
+    """A ZeroMQ endpoint the sender can connect to, e.g. tcp://127.0.0.1:5555."""
+    if not isinstance(endpoint, str) or not endpoint.startswith(TRANSPORTS) or len(endpoint) > 256:
+        raise ConfigError(f"{what} {endpoint!r} is not a ZeroMQ endpoint; write it like tcp://HOST:PORT")
+    if endpoint.startswith("tcp://") and ":" not in endpoint[len("tcp://"):]:
+        raise ConfigError(f"{what} {endpoint!r} has no port; write it like tcp://HOST:PORT")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadgenConfig:
+    """How to send a schedule: to a coordinator (centralized) or straight to peers (gossip)."""
+
+    mode: str = "centralized"
+    coordinator: str = ""
+    entry: tuple[str, ...] = ()
+    timeout_s: float = 120.0
+    name: str = "loadgen"
+    priority: int = 0  # Schedule.priority of every request
+    # Wait in poll() until this long before a deadline, then spin: poll() sleeps overshoot by
+    # ~0.1 ms and time out in whole milliseconds (measured: scripts/bench_loadgen.py).
+    spin_s: float = 0.002
+    progress_interval_s: float = 1.0
+    max_nodes: int = 1024  # node endpoints a coordinator may send us to (one socket each)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entry", tuple(self.entry))
+        if self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r} is unknown; use centralized or gossip")
+        if self.mode == "centralized":
+            if not self.coordinator:
+                raise ConfigError("centralized mode needs the coordinator's endpoint; "
+                                  "pass --coordinator tcp://HOST:PORT")
+            check_endpoint(self.coordinator, "coordinator")
+        else:
+            if not self.entry:
+                raise ConfigError("gossip mode needs at least one peer; "
+                                  "pass --entry tcp://HOST:PORT (repeatable)")
+            for endpoint in self.entry:
+                check_endpoint(endpoint, "entry")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ConfigError(f"timeout {self.timeout_s} s must be > 0; pass --timeout SECONDS")
+        if not self.name or len(self.name) > 64 or any(c.isspace() for c in self.name):
+            raise ConfigError(f"name {self.name!r} must be 1-64 characters without spaces")
+        if not 0 <= self.spin_s <= 0.05:
+            raise ConfigError(f"spin_s {self.spin_s} must be in 0..0.05 s")
+        if not self.progress_interval_s > 0:
+            raise ConfigError(f"progress_interval_s {self.progress_interval_s} must be > 0")
+        if self.max_nodes < 1:
+            raise ConfigError(f"max_nodes {self.max_nodes} must be >= 1")
+
+    @classmethod
+    def from_dict(cls, table: dict[str, Any], where: str = "[loadgen]") -> LoadgenConfig:
+        """Build a config from a `[loadgen]` TOML table; unknown keys and wrong types are errors."""
+        return build(cls, table, where)
+
+    @classmethod
+    def load(cls, path: Path | None, overrides: dict[str, Any]) -> LoadgenConfig:
+        """File (`[loadgen]`), then SCHEDCTL_LOADGEN_* environment, then flags (non-None overrides)."""
+        data = read_section(path, "loadgen")
+        data.update(env_overrides(cls, "loadgen"))
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return build(cls, data, f"[loadgen] of {path}" if path else "loadgen config")

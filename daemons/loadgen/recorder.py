@@ -1,0 +1,196 @@
+"""Per-request bookkeeping: every planned request ends in exactly one recorded outcome.
+
+The recorder is the sender's state machine without the sockets, so its rules can be
+tested on their own:
+
+    planned ── sent ──(placement)──(first token)── ok      (Done)
+                 │                                 error   (Error, or a send that failed)
+                 └────────────────────────────────  timeout (nothing final within timeout_s)
+
+Once a request has its outcome it is frozen: later or repeated replies are counted in
+`ignored` ("late", "duplicate", ...) and change nothing. Times are seconds from the run's
+start on the monotonic clock; latencies are taken from `scheduled_s`, never from the
+actual send (no coordinated omission, REFERENCE.md §4.2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from daemons.bus.envelope import Envelope
+from daemons.bus.messages import Done, Error, FirstToken, Placement
+from daemons.loadgen.workload import PlannedRequest
+
+OK, ERROR, TIMEOUT = "ok", "error", "timeout"
+IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What happened to one request. None means "did not happen"."""
+
+    request_id: str
+    model: str
+    prompt_tokens: int
+    max_new_tokens: int
+    scheduled_s: float
+    sent_s: float | None = None
+    placed_s: float | None = None
+    first_token_s: float | None = None
+    done_s: float | None = None
+    node: str = ""
+    action: str = ""
+    hops: int | None = None
+    tokens: int | None = None
+    finish_reason: str = ""
+    status: str = ""  # "" while in flight, then ok | error | timeout
+    error: str = ""  # a stable code: the Error's code, timeout, send_failed, bad_placement, cancelled
+    error_detail: str = ""
+    est_wait_s: float | None = None
+    decision_s: float | None = None
+    server_timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Time to first token, from the scheduled send time."""
+        return None if self.first_token_s is None else self.first_token_s - self.scheduled_s
+
+    @property
+    def latency_s(self) -> float | None:
+        """End-to-end latency of a completed request, from the scheduled send time."""
+        return None if self.done_s is None else self.done_s - self.scheduled_s
+
+    @property
+    def send_lag_s(self) -> float | None:
+        """How late the generator itself sent the request."""
+        return None if self.sent_s is None else self.sent_s - self.scheduled_s
+
+
+def new_record(req: PlannedRequest) -> RequestRecord:
+    return RequestRecord(req.request_id, req.model, req.prompt_tokens, req.max_new_tokens, req.t_s)
+
+
+class Recorder:
+    """Applies sends, replies and the clock to the records; decides each outcome once."""
+
+    def __init__(self, schedule: list[PlannedRequest], timeout_s: float, mode: str) -> None:
+        self.records = [new_record(r) for r in schedule]
+        self._by_id = {r.request_id: r for r in self.records}
+        self._timeout_s = timeout_s
+        self._mode = mode
+        self._in_flight: deque[RequestRecord] = deque()  # in send order = deadline order
+        self.ignored: Counter[str] = Counter({k: 0 for k in IGNORED_KINDS})
+        self.outcomes: Counter[str] = Counter({OK: 0, ERROR: 0, TIMEOUT: 0})
+        self.sent = 0
+        self._sent_finished = 0
+
+    @property
+    def finished(self) -> int:
+        return self.outcomes.total()
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self._sent_finished
+
+    def next_expiry(self) -> float:
+        """Scheduled time + timeout of the oldest request still in flight (inf if none)."""
+        self._drop_finished_head()
+        return self._in_flight[0].scheduled_s + self._timeout_s if self._in_flight else float("inf")
+
+    def on_sent(self, rec: RequestRecord, now: float) -> None:
+        rec.sent_s = now
+        self.sent += 1
+        self._in_flight.append(rec)
+
+    def finish(self, rec: RequestRecord, status: str, now: float, code: str = "", detail: str = "") -> None:
+        """Give `rec` its one outcome (callers check it has none yet)."""
+        rec.status, rec.error, rec.error_detail = status, code, detail[:200]
+        if status == OK:
+            rec.done_s = now
+        self.outcomes[status] += 1
+        if rec.sent_s is not None:
+            self._sent_finished += 1
+
+    def on_reply(self, env: Envelope, now: float) -> tuple[RequestRecord, Placement] | None:
+        """Apply one decoded reply; returns a placement the sender must act on, else None."""
+        body = env.body
+        if not isinstance(body, Placement | FirstToken | Done | Error):
+            self.ignored["unexpected"] += 1
+            return None
+        rec = self._by_id.get(body.request_id)
+        if rec is None or rec.sent_s is None:
+            self.ignored["unknown"] += 1
+            return None
+        if rec.status:
+            self.ignored["late"] += 1
+            return None
+        if isinstance(body, Placement):
+            return self._placement(rec, body, now)
+        if isinstance(body, FirstToken):
+            self._first_token(rec, body, now)
+        elif isinstance(body, Done):
+            self._done(rec, body, now)
+        else:
+            rec.node = body.node or rec.node
+            self.finish(rec, ERROR, now, body.code or "error", body.message)
+        return None
+
+    def _placement(self, rec: RequestRecord, body: Placement,
+                   now: float) -> tuple[RequestRecord, Placement] | None:
+        if self._mode != "centralized":
+            self.ignored["unexpected"] += 1
+            return None
+        if rec.placed_s is not None:
+            self.ignored["duplicate"] += 1
+            return None
+        rec.placed_s, rec.node, rec.action = now, body.node, body.action
+        rec.est_wait_s, rec.decision_s = body.est_wait_s, body.decision_s
+        return rec, body
+
+    def _first_token(self, rec: RequestRecord, body: FirstToken, now: float) -> None:
+        if rec.first_token_s is not None:
+            self.ignored["duplicate"] += 1
+            return
+        rec.first_token_s = now
+        rec.node = body.node or rec.node
+
+    def _done(self, rec: RequestRecord, body: Done, now: float) -> None:
+        rec.node, rec.action, rec.hops = body.node or rec.node, body.action or rec.action, body.hops
+        rec.tokens, rec.finish_reason = body.tokens, body.finish_reason
+        rec.server_timings = dict(body.timings)
+        if rec.first_token_s is None and body.tokens > 0:
+            # No FirstToken seen (a node may skip it): the first token came no later than Done.
+            rec.first_token_s = now
+        self.finish(rec, OK, now)
+
+    def expire(self, now: float) -> int:
+        """Time out every request whose deadline has passed; returns how many."""
+        expired = 0
+        while self._in_flight:
+            rec = self._in_flight[0]
+            if rec.status:
+                self._in_flight.popleft()
+            elif rec.scheduled_s + self._timeout_s <= now:
+                self._in_flight.popleft()
+                detail = f"no {self._waiting_for(rec)} within {self._timeout_s:g} s"
+                self.finish(rec, TIMEOUT, now, "timeout", detail)
+                expired += 1
+            else:
+                break
+        return expired
+
+    def cancel(self, now: float, reason: str) -> None:
+        """Stop early: every request without an outcome gets error `cancelled`."""
+        for rec in self.records:
+            if not rec.status:
+                self.finish(rec, ERROR, now, "cancelled", reason)
+
+    def _waiting_for(self, rec: RequestRecord) -> str:
+        if self._mode == "centralized" and rec.placed_s is None:
+            return "placement"
+        return "first token" if rec.first_token_s is None else "done"
+
+    def _drop_finished_head(self) -> None:
+        while self._in_flight and self._in_flight[0].status:
+            self._in_flight.popleft()

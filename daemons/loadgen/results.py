@@ -1,0 +1,116 @@
+"""What a run produced: the per-request records, the run's clock origin, and their files.
+
+`requests.csv` has one row per planned request (REQUEST_COLUMNS). Times are seconds from
+the run's t = 0 on the sender's monotonic clock; `t0_wall_s` (Unix time of t = 0, in the
+summary JSON) maps them onto wall-clock time to align them with per-node telemetry.
+`ttft_s` and `latency_s` are measured from `scheduled_s`, the intended send time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemons.loadgen.recorder import ERROR, OK, TIMEOUT, RequestRecord
+
+REQUEST_COLUMNS = (
+    "request_id", "model", "prompt_tokens", "max_new_tokens",
+    "scheduled_s", "sent_s", "placed_s", "first_token_s", "done_s", "ttft_s", "latency_s",
+    "node", "action", "hops", "tokens", "finish_reason", "status", "error", "error_detail",
+    "est_wait_s", "decision_s", "server_timings",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counts handed to the progress callback about once a second."""
+
+    elapsed_s: float
+    total: int
+    sent: int
+    ok: int
+    error: int
+    timeout: int
+    in_flight: int
+
+    def line(self) -> str:
+        return (f"{self.elapsed_s:7.1f}s  sent {self.sent}/{self.total}  ok {self.ok}  error {self.error}  "
+                f"timeout {self.timeout}  in flight {self.in_flight}")
+
+
+@dataclass(slots=True)
+class Results:
+    """The outcome of `run()`: one record per planned request, in schedule order."""
+
+    records: list[RequestRecord]
+    mode: str
+    name: str
+    t0_wall_s: float  # Unix time of t = 0
+    ended_s: float  # seconds from t = 0 when the run ended
+    ignored: dict[str, int] = field(default_factory=dict)  # late, duplicate, unknown, unexpected, malformed
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(r.status for r in self.records)
+        return {OK: c[OK], ERROR: c[ERROR], TIMEOUT: c[TIMEOUT]}
+
+    def summary(self) -> dict[str, Any]:
+        """Headline figures; latency percentiles in ms, from the scheduled send times."""
+        ok = [r for r in self.records if r.status == OK]
+        sent = [r for r in self.records if r.sent_s is not None]
+        last_send = max((r.sent_s for r in sent if r.sent_s is not None), default=0.0)
+        return {
+            "name": self.name, "mode": self.mode, "total": len(self.records), **self.counts(),
+            "errors_by_code": dict(Counter(r.error for r in self.records if r.status == ERROR)),
+            "ignored": dict(self.ignored),
+            "t0_wall_s": self.t0_wall_s,
+            "t0_wall_iso": datetime.fromtimestamp(self.t0_wall_s, UTC).isoformat(),
+            "ended_s": round(self.ended_s, 6),
+            "send_rps": round(len(sent) / last_send, 3) if last_send > 0 else None,
+            **_percentiles("send_lag_ms", [r.send_lag_s for r in sent]),
+            **_percentiles("ttft_ms", [r.ttft_s for r in ok]),
+            **_percentiles("latency_ms", [r.latency_s for r in ok]),
+        }
+
+
+def _percentiles(name: str, values: list[float | None]) -> dict[str, float | None]:
+    data = np.asarray([v for v in values if v is not None], dtype=np.float64) * 1000.0
+    if data.size == 0:
+        return {f"{name}_p50": None, f"{name}_p99": None, f"{name}_max": None}
+    p50, p99 = np.percentile(data, [50, 99])
+    return {f"{name}_p50": round(float(p50), 3), f"{name}_p99": round(float(p99), 3),
+            f"{name}_max": round(float(data.max()), 3)}
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True) if value else ""
+    return value
+
+
+def record_row(rec: RequestRecord) -> list[object]:
+    """One CSV row, in REQUEST_COLUMNS order (missing values are empty cells)."""
+    return [_cell(getattr(rec, name)) for name in REQUEST_COLUMNS]
+
+
+def write_requests_csv(path: str | Path, results: Results) -> None:
+    """Write one row per planned request (REQUEST_COLUMNS)."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(REQUEST_COLUMNS)
+        writer.writerows(record_row(r) for r in results.records)
+
+
+def write_summary_json(path: str | Path, results: Results) -> None:
+    """The summary, including `t0_wall_s`, as one JSON object."""
+    Path(path).write_text(json.dumps(results.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")

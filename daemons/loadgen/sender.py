@@ -1,0 +1,265 @@
+"""The open-loop sender: every request leaves at its scheduled time, whatever came before.
+
+One thread owns every socket (ZeroMQ sockets are not thread-safe) and one `zmq.Poller`
+(REFERENCE.md §7.4: a blocking poller, not asyncio, for a hot path). The loop:
+
+1. send every request whose scheduled time has come (its pre-encoded frame, DONTWAIT, so
+   a slow or dead peer never blocks the clock: a full queue is recorded as `send_failed`);
+2. time out requests past `scheduled + timeout_s`, and report progress once a second;
+3. encode upcoming frames while there is time, then wait for the next deadline in
+   `poll()`, waking for replies. poll() times out in whole milliseconds and overshoots by
+   ~0.1 ms, so it sleeps only until `spin_s` before a send and then spins on poll(0);
+4. handle replies, but stop draining as soon as the next send is due: sends come first.
+
+In centralized mode a Placement makes the sender send `Infer` to the node's endpoint on a
+DEALER made on first use; in gossip mode `Infer` goes straight to an entry peer. Every
+latency is measured from the scheduled time, on the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import math
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from daemons.bus import ConfigError, WireError, decode, make_socket
+from daemons.bus.messages import Placement
+from daemons.loadgen.config import LoadgenConfig, check_endpoint
+from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame
+from daemons.loadgen.recorder import ERROR, OK, TIMEOUT, Recorder, RequestRecord
+from daemons.loadgen.results import Progress, Results
+from daemons.loadgen.workload import PlannedRequest
+
+log = logging.getLogger("schedctl.loadgen")
+
+START_LEAD_S = 0.05  # connect and settle before t = 0
+MAX_WAIT_S = 0.1  # longest single poll(), so a stop request is seen promptly
+DRAIN_BATCH = 256  # replies handled per socket per wake-up, so timeouts and progress run
+FILL_MARGIN_S = 0.0005  # stop encoding ahead this long before the next send
+LOGGED_MALFORMED = 5  # malformed frames logged one by one; the rest are only counted
+
+ProgressFn = Callable[[Progress], None]
+
+
+class LinkError(Exception):
+    """A node endpoint the sender cannot or will not connect to."""
+
+
+class _Links:
+    """The sender's DEALER sockets, one per endpoint, all registered on one poller."""
+
+    def __init__(self, max_sockets: int) -> None:
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.poller = zmq.Poller()
+        self._sockets: dict[str, Any] = {}
+        self._max = max_sockets
+
+    def get(self, endpoint: str) -> Any:
+        sock = self._sockets.get(endpoint)
+        if sock is not None:
+            return sock
+        if len(self._sockets) >= self._max:
+            raise LinkError(f"more than {self._max} endpoints; raise max_nodes")
+        try:
+            check_endpoint(endpoint, "endpoint")
+        except ConfigError as exc:
+            raise LinkError(str(exc)) from None
+        sock = make_socket(self.ctx, zmq.DEALER)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise LinkError(f"cannot connect to {endpoint!r}: {exc}") from None
+        self._sockets[endpoint] = sock
+        self.poller.register(sock, zmq.POLLIN)
+        return sock
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        self._sockets.clear()
+        self.ctx.term()
+
+
+class Sender:
+    """Sends one schedule open-loop and records every request's outcome (see module doc)."""
+
+    def __init__(self, config: LoadgenConfig, schedule: list[PlannedRequest],
+                 progress: ProgressFn | None = None, stop: threading.Event | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        _check_schedule(schedule)
+        self.cfg = config
+        self.schedule = schedule
+        self.rec = Recorder(schedule, config.timeout_s, config.mode)
+        self._progress = progress
+        self._stop = stop
+        self._clock = clock
+        self._t0 = 0.0
+        self._next = 0
+        self._links = _Links(config.max_nodes + len(config.entry) + 1)
+        make = self._schedule_frame if config.mode == "centralized" else self._gossip_frame
+        self._window = FrameWindow(schedule, make)
+
+    def now(self) -> float:
+        """Seconds since t = 0 on the monotonic clock."""
+        return self._clock() - self._t0
+
+    def run(self) -> Results:
+        """Send the whole schedule, wait for every outcome, close every socket."""
+        try:
+            first_hops = [self.cfg.coordinator] if self.cfg.mode == "centralized" else list(self.cfg.entry)
+            for endpoint in first_hops:
+                self._links.get(endpoint)
+            self._window.fill(0, lambda: True)
+            # Objects alive now (schedule, records, frames) never become garbage during the run:
+            # freezing them keeps the cyclic GC from scanning them in the middle of a burst.
+            gc.collect()
+            gc.freeze()
+            self._t0 = self._clock() + START_LEAD_S
+            t0_wall = time.time() + (self._t0 - self._clock())
+            self._loop()
+            return Results(self.rec.records, self.cfg.mode, self.cfg.name, t0_wall, self.now(),
+                           dict(self.rec.ignored))
+        finally:
+            gc.unfreeze()
+            self._links.close()
+
+    def _loop(self) -> None:
+        n = len(self.schedule)
+        next_tick = 0.0
+        while True:
+            now = self._send_due()
+            if self._stop is not None and self._stop.is_set():
+                self.rec.cancel(now, "the run was stopped before this request finished")
+                return
+            self.rec.expire(now)
+            if now >= next_tick:
+                self._report(now)
+                next_tick = now + self.cfg.progress_interval_s
+            if self._next >= n and self.rec.finished >= n:
+                self._report(now)
+                return
+            send_at = self.schedule[self._next].t_s if self._next < n else math.inf
+            fill_until = send_at - FILL_MARGIN_S
+            self._window.fill(self._next, lambda: self.now() < fill_until)  # noqa: B023 (called here only)
+            wake = min(send_at, self.rec.next_expiry(), next_tick, self.now() + MAX_WAIT_S)
+            for sock, _ in self._wait(wake, spin=wake == send_at):
+                self._drain(sock, send_at)
+
+    def _send_due(self) -> float:
+        """Send every request whose time has come; returns the time after the last check."""
+        schedule, records, n = self.schedule, self.rec.records, len(self.schedule)
+        now = self.now()
+        while self._next < n and schedule[self._next].t_s <= now:
+            i = self._next
+            self._next += 1
+            sock = self._first_hop(schedule[i].request_id)
+            self._send(sock, self._window.take(i), records[i], now, first=True)
+            now = self.now()
+        return now
+
+    def _first_hop(self, request_id: str) -> Any:
+        if self.cfg.mode == "centralized":
+            return self._links.get(self.cfg.coordinator)
+        # The entry peer is a function of the request alone, so every run picks the same one.
+        entry = self.cfg.entry
+        return self._links.get(entry[zlib.crc32(request_id.encode()) % len(entry)])
+
+    def _send(self, sock: Any, frame: bytes, rec: RequestRecord, now: float, first: bool) -> None:
+        if first:
+            self.rec.on_sent(rec, now)
+        try:
+            sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            self.rec.finish(rec, ERROR, now, "send_failed", "send queue full: the peer is not reading")
+        except zmq.ZMQError as exc:
+            self.rec.finish(rec, ERROR, now, "send_failed", str(exc))
+
+    def _wait(self, wake: float, spin: bool) -> list[tuple[Any, int]]:
+        remaining = wake - self.now()
+        if spin:
+            remaining -= self.cfg.spin_s
+            timeout_ms = max(0, math.floor(remaining * 1000.0))
+        else:
+            timeout_ms = max(0, math.ceil(remaining * 1000.0))
+        events: list[tuple[Any, int]] = self._links.poller.poll(timeout_ms)
+        return events
+
+    def _drain(self, sock: Any, send_at: float) -> None:
+        for _ in range(DRAIN_BATCH):
+            now = self.now()
+            if now >= send_at:
+                return
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._on_reply(parts, now)
+
+    def _on_reply(self, parts: list[bytes], now: float) -> None:
+        if len(parts) != 1:
+            self._malformed(f"{len(parts)} frames where one was expected")
+            return
+        try:
+            env = decode(parts[0])
+        except WireError as exc:
+            self._malformed(str(exc))
+            return
+        action = self.rec.on_reply(env, now)
+        if action is not None:
+            self._forward(*action, now)
+
+    def _forward(self, rec: RequestRecord, placement: Placement, now: float) -> None:
+        """Centralized: the coordinator answered, send the request to the chosen node."""
+        try:
+            sock = self._links.get(placement.endpoint)
+        except LinkError as exc:
+            self.rec.finish(rec, ERROR, now, "bad_placement", str(exc))
+            return
+        self._send(sock, infer_frame(rec, self.cfg.name, placement.action), rec, now, first=False)
+
+    def _malformed(self, why: str) -> None:
+        self.rec.ignored["malformed"] += 1
+        if self.rec.ignored["malformed"] <= LOGGED_MALFORMED:
+            log.warning("dropped malformed reply: %s", why)
+
+    def _report(self, now: float) -> None:
+        if self._progress is None:
+            return
+        out = self.rec.outcomes
+        self._progress(Progress(now, len(self.schedule), self.rec.sent, out[OK], out[ERROR], out[TIMEOUT],
+                                self.rec.in_flight))
+
+    def _schedule_frame(self, req: PlannedRequest) -> bytes:
+        return schedule_frame(req, self.cfg.name, self.cfg.priority)
+
+    def _gossip_frame(self, req: PlannedRequest) -> bytes:
+        return infer_frame(req, self.cfg.name, action="")
+
+
+def _check_schedule(schedule: list[PlannedRequest]) -> None:
+    for a, b in itertools.pairwise(schedule):
+        if b.t_s < a.t_s:
+            raise ConfigError(f"schedule not in time order at {b.request_id}; sort it by t_s "
+                              "(read_schedule_csv does)")
+    if len({r.request_id for r in schedule}) != len(schedule):
+        raise ConfigError("schedule has a request_id twice; request ids must be unique")
+
+
+def run(config: LoadgenConfig, schedule: list[PlannedRequest], progress: ProgressFn | None = None,
+        stop: threading.Event | None = None) -> Results:
+    """Send `schedule` open-loop as `config` says; returns one record per request.
+
+    `progress` is called about once a second (and once at the end) from the sending thread:
+    keep it quick. Setting `stop` ends the run early; requests without an outcome are then
+    recorded as error `cancelled`.
+    """
+    return Sender(config, schedule, progress, stop).run()

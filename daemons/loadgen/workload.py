@@ -1,0 +1,261 @@
+"""The workload model: what requests to send and when, generated up front from a seed.
+
+Arrivals follow vLLM `bench serve` (REFERENCE.md §4.1): gaps ~ Gamma(shape = 1/CV²,
+scale = 1/(rps·shape)), so the mean gap is 1/rps and CV 1 is Poisson; exactly
+N = round(rps × duration) requests; the cumulative offsets are rescaled so the last one is
+exactly N/rps, which removes the 1-2 % throughput noise between seeds. Or a trace is
+replayed with its own timestamps.
+
+The whole schedule exists before the first send (REFERENCE.md §4.2 rule 1), so both
+schedulers can replay the identical list and the sender never computes while it paces.
+
+`WorkloadSpec.from_dict` reads a `[workload]` TOML table; its keys are the field names:
+
+    [workload]
+    duration_s = 300          # seconds of arrivals (trace replay: 0 = the whole trace)
+    rps = 5.0                 # mean requests per second (ignored when replaying a trace)
+    cv = 8.0                  # coefficient of variation of the gaps: 1 Poisson, 0 constant
+    seed = 42                 # one seed for everything random
+    models = ["llama-7b", "mistral-7b"]
+    popularity = "zipf"       # uniform | zipf | weights
+    zipf_s = 1.0              # exponent for zipf; the first model listed is the most popular
+    weights = [0.7, 0.3]      # for popularity = "weights": one per model
+    prompt_tokens = "lognormal:mean=1155,median=1020,max=8192"   # see distributions.py
+    output_tokens = "uniform:16-256"
+    trace = "AzureLLMInferenceTrace_conv.csv"   # optional
+    arrivals = "auto"         # auto (trace if a trace is set) | gamma | trace
+    trace_speedup = 1.0       # replay: divide the trace's times by this
+    id_prefix = "r"           # request ids are <prefix><index, 6 digits>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from daemons.bus.errors import ConfigError
+from daemons.loadgen.distributions import (
+    IntArray,
+    LengthDist,
+    parse_length,
+    popularity_weights,
+)
+from daemons.loadgen.trace import Trace, read_trace
+
+DEFAULT_MODEL = "facebook/opt-125m"
+# Azure LLM 2023 conversation trace statistics (REFERENCE.md §4.4).
+DEFAULT_PROMPT = LengthDist("lognormal", mean=1155, median=1020, max=8192)
+DEFAULT_OUTPUT = LengthDist("lognormal", mean=211, median=129, max=1000)
+ARRIVALS = ("auto", "gamma", "trace")
+MAX_CV = 100.0
+MAX_REQUESTS = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """One request of a schedule: sent `t_s` seconds after the run's start."""
+
+    request_id: str
+    t_s: float
+    model: str
+    prompt_tokens: int
+    max_new_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    """A reproducible workload; `plan(spec)` turns it into a list of requests."""
+
+    duration_s: float = 300.0
+    rps: float = 5.0
+    cv: float = 8.0
+    seed: int = 42
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    popularity: str = "uniform"
+    zipf_s: float = 1.0
+    weights: tuple[float, ...] = ()
+    prompt_tokens: LengthDist | None = None  # None: the trace's column if replaying, else DEFAULT_PROMPT
+    output_tokens: LengthDist | None = None  # None: the trace's column if replaying, else DEFAULT_OUTPUT
+    trace: str = ""
+    arrivals: str = "auto"
+    trace_speedup: float = 1.0
+    id_prefix: str = "r"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        self._check_arrivals()
+        self._check_models()
+        for what, dist in (("prompt_tokens", self.prompt_tokens), ("output_tokens", self.output_tokens)):
+            if dist is not None and dist.kind == "trace" and not self.trace:
+                raise ConfigError(f"{what} = 'trace' needs a trace file; set trace (--trace FILE)")
+        if not self.id_prefix or any(c in self.id_prefix for c in " ,\t\n\"'"):
+            raise ConfigError(f"id_prefix {self.id_prefix!r} must be non-empty, "
+                              "without spaces, commas or quotes")
+
+    def _check_arrivals(self) -> None:
+        if self.arrivals not in ARRIVALS:
+            raise ConfigError(f"arrivals {self.arrivals!r} is unknown; use one of {', '.join(ARRIVALS)}")
+        if self.replays_trace:
+            if not self.trace:
+                raise ConfigError("arrivals = 'trace' needs a trace file; set trace (--trace FILE)")
+            if not (math.isfinite(self.duration_s) and self.duration_s >= 0):
+                raise ConfigError(f"duration_s {self.duration_s} must be >= 0 (0 replays the whole trace)")
+            if not (math.isfinite(self.trace_speedup) and self.trace_speedup > 0):
+                raise ConfigError(f"trace_speedup {self.trace_speedup} must be > 0 (2 replays twice as fast)")
+            return
+        if not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ConfigError(f"duration {self.duration_s} s must be > 0; pass --duration SECONDS")
+        if not (math.isfinite(self.rps) and self.rps > 0):
+            raise ConfigError(f"rps {self.rps} must be > 0; pass --rps RATE")
+        if not (math.isfinite(self.cv) and 0 <= self.cv <= MAX_CV):
+            raise ConfigError(f"cv {self.cv} must be in 0..{MAX_CV:g} (1 = Poisson, 0 = constant gaps)")
+        n = self.n_requests
+        if not 1 <= n <= MAX_REQUESTS:
+            raise ConfigError(f"rps × duration = {self.rps * self.duration_s:g} requests; it must round to "
+                              f"1..{MAX_REQUESTS}; change --rps or --duration")
+
+    def _check_models(self) -> None:
+        if not self.models or any(not isinstance(m, str) or not m.strip() for m in self.models):
+            raise ConfigError("models: give at least one non-empty model name (--models a,b)")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError("models: a model is listed twice; list each model once")
+        popularity_weights(self.popularity, len(self.models), self.zipf_s, self.weights)
+
+    @property
+    def replays_trace(self) -> bool:
+        """True when arrival times come from the trace rather than the gamma process."""
+        return self.arrivals == "trace" or (self.arrivals == "auto" and bool(self.trace))
+
+    @property
+    def n_requests(self) -> int:
+        """N = round(rps × duration) for generated arrivals (trace replays: see plan)."""
+        return round(self.rps * self.duration_s)
+
+    def prompt_dist(self) -> LengthDist:
+        return self.prompt_tokens or (LengthDist("trace") if self.replays_trace else DEFAULT_PROMPT)
+
+    def output_dist(self) -> LengthDist:
+        return self.output_tokens or (LengthDist("trace") if self.replays_trace else DEFAULT_OUTPUT)
+
+    @classmethod
+    def from_dict(cls, table: dict[str, Any]) -> WorkloadSpec:
+        """Build a spec from a `[workload]` TOML table (keys: see the module docstring)."""
+        return from_dict(table)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A TOML-ready table that `from_dict` reads back into an equal spec (for manifests)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, LengthDist):
+                value = value.describe()
+            elif isinstance(value, tuple):
+                value = list(value)
+            if value is not None:
+                out[f.name] = value
+        return out
+
+
+_NUMBERS = {"duration_s": float, "rps": float, "cv": float, "zipf_s": float, "trace_speedup": float,
+            "seed": int}
+_STRINGS = ("popularity", "trace", "arrivals", "id_prefix")
+
+
+def from_dict(table: dict[str, Any]) -> WorkloadSpec:
+    """Validate a `[workload]` table and build the spec; any problem is one ConfigError."""
+    known = {f.name for f in dataclasses.fields(WorkloadSpec)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[workload]: unknown key(s) {', '.join(unknown)}; "
+                          f"valid keys: {', '.join(sorted(known))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"[workload] {key}"
+        if key in _NUMBERS:
+            kwargs[key] = _number(value, _NUMBERS[key], where)
+        elif key in _STRINGS:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: expected a string, got {value!r}")
+            kwargs[key] = value
+        elif key in ("models", "weights"):
+            kwargs[key] = _sequence(value, str if key == "models" else float, where)
+        else:
+            kwargs[key] = parse_length(value, where)
+    return WorkloadSpec(**kwargs)
+
+
+def _number(value: object, kind: type, where: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if kind is int and not float(value).is_integer():
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    return int(value) if kind is int else float(value)
+
+
+def _sequence(value: object, kind: type, where: str) -> tuple[Any, ...]:
+    if isinstance(value, str) and kind is str:
+        value = [v.strip() for v in value.split(",")]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if kind is float:
+        return tuple(_number(v, float, where) for v in value)
+    if not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def gamma_offsets(rng: np.random.Generator, n: int, rps: float, cv: float) -> np.ndarray[Any, Any]:
+    """Offsets of n arrivals with gamma gaps, rescaled so the last one is exactly n/rps."""
+    if cv == 0:
+        gaps = np.full(n, 1.0 / rps)
+    else:
+        shape = 1.0 / (cv * cv)
+        gaps = rng.gamma(shape, 1.0 / (rps * shape), size=n)
+    offsets = np.cumsum(gaps)
+    if offsets[-1] > 0:  # all-zero gaps (absurd CV) cannot be rescaled; vLLM leaves them too
+        offsets *= (n / rps) / offsets[-1]
+    return offsets
+
+
+def plan(spec: WorkloadSpec) -> list[PlannedRequest]:
+    """Generate the whole schedule; the same spec (and trace file) gives the same list."""
+    # Independent streams per random part: changing the length model keeps the arrivals.
+    arrival_rng, model_rng, row_rng, prompt_rng, output_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(5))
+    trace = _load_trace(spec)
+    if spec.replays_trace:
+        assert trace is not None  # checked by WorkloadSpec
+        times = trace.t_s / spec.trace_speedup
+        rows: IntArray | None = np.arange(len(times), dtype=np.int64)
+    else:
+        times = gamma_offsets(arrival_rng, spec.n_requests, spec.rps, spec.cv)
+        rows = row_rng.integers(0, len(trace), size=len(times)) if trace is not None else None
+    n = len(times)
+    probs = popularity_weights(spec.popularity, len(spec.models), spec.zipf_s, spec.weights)
+    model_idx = model_rng.choice(len(spec.models), size=n, p=probs)
+    prompts = _lengths(spec.prompt_dist(), prompt_rng, n, trace.context_tokens if trace else None, rows)
+    outputs = _lengths(spec.output_dist(), output_rng, n, trace.generated_tokens if trace else None, rows)
+    width = max(6, len(str(n - 1)))
+    return [PlannedRequest(f"{spec.id_prefix}{i:0{width}d}", float(times[i]), spec.models[model_idx[i]],
+                           int(prompts[i]), int(outputs[i])) for i in range(n)]
+
+
+def _load_trace(spec: WorkloadSpec) -> Trace | None:
+    if not spec.trace:
+        return None
+    until = spec.duration_s * spec.trace_speedup if spec.replays_trace and spec.duration_s > 0 else math.inf
+    return read_trace(spec.trace, until_s=until)
+
+
+def _lengths(dist: LengthDist, rng: np.random.Generator, n: int, column: IntArray | None,
+             rows: IntArray | None) -> IntArray:
+    if dist.kind != "trace":
+        return dist.sample(rng, n)
+    assert column is not None and rows is not None  # checked by WorkloadSpec
+    # A trace may record 0 tokens (e.g. failed requests); every request needs at least one.
+    return np.clip(column[rows], 1, dist.max)
