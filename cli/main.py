@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli.experiment.commands import experiment_app
+from cli.loadgen import loadgen_app, start_loadgen
 from cli.start_emulator import start_emulator
 from cli.start_node import node_app, start_node
 
@@ -18,6 +19,8 @@ app = typer.Typer(
 start_app = typer.Typer(help="Start one daemon in the foreground (what the systemd units run).",
                         no_args_is_help=True)
 app.add_typer(start_app, name="start")
+start_app.command("loadgen")(start_loadgen)
+app.add_typer(loadgen_app, name="loadgen")
 start_app.command("emulator")(start_emulator)
 
 start_app.command("node")(start_node)
