@@ -6,8 +6,10 @@ import typer
 
 from cli.experiment.commands import experiment_app
 from cli.loadgen import loadgen_app, start_loadgen
+from cli.start_coordinator import start_coordinator
 from cli.start_emulator import start_emulator
 from cli.start_node import node_app, start_node
+from cli.status import status
 
 app = typer.Typer(
     name="schedctl",
@@ -24,6 +26,8 @@ app.add_typer(loadgen_app, name="loadgen")
 start_app.command("emulator")(start_emulator)
 
 start_app.command("node")(start_node)
+start_app.command("coordinator")(start_coordinator)
+app.command("status")(status)
 app.add_typer(node_app, name="node")
 app.add_typer(experiment_app, name="experiment")
 

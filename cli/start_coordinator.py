@@ -1,0 +1,48 @@
+"""`schedctl start coordinator`: a thin layer over `daemons.coordinator.run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.errors import exit_on_config_error
+from daemons.bus.logs import setup_logging
+
+
+@exit_on_config_error
+def start_coordinator(
+    config: Annotated[Path | None, typer.Option("--config", "-c",
+                                                help="TOML file with a [coordinator] table.")] = None,
+    bind: Annotated[str | None, typer.Option(help="ROUTER address for schedule and status requests.")] = None,
+    state_bind: Annotated[str | None, typer.Option(help="SUB address node agents publish state to.")] = None,
+    events_bind: Annotated[str | None, typer.Option(help="PUB address for cluster events.")] = None,
+    policy: Annotated[str | None, typer.Option(help="Placement policy, e.g. affinity-score, "
+                                                    "startup-optimal.")] = None,
+    dead_after: Annotated[float | None, typer.Option(help="Seconds of silence before a node "
+                                                          "is declared dead.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the policy's tie-breaking.")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run the centralized scheduler in the foreground (SIGTERM or Ctrl-C stops it).
+
+    Settings come from the [coordinator] table of --config (default
+    /etc/schedctl/schedctl.toml when present), then SCHEDCTL_COORDINATOR_<KEY>
+    environment variables, then these flags.
+
+    Examples:
+
+        schedctl start coordinator
+
+        schedctl start coordinator --policy startup-optimal --dead-after 2
+
+        SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
+    """
+    from daemons.coordinator import CoordinatorConfig, run
+
+    overrides = {"bind": bind, "state_bind": state_bind, "events_bind": events_bind,
+                 "policy": policy, "dead_after_s": dead_after, "seed": seed}
+    cfg = CoordinatorConfig.load(config, overrides)
+    setup_logging("coordinator", log_level)
+    run(cfg)

@@ -1,0 +1,131 @@
+"""`schedctl status`: ask a coordinator (or one node agent) for its view and print a table.
+
+Both roles answer StatusRequest with StatusReply; the rows differ (a coordinator adds
+liveness, last-heard and pending counts; a node sends its own published NodeState), so
+every column falls back to "-" when its field is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+import typer
+import zmq
+
+from cli.errors import exit_on_config_error
+from daemons.bus import decode, encode, make_socket
+from daemons.bus.errors import ConfigError, WireError
+from daemons.bus.messages import StatusReply, StatusRequest
+
+DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
+GIB = float(1 << 30)
+HEADERS = ("NODE", "STATE", "QUEUE", "IN-FLIGHT", "PENDING", "GPU MEMORY", "LAST HEARD", "MODELS")
+
+
+def ask_status(endpoint: str, timeout_s: float) -> StatusReply | None:
+    """One StatusRequest to `endpoint`; None if nothing valid answers within timeout_s."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = make_socket(ctx, zmq.DEALER)
+    try:
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            raise ConfigError(f"cannot connect to {endpoint!r}: {exc.strerror}: "
+                              "pass an address like tcp://127.0.0.1:5555") from None
+        msg_id = uuid.uuid4().hex
+        sock.send(encode(StatusRequest(), f"status-{msg_id[:8]}", msg_id))
+        while sock.poll(int(timeout_s * 1000)):
+            try:
+                env = decode(sock.recv())
+            except WireError:
+                continue
+            if isinstance(env.body, StatusReply) and env.id == msg_id:
+                return env.body
+        return None
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
+def render(reply: StatusReply) -> str:
+    """The reply as an aligned plain-text table, one line per node."""
+    rows = [HEADERS] + [_cells(row) for row in reply.nodes]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
+    alive = sum(1 for row in reply.nodes if row.get("alive", True))
+    lines.append(f"{len(reply.nodes)} node(s), {alive} alive (as seen by the {reply.role})")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _cells(row: dict[str, Any]) -> tuple[str, ...]:
+    alive = row.get("alive")
+    state = "-" if alive is None else ("alive" if alive else "DEAD")
+    used, total = _memory(row)
+    memory = "-" if total is None else f"{(used or 0) / GIB:.1f}/{total / GIB:.1f} GiB"
+    heard = row.get("last_heard_s")
+    return (str(row.get("node", "?")), state, _num(row.get("queue_depth")), _num(row.get("in_flight")),
+            _num(row.get("pending")), memory, "-" if heard is None else f"{float(heard):.1f} s ago",
+            _models(row.get("models")))
+
+
+def _memory(row: dict[str, Any]) -> tuple[int | None, int | None]:
+    if "memory_total" in row:
+        return row.get("memory_used"), row["memory_total"]
+    gpus = row.get("gpus")
+    if isinstance(gpus, list) and gpus and all(isinstance(g, dict) for g in gpus):
+        return (sum(int(g.get("memory_used", 0)) for g in gpus),
+                sum(int(g.get("memory_total", 0)) for g in gpus))
+    return None, None
+
+
+def _models(models: Any) -> str:
+    if not isinstance(models, list) or not models:
+        return "-"
+    parts = []
+    for m in models:
+        if isinstance(m, dict):
+            parts.append(f"{m.get('model', '?')} {m.get('state', '?')} "
+                         f"q{m.get('queue_depth', 0)} r{m.get('running', 0)}")
+    return ", ".join(parts) or "-"
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+@exit_on_config_error
+def status(
+    coordinator: Annotated[str | None, typer.Option(
+        help=f"Coordinator ROUTER address [default: {DEFAULT_COORDINATOR}].",
+        envvar="SCHEDCTL_COORDINATOR_BIND")] = None,
+    node: Annotated[str | None, typer.Option(help="Ask this node agent instead of the coordinator.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw reply as JSON.")] = False,
+) -> None:
+    """Print the cluster as a coordinator (or a node agent) sees it.
+
+    Examples:
+
+        schedctl status
+
+        schedctl status --coordinator tcp://10.0.0.5:5555 --timeout 5
+
+        schedctl status --node tcp://127.0.0.1:5560 --json
+    """
+    if timeout <= 0:
+        raise ConfigError(f"--timeout must be positive, got {timeout}")
+    role = "node" if node else "coordinator"
+    endpoint = node or coordinator or DEFAULT_COORDINATOR
+    reply = ask_status(endpoint, timeout)
+    if reply is None:
+        raise ConfigError(f"no {role} answered at {endpoint} within {timeout:g}s: is it running? "
+                          f"start it with `schedctl start {role}`")
+    if as_json:
+        typer.echo(json.dumps({"role": reply.role, "nodes": reply.nodes}, indent=2, sort_keys=True))
+    elif not reply.nodes:
+        typer.echo(f"the {reply.role} at {endpoint} knows no nodes yet: node agents publish their "
+                   "state to its state address (--state-bind)")
+    else:
+        typer.echo(render(reply))

@@ -1,0 +1,251 @@
+"""Test kit: a real coordinator process, real PUB sockets feeding it NodeState, a client.
+
+Shipped with the library (like `daemons.node.testing`) so the integration tests, the
+benchmark and the experiment launcher start and feed a coordinator the same way.
+
+    with running_coordinator(policy="least-loaded") as coord:
+        with StatePublisher(coord.state_bind) as pub, Client(coord.bind) as client:
+            pub.publish(node_state("n0", ready=["m1"]))
+            client.wait_for_nodes({"n0"})
+            print(client.schedule("r1", "m1").body)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from daemons.bus import decode, encode, make_socket
+from daemons.bus.envelope import Envelope
+from daemons.bus.messages import (
+    CatalogEntry,
+    GpuState,
+    ModelState,
+    NodeState,
+    Schedule,
+    StatusReply,
+    StatusRequest,
+)
+
+GIB = 1 << 30
+
+
+def free_endpoint(host: str = "127.0.0.1") -> str:
+    """A loopback TCP address nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return f"tcp://{host}:{s.getsockname()[1]}"
+
+
+def schedctl() -> str:
+    return str(Path(sys.executable).parent / "schedctl")
+
+
+def node_state(name: str, *, gen: int = 1, seq: int = 1, ready: tuple[str, ...] | list[str] = (),
+               catalog: tuple[str, ...] | list[str] = ("m1", "m2", "m3"), queue: int = 0,
+               memory_gib: int = 80, model_gib: int = 16, load_s: float = 5.0,
+               endpoint: str = "") -> NodeState:
+    """A plausible NodeState: `ready` models loaded and idle, `catalog` loadable."""
+    models = [ModelState(m, "ready", 0, 0, model_gib * GIB, 0.0) for m in ready]
+    used = len(models) * model_gib * GIB
+    endpoint = endpoint or f"tcp://127.0.0.1:{20000 + zlib.crc32(name.encode()) % 10000}"
+    return NodeState(
+        node=name, endpoint=endpoint, gen=gen, seq=seq,
+        gpus=[GpuState(0, "a100-80gb", memory_gib * GIB, used, 0.0)], models=models,
+        queue_depth=queue, in_flight=0,
+        catalog=[CatalogEntry(m, model_gib * GIB, load_s) for m in catalog])
+
+
+class StatePublisher:
+    """A node agent's PUB socket, connected to the coordinator's state address."""
+
+    def __init__(self, state_bind: str) -> None:
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.sock = make_socket(self.ctx, zmq.PUB)
+        self.sock.connect(state_bind)
+
+    def publish(self, state: NodeState) -> None:
+        self.sock.send(encode(state, state.node))
+
+    def send_raw(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+    def __enter__(self) -> StatePublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Heartbeat:
+    """Node agents that keep publishing: every `interval_s` each state goes out again with
+    its seq increased, from a thread with its own PUB socket. `stop_beating(name)` makes
+    one node fall silent (to test the failure detector); `set(state)` changes one."""
+
+    def __init__(self, state_bind: str, states: list[NodeState], interval_s: float = 0.1) -> None:
+        self.states = {s.node: s for s in states}
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(state_bind,), daemon=True)
+        self._thread.start()
+
+    def set(self, state: NodeState) -> None:
+        with self._lock:
+            self.states[state.node] = state
+
+    def stop_beating(self, name: str) -> None:
+        with self._lock:
+            self.states.pop(name, None)
+
+    def _run(self, state_bind: str) -> None:
+        with StatePublisher(state_bind) as pub:
+            while not self._stop.wait(self.interval_s):
+                with self._lock:
+                    for name, state in list(self.states.items()):
+                        self.states[name] = dataclasses.replace(state, seq=state.seq + 1)
+                        pub.publish(self.states[name])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Client:
+    """A blocking DEALER, as a loadgen uses to talk to the coordinator."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.name = f"test-{uuid.uuid4().hex[:8]}"
+        self.sock = make_socket(self.ctx, zmq.DEALER)
+        self.sock.connect(endpoint)
+
+    def send(self, body: Any, msg_id: str = "") -> None:
+        self.sock.send(encode(body, self.name, msg_id))
+
+    def send_raw(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def recv(self, timeout_s: float = 5.0) -> Envelope:
+        if not self.sock.poll(int(timeout_s * 1000)):
+            raise TimeoutError(f"no answer within {timeout_s} s")
+        return decode(self.sock.recv())
+
+    def schedule(self, request_id: str, model: str, exclude: list[str] | None = None,
+                 timeout_s: float = 5.0) -> Envelope:
+        self.send(Schedule(request_id, model, 100, 50, 0, exclude or []), request_id)
+        return self.recv(timeout_s)
+
+    def status(self, timeout_s: float = 5.0) -> StatusReply:
+        self.send(StatusRequest(), "status")
+        env = self.recv(timeout_s)
+        assert isinstance(env.body, StatusReply), env
+        return env.body
+
+    def wait_for_nodes(self, names: set[str], timeout_s: float = 10.0,
+                       publish: Any = None) -> StatusReply:
+        """Until the coordinator lists `names` alive; `publish()` is called between polls
+        (PUB drops what it sends before the connection is up: the slow joiner)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if publish is not None:
+                publish()
+            reply = self.status()
+            alive = {r["node"] for r in reply.nodes if r.get("alive")}
+            if names <= alive:
+                return reply
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"coordinator still lacks {sorted(names - alive)} after {timeout_s} s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class CoordinatorProcess:
+    """`schedctl start coordinator` as a child process on free loopback ports."""
+
+    proc: subprocess.Popen[bytes]
+    bind: str
+    state_bind: str
+    events_bind: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout_s: float = 20.0) -> None:
+        with Client(self.bind) as client:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"coordinator exited with {self.proc.returncode}: {self.log()[-2000:]}")
+                with contextlib.suppress(TimeoutError):
+                    client.status(0.3)
+                    return
+        raise TimeoutError(f"coordinator at {self.bind} silent for {timeout_s} s: {self.log()[-2000:]}")
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def running_coordinator(log_dir: Path | None = None, *extra: str, **flags: Any) -> Iterator[CoordinatorProcess]:
+    """Start a coordinator on free ports (flags like policy="least-loaded", dead_after=0.5)
+    and make sure it is gone afterwards."""
+    ends = {k: flags.pop(k, None) or free_endpoint() for k in ("bind", "state_bind", "events_bind")}
+    args = [schedctl(), "start", "coordinator", *extra]
+    for key, value in {**ends, **flags}.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    with contextlib.ExitStack() as stack:
+        if log_dir is None:
+            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        log_path = log_dir / f"coordinator-{uuid.uuid4().hex[:6]}.log"
+        log = stack.enter_context(open(log_path, "wb"))
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        coord = CoordinatorProcess(proc, ends["bind"], ends["state_bind"], ends["events_bind"], log_path)
+        try:
+            coord.wait_ready()
+            yield coord
+        finally:
+            coord.stop()

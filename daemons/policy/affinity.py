@@ -1,0 +1,67 @@
+"""`affinity-score`: the prototype's rule, as its documents meant it (REFERENCE §5.1).
+
+    score = 1000·has_model − 10·queue − 100·gpu_util
+
+computed over every node that can take the request, the best score wins: SERVE where the
+model is ready, otherwise COLD_START (on the best-scoring node that can hold it, which is
+the least loaded one since has_model is 0 for all of them).
+
+What the prototype got wrong and this version does not:
+- it split holders and non-holders *before* ranking, so the +1000 never mattered and an
+  overloaded holder always won; here both compete on one score, so a holder ~100 requests
+  deep loses to an idle node that can cold-start the model;
+- it had no optimistic update and broke ties by list order, so a burst against stale
+  state went 100 % to one node; here `queue` counts the caller's pending placements and
+  ties are broken at random;
+- it had no capacity accounting; here a COLD_START only goes where the model fits.
+
+`queue` is the node's waiting requests plus pending placements; `gpu_util` is memory
+utilisation (used / total), which is what PROTO's scorer read.
+"""
+
+from __future__ import annotations
+
+from random import Random
+
+from daemons.policy.capacity import SERVICE_S, Option, cold_nodes, holder_nodes, option_for, pick_min, refusal
+from daemons.policy.view import SERVE, ClusterView, Decision, NodeView, PlacementRequest, Refusal
+
+HAS_MODEL_BONUS = 1000.0
+QUEUE_WEIGHT = 10.0
+UTIL_WEIGHT = 100.0
+COLD_WAIT_S = 10.0  # PROTO's flat cold-start estimate, used when a node gives no load time
+
+
+def score(node: NodeView, has_model: bool) -> float:
+    return HAS_MODEL_BONUS * has_model - QUEUE_WEIGHT * node.load - UTIL_WEIGHT * node.gpu_util
+
+
+def affinity_score(view: ClusterView, request: PlacementRequest, rng: Random) -> Decision | Refusal:
+    """Highest score wins; SERVE if the winner has the model ready, else COLD_START."""
+    nodes = holder_nodes(view, request)
+    scores = [score(n, True) for n in nodes]
+    # A node without the model scores at most 0, so it can only win when every holder
+    # is below 0: skip scanning the non-holders otherwise (the common, hot case).
+    if not nodes or max(scores) < 0.0:
+        cold = cold_nodes(view, request)
+        nodes += cold
+        scores += [score(n, False) for n in cold]
+    if not nodes:
+        return refusal(view, request)
+    winner, best = pick_min(nodes, [-s for s in scores], rng)
+    option = option_for(winner, request.model)
+    return option.decide(_est_wait(option), _reason(option, -best))
+
+
+def _est_wait(option: Option) -> float:
+    wait = option.node.load * SERVICE_S
+    if option.action != SERVE:
+        wait += option.load_s or COLD_WAIT_S
+    return wait
+
+
+def _reason(option: Option, best: float) -> str:
+    node = option.node
+    where = "model ready" if option.action == SERVE else "model not ready there"
+    return (f"affinity score {best:.0f} ({where}, queue {node.load}, "
+            f"gpu util {node.gpu_util:.0%})")

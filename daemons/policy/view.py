@@ -1,0 +1,278 @@
+"""What a placement policy sees and what it answers: plain frozen data, no sockets, no clocks.
+
+The caller (coordinator, gossip peer, simulator) builds a `ClusterView` from whatever it
+knows and hands it to a policy with a `PlacementRequest` and a `random.Random`. The policy
+answers a `Decision` or a `Refusal`. Nothing here reads the time or touches the wire, so a
+policy run twice on the same view, request and seed gives the same answer.
+
+The view carries two indices (`holders`, `catalog`) so a policy can look at the few
+nodes that matter for a model instead of scanning the whole cluster on every request: with
+100 nodes a full scan costs tens of microseconds per decision, the index a few.
+
+`pending` is the optimistic update PROTO lacked: placements the caller sent to a node
+that the node's published state does not show yet. Counting them as load is what keeps a
+burst of requests against stale state from all landing on the same "best" node
+(REFERENCE §5.1, §5.4). `with_placement` applies one placement to a view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+# Model states a node reports (daemons.bus.messages.ModelState.state).
+READY = "ready"
+LOADING = "loading"
+FAILED = "failed"
+EVICTING = "evicting"
+
+# Decision actions (daemons.bus.messages.ACTIONS) and refusal codes.
+SERVE = "SERVE"
+COLD_START = "COLD_START"
+MIGRATE = "MIGRATE"
+NO_NODES = "no_nodes"
+UNKNOWN_MODEL = "unknown_model"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """One model instance on one node, as last reported by that node."""
+
+    model: str
+    state: str  # ready | loading | failed | evicting
+    queue_depth: int = 0
+    running: int = 0
+    memory_bytes: int = 0
+    last_used: float = 0.0  # node-local clock: only compared with models of the same node
+
+    @property
+    def busy(self) -> bool:
+        """Busy models hold requests: evicting one means moving work (MIGRATE), not just memory."""
+        return self.running > 0 or self.queue_depth > 0 or self.state == LOADING
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogItem:
+    """A model a node can load: the memory it would take and how long loading takes there."""
+
+    model: str
+    footprint_bytes: int
+    load_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node as the caller knows it.
+
+    `pending` counts placements sent to this node that its state does not reflect yet;
+    `pending_models` names their models (a model there that the node does not list yet is
+    a load the caller already ordered, so its footprint is counted as used).
+    """
+
+    name: str
+    endpoint: str
+    alive: bool = True
+    models: Mapping[str, LoadedModel] = field(default_factory=dict)
+    queue_depth: int = 0
+    in_flight: int = 0
+    pending: int = 0
+    pending_models: frozenset[str] = frozenset()
+    memory_total: int = 0
+    memory_used: int = 0
+    catalog: Mapping[str, CatalogItem] = field(default_factory=dict)
+    # Derived once at construction, read on every decision.
+    gpu_util: float = field(init=False, default=0.0)
+    free_bytes: int = field(init=False, default=0)
+    reclaimable_bytes: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        # Plain loops: this runs after every decision (with_pending), generators cost 2x.
+        pending = self.pending_models
+        free = self.memory_total - self.memory_used
+        if pending:
+            for model in pending:
+                if model not in self.models and model in self.catalog:
+                    free -= self.catalog[model].footprint_bytes  # a load we ordered
+        free = max(0, free)
+        idle = 0
+        for m in self.models.values():
+            if not (m.running or m.queue_depth or m.state == LOADING or m.model in pending):
+                idle += m.memory_bytes
+        total = self.memory_total
+        object.__setattr__(self, "free_bytes", free)
+        object.__setattr__(self, "reclaimable_bytes", free + idle)
+        object.__setattr__(self, "gpu_util", min(1.0, self.memory_used / total) if total > 0 else 0.0)
+
+    @property
+    def load(self) -> int:
+        """Requests at this node, plus the ones we sent that it has not reported yet.
+
+        `in_flight` (every request the node agent holds, queued or running) is counted
+        the moment a request arrives, while `queue_depth` may come from a periodic scrape
+        of the backends; the larger of the two is the fresher estimate.
+        """
+        return max(self.queue_depth, self.in_flight) + self.pending
+
+    def is_idle(self, m: LoadedModel) -> bool:
+        """Idle instances may be evicted to make room; busy or just-placed ones may not."""
+        return not m.busy and m.model not in self.pending_models
+
+    def has_model(self, model: str) -> bool:
+        """Loaded, loading, or a load already ordered: the model is (about to be) here."""
+        m = self.models.get(model)
+        if m is not None:
+            return m.state in (READY, LOADING)
+        return model in self.pending_models
+
+    def with_pending(self, model: str) -> NodeView:
+        """This node with one more placement for `model` sent to it."""
+        models = self.pending_models if model in self.pending_models else self.pending_models | {model}
+        return NodeView(self.name, self.endpoint, self.alive, self.models, self.queue_depth, self.in_flight,
+                        self.pending + 1, models, self.memory_total, self.memory_used, self.catalog)
+
+    def is_ready(self, model: str) -> bool:
+        m = self.models.get(model)
+        return m is not None and m.state == READY
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogIndex:
+    """Who can load what: changes only when a node joins, dies or changes its catalog."""
+
+    listing: Mapping[str, tuple[str, ...]]  # model -> alive nodes that list it, sorted
+    known: frozenset[str]  # in any node's catalog or models, alive or dead
+    fastest_load_s: Mapping[str, float]  # model -> least load time among `listing`
+
+    @classmethod
+    def build(cls, nodes: Iterable[NodeView]) -> CatalogIndex:
+        listing: dict[str, list[str]] = {}
+        fastest: dict[str, float] = {}
+        known: set[str] = set()
+        for n in nodes:
+            known.update(n.catalog)
+            known.update(n.models)
+            if n.alive:
+                for model, item in n.catalog.items():
+                    listing.setdefault(model, []).append(n.name)
+                    fastest[model] = min(item.load_s, fastest.get(model, item.load_s))
+        return cls({m: tuple(sorted(v)) for m, v in listing.items()}, frozenset(known), fastest)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """Every node the caller knows, alive or not, plus the indices policies use.
+
+    `cursor` is the number of decisions taken before this one (round-robin's position);
+    the caller increments it, which keeps the policy itself stateless.
+    """
+
+    nodes: Mapping[str, NodeView]
+    holders: Mapping[str, tuple[str, ...]]  # model -> alive nodes where has_model(), sorted
+    catalog: CatalogIndex
+    order: tuple[str, ...]  # alive node names, sorted: a stable order for round-robin
+    cursor: int = 0
+
+    @classmethod
+    def build(cls, nodes: Iterable[NodeView], cursor: int = 0) -> ClusterView:
+        by_name = {n.name: n for n in nodes}
+        holders: dict[str, list[str]] = {}
+        for n in by_name.values():
+            if n.alive:
+                for model in {*n.models, *n.pending_models}:
+                    if n.has_model(model):
+                        holders.setdefault(model, []).append(n.name)
+        return cls(by_name, {m: tuple(sorted(v)) for m, v in holders.items()},
+                   CatalogIndex.build(by_name.values()), _alive_order(by_name), cursor)
+
+    def alive(self) -> list[NodeView]:
+        return [self.nodes[name] for name in self.order]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRequest:
+    """The part of a schedule request a policy looks at."""
+
+    model: str
+    prompt_tokens: int = 0
+    max_new_tokens: int = 0
+    priority: int = 0
+    exclude: frozenset[str] = frozenset()  # nodes that already failed this request
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where to run a request and what the node must do first.
+
+    `evict` names the models the node has to remove first: idle ones for COLD_START,
+    busy ones whose running requests move elsewhere for MIGRATE.
+    """
+
+    node: str
+    endpoint: str
+    action: str  # SERVE | COLD_START | MIGRATE
+    est_wait_s: float
+    reason: str
+    evict: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """No node can take the request; `code` is no_nodes or unknown_model."""
+
+    code: str
+    message: str
+
+
+def with_node(view: ClusterView, node: NodeView, catalog_changed: bool = True) -> ClusterView:
+    """The view with `node` added or replaced, its indices patched rather than rebuilt.
+
+    Pass `catalog_changed=False` when the node's catalog and liveness are as before: the
+    catalog index is then reused, which is what keeps a state update cheap with 100 nodes.
+    """
+    old = view.nodes.get(node.name)
+    nodes = dict(view.nodes)
+    nodes[node.name] = node
+    holders = dict(view.holders)
+    touched = {*node.models, *node.pending_models}
+    if old is not None:
+        touched.update(old.models, old.pending_models)
+    for model in touched:
+        names = [n for n in holders.get(model, ()) if n != node.name]
+        if node.alive and node.has_model(model):
+            names.append(node.name)
+            names.sort()
+        if names:
+            holders[model] = tuple(names)
+        else:
+            holders.pop(model, None)
+    order = view.order if old is not None and old.alive == node.alive else _alive_order(nodes)
+    catalog = view.catalog
+    if catalog_changed or old is None or old.alive != node.alive:
+        catalog = CatalogIndex.build(nodes.values())
+    return ClusterView(nodes, holders, catalog, order, view.cursor)
+
+
+def with_placement(view: ClusterView, decision: Decision, model: str) -> ClusterView:
+    """The view after sending `decision` for `model`: one more pending request on its node.
+
+    Cheap on purpose (one node and at most one index entry are rebuilt, with plain
+    constructors: `dataclasses.replace` costs several times more) because the coordinator
+    applies it after every decision.
+    """
+    node = view.nodes.get(decision.node)
+    if node is None:
+        return ClusterView(view.nodes, view.holders, view.catalog, view.order,
+                           view.cursor + 1)
+    updated = node.with_pending(model)
+    nodes = dict(view.nodes)
+    nodes[node.name] = updated
+    holders = view.holders
+    current = holders.get(model, ())
+    if updated.alive and node.name not in current and updated.has_model(model):
+        holders = dict(holders)
+        holders[model] = tuple(sorted((*current, node.name)))
+    return ClusterView(nodes, holders, view.catalog, view.order, view.cursor + 1)
+
+
+def _alive_order(nodes: Mapping[str, NodeView]) -> tuple[str, ...]:
+    return tuple(sorted(name for name, n in nodes.items() if n.alive))

@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""Benchmark the coordinator: decisions per second and decision latency with 100 nodes.
+
+Three processes share the machine: this client, the server under test and (for the
+coordinator) a publisher playing 100 node agents. The server under test is, in turn:
+
+1. a bare pyzmq ROUTER echo server (blocking recv_multipart / send_multipart) answering
+   every request with a pre-encoded Placement-sized frame: the ceiling for any
+   Python ZeroMQ server on this machine;
+2. the real `schedctl start coordinator` process, with 100 nodes' NodeState loaded and
+   refreshed (each node publishes 10 times a second; the node agent publishes on every
+   change, so under load it publishes more often than that).
+
+The same client sends both the same pre-encoded Schedule frames: first pipelined (a
+window of requests in flight; throughput, goal coordinator >= 0.5x echo), then one at a
+time (round-trip latency at light load). A decision's round trip at light load is what the
+scheduler adds to a request's time to first token in centralized mode (one Schedule ->
+Placement exchange before the Infer); the goal is <= 1 ms at the median. When the node
+agent and the emulator are installed (`daemons.node.testing.running_node`), the script
+also measures it end to end: TTFT through the coordinator vs straight to the node, at
+light load, alternating.
+
+    python scripts/bench_coordinator.py --quick     # CI: a few seconds
+    python scripts/bench_coordinator.py             # full run
+
+The output ends with exactly one line of JSON holding every figure and goal verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from daemons.bus import decode, encode, make_socket
+from daemons.bus.messages import Error, NodeState, Placement, Schedule
+from daemons.coordinator.testing import Client, free_endpoint, node_state, running_coordinator
+
+GOAL_RATIO = 0.5
+GOAL_OVERHEAD_MS = 1.0
+MAX_RUN_S = 120.0  # any single measurement loop gives up after this long
+
+
+@dataclass
+class Run:
+    """One measurement: per-request send and receive times, and the raw replies."""
+
+    sent: list[float] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
+    replies: list[bytes] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.replies) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def latency_ms(self, q: float) -> float:
+        rtt = np.asarray(self.received) - np.asarray(self.sent[:len(self.received)])
+        return float(np.percentile(rtt, q) * 1000) if len(rtt) else float("nan")
+
+
+# ----- servers under test -----------------------------------------------------------------------
+def echo_server(endpoint: str, reply: bytes, stop_after_s: float) -> None:
+    """The bare ROUTER: every request gets `reply`. Exits on an empty payload or after stop_after_s."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = make_socket(ctx, zmq.ROUTER)
+    sock.bind(endpoint)
+    deadline = time.monotonic() + stop_after_s
+    while time.monotonic() < deadline:
+        if not sock.poll(100):
+            continue
+        for _ in range(1000):
+            try:
+                identity, payload = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if not payload:
+                sock.close(0)
+                ctx.term()
+                return
+            sock.send_multipart([identity, reply])
+    sock.close(0)
+    ctx.term()
+
+
+def publisher(state_bind: str, states: list[NodeState], hz: float, stop_after_s: float) -> None:
+    """100 node agents in one process: every node's state, `hz` times a second, spread evenly."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = make_socket(ctx, zmq.PUB)
+    sock.connect(state_bind)
+    gap = 1.0 / (hz * len(states))
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < stop_after_s:
+        k = i % len(states)
+        states[k] = replace(states[k], seq=states[k].seq + 1)
+        sock.send(encode(states[k], states[k].node))
+        i += 1
+        time.sleep(max(0.0, start + i * gap - time.monotonic()))
+    sock.close(0)
+    ctx.term()
+
+
+def cluster_states(nodes: int, models: int, seed: int) -> list[NodeState]:
+    """Every node lists every model in its catalog and has two of them loaded."""
+    rng = random.Random(seed)
+    names = [f"m{i}" for i in range(models)]
+    return [node_state(f"node-{i:03d}", ready=rng.sample(names, 2), catalog=names,
+                       endpoint=f"tcp://127.0.0.1:{30000 + i}") for i in range(nodes)]
+
+
+# ----- the client ---------------------------------------------------------------------------------
+def requests(n: int, models: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [encode(Schedule(f"req-{i:07d}", f"m{rng.randrange(models)}", rng.randint(50, 2000), 128),
+                   "bench", f"req-{i:07d}") for i in range(n)]
+
+
+def drive(endpoint: str, frames: list[bytes], window: int) -> Run:
+    """Send every frame with at most `window` in flight; replies come back in order."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = make_socket(ctx, zmq.DEALER)
+    sock.connect(endpoint)
+    run = Run()
+    clock = time.perf_counter
+    try:
+        _warm_up(sock)
+        start = clock()
+        deadline = start + MAX_RUN_S
+        while len(run.replies) < len(frames) and clock() < deadline:
+            while len(run.sent) < len(frames) and len(run.sent) - len(run.replies) < window:
+                run.sent.append(clock())
+                sock.send(frames[len(run.sent) - 1])
+            if sock.poll(1000):
+                run.replies.append(sock.recv())
+                run.received.append(clock())
+        run.elapsed_s = clock() - start
+    finally:
+        sock.close(0)
+        ctx.term()
+    return run
+
+
+def _warm_up(sock: Any) -> None:
+    """One exchange first, so connecting is not measured."""
+    sock.send(encode(Schedule("warm-up", "m0", 10, 1), "bench", "warm-up"))
+    if not sock.poll(10_000):
+        raise RuntimeError("the server did not answer the warm-up request within 10 s")
+    sock.recv()
+
+
+def check_replies(run: Run, frames: list[bytes]) -> dict[str, Any]:
+    """Decode after timing: every reply must answer its request, in order."""
+    placements = errors = mismatched = 0
+    decision_s: list[float] = []
+    for frame, reply in zip(frames, run.replies, strict=False):
+        env = decode(reply)
+        if env.id != decode(frame).id:
+            mismatched += 1
+        if isinstance(env.body, Placement):
+            placements += 1
+            decision_s.append(env.body.decision_s)
+        elif isinstance(env.body, Error):
+            errors += 1
+    arr = np.asarray(decision_s) * 1e6 if decision_s else np.asarray([float("nan")])
+    return {"placements": placements, "errors": errors, "mismatched": mismatched,
+            "policy_us_p50": float(np.percentile(arr, 50)), "policy_us_p99": float(np.percentile(arr, 99))}
+
+
+# ----- the two measurements -----------------------------------------------------------------------
+def measure_echo(frames: list[bytes], lat_frames: list[bytes], window: int, reply: bytes) -> tuple[Run, Run]:
+    endpoint = free_endpoint()
+    proc = mp.get_context("spawn").Process(target=echo_server, args=(endpoint, reply, MAX_RUN_S * 3))
+    proc.start()
+    try:
+        return drive(endpoint, frames, window), drive(endpoint, lat_frames, 1)
+    finally:
+        _stop_echo(endpoint)
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _stop_echo(endpoint: str) -> None:
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = make_socket(ctx, zmq.DEALER)
+    sock.connect(endpoint)
+    sock.send(b"")
+    time.sleep(0.1)
+    sock.close(0)
+    ctx.term()
+
+
+def measure_coordinator(args: argparse.Namespace, frames: list[bytes],
+                        lat_frames: list[bytes]) -> tuple[Run, Run, dict[str, Any], str]:
+    states = cluster_states(args.nodes, args.models, args.seed)
+    with tempfile.TemporaryDirectory() as tmp, \
+            running_coordinator(Path(tmp), policy=args.policy, seed=args.seed) as coord:
+        proc = mp.get_context("spawn").Process(target=publisher,
+                                               args=(coord.state_bind, states, args.state_hz, MAX_RUN_S * 3))
+        proc.start()
+        try:
+            with Client(coord.bind) as client:
+                client.wait_for_nodes({s.node for s in states}, timeout_s=30)
+            throughput = drive(coord.bind, frames, args.window)
+            latency = drive(coord.bind, lat_frames, 1)
+        finally:
+            proc.terminate()
+            proc.join(10)
+        return throughput, latency, check_replies(throughput, frames), coord.bind
+
+
+# ----- where a decision's time goes (in process, same frames) ------------------------------------
+def breakdown(args: argparse.Namespace, frames: list[bytes]) -> dict[str, float]:
+    """Microseconds per decision of each stage the coordinator runs, outside any socket."""
+    from daemons.coordinator.cluster import ClusterBook
+    from daemons.policy import Decision, PlacementRequest, get_policy
+
+    states = cluster_states(args.nodes, args.models, args.seed)
+    state_frames = [encode(s, s.node) for s in states]
+    book = ClusterBook(3.0, 0.1)
+    for s in states:
+        book.ingest(s, 0.0)
+    policy, rng = get_policy(args.policy), random.Random(args.seed)
+    sample = frames[:2000]
+    bodies = [decode(f).body for f in sample]
+    decisions: list[Any] = []
+    out = {
+        "decode_schedule_us": _per_item(lambda: [decode(f) for f in sample], len(sample)),
+        "policy_us": _per_item(lambda: decisions.extend(
+            policy(book.view(), PlacementRequest(b.model, b.prompt_tokens, b.max_new_tokens, b.priority,
+                                                 frozenset(b.exclude)), rng) for b in bodies), len(sample)),
+        "decode_state_us": _per_item(lambda: [decode(f) for f in state_frames], len(state_frames)),
+    }
+    placed = [(d, b.model) for d, b in zip(decisions, bodies, strict=False) if isinstance(d, Decision)]
+    out["bookkeeping_us"] = _per_item(lambda: [book.placed(d, m, 0.0) for d, m in placed], len(placed))
+    replies = [Placement(b.request_id, d.node, d.endpoint, d.action, d.est_wait_s, d.reason, 1e-5)
+               for (d, _), b in zip(placed, bodies, strict=False)]
+    out["encode_placement_us"] = _per_item(lambda: [encode(r, "coordinator", r.request_id) for r in replies],
+                                           len(replies))
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def _per_item(fn: Any, n: int) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) / max(1, n) * 1e6
+
+
+# ----- TTFT through the coordinator vs straight to the node ---------------------------------------
+TTFT_MODEL = "facebook/opt-125m"
+
+
+def measure_ttft(args: argparse.Namespace) -> dict[str, Any] | None:
+    """TTFT via the coordinator minus TTFT straight to a real node agent (emulated GPU),
+    alternating one request at a time; None when the node agent cannot be started here."""
+    try:
+        from daemons.node.testing import running_node
+    except ImportError:
+        print("note: daemons.node is not installed; TTFT overhead = Schedule round trip", file=sys.stderr)
+        return None
+    n = args.ttft_requests
+    try:
+        with tempfile.TemporaryDirectory() as tmp, running_coordinator(Path(tmp), policy=args.policy) as coord, \
+                running_node(Path(tmp), models=[TTFT_MODEL], preload=[TTFT_MODEL], checkpoint_tier="gpu",
+                             publish_to=[coord.state_bind]) as node:
+            return _alternate(coord.bind, node.bind, n)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"note: could not measure TTFT with a node agent ({str(exc)[:200]}); "
+              "TTFT overhead = Schedule round trip", file=sys.stderr)
+        return None
+
+
+def _alternate(coordinator: str, node: str, n: int) -> dict[str, Any]:
+    from daemons.bus.messages import Infer
+
+    with Client(coordinator) as coord, Client(node) as direct:
+        _wait_ready(coord)
+        via_ms, direct_ms, schedule_ms = [], [], []
+        for i in range(2 * n + 4):  # the first pair warms both paths up
+            t0 = time.perf_counter()
+            client, target = direct, "direct"
+            if i % 2:
+                placement = coord.schedule(f"ttft-{i}", TTFT_MODEL).body
+                if not isinstance(placement, Placement) or placement.endpoint != node:
+                    raise RuntimeError(f"unexpected placement {placement}")
+                schedule_ms.append((time.perf_counter() - t0) * 1000)
+                target = "via"
+            client.send(Infer(f"ttft-{i}", TTFT_MODEL, "hello " * 32, 2), f"ttft-{i}")
+            ttft = _first_token_ms(client, t0)
+            if i >= 4:
+                (via_ms if target == "via" else direct_ms).append(ttft)
+    via, straight = float(np.median(via_ms)), float(np.median(direct_ms))
+    return {"requests": 2 * n, "direct_p50_ms": round(straight, 4), "via_p50_ms": round(via, 4),
+            "overhead_p50_ms": round(via - straight, 4),
+            "schedule_p50_ms": round(float(np.median(schedule_ms)), 4)}
+
+
+def _wait_ready(coord: Client) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = coord.status().nodes
+        if any(m["model"] == TTFT_MODEL and m["state"] == "ready" for r in rows for m in r["models"]):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the node's preloaded model never showed up ready at the coordinator")
+
+
+def _first_token_ms(client: Client, t0: float) -> float:
+    first = 0.0
+    for _ in range(100):
+        env = client.recv(30)
+        if env.type == "first_token":
+            first = (time.perf_counter() - t0) * 1000
+        elif env.type in ("done", "error"):
+            if not first:
+                raise RuntimeError(f"request ended without a first token: {env.body}")
+            return first
+    raise RuntimeError("no done after 100 messages")
+
+
+# ----- report -------------------------------------------------------------------------------------
+def report(args: argparse.Namespace, echo: tuple[Run, Run], coord: tuple[Run, Run],
+           checks: dict[str, Any], ttft: dict[str, Any] | None, costs: dict[str, float]) -> dict[str, Any]:
+    (echo_tp, echo_lat), (coord_tp, coord_lat) = echo, coord
+    ratio = coord_tp.rate / echo_tp.rate if echo_tp.rate else 0.0
+    added_p50 = coord_lat.latency_ms(50) - echo_lat.latency_ms(50)
+    if ttft is not None:
+        overhead_ms, method = ttft["overhead_p50_ms"], "ttft_via_coordinator_minus_direct"
+    else:
+        overhead_ms, method = coord_lat.latency_ms(50), "schedule_round_trip_light_load"
+    figures: dict[str, Any] = {
+        "nodes": args.nodes, "models": args.models, "policy": args.policy, "window": args.window,
+        "requests": len(coord_tp.sent), "latency_requests": len(coord_lat.sent), "state_hz": args.state_hz,
+        "echo_msgs_per_s": round(echo_tp.rate), "coordinator_decisions_per_s": round(coord_tp.rate),
+        "throughput_ratio": round(ratio, 3), "goal_throughput_ratio": GOAL_RATIO,
+        "throughput_goal_met": ratio >= GOAL_RATIO,
+        "echo_rtt_p50_ms": _r(echo_lat.latency_ms(50)), "echo_rtt_p99_ms": _r(echo_lat.latency_ms(99)),
+        "decision_rtt_p50_ms": _r(coord_lat.latency_ms(50)), "decision_rtt_p99_ms": _r(coord_lat.latency_ms(99)),
+        "added_vs_echo_p50_ms": _r(added_p50),
+        "loaded_decision_rtt_p50_ms": _r(coord_tp.latency_ms(50)),
+        "loaded_decision_rtt_p99_ms": _r(coord_tp.latency_ms(99)),
+        "policy_us_p50": _r(checks["policy_us_p50"]), "policy_us_p99": _r(checks["policy_us_p99"]),
+        "placements": checks["placements"], "errors": checks["errors"], "mismatched": checks["mismatched"],
+        "ttft_overhead_p50_ms": _r(overhead_ms), "ttft_overhead_method": method,
+        "goal_ttft_overhead_ms": GOAL_OVERHEAD_MS, "ttft_goal_met": overhead_ms <= GOAL_OVERHEAD_MS,
+    }
+    if ttft is not None:
+        figures.update({f"ttft_{k}": v for k, v in ttft.items()})
+    figures.update({f"cost_{k}": v for k, v in costs.items()})
+    _print_table(figures)
+    return figures
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
+
+def _print_table(f: dict[str, Any]) -> None:
+    rows = [
+        ("", "echo server", "coordinator"),
+        (f"throughput (msg/s, window {f['window']})", f"{f['echo_msgs_per_s']:,}",
+         f"{f['coordinator_decisions_per_s']:,}"),
+        ("round trip p50, light load (ms)", f"{f['echo_rtt_p50_ms']:.3f}", f"{f['decision_rtt_p50_ms']:.3f}"),
+        ("round trip p99, light load (ms)", f"{f['echo_rtt_p99_ms']:.3f}", f"{f['decision_rtt_p99_ms']:.3f}"),
+        ("round trip p50 / p99, saturated (ms)", "", f"{f['loaded_decision_rtt_p50_ms']:.3f} / "
+                                                     f"{f['loaded_decision_rtt_p99_ms']:.3f}"),
+        ("policy time p50 / p99 (us)", "", f"{f['policy_us_p50']:.1f} / {f['policy_us_p99']:.1f}"),
+    ]
+    print(f"coordinator benchmark: {f['nodes']} nodes, {f['models']} models, policy {f['policy']}, "
+          f"{f['requests']} pipelined + {f['latency_requests']} one-at-a-time requests, "
+          f"node state {f['state_hz']:g} Hz per node")
+    for name, a, b in rows:
+        print(f"  {name:<40} {a:>14} {b:>16}")
+    print(f"  replies: {f['placements']} placements, {f['errors']} errors, {f['mismatched']} out of order")
+    bus = f["cost_decode_schedule_us"] + f["cost_encode_placement_us"]
+    ours = f["cost_policy_us"] + f["cost_bookkeeping_us"]
+    print(f"  per decision, in process (us): bus decode {f['cost_decode_schedule_us']:.1f} + policy "
+          f"{f['cost_policy_us']:.1f} + bookkeeping {f['cost_bookkeeping_us']:.1f} + bus encode "
+          f"{f['cost_encode_placement_us']:.1f} = {bus + ours:.1f} (codec {bus / (bus + ours):.0%}); "
+          f"one NodeState decode {f['cost_decode_state_us']:.0f}")
+    if "ttft_via_p50_ms" in f:
+        print(f"  TTFT p50 with a real node agent (ms): straight {f['ttft_direct_p50_ms']:.3f}, through the "
+              f"coordinator {f['ttft_via_p50_ms']:.3f} (schedule step {f['ttft_schedule_p50_ms']:.3f})")
+    verdict = "met" if f["throughput_goal_met"] else "MISSED"
+    print(f"throughput ratio {f['throughput_ratio']:.2f} (goal >= {GOAL_RATIO}): {verdict}")
+    how = ("TTFT through the coordinator minus TTFT straight to the node"
+           if f["ttft_overhead_method"].startswith("ttft") else
+           "the Schedule -> Placement round trip at light load (no node agent measured)")
+    verdict = "met" if f["ttft_goal_met"] else "MISSED"
+    print(f"scheduler overhead on TTFT, p50 {f['ttft_overhead_p50_ms']:.3f} ms (goal <= {GOAL_OVERHEAD_MS} ms), "
+          f"measured as {how}: {verdict}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="a few seconds, for CI")
+    p.add_argument("--nodes", type=int, default=100)
+    p.add_argument("--models", type=int, default=20)
+    p.add_argument("--policy", default="affinity-score")
+    p.add_argument("--requests", type=int, default=0, help="pipelined requests (default 100k, 5k quick)")
+    p.add_argument("--latency-requests", type=int, default=0, help="one-at-a-time requests (5k, 500 quick)")
+    p.add_argument("--window", type=int, default=64, help="requests in flight in the throughput run")
+    p.add_argument("--state-hz", type=float, default=10.0, help="state publications per node per second")
+    p.add_argument("--ttft-requests", type=int, default=0, help="TTFT pairs with a node (300, 30 quick)")
+    p.add_argument("--no-node", action="store_true", help="skip the TTFT measurement with a node agent")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    args.requests = args.requests or (5_000 if args.quick else 100_000)
+    args.latency_requests = args.latency_requests or (500 if args.quick else 5_000)
+    args.ttft_requests = args.ttft_requests or (20 if args.quick else 300)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    frames = requests(args.requests, args.models, args.seed)
+    lat_frames = requests(args.latency_requests, args.models, args.seed + 1)
+    sample = Placement("req-0000000", "node-000", "tcp://127.0.0.1:30000", "SERVE", 0.5,
+                       "affinity score 970 (model ready, queue 1, gpu util 20%)", 2.5e-05)
+    reply = encode(sample, "coordinator", "req-0000000")
+    echo = measure_echo(frames, lat_frames, args.window, reply)
+    coord_tp, coord_lat, checks, _ = measure_coordinator(args, frames, lat_frames)
+    ttft = None if args.no_node else measure_ttft(args)
+    figures = report(args, echo, (coord_tp, coord_lat), checks, ttft, breakdown(args, frames))
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

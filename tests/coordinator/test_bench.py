@@ -1,0 +1,27 @@
+"""scripts/bench_coordinator.py --quick runs and ends with one line of JSON holding the verdicts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_ends_with_one_json_line() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_coordinator.py"), "--quick"],
+                         capture_output=True, text=True, timeout=110, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert not any(line.lstrip().startswith("{") for line in lines[:-1])
+    assert figures["nodes"] == 100 and figures["placements"] == figures["requests"] == 5000
+    assert figures["mismatched"] == 0 and figures["errors"] == 0
+    assert figures["coordinator_decisions_per_s"] > 0 and figures["echo_msgs_per_s"] > 0
+    for verdict in ("throughput_goal_met", "ttft_goal_met"):
+        assert isinstance(figures[verdict], bool)
+    assert figures["ttft_overhead_method"] in ("ttft_via_coordinator_minus_direct",
+                                               "schedule_round_trip_light_load")
+    assert "throughput ratio" in out.stdout
