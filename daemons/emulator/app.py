@@ -1,4 +1,4 @@
-"""The Starlette app: TGI's native routes (REFERENCE §1.1-1.5); OpenAI routes in `openai.py`.
+"""The Starlette app: TGI's native routes (REFERENCE §1.1-1.5); OpenAI routes in `openai_compat.py`.
 
 - `POST /generate`, `POST /generate_stream`, `POST /` (compat: `stream` picks, and
   `return_full_text` defaults to true so the text starts with the prompt; the
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from daemons.emulator import openai, tokens, wire
+from daemons.emulator import openai_compat, tokens, wire
 from daemons.emulator.engine import Overloaded, RequestTimes
 from daemons.emulator.routing import (
     UNHEALTHY,
@@ -184,7 +184,7 @@ def create_app(deployment: Deployment) -> Starlette:
         finally:
             await service.stop_engine()
 
-    routes = TgiRoutes(service).routes() + openai.OpenAiRoutes(service).routes()
+    routes = TgiRoutes(service).routes() + openai_compat.OpenAiRoutes(service).routes()
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.service = service
     return app

@@ -177,7 +177,8 @@ def run(config: EmulatorConfig) -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
-        http="h11",
+        http="auto",  # httptools and uvloop when installed (uvicorn[standard]); h11 + asyncio otherwise
+        loop="auto",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     log.info(

@@ -99,10 +99,10 @@ def parse_json(body: bytes) -> Any:
 
 
 def _type_error(path: str, expected: str, value: object) -> BodyError:
-    got = json.dumps(value)
+    where = f"{path}: " if path else ""
     return BodyError(
-        f"Failed to deserialize the JSON body into the target type: {path}: "
-        f"invalid type: {got}, expected {expected}"
+        f"Failed to deserialize the JSON body into the target type: {where}"
+        f"invalid type: {json.dumps(value)}, expected {expected}"
     )
 
 
