@@ -417,9 +417,8 @@ class Memberlist:
         if target is None:
             return
         self._seq += 1
-        self._probe = _Probe(
-            target.node, target.gen, target.inc, self._seq, now, now + self._awareness.scale(self.config.probe_timeout), now + interval,
-        )
+        timeout = self._awareness.scale(self.config.probe_timeout)
+        self._probe = _Probe(target.node, target.gen, target.inc, self._seq, now, now + timeout, now + interval)
         self.stats.probes += 1
         buddy: tuple[GossipItem, ...] = ()
         if target.status is Status.SUSPECT:
@@ -772,6 +771,14 @@ class Memberlist:
     def _on_sync_resp(self, now: float, sender_addr: str, sender: str, resp: SyncResp) -> None:
         for e in resp.entries:
             self._merge_entry(now, e, sender)
+        if self._next_join != float("inf") and self._live > 1:
+            # Joined. The seed could only give what it knew; members joining at the same
+            # time spent their news before they knew us. One early anti-entropy round with
+            # someone else fills that gap instead of waiting a full push/pull period.
+            self._next_join = float("inf")
+            self._next_push_pull = min(
+                self._next_push_pull, now + self._rng.uniform(1.0, 2.0) * self.config.probe_interval,
+            )
         if resp.push_back:
             self._check_self_in_digest(resp.digest)
             entries = self._newer_entries(resp.digest)
