@@ -47,6 +47,7 @@ class LocalCluster:
     node_endpoints: dict[str, str] = field(default_factory=dict)
     coordinator: str = ""
     coordinator_events: str = ""
+    gossip_addresses: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,9 @@ class LocalCluster:
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator,
                                         "--state-bind", state_bind, "--events-bind", self.coordinator_events,
                                         "--policy", self.spec.policy])
-        for name, group in self.spec.node_names():
+        names = self.spec.node_names()
+        self.gossip_addresses = {name: free_endpoint() for name, _ in names}
+        for name, group in names:
             bind = free_endpoint()
             self.node_endpoints[name] = bind
             publish = [a for a in (state_bind, self.collector_address) if a]
@@ -69,7 +72,12 @@ class LocalCluster:
         self._wait_ready()
 
     def _gossip_settings(self, name: str) -> dict[str, object]:
-        return {}
+        if self.scheduler != "gossip":
+            return {}
+        first = next(iter(self.gossip_addresses))
+        seed = self.gossip_addresses[first if name != first else list(self.gossip_addresses)[-1]]
+        return {"gossip_bind": self.gossip_addresses[name], "seeds": [seed] if len(self.gossip_addresses) > 1 else [],
+                "gossip_policy": self.spec.gossip_policy, "gossip_preset": self.spec.gossip_preset}
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log_path = self.workdir / f"{name}.log"
@@ -102,8 +110,11 @@ class LocalCluster:
             reply = client.status(0.5)
         except TimeoutError:
             return False
-        # The coordinator is ready once it has heard from every node.
-        return name != "coordinator" or len(reply.nodes) >= len(self.node_endpoints)
+        # The coordinator is ready once it has heard from every node, a gossip peer once
+        # it knows every peer's record.
+        if name == "coordinator" or reply.role == "gossip-peer":
+            return sum(1 for n in reply.nodes if n.get("alive") and n.get("endpoint")) >= len(self.node_endpoints)
+        return True
 
     def _check_alive(self) -> None:
         for d in self.daemons:

@@ -42,6 +42,7 @@ from daemons.bus.settings import build
 from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy import get_policy
+from daemons.policy.peer import get_peer_policy
 
 SCHEDULERS = ("centralized", "gossip")
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
@@ -88,6 +89,7 @@ class ExperimentSpec:
     schedulers: tuple[str, ...] = ("centralized",)
     policy: str = "affinity-score"
     gossip_policy: str = "power-of-d"
+    gossip_preset: str = "lan"  # lan | local | ci: memberlist timings of the peers
     timeout_s: float = 120.0
     results_dir: str = "results"
     slo: Slo = Slo(ttft_ms=5000.0, tpot_ms=200.0)
@@ -103,6 +105,7 @@ class ExperimentSpec:
         if self.timeout_s <= 0:
             raise ConfigError("timeout_s must be > 0")
         get_policy(self.policy)  # an unknown name fails here, before any process starts
+        get_peer_policy(self.gossip_policy)
         self._check_models()
 
     def _check_models(self) -> None:
@@ -123,7 +126,8 @@ class ExperimentSpec:
     def to_dict(self) -> dict[str, Any]:
         return {
             "experiment": {"name": self.name, "scheduler": list(self.schedulers), "policy": self.policy,
-                           "gossip_policy": self.gossip_policy, "timeout_s": self.timeout_s,
+                           "gossip_policy": self.gossip_policy, "gossip_preset": self.gossip_preset,
+                           "timeout_s": self.timeout_s,
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo)},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],

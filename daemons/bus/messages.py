@@ -156,6 +156,24 @@ class ClusterEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """Sparrow-style probe from a gossip peer: answer when you could take this request."""
+
+    TYPE: ClassVar[str] = "probe"
+    request_id: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReply:
+    TYPE: ClassVar[str] = "probe_reply"
+    request_id: str
+    node: str
+    load: int
+    ready: bool  # the model is loaded there
+
+
+@dataclass(frozen=True, slots=True)
 class StatusRequest:
     TYPE: ClassVar[str] = "status_request"
 
@@ -171,6 +189,6 @@ class StatusReply:
 
 MESSAGE_TYPES: dict[str, type] = {
     cls.TYPE: cls
-    for cls in (Schedule, Placement, Infer, FirstToken, Done, Error, NodeState, ClusterEvent,
-                StatusRequest, StatusReply)
+    for cls in (Schedule, Placement, Infer, FirstToken, Done, Error, NodeState, ClusterEvent, Probe,
+                ProbeReply, StatusRequest, StatusReply)
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,13 @@ class NodeConfig:
     load_timeout_s: float = 300.0
     request_timeout_s: float = 300.0
     scheduler: str = "centralized"  # centralized | gossip
-    extra: dict[str, Any] = field(default_factory=dict)  # scheduler-specific settings
+    # Gossip mode: this node is also a peer that places requests from its gossip view.
+    gossip_bind: str = "tcp://127.0.0.1:5561"  # ROUTER for the gossip protocol
+    gossip_advertise: str = ""  # how peers reach gossip_bind; empty = same
+    seeds: tuple[str, ...] = ()  # gossip addresses of peers to join through
+    gossip_preset: str = "lan"  # lan | wan | local | ci (daemons/gossip/config.py)
+    gossip_policy: str = "power-of-d"  # local-first | power-of-d | sparrow
+    max_hops: int = 1  # how often a request may be forwarded before it must be served
 
     def __post_init__(self) -> None:
         if self.gpu_backend not in ("auto", "nvml", "emulated"):
@@ -56,6 +62,8 @@ class NodeConfig:
         unknown = sorted(set(self.preload) - set(self.models))
         if unknown:
             raise ConfigError(f"preload lists {unknown} which are not in models; add them to models")
+        if self.max_hops < 0:
+            raise ConfigError(f"max_hops must be >= 0, not {self.max_hops}")
         if self.publish_interval_s <= 0 or self.kv_tokens <= 0:
             raise ConfigError("publish_interval_s and kv_tokens must be positive")
 

@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from daemons.bus import encode, make_socket, parse_frame, split_router_frames
+from daemons.bus import encode, make_socket, parse_frame, sdnotify, split_router_frames
 from daemons.bus.errors import ConfigError
 from daemons.bus.messages import (
     Done,
@@ -29,22 +29,27 @@ from daemons.bus.messages import (
     Infer,
     ModelState,
     NodeState,
+    Probe,
+    ProbeReply,
     StatusReply,
     StatusRequest,
 )
 from daemons.bus.schema import to_dict
+from daemons.bus.security import Security, SecurityConfig, stop_zap
 from daemons.node.backend import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig
 from daemons.node.gpu import GpuProbe, choose_probe
 from daemons.node.instances import Instance, ModelManager
+from daemons.node.peering import PROBE_WAIT_S, Peering, probe_reply_delay
+from daemons.policy import Refusal
 
 log = logging.getLogger("schedctl.node")
 MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publications a second
 
 
 class NodeServer:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, security: Security | None = None) -> None:
         self.config = config
         self.catalog = Catalog(config.models, config.gpu, config.checkpoint_tier, config.kv_tokens,
                                config.init_s)
@@ -56,12 +61,20 @@ class NodeServer:
         self._stopping = asyncio.Event()
         self.manager = ModelManager(config, self.catalog, self._memory_total, self._changed.set)
         self.ctx = zmq.asyncio.Context()
-        self.router = make_socket(self.ctx, zmq.ROUTER)
-        self.pub = make_socket(self.ctx, zmq.PUB)
+        self.security = security or Security(SecurityConfig())
+        self.security.start_zap(self.ctx)  # CURVE server sockets need the ZAP handler first
+        self.router = make_socket(self.ctx, zmq.ROUTER, curve=self.security.bind_server())
+        self.pub = make_socket(self.ctx, zmq.PUB, curve=self.security.client)
+        self._status = ""
+        self._slot_freed = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self.peering = Peering(config, self.ctx, self._send_raw) if config.scheduler == "gossip" else None
 
     # ----- lifecycle -------------------------------------------------------------
     async def serve(self) -> None:
         self._bind()
+        if self.peering is not None:
+            await self.peering.start()
         log.info("node %s serving on %s (%s)", self.config.name, self.config.bind, self.probe.reason)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -69,14 +82,21 @@ class NodeServer:
         tasks = [asyncio.create_task(c) for c in (self._receive(), self._publish(), self._scrape())]
         for model in self.config.preload:
             tasks.append(asyncio.create_task(self._preload(model)))
+        watchdog = sdnotify.start_watchdog()  # fed by this loop: a stuck loop gets restarted
+        sdnotify.ready(f"node {self.config.name} serving on {self.config.bind}")
         await self._stopping.wait()
+        sdnotify.stopping()
+        await sdnotify.stop_watchdog(watchdog)
         log.info("node %s stopping", self.config.name)
         for task in [*tasks, *self.active.values()]:
             task.cancel()
         await asyncio.gather(*tasks, *self.active.values(), return_exceptions=True)
         await self.manager.close()
+        if self.peering is not None:
+            await self.peering.stop()
         self.router.close()
         self.pub.close()
+        stop_zap(self.ctx)
         self.ctx.term()
         self.probe.close()
 
@@ -111,8 +131,10 @@ class NodeServer:
                 continue
             if isinstance(env.body, Infer):
                 self._accept(identity, env.body)
+            elif isinstance(env.body, Probe):
+                self._spawn(self._answer_probe(identity, env.body))
             elif isinstance(env.body, StatusRequest):
-                await self._reply(identity, StatusReply("node", [to_dict(self.state())]), env.id)
+                await self._reply(identity, self._status_reply(), env.id)
             else:
                 log.warning("dropped %s message: a node does not take them", env.type)
 
@@ -121,7 +143,9 @@ class NodeServer:
             log.warning("duplicate request %s ignored: already running", request.request_id,
                         extra={"SCHEDCTL_REQUEST_ID": request.request_id})
             return
-        task = asyncio.create_task(self._serve_request(identity, request))
+        placing = self.peering is not None and not request.action and request.hops < self.config.max_hops
+        work = self._place(identity, request) if placing else self._serve_request(identity, request)
+        task = asyncio.create_task(work)
         self.active[request.request_id] = task
         self._changed.set()
         task.add_done_callback(lambda _: self._finished(request.request_id))
@@ -129,6 +153,49 @@ class NodeServer:
     def _finished(self, request_id: str) -> None:
         self.active.pop(request_id, None)
         self._changed.set()
+        self._slot_freed.set()
+
+    # ----- gossip mode ---------------------------------------------------------------
+    async def _place(self, identity: bytes, request: Infer) -> None:
+        """Place a request from our gossip view: serve it here or forward it to a peer."""
+        assert self.peering is not None
+        decision = await self.peering.place(request, self.snapshot())
+        rid = request.request_id
+        if isinstance(decision, Refusal):
+            await self._reply(identity, Error(rid, decision.code, decision.message, self.config.name), rid)
+        elif decision.node == self.config.name:
+            await self._serve_request(identity, request)
+        else:
+            await self.peering.forward(identity, request, decision)
+
+    async def _answer_probe(self, identity: bytes, probe: Probe) -> None:
+        deadline = time.monotonic() + PROBE_WAIT_S
+        while not probe_reply_delay(len(self.active)):
+            self._slot_freed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return  # still busy: let a less loaded peer win
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), remaining)
+        ready = any(i.model == probe.model and i.state == "ready" for i in self.manager.instances.values())
+        await self._reply(identity, ProbeReply(probe.request_id, self.config.name, len(self.active), ready),
+                          probe.request_id)
+
+    async def _send_raw(self, identity: bytes, frame: bytes) -> None:
+        try:
+            await self.router.send_multipart([identity, frame], flags=zmq.DONTWAIT)
+        except zmq.ZMQError as exc:
+            log.warning("could not relay an answer: %s", exc.strerror)
+
+    def _status_reply(self) -> StatusReply:
+        if self.peering is not None:
+            return StatusReply("gossip-peer", self.peering.status_rows())
+        return StatusReply("node", [to_dict(self.snapshot())])
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _serve_request(self, identity: bytes, request: Infer) -> None:
         rid = request.request_id
@@ -191,11 +258,11 @@ class NodeServer:
     def _memory_total(self) -> int:
         return sum(g.memory_total for g in self.probe.read(self.manager.ledger_used()))
 
-    def state(self) -> NodeState:
+    def snapshot(self) -> NodeState:
+        """The node's state now, at the sequence number of its last publication."""
         readings = self.probe.read(self.manager.ledger_used())
         gpus = [GpuState(g.index, g.name, g.memory_total, g.memory_used, g.utilization) for g in readings]
         models = [self._model_state(i) for i in self.manager.instances.values()]
-        self.seq += 1
         return NodeState(
             node=self.config.name, endpoint=self.config.endpoint, gen=self.gen, seq=self.seq,
             gpus=gpus, models=models, queue_depth=sum(m.queue_depth for m in models),
@@ -213,9 +280,21 @@ class NodeServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), self.config.publish_interval_s)
             self._changed.clear()
+            self.seq += 1
+            state = self.snapshot()
             with contextlib.suppress(zmq.Again):
-                await self.pub.send(encode(self.state(), self.config.name), flags=zmq.DONTWAIT)
+                await self.pub.send(encode(state, self.config.name), flags=zmq.DONTWAIT)
+            if self.peering is not None:
+                self.peering.publish(state)
+            self._notify_status(state)
             await asyncio.sleep(MIN_PUBLISH_GAP_S)
+
+    def _notify_status(self, state: NodeState) -> None:
+        loaded = sum(m.state == "ready" for m in state.models)
+        text = f"{loaded} model(s) ready, {state.in_flight} request(s) in flight, queue {state.queue_depth}"
+        if text != self._status:  # `systemctl status` shows it; send only changes
+            self._status = text
+            sdnotify.status(text)
 
     async def _scrape(self) -> None:
         while True:
@@ -223,6 +302,6 @@ class NodeServer:
             await asyncio.sleep(min(0.5, self.config.publish_interval_s))
 
 
-def run(config: NodeConfig) -> None:
+def run(config: NodeConfig, security: Security | None = None) -> None:
     """Run a node agent until SIGTERM or SIGINT."""
-    asyncio.run(NodeServer(config).serve())
+    asyncio.run(NodeServer(config, security).serve())

@@ -1,0 +1,233 @@
+"""Gossip mode: the node is a peer that learns the cluster by gossip and places requests.
+
+A request from the load generator (`Infer` with no action) is placed from this peer's
+own view by a decentralized policy (daemons/policy/peer.py): served here, or forwarded
+once to a better peer, whose answers are relayed back to the load generator unchanged.
+A forwarded request carries the chosen action, so its receiver serves it: a request
+travels at most `max_hops` hops. Requests forwarded to a peer that gossip declares dead
+fail at once with `peer_dead` instead of hanging.
+
+Sparrow (`gossip_policy = "sparrow"`): probe d candidate peers; each answers when it
+has a free slot (immediately if its load is under the cap, else when a request finishes,
+at most PROBE_WAIT_S later); the first answer wins. No answer in PROBE_TIMEOUT_S → the
+power-of-d choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from daemons.bus import encode, make_socket, parse_frame
+from daemons.bus.errors import SchemaError
+from daemons.bus.messages import Error, Infer, NodeState, Probe, ProbeReply
+from daemons.bus.schema import from_dict, to_dict
+from daemons.gossip.agent import GossipAgent, MemberView
+from daemons.gossip.config import GossipConfig
+from daemons.gossip.state import EventKind, MemberEvent
+from daemons.node.config import NodeConfig
+from daemons.policy import CatalogItem, ClusterView, Decision, LoadedModel, NodeView, PlacementRequest, Refusal
+from daemons.policy.peer import QUEUE_CAP, PeerPolicy, get_peer_policy, sparrow_candidates
+
+log = logging.getLogger("schedctl.node.peering")
+SETTLE_S = 1.5  # our placements count as load on a peer until its gossiped state shows them
+PROBE_TIMEOUT_S = 0.25
+PROBE_WAIT_S = 0.5
+
+Reply = Callable[[bytes, bytes], Any]  # (client identity, raw frame) -> awaitable
+
+
+@dataclass
+class Forward:
+    client: bytes
+    peer: str
+
+
+@dataclass
+class Peering:
+    config: NodeConfig
+    ctx: zmq.asyncio.Context
+    reply: Reply
+    agent: GossipAgent = field(init=False)
+    policy: PeerPolicy = field(init=False)
+    rng: random.Random = field(default_factory=random.Random)
+    _links: dict[str, Any] = field(default_factory=dict)  # endpoint -> DEALER
+    _readers: list[asyncio.Task[None]] = field(default_factory=list)
+    _forwards: dict[str, Forward] = field(default_factory=dict)  # request_id -> where it went
+    _pending: dict[str, deque[tuple[float, str]]] = field(default_factory=dict)
+    _probes: dict[str, asyncio.Future[str]] = field(default_factory=dict)
+    _failing: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.agent = GossipAgent(c.name, c.gossip_bind, advertise=c.gossip_advertise or None, seeds=c.seeds,
+                                 config=GossipConfig.preset(c.gossip_preset))
+        self.policy = get_peer_policy(c.gossip_policy)
+        self.agent.add_listener(self._on_member_event)
+
+    async def start(self) -> None:
+        await self.agent.start()
+
+    async def stop(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        for sock in self._links.values():
+            sock.close(0)
+        await self.agent.stop()
+
+    def publish(self, state: NodeState) -> None:
+        self.agent.update_local_record(to_dict(state))
+
+    # ----- the view --------------------------------------------------------------------
+    def view(self, me: NodeState) -> ClusterView:
+        now = time.monotonic()
+        nodes = [_node_view(me, True, self._pending_models(me.node, now))]
+        for member in self.agent.view():
+            state = None if member.is_self else _state_of(member)
+            if state is not None:
+                nodes.append(_node_view(state, member.status == "alive", self._pending_models(state.node, now)))
+        return ClusterView.build(nodes)
+
+    def _pending_models(self, node: str, now: float) -> list[str]:
+        queue = self._pending.get(node)
+        if not queue:
+            return []
+        while queue and queue[0][0] < now - SETTLE_S:
+            queue.popleft()
+        return [m for _, m in queue]
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for m in self.agent.view():
+            record = dict(m.record) if m.record else {}
+            rows.append({**record, "node": m.node, "alive": m.status == "alive", "status": m.status,
+                         "record_age_s": m.record_age_s, "gossip_addr": m.addr})
+        return rows
+
+    # ----- placing -----------------------------------------------------------------------
+    async def place(self, request: Infer, me: NodeState) -> Decision | Refusal:
+        view = self.view(me)
+        placement = PlacementRequest(request.model, len(request.prompt.split()), request.max_new_tokens)
+        if self.config.gossip_policy == "sparrow":
+            decision = await self._sparrow(view, placement, request, me.node)
+        else:
+            decision = self.policy(view, placement, self.rng, me.node)
+        if isinstance(decision, Decision) and decision.node != me.node:
+            self._pending.setdefault(decision.node, deque()).append((time.monotonic(), request.model))
+        return decision
+
+    async def _sparrow(self, view: ClusterView, placement: PlacementRequest, request: Infer,
+                       me: str) -> Decision | Refusal:
+        options = [o for o in sparrow_candidates(view, placement, self.rng) if o.node.name != me]
+        if options:
+            winner = await self._first_answer([o.node.endpoint for o in options], request)
+            for o in options:
+                if o.node.endpoint == winner:
+                    return o.decide(0.0, f"sparrow: first of {len(options)} probed peers to answer")
+        return self.policy(view, placement, self.rng, me)
+
+    async def _first_answer(self, endpoints: list[str], request: Infer) -> str | None:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._probes[request.request_id] = future
+        probe = encode(Probe(request.request_id, request.model), self.config.name, request.request_id)
+        for endpoint in endpoints:
+            with contextlib.suppress(zmq.Again):
+                await self._link(endpoint).send(probe, flags=zmq.DONTWAIT)
+        try:
+            return await asyncio.wait_for(future, PROBE_TIMEOUT_S)
+        except TimeoutError:
+            return None
+        finally:
+            self._probes.pop(request.request_id, None)
+
+    async def forward(self, client: bytes, request: Infer, decision: Decision) -> None:
+        """Send `request` on to the chosen peer; its answers come back through `_relay`."""
+        onward = Infer(request.request_id, request.model, request.prompt, request.max_new_tokens,
+                       decision.action, request.hops + 1, request.max_hops, [*request.route, self.config.name])
+        self._forwards[request.request_id] = Forward(client, decision.node)
+        log.info("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
+                 extra={"SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_NODE": decision.node,
+                        "SCHEDCTL_ACTION": decision.action})
+        try:
+            await self._link(decision.endpoint).send(encode(onward, self.config.name, request.request_id),
+                                                     flags=zmq.DONTWAIT)
+        except zmq.Again:
+            self._forwards.pop(request.request_id, None)
+            await self._fail(client, request.request_id, "forward_failed", f"peer {decision.node} is not accepting")
+
+    def _link(self, endpoint: str) -> Any:
+        sock = self._links.get(endpoint)
+        if sock is None:
+            sock = self._links[endpoint] = make_socket(self.ctx, zmq.DEALER)
+            sock.connect(endpoint)
+            self._readers.append(asyncio.create_task(self._relay(sock, endpoint)))
+        return sock
+
+    async def _relay(self, sock: Any, endpoint: str) -> None:
+        """Answers from a peer: probe replies resolve probes, the rest go to our client."""
+        while True:
+            frame = await sock.recv()
+            env = parse_frame(frame, endpoint)
+            if env is None:
+                continue
+            if isinstance(env.body, ProbeReply):
+                future = self._probes.get(env.body.request_id)
+                if future is not None and not future.done():
+                    future.set_result(endpoint)
+                continue
+            forward = self._forwards.get(env.id)
+            if forward is None:
+                continue  # late answer of a request we already failed
+            if env.type in ("done", "error"):
+                del self._forwards[env.id]
+            await self.reply(forward.client, frame)
+
+    async def _fail(self, client: bytes, request_id: str, code: str, message: str) -> None:
+        await self.reply(client, encode(Error(request_id, code, message, self.config.name), self.config.name,
+                                        request_id))
+
+    def _on_member_event(self, event: MemberEvent) -> None:
+        if event.kind not in (EventKind.DEAD, EventKind.LEFT):
+            return
+        for rid, forward in list(self._forwards.items()):
+            if forward.peer == event.node:
+                del self._forwards[rid]
+                why = f"{event.node} was declared {event.kind} while serving this request"
+                task = asyncio.create_task(self._fail(forward.client, rid, "peer_dead", why))
+                self._failing.add(task)
+                task.add_done_callback(self._failing.discard)
+
+
+def probe_reply_delay(load: int) -> bool:
+    """Answer a probe now if we have a free slot (Sparrow's late binding, simplified)."""
+    return load < QUEUE_CAP
+
+
+def _state_of(member: MemberView) -> NodeState | None:
+    if member.record is None:
+        return None
+    try:
+        return from_dict(NodeState, dict(member.record), f"record of {member.node}")
+    except SchemaError as exc:
+        log.warning("ignoring malformed gossip record: %s", exc)
+        return None
+
+
+def _node_view(s: NodeState, alive: bool, pending: list[str]) -> NodeView:
+    models = {m.model: LoadedModel(m.model, m.state, m.queue_depth, m.running, m.memory_bytes, m.last_used)
+              for m in s.models}
+    catalog = {c.model: CatalogItem(c.model, c.footprint_bytes, c.load_s) for c in s.catalog}
+    return NodeView(s.node, s.endpoint, alive, models, s.queue_depth, s.in_flight, len(pending),
+                    frozenset(pending), sum(g.memory_total for g in s.gpus), sum(g.memory_used for g in s.gpus),
+                    catalog)

@@ -1,0 +1,101 @@
+"""Decentralized policies: a gossip peer places a request from its own, possibly stale, view.
+
+Each is a pure function of (view, request, rng, me) where `me` is the deciding peer. They
+follow REFERENCE §5.4 and §5.6 (D0-D2): never route to the argmin of a stale table
+(that herds every peer onto the same node); sample a few candidates instead, and count
+the peer's own recent placements as pending load (the view's optimistic update).
+
+- `local-first` (D0): serve here when the model is ready and our queue is short, else
+  forward to a random holder with a short queue, else load it here if it fits, else the
+  least loaded holder, else COLD_START on a random node that fits.
+- `power-of-d` (D1): the less loaded of d random holders; if nobody holds the model,
+  COLD_START on the cheapest (load time + queue) of d random nodes where it fits.
+- `sparrow` (D2): this module only picks the d nodes to probe (`sparrow_candidates`);
+  the peer probes them and the first to answer wins (late binding, one extra round trip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from random import Random
+from typing import TypeAlias
+
+from daemons.bus.errors import ConfigError
+from daemons.policy.capacity import (
+    SERVICE_S,
+    Option,
+    cold_options,
+    holder_nodes,
+    holder_option,
+    option_for,
+    pick_min,
+    refusal,
+    usable,
+)
+from daemons.policy.view import ClusterView, Decision, PlacementRequest, Refusal
+
+QUEUE_CAP = 4  # local-first: a queue this long or longer sends work elsewhere
+D = 2  # power of two choices: most of the gain of sampling (Mitzenmacher)
+
+PeerPolicy: TypeAlias = Callable[[ClusterView, PlacementRequest, Random, str], Decision | Refusal]
+
+
+def _decide(option: Option, why: str) -> Decision:
+    wait = option.node.load * SERVICE_S + option.load_s
+    return option.decide(wait, f"{why}; {option.action} (queue {option.node.load})")
+
+
+def local_first(view: ClusterView, request: PlacementRequest, rng: Random, me: str) -> Decision | Refusal:
+    mine = usable(view, me, request)
+    if mine is not None and mine.is_ready(request.model) and mine.load < QUEUE_CAP:
+        return _decide(holder_option(mine, request.model), "local-first: ready here")
+    holders = [n for n in holder_nodes(view, request) if n.name != me]
+    short = [n for n in holders if n.is_ready(request.model) and n.load < QUEUE_CAP]
+    if short:
+        return _decide(holder_option(rng.choice(short), request.model), "local-first: forward to a holder")
+    if mine is not None:
+        here = [o for o in cold_options(view, request) if o.node.name == me]
+        if mine.has_model(request.model) or here:
+            return _decide(option_for(mine, request.model), "local-first: here")
+    if holders:
+        best, _ = pick_min(holders, [float(n.load) for n in holders], rng)
+        return _decide(holder_option(best, request.model), "local-first: least loaded holder")
+    cold = cold_options(view, request)
+    if cold:
+        return _decide(rng.choice(cold), "local-first: load on a random node")
+    return refusal(view, request)
+
+
+def power_of_d(view: ClusterView, request: PlacementRequest, rng: Random, me: str) -> Decision | Refusal:
+    holders = holder_nodes(view, request)
+    if holders:
+        sample = rng.sample(holders, min(D, len(holders)))
+        best, _ = pick_min(sample, [float(n.load) for n in sample], rng)
+        return _decide(holder_option(best, request.model), f"power-of-{D}: less loaded of {len(sample)} holders")
+    cold = cold_options(view, request)
+    if not cold:
+        return refusal(view, request)
+    options = rng.sample(cold, min(D, len(cold)))
+    cheapest, _ = pick_min(options, [o.load_s + o.node.load * SERVICE_S for o in options], rng)
+    return _decide(cheapest, f"power-of-{D}: cheapest load of {len(options)} nodes")
+
+
+def sparrow_candidates(view: ClusterView, request: PlacementRequest, rng: Random, d: int = D) -> list[Option]:
+    """The d nodes to probe: holders of the model if any, else nodes that can load it."""
+    options = [holder_option(n, request.model) for n in holder_nodes(view, request)] or cold_options(view, request)
+    return rng.sample(options, min(d, len(options)))
+
+
+PEER_POLICIES: dict[str, PeerPolicy] = {
+    "local-first": local_first,
+    "power-of-d": power_of_d,
+    "sparrow": power_of_d,  # the fallback when no probe is answered in time
+}
+
+
+def get_peer_policy(name: str) -> PeerPolicy:
+    try:
+        return PEER_POLICIES[name]
+    except KeyError:
+        known = ", ".join(sorted(PEER_POLICIES))
+        raise ConfigError(f"unknown gossip policy {name!r}: choose one of {known}") from None
