@@ -38,7 +38,6 @@ class CoordinatorConfig:
     # from the node has arrived: long enough for the loadgen to forward the request and
     # the node to report it, short enough that a lost request does not skew load for long.
     settle_s: float = 0.1
-    max_batch: int = 512  # frames handled per socket per poll, so state is never starved
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -52,7 +51,6 @@ class CoordinatorConfig:
             raise ConfigError("name must be a non-empty string")
         get_policy(self.policy)  # raises ConfigError naming the known policies
         _positive("dead_after_s", self.dead_after_s)
-        _positive("max_batch", self.max_batch)
         if not isinstance(self.settle_s, int | float) or self.settle_s < 0:
             raise ConfigError(f"settle_s must be a number >= 0, got {self.settle_s!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

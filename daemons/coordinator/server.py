@@ -3,8 +3,12 @@
 Why not asyncio: zmq.asyncio costs ≈20-25 µs per awaited message and tops out near 46k
 msg/s on one loop (REFERENCE §7.4), more than a whole placement decision. A blocking
 poller that drains every ready frame per wake-up keeps the hot path to decode, policy,
-encode, send. State frames are drained before requests so a decision sees the freshest
-state, and both drains are bounded (`max_batch`) so neither socket starves the other.
+encode, send. Each wake-up runs rounds until both sockets are empty; a round reads every
+waiting state frame into the inbox (which keeps only the newest per node, see
+`inbox.py`), decodes a few of them, then answers a few requests. So a decision sees fresh
+state, a burst of states cannot hold requests back for long, and a flood of requests
+cannot starve the state socket (which would make live nodes look silent and be declared
+dead).
 
 Sockets:  ROUTER `bind`        Schedule -> Placement | Error, StatusRequest -> StatusReply
           SUB    `state_bind`  NodeState from node agents (their PUB connects here)
@@ -49,6 +53,7 @@ from daemons.bus.messages import (
 )
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
+from daemons.coordinator.inbox import StateInbox
 from daemons.policy import Decision, PlacementRequest, get_policy
 
 log = logging.getLogger("schedctl.coordinator")
@@ -58,6 +63,9 @@ POLL_MS = 100  # upper bound on how late a stop request or a death is noticed
 # ~0.2 ms (schema validation of a 20-model catalog), so 32 in a row showed up as a 5-10 ms
 # p99 on decisions; 4 keeps a request's wait behind state work under ~1 ms.
 STATE_BATCH = 4
+STATE_COLLECT = 1024  # state frames read into the inbox (cheap) per round
+REQUEST_BATCH = 256  # requests per round: bounds how stale the state a decision sees can get
+MAX_ROUNDS = 1000  # rounds per wake-up before the stop flag and the failure detector run
 # The collector's young generation is raised from 700 allocations: a decision allocates a
 # few dozen objects, and frequent collections over a heap holding 100 nodes' state show up
 # as p99 latency spikes (REFERENCE §7.4: GC can stall the loop for tens of ms).
@@ -75,6 +83,7 @@ class Coordinator:
         self.policy = get_policy(config.policy)
         self.rng = Random(config.seed)
         self.book = ClusterBook(config.dead_after_s, config.settle_s)
+        self.inbox = StateInbox()
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
         self._stop = threading.Event()
         self.ctx: zmq.Context[Any] = zmq.Context()
@@ -119,19 +128,18 @@ class Coordinator:
     def serve_forever(self) -> None:
         gc.freeze()  # what exists now lives as long as the daemon: never scan it again
         gc.set_threshold(*GC_THRESHOLD)
-        poller = zmq.Poller()
+        poller = zmq.Poller()  # only to sleep until something arrives; _rounds reads both
         poller.register(self.sub, zmq.POLLIN)
         poller.register(self.router, zmq.POLLIN)
         next_check = time.monotonic()
         next_summary = next_check + SUMMARY_EVERY_S
         while not self._stop.is_set():
-            ready = dict(poller.poll(POLL_MS))
-            if self.sub in ready:
-                self._drain(self.sub, self._on_state_frames, STATE_BATCH)
-            if self.router in ready:
-                self._drain(self.router, self._on_request_frames, self.config.max_batch)
+            poller.poll(POLL_MS)
+            self._rounds()
             now = time.monotonic()
-            if now >= next_check:
+            # Beats may sit unread in our own queue: wait for it to drain, unless we are
+            # so far behind that waiting longer would hide real deaths.
+            if now >= next_check and (not self._state_backlog() or now - next_check > self.config.dead_after_s):
                 self._emit(self.book.expire(now))
                 next_check = now + self._check_every
             if now >= next_summary:
@@ -139,20 +147,41 @@ class Coordinator:
                 next_summary = now + SUMMARY_EVERY_S
         log.info("coordinator stopping: %s", self._counts_text())
 
-    def _drain(self, sock: Any, handle: Any, limit: int) -> None:
-        for _ in range(limit):
+    def _rounds(self) -> None:
+        for _ in range(MAX_ROUNDS):
+            collected = self._drain(self.sub, self._collect_state, STATE_COLLECT)
+            for _ in range(STATE_BATCH):
+                frame = self.inbox.pop()
+                if frame is None:
+                    break
+                self._on_state(frame)
+            requests = self._drain(self.router, self._on_request_frames, REQUEST_BATCH)
+            if not self.inbox and collected < STATE_COLLECT and requests < REQUEST_BATCH:
+                return
+
+    def _drain(self, sock: Any, handle: Any, limit: int) -> int:
+        """Handle up to `limit` waiting messages; how many there were."""
+        for done in range(limit):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return done
             handle(frames)
+        return limit
+
+    def _state_backlog(self) -> bool:
+        """Unread state frames: a node is not dead while its beat may sit in our own queue."""
+        return bool(self.inbox) or bool(self.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     # ----- node state -----------------------------------------------------------------------
-    def _on_state_frames(self, frames: list[bytes]) -> None:
+    def _collect_state(self, frames: list[bytes]) -> None:
         if len(frames) != 1:
             self._drop(f"state message with {len(frames)} frames (expected 1)")
             return
-        env = parse_frame(frames[0], "state publisher")
+        self.inbox.put(frames[0])
+
+    def _on_state(self, frame: bytes) -> None:
+        env = parse_frame(frame, "state publisher")
         if env is None:
             self.counts["dropped"] += 1
             return
@@ -227,8 +256,9 @@ class Coordinator:
 
     def _counts_text(self) -> str:
         alive = self.book.alive_count()
+        counts = {**self.counts, "states superseded": self.inbox.superseded}
         return (f"{alive}/{len(self.book.records)} nodes alive, " +
-                ", ".join(f"{k} {v}" for k, v in self.counts.items()))
+                ", ".join(f"{k} {v}" for k, v in counts.items()))
 
     def _summary(self) -> None:
         log.info("%s", self._counts_text())

@@ -257,3 +257,27 @@ def test_signals_stop_it_cleanly(sig: str) -> None:
         coord.proc.send_signal(getattr(signal, sig))
         assert coord.proc.wait(10) == 0
         assert "coordinator stopping" in coord.log()
+
+
+def test_a_flood_of_requests_does_not_make_live_nodes_look_dead() -> None:
+    # 50 nodes with 20-model catalogs beating at 20 Hz: ~1000 state frames/s, each costly to
+    # decode, while requests arrive as fast as the coordinator can answer them.
+    nodes = names("flood", 50)
+    catalog = [f"m{i}" for i in range(1, 21)]
+    frames = [encode(Schedule(f"f-{i}", "m1", 100, 10), "flood", f"f-{i}") for i in range(20_000)]
+    states = [node_state(n, ready=["m1"], catalog=catalog) for n in nodes]
+    with running_coordinator(dead_after=1.0) as coord, Client(coord.bind) as client, \
+            Heartbeat(coord.state_bind, states, interval_s=0.05):
+        client.wait_for_nodes(set(nodes))
+        answered, sent, window = 0, 0, 64
+        deadline = time.monotonic() + 60
+        while answered < len(frames) and time.monotonic() < deadline:
+            while sent < len(frames) and sent - answered < window:
+                client.sock.send(frames[sent])
+                sent += 1
+            if client.sock.poll(1000):
+                client.sock.recv()
+                answered += 1
+        assert answered == len(frames)
+        assert all(r["alive"] for r in client.status().nodes)
+        assert "node_dead" not in coord.log()
