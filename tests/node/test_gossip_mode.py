@@ -1,0 +1,102 @@
+"""Nodes in gossip mode: real peers on loopback that place, forward and relay requests."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemons.bus.messages import Infer
+from daemons.node.testing import Client, NodeProcess, free_endpoint, running_node
+
+SMALL = "facebook/opt-125m"
+LLAMA3 = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+@contextlib.contextmanager
+def peers(tmp: Path, count: int, policy: str, **fields: object) -> Iterator[list[NodeProcess]]:
+    gossip = [free_endpoint() for _ in range(count)]
+    with contextlib.ExitStack() as stack:
+        nodes = [stack.enter_context(running_node(
+            tmp, f"node-{i}", scheduler="gossip", gossip_bind=gossip[i], seeds=[gossip[0]] if i else [],
+            gossip_preset="ci", gossip_policy=policy, **fields)) for i in range(count)]
+        wait_converged(nodes[0], count)
+        yield nodes
+
+
+def wait_converged(node: NodeProcess, count: int, timeout_s: float = 20) -> list[dict[str, object]]:
+    client = Client(node.bind)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            rows = client.status().nodes
+            if sum(1 for r in rows if r["alive"] and r.get("endpoint")) == count:
+                return rows
+            time.sleep(0.1)
+        raise AssertionError(f"gossip did not converge: {rows}")
+    finally:
+        client.close()
+
+
+def run(client: Client, rid: str, model: str = SMALL, action: str = "") -> list[object]:
+    """action "" lets the peer place the request; an explicit action makes it serve here."""
+    client.send(Infer(rid, model, "a b c d", 4, action=action), rid)
+    return [e.body for e in client.until({"done", "error"}, timeout_s=60)]
+
+
+@pytest.mark.parametrize("policy", ["local-first", "power-of-d", "sparrow"])
+def test_a_peer_forwards_to_the_holder_and_relays_the_answer(tmp_path: Path, policy: str) -> None:
+    with peers(tmp_path, 3, policy, models=[SMALL, LLAMA3], checkpoint_tier="gpu") as nodes:
+        holder = Client(nodes[2].bind)
+        first = run(holder, "load", action="COLD_START")[-1]
+        assert first.node == "node-2" and first.action == "COLD_START"  # type: ignore[attr-defined]
+        holder.close()
+        wait_for_model(nodes[0], "node-2", SMALL)
+        entry = Client(nodes[0].bind)
+        done = run(entry, "fwd")[-1]
+        # the model is ready only on node-2: every policy sends a warm request there
+        assert (done.node, done.action, done.hops) == ("node-2", "SERVE", 1), done  # type: ignore[attr-defined]
+        entry.close()
+
+
+def wait_for_model(node: NodeProcess, holder: str, model: str, timeout_s: float = 10) -> None:
+    client = Client(node.bind)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for row in client.status().nodes:
+                if row["node"] == holder and any(m["model"] == model and m["state"] == "ready"
+                                                 for m in row.get("models", [])):  # type: ignore[union-attr]
+                    assert row["record_age_s"] is not None
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"{node.bind} never learned that {holder} holds {model}")
+    finally:
+        client.close()
+
+
+def test_zero_hops_means_serve_here(tmp_path: Path) -> None:
+    with peers(tmp_path, 2, "power-of-d", models=[SMALL], checkpoint_tier="gpu", max_hops=0) as nodes:
+        client = Client(nodes[1].bind)
+        done = run(client, "r")[-1]
+        assert (done.node, done.hops) == ("node-1", 0)  # type: ignore[attr-defined]
+        client.close()
+
+
+def test_a_dead_peer_fails_forwarded_requests_instead_of_hanging(tmp_path: Path) -> None:
+    with peers(tmp_path, 3, "power-of-d", models=[SMALL], checkpoint_tier="gpu") as nodes:
+        holder = Client(nodes[2].bind)
+        run(holder, "load", action="COLD_START")
+        holder.close()
+        wait_for_model(nodes[0], "node-2", SMALL)
+        entry = Client(nodes[0].bind)
+        entry.send(Infer("long", SMALL, "x", 2000, action=""), "long")
+        first = entry.recv(30)
+        assert first.type == "first_token" and first.body.node == "node-2"
+        nodes[2].proc.kill()
+        err = entry.until({"done", "error"}, timeout_s=30)[-1].body
+        assert err.code == "peer_dead" and "node-2" in err.message  # type: ignore[union-attr]
+        entry.close()
