@@ -86,7 +86,7 @@ class Slo:
 @dataclass(frozen=True)
 class ExperimentSpec:
     name: str = "scheduler_comparison"
-    schedulers: tuple[str, ...] = ("centralized",)
+    schedulers: tuple[str, ...] = SCHEDULERS  # both, on the identical schedule
     policy: str = "affinity-score"
     gossip_policy: str = "power-of-d"
     gossip_preset: str = "lan"  # lan | local | ci: memberlist timings of the peers

@@ -28,14 +28,7 @@ def our_processes() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
-@pytest.mark.slow
-def test_short_experiment_matches_its_schedule(tmp_path: Path) -> None:
-    before = our_processes()
-    out = run(["--duration", "8", "--rps", "2", "--cv", "2", "--name", "smoke", "--centralized-only",
-               "--seed", "7", "--results-dir", str(tmp_path / "results")], tmp_path)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    (run_dir,) = (tmp_path / "results").iterdir()
-    assert run_dir.name.startswith("smoke_centralized_")
+def check_run(run_dir: Path, scheduler: str) -> list[dict[str, str]]:
     planned = read_schedule_csv(run_dir / "schedule.csv")
     assert len(planned) == 16
     recorded = rows(run_dir / "requests.csv")
@@ -45,7 +38,7 @@ def test_short_experiment_matches_its_schedule(tmp_path: Path) -> None:
     ok = [r for r in recorded if r["status"] == "ok"]
     assert len(ok) >= 14, [r["error"] for r in recorded if r["status"] != "ok"]
     for r in ok:
-        assert float(r["first_token_s"]) - float(r["scheduled_s"]) <= float(r["done_s"]) - float(r["scheduled_s"])
+        assert float(r["first_token_s"]) <= float(r["done_s"])
         assert r["action"] in ("SERVE", "COLD_START", "MIGRATE") and r["node"].startswith("node-")
     (summary,) = rows(run_dir / "summary.csv")
     counts = [int(summary[k]) for k in ("serve_count", "cold_start_count", "migrate_count")]
@@ -53,13 +46,30 @@ def test_short_experiment_matches_its_schedule(tmp_path: Path) -> None:
     assert int(summary["total_requests"]) == 16
     assert int(summary["successful_requests"]) + int(summary["failed_requests"]) == 16
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["planned_requests"] == 16 and manifest["seed"] == 7 and manifest["scheduler"] == "centralized"
+    assert manifest["planned_requests"] == 16 and manifest["seed"] == 7 and manifest["scheduler"] == scheduler
     nodes = rows(run_dir / "nodes.csv")
     assert {n["node"] for n in nodes} == {"node-0", "node-1", "node-2", "node-3"}
     assert all(0.0 <= float(n["memory_utilization"]) <= 1.0 for n in nodes)
     for png in ("ttft_cdf.png", "nodes.png", "actions.png"):
         assert (run_dir / png).stat().st_size > 1000
-    assert "Metric" in out.stdout and "Centralized" in out.stdout
+    return recorded
+
+
+@pytest.mark.slow
+def test_short_experiment_runs_both_schedulers_on_one_schedule(tmp_path: Path) -> None:
+    before = our_processes()
+    out = run(["--duration", "8", "--rps", "2", "--cv", "2", "--name", "smoke", "--seed", "7",
+               "--results-dir", str(tmp_path / "results")], tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    dirs = {d.name.split("_")[1]: d for d in (tmp_path / "results").iterdir()}
+    assert set(dirs) == {"centralized", "gossip"}
+    central = check_run(dirs["centralized"], "centralized")
+    gossip = check_run(dirs["gossip"], "gossip")
+    # identical workloads: the same schedule replayed by both
+    assert (dirs["centralized"] / "schedule.csv").read_text() == (dirs["gossip"] / "schedule.csv").read_text()
+    assert [r["scheduled_s"] for r in central] == [r["scheduled_s"] for r in gossip]
+    assert all(r["hops"] in ("0", "1") for r in gossip)
+    assert "Metric" in out.stdout and "Centralized" in out.stdout and "Gossip" in out.stdout
     # torn down: nothing started by the run is left
     assert our_processes() <= before
 
