@@ -1,8 +1,9 @@
 """`schedctl status`: ask a coordinator (or one node agent) for its view and print a table.
 
-Both roles answer StatusRequest with StatusReply; the rows differ (a coordinator adds
-liveness, last-heard and pending counts; a node sends its own published NodeState), so
-every column falls back to "-" when its field is missing.
+Every daemon answers StatusRequest with StatusReply, with different rows: a coordinator
+adds liveness, last-heard and pending counts to each node's state; a node agent sends its
+own NodeState; a gossip peer sends its membership view (status alive/suspect/dead, record
+age). Every column falls back to "-" when its field is missing.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def ask_status(endpoint: str, timeout_s: float) -> StatusReply | None:
 
 def render(reply: StatusReply) -> str:
     """The reply as an aligned plain-text table, one line per node."""
-    rows = [HEADERS] + [_cells(row) for row in reply.nodes]
+    rows = [HEADERS] + [_cells(row, reply.role) for row in reply.nodes]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
     alive = sum(1 for row in reply.nodes if row.get("alive", True))
@@ -59,15 +60,22 @@ def render(reply: StatusReply) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _cells(row: dict[str, Any]) -> tuple[str, ...]:
-    alive = row.get("alive")
-    state = "-" if alive is None else ("alive" if alive else "DEAD")
+def _cells(row: dict[str, Any], role: str) -> tuple[str, ...]:
     used, total = _memory(row)
     memory = "-" if total is None else f"{(used or 0) / GIB:.1f}/{total / GIB:.1f} GiB"
-    heard = row.get("last_heard_s")
-    return (str(row.get("node", "?")), state, _num(row.get("queue_depth")), _num(row.get("in_flight")),
+    heard = row.get("last_heard_s", row.get("record_age_s"))
+    return (str(row.get("node", "?")), _state(row, role), _num(row.get("queue_depth")), _num(row.get("in_flight")),
             _num(row.get("pending")), memory, "-" if heard is None else f"{float(heard):.1f} s ago",
             _models(row.get("models")))
+
+
+def _state(row: dict[str, Any], role: str) -> str:
+    status, alive = row.get("status"), row.get("alive")
+    if isinstance(status, str):
+        return status if status != "dead" else "DEAD"
+    if isinstance(alive, bool):
+        return "alive" if alive else "DEAD"
+    return "alive" if role == "node" else "-"  # a node describing itself is alive: it answered
 
 
 def _memory(row: dict[str, Any]) -> tuple[int | None, int | None]:

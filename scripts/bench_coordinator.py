@@ -29,6 +29,7 @@ The output ends with exactly one line of JSON holding every figure and goal verd
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import random
@@ -253,9 +254,17 @@ def breakdown(args: argparse.Namespace, frames: list[bytes]) -> dict[str, float]
 
 
 def _per_item(fn: Any, n: int) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) / max(1, n) * 1e6
+    """Microseconds per item of one pass of `fn`, with the collector off: the bench process
+    holds every frame and reply of the run, and a full collection over that heap would be
+    charged to whichever stage it happened to interrupt."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) / max(1, n) * 1e6
+    finally:
+        gc.enable()
 
 
 # ----- TTFT through the coordinator vs straight to the node ---------------------------------------

@@ -64,7 +64,7 @@ POLL_MS = 100  # upper bound on how late a stop request or a death is noticed
 # p99 on decisions; 4 keeps a request's wait behind state work under ~1 ms.
 STATE_BATCH = 4
 STATE_COLLECT = 1024  # state frames read into the inbox (cheap) per round
-REQUEST_BATCH = 256  # requests per round: bounds how stale the state a decision sees can get
+REQUEST_BATCH = 32  # requests per round, between two looks at the state socket
 MAX_ROUNDS = 1000  # rounds per wake-up before the stop flag and the failure detector run
 # The collector's young generation is raised from 700 allocations: a decision allocates a
 # few dozen objects, and frequent collections over a heap holding 100 nodes' state show up
@@ -126,8 +126,6 @@ class Coordinator:
 
     # ----- the loop ---------------------------------------------------------------------------
     def serve_forever(self) -> None:
-        gc.freeze()  # what exists now lives as long as the daemon: never scan it again
-        gc.set_threshold(*GC_THRESHOLD)
         poller = zmq.Poller()  # only to sleep until something arrives; _rounds reads both
         poller.register(self.sub, zmq.POLLIN)
         poller.register(self.router, zmq.POLLIN)
@@ -282,6 +280,9 @@ def run(config: CoordinatorConfig) -> None:
         coord.stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Process-wide, so here and not in serve_forever (which may run inside someone's process).
+    gc.freeze()  # what exists now lives as long as the daemon: never scan it again
+    gc.set_threshold(*GC_THRESHOLD)
     try:
         coord.serve_forever()
     finally:

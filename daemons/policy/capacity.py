@@ -33,8 +33,8 @@ from daemons.policy.view import (
 
 GIB = float(1 << 30)
 T = TypeVar("T")
-# PROTO's estimate of the wait behind one queued request; uncalibrated, used only for est_wait_s
-# by the simple policies (startup-optimal has its own cost model).
+# PROTO's estimate of the wait behind one queued request (uncalibrated): est_wait_s of every
+# policy, and the queue term of startup-optimal's cost.
 SERVICE_S = 0.5
 
 

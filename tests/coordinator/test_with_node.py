@@ -3,11 +3,12 @@ the contract between the two, end to end, as the loadgen will use it."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 from daemons.bus.messages import Done, Infer, Placement
-from daemons.coordinator.testing import Client, running_coordinator
+from daemons.coordinator.testing import Client, running_coordinator, schedctl
 
 SMALL = "facebook/opt-125m"
 
@@ -38,6 +39,12 @@ def test_placement_then_infer_on_a_real_node(tmp_path: Path) -> None:
                 time.sleep(0.1)
         unknown = client.schedule("e2e-x", "nobody/nothing").body
         assert getattr(unknown, "code", None) == "unknown_model"
+        for flag, address in (("--coordinator", coord.bind), ("--node", node.bind)):
+            out = subprocess.run([schedctl(), "status", flag, address], capture_output=True, text=True,
+                                 timeout=30)
+            assert out.returncode == 0, out.stderr
+            row = next(line for line in out.stdout.splitlines() if line.startswith("node-0"))
+            assert f"{SMALL} ready" in row and "GiB" in row, out.stdout
 
 
 def _until_done(client: Client) -> Done:
