@@ -138,6 +138,8 @@ def start_loadgen(
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds after its scheduled time before a "
                                                   "request is recorded as a timeout [default: 120].")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Sender name in every envelope.")] = None,
+    nice: Annotated[int | None, typer.Option("--nice", help="Nice value of the sending thread during the run "
+                                             "(e.g. -10 on a busy host; needs root or CAP_SYS_NICE).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
     duration: Duration = 300.0, rps: Rps = 5.0, cv: Cv = 8.0, seed: Seed = 42,
     models: Models = "facebook/opt-125m", zipf: Zipf = None, weights: Weights = None,
@@ -160,7 +162,7 @@ def start_loadgen(
       schedctl start loadgen --duration 60 --rps 20 --cv 8 --coordinator tcp://127.0.0.1:5555 --out requests.csv
     """
     setup_logging("loadgen")
-    cfg = LoadgenConfig.load(config, _overrides(coordinator, entry or [], timeout, name))
+    cfg = LoadgenConfig.load(config, {**_overrides(coordinator, entry or [], timeout, name), "nice": nice})
     if schedule is not None:
         requests = read_schedule_csv(schedule)
     else:

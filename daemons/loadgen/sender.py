@@ -22,6 +22,7 @@ import gc
 import itertools
 import logging
 import math
+import os
 import threading
 import time
 import zlib
@@ -114,6 +115,7 @@ class Sender:
 
     def run(self) -> Results:
         """Send the whole schedule, wait for every outcome, close every socket."""
+        restore_priority = _set_priority(self.cfg.nice)  # before the first socket starts the I/O thread
         try:
             first_hops = [self.cfg.coordinator] if self.cfg.mode == "centralized" else list(self.cfg.entry)
             for endpoint in first_hops:
@@ -131,6 +133,7 @@ class Sender:
         finally:
             gc.unfreeze()
             self._links.close()
+            restore_priority()
 
     def _loop(self) -> None:
         n = len(self.schedule)
@@ -243,6 +246,27 @@ class Sender:
 
     def _gossip_frame(self, req: PlannedRequest) -> bytes:
         return infer_frame(req, self.cfg.name, action="")
+
+
+def _set_priority(nice: int) -> Callable[[], None]:
+    """Give this thread `nice` (Linux nice values are per thread); returns how to undo it."""
+    if nice == 0:
+        return lambda: None
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as exc:
+        log.warning("cannot set nice %d (%s; needs root or CAP_SYS_NICE): sending at nice %d",
+                    nice, exc.strerror, before)
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, before)
+        except OSError:
+            log.warning("cannot restore nice %d after the run", before)
+
+    return restore
 
 
 def _check_schedule(schedule: list[PlannedRequest]) -> None:

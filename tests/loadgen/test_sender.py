@@ -7,6 +7,7 @@ outcome, measured from its scheduled time.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -237,7 +238,21 @@ def test_bad_schedules_are_refused(schedule: list[PlannedRequest], match: str) -
     ({}, "--coordinator"), ({"mode": "gossip"}, "--entry"), ({"mode": "p2p"}, "centralized or gossip"),
     ({"coordinator": "127.0.0.1:5555"}, "tcp://HOST:PORT"), ({"coordinator": "tcp://host"}, "no port"),
     ({"coordinator": "tcp://h:1", "timeout_s": 0}, "--timeout"), ({"coordinator": "tcp://h:1", "name": "a b"}, "name"),
+    ({"coordinator": "tcp://h:1", "nice": -21}, "-20..19"),
 ])
 def test_bad_configs_name_the_fix(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         LoadgenConfig(**kwargs)
+
+
+def test_nice_applies_during_the_run_and_is_restored() -> None:
+    # -1 works as root and is refused with a warning otherwise; either way the run completes
+    # and the thread ends at its old priority.
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: list[int] = []
+    with running_sink() as sink:
+        results = run(LoadgenConfig(coordinator=sink.endpoint, timeout_s=5, nice=-1, progress_interval_s=0.05),
+                      constant_schedule(5, rps=50), progress=lambda p: seen.append(os.getpriority(os.PRIO_PROCESS, 0)))
+    assert results.counts()["ok"] == 5
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
+    assert set(seen) <= {before, -1} and seen
