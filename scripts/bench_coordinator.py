@@ -32,6 +32,7 @@ import argparse
 import gc
 import json
 import multiprocessing as mp
+import os
 import random
 import sys
 import tempfile
@@ -363,6 +364,7 @@ def report(args: argparse.Namespace, echo: tuple[Run, Run], coord: tuple[Run, Ru
         "policy_us_p50": _r(checks["policy_us_p50"]), "policy_us_p99": _r(checks["policy_us_p99"]),
         "placements": checks["placements"], "errors": checks["errors"], "mismatched": checks["mismatched"],
         "ttft_overhead_p50_ms": _r(overhead_ms), "ttft_overhead_method": method,
+        "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
         "goal_ttft_overhead_ms": GOAL_OVERHEAD_MS, "ttft_goal_met": overhead_ms <= GOAL_OVERHEAD_MS,
     }
     if ttft is not None:
@@ -389,7 +391,8 @@ def _print_table(f: dict[str, Any]) -> None:
     ]
     print(f"coordinator benchmark: {f['nodes']} nodes, {f['models']} models, policy {f['policy']}, "
           f"{f['requests']} pipelined + {f['latency_requests']} one-at-a-time requests, "
-          f"node state {f['state_hz']:g} Hz per node")
+          f"node state {f['state_hz']:g} Hz per node; {f['cpus']} CPUs, load average {f['load_average_1m']:.2f} "
+          "(other processes skew every figure)")
     for name, a, b in rows:
         print(f"  {name:<40} {a:>14} {b:>16}")
     print(f"  replies: {f['placements']} placements, {f['errors']} errors, {f['mismatched']} out of order")
