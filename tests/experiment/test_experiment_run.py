@@ -101,3 +101,35 @@ def test_malformed_experiment_file(tmp_path: Path) -> None:
     bad.write_text("[experiment\n")
     out = run(["--config", str(bad)], tmp_path, timeout=60)
     assert out.returncode == 2 and "TOML" in out.stderr
+
+
+def test_manifest_spec_round_trips_so_from_repeats_the_run(tmp_path: Path) -> None:
+    import dataclasses
+
+    from cli.experiment.spec import NodeGroup, Slo, from_dict, load_file
+
+    exp = tmp_path / "exp.toml"
+    exp.write_text("""
+[experiment]
+name = "rt"
+scheduler = "gossip"
+gossip_policy = "sparrow"
+[experiment.slo]
+ttft_ms = 750
+[workload]
+duration_s = 12
+rps = 3.5
+cv = 4
+seed = 99
+models = ["facebook/opt-125m"]
+[[nodes]]
+count = 3
+gpu = "h100-80gb"
+models = ["facebook/opt-125m"]
+""")
+    spec = load_file(exp)
+    assert spec.schedulers == ("gossip",) and spec.slo == Slo(ttft_ms=750.0)
+    assert spec.nodes == (NodeGroup(count=3, gpu="h100-80gb", models=("facebook/opt-125m",)),)
+    again = from_dict(json.loads(json.dumps(spec.to_dict())), "manifest.json")
+    assert again == spec
+    assert dataclasses.replace(again, name="other") != spec
