@@ -17,8 +17,10 @@ from pathlib import Path
 import psutil
 
 from cli.experiment.spec import ExperimentSpec
+from daemons.bus.client import Client, free_endpoint
 from daemons.bus.errors import SchedctlError
-from daemons.node.testing import Client, free_endpoint, schedctl, write_node_config
+from daemons.node.config import write_node_config
+from daemons.node.instances import schedctl_command
 
 READY_TIMEOUT_S = 60.0
 
@@ -48,6 +50,7 @@ class LocalCluster:
     coordinator: str = ""
     coordinator_events: str = ""
     gossip_addresses: dict[str, str] = field(default_factory=dict)
+    _args: dict[str, list[str]] = field(default_factory=dict)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -81,8 +84,9 @@ class LocalCluster:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log_path = self.workdir / f"{name}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([schedctl(), *args], stdout=log, stderr=subprocess.STDOUT,
+        self._args[name] = args
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([schedctl_command(), *args], stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
         self.daemons.append(Daemon(name, proc, log_path))
 
@@ -121,12 +125,40 @@ class LocalCluster:
             if d.proc.poll() is not None:
                 raise ClusterError(f"{d.name} exited with {d.proc.returncode} while starting:\n{d.tail()}")
 
+    # ----- faults (cli/experiment/faults.py) ------------------------------------------
+    def current(self, name: str) -> Daemon:
+        """The latest process of `name` (a restart appends a new one; old ones stay listed)."""
+        for d in reversed(self.daemons):
+            if d.name == name:
+                return d
+        raise ClusterError(f"no process named {name!r} in this cluster")
+
+    def signal(self, name: str, sig: int) -> None:
+        proc = self.current(name).proc
+        if proc.poll() is None:
+            proc.send_signal(sig)
+
+    def restart(self, name: str, downtime_s: float) -> None:
+        """SIGTERM, wait for the exit, stay down `downtime_s`, then the same command again."""
+        proc = self.current(name).proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        time.sleep(downtime_s)
+        self._spawn(name, self._args[name])
+
     def stop(self) -> None:
         """SIGTERM everything, wait, then SIGKILL whatever (or whoever's child) remains."""
         procs = [d.proc for d in self.daemons]
         kids = [k for p in procs for k in _children(p.pid)]
         for p in procs:
             if p.poll() is None:
+                p.send_signal(signal.SIGCONT)  # a paused process (fault) would never see SIGTERM
                 p.send_signal(signal.SIGTERM)
         for p in procs:
             try:

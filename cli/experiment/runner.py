@@ -19,13 +19,14 @@ from typing import Any
 
 from cli.experiment.cluster import LocalCluster
 from cli.experiment.collector import Collector
+from cli.experiment.faults import Injector, resolve_targets
 from cli.experiment.spec import ExperimentSpec
+from daemons.bus.client import free_endpoint
 from daemons.loadgen.config import LoadgenConfig
 from daemons.loadgen.results import Progress, Results, write_requests_csv
 from daemons.loadgen.schedule import write_schedule_csv
 from daemons.loadgen.sender import run as run_loadgen
 from daemons.loadgen.workload import PlannedRequest, plan
-from daemons.node.testing import free_endpoint
 
 Say = Callable[[str], None]
 
@@ -61,17 +62,26 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     collector = Collector(free_endpoint())
     cluster = LocalCluster(spec, scheduler, run_dir / "daemons", collector.address)
     start_time = datetime.now(UTC)
+    injector: Injector | None = None
     try:
-        collector.start()
         say(f"[{scheduler}] starting {spec.node_count} nodes" +
             (" and the coordinator" if scheduler == "centralized" else ""))
         cluster.start()
         if cluster.coordinator_events:
             collector.events_from.append(cluster.coordinator_events)
-        say(f"[{scheduler}] running {len(schedule)} requests")
-        results = run_loadgen(_loadgen_config(spec, scheduler, cluster), schedule, progress, stop)
+        # Started once the coordinator's events address is known: the collector's thread
+        # owns its socket and connects only at start. The nodes' PUBs reconnect to it.
+        collector.start()
+        faults = resolve_targets(spec.fault_plan, [n for n, _ in spec.node_names()], spec.workload.seed)
+        injector = Injector(faults, cluster, collector.event)
+        say(f"[{scheduler}] running {len(schedule)} requests" +
+            (f" with faults {', '.join(map(str, faults))}" if faults else ""))
+        results = run_loadgen(_loadgen_config(spec, scheduler, cluster), schedule, progress, stop,
+                              on_start=injector.start)
     finally:
         say(f"[{scheduler}] stopping the cluster")
+        if injector is not None:
+            injector.stop()  # before the teardown: no restart may race it
         cluster.stop()
         collector.stop()
     end_time = datetime.now(UTC)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,9 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import decode, encode, make_socket
+from daemons.bus import encode, make_socket
+from daemons.bus.client import Client as BusClient
+from daemons.bus.client import free_endpoint
 from daemons.bus.envelope import Envelope
 from daemons.bus.messages import (
     CatalogEntry,
@@ -39,17 +40,9 @@ from daemons.bus.messages import (
     NodeState,
     Schedule,
     StatusReply,
-    StatusRequest,
 )
 
 GIB = 1 << 30
-
-
-def free_endpoint(host: str = "127.0.0.1") -> str:
-    """A loopback TCP address nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return f"tcp://{host}:{s.getsockname()[1]}"
 
 
 def schedctl() -> str:
@@ -136,36 +129,13 @@ class Heartbeat:
         self.close()
 
 
-class Client:
+class Client(BusClient):
     """A blocking DEALER, as a loadgen uses to talk to the coordinator."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.ctx: zmq.Context[Any] = zmq.Context()
-        self.name = f"test-{uuid.uuid4().hex[:8]}"
-        self.sock = make_socket(self.ctx, zmq.DEALER)
-        self.sock.connect(endpoint)
-
-    def send(self, body: Any, msg_id: str = "") -> None:
-        self.sock.send(encode(body, self.name, msg_id))
-
-    def send_raw(self, frames: list[bytes]) -> None:
-        self.sock.send_multipart(frames)
-
-    def recv(self, timeout_s: float = 5.0) -> Envelope:
-        if not self.sock.poll(int(timeout_s * 1000)):
-            raise TimeoutError(f"no answer within {timeout_s} s")
-        return decode(self.sock.recv())
 
     def schedule(self, request_id: str, model: str, exclude: list[str] | None = None,
                  timeout_s: float = 5.0) -> Envelope:
         self.send(Schedule(request_id, model, 100, 50, 0, exclude or []), request_id)
         return self.recv(timeout_s)
-
-    def status(self, timeout_s: float = 5.0) -> StatusReply:
-        self.send(StatusRequest(), "status")
-        env = self.recv(timeout_s)
-        assert isinstance(env.body, StatusReply), env
-        return env.body
 
     def wait_for_nodes(self, names: set[str], timeout_s: float = 10.0,
                        publish: Any = None) -> StatusReply:
@@ -182,16 +152,6 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"coordinator still lacks {sorted(names - alive)} after {timeout_s} s")
             time.sleep(0.05)
-
-    def close(self) -> None:
-        self.sock.close(0)
-        self.ctx.term()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass

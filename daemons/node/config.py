@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build, env_overrides, read_section
 
@@ -78,3 +80,9 @@ class NodeConfig:
         data.update(env_overrides(cls, "node"))
         data.update({k: v for k, v in overrides.items() if v is not None})
         return build(cls, data, f"[node] of {path}" if path else "node config")
+
+
+def write_node_config(path: Path, **fields: Any) -> Path:
+    """Write a schedctl.toml holding one [node] table (what the local cluster launcher does)."""
+    path.write_text(tomli_w.dumps({"node": fields}))
+    return path

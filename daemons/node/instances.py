@@ -144,7 +144,7 @@ class ModelManager:
         values = {"model": instance.model, "port": str(instance.port), "gpu": self.config.gpu,
                   "tier": self.config.checkpoint_tier, "kv_tokens": str(self.config.kv_tokens),
                   "init_s": str(self.config.init_s), "master_port": str(instance.port + 20000),
-                  "schedctl": _schedctl()}
+                  "schedctl": schedctl_command()}
         return [arg.format(**values) for arg in self.config.launcher]
 
     async def _until_healthy(self, instance: Instance) -> None:
@@ -224,7 +224,8 @@ def _free_port() -> int:
         return port
 
 
-def _schedctl() -> str:
+def schedctl_command() -> str:
+    """The `schedctl` console script of this installation (the venv we run from)."""
     beside = Path(sys.executable).parent / "schedctl"
     return str(beside) if beside.exists() else (shutil.which("schedctl") or "schedctl")
 

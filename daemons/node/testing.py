@@ -9,87 +9,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
-import zmq
 
-from daemons.bus import decode, encode, make_socket
-from daemons.bus.envelope import Envelope
-from daemons.bus.messages import StatusReply, StatusRequest
-
-
-def free_endpoint(host: str = "127.0.0.1") -> str:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return f"tcp://{host}:{s.getsockname()[1]}"
+from daemons.bus.client import Client, free_endpoint
+from daemons.node.config import write_node_config
+from daemons.node.instances import schedctl_command
 
 
 def schedctl() -> str:
-    return str(Path(sys.executable).parent / "schedctl")
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def write_node_config(path: Path, **fields: Any) -> Path:
-    lines = ["[node]"] + [f"{k} = {toml_value(v)}" for k, v in fields.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-class Client:
-    """A blocking DEALER that sends envelopes and waits for answers."""
-
-    def __init__(self, endpoint: str, name: str = "") -> None:
-        self.ctx = zmq.Context()
-        self.name = name or f"test-{uuid.uuid4().hex[:8]}"
-        self.sock = make_socket(self.ctx, zmq.DEALER)
-        self.sock.connect(endpoint)
-
-    def send(self, body: Any, msg_id: str = "") -> None:
-        self.sock.send(encode(body, self.name, msg_id))
-
-    def send_raw(self, frames: list[bytes]) -> None:
-        self.sock.send_multipart(frames)
-
-    def recv(self, timeout_s: float = 10.0) -> Envelope:
-        if not self.sock.poll(int(timeout_s * 1000)):
-            raise TimeoutError(f"no answer within {timeout_s} s")
-        return decode(self.sock.recv())
-
-    def until(self, types: set[str], timeout_s: float = 30.0) -> list[Envelope]:
-        """Receive until a message of one of `types` arrives; return everything received."""
-        got: list[Envelope] = []
-        deadline = time.monotonic() + timeout_s
-        while not got or got[-1].type not in types:
-            got.append(self.recv(max(0.01, deadline - time.monotonic())))
-        return got
-
-    def status(self, timeout_s: float = 5.0) -> StatusReply:
-        self.send(StatusRequest(), "status")
-        while True:
-            env = self.recv(timeout_s)
-            if isinstance(env.body, StatusReply):
-                return env.body
-
-    def close(self) -> None:
-        self.sock.close(0)
-        self.ctx.term()
+    return schedctl_command()
 
 
 class NodeProcess:
