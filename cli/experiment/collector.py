@@ -2,7 +2,11 @@
 
 Nodes publish `NodeState` to the collector's SUB address (besides the coordinator's); the
 collector samples the latest state of every node once a second into nodes.csv rows and
-records the coordinator's `ClusterEvent`s into events.csv rows. It runs in a thread with
+records the coordinator's `ClusterEvent`s into events.csv rows. It is also a failure
+detector of its own, the same in both modes: a node whose NodeState stream stops for
+SILENT_AFTER_S gets a `silent` event, and `heard_again` when it resumes (a new boot
+generation says `restarted` in detail). Checked each second, so a silence is noticed
+within SILENT_AFTER_S + 1 s + the node's publish interval (1 s) of the node's last word. It runs in a thread with
 its own sockets, so it never competes with the load generator's sends. Rows carry Unix
 time until `write()` makes them relative to the load generator's t = 0.
 """
@@ -37,6 +41,7 @@ class Collector:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
+    _silent: set[str] = field(default_factory=set)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
@@ -75,7 +80,15 @@ class Collector:
         if env is None:
             return
         if isinstance(env.body, NodeState):
-            self._latest[env.body.node] = (time.monotonic(), env.body)
+            name = env.body.node
+            previous = self._latest.get(name)
+            now = time.monotonic()
+            if name in self._silent:
+                self._silent.discard(name)
+                restarted = previous is not None and previous[1].gen != env.body.gen
+                detail = f"after {now - previous[0]:.1f} s" if previous else ""
+                self.event("heard_again", name, detail + (";restarted" if restarted else ""))
+            self._latest[name] = (now, env.body)
         elif isinstance(env.body, ClusterEvent):
             self.event(env.body.kind, env.body.node, env.body.detail)
 
@@ -86,6 +99,9 @@ class Collector:
             total = sum(g.memory_total for g in state.gpus)
             loaded = ";".join(m.model for m in state.models if m.state == "ready")
             alive = int(now - heard < SILENT_AFTER_S)
+            if not alive and name not in self._silent:
+                self._silent.add(name)
+                self.event("silent", name, f"no NodeState for {now - heard:.1f} s")
             self.node_rows.append([time.time(), name, used, total,
                                    round(used / total, 4) if total else 0.0, state.queue_depth,
                                    state.in_flight, loaded, alive])

@@ -39,6 +39,9 @@ def run_command(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML experiment file.")] = None,
     from_manifest: Annotated[Path | None, typer.Option("--from", help="Repeat the run of this manifest.json.")] = None,
     results_dir: Annotated[str | None, typer.Option(help="Where result directories go (default results).")] = None,
+    fault: Annotated[list[str] | None, typer.Option(
+        "--fault", help="AT:KIND:TARGET[:DURATION], repeatable: kind kill|stop|pause|restart, target "
+                        "coordinator|node-K|random-node, AT seconds after t = 0 (replaces the file's faults).")] = None,
 ) -> None:
     """Run a workload through a local cluster of emulated GPU nodes and report.
 
@@ -53,11 +56,13 @@ def run_command(
         schedctl experiment run --config experiment.toml
 
         schedctl experiment run --from results/quick_centralized_20260101_120000/manifest.json
+
+        schedctl experiment run --duration 20 --rps 2 --fault 5:kill:node-1 --fault 8:pause:node-0:6
     """
     base = _base_spec(config, from_manifest)
     spec = _with_flags(base, duration=duration, rps=rps, cv=cv, name=name, nodes=nodes, policy=policy,
                        seed=seed, scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
-                       results_dir=results_dir)
+                       results_dir=results_dir, faults=fault)
     _run(spec)
 
 
@@ -96,6 +101,8 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
     for key in ("name", "policy", "results_dir"):
         if flags[key] is not None:
             changes[key] = flags[key]
+    if flags["faults"]:
+        changes["faults"] = tuple(flags["faults"])
     if flags["scheduler"] is not None:
         changes["schedulers"] = parse_schedulers(flags["scheduler"])
     if flags["nodes"] is not None:

@@ -9,6 +9,7 @@ An experiment file is TOML:
     gossip_policy = "power-of-d"    # the peers' policy (gossip)
     timeout_s = 120                 # per-request timeout in the load generator
     results_dir = "results"
+    faults = ["5:kill:node-1"]      # AT:KIND:TARGET[:DURATION], see cli/experiment/faults.py
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.experiment.faults import Fault, check_targets, parse_faults
 from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build
 from daemons.loadgen.workload import WorkloadSpec
@@ -95,6 +97,7 @@ class ExperimentSpec:
     slo: Slo = Slo(ttft_ms=5000.0, tpot_ms=200.0)
     workload: WorkloadSpec = field(default_factory=lambda: workload_from_dict(DEFAULT_WORKLOAD))
     nodes: tuple[NodeGroup, ...] = DEFAULT_NODES
+    faults: tuple[str, ...] = ()  # AT:KIND:TARGET[:DURATION], as written (the manifest keeps the text)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
@@ -107,6 +110,11 @@ class ExperimentSpec:
         get_policy(self.policy)  # an unknown name fails here, before any process starts
         get_peer_policy(self.gossip_policy)
         self._check_models()
+        check_targets(self.fault_plan, self.node_count, self.schedulers)
+
+    @property
+    def fault_plan(self) -> tuple[Fault, ...]:
+        return parse_faults(self.faults)
 
     def _check_models(self) -> None:
         served = {m for g in self.nodes for m in g.models}
@@ -127,7 +135,7 @@ class ExperimentSpec:
         return {
             "experiment": {"name": self.name, "scheduler": list(self.schedulers), "policy": self.policy,
                            "gossip_policy": self.gossip_policy, "gossip_preset": self.gossip_preset,
-                           "timeout_s": self.timeout_s,
+                           "timeout_s": self.timeout_s, "faults": list(self.faults),
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo)},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],

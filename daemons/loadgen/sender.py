@@ -95,8 +95,10 @@ class Sender:
 
     def __init__(self, config: LoadgenConfig, schedule: list[PlannedRequest],
                  progress: ProgressFn | None = None, stop: threading.Event | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_start: Callable[[float], None] | None = None) -> None:
         _check_schedule(schedule)
+        self._on_start = on_start
         self.cfg = config
         self.schedule = schedule
         self.rec = Recorder(schedule, config.timeout_s, config.mode)
@@ -127,6 +129,9 @@ class Sender:
             gc.freeze()
             self._t0 = self._clock() + START_LEAD_S
             t0_wall = time.time() + (self._t0 - self._clock())
+            if self._on_start is not None:
+                # Others that act on the run's clock (a fault injector) start from the same t = 0.
+                self._on_start(self._t0)
             self._loop()
             return Results(self.rec.records, self.cfg.mode, self.cfg.name, t0_wall, self.now(),
                            dict(self.rec.ignored))
@@ -279,11 +284,12 @@ def _check_schedule(schedule: list[PlannedRequest]) -> None:
 
 
 def run(config: LoadgenConfig, schedule: list[PlannedRequest], progress: ProgressFn | None = None,
-        stop: threading.Event | None = None) -> Results:
+        stop: threading.Event | None = None, on_start: Callable[[float], None] | None = None) -> Results:
     """Send `schedule` open-loop as `config` says; returns one record per request.
 
     `progress` is called about once a second (and once at the end) from the sending thread:
     keep it quick. Setting `stop` ends the run early; requests without an outcome are then
-    recorded as error `cancelled`.
+    recorded as error `cancelled`. `on_start(t0)` is called once, just before sending, with
+    t = 0 on the time.monotonic() clock.
     """
-    return Sender(config, schedule, progress, stop).run()
+    return Sender(config, schedule, progress, stop, on_start=on_start).run()

@@ -1,0 +1,173 @@
+"""Fault schedules: what to break, when, and the thread that breaks it on time.
+
+A fault is `AT:KIND:TARGET[:DURATION]`, e.g. `5:kill:node-1`, `4:pause:random-node:6`:
+
+- AT: seconds after the load generator's t = 0 (the same clock as requests.csv);
+- KIND: `kill` (SIGKILL: no goodbye), `stop` (SIGTERM: a graceful exit), `pause` (SIGSTOP
+  for DURATION seconds, then SIGCONT: a hung process that comes back), `restart` (SIGTERM,
+  wait for the exit, DURATION seconds of downtime (default 0), then the same command and
+  config again: a new generation);
+- TARGET: `coordinator`, `node-K`, or `random-node` (picked with the workload seed, so a
+  repeated run breaks the same node).
+
+A killed or stopped process stays down until the run ends, so its detection shows. Every
+fault is written to events.csv as kind `fault` with the target and `kind=...` in detail;
+`partition` is not available on the local cluster (it needs network namespaces).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from daemons.bus.errors import ConfigError
+
+KINDS = ("kill", "stop", "pause", "restart")
+FORMAT = "AT:KIND:TARGET[:DURATION] (e.g. 5:kill:node-1, 4:pause:random-node:6)"
+
+
+@dataclass(frozen=True)
+class Fault:
+    at_s: float
+    kind: str
+    target: str  # coordinator | node-K | random-node
+    duration_s: float = 0.0
+
+    def __str__(self) -> str:
+        text = f"{self.at_s:g}:{self.kind}:{self.target}"
+        return text + (f":{self.duration_s:g}" if self.duration_s else "")
+
+
+def parse_fault(text: str) -> Fault:
+    """One fault from its `AT:KIND:TARGET[:DURATION]` text; ConfigError naming the format."""
+    parts = text.strip().split(":")
+    if len(parts) not in (3, 4):
+        raise ConfigError(f"fault {text!r}: expected {FORMAT}")
+    at, kind, target = parts[0], parts[1].strip().lower(), parts[2].strip()
+    at_s = _seconds(at, "AT", text)
+    duration_s = _seconds(parts[3], "DURATION", text) if len(parts) == 4 else 0.0
+    if kind == "partition":
+        raise ConfigError(f"fault {text!r}: partition needs network namespaces and is not available on "
+                          f"the local cluster; use one of {', '.join(KINDS)}")
+    if kind not in KINDS:
+        raise ConfigError(f"fault {text!r}: unknown kind {kind!r}; use one of {', '.join(KINDS)} in {FORMAT}")
+    if not (target in ("coordinator", "random-node") or _node_index(target) is not None):
+        raise ConfigError(f"fault {text!r}: target {target!r} must be coordinator, node-K or random-node")
+    if kind == "pause" and duration_s <= 0:
+        raise ConfigError(f"fault {text!r}: pause needs a DURATION > 0 in {FORMAT}")
+    if kind in ("kill", "stop") and duration_s:
+        raise ConfigError(f"fault {text!r}: {kind} takes no DURATION (the process stays down); "
+                          "use restart:TARGET:DURATION to bring it back")
+    return Fault(at_s, kind, target, duration_s)
+
+
+def parse_faults(texts: list[str] | tuple[str, ...]) -> tuple[Fault, ...]:
+    return tuple(sorted((parse_fault(t) for t in texts), key=lambda f: f.at_s))
+
+
+def check_targets(faults: tuple[Fault, ...], node_count: int, schedulers: tuple[str, ...]) -> None:
+    """Targets must exist in the cluster every scheduler runs."""
+    for f in faults:
+        index = _node_index(f.target)
+        if index is not None and index >= node_count:
+            raise ConfigError(f"fault {f}: the cluster has nodes node-0..node-{node_count - 1}")
+        if f.target == "coordinator" and "gossip" in schedulers:
+            raise ConfigError(f"fault {f}: gossip mode has no coordinator; run it with --scheduler centralized")
+
+
+def resolve_targets(faults: tuple[Fault, ...], node_names: list[str], seed: int) -> list[Fault]:
+    """Replace `random-node` by a node picked from `seed` (the same one in every mode)."""
+    rng = random.Random(seed)
+    out = []
+    for f in faults:
+        target = rng.choice(node_names) if f.target == "random-node" else f.target
+        out.append(Fault(f.at_s, f.kind, target, f.duration_s))
+    return out
+
+
+def _seconds(value: str, what: str, text: str) -> float:
+    try:
+        seconds = float(value.strip().removesuffix("s"))
+    except ValueError:
+        raise ConfigError(f"fault {text!r}: {what} {value!r} is not a number of seconds; expected {FORMAT}") from None
+    if not (seconds >= 0 and seconds < float("inf")):
+        raise ConfigError(f"fault {text!r}: {what} must be a finite number of seconds >= 0")
+    return seconds
+
+
+def _node_index(target: str) -> int | None:
+    name, _, index = target.partition("-")
+    return int(index) if name == "node" and index.isdigit() else None
+
+
+class Target(Protocol):
+    """What the injector needs from a cluster (LocalCluster)."""
+
+    def signal(self, name: str, sig: int) -> None: ...
+    def restart(self, name: str, downtime_s: float) -> None: ...
+
+
+Record = Callable[[str, str, str], None]  # (kind, target, detail) into events.csv
+
+
+class Injector:
+    """Fires each fault at t0 + at_s on the monotonic clock, in its own thread."""
+
+    def __init__(self, faults: list[Fault], cluster: Target, record: Record) -> None:
+        self.faults = sorted(faults, key=lambda f: f.at_s)
+        self._cluster = cluster
+        self._record = record
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.errors: list[str] = []
+
+    def start(self, t0: float) -> None:
+        """Start the clock: `t0` is the load generator's t = 0 (time.monotonic())."""
+        if not self.faults:
+            return
+        thread = threading.Thread(target=self._run, args=(t0,), name="fault-injector", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def stop(self) -> None:
+        """No more faults; a pause in progress is ended now (SIGCONT) so teardown works."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _run(self, t0: float) -> None:
+        for fault in self.faults:
+            if self._stop.wait(max(0.0, t0 + fault.at_s - time.monotonic())):
+                return
+            if fault.kind == "pause":
+                # Its own thread: the SIGCONT must not hold back the faults after it.
+                thread = threading.Thread(target=self._fire, args=(fault,), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._fire(fault)
+
+    def _fire(self, fault: Fault) -> None:
+        detail = f"kind={fault.kind}" + (f";duration_s={fault.duration_s:g}" if fault.duration_s else "")
+        self._record("fault", fault.target, detail)
+        try:
+            if fault.kind == "kill":
+                self._cluster.signal(fault.target, signal.SIGKILL)
+            elif fault.kind == "stop":
+                self._cluster.signal(fault.target, signal.SIGTERM)
+            elif fault.kind == "pause":
+                self._cluster.signal(fault.target, signal.SIGSTOP)
+                self._stop.wait(fault.duration_s)
+                self._cluster.signal(fault.target, signal.SIGCONT)
+                self._record("fault_end", fault.target, "kind=pause;resumed")
+            else:
+                self._cluster.restart(fault.target, fault.duration_s)
+                self._record("fault_end", fault.target, "kind=restart;started again")
+        except Exception as exc:
+            self.errors.append(f"{fault}: {exc}")
+            self._record("fault_failed", fault.target, str(exc)[:200])
