@@ -80,6 +80,15 @@ class ModelManager:
             raise
         return instance, cold
 
+    def can_host(self, model: str) -> bool:
+        """The model is here already, or fits once idle instances are evicted."""
+        if model not in self.catalog.models:
+            return False
+        if model in self.instances:
+            return self.instances[model].state in ("loading", "ready")
+        idle = sum(i.footprint for i in self.instances.values() if i.running == 0 and i.state == "ready")
+        return self.catalog.footprint(model) <= self._memory_total() - self.ledger_used() + idle
+
     def release(self, instance: Instance) -> None:
         instance.running -= 1
         instance.last_used = time.monotonic()

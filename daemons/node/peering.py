@@ -45,12 +45,16 @@ PROBE_TIMEOUT_S = 0.25
 PROBE_WAIT_S = 0.5
 
 Reply = Callable[[bytes, bytes], Any]  # (client identity, raw frame) -> awaitable
+Replace = Callable[[bytes, Infer, frozenset[str]], None]  # place again, avoiding these nodes
+REFUSALS = ("no_capacity", "overloaded")  # a peer that cannot take it: try another
 
 
 @dataclass
 class Forward:
     client: bytes
     peer: str
+    request: Infer
+    tried: frozenset[str]
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Peering:
     config: NodeConfig
     ctx: zmq.asyncio.Context
     reply: Reply
+    replace: Replace
     agent: GossipAgent = field(init=False)
     policy: PeerPolicy = field(init=False)
     rng: random.Random = field(default_factory=random.Random)
@@ -116,9 +121,10 @@ class Peering:
         return rows
 
     # ----- placing -----------------------------------------------------------------------
-    async def place(self, request: Infer, me: NodeState) -> Decision | Refusal:
+    async def place(self, request: Infer, me: NodeState, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
         view = self.view(me)
-        placement = PlacementRequest(request.model, len(request.prompt.split()), request.max_new_tokens)
+        placement = PlacementRequest(request.model, len(request.prompt.split()), request.max_new_tokens,
+                                     exclude=exclude)
         if self.config.gossip_policy == "sparrow":
             decision = await self._sparrow(view, placement, request, me.node)
         else:
@@ -151,11 +157,12 @@ class Peering:
         finally:
             self._probes.pop(request.request_id, None)
 
-    async def forward(self, client: bytes, request: Infer, decision: Decision) -> None:
+    async def forward(self, client: bytes, request: Infer, decision: Decision,
+                      tried: frozenset[str] = frozenset()) -> None:
         """Send `request` on to the chosen peer; its answers come back through `_relay`."""
         onward = Infer(request.request_id, request.model, request.prompt, request.max_new_tokens,
                        decision.action, request.hops + 1, request.max_hops, [*request.route, self.config.name])
-        self._forwards[request.request_id] = Forward(client, decision.node)
+        self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node})
         log.info("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
                  extra={"SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_NODE": decision.node,
                         "SCHEDCTL_ACTION": decision.action})
@@ -191,6 +198,11 @@ class Peering:
                 continue  # late answer of a request we already failed
             if env.type in ("done", "error"):
                 del self._forwards[env.id]
+            if isinstance(env.body, Error) and env.body.code in REFUSALS:
+                # Our view was stale (the peer is full or busy): place it again elsewhere.
+                log.info("%s refused %s (%s): placing it again", forward.peer, env.id, env.body.code)
+                self.replace(forward.client, forward.request, forward.tried)
+                continue
             await self.reply(forward.client, frame)
 
     async def _fail(self, client: bytes, request_id: str, code: str, message: str) -> None:

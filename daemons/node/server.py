@@ -45,6 +45,7 @@ from daemons.node.peering import PROBE_WAIT_S, Peering, probe_reply_delay
 from daemons.policy import Refusal
 
 log = logging.getLogger("schedctl.node")
+MAX_PLACEMENTS = 3  # gossip mode: nodes tried for one request before giving up
 MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publications a second
 
 
@@ -68,7 +69,8 @@ class NodeServer:
         self._status = ""
         self._slot_freed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
-        self.peering = Peering(config, self.ctx, self._send_raw) if config.scheduler == "gossip" else None
+        self.peering = (Peering(config, self.ctx, self._send_raw, self._place_again)
+                        if config.scheduler == "gossip" else None)
 
     # ----- lifecycle -------------------------------------------------------------
     async def serve(self) -> None:
@@ -156,17 +158,32 @@ class NodeServer:
         self._slot_freed.set()
 
     # ----- gossip mode ---------------------------------------------------------------
-    async def _place(self, identity: bytes, request: Infer) -> None:
-        """Place a request from our gossip view: serve it here or forward it to a peer."""
+    async def _place(self, identity: bytes, request: Infer, tried: frozenset[str] = frozenset()) -> None:
+        """Place a request from our gossip view: serve it here or forward it to a peer.
+
+        Our view may be stale: a node that turns out not to have room (here, or a peer
+        that refuses) is excluded and the request placed again, up to MAX_PLACEMENTS times.
+        """
         assert self.peering is not None
-        decision = await self.peering.place(request, self.snapshot())
-        rid = request.request_id
-        if isinstance(decision, Refusal):
-            await self._reply(identity, Error(rid, decision.code, decision.message, self.config.name), rid)
-        elif decision.node == self.config.name:
-            await self._serve_request(identity, request)
-        else:
-            await self.peering.forward(identity, request, decision)
+        rid, me = request.request_id, self.config.name
+        while len(tried) < MAX_PLACEMENTS:
+            decision = await self.peering.place(request, self.snapshot(), tried)
+            if isinstance(decision, Refusal):
+                break
+            if decision.node != me:
+                await self.peering.forward(identity, request, decision, tried)
+                return
+            if self.manager.can_host(request.model):
+                await self._serve_request(identity, request)
+                return
+            tried = tried | {me}
+        why = f"no peer could take it (tried {', '.join(sorted(tried)) or 'none'})"
+        code = decision.code if isinstance(decision, Refusal) else "no_capacity"
+        message = decision.message if isinstance(decision, Refusal) else why
+        await self._reply(identity, Error(rid, code, message, me), rid)
+
+    def _place_again(self, identity: bytes, request: Infer, tried: frozenset[str]) -> None:
+        self._spawn(self._place(identity, request, tried))
 
     async def _answer_probe(self, identity: bytes, probe: Probe) -> None:
         deadline = time.monotonic() + PROBE_WAIT_S
