@@ -7,13 +7,16 @@ Why each option (REFERENCE.md §7.1):
 - ROUTER_MANDATORY: a reply to a vanished peer raises instead of silently disappearing,
   so the sender can record the outcome;
 - RECONNECT_IVL_MAX: back off instead of hammering a dead peer every 100 ms.
+
+`curve` (from `daemons.bus.security.Security`: `.bind_server()` for a socket that binds,
+`.client` for one that connects; None = plain) turns on CURVE encryption + ZAP checks.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
@@ -33,12 +36,24 @@ class SocketOptions:
     identity: bytes | None = None
 
 
-def make_socket(ctx: zmq.Context[Any], kind: int, options: SocketOptions = SocketOptions()) -> Any:
+class Curve(Protocol):
+    def apply(self, sock: Any) -> None: ...
+
+
+def make_socket(ctx: zmq.Context[Any], kind: int, options: SocketOptions = SocketOptions(),
+                curve: Curve | None = None) -> Any:
     """Create a socket of `kind` (zmq.ROUTER, DEALER, PUB, SUB) with the project's options.
 
     Works for a plain and a `zmq.asyncio` context; returns that context's socket type.
+    CURVE options must precede bind/connect, so they are applied here.
     """
     sock = ctx.socket(kind)
+    if curve is not None:
+        try:
+            curve.apply(sock)
+        except BaseException:
+            sock.close(0)
+            raise
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_msg_size)
     sock.setsockopt(zmq.LINGER, options.linger_ms)
     sock.setsockopt(zmq.SNDHWM, options.hwm)
@@ -70,4 +85,4 @@ def split_router_frames(frames: list[bytes]) -> tuple[bytes, bytes] | None:
     return frames[0], frames[1]
 
 
-__all__ = ["SocketOptions", "encode", "make_socket", "parse_frame", "split_router_frames"]
+__all__ = ["Curve", "SocketOptions", "encode", "make_socket", "parse_frame", "split_router_frames"]
