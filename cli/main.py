@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from cli.experiment.commands import experiment_app
+from cli.keys import keys_app
 from cli.loadgen import loadgen_app, start_loadgen
+from cli.logs import logs
 from cli.start_coordinator import start_coordinator
 from cli.start_emulator import start_emulator
 from cli.start_node import node_app, start_node
@@ -30,6 +32,8 @@ start_app.command("coordinator")(start_coordinator)
 app.command("status")(status)
 app.add_typer(node_app, name="node")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(keys_app, name="keys")
+app.command("logs")(logs)
 
 
 def main() -> None:
