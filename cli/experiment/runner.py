@@ -92,11 +92,11 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
 
 
 def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster) -> LoadgenConfig:
+    common: dict[str, Any] = {"timeout_s": spec.timeout_s, "name": f"loadgen-{spec.name}",
+                              "retries": spec.retries, "attempt_timeout_s": spec.attempt_timeout_s}
     if scheduler == "centralized":
-        return LoadgenConfig(mode="centralized", coordinator=cluster.coordinator, timeout_s=spec.timeout_s,
-                             name=f"loadgen-{spec.name}")
-    return LoadgenConfig(mode="gossip", entry=tuple(cluster.node_endpoints.values()),
-                         timeout_s=spec.timeout_s, name=f"loadgen-{spec.name}")
+        return LoadgenConfig(mode="centralized", coordinator=cluster.coordinator, **common)
+    return LoadgenConfig(mode="gossip", entry=tuple(cluster.node_endpoints.values()), **common)
 
 
 def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned: int,

@@ -10,6 +10,8 @@ An experiment file is TOML:
     timeout_s = 120                 # per-request timeout in the load generator
     results_dir = "results"
     faults = ["5:kill:node-1"]      # AT:KIND:TARGET[:DURATION], see cli/experiment/faults.py
+    retries = 2                     # resends of a request whose node failed it (same request id)
+    attempt_timeout_s = 10          # an attempt silent this long is resent elsewhere (0 = never)
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -98,6 +100,9 @@ class ExperimentSpec:
     workload: WorkloadSpec = field(default_factory=lambda: workload_from_dict(DEFAULT_WORKLOAD))
     nodes: tuple[NodeGroup, ...] = DEFAULT_NODES
     faults: tuple[str, ...] = ()  # AT:KIND:TARGET[:DURATION], as written (the manifest keeps the text)
+    retries: int = 2
+    # Longer than any healthy wait between replies (a cold start, a queue), shorter than timeout_s.
+    attempt_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
@@ -136,6 +141,7 @@ class ExperimentSpec:
             "experiment": {"name": self.name, "scheduler": list(self.schedulers), "policy": self.policy,
                            "gossip_policy": self.gossip_policy, "gossip_preset": self.gossip_preset,
                            "timeout_s": self.timeout_s, "faults": list(self.faults),
+                           "retries": self.retries, "attempt_timeout_s": self.attempt_timeout_s,
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo)},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],

@@ -11,6 +11,8 @@
                                             # scheduled time is recorded as a timeout
     name = "loadgen"                        # sender name in every envelope
     nice = -10                              # optional: priority of the sending thread
+    retries = 2                             # resends of a request whose node failed it
+    attempt_timeout_s = 0                   # > 0: resend when an attempt is silent this long
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class LoadgenConfig:
     # other processes from delaying sends by a scheduler time slice: measured on a loaded 2-core VM,
     # p99 send lag at 1,000 req/s, CV 8 fell from 4.7-6.9 ms at nice 0 to 1.1-3.9 ms at nice -10.
     nice: int = 0
+    # Lazy Pirate (REFERENCE.md §7.2): a request whose node failed it (RETRYABLE codes, or no
+    # word for attempt_timeout_s since its last progress) is sent again with the same request
+    # id, avoiding the nodes that failed it; at most `retries` times. 0 disables the timer.
+    retries: int = 2
+    attempt_timeout_s: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entry", tuple(self.entry))
@@ -83,6 +90,10 @@ class LoadgenConfig:
             raise ConfigError(f"max_nodes {self.max_nodes} must be >= 1")
         if not -20 <= self.nice <= 19:
             raise ConfigError(f"nice {self.nice} must be in -20..19 (negative = higher priority)")
+        if not 0 <= self.retries <= 10:
+            raise ConfigError(f"retries {self.retries} must be in 0..10")
+        if not (math.isfinite(self.attempt_timeout_s) and self.attempt_timeout_s >= 0):
+            raise ConfigError(f"attempt_timeout_s {self.attempt_timeout_s} must be >= 0 (0 = off)")
 
     @classmethod
     def from_dict(cls, table: dict[str, Any], where: str = "[loadgen]") -> LoadgenConfig:

@@ -8,13 +8,21 @@ tested on their own:
                  └────────────────────────────────  timeout (nothing final within timeout_s)
 
 Once a request has its outcome it is frozen: later or repeated replies are counted in
-`ignored` ("late", "duplicate", ...) and change nothing. Times are seconds from the run's
+`ignored` ("late", "duplicate", ...) and change nothing.
+
+Retries (Lazy Pirate, REFERENCE.md §7.2): an Error with a RETRYABLE code, or an attempt
+silent for `attempt_timeout_s` since its last progress (sent, placed, first token), puts
+the request on `retry_due` while it has retries left; the sender sends it again with the
+same request id, avoiding `failed_nodes`. The first final answer of any attempt decides
+the outcome; answers of the other attempts are then `late`. Times are seconds from the run's
 start on the monotonic clock; latencies are taken from `scheduled_s`, never from the
 actual send (no coordinated omission, REFERENCE.md §4.2).
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -24,6 +32,9 @@ from daemons.loadgen.workload import PlannedRequest
 
 OK, ERROR, TIMEOUT = "ok", "error", "timeout"
 IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed")
+# The node (or the peer that would forward) failed, not the request: another node may serve it.
+RETRYABLE = frozenset({"backend_died", "backend_unreachable", "backend_timeout", "peer_dead",
+                       "incomplete_generation"})
 
 
 @dataclass(slots=True)
@@ -50,6 +61,9 @@ class RequestRecord:
     est_wait_s: float | None = None
     decision_s: float | None = None
     server_timings: dict[str, float] = field(default_factory=dict)
+    attempts: int = 0  # sends of this request (1 + retries)
+    failed_nodes: list[str] = field(default_factory=list)  # nodes that failed an attempt
+    attempt_deadline: float = math.inf  # when the current attempt counts as lost
 
     @property
     def ttft_s(self) -> float | None:
@@ -74,7 +88,8 @@ def new_record(req: PlannedRequest) -> RequestRecord:
 class Recorder:
     """Applies sends, replies and the clock to the records; decides each outcome once."""
 
-    def __init__(self, schedule: list[PlannedRequest], timeout_s: float, mode: str) -> None:
+    def __init__(self, schedule: list[PlannedRequest], timeout_s: float, mode: str, retries: int = 0,
+                 attempt_timeout_s: float = 0.0) -> None:
         self.records = [new_record(r) for r in schedule]
         self._by_id = {r.request_id: r for r in self.records}
         self._timeout_s = timeout_s
@@ -84,6 +99,10 @@ class Recorder:
         self.outcomes: Counter[str] = Counter({OK: 0, ERROR: 0, TIMEOUT: 0})
         self.sent = 0
         self._sent_finished = 0
+        self._retries = retries
+        self._attempt_timeout_s = attempt_timeout_s
+        self._attempt_heap: list[tuple[float, str]] = []  # (deadline, request id); stale ones skipped
+        self.retry_due: list[RequestRecord] = []  # the sender sends these again, then clears it
 
     @property
     def finished(self) -> int:
@@ -96,12 +115,46 @@ class Recorder:
     def next_expiry(self) -> float:
         """Scheduled time + timeout of the oldest request still in flight (inf if none)."""
         self._drop_finished_head()
-        return self._in_flight[0].scheduled_s + self._timeout_s if self._in_flight else float("inf")
+        final = self._in_flight[0].scheduled_s + self._timeout_s if self._in_flight else math.inf
+        return min(final, self._attempt_heap[0][0]) if self._attempt_heap else final
 
     def on_sent(self, rec: RequestRecord, now: float) -> None:
         rec.sent_s = now
         self.sent += 1
         self._in_flight.append(rec)
+        rec.attempts = 1
+        self._progress(rec, now)
+
+    def on_resent(self, rec: RequestRecord, now: float) -> None:
+        """Attempt number `attempts + 1` of `rec` has just been sent."""
+        rec.attempts += 1
+        rec.placed_s, rec.node, rec.action = None, "", ""
+        self._progress(rec, now)
+
+    def _progress(self, rec: RequestRecord, now: float) -> None:
+        """The current attempt moved: its silence timer starts again."""
+        if self._attempt_timeout_s > 0 and rec.attempts <= self._retries:
+            rec.attempt_deadline = now + self._attempt_timeout_s
+            heapq.heappush(self._attempt_heap, (rec.attempt_deadline, rec.request_id))
+
+    def _retry(self, rec: RequestRecord, failed_node: str) -> bool:
+        """Queue `rec` for another attempt if it has one left; False when it has none."""
+        if rec.attempts > self._retries:
+            return False
+        if failed_node and failed_node not in rec.failed_nodes:
+            rec.failed_nodes.append(failed_node)
+        rec.attempt_deadline = math.inf
+        self.retry_due.append(rec)
+        return True
+
+    def check_attempts(self, now: float) -> None:
+        """Queue for a retry every attempt silent past its deadline."""
+        heap = self._attempt_heap
+        while heap and heap[0][0] <= now:
+            deadline, rid = heapq.heappop(heap)
+            rec = self._by_id[rid]
+            if not rec.status and deadline == rec.attempt_deadline:
+                self._retry(rec, rec.node)
 
     def finish(self, rec: RequestRecord, status: str, now: float, code: str = "", detail: str = "") -> None:
         """Give `rec` its one outcome (callers check it has none yet)."""
@@ -131,7 +184,7 @@ class Recorder:
             self._first_token(rec, body, now)
         elif isinstance(body, Done):
             self._done(rec, body, now)
-        else:
+        elif not (body.code in RETRYABLE and self._retry(rec, body.node or rec.node)):
             rec.node = body.node or rec.node
             self.finish(rec, ERROR, now, body.code or "error", body.message)
         return None
@@ -146,6 +199,7 @@ class Recorder:
             return None
         rec.placed_s, rec.node, rec.action = now, body.node, body.action
         rec.est_wait_s, rec.decision_s = body.est_wait_s, body.decision_s
+        self._progress(rec, now)
         return rec, body
 
     def _first_token(self, rec: RequestRecord, body: FirstToken, now: float) -> None:
@@ -154,6 +208,7 @@ class Recorder:
             return
         rec.first_token_s = now
         rec.node = body.node or rec.node
+        self._progress(rec, now)
 
     def _done(self, rec: RequestRecord, body: Done, now: float) -> None:
         rec.node, rec.action, rec.hops = body.node or rec.node, body.action or rec.action, body.hops

@@ -31,8 +31,8 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import ConfigError, WireError, decode, make_socket
-from daemons.bus.messages import Placement
+from daemons.bus import ConfigError, WireError, decode, encode, make_socket
+from daemons.bus.messages import Placement, Schedule
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
 from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame
 from daemons.loadgen.recorder import ERROR, OK, TIMEOUT, Recorder, RequestRecord
@@ -101,7 +101,7 @@ class Sender:
         self._on_start = on_start
         self.cfg = config
         self.schedule = schedule
-        self.rec = Recorder(schedule, config.timeout_s, config.mode)
+        self.rec = Recorder(schedule, config.timeout_s, config.mode, config.retries, config.attempt_timeout_s)
         self._progress = progress
         self._stop = stop
         self._clock = clock
@@ -149,6 +149,8 @@ class Sender:
                 self.rec.cancel(now, "the run was stopped before this request finished")
                 return
             self.rec.expire(now)
+            self.rec.check_attempts(now)
+            self._resend_due(now)
             if now >= next_tick:
                 self._report(now)
                 next_tick = now + self.cfg.progress_interval_s
@@ -224,6 +226,29 @@ class Sender:
         action = self.rec.on_reply(env, now)
         if action is not None:
             self._forward(*action, now)
+        self._resend_due(now)
+
+    def _resend_due(self, now: float) -> None:
+        """Send again, same request id, every request the recorder queued for a retry."""
+        if not self.rec.retry_due:
+            return
+        due, self.rec.retry_due = self.rec.retry_due, []
+        for rec in due:
+            if rec.status:
+                continue
+            if self.cfg.mode == "centralized":
+                # The coordinator places it again, on none of the nodes that failed it.
+                msg = Schedule(rec.request_id, rec.model, rec.prompt_tokens, rec.max_new_tokens,
+                               self.cfg.priority, list(rec.failed_nodes))
+                sock, frame = self._links.get(self.cfg.coordinator), encode(msg, self.cfg.name,
+                                                                             msg_id=rec.request_id)
+            else:
+                # The next entry peer after the one the last attempt went to.
+                entry = self.cfg.entry
+                at = (zlib.crc32(rec.request_id.encode()) + rec.attempts) % len(entry)
+                sock, frame = self._links.get(entry[at]), infer_frame(rec, self.cfg.name, action="")
+            self.rec.on_resent(rec, now)
+            self._send(sock, frame, rec, now, first=False)
 
     def _forward(self, rec: RequestRecord, placement: Placement, now: float) -> None:
         """Centralized: the coordinator answered, send the request to the chosen node."""
