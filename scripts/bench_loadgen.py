@@ -13,7 +13,7 @@ For each it reports:
 
     python scripts/bench_loadgen.py --quick        # CI: 2.5 s per run
     python scripts/bench_loadgen.py                # full: 30 s per run
-    python scripts/bench_loadgen.py --spin-ms 0    # measure without the spin phase
+    python scripts/bench_loadgen.py --spin-ms 2    # spin 2 ms (+ the sub-ms rest) before each send
     python scripts/bench_loadgen.py --nice -10     # the sending thread at a higher priority (root)
 
 On a shared machine the lag depends on what else runs: the header line shows the load average.
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per run (overrides --quick)")
     parser.add_argument("--rps", type=float, default=1000.0, help="target requests per second")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--spin-ms", type=float, default=2.0, help="spin window before each send (ms)")
+    parser.add_argument("--spin-ms", type=float, default=0.2,
+                        help="margin before each send, beyond the sub-millisecond rest, spent spinning (ms)")
     parser.add_argument("--nice", type=int, default=0, help="nice value of the sending thread (e.g. -10 as root)")
     args = parser.parse_args(argv)
     duration = args.duration or (2.5 if args.quick else 30.0)

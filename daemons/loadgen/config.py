@@ -47,9 +47,12 @@ class LoadgenConfig:
     timeout_s: float = 120.0
     name: str = "loadgen"
     priority: int = 0  # Schedule.priority of every request
-    # Wait in poll() until this long before a deadline, then spin: poll() sleeps overshoot by
-    # ~0.1 ms and time out in whole milliseconds (measured: scripts/bench_loadgen.py).
-    spin_s: float = 0.002
+    # poll() times out in whole milliseconds and wakes ~0.12 ms (p50) to 0.16 ms (p99) late, so the
+    # sender sleeps in poll() until this margin plus the sub-millisecond remainder before a send, then
+    # spins on poll(0). Longer spins lost on a busy 2-core VM (A/B, 6 x 5 s at 1,000 req/s, CV 8,
+    # median p99 lag: 3.1 ms spinning < 1 ms, 3.9 ms at 0.5 ms margin, 4.6 ms at 2 ms): a spinning
+    # thread uses up its CPU share and is then preempted by the cluster it is measuring.
+    spin_s: float = 0.0002
     progress_interval_s: float = 1.0
     max_nodes: int = 1024  # node endpoints a coordinator may send us to (one socket each)
     # Nice value for the sending thread (and the ZeroMQ I/O thread it starts) during a run; 0 leaves

@@ -24,7 +24,7 @@ REQUEST_COLUMNS = (
     "request_id", "model", "prompt_tokens", "max_new_tokens",
     "scheduled_s", "sent_s", "placed_s", "first_token_s", "done_s", "ttft_s", "latency_s",
     "node", "action", "hops", "tokens", "finish_reason", "status", "error", "error_detail",
-    "est_wait_s", "decision_s", "server_timings", "attempts",
+    "est_wait_s", "decision_s", "server_timings", "attempts", "failed_nodes",
 )
 
 
@@ -93,6 +93,8 @@ def _cell(value: object) -> object:
         return ""
     if isinstance(value, float):
         return f"{value:.6f}"
+    if isinstance(value, list):
+        return ";".join(map(str, value))
     if isinstance(value, dict):
         return json.dumps(value, separators=(",", ":"), sort_keys=True) if value else ""
     return value

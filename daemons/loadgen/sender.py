@@ -8,7 +8,8 @@ One thread owns every socket (ZeroMQ sockets are not thread-safe) and one `zmq.P
 2. time out requests past `scheduled + timeout_s`, and report progress once a second;
 3. encode upcoming frames while there is time, then wait for the next deadline in
    `poll()`, waking for replies. poll() times out in whole milliseconds and overshoots by
-   ~0.1 ms, so it sleeps only until `spin_s` before a send and then spins on poll(0);
+   ~0.1 ms, so it sleeps only until `spin_s` (plus the sub-millisecond rest) before a send
+   and then spins on poll(0) (config.py has the measurements behind the default);
 4. handle replies, but stop draining as soon as the next send is due: sends come first.
 
 In centralized mode a Placement makes the sender send `Infer` to the node's endpoint on a
