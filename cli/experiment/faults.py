@@ -164,10 +164,10 @@ class Injector:
                 self._cluster.signal(fault.target, signal.SIGSTOP)
                 self._stop.wait(fault.duration_s)
                 self._cluster.signal(fault.target, signal.SIGCONT)
-                self._record("fault_end", fault.target, "kind=pause;resumed")
+                self._record("resumed", fault.target, "kind=pause;SIGCONT")
             else:
                 self._cluster.restart(fault.target, fault.duration_s)
-                self._record("fault_end", fault.target, "kind=restart;started again")
+                self._record("started_again", fault.target, "kind=restart")
         except Exception as exc:
             self.errors.append(f"{fault}: {exc}")
-            self._record("fault_failed", fault.target, str(exc)[:200])
+            self._record("injection_failed", fault.target, str(exc)[:200])

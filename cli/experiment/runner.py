@@ -21,6 +21,7 @@ from cli.experiment.cluster import LocalCluster
 from cli.experiment.collector import Collector
 from cli.experiment.faults import Injector, resolve_targets
 from cli.experiment.spec import ExperimentSpec
+from cli.report.recovery import write_recoveries
 from daemons.bus.client import free_endpoint
 from daemons.loadgen.config import LoadgenConfig
 from daemons.loadgen.results import Progress, Results, write_requests_csv
@@ -87,6 +88,7 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     end_time = datetime.now(UTC)
     write_requests_csv(run_dir / "requests.csv", results)
     collector.write(run_dir, results.t0_wall_s, results.ended_s)
+    write_recoveries(run_dir)  # from the files just written: detection, drain, recovery per fault
     _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results)
     return RunOutcome(scheduler, run_dir, results)
 

@@ -1,0 +1,147 @@
+"""Recovery after each fault (REFERENCE.md §5.7), from a run's files, appended to events.csv.
+
+For a `fault` event on TARGET at t_f:
+
+- detection_s: first detection event about TARGET at or after t_f (the coordinator's
+  `node_dead`/`node_restarted`, the collector's `silent`, a gossip `suspect`/`dead`)
+  minus t_f; for the coordinator itself, the first request error or retry after t_f is
+  the only witness, so detection is left empty (NaN);
+- drain_s: the requests in flight at t_f on TARGET (placed on it, or failed by it and
+  retried: `node` or `failed_nodes`; every request in flight when TARGET is the
+  coordinator) are resolved when they complete; drain_s is the last completion minus t_f
+  (0 when none was in flight). A request that ended in an error has no end time in
+  requests.csv and is left out;
+- recovery_s: baseline = the success rate and p99 TTFT of the requests scheduled before t_f
+  that had finished by t_f. Service is back at the first arrival t >= t_f from which the
+  requests scheduled in [t, t + 10 s) succeed at >= 99 % of the baseline rate
+  with p99 TTFT <= 1.2x the baseline's; recovery_s = t - t_f. No such t: `not_recovered`.
+
+The result is one `recovered` event per fault at t_f + recovery_s with
+`recovery_s=...;detection_s=...;drain_s=...` in detail, which summary.py averages into
+avg_recovery_time.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DETECTIONS = frozenset({"node_dead", "node_restarted", "silent", "suspect", "dead", "peer_dead"})
+WINDOW_S = 10.0
+SUCCESS_FRACTION = 0.99
+TTFT_FACTOR = 1.2
+
+
+@dataclass(frozen=True)
+class Request:
+    scheduled_s: float
+    sent_s: float | None
+    done_s: float | None
+    ttft_s: float | None
+    ok: bool
+    nodes: frozenset[str]  # where it ran and the nodes that failed it
+
+
+@dataclass(frozen=True)
+class Recovery:
+    t_fault: float
+    target: str
+    kind: str
+    detection_s: float
+    drain_s: float
+    recovery_s: float
+
+    def event_row(self) -> list[object]:
+        detail = (f"recovery_s={_fmt(self.recovery_s)};detection_s={_fmt(self.detection_s)};"
+                  f"drain_s={_fmt(self.drain_s)};fault={self.kind}")
+        if math.isnan(self.recovery_s):
+            return [round(self.t_fault, 3), "not_recovered", self.target, detail.replace("recovery_s=;", "")]
+        return [round(self.t_fault + self.recovery_s, 3), "recovered", self.target, detail]
+
+
+def _fmt(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.3f}"
+
+
+def _float(text: str | None) -> float | None:
+    return float(text) if text not in (None, "") else None
+
+
+def read_requests(path: Path) -> list[Request]:
+    with open(path, newline="") as fh:
+        out = []
+        for row in csv.DictReader(fh):
+            nodes = {row.get("node") or ""} | set((row.get("failed_nodes") or "").split(";"))
+            out.append(Request(float(row["scheduled_s"]), _float(row.get("sent_s")), _float(row.get("done_s")),
+                               _float(row.get("ttft_s")), row["status"] == "ok", frozenset(nodes - {""})))
+    return sorted(out, key=lambda r: r.scheduled_s)
+
+
+def read_events(path: Path) -> list[list[str]]:
+    with open(path, newline="") as fh:
+        return [row for row in csv.reader(fh)][1:]
+
+
+def recoveries(requests: list[Request], events: list[list[str]]) -> list[Recovery]:
+    out = []
+    for t_s, kind, target, detail in events:
+        if kind != "fault":
+            continue
+        t_f = float(t_s)
+        fault_kind = detail.partition("kind=")[2].partition(";")[0]
+        out.append(Recovery(t_f, target, fault_kind, _detection(events, target, t_f),
+                            _drain(requests, target, t_f), _recovery(requests, t_f)))
+    return out
+
+
+def _detection(events: list[list[str]], target: str, t_f: float) -> float:
+    times = [float(t) for t, kind, who, _ in events if who == target and kind in DETECTIONS and float(t) >= t_f]
+    return min(times) - t_f if times else math.nan
+
+
+def _drain(requests: list[Request], target: str, t_f: float) -> float:
+    hit = [r for r in requests if r.sent_s is not None and r.sent_s <= t_f
+           and (r.done_s is None or r.done_s > t_f) and (target == "coordinator" or target in r.nodes)]
+    ends = [r.done_s for r in hit if r.done_s is not None]
+    return max(ends) - t_f if ends else 0.0
+
+
+def _stats(requests: list[Request]) -> tuple[float, float]:
+    """Success rate and p99 TTFT (s) of `requests` (NaN p99 without a success)."""
+    ttfts = [r.ttft_s for r in requests if r.ok and r.ttft_s is not None]
+    rate = sum(r.ok for r in requests) / len(requests)
+    return rate, float(np.percentile(ttfts, 99)) if ttfts else math.nan
+
+
+def _recovery(requests: list[Request], t_f: float) -> float:
+    before = [r for r in requests if r.scheduled_s < t_f and r.ok and r.done_s is not None and r.done_s <= t_f]
+    failed_before = [r for r in requests if r.scheduled_s < t_f and not r.ok]
+    if not before:
+        return math.nan  # no baseline: nothing had finished before the fault
+    base_rate, base_p99 = _stats(before + failed_before)
+    after = [r for r in requests if r.scheduled_s >= t_f]
+    for i in range(len(after)):
+        t = after[i].scheduled_s
+        window = [r for r in after[i:] if r.scheduled_s < t + WINDOW_S]
+        rate, p99 = _stats(window)
+        if rate >= SUCCESS_FRACTION * base_rate and p99 <= TTFT_FACTOR * base_p99:
+            # Back for the requests arriving from this one on (an upper bound: the service may
+            # have come back at any time since the previous arrival).
+            return t - t_f
+    return math.nan
+
+
+def write_recoveries(run_dir: Path) -> list[Recovery]:
+    """Compute each fault's recovery from requests.csv and events.csv; append the events."""
+    events_path = run_dir / "events.csv"
+    if not events_path.exists() or not (run_dir / "requests.csv").exists():
+        return []
+    found = recoveries(read_requests(run_dir / "requests.csv"), read_events(events_path))
+    if found:
+        with open(events_path, "a", newline="") as fh:
+            csv.writer(fh).writerows(r.event_row() for r in found)
+    return found

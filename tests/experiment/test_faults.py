@@ -1,0 +1,195 @@
+"""Fault schedules, recovery metrics and retries: parsing, bookkeeping, and short runs with kills."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cli.experiment.faults import Fault, parse_fault, parse_faults, resolve_targets
+from cli.experiment.spec import ExperimentSpec, from_dict
+from cli.report.recovery import read_events, read_requests, recoveries
+from daemons.bus.envelope import Envelope
+from daemons.bus.errors import ConfigError
+from daemons.bus.messages import Done, Error, Placement
+from daemons.loadgen.recorder import ERROR, OK, Recorder
+from daemons.loadgen.schedule import read_schedule_csv
+from daemons.loadgen.workload import PlannedRequest
+from daemons.node.testing import schedctl
+
+
+def test_fault_text_parses() -> None:
+    assert parse_fault("5:kill:node-1") == Fault(5.0, "kill", "node-1")
+    assert parse_fault("4.5s:pause:random-node:6") == Fault(4.5, "pause", "random-node", 6.0)
+    assert parse_fault("2:restart:coordinator") == Fault(2.0, "restart", "coordinator")
+    assert [f.at_s for f in parse_faults(["9:stop:node-0", "1:kill:node-1"])] == [1.0, 9.0]
+    assert str(parse_fault("4:pause:node-0:6")) == "4:pause:node-0:6"
+
+
+@pytest.mark.parametrize("text", ["5:kill", "x:kill:node-1", "5:explode:node-1", "5:kill:gpu-1",
+                                  "5:pause:node-1", "5:kill:node-1:3", "-1:kill:node-1", "5:partition:node-1:3"])
+def test_bad_fault_text_is_a_config_error_naming_the_format(text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_fault(text)
+    assert "fault" in str(err.value) and text in str(err.value)
+
+
+def test_faults_round_trip_through_the_manifest_and_check_targets() -> None:
+    spec = ExperimentSpec(faults=("3:kill:node-1", "5:pause:random-node:4"), schedulers=("centralized",))
+    assert from_dict(spec.to_dict(), "manifest") == spec
+    with pytest.raises(ConfigError, match=r"node-0\.\.node-3"):
+        ExperimentSpec(faults=("3:kill:node-9",))
+    with pytest.raises(ConfigError, match="no coordinator"):
+        ExperimentSpec(faults=("3:kill:coordinator",))  # both schedulers: gossip has none
+    picked = resolve_targets(spec.fault_plan, ["node-0", "node-1"], seed=1)
+    assert picked == resolve_targets(spec.fault_plan, ["node-0", "node-1"], seed=1)
+    assert picked[1].target in ("node-0", "node-1")
+
+
+def _req(i: int, t: float) -> PlannedRequest:
+    return PlannedRequest(f"r{i}", t, "m", 10, 5)
+
+
+def test_recorder_retries_a_failed_node_then_gives_up() -> None:
+    rec = Recorder([_req(0, 0.0), _req(1, 0.0)], timeout_s=60, mode="centralized", retries=1,
+                   attempt_timeout_s=2.0)
+    a, b = rec.records
+    rec.on_sent(a, 0.0)
+    rec.on_sent(b, 0.0)
+    rec.on_reply(Envelope("placement", "coord", "r0", Placement("r0", "node-1", "tcp://x:1", "SERVE", 0, "")),
+                 0.1)
+    rec.on_reply(Envelope("error", "node-1", "r0", Error("r0", "backend_died", "gone", "node-1")), 0.5)
+    assert rec.retry_due == [a] and a.failed_nodes == ["node-1"] and not a.status
+    rec.retry_due.clear()
+    rec.on_resent(a, 0.6)
+    assert a.attempts == 2 and a.node == "" and a.placed_s is None
+    rec.on_reply(Envelope("error", "node-0", "r0", Error("r0", "backend_died", "gone", "node-0")), 0.7)
+    assert a.status == ERROR and rec.retry_due == []  # no retry left: one outcome, an error
+    # b: silent past attempt_timeout_s -> retried once, then its Done decides
+    rec.check_attempts(1.9)
+    assert rec.retry_due == []
+    rec.check_attempts(2.1)
+    assert rec.retry_due == [b]
+    rec.retry_due.clear()
+    rec.on_resent(b, 2.1)
+    rec.on_reply(Envelope("done", "node-0", "r1", Done("r1", "node-0", 5, "length", "SERVE", 0, {})), 2.5)
+    assert b.status == OK and b.attempts == 2
+    assert rec.finished == 2 and rec.outcomes[OK] == 1
+
+
+def _write(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+
+
+def test_recovery_metrics_from_files(tmp_path: Path) -> None:
+    cols = ["scheduled_s", "sent_s", "done_s", "ttft_s", "status", "node", "failed_nodes"]
+    rows: list[list[object]] = [[t, t, t + 0.2, 0.1, "ok", "node-0", ""] for t in (0.0, 1.0, 2.0)]
+    rows.append([2.5, 2.5, 9.0, 6.4, "ok", "node-0", "node-1"])  # in flight on node-1 at the fault
+    rows.append([4.0, 4.0, 10.0, 6.0, "ok", "node-0", "node-1"])  # placed on the dead node, retried
+    rows += [[t, t, t + 0.2, 0.1, "ok", "node-0", ""] for t in (7.0, 8.0, 9.0)]
+    _write(tmp_path / "requests.csv", cols, rows)
+    _write(tmp_path / "events.csv", ["t_s", "kind", "target", "detail"],
+           [[3.0, "fault", "node-1", "kind=kill"], [6.2, "node_dead", "node-1", ""],
+            [6.9, "silent", "node-1", ""]])
+    (found,) = recoveries(read_requests(tmp_path / "requests.csv"), read_events(tmp_path / "events.csv"))
+    assert found.detection_s == pytest.approx(3.2)
+    assert found.drain_s == pytest.approx(6.0)
+    assert found.recovery_s == pytest.approx(4.0)  # from the arrival at 7.0 on
+    assert found.event_row()[1] == "recovered" and "recovery_s=4.000" in str(found.event_row()[3])
+
+
+# ----- short runs on a real local cluster ---------------------------------------------------------
+
+EXPERIMENT = """
+[experiment]
+name = "faults"
+scheduler = "{scheduler}"
+timeout_s = 60
+attempt_timeout_s = 6
+faults = [{faults}]
+[workload]
+duration_s = 10
+rps = 2
+cv = 1
+seed = 7
+models = ["facebook/opt-125m"]
+prompt_tokens = "lognormal:mean=100,median=80,max=300"
+output_tokens = "lognormal:mean=30,median=20,max=60"
+[[nodes]]
+count = 2
+models = ["facebook/opt-125m"]
+init_s = 1.0
+"""
+# Detection bounds: the coordinator declares a node dead after dead_after_s = 3 s of silence
+# and nodes publish every 1 s; the collector checks silence (3 s) once a second.
+COORDINATOR_BOUND_S = 3.0 + 1.0 + 0.5
+COLLECTOR_BOUND_S = 3.0 + 1.0 + 1.0 + 0.5
+
+
+def our_processes() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def run_with_faults(tmp_path: Path, scheduler: str, faults: list[str]) -> tuple[Path, list[dict[str, str]]]:
+    config = tmp_path / "exp.toml"
+    config.write_text(EXPERIMENT.format(scheduler=scheduler, faults=", ".join(f'"{f}"' for f in faults)))
+    before = our_processes()
+    out = subprocess.run([schedctl(), "experiment", "run", "-c", str(config), "--results-dir",
+                          str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert our_processes() <= before  # the killed, paused and surviving processes are all gone
+    (run_dir,) = (tmp_path / "results").iterdir()
+    planned = read_schedule_csv(run_dir / "schedule.csv")
+    with open(run_dir / "requests.csv", newline="") as fh:
+        recorded = list(csv.DictReader(fh))
+    # zero lost: one row per planned request, each with exactly one outcome, all served
+    assert sorted(r["request_id"] for r in recorded) == sorted(p.request_id for p in planned)
+    assert [r["status"] for r in recorded] == ["ok"] * len(planned), [r["error"] for r in recorded]
+    with open(run_dir / "events.csv", newline="") as fh:
+        return run_dir, list(csv.DictReader(fh))
+
+
+def first(events: list[dict[str, str]], kind: str, target: str) -> float:
+    return min(float(e["t_s"]) for e in events if e["kind"] == kind and e["target"] == target)
+
+
+def check_recovered(run_dir: Path, events: list[dict[str, str]]) -> None:
+    recovered = [e for e in events if e["kind"] == "recovered"]
+    assert len(recovered) == 1, events
+    with open(run_dir / "summary.csv", newline="") as fh:
+        (summary,) = list(csv.DictReader(fh))
+    assert not math.isnan(float(summary["avg_recovery_time"] or "nan"))
+
+
+@pytest.mark.slow
+def test_kill_a_node_centralized_loses_nothing(tmp_path: Path) -> None:
+    run_dir, events = run_with_faults(tmp_path, "centralized", ["3:kill:node-1"])
+    fault = first(events, "fault", "node-1")
+    assert 2.9 <= fault <= 3.5
+    assert first(events, "node_dead", "node-1") - fault <= COORDINATOR_BOUND_S
+    assert first(events, "silent", "node-1") - fault <= COLLECTOR_BOUND_S
+    assert not [e for e in events if e["kind"] == "node_recovered"]  # a killed node stays dead
+    check_recovered(run_dir, events)
+
+
+@pytest.mark.slow
+def test_kill_a_node_gossip_loses_nothing(tmp_path: Path) -> None:
+    run_dir, events = run_with_faults(tmp_path, "gossip", ["3:kill:node-1"])
+    fault = first(events, "fault", "node-1")
+    assert first(events, "silent", "node-1") - fault <= COLLECTOR_BOUND_S
+    check_recovered(run_dir, events)
+
+
+@pytest.mark.slow
+def test_pause_longer_than_dead_after_is_detected_and_comes_back(tmp_path: Path) -> None:
+    _, events = run_with_faults(tmp_path, "centralized", ["2:pause:node-1:5"])
+    fault = first(events, "fault", "node-1")
+    assert first(events, "node_dead", "node-1") - fault <= COORDINATOR_BOUND_S
+    assert first(events, "resumed", "node-1") >= fault + 5.0
+    assert first(events, "node_recovered", "node-1") > first(events, "node_dead", "node-1")
+    assert first(events, "heard_again", "node-1") > first(events, "silent", "node-1")
