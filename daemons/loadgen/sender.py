@@ -46,6 +46,7 @@ START_LEAD_S = 0.05  # connect and settle before t = 0
 MAX_WAIT_S = 0.1  # longest single poll(), so a stop request is seen promptly
 DRAIN_BATCH = 256  # replies handled per socket per wake-up, so timeouts and progress run
 FILL_MARGIN_S = 0.0005  # stop encoding ahead this long before the next send
+AVOID_ENTRY_S = 30.0  # gossip: an entry peer that failed an attempt is skipped this long
 LOGGED_MALFORMED = 5  # malformed frames logged one by one; the rest are only counted
 
 ProgressFn = Callable[[Progress], None]
@@ -108,6 +109,7 @@ class Sender:
         self._clock = clock
         self._t0 = 0.0
         self._next = 0
+        self._avoid: dict[str, float] = {}  # gossip entry endpoint -> avoided until (run clock)
         self._links = _Links(config.max_nodes + len(config.entry) + 1)
         make = self._schedule_frame if config.mode == "centralized" else self._gossip_frame
         self._window = FrameWindow(schedule, make)
@@ -180,9 +182,17 @@ class Sender:
     def _first_hop(self, request_id: str) -> Any:
         if self.cfg.mode == "centralized":
             return self._links.get(self.cfg.coordinator)
-        # The entry peer is a function of the request alone, so every run picks the same one.
+        # The entry peer is a function of the request alone, so every run picks the same one,
+        # skipping peers that recently failed an attempt (a dead entry would stall every
+        # request it is picked for until its attempt timer fires).
         entry = self.cfg.entry
-        return self._links.get(entry[zlib.crc32(request_id.encode()) % len(entry)])
+        start = zlib.crc32(request_id.encode())
+        now = self.now()
+        for k in range(len(entry)):
+            endpoint = entry[(start + k) % len(entry)]
+            if self._avoid.get(endpoint, -math.inf) <= now:
+                return self._links.get(endpoint)
+        return self._links.get(entry[start % len(entry)])
 
     def _send(self, sock: Any, frame: bytes, rec: RequestRecord, now: float, first: bool) -> None:
         if first:
@@ -244,9 +254,10 @@ class Sender:
                 sock, frame = self._links.get(self.cfg.coordinator), encode(msg, self.cfg.name,
                                                                              msg_id=rec.request_id)
             else:
-                # The next entry peer after the one the last attempt went to.
+                # The next entry peer after the one the last attempt went to; avoid that one.
                 entry = self.cfg.entry
                 at = (zlib.crc32(rec.request_id.encode()) + rec.attempts) % len(entry)
+                self._avoid[entry[(at - 1) % len(entry)]] = now + AVOID_ENTRY_S
                 sock, frame = self._links.get(entry[at]), infer_frame(rec, self.cfg.name, action="")
             self.rec.on_resent(rec, now)
             self._send(sock, frame, rec, now, first=False)
