@@ -128,11 +128,13 @@ def _run(spec: ExperimentSpec) -> None:
     from cli.report.summary import SUMMARY, summarize_run, write_summary_csv
 
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: _interrupt(stop))
+    # Ctrl-C and SIGTERM (a supervisor, `timeout`) both stop the run and tear the cluster down.
+    previous = {sig: signal.signal(sig, lambda *_: _interrupt(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         outcomes = run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     summaries = []
     for outcome in outcomes:
         run = load_run(outcome.run_dir)
@@ -145,7 +147,7 @@ def _run(spec: ExperimentSpec) -> None:
         typer.echo(f"results: {outcome.run_dir}")
     print_prototype_report(summaries)
     if stop.is_set():
-        typer.echo("interrupted: the results above cover the requests sent before Ctrl-C", err=True)
+        typer.echo("interrupted: the results above cover the requests sent before the interruption", err=True)
         raise typer.Exit(130)
     if any(s.record_check for s in summaries):
         raise typer.Exit(1)

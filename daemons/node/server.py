@@ -14,6 +14,7 @@ import logging
 import random
 import signal
 import time
+from collections import OrderedDict
 from typing import Any
 
 import zmq
@@ -45,6 +46,7 @@ from daemons.node.peering import PROBE_WAIT_S, Peering, probe_reply_delay
 from daemons.policy import Refusal
 
 log = logging.getLogger("schedctl.node")
+COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
 MAX_PLACEMENTS = 3  # gossip mode: nodes tried for one request before giving up
 MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publications a second
 
@@ -58,6 +60,7 @@ class NodeServer:
         self.gen = random.getrandbits(62)  # boot nonce: a restart is a new generation
         self.seq = 0
         self.active: dict[str, asyncio.Task[None]] = {}
+        self.completed: OrderedDict[str, Done] = OrderedDict()  # only successes: failures may be retried
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
         self.manager = ModelManager(config, self.catalog, self._memory_total, self._changed.set)
@@ -141,9 +144,15 @@ class NodeServer:
                 log.warning("dropped %s message: a node does not take them", env.type)
 
     def _accept(self, identity: bytes, request: Infer) -> None:
-        if request.request_id in self.active:
-            log.warning("duplicate request %s ignored: already running", request.request_id,
-                        extra={"SCHEDCTL_REQUEST_ID": request.request_id})
+        rid = request.request_id
+        if rid in self.active:
+            log.warning("duplicate request %s ignored: already running", rid, extra={"SCHEDCTL_REQUEST_ID": rid})
+            return
+        done = self.completed.get(rid)
+        if done is not None:  # a retry of a request we finished: answer again, don't run it twice
+            log.warning("duplicate request %s answered from the completed cache", rid,
+                        extra={"SCHEDCTL_REQUEST_ID": rid})
+            self._spawn(self._replay(identity, done))
             return
         placing = self.peering is not None and not request.action and request.hops < self.config.max_hops
         work = self._place(identity, request) if placing else self._serve_request(identity, request)
@@ -151,6 +160,15 @@ class NodeServer:
         self.active[request.request_id] = task
         self._changed.set()
         task.add_done_callback(lambda _: self._finished(request.request_id))
+
+    async def _replay(self, identity: bytes, done: Done) -> None:
+        await self._reply(identity, FirstToken(done.request_id, self.config.name), done.request_id)
+        await self._reply(identity, done, done.request_id)
+
+    def _remember(self, done: Done) -> None:
+        self.completed[done.request_id] = done
+        if len(self.completed) > COMPLETED_CACHE:
+            self.completed.popitem(last=False)
 
     def _finished(self, request_id: str) -> None:
         self.active.pop(request_id, None)
@@ -219,6 +237,7 @@ class NodeServer:
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
                 done = await self._run(identity, request)
+            self._remember(done)
             await self._reply(identity, done, rid)
         except BackendRequestError as exc:
             await self._reply(identity, Error(rid, exc.code, str(exc), self.config.name), rid)

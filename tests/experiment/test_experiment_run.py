@@ -133,3 +133,25 @@ models = ["facebook/opt-125m"]
     again = from_dict(json.loads(json.dumps(spec.to_dict())), "manifest.json")
     assert again == spec
     assert dataclasses.replace(again, name="other") != spec
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_run_and_leaves_no_process(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen([schedctl(), "experiment", "run", "--duration", "60", "--rps", "1", "--centralized-only",
+                             "--results-dir", str(tmp_path / "r")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((tmp_path / "r").glob("*/daemons/node-3.log")):
+        time.sleep(0.2)
+    time.sleep(3)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert kids
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out[-2000:]
+    _, alive = psutil.wait_procs(kids, timeout=10)
+    assert alive == []
+    assert "interrupted" in out

@@ -217,3 +217,17 @@ def test_asking_for_nvml_without_a_driver_is_a_clear_error() -> None:
     out = subprocess.run([schedctl(), "node", "gpu", "--gpu-backend", "nvml"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and "gpu_backend = 'emulated'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_retried_request_that_already_finished_is_answered_not_run_again(tmp_path: Path) -> None:
+    with running_node(tmp_path, models=[SMALL], checkpoint_tier="gpu") as node:
+        client = Client(node.bind)
+        assert infer(client, "once")[-1] == "done"
+        retry = Client(node.bind)
+        retry.send(Infer("once", SMALL, "hello " * 10, 8), "once")
+        got = retry.until({"done", "error"}, timeout_s=10)
+        assert [e.type for e in got] == ["first_token", "done"] and got[-1].body.tokens == 8
+        assert "answered from the completed cache" in node.log()
+        assert node.log().count("serving once with") == 1
+        retry.close()
+        client.close()
