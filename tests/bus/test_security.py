@@ -128,3 +128,19 @@ def test_generate_refuses_overwrite_and_keeps_secret_private(tmp_path: Path) -> 
     assert secret.stat().st_mode & 0o777 == 0o600 and public.stat().st_mode & 0o777 == 0o644
     with pytest.raises(ConfigError, match="exists"):
         generate(tmp_path, "n1")
+
+
+def test_enforced_zap_domain_refuses_when_no_handler_runs(keys: Path) -> None:
+    """Defence in depth: even if the start_zap guard were bypassed, the server socket's
+    ZAP_ENFORCE_DOMAIN makes a missing handler fail the handshake instead of admitting anyone."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    server = security(keys, "srv").bind_server()
+    assert server is not None
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, server.secret)
+    sock.setsockopt(zmq.ZAP_DOMAIN, b"schedctl")
+    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    assert ask(keys, "good", f"tcp://127.0.0.1:{port}") is None
+    ctx.destroy(linger=0)

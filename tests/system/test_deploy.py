@@ -37,12 +37,15 @@ MODEL = "facebook/opt-125m"
 
 def missing_hooks() -> list[str]:
     """Daemon hooks the deployment needs from other parts (see daemons/bus/sdnotify.py, security.py)."""
-    needs = {
-        "coordinator sends READY (sdnotify.ready)": ("daemons/coordinator/server.py", "sdnotify"),
-        "coordinator uses [security] (CURVE)": ("daemons/coordinator/server.py", "Security"),
-        "loadgen uses [security] (CURVE)": ("daemons/loadgen/sender.py", "Security"),
-    }
-    return [what for what, (path, word) in needs.items() if word not in (REPO / path).read_text()]
+    def source(*paths: str) -> str:
+        return "".join(p.read_text() for path in paths for p in sorted((REPO / path).parent.glob(Path(path).name)))
+
+    coordinator = source("daemons/coordinator/*.py", "cli/start_coordinator.py")
+    loadgen = source("daemons/loadgen/*.py", "cli/loadgen.py")
+    needs = {"coordinator sends READY (sdnotify.ready)": "sdnotify.ready" in coordinator,
+             "coordinator uses [security] (CURVE)": "security" in coordinator.lower() and "curve=" in coordinator,
+             "loadgen uses [security] (CURVE)": "security" in loadgen.lower() and "curve=" in loadgen}
+    return [what for what, present in needs.items() if not present]
 
 
 def inventory(hosts: list[Host], tmp: Path) -> Path:
