@@ -22,6 +22,7 @@ import typer
 from cli.errors import exit_on_config_error
 from daemons.bus.errors import ConfigError
 from daemons.bus.logs import setup_logging
+from daemons.bus.security import CurveClient, Security
 from daemons.loadgen import (
     LoadgenConfig,
     PlannedRequest,
@@ -170,7 +171,8 @@ def start_loadgen(
                                       output_tokens, trace, arrivals, trace_speedup))
     if not out.parent.is_dir():  # fail before a long run, not after it
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist; create it first")
-    results = _run_with_signals(cfg, requests, quiet)
+    security = Security.load(config)  # [security]: CURVE to the coordinator and nodes
+    results = _run_with_signals(cfg, requests, quiet, security.client)
     summary_path = out.with_suffix(".summary.json")
     with writing(out):
         write_requests_csv(out, results)
@@ -189,7 +191,8 @@ def _overrides(coordinator: str | None, entry: list[str], timeout: float | None,
     return flags
 
 
-def _run_with_signals(config: LoadgenConfig, requests: list[PlannedRequest], quiet: bool) -> Results:
+def _run_with_signals(config: LoadgenConfig, requests: list[PlannedRequest], quiet: bool,
+                      curve: CurveClient | None) -> Results:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -197,7 +200,7 @@ def _run_with_signals(config: LoadgenConfig, requests: list[PlannedRequest], qui
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return run(config, requests, progress=None if quiet else _print_progress, stop=stop)
+        return run(config, requests, progress=None if quiet else _print_progress, stop=stop, curve=curve)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

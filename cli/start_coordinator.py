@@ -39,10 +39,12 @@ def start_coordinator(
 
         SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
     """
+    from daemons.bus.security import Security
     from daemons.coordinator import CoordinatorConfig, run
 
     overrides = {"bind": bind, "state_bind": state_bind, "events_bind": events_bind,
                  "policy": policy, "dead_after_s": dead_after, "seed": seed}
     cfg = CoordinatorConfig.load(config, overrides)
+    security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
     setup_logging("coordinator", log_level)
-    run(cfg)
+    run(cfg, security)

@@ -40,7 +40,7 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import encode, make_socket, parse_frame, split_router_frames
+from daemons.bus import encode, make_socket, parse_frame, sdnotify, split_router_frames
 from daemons.bus.errors import ConfigError
 from daemons.bus.messages import (
     ClusterEvent,
@@ -51,6 +51,7 @@ from daemons.bus.messages import (
     StatusReply,
     StatusRequest,
 )
+from daemons.bus.security import Security, SecurityConfig, stop_zap
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.inbox import StateInbox
@@ -78,7 +79,7 @@ ROLES = {"bind": "request ROUTER", "state_bind": "state SUB", "events_bind": "ev
 class Coordinator:
     """The centralized scheduler. Not thread-safe: one thread calls serve_forever."""
 
-    def __init__(self, config: CoordinatorConfig) -> None:
+    def __init__(self, config: CoordinatorConfig, security: Security | None = None) -> None:
         self.config = config
         self.policy = get_policy(config.policy)
         self.rng = Random(config.seed)
@@ -87,9 +88,15 @@ class Coordinator:
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
         self._stop = threading.Event()
         self.ctx: zmq.Context[Any] = zmq.Context()
-        self.router = make_socket(self.ctx, zmq.ROUTER)
-        self.sub = make_socket(self.ctx, zmq.SUB)
-        self.pub = make_socket(self.ctx, zmq.PUB)
+        # With [security], every socket is a CURVE server admitting only the listed keys
+        # (the ZAP handler must run first: CURVE without ZAP admits anyone).
+        self.security = security or Security(SecurityConfig())
+        self.security.start_zap(self.ctx)
+        server = self.security.bind_server()
+        self.router = make_socket(self.ctx, zmq.ROUTER, curve=server)
+        self.sub = make_socket(self.ctx, zmq.SUB, curve=server)
+        self.pub = make_socket(self.ctx, zmq.PUB, curve=server)
+        self.watchdog = sdnotify.Watchdog()
         self._check_every = min(0.1, config.dead_after_s / 10)
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -115,6 +122,7 @@ class Coordinator:
             return
         for sock in (self.router, self.sub, self.pub):
             sock.close(0)
+        stop_zap(self.ctx)
         self.ctx.term()
 
     def __enter__(self) -> Coordinator:
@@ -133,6 +141,7 @@ class Coordinator:
         next_summary = next_check + SUMMARY_EVERY_S
         while not self._stop.is_set():
             poller.poll(POLL_MS)
+            self.watchdog.ping()  # from this loop: if it hangs, systemd restarts us
             self._rounds()
             now = time.monotonic()
             # Beats may sit unread in our own queue: wait for it to drain, unless we are
@@ -270,13 +279,15 @@ def _bind_error(key: str, address: str, exc: zmq.ZMQError) -> str:
     return f"cannot bind the {ROLES[key]} socket to {address}: {exc.strerror}: pass {flag} with a valid address"
 
 
-def run(config: CoordinatorConfig) -> None:
+def run(config: CoordinatorConfig, security: Security | None = None) -> None:
     """Run a coordinator in the foreground until SIGTERM or SIGINT, then close cleanly."""
-    coord = Coordinator(config)
+    coord = Coordinator(config, security)
     coord.bind()
+    sdnotify.ready(f"scheduling on {config.bind} with {config.policy}")
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
+        sdnotify.stopping()
         coord.stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -34,6 +34,7 @@ import zmq
 
 from daemons.bus import ConfigError, WireError, decode, encode, make_socket
 from daemons.bus.messages import Placement, Schedule
+from daemons.bus.security import CurveClient
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
 from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame
 from daemons.loadgen.recorder import ERROR, OK, TIMEOUT, Recorder, RequestRecord
@@ -59,8 +60,9 @@ class LinkError(Exception):
 class _Links:
     """The sender's DEALER sockets, one per endpoint, all registered on one poller."""
 
-    def __init__(self, max_sockets: int) -> None:
+    def __init__(self, max_sockets: int, curve: CurveClient | None = None) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context()
+        self._curve = curve  # with [security]: every link is a CURVE client
         self.poller = zmq.Poller()
         self._sockets: dict[str, Any] = {}
         self._max = max_sockets
@@ -75,7 +77,7 @@ class _Links:
             check_endpoint(endpoint, "endpoint")
         except ConfigError as exc:
             raise LinkError(str(exc)) from None
-        sock = make_socket(self.ctx, zmq.DEALER)
+        sock = make_socket(self.ctx, zmq.DEALER, curve=self._curve)
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -98,7 +100,7 @@ class Sender:
     def __init__(self, config: LoadgenConfig, schedule: list[PlannedRequest],
                  progress: ProgressFn | None = None, stop: threading.Event | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 on_start: Callable[[float], None] | None = None) -> None:
+                 on_start: Callable[[float], None] | None = None, curve: CurveClient | None = None) -> None:
         _check_schedule(schedule)
         self._on_start = on_start
         self.cfg = config
@@ -110,7 +112,7 @@ class Sender:
         self._t0 = 0.0
         self._next = 0
         self._avoid: dict[str, float] = {}  # gossip entry endpoint -> avoided until (run clock)
-        self._links = _Links(config.max_nodes + len(config.entry) + 1)
+        self._links = _Links(config.max_nodes + len(config.entry) + 1, curve)
         make = self._schedule_frame if config.mode == "centralized" else self._gossip_frame
         self._window = FrameWindow(schedule, make)
 
@@ -321,12 +323,14 @@ def _check_schedule(schedule: list[PlannedRequest]) -> None:
 
 
 def run(config: LoadgenConfig, schedule: list[PlannedRequest], progress: ProgressFn | None = None,
-        stop: threading.Event | None = None, on_start: Callable[[float], None] | None = None) -> Results:
+        stop: threading.Event | None = None, on_start: Callable[[float], None] | None = None,
+        curve: CurveClient | None = None) -> Results:
     """Send `schedule` open-loop as `config` says; returns one record per request.
 
     `progress` is called about once a second (and once at the end) from the sending thread:
     keep it quick. Setting `stop` ends the run early; requests without an outcome are then
     recorded as error `cancelled`. `on_start(t0)` is called once, just before sending, with
-    t = 0 on the time.monotonic() clock.
+    t = 0 on the time.monotonic() clock. `curve` makes every socket a CURVE client (a
+    deployed cluster's [security]).
     """
-    return Sender(config, schedule, progress, stop, on_start=on_start).run()
+    return Sender(config, schedule, progress, stop, on_start=on_start, curve=curve).run()
