@@ -23,7 +23,11 @@ from typing import Any
 import zmq
 
 from daemons.bus import make_socket, parse_frame
-from daemons.bus.messages import ClusterEvent, NodeState
+from daemons.bus.client import Client
+from daemons.bus.errors import SchemaError, WireError
+from daemons.bus.messages import ClusterEvent, NodeState, StatusReply
+from daemons.bus.schema import from_dict
+from daemons.bus.security import CurveClient
 
 NODE_COLUMNS = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
                 "in_flight", "loaded_models", "alive"]
@@ -35,6 +39,9 @@ SILENT_AFTER_S = 3.0  # a node not heard for this long is sampled as not alive
 class Collector:
     address: str
     events_from: list[str] = field(default_factory=list)
+    # A deployed cluster's nodes do not publish to us: ask each for its state every second.
+    poll: dict[str, str] = field(default_factory=dict)  # node name -> endpoint
+    curve: CurveClient | None = None
     node_rows: list[list[Any]] = field(default_factory=list)
     event_rows: list[list[Any]] = field(default_factory=list)
     _latest: dict[str, tuple[float, NodeState]] = field(default_factory=dict)
@@ -58,8 +65,9 @@ class Collector:
 
     def _run(self) -> None:
         ctx = zmq.Context()
-        sub = make_socket(ctx, zmq.SUB)
+        sub = make_socket(ctx, zmq.SUB, curve=self.curve)
         sub.bind(self.address)
+        askers = {name: Client(endpoint, curve=self.curve) for name, endpoint in self.poll.items()}
         for address in self.events_from:
             sub.connect(address)
         self._ready.set()
@@ -69,11 +77,24 @@ class Collector:
                 if sub.poll(max(1, int((next_sample - time.monotonic()) * 1000))):
                     self._take(sub.recv())
                 if time.monotonic() >= next_sample:
+                    self._ask(askers)
                     self._sample()
                     next_sample += 1.0
         finally:
+            for asker in askers.values():
+                asker.close()
             sub.close(0)
             ctx.term()
+
+    def _ask(self, askers: dict[str, Client]) -> None:
+        for name, asker in askers.items():
+            try:
+                reply = asker.status(0.2)
+            except (TimeoutError, WireError):
+                continue  # a silent node: _sample reports it
+            state = own_state(reply, name)
+            if state is not None:
+                self._latest[name] = (time.monotonic(), state)
 
     def _take(self, frame: bytes) -> None:
         env = parse_frame(frame, "publisher")
@@ -112,6 +133,18 @@ class Collector:
         _write(run_dir / "nodes.csv", NODE_COLUMNS, [r for r in nodes if 0 <= float(r[0]) <= end_s])
         events = [[round(float(r[0]) - t0_wall, 3), *r[1:]] for r in self.event_rows]
         _write(run_dir / "events.csv", EVENT_COLUMNS, events)
+
+
+def own_state(reply: StatusReply, name: str) -> NodeState | None:
+    """A node's own NodeState from its status reply (a gossip peer lists every member)."""
+    fields = set(NodeState.__dataclass_fields__)
+    for row in reply.nodes:
+        if row.get("node") == name:
+            try:
+                return from_dict(NodeState, {k: v for k, v in row.items() if k in fields}, name)
+            except SchemaError:
+                return None
+    return None
 
 
 def _write(path: Path, header: list[str], rows: list[list[object]]) -> None:

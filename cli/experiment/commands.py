@@ -39,6 +39,8 @@ def run_command(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML experiment file.")] = None,
     from_manifest: Annotated[Path | None, typer.Option("--from", help="Repeat the run of this manifest.json.")] = None,
     results_dir: Annotated[str | None, typer.Option(help="Where result directories go (default results).")] = None,
+    cluster: Annotated[Path | None, typer.Option("--cluster", help="Drive a deployed cluster: the cluster file "
+                                                 "ansible deploy.yml writes.")] = None,
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", help="AT:KIND:TARGET[:DURATION], repeatable: kind kill|stop|pause|restart, target "
                         "coordinator|node-K|random-node, AT seconds after t = 0 (replaces the file's faults).")] = None,
@@ -57,12 +59,15 @@ def run_command(
 
         schedctl experiment run --from results/quick_centralized_20260101_120000/manifest.json
 
+        schedctl experiment run --cluster ansible/.keys/prod/cluster.toml --duration 300
+
         schedctl experiment run --duration 20 --rps 2 --fault 5:kill:node-1 --fault 8:pause:node-0:6
     """
     base = _base_spec(config, from_manifest)
     spec = _with_flags(base, duration=duration, rps=rps, cv=cv, name=name, nodes=nodes, policy=policy,
                        seed=seed, scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
-                       results_dir=results_dir, faults=fault)
+                       results_dir=results_dir, faults=fault,
+                       cluster_file=str(cluster) if cluster is not None else None)
     _run(spec)
 
 
@@ -98,7 +103,7 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
                                   ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
-    for key in ("name", "policy", "results_dir"):
+    for key in ("name", "policy", "results_dir", "cluster_file"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

@@ -20,9 +20,11 @@ from typing import Any
 from cli.experiment.cluster import LocalCluster
 from cli.experiment.collector import Collector
 from cli.experiment.faults import Injector, resolve_targets
+from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
 from cli.report.recovery import write_recoveries
 from daemons.bus.client import free_endpoint
+from daemons.bus.errors import ConfigError
 from daemons.loadgen.config import LoadgenConfig
 from daemons.loadgen.results import Progress, Results, write_requests_csv
 from daemons.loadgen.schedule import write_schedule_csv
@@ -42,12 +44,18 @@ class RunOutcome:
 def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress], None],
                    stop: threading.Event | None = None) -> list[RunOutcome]:
     schedule = plan(spec.workload)
+    schedulers, where = spec.schedulers, f"{spec.node_count} emulated GPU nodes"
+    if spec.cluster_file:
+        deployed = RemoteCluster.load(Path(spec.cluster_file))
+        if deployed.scheduler not in schedulers:
+            raise ConfigError(f"the cluster in {spec.cluster_file} runs {deployed.scheduler} scheduling: "
+                              f"pass --scheduler {deployed.scheduler}")
+        schedulers, where = (deployed.scheduler,), f"deployed cluster {spec.cluster_file}"
     say(f"schedule: {len(schedule)} requests over {spec.workload.duration_s:g} s "
-        f"(rps {spec.workload.rps:g}, cv {spec.workload.cv:g}, seed {spec.workload.seed}); "
-        f"cluster: {spec.node_count} emulated GPU nodes")
+        f"(rps {spec.workload.rps:g}, cv {spec.workload.cv:g}, seed {spec.workload.seed}); cluster: {where}")
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
     outcomes = []
-    for scheduler in spec.schedulers:
+    for scheduler in schedulers:
         run_dir = Path(spec.results_dir) / f"{spec.name}_{scheduler}_{stamp}"
         outcomes.append(run_one(spec, scheduler, schedule, run_dir, say, progress, stop))
         if stop is not None and stop.is_set():
@@ -60,8 +68,13 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
             stop: threading.Event | None) -> RunOutcome:
     run_dir.mkdir(parents=True, exist_ok=False)
     write_schedule_csv(run_dir / "schedule.csv", schedule)
-    collector = Collector(free_endpoint())
-    cluster = LocalCluster(spec, scheduler, run_dir / "daemons", collector.address)
+    cluster: LocalCluster | RemoteCluster
+    if spec.cluster_file:
+        cluster = RemoteCluster.load(Path(spec.cluster_file))
+        collector = Collector(free_endpoint(), poll=dict(cluster.node_endpoints), curve=cluster.curve)
+    else:
+        collector = Collector(free_endpoint())
+        cluster = LocalCluster(spec, scheduler, run_dir / "daemons", collector.address)
     start_time = datetime.now(UTC)
     injector: Injector | None = None
     try:
@@ -78,7 +91,7 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         say(f"[{scheduler}] running {len(schedule)} requests" +
             (f" with faults {', '.join(map(str, faults))}" if faults else ""))
         results = run_loadgen(_loadgen_config(spec, scheduler, cluster), schedule, progress, stop,
-                              on_start=injector.start)
+                              on_start=injector.start, curve=getattr(cluster, "curve", None))
     finally:
         say(f"[{scheduler}] stopping the cluster")
         if injector is not None:
@@ -93,7 +106,7 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     return RunOutcome(scheduler, run_dir, results)
 
 
-def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster) -> LoadgenConfig:
+def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster | RemoteCluster) -> LoadgenConfig:
     common: dict[str, Any] = {"timeout_s": spec.timeout_s, "name": f"loadgen-{spec.name}",
                               "retries": spec.retries, "attempt_timeout_s": spec.attempt_timeout_s}
     if scheduler == "centralized":

@@ -103,6 +103,7 @@ class ExperimentSpec:
     retries: int = 2
     # Longer than any healthy wait between replies (a cold start, a queue), shorter than timeout_s.
     attempt_timeout_s: float = 10.0
+    cluster_file: str = ""  # a deployed cluster (written by deploy.yml) instead of a local one
 
     def __post_init__(self) -> None:
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
@@ -114,6 +115,10 @@ class ExperimentSpec:
             raise ConfigError("timeout_s must be > 0")
         get_policy(self.policy)  # an unknown name fails here, before any process starts
         get_peer_policy(self.gossip_policy)
+        if self.cluster_file:
+            if self.faults:
+                raise ConfigError("faults need process control: drop --fault or run without --cluster")
+            return  # the deployed nodes' catalogs are checked by the cluster itself
         self._check_models()
         check_targets(self.fault_plan, self.node_count, self.schedulers)
 
@@ -142,7 +147,8 @@ class ExperimentSpec:
                            "gossip_policy": self.gossip_policy, "gossip_preset": self.gossip_preset,
                            "timeout_s": self.timeout_s, "faults": list(self.faults),
                            "retries": self.retries, "attempt_timeout_s": self.attempt_timeout_s,
-                           "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo)},
+                           "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo),
+                           "cluster_file": self.cluster_file},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],
         }

@@ -15,6 +15,7 @@ import zmq
 
 from daemons.bus.envelope import Envelope, decode, encode
 from daemons.bus.messages import StatusReply, StatusRequest
+from daemons.bus.security import CurveClient
 from daemons.bus.sockets import make_socket
 
 
@@ -28,10 +29,10 @@ def free_endpoint(host: str = "127.0.0.1") -> str:
 class Client:
     """One DEALER connected to `endpoint`, sending envelopes and waiting for answers."""
 
-    def __init__(self, endpoint: str, name: str = "") -> None:
+    def __init__(self, endpoint: str, name: str = "", curve: CurveClient | None = None) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.name = name or f"client-{uuid.uuid4().hex[:8]}"
-        self.sock = make_socket(self.ctx, zmq.DEALER)
+        self.sock = make_socket(self.ctx, zmq.DEALER, curve=curve)
         self.sock.connect(endpoint)
 
     def send(self, body: Any, msg_id: str = "") -> None:
