@@ -14,8 +14,9 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/src" "$tmp/new" "$out"
 (cd "$repo" && git ls-files -z -co --exclude-standard -- pyproject.toml README.md daemons cli \
     | tar --null -T - -cf -) | tar -xf - -C "$tmp/src"
-# Same bytes for the same sources: zip timestamps from the last commit, not from now.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct)}
+# Same bytes for the same sources: fixed zip timestamps (1980-01-01, zip's epoch), neither
+# now nor the last commit's time, so only a change of content gives a new wheel.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$tmp/new" "$tmp/src" >&2
 "$python" -m pip freeze --exclude-editable | grep -v '^schedctl' > "$tmp/constraints.txt"
 wheel=$(ls "$tmp"/new/schedctl-*.whl)
