@@ -81,8 +81,8 @@ def test_killed_instance_fails_in_flight_requests_fast(tmp_path: Path) -> None:
         err = client.until({"done", "error"}, timeout_s=10)[-1].body
         assert err.code in ("backend_died", "backend_unreachable"), err
         assert time.monotonic() - started < 5
-        # the node notices the death within a second, and the next request loads it again
-        deadline = time.monotonic() + 1.0
+        # the node notices the death within a couple of seconds, and the next request loads it again
+        deadline = time.monotonic() + 3.0
         while client.status().nodes[0]["models"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert client.status().nodes[0]["models"] == []
