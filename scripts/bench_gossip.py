@@ -31,21 +31,13 @@ process it starts is stopped before it exits.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import queue
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +48,7 @@ from daemons.gossip.config import GossipConfig  # noqa: E402
 from daemons.gossip.messages import Status  # noqa: E402
 from daemons.gossip.simnet import SimEvent, SimNetwork  # noqa: E402
 from daemons.gossip.state import EventKind  # noqa: E402
+from daemons.gossip.testing import PeerCluster, free_ports  # noqa: E402
 
 # REFERENCE §6.3 (memberlist model, LAN): N -> (all-know p50, all-know p99) seconds.
 MODEL_ALL_KNOW = {4: (6.1, 7.9), 8: (6.2, 8.8), 16: (7.1, 10.5), 32: (8.4, 12.1), 64: (9.7, 13.5)}
@@ -90,142 +83,18 @@ def fmt(v: float | None, digits: int = 2) -> str:
 
 
 # ============================================================================ part (a): real peers
-@dataclass
-class Proc:
-    node_id: str
-    addr: str
-    popen: subprocess.Popen[bytes]
-    lines: list[dict[str, Any]] = field(default_factory=list)
-
-
-class RealCluster:
-    """Agent processes; their JSON lines are collected by one reader thread each."""
-
-    def __init__(self) -> None:
-        self.procs: dict[str, Proc] = {}
-        self.hogs: list[subprocess.Popen[bytes]] = []
-        self.inbox: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        self.lock = threading.Lock()
-
-    def spawn(self, node_id: str, port: int, seeds: Sequence[str], preset: str, churn: float) -> None:
-        addr = f"tcp://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "daemons.gossip.agent", "--id", node_id, "--bind", addr, "--preset", preset]
-        for s in seeds:
-            cmd += ["--seed", s]
-        if churn > 0:
-            cmd += ["--churn", str(churn)]
-        popen = subprocess.Popen(
-            cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-        proc = Proc(node_id, addr, popen)
-        self.procs[node_id] = proc
-        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
-
-    def _read(self, proc: Proc) -> None:
-        assert proc.popen.stdout is not None
-        for raw in proc.popen.stdout:
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            with self.lock:
-                proc.lines.append(obj)
-            self.inbox.put((proc.node_id, obj))
-
-    def send(self, node_id: str, cmd: dict[str, Any]) -> None:
-        stdin = self.procs[node_id].popen.stdin
-        if stdin is None:
-            return
-        with contextlib.suppress(OSError):
-            stdin.write((json.dumps(cmd) + "\n").encode())
-            stdin.flush()
-
-    def wait_for(self, cond: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            with contextlib.suppress(queue.Empty):
-                self.inbox.get(timeout=0.05)
-        return cond()
-
-    def events(self, node_id: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [o for o in self.procs[node_id].lines if o.get("ev") == "event"]
-
-    def alive_view(self, node_id: str) -> set[str]:
-        state: dict[str, str] = {}
-        for ev in self.events(node_id):
-            if ev["kind"] != "record-updated":
-                state[ev["node"]] = ev["kind"]
-        return {n for n, k in state.items() if k in ("joined", "alive-again")}
-
-    def stats(self, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
-        """Ask every running peer for its counters; wait (bounded) for the answers."""
-        running = [p for p in self.procs.values() if p.popen.poll() is None]
-        marks = {p.node_id: time.time() for p in running}
-        for p in running:
-            self.send(p.node_id, {"cmd": "stats"})
-
-        def latest(p: Proc) -> dict[str, Any] | None:
-            with self.lock:
-                found = [o for o in p.lines if o.get("ev") == "stats" and o["t"] >= marks[p.node_id]]
-            return found[-1] if found else None
-
-        self.wait_for(lambda: all(latest(p) is not None for p in running), timeout)
-        return {p.node_id: s for p in running if (s := latest(p)) is not None}
-
-    def start_hogs(self, count: int, seconds: float) -> None:
-        code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
-        for _ in range(count):
-            self.hogs.append(subprocess.Popen([sys.executable, "-c", code]))
-
-    def close(self) -> None:
-        for h in self.hogs:
-            if h.poll() is None:
-                h.kill()
-            h.wait(timeout=5)
-        for p in self.procs.values():
-            if p.popen.poll() is None:
-                p.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
-        for p in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if p.popen.poll() is None:
-                p.popen.kill()
-                p.popen.wait(timeout=5)
-            for stream in (p.popen.stdin, p.popen.stdout):
-                if stream is not None:
-                    with contextlib.suppress(OSError):
-                        stream.close()
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def bench_real(n: int, preset: str, changes: int, hog_seconds: float, hogs: int, churn: float) -> dict[str, Any]:
     cfg = GossipConfig.preset(preset)
     out: dict[str, Any] = {"n": n, "preset": preset, "churn_s": churn, "hog_seconds": hog_seconds, "hogs": hogs}
-    cluster = RealCluster()
+    cluster = PeerCluster()
     ids = [f"p{i}" for i in range(n)]
     try:
         ports = free_ports(n)
         seeds = [f"tcp://127.0.0.1:{ports[0]}", f"tcp://127.0.0.1:{ports[1 % n]}"]
         t_start = time.monotonic()
         for i, node_id in enumerate(ids):
-            cluster.spawn(node_id, ports[i], [s for s in seeds if not s.endswith(f":{ports[i]}")], preset, churn)
+            cluster.spawn(node_id, ports[i], [s for s in seeds if not s.endswith(f":{ports[i]}")], preset,
+                          ["--churn", str(churn)] if churn > 0 else [])
         everyone = set(ids)
         ok = cluster.wait_for(
             lambda: all(cluster.alive_view(p) == everyone - {p} for p in ids), 60.0 + 0.5 * n,
@@ -241,7 +110,7 @@ def bench_real(n: int, preset: str, changes: int, hog_seconds: float, hogs: int,
         for k in range(changes):
             owner = rng.choice(ids)
             mark = time.time()
-            cluster.send(owner, {"cmd": "record", "body": {"bench_change": k, "queue_depth": k}})
+            cluster.peers[owner].send({"cmd": "record", "body": {"bench_change": k, "queue_depth": k}})
 
             def published(owner: str = owner, mark: float = mark) -> dict[str, Any] | None:
                 for ev in cluster.events(owner):
@@ -298,8 +167,7 @@ def bench_real(n: int, preset: str, changes: int, hog_seconds: float, hogs: int,
         # --- kill -9 one peer (not a seed): time until every other peer knows it is dead
         victim = ids[-1]
         t_kill = time.time()
-        cluster.procs[victim].popen.send_signal(signal.SIGKILL)
-        cluster.procs[victim].popen.wait(timeout=10)
+        cluster.kill9(victim)
         survivors = [p for p in ids if p != victim]
 
         def dead_times() -> list[float]:

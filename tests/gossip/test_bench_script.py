@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.gossip.procs import REPO
+from daemons.gossip.testing import REPO
 
 
 def test_bench_quick_ends_with_json() -> None:

@@ -11,20 +11,20 @@ import zmq
 from daemons.gossip.agent import GossipAgent
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.state import EventKind, MemberEvent
-from tests.gossip.procs import alive_set, cluster, free_ports, membership
+from daemons.gossip.testing import free_ports, peer_cluster
 
 N = 5
 
 
 def test_processes_converge_detect_kill9_and_survive_garbage() -> None:
     ports = free_ports(N)
-    with cluster() as c:
+    with peer_cluster() as c:
         seed = f"tcp://127.0.0.1:{ports[0]}"
         for i, port in enumerate(ports):
             c.spawn(f"p{i}", port, [] if i == 0 else [seed], "ci")
         ids = set(c.peers)
-        assert c.wait_for(lambda: all(alive_set(p) == ids - {p.node_id} for p in c.peers.values()), 30.0), {
-            p.node_id: membership(p) for p in c.peers.values()
+        assert c.wait_for(lambda: all(c.alive_view(p.node_id) == ids - {p.node_id} for p in c.peers.values()), 30.0), {
+            p.node_id: c.membership(p.node_id) for p in c.peers.values()
         }
 
         # Garbage at p1's ROUTER: junk bytes, bad msgpack, wrong schema, extra frames, oversize.
@@ -72,14 +72,14 @@ def test_processes_converge_detect_kill9_and_survive_garbage() -> None:
         c.kill9("p3")
         t0 = time.monotonic()
         others = [p for p in c.peers.values() if p.node_id != "p3"]
-        assert c.wait_for(lambda: all(membership(p).get("p3") == "dead" for p in others), 20.0), {
-            p.node_id: membership(p).get("p3") for p in others
+        assert c.wait_for(lambda: all(c.membership(p.node_id).get("p3") == "dead" for p in others), 20.0), {
+            p.node_id: c.membership(p.node_id).get("p3") for p in others
         }
         elapsed = time.monotonic() - t0
         assert elapsed < 20.0
         # Nobody else was declared dead meanwhile.
         for p in others:
-            assert all(k != "dead" for n, k in membership(p).items() if n != "p3")
+            assert all(k != "dead" for n, k in c.membership(p.node_id).items() if n != "p3")
     for p in c.peers.values():
         assert p.proc.poll() is not None  # every process we started is gone
 

@@ -1,4 +1,8 @@
-"""Run real `daemons.gossip.agent` processes on loopback and follow their JSON output."""
+"""Test kit: real `daemons.gossip.agent` processes on loopback, followed through their JSON.
+
+Shared by the integration tests and `scripts/bench_gossip.py`, so both drive peers the
+same way. Every process started here is stopped by `PeerCluster.close()`.
+"""
 
 from __future__ import annotations
 
@@ -22,17 +26,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 def free_ports(n: int) -> list[int]:
     """`n` distinct currently free TCP ports on 127.0.0.1."""
-    socks, ports = [], []
+    socks: list[socket.socket] = []
     try:
         for _ in range(n):
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)
-            ports.append(s.getsockname()[1])
+        return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
-    return ports
 
 
 @dataclass
@@ -43,18 +46,22 @@ class Peer:
     lines: list[dict[str, Any]] = field(default_factory=list)
 
     def send(self, cmd: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, OSError):
+        """One JSON command on the agent's stdin (see daemons/gossip/agent.py)."""
+        if self.proc.stdin is None:
+            return
+        with contextlib.suppress(OSError):
             self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
             self.proc.stdin.flush()
 
 
-class Cluster:
-    """Gossip agent processes; every line they print lands in `inbox` as (peer, obj)."""
+class PeerCluster:
+    """Agent processes; every line they print lands in the peer's `lines` and in `inbox`."""
 
     def __init__(self) -> None:
         self.peers: dict[str, Peer] = {}
+        self.hogs: list[subprocess.Popen[bytes]] = []
         self.inbox: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def spawn(self, node_id: str, port: int, seeds: Sequence[str], preset: str, extra: Sequence[str] = ()) -> Peer:
@@ -62,16 +69,12 @@ class Cluster:
         cmd = [sys.executable, "-m", "daemons.gossip.agent", "--id", node_id, "--bind", addr, "--preset", preset]
         for s in seeds:
             cmd += ["--seed", s]
-        cmd += list(extra)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
-        peer = Peer(node_id, addr, proc)
-        self.peers[node_id] = peer
-        t = threading.Thread(target=self._read, args=(peer,), daemon=True)
-        t.start()
-        self._threads.append(t)
+        proc = subprocess.Popen([*cmd, *extra], cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        peer = self.peers[node_id] = Peer(node_id, addr, proc)
+        reader = threading.Thread(target=self._read, args=(peer,), daemon=True)
+        reader.start()
+        self._threads.append(reader)
         return peer
 
     def _read(self, peer: Peer) -> None:
@@ -81,7 +84,8 @@ class Cluster:
                 obj = json.loads(raw)
             except ValueError:
                 continue
-            peer.lines.append(obj)
+            with self.lock:
+                peer.lines.append(obj)
             self.inbox.put((peer.node_id, obj))
 
     def wait_for(self, cond: Callable[[], bool], timeout: float) -> bool:
@@ -94,12 +98,52 @@ class Cluster:
                 self.inbox.get(timeout=0.05)
         return cond()
 
+    def events(self, node_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [o for o in self.peers[node_id].lines if o.get("ev") == "event"]
+
+    def membership(self, node_id: str) -> dict[str, str]:
+        """node -> the latest membership event kind `node_id` has seen about it."""
+        state: dict[str, str] = {}
+        for ev in self.events(node_id):
+            if ev["kind"] != "record-updated":
+                state[ev["node"]] = ev["kind"]
+        return state
+
+    def alive_view(self, node_id: str) -> set[str]:
+        return {n for n, k in self.membership(node_id).items() if k in ("joined", "alive-again")}
+
+    def stats(self, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        """Ask every running peer for its counters; wait (bounded) for the answers."""
+        running = [p for p in self.peers.values() if p.proc.poll() is None]
+        marks = {p.node_id: time.time() for p in running}
+        for p in running:
+            p.send({"cmd": "stats"})
+
+        def latest(p: Peer) -> dict[str, Any] | None:
+            with self.lock:
+                found = [o for o in p.lines if o.get("ev") == "stats" and o["t"] >= marks[p.node_id]]
+            return found[-1] if found else None
+
+        self.wait_for(lambda: all(latest(p) is not None for p in running), timeout)
+        return {p.node_id: s for p in running if (s := latest(p)) is not None}
+
     def kill9(self, node_id: str) -> None:
         self.peers[node_id].proc.send_signal(signal.SIGKILL)
         self.peers[node_id].proc.wait(timeout=10)
 
+    def start_hogs(self, count: int, seconds: float) -> None:
+        """CPU hogs beside the cluster (bounded: each spins for `seconds`, then exits)."""
+        code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
+        for _ in range(count):
+            self.hogs.append(subprocess.Popen([sys.executable, "-c", code]))
+
     def close(self) -> None:
         """Stop every process we started: SIGTERM, then SIGKILL after a grace period."""
+        for h in self.hogs:
+            if h.poll() is None:
+                h.kill()
+            h.wait(timeout=5)
         for p in self.peers.values():
             if p.proc.poll() is None:
                 p.proc.terminate()
@@ -118,22 +162,9 @@ class Cluster:
             t.join(timeout=2)
 
 
-def membership(peer: Peer) -> dict[str, str]:
-    """node -> latest event kind, from the peer's event lines."""
-    state: dict[str, str] = {}
-    for obj in list(peer.lines):
-        if obj.get("ev") == "event" and obj["kind"] != "record-updated":
-            state[obj["node"]] = obj["kind"]
-    return state
-
-
-def alive_set(peer: Peer) -> set[str]:
-    return {n for n, k in membership(peer).items() if k in ("joined", "alive-again")}
-
-
 @contextlib.contextmanager
-def cluster() -> Iterator[Cluster]:
-    c = Cluster()
+def peer_cluster() -> Iterator[PeerCluster]:
+    c = PeerCluster()
     try:
         yield c
     finally:
