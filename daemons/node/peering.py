@@ -221,7 +221,7 @@ class Peering:
                 task.add_done_callback(self._failing.discard)
 
 
-def probe_reply_delay(load: int) -> bool:
+def has_free_slot(load: int) -> bool:
     """Answer a probe now if we have a free slot (Sparrow's late binding, simplified)."""
     return load < QUEUE_CAP
 

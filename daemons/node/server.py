@@ -42,7 +42,7 @@ from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig
 from daemons.node.gpu import GpuProbe, choose_probe
 from daemons.node.instances import Instance, ModelManager
-from daemons.node.peering import PROBE_WAIT_S, Peering, probe_reply_delay
+from daemons.node.peering import PROBE_WAIT_S, Peering, has_free_slot
 from daemons.policy import Refusal
 
 log = logging.getLogger("schedctl.node")
@@ -205,7 +205,7 @@ class NodeServer:
 
     async def _answer_probe(self, identity: bytes, probe: Probe) -> None:
         deadline = time.monotonic() + PROBE_WAIT_S
-        while not probe_reply_delay(len(self.active)):
+        while not has_free_slot(len(self.active)):
             self._slot_freed.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
