@@ -39,6 +39,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import zmq.asyncio
+
+from daemons.bus.security import CurveClient, CurveServer
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.state import MemberEvent, Memberlist
 from daemons.gossip.transport import ZmqTransport
@@ -74,7 +77,11 @@ class GossipAgent:
         config: GossipConfig | None = None,
         generation: int | None = None,
         rng: random.Random | None = None,
+        ctx: zmq.asyncio.Context | None = None,
+        curve_server: CurveServer | None = None,
+        curve_client: CurveClient | None = None,
     ) -> None:
+        self._ctx, self._curve = ctx, (curve_server, curve_client)
         self.node_id = node_id
         self.bind = bind
         self.addr = advertise or bind
@@ -95,7 +102,8 @@ class GossipAgent:
             self.node_id, self.addr, config=self.config, generation=self.generation,
             rng=self._rng, now=clock(),
         )
-        self._transport = ZmqTransport(self._ml, self.bind, on_events=self._dispatch, clock=clock)
+        self._transport = ZmqTransport(self._ml, self.bind, on_events=self._dispatch, clock=clock, ctx=self._ctx,
+                                       curve_server=self._curve[0], curve_client=self._curve[1])
         await self._transport.start()
         self._transport.run(self._ml.join(clock(), self.seeds))
 

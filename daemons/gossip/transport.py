@@ -35,6 +35,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from daemons.bus.security import CurveClient, CurveServer
 from daemons.gossip.config import MAX_FRAME_BYTES
 from daemons.gossip.messages import MAX_ADDR_LEN, GossipDecodeError, decode, encode
 from daemons.gossip.state import EventKind, MemberEvent, Memberlist, Outbound
@@ -93,8 +94,13 @@ class ZmqTransport:
         on_events: Callable[[list[MemberEvent]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         ctx: zmq.asyncio.Context | None = None,
+        curve_server: CurveServer | None = None,
+        curve_client: CurveClient | None = None,
     ) -> None:
         self.ml = memberlist
+        # With [security]: the ROUTER is a ZAP-checked CURVE server (start_zap on `ctx` first),
+        # every DEALER a CURVE client.
+        self._curve_server, self._curve_client = curve_server, curve_client
         self.bind = bind
         self.stats = TransportStats()
         self._on_events = on_events
@@ -117,6 +123,8 @@ class ZmqTransport:
     async def start(self) -> None:
         """Bind and start the receive, timer and health tasks."""
         self._router = make_gossip_socket(self._ctx, zmq.ROUTER)
+        if self._curve_server is not None:
+            self._curve_server.apply(self._router)
         self._router.bind(self.bind)
         self._tasks = [
             asyncio.create_task(self._recv_loop(), name="gossip-recv"),
@@ -235,6 +243,8 @@ class ZmqTransport:
             self._malformed("bad-address", addr[:64])
             return None
         sock = make_gossip_socket(self._sync_ctx, zmq.DEALER, identity=self._identity)
+        if self._curve_client is not None:
+            self._curve_client.apply(sock)
         try:
             sock.connect(addr)
         except zmq.ZMQError as exc:

@@ -32,6 +32,7 @@ from daemons.bus import encode, make_socket, parse_frame
 from daemons.bus.errors import SchemaError
 from daemons.bus.messages import Error, Infer, NodeState, Probe, ProbeReply
 from daemons.bus.schema import from_dict, to_dict
+from daemons.bus.security import Security, SecurityConfig
 from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.state import EventKind, MemberEvent
@@ -63,6 +64,7 @@ class Peering:
     ctx: zmq.asyncio.Context
     reply: Reply
     replace: Replace
+    security: Security = field(default_factory=lambda: Security(SecurityConfig()))
     agent: GossipAgent = field(init=False)
     policy: PeerPolicy = field(init=False)
     rng: random.Random = field(default_factory=random.Random)
@@ -75,8 +77,10 @@ class Peering:
 
     def __post_init__(self) -> None:
         c = self.config
+        # Gossip shares the node's context, so its ROUTER is checked by the node's ZAP handler.
         self.agent = GossipAgent(c.name, c.gossip_bind, advertise=c.gossip_advertise or None, seeds=c.seeds,
-                                 config=GossipConfig.preset(c.gossip_preset))
+                                 config=GossipConfig.preset(c.gossip_preset), ctx=self.ctx,
+                                 curve_server=self.security.bind_server(), curve_client=self.security.client)
         self.policy = get_peer_policy(c.gossip_policy)
         self.agent.add_listener(self._on_member_event)
 
@@ -176,7 +180,7 @@ class Peering:
     def _link(self, endpoint: str) -> Any:
         sock = self._links.get(endpoint)
         if sock is None:
-            sock = self._links[endpoint] = make_socket(self.ctx, zmq.DEALER)
+            sock = self._links[endpoint] = make_socket(self.ctx, zmq.DEALER, curve=self.security.client)
             sock.connect(endpoint)
             self._readers.append(asyncio.create_task(self._relay(sock, endpoint)))
         return sock

@@ -72,7 +72,7 @@ class NodeServer:
         self._status = ""
         self._slot_freed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
-        self.peering = (Peering(config, self.ctx, self._send_raw, self._place_again)
+        self.peering = (Peering(config, self.ctx, self._send_raw, self._place_again, self.security)
                         if config.scheduler == "gossip" else None)
 
     # ----- lifecycle -------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemons.bus.messages import Infer
+from daemons.bus.security import Security, SecurityConfig
 from daemons.node.testing import Client, NodeProcess, free_endpoint, running_node
 
 SMALL = "facebook/opt-125m"
@@ -100,3 +101,63 @@ def test_a_dead_peer_fails_forwarded_requests_instead_of_hanging(tmp_path: Path)
         err = entry.until({"done", "error"}, timeout_s=30)[-1].body
         assert err.code == "peer_dead" and "node-2" in err.message  # type: ignore[union-attr]
         entry.close()
+
+
+def test_gossip_and_forwarding_run_over_curve(tmp_path: Path) -> None:
+    """With [security], peers gossip and forward over CURVE, and the ZAP handler admits them."""
+    import shutil
+    import subprocess
+
+    import tomli_w
+
+    from daemons.node.testing import schedctl
+
+    keys = tmp_path / "keys"
+    subprocess.run([schedctl(), "keys", "generate", "--dir", str(keys), "--name", "server", "--name", "client"],
+                   check=True, capture_output=True, timeout=60)
+    (keys / "allowed").mkdir()
+    shutil.copy(keys / "client.key", keys / "allowed" / "client.key")
+    security = {"curve_dir": str(keys), "server_key": "server", "client_key": "client",
+                "allowed_keys_dir": str(keys / "allowed")}
+    gossip = [free_endpoint(), free_endpoint()]
+    binds = [free_endpoint(), free_endpoint()]
+    with contextlib.ExitStack() as stack:
+        nodes = []
+        for i in range(2):
+            config = tmp_path / f"node-{i}.toml"
+            config.write_text(tomli_w.dumps({"security": security, "node": {
+                "name": f"node-{i}", "bind": binds[i], "publish_to": [], "gpu_backend": "emulated",
+                "models": [SMALL], "checkpoint_tier": "gpu", "init_s": 0.2, "scheduler": "gossip",
+                "gossip_bind": gossip[i], "seeds": [gossip[0]] if i else [], "gossip_preset": "ci"}}))
+            node = NodeProcess(config, binds[i], tmp_path / f"node-{i}.log")
+            stack.callback(node.stop)
+            nodes.append(node)
+        curve = Security(SecurityConfig(**security)).client
+        for node in nodes:
+            wait_curve_ready(node, curve)
+        with Client(binds[1], curve=curve) as holder:
+            holder.send(Infer("load", SMALL, "a b", 4, action="COLD_START"), "load")
+            assert holder.until({"done", "error"}, timeout_s=60)[-1].type == "done"
+        with Client(binds[0], curve=curve) as entry:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # until node-0 learns by gossip that node-1 holds the model
+                rows = entry.status().nodes
+                if any(r["node"] == "node-1" and r.get("models") for r in rows):
+                    break
+                time.sleep(0.1)
+            entry.send(Infer("fwd", SMALL, "a b", 4, action=""), "fwd")
+            done = entry.until({"done", "error"}, timeout_s=60)[-1].body
+            assert (done.node, done.hops) == ("node-1", 1), done  # type: ignore[union-attr]
+        with Client(binds[0]) as plain, pytest.raises(TimeoutError):  # no CURVE: no handshake, no answer
+            plain.status(1.0)
+
+
+def wait_curve_ready(node: NodeProcess, curve: object, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    with Client(node.bind, curve=curve) as client:  # type: ignore[arg-type]
+        while time.monotonic() < deadline:
+            assert node.proc.poll() is None, node.log()
+            with contextlib.suppress(TimeoutError):
+                client.status(0.5)
+                return
+        raise AssertionError(node.log())
