@@ -6,9 +6,11 @@ waits: `schedctl` subcommands, the local cluster launcher, the test kits.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -63,6 +65,18 @@ class Client:
             env = self.recv(max(0.01, deadline - time.monotonic()))
             if isinstance(env.body, StatusReply) and env.id == msg_id:
                 return env.body
+
+    def wait_answering(self, timeout_s: float, alive: Callable[[], bool] = lambda: True,
+                       poll_s: float = 0.5) -> StatusReply:
+        """Ask for status until the daemon answers; TimeoutError, or RuntimeError once `alive()` is False
+        (the daemon's process has exited: waiting longer would only hide why)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not alive():
+                raise RuntimeError("the daemon exited before it answered")
+            with contextlib.suppress(TimeoutError):
+                return self.status(poll_s)
+        raise TimeoutError(f"no status answer within {timeout_s} s")
 
     def close(self) -> None:
         self.sock.close(0)

@@ -60,13 +60,22 @@ class NodeRecord:
         return changed
 
     def view(self) -> NodeView:
-        s = self.state
-        models = {m.model: LoadedModel(m.model, m.state, m.queue_depth, m.running, m.memory_bytes,
-                                       m.last_used) for m in s.models}
-        return NodeView(
-            s.node, s.endpoint, self.alive, models, s.queue_depth, s.in_flight, len(self.pending),
-            frozenset(m for _, m in self.pending), sum(g.memory_total for g in s.gpus),
-            sum(g.memory_used for g in s.gpus), self.catalog)
+        return node_view(self.state, self.alive, [m for _, m in self.pending], self.catalog)
+
+
+def node_view(s: NodeState, alive: bool, pending: list[str],
+              catalog: dict[str, CatalogItem] | None = None) -> NodeView:
+    """What a policy sees of a node's published state, plus our placements it does not show yet.
+
+    Shared by the coordinator and gossip peers; pass `catalog` when it is kept indexed already.
+    """
+    models = {m.model: LoadedModel(m.model, m.state, m.queue_depth, m.running, m.memory_bytes, m.last_used)
+              for m in s.models}
+    if catalog is None:
+        catalog = {c.model: CatalogItem(c.model, c.footprint_bytes, c.load_s) for c in s.catalog}
+    return NodeView(s.node, s.endpoint, alive, models, s.queue_depth, s.in_flight, len(pending),
+                    frozenset(pending), sum(g.memory_total for g in s.gpus), sum(g.memory_used for g in s.gpus),
+                    catalog)
 
 
 class ClusterBook:

@@ -169,14 +169,11 @@ class CoordinatorProcess:
 
     def wait_ready(self, timeout_s: float = 20.0) -> None:
         with Client(self.bind) as client:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"coordinator exited with {self.proc.returncode}: {self.log()[-2000:]}")
-                with contextlib.suppress(TimeoutError):
-                    client.status(0.3)
-                    return
-        raise TimeoutError(f"coordinator at {self.bind} silent for {timeout_s} s: {self.log()[-2000:]}")
+            try:
+                client.wait_answering(timeout_s, lambda: self.proc.poll() is None, poll_s=0.3)
+            except (RuntimeError, TimeoutError) as exc:
+                raise type(exc)(f"coordinator at {self.bind}: {exc} (exit {self.proc.poll()}): "
+                                f"{self.log()[-2000:]}") from None
 
     def stop(self, timeout_s: float = 10.0) -> int:
         if self.proc.poll() is None:

@@ -33,11 +33,12 @@ from daemons.bus.errors import SchemaError
 from daemons.bus.messages import Error, Infer, NodeState, Probe, ProbeReply
 from daemons.bus.schema import from_dict, to_dict
 from daemons.bus.security import Security, SecurityConfig
+from daemons.coordinator.cluster import node_view
 from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.state import EventKind, MemberEvent
 from daemons.node.config import NodeConfig
-from daemons.policy import CatalogItem, ClusterView, Decision, LoadedModel, NodeView, PlacementRequest, Refusal
+from daemons.policy import ClusterView, Decision, PlacementRequest, Refusal
 from daemons.policy.peer import QUEUE_CAP, PeerPolicy, get_peer_policy, sparrow_candidates
 
 log = logging.getLogger("schedctl.node.peering")
@@ -101,11 +102,11 @@ class Peering:
     # ----- the view --------------------------------------------------------------------
     def view(self, me: NodeState) -> ClusterView:
         now = time.monotonic()
-        nodes = [_node_view(me, True, self._pending_models(me.node, now))]
+        nodes = [node_view(me, True, self._pending_models(me.node, now))]
         for member in self.agent.view():
             state = None if member.is_self else _state_of(member)
             if state is not None:
-                nodes.append(_node_view(state, member.status == "alive", self._pending_models(state.node, now)))
+                nodes.append(node_view(state, member.status == "alive", self._pending_models(state.node, now)))
         return ClusterView.build(nodes)
 
     def _pending_models(self, node: str, now: float) -> list[str]:
@@ -239,11 +240,3 @@ def _state_of(member: MemberView) -> NodeState | None:
         log.warning("ignoring malformed gossip record: %s", exc)
         return None
 
-
-def _node_view(s: NodeState, alive: bool, pending: list[str]) -> NodeView:
-    models = {m.model: LoadedModel(m.model, m.state, m.queue_depth, m.running, m.memory_bytes, m.last_used)
-              for m in s.models}
-    catalog = {c.model: CatalogItem(c.model, c.footprint_bytes, c.load_s) for c in s.catalog}
-    return NodeView(s.node, s.endpoint, alive, models, s.queue_depth, s.in_flight, len(pending),
-                    frozenset(pending), sum(g.memory_total for g in s.gpus), sum(g.memory_used for g in s.gpus),
-                    catalog)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,18 +36,11 @@ class NodeProcess:
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        client = Client(self.bind)
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"node exited with {self.proc.returncode}: {self.log()}")
-                with contextlib.suppress(TimeoutError):
-                    client.status(0.5)
-                    return
-            raise TimeoutError(f"node at {self.bind} did not answer within {timeout_s} s: {self.log()}")
-        finally:
-            client.close()
+        with Client(self.bind) as client:
+            try:
+                client.wait_answering(timeout_s, lambda: self.proc.poll() is None)
+            except (RuntimeError, TimeoutError) as exc:
+                raise type(exc)(f"node at {self.bind}: {exc} (exit {self.proc.poll()}): {self.log()}") from None
 
     def children(self) -> list[psutil.Process]:
         with contextlib.suppress(psutil.NoSuchProcess):

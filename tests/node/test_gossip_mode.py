@@ -153,11 +153,5 @@ def test_gossip_and_forwarding_run_over_curve(tmp_path: Path) -> None:
 
 
 def wait_curve_ready(node: NodeProcess, curve: object, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
     with Client(node.bind, curve=curve) as client:  # type: ignore[arg-type]
-        while time.monotonic() < deadline:
-            assert node.proc.poll() is None, node.log()
-            with contextlib.suppress(TimeoutError):
-                client.status(0.5)
-                return
-        raise AssertionError(node.log())
+        client.wait_answering(timeout_s, lambda: node.proc.poll() is None)
