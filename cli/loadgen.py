@@ -134,6 +134,8 @@ def start_loadgen(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with a [loadgen] table.")] = None,
     coordinator: Annotated[str | None, typer.Option("--coordinator",
                                                     help="Centralized mode: the coordinator's endpoint.")] = None,
+    standby: Annotated[str | None, typer.Option("--standby", help="Centralized mode: the standby "
+                                                "coordinator's endpoint (followed when it takes over).")] = None,
     entry: Annotated[list[str] | None, typer.Option("--entry",
                                                     help="Gossip mode: a peer's endpoint (repeatable).")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds after its scheduled time before a "
@@ -161,9 +163,12 @@ def start_loadgen(
       schedctl start loadgen --schedule schedule.csv --entry tcp://10.0.0.2:5560 --entry tcp://10.0.0.3:5560 \\
           --out requests.csv
       schedctl start loadgen --duration 60 --rps 20 --cv 8 --coordinator tcp://127.0.0.1:5555 --out requests.csv
+      schedctl start loadgen --schedule schedule.csv --coordinator tcp://10.0.0.5:5555 \
+          --standby tcp://10.0.0.6:5555 --out requests.csv
     """
     setup_logging("loadgen")
-    cfg = LoadgenConfig.load(config, {**_overrides(coordinator, entry or [], timeout, name), "nice": nice})
+    cfg = LoadgenConfig.load(config, {**_overrides(coordinator, entry or [], timeout, name), "nice": nice,
+                                      "standby": standby})
     if schedule is not None:
         requests = read_schedule_csv(schedule)
     else:

@@ -23,6 +23,15 @@ def start_coordinator(
     dead_after: Annotated[float | None, typer.Option(help="Seconds of silence before a node "
                                                           "is declared dead.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the policy's tie-breaking.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name in envelopes, events and status.")] = None,
+    role: Annotated[str | None, typer.Option(help="standalone (default), or primary / backup of a "
+                                                  "failover pair (needs --peer, --peer-events, --epoch-file).")] = None,
+    peer: Annotated[str | None, typer.Option(help="The other coordinator's --bind address.")] = None,
+    peer_events: Annotated[str | None, typer.Option(help="The other coordinator's --events-bind address.")] = None,
+    epoch_file: Annotated[str | None, typer.Option(help="File holding this coordinator's epoch "
+                                                        "(fsync'd before it serves in a new one).")] = None,
+    failover_after: Annotated[float | None, typer.Option(help="Seconds of peer silence before a passive "
+                                                              "coordinator asks the nodes to take over.")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run the centralized scheduler in the foreground (SIGTERM or Ctrl-C stops it).
@@ -38,12 +47,17 @@ def start_coordinator(
         schedctl start coordinator --policy startup-optimal --dead-after 2
 
         SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
+
+        schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555
+        --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
     """
     from daemons.bus.security import Security
     from daemons.coordinator import CoordinatorConfig, run
 
     overrides = {"bind": bind, "state_bind": state_bind, "events_bind": events_bind,
-                 "policy": policy, "dead_after_s": dead_after, "seed": seed}
+                 "policy": policy, "dead_after_s": dead_after, "seed": seed, "name": name, "role": role,
+                 "peer": peer, "peer_events": peer_events, "epoch_file": epoch_file,
+                 "failover_after_s": failover_after}
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
     setup_logging("coordinator", log_level)

@@ -8,6 +8,11 @@ Request flow (DESIGN.md §2):
     loadgen -> node          Infer               node -> loadgen          FirstToken, Done | Error
     node -> PUB              NodeState           coordinator -> PUB       ClusterEvent
     anyone -> daemon         StatusRequest       daemon -> asker          StatusReply
+
+Coordinator failover (Binary Star, `daemons/coordinator/failover.py`):
+    coordinator -> PUB       CoordinatorState    (its peer and observers subscribe)
+    coordinator -> node      WitnessQuery        node -> coordinator      WitnessVote
+    coordinator -> node      EpochNotice         (a new active coordinator fences the old one)
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Placement:
     est_wait_s: float
     reason: str
     decision_s: float = 0.0  # time the policy took, for the decision-latency figures
+    epoch: int = 0  # the deciding coordinator's epoch (0: a coordinator without failover)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,9 @@ class Infer:
     hops: int = 0
     max_hops: int = 1
     route: list[str] = field(default_factory=list)  # nodes this request has passed through
+    # The epoch of the coordinator that placed it: a node that knows a newer epoch refuses
+    # it (`stale_epoch`), so a deposed coordinator's placements never run. 0: not fenced.
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +194,54 @@ class StatusReply:
     TYPE: ClassVar[str] = "status"
     role: str
     nodes: list[dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)  # role-specific, e.g. a coordinator's failover state
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorState:
+    """A coordinator's heartbeat on its events PUB: who it is, its Binary Star state, its epoch."""
+
+    TYPE: ClassVar[str] = "coordinator_state"
+    name: str
+    role: str  # primary | backup | standalone (configured)
+    state: str  # primary | backup | active | passive (now)
+    epoch: int
+    endpoint: str  # its request ROUTER
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessQuery:
+    """A coordinator about to take over asks a node: can you still reach my peer?"""
+
+    TYPE: ClassVar[str] = "witness_query"
+    candidate: str
+    epoch: int  # the epoch the candidate would take
+    peer: str  # the silent coordinator's request endpoint, to probe
+    probe_s: float = 1.0  # how long the node waits for the peer's answer
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessVote:
+    TYPE: ClassVar[str] = "witness_vote"
+    node: str
+    epoch: int
+    granted: bool  # True: the peer did not answer (take over); False: it did
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EpochNotice:
+    """A coordinator has become active in `epoch`: refuse placements of older epochs."""
+
+    TYPE: ClassVar[str] = "epoch_notice"
+    coordinator: str
+    epoch: int
 
 
 MESSAGE_TYPES: dict[str, type] = {
     cls.TYPE: cls
     for cls in (Schedule, Placement, Infer, FirstToken, Done, Error, NodeState, ClusterEvent, Probe,
-                ProbeReply, StatusRequest, StatusReply)
+                ProbeReply, StatusRequest, StatusReply, CoordinatorState, WitnessQuery, WitnessVote,
+                EpochNotice)
 }

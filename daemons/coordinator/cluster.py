@@ -162,6 +162,10 @@ class ClusterBook:
     def alive_count(self) -> int:
         return sum(1 for r in self.records.values() if r.alive)
 
+    def alive_endpoints(self) -> dict[str, str]:
+        """Name -> request endpoint of every node alive in this view."""
+        return {name: r.state.endpoint for name, r in self.records.items() if r.alive and r.state.endpoint}
+
     def status_rows(self, now: float) -> list[dict[str, Any]]:
         """One row per node for StatusReply, sorted by name."""
         return [_row(rec, now) for _, rec in sorted(self.records.items())]

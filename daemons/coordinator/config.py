@@ -10,6 +10,12 @@ environment variables, command-line flags. Example file:
     policy = "startup-optimal"
     dead_after_s = 3.0
     seed = 42
+    # Optional failover (failover.py): a primary and a backup that name each other.
+    role = "primary"                    # standalone (default) | primary | backup
+    peer = "tcp://10.0.0.6:5555"        # the other coordinator's bind
+    peer_events = "tcp://10.0.0.6:5557" # the other coordinator's events_bind
+    epoch_file = "/var/lib/schedctl/epoch"
+    failover_after_s = 5.0
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from daemons.bus.settings import build, env_overrides, read_section
 from daemons.policy import DEFAULT_POLICY, get_policy
 
 SCHEMES = ("tcp://", "ipc://", "inproc://")
+ROLES = ("standalone", "primary", "backup")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,16 @@ class CoordinatorConfig:
     # from the node has arrived: long enough for the loadgen to forward the request and
     # the node to report it, short enough that a lost request does not skew load for long.
     settle_s: float = 0.1
+    # Failover (Binary Star, failover.py). A standalone coordinator is active from the start.
+    role: str = "standalone"
+    peer: str = ""  # the peer coordinator's request ROUTER (witnesses probe it)
+    peer_events: str = ""  # the peer's events PUB (its heartbeats)
+    epoch_file: str = ""  # required with a peer; optional when standalone (then epochs fence restarts)
+    heartbeat_s: float = 1.0  # CoordinatorState on the events PUB, for the peer and observers
+    # Silence before a passive coordinator asks the witnesses: longer than a supervised
+    # restart (systemd RestartSec=1 + start-up), so a quick restart is not a failover.
+    failover_after_s: float = 5.0
+    witness_timeout_s: float = 1.5  # a vote is decided by then; nodes probe the peer for 60 % of it
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -55,6 +72,25 @@ class CoordinatorConfig:
             raise ConfigError(f"settle_s must be a number >= 0, got {self.settle_s!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        self._check_failover()
+
+    def _check_failover(self) -> None:
+        if self.role not in ROLES:
+            raise ConfigError(f"role {self.role!r} is unknown; use one of {', '.join(ROLES)}")
+        for key in ("heartbeat_s", "failover_after_s", "witness_timeout_s"):
+            _positive(key, getattr(self, key))
+        if self.failover_after_s < 2 * self.heartbeat_s:
+            raise ConfigError(f"failover_after_s ({self.failover_after_s}) must be at least two heartbeats "
+                              f"(2 x heartbeat_s = {2 * self.heartbeat_s}), or one late beat is a failover")
+        if self.role == "standalone":
+            return
+        for key, flag in (("peer", "--peer"), ("peer_events", "--peer-events"), ("epoch_file", "--epoch-file")):
+            if not getattr(self, key):
+                raise ConfigError(f"a {self.role} coordinator needs {key}: pass {flag}")
+        for key in ("peer", "peer_events"):
+            if not getattr(self, key).startswith(SCHEMES):
+                raise ConfigError(f"{key} must be a ZeroMQ endpoint like tcp://10.0.0.6:5555, "
+                                  f"got {getattr(self, key)!r}")
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any] | None = None) -> CoordinatorConfig:

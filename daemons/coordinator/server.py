@@ -12,7 +12,12 @@ dead).
 
 Sockets:  ROUTER `bind`        Schedule -> Placement | Error, StatusRequest -> StatusReply
           SUB    `state_bind`  NodeState from node agents (their PUB connects here)
-          PUB    `events_bind` ClusterEvent: node_joined, node_dead, node_restarted, node_recovered
+          PUB    `events_bind` ClusterEvent: node_joined, node_dead, node_restarted, node_recovered,
+                               coordinator_active/passive, failover_vote/refused; and a
+                               CoordinatorState heartbeat every `heartbeat_s`
+With a peer (role primary/backup, failover.py):
+          SUB    `peer_events` the peer's CoordinatorState heartbeats
+          DEALER per node      WitnessQuery/WitnessVote around a takeover, then EpochNotice
 
 Malformed or unexpected frames are dropped with one log line each and never stop the loop.
 
@@ -34,6 +39,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from random import Random
 from types import FrameType
 from typing import Any
@@ -44,17 +50,23 @@ from daemons.bus import encode, make_socket, parse_frame, sdnotify, split_router
 from daemons.bus.errors import ConfigError
 from daemons.bus.messages import (
     ClusterEvent,
+    CoordinatorState,
+    EpochNotice,
     Error,
     NodeState,
     Placement,
     Schedule,
     StatusReply,
     StatusRequest,
+    WitnessQuery,
 )
 from daemons.bus.security import Security, SecurityConfig, stop_zap
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
+from daemons.coordinator.epoch import EpochStore
+from daemons.coordinator.failover import Answer, BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox
+from daemons.coordinator.witnesses import Witnesses
 from daemons.policy import Decision, PlacementRequest, get_policy
 
 log = logging.getLogger("schedctl.coordinator")
@@ -98,6 +110,25 @@ class Coordinator:
         self.pub = make_socket(self.ctx, zmq.PUB, curve=server)
         self.watchdog = sdnotify.Watchdog()
         self._check_every = min(0.1, config.dead_after_s / 10)
+        self.poller = zmq.Poller()  # only to sleep until something arrives; _rounds reads both
+        self.poller.register(self.sub, zmq.POLLIN)
+        self.poller.register(self.router, zmq.POLLIN)
+        self._init_failover()
+
+    def _init_failover(self) -> None:
+        config = self.config
+        self.epochs = EpochStore(Path(config.epoch_file)) if config.epoch_file else None
+        stored = self.epochs.read() if self.epochs else 0
+        self.star: BinaryStar | None = None
+        self.epoch = 0  # the epoch our placements carry (0: standalone without an epoch file)
+        if config.role == "standalone":
+            self.epoch = next_epoch("primary", stored) if self.epochs else 0
+        else:
+            self.star = BinaryStar(config.role, config.failover_after_s, stored, time.monotonic())
+            self.peer_sub = make_socket(self.ctx, zmq.SUB, curve=self.security.client)
+            self.poller.register(self.peer_sub, zmq.POLLIN)
+            self.witnesses = Witnesses(self.ctx, self.poller, config.name, self.security.client)
+        self._next_beat = 0.0
 
     # ----- lifecycle ------------------------------------------------------------------------
     def bind(self) -> None:
@@ -109,6 +140,11 @@ class Coordinator:
             except zmq.ZMQError as exc:
                 self.close()
                 raise ConfigError(_bind_error(key, address, exc)) from None
+        if self.star is not None:
+            self.peer_sub.setsockopt(zmq.SUBSCRIBE, b"")
+            self.peer_sub.connect(self.config.peer_events)
+        elif self.epochs is not None:
+            self.epochs.write(self.epoch)  # a restart never reuses an epoch
         log.info("coordinator ready: schedule on %s, state on %s, events on %s, policy %s, seed %d, "
                  "dead after %.1f s", self.config.bind, self.config.state_bind, self.config.events_bind,
                  self.config.policy, self.config.seed, self.config.dead_after_s)
@@ -122,6 +158,9 @@ class Coordinator:
             return
         for sock in (self.router, self.sub, self.pub):
             sock.close(0)
+        if self.star is not None:
+            self.peer_sub.close(0)
+            self.witnesses.close()
         stop_zap(self.ctx)
         self.ctx.term()
 
@@ -134,14 +173,13 @@ class Coordinator:
 
     # ----- the loop ---------------------------------------------------------------------------
     def serve_forever(self) -> None:
-        poller = zmq.Poller()  # only to sleep until something arrives; _rounds reads both
-        poller.register(self.sub, zmq.POLLIN)
-        poller.register(self.router, zmq.POLLIN)
         next_check = time.monotonic()
         next_summary = next_check + SUMMARY_EVERY_S
         while not self._stop.is_set():
-            poller.poll(POLL_MS)
+            self.poller.poll(POLL_MS)
             self.watchdog.ping()  # from this loop: if it hangs, systemd restarts us
+            # The peer first: after a pause, its newer epoch must depose us before we answer.
+            self._failover_tick(time.monotonic())
             self._rounds()
             now = time.monotonic()
             # Beats may sit unread in our own queue: wait for it to drain, unless we are
@@ -207,6 +245,91 @@ class Coordinator:
             except zmq.ZMQError as exc:  # a PUB only fails when shutting down; never stop on it
                 log.warning("could not publish %s: %s", kind, exc)
 
+    # ----- failover (failover.py) --------------------------------------------------------------
+    def _failover_tick(self, now: float) -> None:
+        if now >= self._next_beat:
+            self._beat()
+            self._next_beat = now + self.config.heartbeat_s
+        if self.star is None:
+            return
+        self._drain_peer(now)
+        self.witnesses.drain()
+        vote = self.witnesses.round
+        outcome = None if vote is None else vote.outcome(now)
+        if vote is None or outcome is None:
+            return
+        self.witnesses.round = None
+        changed = self.star.on_vote(outcome, vote.epoch, now, vote.detail())
+        if changed is None:
+            why = vote.detail() if outcome else f"{vote.detail()}: the peer is alive for the majority"
+            self._emit([("failover_refused", self.config.name, why)])
+        else:
+            self._on_transition(changed)
+
+    def _drain_peer(self, now: float) -> None:
+        assert self.star is not None
+        while True:
+            try:
+                frame = self.peer_sub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            env = parse_frame(frame, "peer coordinator")
+            if env is None:
+                self.counts["dropped"] += 1
+            elif isinstance(env.body, CoordinatorState):
+                changed = self.star.on_peer(env.body.state, env.body.epoch, now)
+                if changed is not None:
+                    self._on_transition(changed)
+            # the peer's ClusterEvents share its PUB: they are for observers, not for us
+
+    def _on_transition(self, state: State) -> None:
+        assert self.star is not None
+        if state is State.ACTIVE:
+            if self.epochs is not None:
+                self.epochs.write(self.star.serving_epoch)  # durable before any answer in it
+            self.epoch = self.star.serving_epoch
+            self.witnesses.notify(self.book.alive_endpoints(), EpochNotice(self.config.name, self.epoch))
+        kind = "coordinator_active" if state is State.ACTIVE else "coordinator_passive"
+        self._emit([(kind, self.config.name, f"epoch={self.star.epoch};{self.star.reason}")])
+        self._beat()
+
+    def _refuse_inactive(self, msg: Schedule) -> Error:
+        assert self.star is not None
+        now = time.monotonic()
+        if self.star.on_request(now) is Answer.VOTE and self.witnesses.round is None:
+            nodes = self.book.alive_endpoints()
+            proposed = next_epoch(self.config.role, self.star.epoch)
+            timeout = self.config.witness_timeout_s
+            query = WitnessQuery(self.config.name, proposed, self.config.peer, round(0.6 * timeout, 3))
+            self.witnesses.ask(nodes, query, now + timeout)
+            self._emit([("failover_vote", self.config.name,
+                         f"peer silent for {self.config.failover_after_s:g} s+; asking {len(nodes)} witnesses "
+                         f"for epoch {proposed}")])
+        self.counts["refusals"] += 1
+        return Error(msg.request_id, "not_active",
+                     f"coordinator {self.config.name} is {self.star.state} (epoch {self.star.epoch}): "
+                     f"its peer {self.config.peer} serves")
+
+    def _beat(self) -> None:
+        """Our CoordinatorState on the events PUB: for the peer, the collector, operators."""
+        state = self.star.state.value if self.star else "active"
+        epoch = self.star.epoch if self.star else self.epoch
+        beat = CoordinatorState(self.config.name, self.config.role, state, epoch, self.config.bind, time.time())
+        try:
+            self.pub.send(encode(beat, self.config.name), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.warning("could not publish a heartbeat: %s", exc)
+
+    def _ha_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": self.config.name, "role": self.config.role, "epoch": self.epoch,
+                                "state": self.star.state.value if self.star else "active"}
+        if self.star is not None:
+            heard = self.star.peer_heard_at
+            info["peer"] = self.config.peer
+            info["peer_state"] = self.star.peer_state
+            info["peer_heard_s_ago"] = None if heard is None else round(time.monotonic() - heard, 3)
+        return info
+
     # ----- requests ---------------------------------------------------------------------------
     def _on_request_frames(self, frames: list[bytes]) -> None:
         parts = split_router_frames(frames)
@@ -224,12 +347,14 @@ class Coordinator:
         elif isinstance(body, StatusRequest):
             self.counts["status"] += 1
             rows = self.book.status_rows(time.monotonic())
-            self._reply(identity, StatusReply("coordinator", rows), env.id)
+            self._reply(identity, StatusReply("coordinator", rows, self._ha_info()), env.id)
         else:
             self._drop(f"{env.type!r} from {env.sender!r} on the request socket "
                        "(expected schedule or status_request)")
 
     def _schedule(self, msg: Schedule) -> Placement | Error:
+        if self.star is not None and not self.star.active:
+            return self._refuse_inactive(msg)
         started = time.perf_counter()
         request = PlacementRequest(msg.model, msg.prompt_tokens, msg.max_new_tokens, msg.priority,
                                    frozenset(msg.exclude))
@@ -243,7 +368,7 @@ class Coordinator:
                           extra={"SCHEDCTL_REQUEST_ID": msg.request_id, "SCHEDCTL_NODE": result.node,
                                  "SCHEDCTL_ACTION": result.action})
             return Placement(msg.request_id, result.node, result.endpoint, result.action,
-                             result.est_wait_s, result.reason, took)
+                             result.est_wait_s, result.reason, took, self.epoch)
         self.counts["refusals"] += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s refused: %s", msg.request_id, result.message,

@@ -175,8 +175,14 @@ class CoordinatorProcess:
                 raise type(exc)(f"coordinator at {self.bind}: {exc} (exit {self.proc.poll()}): "
                                 f"{self.log()[-2000:]}") from None
 
+    def ha(self, timeout_s: float = 2.0) -> dict[str, Any]:
+        """Its failover state from a status reply: name, role, state, epoch, peer..."""
+        with Client(self.bind) as client:
+            return client.status(timeout_s).info
+
     def stop(self, timeout_s: float = 10.0) -> int:
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused one (a test's SIGSTOP) must see the SIGTERM
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout_s)
@@ -190,19 +196,42 @@ class CoordinatorProcess:
 def running_coordinator(log_dir: Path | None = None, *extra: str, **flags: Any) -> Iterator[CoordinatorProcess]:
     """Start a coordinator on free ports (flags like policy="least-loaded", dead_after=0.5)
     and make sure it is gone afterwards."""
+    with contextlib.ExitStack() as stack:
+        if log_dir is None:
+            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        coord = stack.enter_context(coordinator_process(log_dir, list(extra), flags))
+        coord.wait_ready()
+        yield coord
+
+
+@contextlib.contextmanager
+def running_pair(log_dir: Path, **flags: Any) -> Iterator[tuple[CoordinatorProcess, CoordinatorProcess]]:
+    """A primary and a backup coordinator that name each other (failover.py), on free ports,
+    with their epoch files in `log_dir`; flags (e.g. failover_after=2) go to both."""
+    ends = [{k: free_endpoint() for k in ("bind", "state_bind", "events_bind")} for _ in range(2)]
+    with contextlib.ExitStack() as stack:
+        pair = []
+        for me, (role, name) in enumerate((("primary", "coordinator"), ("backup", "standby"))):
+            peer = ends[1 - me]
+            own = {**ends[me], "role": role, "name": name, "peer": peer["bind"],
+                   "peer_events": peer["events_bind"], "epoch_file": log_dir / f"{name}.epoch", **flags}
+            pair.append(stack.enter_context(coordinator_process(log_dir, [], own)))
+        for coord in pair:
+            coord.wait_ready()
+        yield pair[0], pair[1]
+
+
+@contextlib.contextmanager
+def coordinator_process(log_dir: Path, extra: list[str], flags: dict[str, Any]) -> Iterator[CoordinatorProcess]:
     ends = {k: flags.pop(k, None) or free_endpoint() for k in ("bind", "state_bind", "events_bind")}
     args = [schedctl(), "start", "coordinator", *extra]
     for key, value in {**ends, **flags}.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
-    with contextlib.ExitStack() as stack:
-        if log_dir is None:
-            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        log_path = log_dir / f"coordinator-{uuid.uuid4().hex[:6]}.log"
-        log = stack.enter_context(open(log_path, "wb"))
+    log_path = log_dir / f"{flags.get('name', 'coordinator')}-{uuid.uuid4().hex[:6]}.log"
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        coord = CoordinatorProcess(proc, ends["bind"], ends["state_bind"], ends["events_bind"], log_path)
-        try:
-            coord.wait_ready()
-            yield coord
-        finally:
-            coord.stop()
+    coord = CoordinatorProcess(proc, ends["bind"], ends["state_bind"], ends["events_bind"], log_path)
+    try:
+        yield coord
+    finally:
+        coord.stop()

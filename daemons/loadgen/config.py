@@ -6,6 +6,7 @@
     [loadgen]
     mode = "centralized"                    # centralized | gossip
     coordinator = "tcp://10.0.0.1:5555"     # centralized: the coordinator's ROUTER
+    standby = "tcp://10.0.0.6:5555"         # optional: the standby coordinator's ROUTER
     entry = ["tcp://10.0.0.2:5560"]         # gossip: peers to send to (chosen per request)
     timeout_s = 120.0                       # a request with no outcome this long after its
                                             # scheduled time is recorded as a timeout
@@ -13,6 +14,8 @@
     nice = -10                              # optional: priority of the sending thread
     retries = 2                             # resends of a request whose node failed it
     attempt_timeout_s = 0                   # > 0: resend when an attempt is silent this long
+    coordinator_timeout_s = 2.0             # a schedule request unplaced this long is asked again,
+                                            # of the standby if there is one
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ class LoadgenConfig:
     # id, avoiding the nodes that failed it; at most `retries` times. 0 disables the timer.
     retries: int = 2
     attempt_timeout_s: float = 0.0
+    # Coordinator failover (coordinators.py): a Placement is answered in well under a
+    # millisecond, so seconds of silence mean the coordinator is gone (Lazy Pirate: 2.5 s).
+    standby: str = ""
+    coordinator_timeout_s: float = 2.0
+    # Reroutes to a(nother) coordinator per request: enough to wait out a failover
+    # (failover_after_s + a witness vote, asked every REROUTE_BACKOFF_S at worst).
+    coordinator_retries: int = 40
+
+    @property
+    def coordinators(self) -> tuple[str, ...]:
+        """The coordinator endpoints, primary first (centralized mode)."""
+        return (self.coordinator, self.standby) if self.standby else (self.coordinator,)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entry", tuple(self.entry))
@@ -75,6 +90,10 @@ class LoadgenConfig:
                 raise ConfigError("centralized mode needs the coordinator's endpoint; "
                                   "pass --coordinator tcp://HOST:PORT")
             check_endpoint(self.coordinator, "coordinator")
+            if self.standby:
+                check_endpoint(self.standby, "standby")
+                if self.standby == self.coordinator:
+                    raise ConfigError("standby is the coordinator's own endpoint; pass the standby's --bind")
         else:
             if not self.entry:
                 raise ConfigError("gossip mode needs at least one peer; "
@@ -97,6 +116,10 @@ class LoadgenConfig:
             raise ConfigError(f"retries {self.retries} must be in 0..10")
         if not (math.isfinite(self.attempt_timeout_s) and self.attempt_timeout_s >= 0):
             raise ConfigError(f"attempt_timeout_s {self.attempt_timeout_s} must be >= 0 (0 = off)")
+        if not (math.isfinite(self.coordinator_timeout_s) and self.coordinator_timeout_s >= 0):
+            raise ConfigError(f"coordinator_timeout_s {self.coordinator_timeout_s} must be >= 0 (0 = off)")
+        if not 0 <= self.coordinator_retries <= 1000:
+            raise ConfigError(f"coordinator_retries {self.coordinator_retries} must be in 0..1000")
 
     @classmethod
     def from_dict(cls, table: dict[str, Any], where: str = "[loadgen]") -> LoadgenConfig:

@@ -68,10 +68,11 @@ def schedule_frame(req: PlannedRequest, sender: str, priority: int = 0) -> bytes
     return encode(msg, sender, msg_id=req.request_id)
 
 
-def infer_frame(req: RequestLike, sender: str, action: str) -> bytes:
-    """Run `req` on a node; action "" lets a gossip peer decide where it runs."""
+def infer_frame(req: RequestLike, sender: str, action: str, epoch: int = 0) -> bytes:
+    """Run `req` on a node; action "" lets a gossip peer decide where it runs; `epoch` is the
+    placing coordinator's (nodes refuse epochs older than the newest they know)."""
     msg = Infer(req.request_id, req.model, make_prompt(req.request_id, req.prompt_tokens),
-                req.max_new_tokens, action)
+                req.max_new_tokens, action, epoch=epoch)
     return encode(msg, sender, msg_id=req.request_id)
 
 

@@ -28,13 +28,17 @@ from dataclasses import dataclass, field
 
 from daemons.bus.envelope import Envelope
 from daemons.bus.messages import Done, Error, FirstToken, Placement
+from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
 
 OK, ERROR, TIMEOUT = "ok", "error", "timeout"
-IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed")
+IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed", "stale")
 # The node (or the peer that would forward) failed, not the request: another node may serve it.
 RETRYABLE = frozenset({"backend_died", "backend_unreachable", "backend_timeout", "peer_dead",
                        "incomplete_generation"})
+# The coordinator that answered (or placed it) is not the active one: ask the other.
+REROUTE = frozenset({"not_active", "stale_epoch"})
+REROUTE_BACKOFF_S = 0.25
 
 
 @dataclass(slots=True)
@@ -61,9 +65,17 @@ class RequestRecord:
     est_wait_s: float | None = None
     decision_s: float | None = None
     server_timings: dict[str, float] = field(default_factory=dict)
-    attempts: int = 0  # sends of this request (1 + retries)
+    attempts: int = 0  # sends of this request (1 + retries + reroutes)
     failed_nodes: list[str] = field(default_factory=list)  # nodes that failed an attempt
     attempt_deadline: float = math.inf  # when the current attempt counts as lost
+    coordinator: str = ""  # name of the coordinator that placed it (centralized)
+    epoch: int = 0  # that coordinator's epoch
+    retried: int = 0  # retries after a node failed it
+    reroutes: int = 0  # schedule requests asked again of a(nother) coordinator
+    asked: str = ""  # the coordinator endpoint the latest schedule request went to
+    placed_via: str = ""  # the coordinator endpoint whose placement it follows
+    placement_deadline: float = math.inf
+    node_endpoint: str = ""  # where the current placement sent it
 
     @property
     def ttft_s(self) -> float | None:
@@ -89,7 +101,8 @@ class Recorder:
     """Applies sends, replies and the clock to the records; decides each outcome once."""
 
     def __init__(self, schedule: list[PlannedRequest], timeout_s: float, mode: str, retries: int = 0,
-                 attempt_timeout_s: float = 0.0) -> None:
+                 attempt_timeout_s: float = 0.0, coordinators: CoordinatorSet | None = None,
+                 coordinator_timeout_s: float = 0.0, coordinator_retries: int = 0) -> None:
         self.records = [new_record(r) for r in schedule]
         self._by_id = {r.request_id: r for r in self.records}
         self._timeout_s = timeout_s
@@ -103,6 +116,11 @@ class Recorder:
         self._attempt_timeout_s = attempt_timeout_s
         self._attempt_heap: list[tuple[float, str]] = []  # (deadline, request id); stale ones skipped
         self.retry_due: list[RequestRecord] = []  # the sender sends these again, then clears it
+        self.coordinators = coordinators
+        self._coordinator_timeout_s = coordinator_timeout_s
+        self._coordinator_retries = coordinator_retries
+        self._placement_heap: list[tuple[float, str]] = []  # (deadline, request id); stale ones skipped
+        self._delayed: list[tuple[float, str]] = []  # reroutes waiting out their back-off
 
     @property
     def finished(self) -> int:
@@ -113,39 +131,80 @@ class Recorder:
         return self.sent - self._sent_finished
 
     def next_expiry(self) -> float:
-        """Scheduled time + timeout of the oldest request still in flight (inf if none)."""
+        """The next time the clock must be looked at: a timeout, an attempt or a back-off (inf if none)."""
         self._drop_finished_head()
         final = self._in_flight[0].scheduled_s + self._timeout_s if self._in_flight else math.inf
-        return min(final, self._attempt_heap[0][0]) if self._attempt_heap else final
+        heads = (heap[0][0] for heap in (self._attempt_heap, self._placement_heap, self._delayed) if heap)
+        return min([final, *heads])
 
-    def on_sent(self, rec: RequestRecord, now: float) -> None:
+    def on_sent(self, rec: RequestRecord, now: float, to: str = "") -> None:
         rec.sent_s = now
         self.sent += 1
         self._in_flight.append(rec)
         rec.attempts = 1
+        self._asked(rec, to, now)
         self._progress(rec, now)
 
-    def on_resent(self, rec: RequestRecord, now: float) -> None:
-        """Attempt number `attempts + 1` of `rec` has just been sent."""
+    def on_resent(self, rec: RequestRecord, now: float, to: str = "") -> None:
+        """Attempt number `attempts + 1` of `rec` has just been sent (to coordinator `to`, if any)."""
         rec.attempts += 1
         rec.placed_s, rec.node, rec.action = None, "", ""
+        self._asked(rec, to, now)
         self._progress(rec, now)
+
+    def _asked(self, rec: RequestRecord, to: str, now: float) -> None:
+        """A schedule request went to coordinator `to`: start waiting for its placement."""
+        rec.asked = to
+        if to and self._coordinator_timeout_s > 0:
+            rec.placement_deadline = now + self._coordinator_timeout_s
+            heapq.heappush(self._placement_heap, (rec.placement_deadline, rec.request_id))
 
     def _progress(self, rec: RequestRecord, now: float) -> None:
         """The current attempt moved: its silence timer starts again."""
-        if self._attempt_timeout_s > 0 and rec.attempts <= self._retries:
+        if self._attempt_timeout_s > 0 and rec.retried < self._retries:
             rec.attempt_deadline = now + self._attempt_timeout_s
             heapq.heappush(self._attempt_heap, (rec.attempt_deadline, rec.request_id))
 
     def _retry(self, rec: RequestRecord, failed_node: str) -> bool:
         """Queue `rec` for another attempt if it has one left; False when it has none."""
-        if rec.attempts > self._retries:
+        if rec.retried >= self._retries:
             return False
+        rec.retried += 1
         if failed_node and failed_node not in rec.failed_nodes:
             rec.failed_nodes.append(failed_node)
         rec.attempt_deadline = math.inf
+        rec.placement_deadline = math.inf
         self.retry_due.append(rec)
         return True
+
+    def _reroute(self, rec: RequestRecord, now: float, backoff_s: float) -> bool:
+        """Ask a coordinator again (after `backoff_s`); False once the reroutes are used up."""
+        if rec.reroutes >= self._coordinator_retries:
+            return False
+        rec.reroutes += 1
+        rec.attempt_deadline = rec.placement_deadline = math.inf
+        rec.placed_s, rec.node, rec.action = None, "", ""
+        if backoff_s > 0:
+            heapq.heappush(self._delayed, (now + backoff_s, rec.request_id))
+        else:
+            self.retry_due.append(rec)
+        return True
+
+    def check_placements(self, now: float) -> None:
+        """Reroute every schedule request left unplaced too long; release reroutes whose back-off is over."""
+        heap = self._placement_heap
+        while heap and heap[0][0] <= now:
+            deadline, rid = heapq.heappop(heap)
+            rec = self._by_id[rid]
+            if rec.status or deadline != rec.placement_deadline or rec.placed_s is not None:
+                continue
+            if self.coordinators is not None:
+                self.coordinators.timed_out(rec.asked, now)
+            self._reroute(rec, now, 0.0)
+        while self._delayed and self._delayed[0][0] <= now:
+            rec = self._by_id[heapq.heappop(self._delayed)[1]]
+            if not rec.status:
+                self.retry_due.append(rec)
 
     def check_attempts(self, now: float) -> None:
         """Queue for a retry every attempt silent past its deadline."""
@@ -165,8 +224,9 @@ class Recorder:
         if rec.sent_s is not None:
             self._sent_finished += 1
 
-    def on_reply(self, env: Envelope, now: float) -> tuple[RequestRecord, Placement] | None:
-        """Apply one decoded reply; returns a placement the sender must act on, else None."""
+    def on_reply(self, env: Envelope, now: float, source: str = "") -> tuple[RequestRecord, Placement] | None:
+        """Apply one decoded reply that came from endpoint `source`; returns a placement the
+        sender must act on, else None."""
         body = env.body
         if not isinstance(body, Placement | FirstToken | Done | Error):
             self.ignored["unexpected"] += 1
@@ -179,24 +239,46 @@ class Recorder:
             self.ignored["late"] += 1
             return None
         if isinstance(body, Placement):
-            return self._placement(rec, body, now)
+            return self._placement(rec, body, now, env.sender, source)
         if isinstance(body, FirstToken):
             self._first_token(rec, body, now)
         elif isinstance(body, Done):
             self._done(rec, body, now)
+        elif body.code in REROUTE and self._mode == "centralized":
+            self._refused(rec, body, now, source)
         elif not (body.code in RETRYABLE and self._retry(rec, body.node or rec.node)):
             rec.node = body.node or rec.node
             self.finish(rec, ERROR, now, body.code or "error", body.message)
         return None
 
-    def _placement(self, rec: RequestRecord, body: Placement,
-                   now: float) -> tuple[RequestRecord, Placement] | None:
+    def _refused(self, rec: RequestRecord, body: Error, now: float, source: str) -> None:
+        """not_active from a coordinator, or stale_epoch from a node: ask the active coordinator."""
+        by_node = body.code == "stale_epoch"
+        if by_node and source != rec.node_endpoint:
+            self.ignored["late"] += 1  # an older attempt's node: the current one decides
+            return
+        if self.coordinators is not None:
+            self.coordinators.refused(rec.placed_via if by_node else source, now)
+        if not self._reroute(rec, now, 0.0 if by_node else REROUTE_BACKOFF_S):
+            rec.node = body.node or rec.node
+            self.finish(rec, ERROR, now, body.code, body.message)
+
+    def _placement(self, rec: RequestRecord, body: Placement, now: float, sender: str,
+                   source: str) -> tuple[RequestRecord, Placement] | None:
         if self._mode != "centralized":
             self.ignored["unexpected"] += 1
             return None
-        if rec.placed_s is not None:
-            self.ignored["duplicate"] += 1
+        if rec.placed_s is not None or (rec.asked and source and source != rec.asked):
+            self.ignored["duplicate"] += 1  # or an answer to an earlier ask we have given up on
             return None
+        if self.coordinators is not None and not self.coordinators.placed(source, body.epoch):
+            self.ignored["stale"] += 1
+            self.coordinators.refused(source, now)
+            if not self._reroute(rec, now, 0.0):
+                self.finish(rec, ERROR, now, "stale_epoch", f"placed by a deposed coordinator (epoch {body.epoch})")
+            return None
+        rec.placement_deadline = math.inf
+        rec.coordinator, rec.epoch, rec.placed_via, rec.node_endpoint = sender, body.epoch, source, body.endpoint
         rec.placed_s, rec.node, rec.action = now, body.node, body.action
         rec.est_wait_s, rec.decision_s = body.est_wait_s, body.decision_s
         self._progress(rec, now)

@@ -25,6 +25,7 @@ REQUEST_COLUMNS = (
     "scheduled_s", "sent_s", "placed_s", "first_token_s", "done_s", "ttft_s", "latency_s",
     "node", "action", "hops", "tokens", "finish_reason", "status", "error", "error_detail",
     "est_wait_s", "decision_s", "server_timings", "attempts", "failed_nodes",
+    "coordinator", "epoch", "reroutes",
 )
 
 

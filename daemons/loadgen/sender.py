@@ -13,7 +13,8 @@ One thread owns every socket (ZeroMQ sockets are not thread-safe) and one `zmq.P
 4. handle replies, but stop draining as soon as the next send is due: sends come first.
 
 In centralized mode a Placement makes the sender send `Infer` to the node's endpoint on a
-DEALER made on first use; in gossip mode `Infer` goes straight to an entry peer. Every
+DEALER made on first use; in gossip mode `Infer` goes straight to an entry peer. With a
+standby coordinator, schedule requests follow the active one (coordinators.py). Every
 latency is measured from the scheduled time, on the monotonic clock.
 """
 
@@ -36,6 +37,7 @@ from daemons.bus import ConfigError, WireError, decode, encode, make_socket
 from daemons.bus.messages import Placement, Schedule
 from daemons.bus.security import CurveClient
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
+from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame
 from daemons.loadgen.recorder import ERROR, OK, TIMEOUT, Recorder, RequestRecord
 from daemons.loadgen.results import Progress, Results
@@ -65,6 +67,7 @@ class _Links:
         self._curve = curve  # with [security]: every link is a CURVE client
         self.poller = zmq.Poller()
         self._sockets: dict[str, Any] = {}
+        self._endpoints: dict[Any, str] = {}  # socket -> endpoint, to tell where a reply came from
         self._max = max_sockets
 
     def get(self, endpoint: str) -> Any:
@@ -84,8 +87,12 @@ class _Links:
             sock.close(linger=0)
             raise LinkError(f"cannot connect to {endpoint!r}: {exc}") from None
         self._sockets[endpoint] = sock
+        self._endpoints[sock] = endpoint
         self.poller.register(sock, zmq.POLLIN)
         return sock
+
+    def endpoint(self, sock: Any) -> str:
+        return self._endpoints.get(sock, "")
 
     def close(self) -> None:
         for sock in self._sockets.values():
@@ -105,7 +112,9 @@ class Sender:
         self._on_start = on_start
         self.cfg = config
         self.schedule = schedule
-        self.rec = Recorder(schedule, config.timeout_s, config.mode, config.retries, config.attempt_timeout_s)
+        coordinators = (CoordinatorSet(config.coordinators) if config.mode == "centralized" else None)
+        self.rec = Recorder(schedule, config.timeout_s, config.mode, config.retries, config.attempt_timeout_s,
+                            coordinators, config.coordinator_timeout_s, config.coordinator_retries)
         self._progress = progress
         self._stop = stop
         self._clock = clock
@@ -124,7 +133,7 @@ class Sender:
         """Send the whole schedule, wait for every outcome, close every socket."""
         restore_priority = _set_priority(self.cfg.nice)  # before the first socket starts the I/O thread
         try:
-            first_hops = [self.cfg.coordinator] if self.cfg.mode == "centralized" else list(self.cfg.entry)
+            first_hops = list(self.cfg.coordinators) if self.cfg.mode == "centralized" else list(self.cfg.entry)
             for endpoint in first_hops:
                 self._links.get(endpoint)
             self._window.fill(0, lambda: True)
@@ -155,6 +164,7 @@ class Sender:
                 return
             self.rec.expire(now)
             self.rec.check_attempts(now)
+            self.rec.check_placements(now)
             self._resend_due(now)
             if now >= next_tick:
                 self._report(now)
@@ -177,13 +187,17 @@ class Sender:
             i = self._next
             self._next += 1
             sock = self._first_hop(schedule[i].request_id)
-            self._send(sock, self._window.take(i), records[i], now, first=True)
+            self._send(sock, self._window.take(i), records[i], now, first=True, to=self._coordinator())
             now = self.now()
         return now
 
+    def _coordinator(self) -> str:
+        """The coordinator endpoint schedule requests go to now ("" in gossip mode)."""
+        return self.rec.coordinators.active if self.rec.coordinators is not None else ""
+
     def _first_hop(self, request_id: str) -> Any:
         if self.cfg.mode == "centralized":
-            return self._links.get(self.cfg.coordinator)
+            return self._links.get(self._coordinator())
         # The entry peer is a function of the request alone, so every run picks the same one,
         # skipping peers that recently failed an attempt (a dead entry would stall every
         # request it is picked for until its attempt timer fires).
@@ -196,9 +210,9 @@ class Sender:
                 return self._links.get(endpoint)
         return self._links.get(entry[start % len(entry)])
 
-    def _send(self, sock: Any, frame: bytes, rec: RequestRecord, now: float, first: bool) -> None:
+    def _send(self, sock: Any, frame: bytes, rec: RequestRecord, now: float, first: bool, to: str = "") -> None:
         if first:
-            self.rec.on_sent(rec, now)
+            self.rec.on_sent(rec, now, to)
         try:
             sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
@@ -225,9 +239,9 @@ class Sender:
                 parts = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._on_reply(parts, now)
+            self._on_reply(parts, now, self._links.endpoint(sock))
 
-    def _on_reply(self, parts: list[bytes], now: float) -> None:
+    def _on_reply(self, parts: list[bytes], now: float, source: str = "") -> None:
         if len(parts) != 1:
             self._malformed(f"{len(parts)} frames where one was expected")
             return
@@ -236,7 +250,7 @@ class Sender:
         except WireError as exc:
             self._malformed(str(exc))
             return
-        action = self.rec.on_reply(env, now)
+        action = self.rec.on_reply(env, now, source)
         if action is not None:
             self._forward(*action, now)
         self._resend_due(now)
@@ -253,15 +267,16 @@ class Sender:
                 # The coordinator places it again, on none of the nodes that failed it.
                 msg = Schedule(rec.request_id, rec.model, rec.prompt_tokens, rec.max_new_tokens,
                                self.cfg.priority, list(rec.failed_nodes))
-                sock, frame = self._links.get(self.cfg.coordinator), encode(msg, self.cfg.name,
-                                                                             msg_id=rec.request_id)
+                to = self._coordinator()
+                sock, frame = self._links.get(to), encode(msg, self.cfg.name, msg_id=rec.request_id)
             else:
                 # The next entry peer after the one the last attempt went to; avoid that one.
                 entry = self.cfg.entry
                 at = (zlib.crc32(rec.request_id.encode()) + rec.attempts) % len(entry)
                 self._avoid[entry[(at - 1) % len(entry)]] = now + AVOID_ENTRY_S
                 sock, frame = self._links.get(entry[at]), infer_frame(rec, self.cfg.name, action="")
-            self.rec.on_resent(rec, now)
+                to = ""
+            self.rec.on_resent(rec, now, to)
             self._send(sock, frame, rec, now, first=False)
 
     def _forward(self, rec: RequestRecord, placement: Placement, now: float) -> None:
@@ -271,7 +286,8 @@ class Sender:
         except LinkError as exc:
             self.rec.finish(rec, ERROR, now, "bad_placement", str(exc))
             return
-        self._send(sock, infer_frame(rec, self.cfg.name, placement.action), rec, now, first=False)
+        frame = infer_frame(rec, self.cfg.name, placement.action, placement.epoch)
+        self._send(sock, frame, rec, now, first=False)
 
     def _malformed(self, why: str) -> None:
         self.rec.ignored["malformed"] += 1

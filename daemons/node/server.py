@@ -4,6 +4,11 @@
                                    --> Backend.stream (TGI protocol, huggingface_hub)
                 <--FirstToken, Done | Error--
     PUB --NodeState--> coordinator / collectors, every `publish_interval_s` and on change
+
+Coordinator failover: a placement carries its coordinator's epoch (`Infer.epoch`); the node
+keeps the newest epoch it has seen (from placements and `EpochNotice`) and refuses older
+ones with `stale_epoch`, so a deposed coordinator's decisions never run. A `WitnessQuery`
+makes the node probe the named coordinator and vote whether it is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from daemons.bus import encode, make_socket, parse_frame, sdnotify, split_router
 from daemons.bus.errors import ConfigError
 from daemons.bus.messages import (
     Done,
+    EpochNotice,
     Error,
     FirstToken,
     GpuState,
@@ -34,6 +40,8 @@ from daemons.bus.messages import (
     ProbeReply,
     StatusReply,
     StatusRequest,
+    WitnessQuery,
+    WitnessVote,
 )
 from daemons.bus.schema import to_dict
 from daemons.bus.security import Security, SecurityConfig, stop_zap
@@ -49,6 +57,8 @@ log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
 MAX_PLACEMENTS = 3  # gossip mode: nodes tried for one request before giving up
 MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publications a second
+MAX_WITNESS_PROBES = 4  # concurrent witness probes; a flood of queries gets "busy" votes
+WITNESS_PROBE_MAX_S = 5.0
 
 
 class NodeServer:
@@ -72,6 +82,8 @@ class NodeServer:
         self._status = ""
         self._slot_freed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self.epoch = 0  # the newest coordinator epoch seen; placements of older ones are refused
+        self._witness_probes = 0
         self.peering = (Peering(config, self.ctx, self._send_raw, self._place_again, self.security)
                         if config.scheduler == "gossip" else None)
 
@@ -140,6 +152,10 @@ class NodeServer:
                 self._spawn(self._answer_probe(identity, env.body))
             elif isinstance(env.body, StatusRequest):
                 await self._reply(identity, self._status_reply(), env.id)
+            elif isinstance(env.body, WitnessQuery):
+                self._spawn(self._witness(identity, env.body, env.id))
+            elif isinstance(env.body, EpochNotice):
+                self._learn_epoch(env.body.epoch, f"notice from {env.body.coordinator}")
             else:
                 log.warning("dropped %s message: a node does not take them", env.type)
 
@@ -154,12 +170,50 @@ class NodeServer:
                         extra={"SCHEDCTL_REQUEST_ID": rid})
             self._spawn(self._replay(identity, done))
             return
+        if request.epoch and request.epoch < self.epoch:
+            why = f"placed in epoch {request.epoch}, but epoch {self.epoch} has begun: ask the active coordinator"
+            self._spawn(self._reply(identity, Error(rid, "stale_epoch", why, self.config.name), rid))
+            return
+        self._learn_epoch(request.epoch, f"placement {rid}")
         placing = self.peering is not None and not request.action and request.hops < self.config.max_hops
         work = self._place(identity, request) if placing else self._serve_request(identity, request)
         task = asyncio.create_task(work)
         self.active[request.request_id] = task
         self._changed.set()
         task.add_done_callback(lambda _: self._finished(request.request_id))
+
+    def _learn_epoch(self, epoch: int, source: str) -> None:
+        if epoch > self.epoch:
+            log.info("coordinator epoch %d (was %d) from %s", epoch, self.epoch, source)
+            self.epoch = epoch
+
+    async def _witness(self, identity: bytes, query: WitnessQuery, msg_id: str) -> None:
+        """Vote on a takeover: granted when the coordinator named in `query.peer` is silent to us too."""
+        if self._witness_probes >= MAX_WITNESS_PROBES or not query.peer.startswith(("tcp://", "ipc://")):
+            granted, reason = False, "busy" if query.peer.startswith(("tcp://", "ipc://")) else "bad endpoint"
+        else:
+            self._witness_probes += 1
+            try:
+                granted, reason = await self._probe(query.peer, min(max(query.probe_s, 0.05), WITNESS_PROBE_MAX_S))
+            finally:
+                self._witness_probes -= 1
+        log.info("witness vote for %s taking epoch %d: %s (%s)", query.candidate, query.epoch,
+                 "granted" if granted else "denied", reason)
+        await self._reply(identity, WitnessVote(self.config.name, self.epoch, granted, reason), msg_id)
+
+    async def _probe(self, endpoint: str, timeout_s: float) -> tuple[bool, str]:
+        """(granted, why): ask `endpoint` for its status; granted if it stays silent."""
+        sock = make_socket(self.ctx, zmq.DEALER, curve=self.security.client)
+        try:
+            sock.connect(endpoint)
+            await sock.send(encode(StatusRequest(), self.config.name))
+            if await sock.poll(int(timeout_s * 1000)):
+                return False, f"{endpoint} answered"
+            return True, f"{endpoint} silent for {timeout_s:g} s"
+        except zmq.ZMQError as exc:
+            return True, f"{endpoint}: {exc.strerror}"
+        finally:
+            sock.close(0)
 
     async def _replay(self, identity: bytes, done: Done) -> None:
         await self._reply(identity, FirstToken(done.request_id, self.config.name), done.request_id)
@@ -223,9 +277,10 @@ class NodeServer:
             log.warning("could not relay an answer: %s", exc.strerror)
 
     def _status_reply(self) -> StatusReply:
+        info = {"epoch": self.epoch}
         if self.peering is not None:
-            return StatusReply("gossip-peer", self.peering.status_rows())
-        return StatusReply("node", [to_dict(self.snapshot())])
+            return StatusReply("gossip-peer", self.peering.status_rows(), info)
+        return StatusReply("node", [to_dict(self.snapshot())], info)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

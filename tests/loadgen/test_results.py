@@ -32,7 +32,7 @@ def test_outcome_is_decided_once_and_later_replies_only_counted() -> None:
     rec.on_reply(env(Done("r9", "n", 4, "length")), 0.10)
     rec.on_reply(env(StatusRequest()), 0.10)
     assert (r0.status, r0.ttft_s, r0.latency_s, r0.send_lag_s) == ("ok", 0.05, 0.09, 0.01)
-    assert dict(rec.ignored) == {"late": 1, "duplicate": 1, "unknown": 1, "unexpected": 1, "malformed": 0}
+    assert dict(rec.ignored) == {"late": 1, "duplicate": 1, "unknown": 1, "unexpected": 1, "malformed": 0, "stale": 0}
 
 
 def test_expiry_follows_schedule_order_and_skips_finished() -> None:

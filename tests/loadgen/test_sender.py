@@ -109,7 +109,7 @@ def test_every_request_gets_exactly_one_outcome_whatever_the_cluster_does() -> N
     }
     # A duplicated placement sends the request to the node once, not twice.
     assert infers == 3 * (len(KINDS) - 3)
-    assert results.ignored == {"late": 3, "duplicate": 6, "unknown": 3, "unexpected": 0, "malformed": 6}
+    assert results.ignored == {"late": 3, "duplicate": 6, "unknown": 3, "unexpected": 0, "malformed": 6, "stale": 0}
     recs = {r.request_id: r for r in results.records}
     never, never_done = recs["r000003"], recs["r000004"]
     assert never.error_detail == "no placement within 0.5 s" and never.placed_s is None

@@ -1,0 +1,147 @@
+"""Coordinator failover: Binary Star with witnesses and epochs, as a pure state machine.
+
+Two coordinators, a primary and a backup, publish a `CoordinatorState` heartbeat to each
+other (ZeroMQ guide ch. 4; REFERENCE.md §6.4, §7.2). Exactly one is ACTIVE and answers
+`Schedule`; the other is PASSIVE and refuses with `not_active`, which sends the load
+generator to its peer. States and what moves them:
+
+    PRIMARY, BACKUP   just started, undecided; refuse requests
+    PRIMARY  + peer backup/passive   -> ACTIVE            (the normal start)
+    any      + peer active           -> PASSIVE           (an active peer with a newer epoch
+                                                           deposes an active one)
+    PASSIVE  + peer primary/backup   -> ACTIVE            (the peer restarted and is not serving)
+    PASSIVE  + peer passive          -> the primary goes ACTIVE (nobody serves: break the tie)
+    not ACTIVE + a client request while the peer has been silent for `failover_after_s`
+                                     -> a witness vote; a majority of live nodes that cannot
+                                        reach the peer either -> ACTIVE
+
+The client request is Binary Star's guard against split brain (a passive coordinator that
+merely lost its link to the peer has no reason to act while nobody asks it); the witness
+vote is ours on top of it: the nodes say whether the peer is really gone or only cut off
+from us. Every activation takes a new **epoch**, persisted (fsync) before the first answer
+and carried by every placement; nodes refuse placements of an epoch older than the newest
+they know, so a deposed coordinator that wakes up (SIGCONT, a healed partition) cannot
+place anything. Primaries take odd epochs and backups even ones, so two coordinators can
+never hold the same epoch, whatever they know of each other. Fail-back is manual.
+
+Times are the caller's monotonic clock; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+ROLES = ("primary", "backup")
+
+
+class State(enum.StrEnum):
+    PRIMARY = "primary"
+    BACKUP = "backup"
+    ACTIVE = "active"
+    PASSIVE = "passive"
+
+
+class Answer(enum.StrEnum):
+    ACCEPT = "accept"  # place the request
+    REFUSE = "refuse"  # not_active: the peer serves, or may
+    VOTE = "vote"  # refuse this one, and ask the witnesses whether to take over
+
+
+def next_epoch(role: str, seen: int) -> int:
+    """The smallest epoch above `seen` of this role's parity (primary odd, backup even)."""
+    candidate = seen + 1
+    return candidate if candidate % 2 == (1 if role == "primary" else 0) else candidate + 1
+
+
+@dataclass
+class BinaryStar:
+    role: str  # primary | backup
+    failover_after_s: float
+    epoch: int  # the newest epoch this coordinator has taken or seen (persisted across restarts)
+    started_at: float
+    state: State = field(init=False)
+    peer_state: str = ""  # the peer's last heartbeat said this; "" if never heard
+    peer_heard_at: float | None = None
+    serving_epoch: int = field(default=0, init=False)  # the epoch of our latest activation
+    reason: str = ""  # why the last transition happened, for the events log
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role {self.role!r}: expected one of {ROLES}")
+        self.state = State(self.role)
+
+    @property
+    def active(self) -> bool:
+        return self.state is State.ACTIVE
+
+    def peer_silent(self, now: float) -> bool:
+        """Not heard for failover_after_s (since our own start if never heard)."""
+        last = self.started_at if self.peer_heard_at is None else self.peer_heard_at
+        return now - last >= self.failover_after_s
+
+    def on_peer(self, state: str, epoch: int, now: float) -> State | None:
+        """A heartbeat from the peer; returns the new state if this one changed."""
+        self.peer_state, self.peer_heard_at = state, now
+        self.epoch = max(self.epoch, epoch)
+        before = self.state
+        if state == State.ACTIVE and (self.state is not State.ACTIVE or epoch > self.serving_epoch):
+            self._become(State.PASSIVE, f"peer active in epoch {epoch}")
+        elif self.state is State.PRIMARY and state in (State.BACKUP, State.PASSIVE):
+            self._take_over(f"peer is {state}")
+        elif self.state is State.PASSIVE and state in (State.PRIMARY, State.BACKUP):
+            self._take_over(f"peer restarted ({state})")
+        elif self.state is State.PASSIVE and state == State.PASSIVE and self.role == "primary":
+            self._take_over("both passive: the primary serves")
+        return self.state if self.state is not before else None
+
+    def on_request(self, now: float) -> Answer:
+        """A client asks for a placement: may we answer it?"""
+        if self.state is State.ACTIVE:
+            return Answer.ACCEPT
+        return Answer.VOTE if self.peer_silent(now) else Answer.REFUSE
+
+    def on_vote(self, granted: bool, witness_epoch: int, now: float, detail: str) -> State | None:
+        """The witnesses answered; take over if they granted it and the peer is still silent."""
+        self.epoch = max(self.epoch, witness_epoch)
+        if self.state is State.ACTIVE or not granted or not self.peer_silent(now):
+            return None
+        self._take_over(f"peer silent, witnesses: {detail}")
+        return self.state
+
+    # ----- internals -----------------------------------------------------------------
+    def _take_over(self, why: str) -> None:
+        self.epoch = self.serving_epoch = next_epoch(self.role, self.epoch)
+        self._become(State.ACTIVE, why)
+
+    def _become(self, state: State, why: str) -> None:
+        self.state, self.reason = state, why
+
+
+@dataclass
+class VoteRound:
+    """One witness vote: do a majority of the live nodes also fail to reach the peer?"""
+
+    expected: frozenset[str]  # the nodes asked (those alive in our view)
+    deadline: float
+    granted: set[str] = field(default_factory=set)
+    denied: set[str] = field(default_factory=set)
+    epoch: int = 0  # the newest epoch any witness knows
+
+    def add(self, node: str, granted: bool, epoch: int) -> None:
+        if node not in self.expected or node in self.granted | self.denied:
+            return  # not asked, or a repeated answer: one vote per node
+        (self.granted if granted else self.denied).add(node)
+        self.epoch = max(self.epoch, epoch)
+
+    def outcome(self, now: float) -> bool | None:
+        """True/False once decided (a majority either way, or the deadline); None while open."""
+        need = len(self.expected) // 2 + 1
+        if len(self.granted) >= need:
+            return True
+        if len(self.expected) - len(self.denied) < need or now >= self.deadline:
+            return False
+        return None
+
+    def detail(self) -> str:
+        return f"{len(self.granted)} of {len(self.expected)} cannot reach it, {len(self.denied)} can"
