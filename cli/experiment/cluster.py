@@ -49,23 +49,20 @@ class LocalCluster:
     node_endpoints: dict[str, str] = field(default_factory=dict)
     coordinator: str = ""
     coordinator_events: str = ""
+    standby: str = ""  # the standby coordinator's request endpoint (--standby-coordinator)
+    standby_events: str = ""
     gossip_addresses: dict[str, str] = field(default_factory=dict)
     _args: dict[str, list[str]] = field(default_factory=dict)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        state_bind = ""
-        if self.scheduler == "centralized":
-            self.coordinator, state_bind, self.coordinator_events = (free_endpoint() for _ in range(3))
-            self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator,
-                                        "--state-bind", state_bind, "--events-bind", self.coordinator_events,
-                                        "--policy", self.spec.policy])
+        state_binds = self._start_coordinators() if self.scheduler == "centralized" else []
         names = self.spec.node_names()
         self.gossip_addresses = {name: free_endpoint() for name, _ in names}
         for name, group in names:
             bind = free_endpoint()
             self.node_endpoints[name] = bind
-            publish = [a for a in (state_bind, self.collector_address) if a]
+            publish = [*state_binds, self.collector_address]
             config = write_node_config(
                 self.workdir / f"{name}.toml", name=name, bind=bind, publish_to=publish,
                 gpu_backend="emulated", gpu=group.gpu, checkpoint_tier=group.checkpoint_tier,
@@ -73,6 +70,27 @@ class LocalCluster:
                 scheduler=self.scheduler, **self._gossip_settings(name))
             self._spawn(name, ["start", "node", "--config", str(config)])
         self._wait_ready()
+
+    def _start_coordinators(self) -> list[str]:
+        """The coordinator, and with --standby-coordinator its backup (failover.py); their state addresses."""
+        self.coordinator, state_bind, self.coordinator_events = (free_endpoint() for _ in range(3))
+        common = ["--policy", self.spec.policy]
+        if not self.spec.standby_coordinator:
+            self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
+                                        "--events-bind", self.coordinator_events, *common])
+            return [state_bind]
+        self.standby, standby_state, self.standby_events = (free_endpoint() for _ in range(3))
+        common += ["--failover-after", f"{self.spec.failover_after_s:g}"]
+        pair = (("coordinator", "primary", self.coordinator, state_bind, self.coordinator_events,
+                 self.standby, self.standby_events),
+                ("standby", "backup", self.standby, standby_state, self.standby_events,
+                 self.coordinator, self.coordinator_events))
+        for name, role, bind, state, events, peer, peer_events in pair:
+            self._spawn(name, ["start", "coordinator", "--name", name, "--role", role, "--bind", bind,
+                               "--state-bind", state, "--events-bind", events, "--peer", peer,
+                               "--peer-events", peer_events, "--epoch-file", str(self.workdir / f"{name}.epoch"),
+                               *common])
+        return [state_bind, standby_state]
 
     def _gossip_settings(self, name: str) -> dict[str, object]:
         if self.scheduler != "gossip":
@@ -104,6 +122,8 @@ class LocalCluster:
         endpoints = dict(self.node_endpoints)
         if self.coordinator:
             endpoints["coordinator"] = self.coordinator
+        if self.standby:
+            endpoints["standby"] = self.standby
         return endpoints
 
     def _answers(self, client: Client, name: str, deadline: float) -> bool:
@@ -114,9 +134,11 @@ class LocalCluster:
             reply = client.status(0.5)
         except TimeoutError:
             return False
-        # The coordinator is ready once it has heard from every node, a gossip peer once
-        # it knows every peer's record.
-        if name == "coordinator" or reply.role == "gossip-peer":
+        # The coordinator is ready once it has heard from every node (and, in a failover
+        # pair, the primary once it is active), a gossip peer once it knows every peer's record.
+        if name == "coordinator" and self.standby and reply.info.get("state") != "active":
+            return False
+        if reply.role in ("coordinator", "gossip-peer"):
             return sum(1 for n in reply.nodes if n.get("alive") and n.get("endpoint")) >= len(self.node_endpoints)
         return True
 

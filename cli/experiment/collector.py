@@ -6,8 +6,10 @@ records the coordinator's `ClusterEvent`s into events.csv rows. It is also a fai
 detector of its own, the same in both modes: a node whose NodeState stream stops for
 SILENT_AFTER_S gets a `silent` event, and `heard_again` when it resumes (a new boot
 generation says `restarted` in detail). Checked each second, so a silence is noticed
-within SILENT_AFTER_S + 1 s + the node's publish interval (1 s) of the node's last word. It runs in a thread with
-its own sockets, so it never competes with the load generator's sends. Rows carry Unix
+within SILENT_AFTER_S + 1 s + the node's publish interval (1 s) of the node's last word.
+Coordinators beat once a second on their events PUB (`CoordinatorState`); one silent for
+COORDINATOR_SILENT_S gets `coordinator_silent`, and `coordinator_heard_again` when it beats
+again. It runs in a thread with its own sockets, so it never competes with the load generator's sends. Rows carry Unix
 time until `write()` makes them relative to the load generator's t = 0.
 """
 
@@ -25,7 +27,7 @@ import zmq
 from daemons.bus import make_socket, parse_frame
 from daemons.bus.client import Client
 from daemons.bus.errors import SchemaError, WireError
-from daemons.bus.messages import ClusterEvent, NodeState, StatusReply
+from daemons.bus.messages import ClusterEvent, CoordinatorState, NodeState, StatusReply
 from daemons.bus.schema import from_dict
 from daemons.bus.security import CurveClient
 
@@ -33,6 +35,7 @@ NODE_COLUMNS = ["t_s", "node", "memory_used", "memory_total", "memory_utilizatio
                 "in_flight", "loaded_models", "alive"]
 EVENT_COLUMNS = ["t_s", "kind", "target", "detail"]
 SILENT_AFTER_S = 3.0  # a node not heard for this long is sampled as not alive
+COORDINATOR_SILENT_S = 2.5  # two and a half missed coordinator heartbeats (1 s apart)
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Collector:
     _thread: threading.Thread | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _silent: set[str] = field(default_factory=set)
+    _coordinators: dict[str, float] = field(default_factory=dict)  # name -> last heartbeat (monotonic)
+    _silent_coordinators: set[str] = field(default_factory=set)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
@@ -112,9 +117,20 @@ class Collector:
             self._latest[name] = (now, env.body)
         elif isinstance(env.body, ClusterEvent):
             self.event(env.body.kind, env.body.node, env.body.detail)
+        elif isinstance(env.body, CoordinatorState):
+            name, now = env.body.name, time.monotonic()
+            if name in self._silent_coordinators:
+                self._silent_coordinators.discard(name)
+                self.event("coordinator_heard_again", name,
+                           f"after {now - self._coordinators[name]:.1f} s;{env.body.state};epoch={env.body.epoch}")
+            self._coordinators[name] = now
 
     def _sample(self) -> None:
         now = time.monotonic()
+        for name, heard in self._coordinators.items():
+            if now - heard >= COORDINATOR_SILENT_S and name not in self._silent_coordinators:
+                self._silent_coordinators.add(name)
+                self.event("coordinator_silent", name, f"no heartbeat for {now - heard:.1f} s")
         for name, (heard, state) in sorted(self._latest.items()):
             used = sum(g.memory_used for g in state.gpus)
             total = sum(g.memory_total for g in state.gpus)

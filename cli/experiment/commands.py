@@ -44,6 +44,9 @@ def run_command(
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", help="AT:KIND:TARGET[:DURATION], repeatable: kind kill|stop|pause|restart, target "
                         "coordinator|node-K|random-node, AT seconds after t = 0 (replaces the file's faults).")] = None,
+    standby_coordinator: Annotated[bool, typer.Option(
+        "--standby-coordinator", help="Centralized: run a standby coordinator that takes over when the "
+                                      "primary dies (Binary Star with the nodes as witnesses).")] = False,
 ) -> None:
     """Run a workload through a local cluster of emulated GPU nodes and report.
 
@@ -62,11 +65,13 @@ def run_command(
         schedctl experiment run --cluster ansible/.keys/prod/cluster.toml --duration 300
 
         schedctl experiment run --duration 20 --rps 2 --fault 5:kill:node-1 --fault 8:pause:node-0:6
+
+        schedctl experiment run --scheduler centralized --standby-coordinator --fault 30:kill:coordinator
     """
     base = _base_spec(config, from_manifest)
     spec = _with_flags(base, duration=duration, rps=rps, cv=cv, name=name, nodes=nodes, policy=policy,
                        seed=seed, scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
-                       results_dir=results_dir, faults=fault,
+                       results_dir=results_dir, faults=fault, standby_coordinator=standby_coordinator or None,
                        cluster_file=str(cluster) if cluster is not None else None)
     _run(spec)
 
@@ -103,7 +108,7 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
                                   ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
-    for key in ("name", "policy", "results_dir", "cluster_file"):
+    for key in ("name", "policy", "results_dir", "cluster_file", "standby_coordinator"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

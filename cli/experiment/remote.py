@@ -2,6 +2,7 @@
 
     [cluster]      name, scheduler = "centralized" | "gossip"
     [coordinator]  endpoint, events_endpoint          (centralized)
+    [standby]      endpoint, events_endpoint          (optional: its failover partner)
     [[nodes]]      name, endpoint                     (one per GPU node)
     [security]     curve_dir, server_key, client_key, allowed_keys_dir   (CURVE, optional)
 
@@ -34,6 +35,8 @@ class RemoteCluster:
     coordinator_events: str = ""
     node_endpoints: dict[str, str] = field(default_factory=dict)
     curve: CurveClient | None = None
+    standby: str = ""
+    standby_events: str = ""
 
     @classmethod
     def load(cls, path: Path) -> RemoteCluster:
@@ -45,9 +48,11 @@ class RemoteCluster:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"cluster file {path} is not valid TOML ({exc})") from None
         nodes = {str(n.get("name")): str(n.get("endpoint")) for n in data.get("nodes", []) if isinstance(n, dict)}
+        standby = data.get("standby", {})
         cluster = cls(path, str(data.get("cluster", {}).get("scheduler", "centralized")),
                       str(data.get("coordinator", {}).get("endpoint", "")),
-                      str(data.get("coordinator", {}).get("events_endpoint", "")), nodes, _curve(data, path))
+                      str(data.get("coordinator", {}).get("events_endpoint", "")), nodes, _curve(data, path),
+                      str(standby.get("endpoint", "")), str(standby.get("events_endpoint", "")))
         cluster._check()
         return cluster
 
@@ -60,6 +65,8 @@ class RemoteCluster:
     def start(self) -> None:
         """Check that the deployed daemons answer; nothing is started."""
         targets = {"coordinator": self.coordinator} if self.scheduler == "centralized" else {}
+        if self.standby:
+            targets["standby"] = self.standby
         targets.update(self.node_endpoints)
         for name, endpoint in targets.items():
             with Client(endpoint, curve=self.curve) as client:

@@ -78,11 +78,10 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     start_time = datetime.now(UTC)
     injector: Injector | None = None
     try:
-        say(f"[{scheduler}] starting {spec.node_count} nodes" +
-            (" and the coordinator" if scheduler == "centralized" else ""))
+        coordinators = " and the coordinators" if spec.standby_coordinator else " and the coordinator"
+        say(f"[{scheduler}] starting {spec.node_count} nodes" + (coordinators if scheduler == "centralized" else ""))
         cluster.start()
-        if cluster.coordinator_events:
-            collector.events_from.append(cluster.coordinator_events)
+        collector.events_from += [e for e in (cluster.coordinator_events, cluster.standby_events) if e]
         # Started once the coordinator's events address is known: the collector's thread
         # owns its socket and connects only at start. The nodes' PUBs reconnect to it.
         collector.start()
@@ -110,7 +109,8 @@ def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster 
     common: dict[str, Any] = {"timeout_s": spec.timeout_s, "name": f"loadgen-{spec.name}",
                               "retries": spec.retries, "attempt_timeout_s": spec.attempt_timeout_s}
     if scheduler == "centralized":
-        return LoadgenConfig(mode="centralized", coordinator=cluster.coordinator, **common)
+        return LoadgenConfig(mode="centralized", coordinator=cluster.coordinator,
+                             standby=cluster.standby, **common)
     return LoadgenConfig(mode="gossip", entry=tuple(cluster.node_endpoints.values()), **common)
 
 

@@ -12,6 +12,8 @@ An experiment file is TOML:
     faults = ["5:kill:node-1"]      # AT:KIND:TARGET[:DURATION], see cli/experiment/faults.py
     retries = 2                     # resends of a request whose node failed it (same request id)
     attempt_timeout_s = 10          # an attempt silent this long is resent elsewhere (0 = never)
+    standby_coordinator = false     # centralized: a backup coordinator takes over if the primary dies
+    failover_after_s = 5            # its patience: primary silence before it asks the nodes to take over
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -104,6 +106,8 @@ class ExperimentSpec:
     # Longer than any healthy wait between replies (a cold start, a queue), shorter than timeout_s.
     attempt_timeout_s: float = 10.0
     cluster_file: str = ""  # a deployed cluster (written by deploy.yml) instead of a local one
+    standby_coordinator: bool = False  # centralized: a Binary Star backup (daemons/coordinator/failover.py)
+    failover_after_s: float = 5.0
 
     def __post_init__(self) -> None:
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
@@ -113,11 +117,19 @@ class ExperimentSpec:
             raise ConfigError(f"experiment name {self.name!r} must be non-empty, without spaces or '/'")
         if self.timeout_s <= 0:
             raise ConfigError("timeout_s must be > 0")
+        if self.standby_coordinator and "centralized" not in self.schedulers:
+            raise ConfigError("--standby-coordinator backs up the centralized coordinator: add "
+                              "--scheduler centralized (or both), or drop it")
+        if not self.failover_after_s >= 2.0:
+            raise ConfigError(f"failover_after_s {self.failover_after_s} must be >= 2 (two coordinator heartbeats)")
         get_policy(self.policy)  # an unknown name fails here, before any process starts
         get_peer_policy(self.gossip_policy)
         if self.cluster_file:
             if self.faults:
                 raise ConfigError("faults need process control: drop --fault or run without --cluster")
+            if self.standby_coordinator:
+                raise ConfigError("--standby-coordinator starts a local standby: a deployed cluster's standby is "
+                                  "deployed with it (ansible); drop the flag with --cluster")
             return  # the deployed nodes' catalogs are checked by the cluster itself
         self._check_models()
         check_targets(self.fault_plan, self.node_count, self.schedulers)
@@ -148,7 +160,8 @@ class ExperimentSpec:
                            "timeout_s": self.timeout_s, "faults": list(self.faults),
                            "retries": self.retries, "attempt_timeout_s": self.attempt_timeout_s,
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo),
-                           "cluster_file": self.cluster_file},
+                           "cluster_file": self.cluster_file, "standby_coordinator": self.standby_coordinator,
+                           "failover_after_s": self.failover_after_s},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],
         }
