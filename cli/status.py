@@ -57,6 +57,11 @@ def render(reply: StatusReply) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
     alive = sum(1 for row in reply.nodes if row.get("alive", True))
     lines.append(f"{len(reply.nodes)} node(s), {alive} alive (as seen by the {reply.role})")
+    if reply.role == "coordinator" and reply.info.get("role", "standalone") != "standalone":
+        info = reply.info
+        lines.append(f"failover: {info.get('name')} is the {info.get('role')}, {info.get('state')} in epoch "
+                     f"{info.get('epoch')}; peer {info.get('peer')} {info.get('peer_state') or 'never heard'}"
+                     f" (heard {info.get('peer_heard_s_ago')} s ago)")
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -131,7 +136,8 @@ def status(
         raise ConfigError(f"no {role} answered at {endpoint} within {timeout:g}s: is it running? "
                           f"start it with `schedctl start {role}`")
     if as_json:
-        typer.echo(json.dumps({"role": reply.role, "nodes": reply.nodes}, indent=2, sort_keys=True))
+        typer.echo(json.dumps({"role": reply.role, "nodes": reply.nodes, "info": reply.info}, indent=2,
+                              sort_keys=True))
     elif not reply.nodes:
         typer.echo(f"the {reply.role} at {endpoint} knows no nodes yet: node agents publish their "
                    "state to its state address (--state-bind)")

@@ -30,3 +30,11 @@ def test_a_gossip_peer_view_shows_suspects_and_record_age() -> None:
 def test_missing_fields_are_dashes() -> None:
     (_, row, _) = render(StatusReply("coordinator", [{"node": "x"}])).splitlines()
     assert row.split() == ["x", "-", "-", "-", "-", "-", "-", "-"]
+
+
+def test_a_failover_coordinator_says_its_role_state_and_epoch() -> None:
+    info = {"name": "standby", "role": "backup", "state": "active", "epoch": 2, "peer": "tcp://10.0.0.5:5555",
+            "peer_state": "", "peer_heard_s_ago": None}
+    last = render(StatusReply("coordinator", [{"node": "x"}], info)).splitlines()[-1]
+    assert last.startswith("failover: standby is the backup, active in epoch 2; peer tcp://10.0.0.5:5555 never heard")
+    assert "failover" not in render(StatusReply("coordinator", [{"node": "x"}], {"role": "standalone"}))
