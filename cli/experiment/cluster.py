@@ -3,6 +3,11 @@
 Every process is started in this module and stopped in `stop()`, which also runs on
 Ctrl-C and on failure; backend instances die with their node (PR_SET_PDEATHSIG) and are
 swept once more here, so an experiment never leaves a process behind.
+
+With a `network` (cli/experiment/netns.py, for partition faults) each node runs in its own
+network namespace and listens on its own address there; the coordinator binds on the
+bridge's address in the root namespace, where the collector and the load generator are.
+`stop()` removes the network after the processes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from cli.experiment.netns import Network
 from cli.experiment.spec import ExperimentSpec
 from daemons.bus.client import Client, free_endpoint
 from daemons.bus.errors import SchedctlError
@@ -23,6 +29,8 @@ from daemons.node.config import write_node_config
 from daemons.node.instances import schedctl_command
 
 READY_TIMEOUT_S = 60.0
+# A node alone in its namespace owns every port of its address: the defaults of DESIGN.md.
+NODE_PORT, GOSSIP_PORT = 5560, 5561
 
 
 class ClusterError(SchedctlError):
@@ -53,14 +61,15 @@ class LocalCluster:
     standby_events: str = ""
     gossip_addresses: dict[str, str] = field(default_factory=dict)
     _args: dict[str, list[str]] = field(default_factory=dict)
+    network: Network | None = None  # the cluster owns it: stop() removes it
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         state_binds = self._start_coordinators() if self.scheduler == "centralized" else []
         names = self.spec.node_names()
-        self.gossip_addresses = {name: free_endpoint() for name, _ in names}
+        self.gossip_addresses = {name: self._endpoint(name, GOSSIP_PORT) for name, _ in names}
         for name, group in names:
-            bind = free_endpoint()
+            bind = self._endpoint(name, NODE_PORT)
             self.node_endpoints[name] = bind
             publish = [*state_binds, self.collector_address]
             config = write_node_config(
@@ -73,13 +82,13 @@ class LocalCluster:
 
     def _start_coordinators(self) -> list[str]:
         """The coordinator, and with --standby-coordinator its backup (failover.py); their state addresses."""
-        self.coordinator, state_bind, self.coordinator_events = (free_endpoint() for _ in range(3))
+        self.coordinator, state_bind, self.coordinator_events = (self._endpoint() for _ in range(3))
         common = ["--policy", self.spec.policy]
         if not self.spec.standby_coordinator:
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
                                         "--events-bind", self.coordinator_events, *common])
             return [state_bind]
-        self.standby, standby_state, self.standby_events = (free_endpoint() for _ in range(3))
+        self.standby, standby_state, self.standby_events = (self._endpoint() for _ in range(3))
         common += ["--failover-after", f"{self.spec.failover_after_s:g}"]
         pair = (("coordinator", "primary", self.coordinator, state_bind, self.coordinator_events,
                  self.standby, self.standby_events),
@@ -100,13 +109,26 @@ class LocalCluster:
         return {"gossip_bind": self.gossip_addresses[name], "seeds": [seed] if len(self.gossip_addresses) > 1 else [],
                 "gossip_policy": self.spec.gossip_policy, "gossip_preset": self.spec.gossip_preset}
 
+    def _endpoint(self, node: str = "", port: int = 0) -> str:
+        """An address for a daemon to bind: a free loopback port; with a network, a free port on the
+        bridge (root namespace), or `port` on `node`'s own address (nothing else listens there)."""
+        if self.network is None:
+            return free_endpoint()
+        return f"tcp://{self.network.address(node)}:{port}" if node else free_endpoint(self.network.host)
+
     def _spawn(self, name: str, args: list[str]) -> None:
         log_path = self.workdir / f"{name}.log"
         self._args[name] = args
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen([schedctl_command(), *args], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen([*self._spawn_prefix(name), schedctl_command(), *args], stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.daemons.append(Daemon(name, proc, log_path))
+
+    def _spawn_prefix(self, name: str) -> list[str]:
+        """`ip netns exec NS` for a node of a run with a network (it execs: proc.pid is the daemon's)."""
+        if self.network is None or name not in self.network.nodes:
+            return []
+        return self.network.exec_prefix(name)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -174,8 +196,27 @@ class LocalCluster:
         time.sleep(downtime_s)
         self._spawn(name, self._args[name])
 
+    def cut(self, name: str) -> None:
+        self._network().cut(name)
+
+    def heal(self, name: str) -> None:
+        self._network().heal(name)
+
+    def _network(self) -> Network:
+        if self.network is None:
+            raise ClusterError("this cluster runs on loopback and cannot be partitioned: the runner gives it "
+                               "a network (netns.Network) when the spec has a partition fault")
+        return self.network
+
     def stop(self) -> None:
-        """SIGTERM everything, wait, then SIGKILL whatever (or whoever's child) remains."""
+        """SIGTERM everything, wait, then SIGKILL whatever (or whoever's child) remains; then the network."""
+        try:
+            self._stop_processes()
+        finally:
+            if self.network is not None:
+                self.network.close()
+
+    def _stop_processes(self) -> None:
         procs = [d.proc for d in self.daemons]
         kids = [k for p in procs for k in _children(p.pid)]
         for p in procs:

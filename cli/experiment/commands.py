@@ -42,8 +42,9 @@ def run_command(
     cluster: Annotated[Path | None, typer.Option("--cluster", help="Drive a deployed cluster: the cluster file "
                                                  "ansible deploy.yml writes.")] = None,
     fault: Annotated[list[str] | None, typer.Option(
-        "--fault", help="AT:KIND:TARGET[:DURATION], repeatable: kind kill|stop|pause|restart, target "
-                        "coordinator|node-K|random-node, AT seconds after t = 0 (replaces the file's faults).")] = None,
+        "--fault", help="AT:KIND:TARGET[:DURATION], repeatable: kind kill|stop|pause|restart|partition, target "
+                        "coordinator|node-K|random-node, AT seconds after t = 0 (replaces the file's faults); "
+                        "pause and partition need DURATION, partition needs root (network namespaces).")] = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Seconds after its scheduled time before a request is recorded as a timeout "
                           "(default 120).", min=0.001)] = None,
@@ -68,6 +69,8 @@ def run_command(
         schedctl experiment run --cluster ansible/.keys/prod/cluster.toml --duration 300
 
         schedctl experiment run --duration 20 --rps 2 --fault 5:kill:node-1 --fault 8:pause:node-0:6
+
+        schedctl experiment run --duration 20 --rps 2 --fault 4:partition:node-1:5   (as root)
 
         schedctl experiment run --scheduler centralized --standby-coordinator --fault 30:kill:coordinator
     """

@@ -6,13 +6,18 @@ A fault is `AT:KIND:TARGET[:DURATION]`, e.g. `5:kill:node-1`, `4:pause:random-no
 - KIND: `kill` (SIGKILL: no goodbye), `stop` (SIGTERM: a graceful exit), `pause` (SIGSTOP
   for DURATION seconds, then SIGCONT: a hung process that comes back), `restart` (SIGTERM,
   wait for the exit, DURATION seconds of downtime (default 0), then the same command and
-  config again: a new generation);
+  config again: a new generation), `partition` (the node is cut off from everyone else for
+  DURATION seconds, then reconnected: a pulled cable, the process keeps running);
 - TARGET: `coordinator`, `node-K`, or `random-node` (picked with the workload seed, so a
-  repeated run breaks the same node).
+  repeated run breaks the same node); `partition` takes nodes only.
 
 A killed or stopped process stays down until the run ends, so its detection shows. Every
 fault is written to events.csv as kind `fault` with the target and `kind=...` in detail;
-`partition` is not available on the local cluster (it needs network namespaces).
+the end of a pause is `resumed`, the end of a partition `healed`.
+
+`partition` puts every node in a network namespace of its own (cli/experiment/netns.py), so
+it needs root and iproute2 and is checked before the run starts; without a partition fault
+the local cluster stays on loopback.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import Protocol
 
 from daemons.bus.errors import ConfigError
 
-KINDS = ("kill", "stop", "pause", "restart")
-FORMAT = "AT:KIND:TARGET[:DURATION] (e.g. 5:kill:node-1, 4:pause:random-node:6)"
+KINDS = ("kill", "stop", "pause", "restart", "partition")
+FORMAT = "AT:KIND:TARGET[:DURATION] (e.g. 5:kill:node-1, 4:pause:random-node:6, 4:partition:node-1:5)"
+TIMED = ("pause", "partition")  # a DURATION > 0 is required: the fault ends by itself
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,18 @@ def parse_fault(text: str) -> Fault:
     at, kind, target = parts[0], parts[1].strip().lower(), parts[2].strip()
     at_s = _seconds(at, "AT", text)
     duration_s = _seconds(parts[3], "DURATION", text) if len(parts) == 4 else 0.0
-    if kind == "partition":
-        raise ConfigError(f"fault {text!r}: partition needs network namespaces and is not available on "
-                          f"the local cluster; use one of {', '.join(KINDS)}")
     if kind not in KINDS:
         raise ConfigError(f"fault {text!r}: unknown kind {kind!r}; use one of {', '.join(KINDS)} in {FORMAT}")
     if not (target in ("coordinator", "random-node") or _node_index(target) is not None):
         raise ConfigError(f"fault {text!r}: target {target!r} must be coordinator, node-K or random-node")
-    if kind == "pause" and duration_s <= 0:
-        raise ConfigError(f"fault {text!r}: pause needs a DURATION > 0 in {FORMAT}")
+    if kind in TIMED and duration_s <= 0:
+        raise ConfigError(f"fault {text!r}: {kind} needs a DURATION > 0 in {FORMAT}")
+    if kind == "partition" and target == "coordinator":
+        # The coordinator runs in the root namespace beside the load generator and the collector
+        # (cli/experiment/netns.py): it has no link of its own to cut.
+        raise ConfigError(f"fault {text!r}: partition takes node-K or random-node, not the coordinator "
+                          "(it shares the root network namespace with the load generator, so it has no link "
+                          "of its own to cut); use kill, pause or restart on the coordinator")
     if kind in ("kill", "stop") and duration_s:
         raise ConfigError(f"fault {text!r}: {kind} takes no DURATION (the process stays down); "
                           "use restart:TARGET:DURATION to bring it back")
@@ -105,11 +114,18 @@ def _node_index(target: str) -> int | None:
     return int(index) if name == "node" and index.isdigit() else None
 
 
+def needs_netns(faults: tuple[Fault, ...]) -> bool:
+    """Whether the local cluster must put its nodes in network namespaces for these faults."""
+    return any(f.kind == "partition" for f in faults)
+
+
 class Target(Protocol):
     """What the injector needs from a cluster (LocalCluster)."""
 
     def signal(self, name: str, sig: int) -> None: ...
     def restart(self, name: str, downtime_s: float) -> None: ...
+    def cut(self, name: str) -> None: ...  # partition: no traffic to or from `name` ...
+    def heal(self, name: str) -> None: ...  # ... until this
 
 
 Record = Callable[[str, str, str], None]  # (kind, target, detail) into events.csv
@@ -135,7 +151,7 @@ class Injector:
         thread.start()
 
     def stop(self) -> None:
-        """No more faults; a pause in progress is ended now (SIGCONT) so teardown works."""
+        """No more faults; a pause or partition in progress is ended now (SIGCONT, heal) so teardown works."""
         self._stop.set()
         for thread in self._threads:
             thread.join(30)
@@ -144,8 +160,8 @@ class Injector:
         for fault in self.faults:
             if self._stop.wait(max(0.0, t0 + fault.at_s - time.monotonic())):
                 return
-            if fault.kind == "pause":
-                # Its own thread: the SIGCONT must not hold back the faults after it.
+            if fault.kind in TIMED:
+                # Its own thread: the SIGCONT or heal must not hold back the faults after it.
                 thread = threading.Thread(target=self._fire, args=(fault,), daemon=True)
                 self._threads.append(thread)
                 thread.start()
@@ -165,6 +181,11 @@ class Injector:
                 self._stop.wait(fault.duration_s)
                 self._cluster.signal(fault.target, signal.SIGCONT)
                 self._record("resumed", fault.target, "kind=pause;SIGCONT")
+            elif fault.kind == "partition":
+                self._cluster.cut(fault.target)
+                self._stop.wait(fault.duration_s)
+                self._cluster.heal(fault.target)
+                self._record("healed", fault.target, "kind=partition")
             else:
                 self._cluster.restart(fault.target, fault.duration_s)
                 self._record("started_again", fault.target, "kind=restart")

@@ -85,6 +85,13 @@ class RemoteCluster:
     def restart(self, name: str, downtime_s: float) -> None:
         self.signal(name, 0)
 
+    def cut(self, name: str) -> None:
+        raise ConfigError("partition faults need network namespaces on this machine: run them on a local "
+                          "cluster (as root), not with --cluster")
+
+    def heal(self, name: str) -> None:
+        self.cut(name)
+
 
 def _curve(data: dict[str, Any], path: Path) -> CurveClient | None:
     table = data.get("security")

@@ -6,6 +6,7 @@ Both schedulers replay the identical request schedule, generated once from the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import subprocess
@@ -19,7 +20,8 @@ from typing import Any
 
 from cli.experiment.cluster import LocalCluster
 from cli.experiment.collector import Collector
-from cli.experiment.faults import Injector, resolve_targets
+from cli.experiment.faults import Injector, needs_netns, resolve_targets
+from cli.experiment.netns import NetnsError, Network, check_support
 from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
 from cli.report.recovery import write_recoveries
@@ -51,6 +53,9 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
             raise ConfigError(f"the cluster in {spec.cluster_file} runs {deployed.scheduler} scheduling: "
                               f"pass --scheduler {deployed.scheduler}")
         schedulers, where = (deployed.scheduler,), f"deployed cluster {spec.cluster_file}"
+    elif needs_netns(spec.fault_plan):
+        check_support()  # before any results directory or process: a ConfigError naming the fix
+        where += " in network namespaces (partition faults)"
     say(f"schedule: {len(schedule)} requests over {spec.workload.duration_s:g} s "
         f"(rps {spec.workload.rps:g}, cv {spec.workload.cv:g}, seed {spec.workload.seed}); cluster: {where}")
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
@@ -73,8 +78,7 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         cluster = RemoteCluster.load(Path(spec.cluster_file))
         collector = Collector(free_endpoint(), poll=dict(cluster.node_endpoints), curve=cluster.curve)
     else:
-        collector = Collector(free_endpoint())
-        cluster = LocalCluster(spec, scheduler, run_dir / "daemons", collector.address)
+        collector, cluster = _local_cluster(spec, scheduler, run_dir)
     start_time = datetime.now(UTC)
     injector: Injector | None = None
     try:
@@ -103,6 +107,20 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     write_recoveries(run_dir)  # from the files just written: detection, drain, recovery per fault
     _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results)
     return RunOutcome(scheduler, run_dir, results)
+
+
+def _local_cluster(spec: ExperimentSpec, scheduler: str, run_dir: Path) -> tuple[Collector, LocalCluster]:
+    """The collector and a local cluster: on loopback, or with partition faults on a private network
+    whose bridge address the collector binds (the nodes publish to it from their namespaces)."""
+    network = Network.create([n for n, _ in spec.node_names()]) if needs_netns(spec.fault_plan) else None
+    try:
+        collector = Collector(free_endpoint(network.host if network else "127.0.0.1"))
+        return collector, LocalCluster(spec, scheduler, run_dir / "daemons", collector.address, network=network)
+    except BaseException:
+        if network is not None:  # not yet the cluster's, whose stop() would remove it
+            with contextlib.suppress(NetnsError):  # the first error is the one to show
+                network.close()
+        raise
 
 
 def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster | RemoteCluster) -> LoadgenConfig:

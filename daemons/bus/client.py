@@ -22,7 +22,7 @@ from daemons.bus.sockets import make_socket
 
 
 def free_endpoint(host: str = "127.0.0.1") -> str:
-    """A loopback TCP address nobody listens on right now."""
+    """A TCP address on `host` (loopback by default) nobody listens on right now."""
     with socket.socket() as s:
         s.bind((host, 0))
         return f"tcp://{host}:{s.getsockname()[1]}"

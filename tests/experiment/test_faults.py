@@ -31,7 +31,7 @@ def test_fault_text_parses() -> None:
 
 
 @pytest.mark.parametrize("text", ["5:kill", "x:kill:node-1", "5:explode:node-1", "5:kill:gpu-1",
-                                  "5:pause:node-1", "5:kill:node-1:3", "-1:kill:node-1", "5:partition:node-1:3"])
+                                  "5:pause:node-1", "5:kill:node-1:3", "-1:kill:node-1", "5:partition:node-1"])
 def test_bad_fault_text_is_a_config_error_naming_the_format(text: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_fault(text)
