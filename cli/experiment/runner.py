@@ -99,8 +99,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         say(f"[{scheduler}] stopping the cluster")
         if injector is not None:
             injector.stop()  # before the teardown: no restart may race it
+        collector.stop()  # before the teardown, which it would record as silences
         cluster.stop()
-        collector.stop()
     end_time = datetime.now(UTC)
     write_requests_csv(run_dir / "requests.csv", results)
     collector.write(run_dir, results.t0_wall_s, results.ended_s)

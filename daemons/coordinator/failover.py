@@ -5,20 +5,23 @@ other (ZeroMQ guide ch. 4; REFERENCE.md §6.4, §7.2). Exactly one is ACTIVE and
 `Schedule`; the other is PASSIVE and refuses with `not_active`, which sends the load
 generator to its peer. States and what moves them:
 
-    PRIMARY, BACKUP   just started, undecided; refuse requests
+    PRIMARY, BACKUP   just started, undecided; refuse requests (only ACTIVE answers them)
     PRIMARY  + peer backup/passive   -> ACTIVE            (the normal start)
     any      + peer active           -> PASSIVE           (an active peer with a newer epoch
                                                            deposes an active one)
     PASSIVE  + peer primary/backup   -> ACTIVE            (the peer restarted and is not serving)
     PASSIVE  + peer passive          -> the primary goes ACTIVE (nobody serves: break the tie)
-    not ACTIVE + a client request while the peer has been silent for `failover_after_s`
+    not ACTIVE, the peer silent for `failover_after_s`
                                      -> a witness vote; a majority of live nodes that cannot
                                         reach the peer either -> ACTIVE
 
-The client request is Binary Star's guard against split brain (a passive coordinator that
-merely lost its link to the peer has no reason to act while nobody asks it); the witness
-vote is ours on top of it: the nodes say whether the peer is really gone or only cut off
-from us. Every activation takes a new **epoch**, persisted (fsync) before the first answer
+Binary Star lets a passive server take over only when a client asks it, as its guard
+against split brain (a backup that merely lost its link to the primary has no reason to
+act while nobody asks it). The witness vote answers that question directly (the nodes say
+whether the peer is really gone or only cut off from us), so we ask the witnesses as soon
+as the peer falls silent, and a takeover does not wait for the next request to arrive.
+
+Every activation takes a new **epoch**, persisted (fsync) before the first answer
 and carried by every placement; nodes refuse placements of an epoch older than the newest
 they know, so a deposed coordinator that wakes up (SIGCONT, a healed partition) cannot
 place anything. Primaries take odd epochs and backups even ones, so two coordinators can
@@ -40,12 +43,6 @@ class State(enum.StrEnum):
     BACKUP = "backup"
     ACTIVE = "active"
     PASSIVE = "passive"
-
-
-class Answer(enum.StrEnum):
-    ACCEPT = "accept"  # place the request
-    REFUSE = "refuse"  # not_active: the peer serves, or may
-    VOTE = "vote"  # refuse this one, and ask the witnesses whether to take over
 
 
 def next_epoch(role: str, seen: int) -> int:
@@ -95,11 +92,9 @@ class BinaryStar:
             self._take_over("both passive: the primary serves")
         return self.state if self.state is not before else None
 
-    def on_request(self, now: float) -> Answer:
-        """A client asks for a placement: may we answer it?"""
-        if self.state is State.ACTIVE:
-            return Answer.ACCEPT
-        return Answer.VOTE if self.peer_silent(now) else Answer.REFUSE
+    def should_vote(self, now: float) -> bool:
+        """Time to ask the witnesses whether to take over."""
+        return self.state is not State.ACTIVE and self.peer_silent(now)
 
     def on_vote(self, granted: bool, witness_epoch: int, now: float, detail: str) -> State | None:
         """The witnesses answered; take over if they granted it and the peer is still silent."""

@@ -64,7 +64,7 @@ from daemons.bus.security import Security, SecurityConfig, stop_zap
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
-from daemons.coordinator.failover import Answer, BinaryStar, State, next_epoch
+from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox
 from daemons.coordinator.witnesses import Witnesses
 from daemons.policy import Decision, PlacementRequest, get_policy
@@ -129,6 +129,7 @@ class Coordinator:
             self.poller.register(self.peer_sub, zmq.POLLIN)
             self.witnesses = Witnesses(self.ctx, self.poller, config.name, self.security.client)
         self._next_beat = 0.0
+        self._next_vote = 0.0
 
     # ----- lifecycle ------------------------------------------------------------------------
     def bind(self) -> None:
@@ -254,6 +255,7 @@ class Coordinator:
             return
         self._drain_peer(now)
         self.witnesses.drain()
+        self._maybe_vote(now)
         vote = self.witnesses.round
         outcome = None if vote is None else vote.outcome(now)
         if vote is None or outcome is None:
@@ -293,18 +295,24 @@ class Coordinator:
         self._emit([(kind, self.config.name, f"epoch={self.star.epoch};{self.star.reason}")])
         self._beat()
 
+    def _maybe_vote(self, now: float) -> None:
+        """Ask the witnesses, once the peer is silent: again only after a refused vote's pause."""
+        assert self.star is not None
+        if not self.star.should_vote(now) or self.witnesses.round is not None or now < self._next_vote:
+            return
+        nodes = self.book.alive_endpoints()
+        proposed = next_epoch(self.config.role, self.star.epoch)
+        timeout = self.config.witness_timeout_s
+        query = WitnessQuery(self.config.name, proposed, self.config.peer, round(0.6 * timeout, 3))
+        self.witnesses.ask(nodes, query, now + timeout)
+        # A refused vote (the peer is alive for the majority) is not asked again at once.
+        self._next_vote = now + timeout + self.config.heartbeat_s
+        self._emit([("failover_vote", self.config.name,
+                     f"peer silent for {self.config.failover_after_s:g} s+; asking {len(nodes)} witnesses "
+                     f"for epoch {proposed}")])
+
     def _refuse_inactive(self, msg: Schedule) -> Error:
         assert self.star is not None
-        now = time.monotonic()
-        if self.star.on_request(now) is Answer.VOTE and self.witnesses.round is None:
-            nodes = self.book.alive_endpoints()
-            proposed = next_epoch(self.config.role, self.star.epoch)
-            timeout = self.config.witness_timeout_s
-            query = WitnessQuery(self.config.name, proposed, self.config.peer, round(0.6 * timeout, 3))
-            self.witnesses.ask(nodes, query, now + timeout)
-            self._emit([("failover_vote", self.config.name,
-                         f"peer silent for {self.config.failover_after_s:g} s+; asking {len(nodes)} witnesses "
-                         f"for epoch {proposed}")])
         self.counts["refusals"] += 1
         return Error(msg.request_id, "not_active",
                      f"coordinator {self.config.name} is {self.star.state} (epoch {self.star.epoch}): "

@@ -16,7 +16,7 @@ from daemons.bus.errors import ConfigError
 from daemons.bus.messages import Error, Infer, Placement
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
-from daemons.coordinator.failover import Answer, BinaryStar, State, VoteRound, next_epoch
+from daemons.coordinator.failover import BinaryStar, State, VoteRound, next_epoch
 from daemons.coordinator.testing import Client, CoordinatorProcess, coordinator_process, running_pair
 from daemons.node.testing import NodeProcess, running_node
 
@@ -36,19 +36,19 @@ def test_epochs_have_the_role_parity_so_two_coordinators_never_share_one() -> No
 def test_normal_start_primary_active_backup_passive() -> None:
     primary = BinaryStar("primary", 5.0, 0, started_at=0.0)
     backup = BinaryStar("backup", 5.0, 0, started_at=0.0)
-    assert primary.on_request(1.0) is Answer.REFUSE  # undecided, peer not silent yet
+    assert not primary.active and not primary.should_vote(1.0)  # undecided, peer not silent yet
     assert backup.on_peer("primary", 0, 0.5) is None  # both undecided: wait
     assert primary.on_peer("backup", 0, 0.6) is State.ACTIVE and primary.serving_epoch == 1
     assert backup.on_peer("active", 1, 1.0) is State.PASSIVE
-    assert primary.on_request(1.1) is Answer.ACCEPT
-    assert backup.on_request(1.2) is Answer.REFUSE  # peer heard 0.2 s ago
+    assert primary.active and not primary.should_vote(100.0)  # an active one never votes
+    assert not backup.active and not backup.should_vote(1.2)  # peer heard 0.2 s ago
 
 
 def test_passive_backup_votes_only_after_silence_and_takes_the_next_even_epoch() -> None:
     backup = BinaryStar("backup", 5.0, 0, started_at=0.0)
     backup.on_peer("active", 1, 1.0)
-    assert backup.on_request(5.9) is Answer.REFUSE
-    assert backup.on_request(6.0) is Answer.VOTE
+    assert not backup.should_vote(5.9)
+    assert backup.should_vote(6.0)
     assert backup.on_vote(False, 1, 6.5, "0 of 2") is None and not backup.active
     assert backup.on_vote(True, 1, 6.5, "2 of 2") is State.ACTIVE
     assert backup.serving_epoch == 2
@@ -64,7 +64,7 @@ def test_a_deposed_primary_steps_down_when_it_hears_the_newer_epoch() -> None:
     primary.on_peer("backup", 0, 0.1)
     assert primary.active and primary.serving_epoch == 1
     assert primary.on_peer("active", 2, 20.0) is State.PASSIVE  # paused meanwhile; the backup took over
-    assert primary.epoch == 2 and primary.on_request(20.1) is Answer.REFUSE
+    assert primary.epoch == 2 and not primary.active
     # an older active peer does not depose a newer one
     backup = BinaryStar("backup", 5.0, 0, started_at=0.0)
     backup.on_vote(True, 1, 6.0, "")
@@ -143,7 +143,7 @@ def wait_for(check: object, timeout_s: float) -> float:
 
 
 def ask_until_placed(coord: CoordinatorProcess, timeout_s: float) -> tuple[Placement, float]:
-    """Ask `coord` for placements every 0.2 s (the client requests Binary Star waits for)."""
+    """Ask `coord` for placements every 0.2 s until it places one."""
     start = time.monotonic()
     with Client(coord.bind) as client:
         while True:
