@@ -201,8 +201,9 @@ VERDICT_STYLE: dict[str, tuple[str, str]] = {
 # Who wrote a verdict that names no observer (`by=`): the collector's detector or the coordinator.
 _EMITTER = {"silent": "collector", "heard_again": "collector", "coordinator_silent": "collector",
             "node_dead": "coordinator", "node_recovered": "coordinator", "node_restarted": "coordinator"}
-# Events that end a fault that lasts (cli/experiment/faults.py): SIGCONT, the restart is up.
-_FAULT_ENDS = ("resumed", "started_again")
+# Events that end a fault that lasts (cli/experiment/faults.py): SIGCONT, the restart is up,
+# the partition healed.
+_FAULT_ENDS = ("resumed", "started_again", "healed")
 # (colour, line style, legend label) of the per-fault markers.
 _MARKERS = {"detected": ("tab:orange", ":", "first detection"), "drained": ("tab:purple", "-.", "drain end"),
             "recovered": ("tab:green", "--", "recovery end")}
@@ -235,7 +236,7 @@ def _marks(r: Recovery, events: Sequence[Event]) -> FaultMarks:
 
 
 def _fault_end(r: Recovery, events: Sequence[Event]) -> float:
-    """The event that ended the fault, else AT + its DURATION (partition), else NaN."""
+    """The event that ended the fault, else AT + its DURATION, else NaN (it stays down)."""
     ends = [e.t_s for e in events if e.kind in _FAULT_ENDS and e.target == r.target and e.t_s >= r.t_fault]
     if ends:
         return min(ends)

@@ -87,13 +87,16 @@ def test_fault_timeline_without_detection_recovery_or_baseline(tmp_path: Path) -
     requests = [req(f"r{i}", i, i + 0.125, i + 0.5) if i < 5 else req(f"r{i}", i, None, None, status="error")
                 for i in range(12)]
     events = [event(0.0, "fault", "node-a", "kind=restart;duration_s=2"), event(5.0, "fault", "node-b", "kind=kill"),
-              event(6.0, "fault", "coordinator", "kind=kill"), event(7.0, "coordinator_active", "standby-1", "")]
+              event(6.0, "fault", "coordinator", "kind=kill"), event(7.0, "coordinator_active", "standby-1", ""),
+              event(8.0, "fault", "node-c", "kind=partition;duration_s=3"), event(10.5, "healed", "node-c", "")]
     run = load_run(write_run(tmp_path, requests=requests, events=events, planned_requests=12))
-    restart, kill, coordinator = fault_marks(run)
+    restart, kill, coordinator, partition = fault_marks(run)
     assert restart.until_s == 2.0 and math.isnan(restart.base_success) and math.isnan(restart.recovered)
+    assert partition.until_s == 10.5  # the heal, not AT + DURATION
     assert math.isnan(kill.until_s) and math.isnan(kill.detected) and math.isnan(kill.recovered)
     assert coordinator.detected == 7.0
-    assert list(verdict_rows(run.events, {"node-a", "node-b", "coordinator"})) == ["standby-1 on coordinator"]
+    assert list(verdict_rows(run.events, {"node-a", "node-b", "node-c", "coordinator"})) == [
+        "standby-1 on coordinator"]
     assert_png(plot_recovery(run, run.run_dir / "recovery.png"))
     empty = load_run(write_run(tmp_path / "empty", requests=[], events=events[1:2], planned_requests=0))
     assert_png(plot_recovery(empty, empty.run_dir / "recovery.png"))
