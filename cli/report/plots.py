@@ -10,12 +10,23 @@ Files (in the run directory unless stated otherwise):
 - actions.png           SERVE / COLD_START / MIGRATE / unplaced counts, split ok vs failed;
 - timeline.png          rolling-window p50/p99 TTFT and success rate over scheduled time,
                         with faults (red), recoveries (green) and other events (grey) marked;
+- recovery.png          only for a run with faults: the fault timeline. Success rate and
+                        p50/p99 TTFT of the requests arriving in [t, t + 10 s) (the window
+                        recovery.py judges recovery on, so the recovery marker sits where the
+                        curves meet the dashed bars) and, thin, in [t, t + 1 s) (where the
+                        failures really are: a window ahead dips before the fault); per
+                        fault its line (shaded while a pause or a restart's downtime lasts),
+                        first detection, drain end and recovery end; below, every verdict
+                        about a faulted target, one row per observer (gossip peers' `by=`,
+                        the collector, the coordinator);
 - ttft_cdf_compare.png  (comparison output dir) one CDF line per run.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +34,22 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cli.report.recovery import (
+    COORDINATOR,
+    COORDINATOR_DETECTIONS,
+    SUCCESS_FRACTION,
+    TTFT_FACTOR,
+    Recovery,
+    load_recoveries,
+)
 from cli.report.results import ACTIONS, Event, RequestRecord, RunData
-from cli.report.summary import is_fault, is_recovery
+from cli.report.summary import detail_fields, is_fault, is_recovery
 
 TTFT_CDF = "ttft_cdf.png"
 NODES = "nodes.png"
 ACTIONS_PNG = "actions.png"
 TIMELINE = "timeline.png"
+RECOVERY = "recovery.png"
 TTFT_CDF_COMPARE = "ttft_cdf_compare.png"
 
 # REFERENCE §5.7 judges service recovery on a rolling 10 s window; plot the same window.
@@ -39,15 +59,18 @@ _OTHER_EVENT_COLORS = ("tab:orange", "tab:purple", "tab:brown", "tab:gray", "tab
 
 
 def write_run_plots(run: RunData) -> list[Path]:
-    """All four single-run plots into the run directory."""
+    """The four single-run plots into the run directory, and the fault timeline if it had faults."""
     d = run.run_dir
     label = run.manifest.scheduler
-    return [
+    paths = [
         plot_ttft_cdf([(label, run)], d / TTFT_CDF),
         plot_nodes(run, d / NODES),
         plot_actions(run, d / ACTIONS_PNG),
         plot_timeline(run, d / TIMELINE),
     ]
+    if any(e.kind == "fault" for e in run.events):
+        paths.append(plot_recovery(run, d / RECOVERY))
+    return paths
 
 
 def write_compare_plot(runs: Sequence[tuple[str, RunData]], out_dir: Path) -> Path:
@@ -123,17 +146,22 @@ def plot_actions(run: RunData, path: Path) -> Path:
     return _save(fig, path)
 
 
-def rolling(requests: Sequence[RequestRecord], window_s: float = WINDOW_S,
-            step_s: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(t, p50 TTFT ms, p99 TTFT ms, success rate %) over windows (t − window_s, t]."""
+def rolling(requests: Sequence[RequestRecord], window_s: float = WINDOW_S, step_s: float = 1.0,
+            ahead: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t, p50 TTFT ms, p99 TTFT ms, success rate %) of the requests scheduled in the windows
+    (t − window_s, t], or in [t, t + window_s) when `ahead` (recovery.py's window: the
+    service that requests arriving from t on get)."""
     by_time = sorted(requests, key=lambda r: r.scheduled_s)
     sched = np.asarray([r.scheduled_s for r in by_time])
     ok = np.asarray([r.ok for r in by_time], dtype=bool)
     ttft = np.asarray([1000 * r.ttft_s if r.ok else np.nan for r in by_time])
     end = float(sched[-1]) if sched.size else 0.0
-    grid = np.arange(step_s, end + step_s, step_s) if end > 0 else np.asarray([step_s])
-    lo = np.searchsorted(sched, grid - window_s, side="right")
-    hi = np.searchsorted(sched, grid, side="right")
+    if ahead:
+        grid = np.arange(0.0, end + step_s / 2, step_s)
+        lo, hi = np.searchsorted(sched, grid, side="left"), np.searchsorted(sched, grid + window_s, side="left")
+    else:
+        grid = np.arange(step_s, end + step_s, step_s) if end > 0 else np.asarray([step_s])
+        lo, hi = np.searchsorted(sched, grid - window_s, side="right"), np.searchsorted(sched, grid, side="right")
     p50, p99, success = (np.full(grid.size, np.nan) for _ in range(3))
     for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
         if b > a:
@@ -158,6 +186,162 @@ def plot_timeline(run: RunData, path: Path, window_s: float = WINDOW_S) -> Path:
         _mark_events(ax, run.events, labels=ax is lat)
     _legend(lat)
     return _save(fig, path)
+
+
+# ----- the fault timeline (recovery.png) --------------------------------------------------
+
+# Verdicts about a faulted target in the bottom strip: suspicion orange, death black,
+# silence grey, coming back green; (colour, marker) per event kind.
+VERDICT_STYLE: dict[str, tuple[str, str]] = {
+    "suspect": ("tab:orange", "v"), "dead": ("black", "X"), "node_dead": ("black", "X"),
+    "silent": ("tab:gray", "s"), "coordinator_silent": ("tab:gray", "s"),
+    "alive": ("tab:green", "^"), "heard_again": ("tab:green", "o"), "node_recovered": ("tab:green", "o"),
+    "node_restarted": ("tab:green", "D"), "coordinator_active": ("tab:blue", "D"),
+}
+# Who wrote a verdict that names no observer (`by=`): the collector's detector or the coordinator.
+_EMITTER = {"silent": "collector", "heard_again": "collector", "coordinator_silent": "collector",
+            "node_dead": "coordinator", "node_recovered": "coordinator", "node_restarted": "coordinator"}
+# Events that end a fault that lasts (cli/experiment/faults.py): SIGCONT, the restart is up,
+# the partition healed.
+_FAULT_ENDS = ("resumed", "started_again", "healed")
+# (colour, line style, legend label) of the per-fault markers.
+_MARKERS = {"detected": ("tab:orange", ":", "first detection"), "drained": ("tab:purple", "-.", "drain end"),
+            "recovered": ("tab:green", "--", "recovery end")}
+
+
+@dataclass(frozen=True)
+class FaultMarks:
+    """One fault on the timeline; times in seconds from t0, NaN for what did not happen."""
+
+    label: str  # KIND:TARGET
+    target: str
+    t_s: float
+    until_s: float  # end of a pause, of a restart's downtime, of a partition; NaN: stays down
+    detected: float
+    drained: float
+    recovered: float
+    base_success: float  # 0..1, the pre-fault baseline recovery was judged against
+    base_p99_ttft_s: float
+
+
+def fault_marks(run: RunData) -> list[FaultMarks]:
+    """Every fault of the run, with recovery.py's figures for it."""
+    return [_marks(r, run.events) for r in load_recoveries(run.run_dir)]
+
+
+def _marks(r: Recovery, events: Sequence[Event]) -> FaultMarks:
+    return FaultMarks(f"{r.kind or 'fault'}:{r.target}", r.target, r.t_fault, _fault_end(r, events),
+                      r.t_fault + r.detection_s, r.t_fault + r.drain_s, r.t_fault + r.recovery_s,
+                      r.base_success, r.base_p99_ttft_s)
+
+
+def _fault_end(r: Recovery, events: Sequence[Event]) -> float:
+    """The event that ended the fault, else AT + its DURATION, else NaN (it stays down)."""
+    ends = [e.t_s for e in events if e.kind in _FAULT_ENDS and e.target == r.target and e.t_s >= r.t_fault]
+    if ends:
+        return min(ends)
+    for e in events:
+        if e.kind == "fault" and e.target == r.target and abs(e.t_s - r.t_fault) < 1e-6:
+            duration = detail_fields(e.detail).get("duration_s")
+            return r.t_fault + float(duration) if duration else math.nan
+    return math.nan
+
+
+def verdict_rows(events: Sequence[Event], targets: set[str]) -> dict[str, list[Event]]:
+    """Verdicts about the faulted targets, by observer (and target, when there are several)."""
+    rows: dict[str, list[Event]] = {}
+    for e in events:
+        about = COORDINATOR if e.kind in COORDINATOR_DETECTIONS else e.target
+        if e.kind not in VERDICT_STYLE or about not in targets:
+            continue
+        observer = detail_fields(e.detail).get("by") or _EMITTER.get(e.kind) or e.target
+        rows.setdefault(observer if len(targets) == 1 else f"{observer} on {about}", []).append(e)
+    return dict(sorted(rows.items()))
+
+
+def plot_recovery(run: RunData, path: Path, window_s: float = WINDOW_S) -> Path:
+    """The fault timeline (see the module docstring); any fault may lack a detection, a
+    baseline or a recovery: what did not happen is not drawn."""
+    marks = fault_marks(run)
+    rows = verdict_rows(run.events, {m.target for m in marks})
+    fig, (succ, lat, strip) = _figure(3, sharex=True, height=7.5 + 0.25 * len(rows),
+                                      ratios=(3, 3, 1 + 0.25 * len(rows)))
+    succ.set_title(f"Faults and recovery: {_run_title(run)}")
+    end = _draw_service(succ, lat, run.requests, window_s)
+    for number, m in enumerate(marks, 1):
+        _draw_fault((succ, lat, strip), m, number)
+        _draw_thresholds(succ, lat, m, end)
+    _draw_verdicts(strip, rows)
+    strip.set(xlabel="time from t0 (s)")
+    for ax in (succ, lat):
+        _legend_beside(ax)
+    return _save(fig, path)
+
+
+def _draw_service(succ: Axes, lat: Axes, requests: Sequence[RequestRecord], window_s: float) -> float:
+    """Success and TTFT of the requests arriving in [t, t + window_s), recovery.py's window,
+    bold; over a tenth of it, thin: a long window ahead starts falling before the fault."""
+    fine = window_s / 10
+    t, p50, p99, success = rolling(requests, window_s, step_s=fine / 2, ahead=True)
+    tf, _, p99f, successf = rolling(requests, fine, step_s=fine / 2, ahead=True)
+    succ.plot(tf, successf, color="tab:green", lw=0.7, alpha=0.45, label=f"[t, t + {fine:g} s)")
+    succ.plot(t, success, color="tab:green", lw=1.6, label=f"[t, t + {window_s:g} s)")
+    succ.set(ylabel="success rate of arrivals (%)", ylim=(-2, 108))
+    lat.plot(tf, p99f, color="tab:orange", lw=0.7, alpha=0.45, label=f"p99 [t, t + {fine:g} s)")
+    lat.plot(t, p50, color="tab:blue", lw=1.6, label=f"p50 [t, t + {window_s:g} s)")
+    lat.plot(t, p99, color="tab:orange", lw=1.6, label=f"p99 [t, t + {window_s:g} s)")
+    lat.set(ylabel="TTFT of arrivals (ms)")
+    _log_if_wide(lat, np.concatenate([p50, p99, p99f]))
+    return float(t[-1])
+
+
+def _draw_fault(axes: Sequence[Axes], m: FaultMarks, number: int) -> None:
+    """Lines on every panel; legend labels on the top one (repeats are merged there)."""
+    for i, ax in enumerate(axes):
+        ax.axvline(m.t_s, color="tab:red", lw=1.2, label="fault" if i == 0 else None)
+        if math.isfinite(m.until_s):
+            ax.axvspan(m.t_s, m.until_s, color="tab:red", alpha=0.12, lw=0)
+        for name, (color, style, text) in _MARKERS.items():
+            when = getattr(m, name)
+            if math.isfinite(when):
+                ax.axvline(when, color=color, ls=style, lw=1.2, label=text if i == 0 else None)
+    note = f"#{number} {m.label}" + ("" if math.isfinite(m.recovered) else " (not recovered)")
+    axes[0].annotate(note, (m.t_s, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                     textcoords="offset points", fontsize=8, color="tab:red")
+
+
+def _draw_thresholds(succ: Axes, lat: Axes, m: FaultMarks, end: float) -> None:
+    """The bars recovery.py sets (≥ 99 % of the baseline success, p99 ≤ 1.2x), until recovery."""
+    stop = m.recovered if math.isfinite(m.recovered) else max(end, m.t_s)
+    for ax, bar in ((succ, 100 * SUCCESS_FRACTION * m.base_success), (lat, 1000 * TTFT_FACTOR * m.base_p99_ttft_s)):
+        if math.isfinite(bar):
+            ax.hlines(bar, m.t_s, stop, colors="grey", linestyles="--", lw=0.8, label="recovery bar")
+
+
+def _legend_beside(ax: Axes) -> None:
+    """A legend right of the axes, one entry per label (every fault labels its markers)."""
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    if unique:
+        ax.legend(list(unique.values()), list(unique), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+
+
+def _draw_verdicts(ax: Axes, rows: dict[str, list[Event]]) -> None:
+    ax.grid(False)
+    if not rows:
+        ax.text(0.5, 0.5, "no verdict about a faulted target", transform=ax.transAxes, ha="center",
+                va="center", fontsize=8, color="grey")
+        ax.set_yticks([])
+        return
+    seen: set[str] = set()
+    for y, hits in enumerate(rows.values()):
+        for e in hits:
+            color, marker = VERDICT_STYLE[e.kind]
+            ax.scatter([e.t_s], [y], color=color, marker=marker, s=28, label=None if e.kind in seen else e.kind)
+            seen.add(e.kind)
+    ax.set_yticks(range(len(rows)), list(rows), fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title="verdicts", title_fontsize=7)
 
 
 def _mark_events(ax: Axes, events: Sequence[Event], labels: bool) -> None:
@@ -197,10 +381,11 @@ def _run_title(run: RunData) -> str:
     return f"{run.manifest.name} ({run.manifest.scheduler})"
 
 
-def _figure(rows: int, sharex: bool = False, height: float | None = None) -> tuple[Figure, list[Axes]]:
+def _figure(rows: int, sharex: bool = False, height: float | None = None,
+            ratios: Sequence[float] | None = None) -> tuple[Figure, list[Axes]]:
     fig = Figure(figsize=(9, height or 3.4 * rows), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, 1, sharex=sharex, squeeze=False)
+    axes = fig.subplots(rows, 1, sharex=sharex, squeeze=False, height_ratios=ratios)
     for ax in axes[:, 0]:
         ax.grid(True, alpha=0.3)
     return fig, list(axes[:, 0])

@@ -2,10 +2,15 @@
 
 For a `fault` event on TARGET at t_f:
 
-- detection_s: first detection event about TARGET at or after t_f (the coordinator's
-  `node_dead`/`node_restarted`, the collector's `silent`, a gossip `suspect`/`dead`)
-  minus t_f; for the coordinator itself, the first request error or retry after t_f is
-  the only witness, so detection is left empty (NaN);
+- detection_s: the first verdict after the fault, minus t_f (events at or after t_f only):
+  - TARGET a node: the first event about TARGET (its `target` column) of a kind in
+    NODE_DETECTIONS: the coordinator's `node_dead`/`node_restarted`, the collector's
+    `silent`, a gossip peer's own `suspect`/`dead` (one row per observing peer, `by=` in
+    detail: the earliest counts), and `peer_dead` (no writer records that kind today);
+  - TARGET `coordinator`: the first `coordinator_silent` (the collector's verdict that
+    the coordinator's heartbeat stopped) or `coordinator_active` (a standby took over)
+    after t_f, whatever its target column says: the standby that takes over names
+    itself there, not the coordinator that failed. No such event: NaN;
 - drain_s: the requests in flight at t_f on TARGET (placed on it, or failed by it and
   retried: `node` or `failed_nodes`; every request in flight when TARGET is the
   coordinator) are resolved when they complete; drain_s is the last completion minus t_f
@@ -18,7 +23,7 @@ For a `fault` event on TARGET at t_f:
 
 The result is one `recovered` event per fault at t_f + recovery_s with
 `recovery_s=...;detection_s=...;drain_s=...` in detail, which summary.py averages into
-avg_recovery_time.
+avg_recovery_time. `load_recoveries` gives the same figures (and the baseline) to the plots.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-DETECTIONS = frozenset({"node_dead", "node_restarted", "silent", "suspect", "dead", "peer_dead"})
+NODE_DETECTIONS = frozenset({"node_dead", "node_restarted", "silent", "suspect", "dead", "peer_dead"})
+COORDINATOR_DETECTIONS = frozenset({"coordinator_silent", "coordinator_active"})
+DETECTIONS = NODE_DETECTIONS | COORDINATOR_DETECTIONS
+COORDINATOR = "coordinator"  # the fault target naming the coordinator (cli/experiment/faults.py)
 WINDOW_S = 10.0
 SUCCESS_FRACTION = 0.99
 TTFT_FACTOR = 1.2
@@ -54,6 +62,9 @@ class Recovery:
     detection_s: float
     drain_s: float
     recovery_s: float
+    # The pre-fault baseline recovery_s was judged against (NaN when there was none).
+    base_success: float = math.nan
+    base_p99_ttft_s: float = math.nan
 
     def event_row(self) -> list[object]:
         detail = (f"recovery_s={_fmt(self.recovery_s)};detection_s={_fmt(self.detection_s)};"
@@ -76,9 +87,18 @@ def read_requests(path: Path) -> list[Request]:
         out = []
         for row in csv.DictReader(fh):
             nodes = {row.get("node") or ""} | set((row.get("failed_nodes") or "").split(";"))
-            out.append(Request(float(row["scheduled_s"]), _float(row.get("sent_s")), _float(row.get("done_s")),
-                               _float(row.get("ttft_s")), row["status"] == "ok", frozenset(nodes - {""})))
+            scheduled = float(row["scheduled_s"])
+            out.append(Request(scheduled, _float(row.get("sent_s")), _float(row.get("done_s")),
+                               _ttft(row, scheduled), row["status"] == "ok", frozenset(nodes - {""})))
     return sorted(out, key=lambda r: r.scheduled_s)
+
+
+def _ttft(row: dict[str, str], scheduled_s: float) -> float | None:
+    """ttft_s, or from first_token_s where a file has only the columns cli/report requires."""
+    if "ttft_s" in row:
+        return _float(row["ttft_s"])
+    first = _float(row.get("first_token_s"))
+    return None if first is None else first - scheduled_s
 
 
 def read_events(path: Path) -> list[list[str]]:
@@ -93,19 +113,25 @@ def recoveries(requests: list[Request], events: list[list[str]]) -> list[Recover
             continue
         t_f = float(t_s)
         fault_kind = detail.partition("kind=")[2].partition(";")[0]
+        base = _baseline(requests, t_f)
+        recovery_s = _recovery(requests, t_f, base) if base is not None else math.nan
         out.append(Recovery(t_f, target, fault_kind, _detection(events, target, t_f),
-                            _drain(requests, target, t_f), _recovery(requests, t_f)))
+                            _drain(requests, target, t_f), recovery_s, *(base or (math.nan, math.nan))))
     return out
 
 
 def _detection(events: list[list[str]], target: str, t_f: float) -> float:
-    times = [float(t) for t, kind, who, _ in events if who == target and kind in DETECTIONS and float(t) >= t_f]
-    return min(times) - t_f if times else math.nan
+    if target == COORDINATOR:
+        times = [float(t) for t, kind, _, _ in events if kind in COORDINATOR_DETECTIONS]
+    else:
+        times = [float(t) for t, kind, who, _ in events if who == target and kind in NODE_DETECTIONS]
+    after = [t for t in times if t >= t_f]
+    return min(after) - t_f if after else math.nan
 
 
 def _drain(requests: list[Request], target: str, t_f: float) -> float:
     hit = [r for r in requests if r.sent_s is not None and r.sent_s <= t_f
-           and (r.done_s is None or r.done_s > t_f) and (target == "coordinator" or target in r.nodes)]
+           and (r.done_s is None or r.done_s > t_f) and (target == COORDINATOR or target in r.nodes)]
     ends = [r.done_s for r in hit if r.done_s is not None]
     return max(ends) - t_f if ends else 0.0
 
@@ -117,12 +143,15 @@ def _stats(requests: list[Request]) -> tuple[float, float]:
     return rate, float(np.percentile(ttfts, 99)) if ttfts else math.nan
 
 
-def _recovery(requests: list[Request], t_f: float) -> float:
+def _baseline(requests: list[Request], t_f: float) -> tuple[float, float] | None:
+    """Success rate and p99 TTFT before the fault; None when nothing had finished by then."""
     before = [r for r in requests if r.scheduled_s < t_f and r.ok and r.done_s is not None and r.done_s <= t_f]
     failed_before = [r for r in requests if r.scheduled_s < t_f and not r.ok]
-    if not before:
-        return math.nan  # no baseline: nothing had finished before the fault
-    base_rate, base_p99 = _stats(before + failed_before)
+    return _stats(before + failed_before) if before else None
+
+
+def _recovery(requests: list[Request], t_f: float, baseline: tuple[float, float]) -> float:
+    base_rate, base_p99 = baseline
     after = [r for r in requests if r.scheduled_s >= t_f]
     for i in range(len(after)):
         t = after[i].scheduled_s
@@ -135,13 +164,19 @@ def _recovery(requests: list[Request], t_f: float) -> float:
     return math.nan
 
 
+def load_recoveries(run_dir: Path) -> list[Recovery]:
+    """Each fault's recovery from the run's requests.csv and events.csv ([] without them).
+
+    Idempotent: the `recovered` rows write_recoveries appends are not detections."""
+    if not (run_dir / "events.csv").exists() or not (run_dir / "requests.csv").exists():
+        return []
+    return recoveries(read_requests(run_dir / "requests.csv"), read_events(run_dir / "events.csv"))
+
+
 def write_recoveries(run_dir: Path) -> list[Recovery]:
     """Compute each fault's recovery from requests.csv and events.csv; append the events."""
-    events_path = run_dir / "events.csv"
-    if not events_path.exists() or not (run_dir / "requests.csv").exists():
-        return []
-    found = recoveries(read_requests(run_dir / "requests.csv"), read_events(events_path))
+    found = load_recoveries(run_dir)
     if found:
-        with open(events_path, "a", newline="") as fh:
+        with open(run_dir / "events.csv", "a", newline="") as fh:
             csv.writer(fh).writerows(r.event_row() for r in found)
     return found

@@ -11,6 +11,12 @@ Sparrow (`gossip_policy = "sparrow"`): probe d candidate peers; each answers whe
 has a free slot (immediately if its load is under the cap, else when a request finishes,
 at most PROBE_WAIT_S later); the first answer wins. No answer in PROBE_TIMEOUT_S → the
 power-of-d choice.
+
+Failure verdicts: every time this peer's memberlist judges another member — SUSPECT,
+DEAD, or alive again (a refuted suspicion, or a restart rejoining with a new generation) —
+`announce` gets a `ClusterEvent` (kinds `suspect`, `dead`, `alive`; detail
+`by=<us>;incarnation=<n>[;accuser=<first accuser>|;restarted]`), which the node publishes
+on its state PUB so the experiment's collector logs each peer's own observation.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import zmq.asyncio
 
 from daemons.bus import encode, make_socket, parse_frame
 from daemons.bus.errors import SchemaError
-from daemons.bus.messages import Error, Infer, NodeState, Probe, ProbeReply
+from daemons.bus.messages import ClusterEvent, Error, Infer, NodeState, Probe, ProbeReply
 from daemons.bus.schema import from_dict, to_dict
 from daemons.bus.security import Security, SecurityConfig
 from daemons.coordinator.cluster import node_view
@@ -48,6 +54,7 @@ PROBE_WAIT_S = 0.5
 
 Reply = Callable[[bytes, bytes], Any]  # (client identity, raw frame) -> awaitable
 Replace = Callable[[bytes, Infer, frozenset[str]], None]  # place again, avoiding these nodes
+Announce = Callable[[ClusterEvent], None]  # publish a verdict for observers (the node's state PUB)
 REFUSALS = ("no_capacity", "overloaded")  # a peer that cannot take it: try another
 
 
@@ -66,6 +73,7 @@ class Peering:
     reply: Reply
     replace: Replace
     security: Security = field(default_factory=lambda: Security(SecurityConfig()))
+    announce: Announce = field(default=lambda _: None)  # a peer with no observers keeps its verdicts
     agent: GossipAgent = field(init=False)
     policy: PeerPolicy = field(init=False)
     rng: random.Random = field(default_factory=random.Random)
@@ -215,6 +223,7 @@ class Peering:
                                         request_id))
 
     def _on_member_event(self, event: MemberEvent) -> None:
+        self._report_verdict(event)
         if event.kind not in (EventKind.DEAD, EventKind.LEFT):
             return
         for rid, forward in list(self._forwards.items()):
@@ -224,6 +233,39 @@ class Peering:
                 task = asyncio.create_task(self._fail(forward.client, rid, "peer_dead", why))
                 self._failing.add(task)
                 task.add_done_callback(self._failing.discard)
+
+    def _report_verdict(self, event: MemberEvent) -> None:
+        verdict = verdict_event(event, self.config.name, time.time())
+        if verdict is None:
+            return
+        # DEAD is what fails requests and what an operator looks for; the rest is routine.
+        level = logging.WARNING if verdict.kind == "dead" else logging.INFO
+        log.log(level, "gossip verdict: %s is %s (%s)", verdict.node, verdict.kind, verdict.detail,
+                extra={"SCHEDCTL_NODE": verdict.node})
+        self.announce(verdict)
+
+
+# Memberlist events that are failure verdicts, under the kind events.csv gives them.
+VERDICTS = {EventKind.SUSPECT: "suspect", EventKind.DEAD: "dead", EventKind.ALIVE_AGAIN: "alive"}
+
+
+def verdict_event(event: MemberEvent, observer: str, wall_s: float) -> ClusterEvent | None:
+    """`observer`'s verdict about another member as a ClusterEvent, or None for other events.
+
+    A JOINED of a new generation of a known member counts as `alive` (it came back by
+    restarting); a first JOINED, records, leaves and reaping are not verdicts: a graceful
+    leave is no failure, and every teardown would otherwise log N x (N - 1) of them.
+    """
+    if event.node == observer:
+        return None
+    if event.kind is EventKind.JOINED and event.restarted:
+        kind, extra = "alive", ";restarted"
+    elif event.kind in VERDICTS:
+        kind = VERDICTS[event.kind]
+        extra = f";accuser={event.origin}" if event.origin and kind != "alive" else ""
+    else:
+        return None
+    return ClusterEvent(kind, event.node, f"by={observer};incarnation={event.inc}{extra}", wall_s)
 
 
 def has_free_slot(load: int) -> bool:

@@ -4,6 +4,8 @@
                                    --> Backend.stream (TGI protocol, huggingface_hub)
                 <--FirstToken, Done | Error--
     PUB --NodeState--> coordinator / collectors, every `publish_interval_s` and on change
+    PUB --ClusterEvent--> collectors (gossip mode only, so no coordinator): this peer's
+        verdicts suspect / dead / alive about other members, as it reaches them
 
 Coordinator failover: a placement carries its coordinator's epoch (`Infer.epoch`); the node
 keeps the newest epoch it has seen (from placements and `EpochNotice`) and refuses older
@@ -28,6 +30,7 @@ import zmq.asyncio
 from daemons.bus import encode, make_socket, parse_frame, sdnotify, split_router_frames
 from daemons.bus.errors import ConfigError
 from daemons.bus.messages import (
+    ClusterEvent,
     Done,
     EpochNotice,
     Error,
@@ -84,8 +87,8 @@ class NodeServer:
         self._background: set[asyncio.Task[None]] = set()
         self.epoch = 0  # the newest coordinator epoch seen; placements of older ones are refused
         self._witness_probes = 0
-        self.peering = (Peering(config, self.ctx, self._send_raw, self._place_again, self.security)
-                        if config.scheduler == "gossip" else None)
+        self.peering = (Peering(config, self.ctx, self._send_raw, self._place_again, self.security,
+                                announce=self._announce) if config.scheduler == "gossip" else None)
 
     # ----- lifecycle -------------------------------------------------------------
     async def serve(self) -> None:
@@ -379,6 +382,15 @@ class NodeServer:
                 self.peering.publish(state)
             self._notify_status(state)
             await asyncio.sleep(MIN_PUBLISH_GAP_S)
+
+    def _announce(self, event: ClusterEvent) -> None:
+        self._spawn(self._send_event(event))
+
+    async def _send_event(self, event: ClusterEvent) -> None:
+        try:
+            await self.pub.send(encode(event, self.config.name), flags=zmq.DONTWAIT)
+        except zmq.ZMQError as exc:  # closing down: an observer then misses a verdict, never worse
+            log.debug("could not publish %s about %s: %s", event.kind, event.node, exc.strerror)
 
     def _notify_status(self, state: NodeState) -> None:
         loaded = sum(m.state == "ready" for m in state.models)

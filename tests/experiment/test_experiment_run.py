@@ -52,6 +52,9 @@ def check_run(run_dir: Path, scheduler: str) -> list[dict[str, str]]:
     assert all(0.0 <= float(n["memory_utilization"]) <= 1.0 for n in nodes)
     for png in ("ttft_cdf.png", "nodes.png", "actions.png"):
         assert (run_dir / png).stat().st_size > 1000
+    assert not (run_dir / "recovery.png").exists()  # no fault, no fault timeline
+    # nothing failed: no gossip peer may have declared another dead
+    assert not [e for e in rows(run_dir / "events.csv") if e["kind"] == "dead"]
     return recorded
 
 

@@ -121,7 +121,7 @@ models = ["facebook/opt-125m"]
 prompt_tokens = "lognormal:mean=100,median=80,max=300"
 output_tokens = "lognormal:mean=30,median=20,max=60"
 [[nodes]]
-count = 2
+count = {nodes}
 models = ["facebook/opt-125m"]
 init_s = 1.0
 """
@@ -129,15 +129,27 @@ init_s = 1.0
 # and nodes publish every 1 s; the collector checks silence (3 s) once a second.
 COORDINATOR_BOUND_S = 3.0 + 1.0 + 0.5
 COLLECTOR_BOUND_S = 3.0 + 1.0 + 1.0 + 0.5
+# Gossip peers, LAN preset (probe period T = 1 s), N = 3: each survivor probes the other two
+# round-robin over a reshuffled list, so it probes the dead one within 2(N - 1) - 1 periods
+# and suspects it when that probe's period ends: first SUSPECT <= 2(N - 1)·T + 0.5 s of slack
+# (a peer whose event loop lags scales T by its local health, which this slack absorbs only
+# up to a point). Suspicion timeout at N = 3: min = 4·max(1, log10 3)·T = 4 s, with no
+# confirmations to wait for (K = 0 below N = 4): the first DEAD comes 4 s (+0.5 s) after the
+# first SUSPECT, so a kill at 3 s is declared dead by 3 + 4.5 + 4.5 = 12 s, within the run.
+SUSPECT_BOUND_S = 2 * (3 - 1) * 1.0 + 0.5
+SUSPICION_S = 4.0 + 0.5
+VERDICTS = ("suspect", "dead", "alive")
 
 
 def our_processes() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
-def run_with_faults(tmp_path: Path, scheduler: str, faults: list[str]) -> tuple[Path, list[dict[str, str]]]:
+def run_with_faults(tmp_path: Path, scheduler: str, faults: list[str],
+                    nodes: int = 2) -> tuple[Path, list[dict[str, str]]]:
     config = tmp_path / "exp.toml"
-    config.write_text(EXPERIMENT.format(scheduler=scheduler, faults=", ".join(f'"{f}"' for f in faults)))
+    config.write_text(EXPERIMENT.format(scheduler=scheduler, faults=", ".join(f'"{f}"' for f in faults),
+                                        nodes=nodes))
     before = our_processes()
     out = subprocess.run([schedctl(), "experiment", "run", "-c", str(config), "--results-dir",
                           str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -150,6 +162,7 @@ def run_with_faults(tmp_path: Path, scheduler: str, faults: list[str]) -> tuple[
     # zero lost: one row per planned request, each with exactly one outcome, all served
     assert sorted(r["request_id"] for r in recorded) == sorted(p.request_id for p in planned)
     assert [r["status"] for r in recorded] == ["ok"] * len(planned), [r["error"] for r in recorded]
+    assert (run_dir / "recovery.png").stat().st_size > 0  # the fault timeline of a run with faults
     with open(run_dir / "events.csv", newline="") as fh:
         return run_dir, list(csv.DictReader(fh))
 
@@ -174,15 +187,33 @@ def test_kill_a_node_centralized_loses_nothing(tmp_path: Path) -> None:
     assert first(events, "node_dead", "node-1") - fault <= COORDINATOR_BOUND_S
     assert first(events, "silent", "node-1") - fault <= COLLECTOR_BOUND_S
     assert not [e for e in events if e["kind"] == "node_recovered"]  # a killed node stays dead
+    assert not [e for e in events if e["kind"] in VERDICTS]  # gossip verdicts come only from gossip peers
     check_recovered(run_dir, events)
 
 
 @pytest.mark.slow
 def test_kill_a_node_gossip_loses_nothing(tmp_path: Path) -> None:
-    run_dir, events = run_with_faults(tmp_path, "gossip", ["5:kill:node-1"])
+    run_dir, events = run_with_faults(tmp_path, "gossip", ["3:kill:node-1"], nodes=3)
     fault = first(events, "fault", "node-1")
     assert first(events, "silent", "node-1") - fault <= COLLECTOR_BOUND_S
+    # Every survivor reports its own verdicts about the killed peer ...
+    for kind in ("suspect", "dead"):
+        assert observers(events, kind, "node-1") == {"node-0", "node-2"}, events
+    assert first(events, "suspect", "node-1") - fault <= SUSPECT_BOUND_S
+    assert first(events, "dead", "node-1") - first(events, "suspect", "node-1") <= SUSPICION_S
+    # ... and none declares a healthy one dead
+    assert not [e for e in events if e["kind"] == "dead" and e["target"] != "node-1"], events
     check_recovered(run_dir, events)
+    # the first verdict of any observer is the detection
+    (recovered,) = [e for e in events if e["kind"] == "recovered"]
+    first_verdict = min(first(events, "suspect", "node-1"), first(events, "silent", "node-1"))
+    assert f"detection_s={first_verdict - fault:.3f}" in recovered["detail"]
+
+
+def observers(events: list[dict[str, str]], kind: str, target: str) -> set[str]:
+    """The peers (detail `by=...`) that reported `kind` about `target`."""
+    hits = [e for e in events if e["kind"] == kind and e["target"] == target]
+    return {e["detail"].split(";")[0].removeprefix("by=") for e in hits}
 
 
 @pytest.mark.slow

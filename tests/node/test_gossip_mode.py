@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 
-from daemons.bus.messages import Infer
+from daemons.bus import make_socket, parse_frame
+from daemons.bus.messages import ClusterEvent, Infer
 from daemons.bus.security import Security, SecurityConfig
 from daemons.node.testing import Client, NodeProcess, free_endpoint, running_node
 
@@ -87,8 +91,60 @@ def test_zero_hops_means_serve_here(tmp_path: Path) -> None:
         client.close()
 
 
-def test_a_dead_peer_fails_forwarded_requests_instead_of_hanging(tmp_path: Path) -> None:
-    with peers(tmp_path, 3, "power-of-d", models=[SMALL], checkpoint_tier="gpu") as nodes:
+class Verdicts:
+    """A SUB where the peers publish, read all along (as the experiment's collector does, so
+    the peers' NodeState stream never fills it up): keeps their ClusterEvents."""
+
+    def __init__(self) -> None:
+        self.address = free_endpoint()
+        self.events: list[ClusterEvent] = []
+        self._stop = threading.Event()
+        self._ctx = zmq.Context()
+        sub = make_socket(self._ctx, zmq.SUB)
+        sub.bind(self.address)
+        self._thread = threading.Thread(target=self._read, args=(sub,), daemon=True)
+        self._thread.start()
+
+    def _read(self, sub: zmq.Socket[bytes]) -> None:
+        while not self._stop.is_set():
+            if sub.poll(50):
+                env = parse_frame(sub.recv(), "peer")
+                if env is not None and isinstance(env.body, ClusterEvent):
+                    self.events.append(env.body)
+        sub.close(0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._ctx.term()
+
+    def until(self, done: Callable[[list[ClusterEvent]], bool], timeout_s: float = 15) -> list[ClusterEvent]:
+        deadline = time.monotonic() + timeout_s
+        while not done(self.events):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"verdicts so far: {self.events}")
+            time.sleep(0.05)
+        return self.events
+
+    def about(self, node: str, kind: str) -> set[str]:
+        """The observers (by=) that reported `kind` about `node`."""
+        return {by_of(e) for e in self.events if e.node == node and e.kind == kind}
+
+
+def by_of(event: ClusterEvent) -> str:
+    return event.detail.split(";")[0].removeprefix("by=")
+
+
+@pytest.fixture
+def verdicts() -> Iterator[Verdicts]:
+    sink = Verdicts()
+    yield sink
+    sink.close()
+
+
+def test_a_dead_peer_fails_forwarded_requests_instead_of_hanging(tmp_path: Path, verdicts: Verdicts) -> None:
+    with peers(tmp_path, 3, "power-of-d", models=[SMALL], checkpoint_tier="gpu",
+               publish_to=[verdicts.address]) as nodes:
         holder = Client(nodes[2].bind)
         run(holder, "load", action="COLD_START")
         holder.close()
@@ -101,6 +157,31 @@ def test_a_dead_peer_fails_forwarded_requests_instead_of_hanging(tmp_path: Path)
         err = entry.until({"done", "error"}, timeout_s=30)[-1].body
         assert err.code == "peer_dead" and "node-2" in err.message  # type: ignore[union-attr]
         entry.close()
+        # Each survivor publishes its own verdicts about the killed peer, and only about it.
+        verdicts.until(lambda _: verdicts.about("node-2", "dead") == {"node-0", "node-1"})
+        assert verdicts.about("node-2", "suspect") == {"node-0", "node-1"}
+        assert not [e for e in verdicts.events if e.node != "node-2"], verdicts.events
+
+
+def test_a_paused_peer_is_suspected_then_reported_alive_again(tmp_path: Path, verdicts: Verdicts) -> None:
+    """SIGSTOP past the CI preset's suspicion timeout (0.4 s at N = 2), then SIGCONT: the
+    peer refutes its death with a higher incarnation and its observer says `alive`."""
+    with peers(tmp_path, 2, "power-of-d", models=[SMALL], publish_to=[verdicts.address]) as nodes:
+        nodes[1].proc.send_signal(signal.SIGSTOP)
+        try:
+            verdicts.until(lambda _: verdicts.about("node-1", "dead") == {"node-0"})
+        finally:
+            nodes[1].proc.send_signal(signal.SIGCONT)
+        verdicts.until(lambda _: verdicts.about("node-1", "alive") == {"node-0"})
+        # the first three; a just-resumed peer may be suspected again, which is fine
+        suspect, dead, alive = [e for e in verdicts.events if e.node == "node-1"][:3]
+        assert [suspect.kind, dead.kind, alive.kind] == ["suspect", "dead", "alive"], verdicts.events
+        assert suspect.detail == f"by=node-0;incarnation={incarnation(suspect)};accuser=node-0"
+        assert incarnation(alive) > incarnation(dead)  # a refutation, not a restart
+
+
+def incarnation(event: ClusterEvent) -> int:
+    return int(event.detail.partition("incarnation=")[2].partition(";")[0])
 
 
 def test_gossip_and_forwarding_run_over_curve(tmp_path: Path) -> None:

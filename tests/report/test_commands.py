@@ -30,7 +30,7 @@ def test_report_prints_and_writes(tmp_path: Path) -> None:
     assert "468.75" in out  # avg TTFT in ms
     assert "0.250 req/s (2 of 4 ok requests meet TTFT <= 250 ms, TPOT <= 250 ms)" in out
     assert "ok: 6 planned, one row each" in out
-    for name in ("summary.csv", "ttft_cdf.png", "nodes.png", "actions.png", "timeline.png"):
+    for name in ("summary.csv", "ttft_cdf.png", "nodes.png", "actions.png", "timeline.png", "recovery.png"):
         assert (run / name).stat().st_size > 0, name
 
 

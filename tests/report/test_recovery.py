@@ -1,0 +1,48 @@
+"""Detection in recovery.py from hand-made events.csv rows: gossip verdicts and coordinator verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cli.report.recovery import Request, recoveries
+
+# Requests every second from 0 to 19, all served in 0.5 s: a baseline, and recovery right after.
+REQUESTS = [Request(float(t), float(t), t + 0.5, 0.125, True, frozenset({"node-0"})) for t in range(20)]
+
+
+def detection(events: list[list[str]]) -> float:
+    (found,) = recoveries(REQUESTS, events)
+    return found.detection_s
+
+
+def test_the_first_gossip_verdict_about_the_target_is_the_detection() -> None:
+    events = [
+        ["4.0", "dead", "node-1", "by=node-2;incarnation=0;accuser=node-2"],  # before the fault: not about it
+        ["5.0", "fault", "node-1", "kind=kill"],
+        ["5.8", "suspect", "node-2", "by=node-0;incarnation=0;accuser=node-0"],  # another node
+        ["6.0", "coordinator_silent", "node-1", ""],  # a coordinator verdict says nothing of a node
+        ["6.5", "suspect", "node-1", "by=node-0;incarnation=0;accuser=node-0"],
+        ["6.6", "suspect", "node-1", "by=node-2;incarnation=0;accuser=node-0"],
+        ["8.5", "dead", "node-1", "by=node-2;incarnation=0;accuser=node-2"],
+        ["9.0", "silent", "node-1", "no NodeState for 3.0 s"],
+    ]
+    assert detection(events) == pytest.approx(1.5)
+    assert detection([e for e in events if e[1] != "suspect"]) == pytest.approx(3.5)
+    # `alive` (a refuted suspicion, a rejoin) is a verdict but no detection of a failure
+    assert math.isnan(detection([["5.0", "fault", "node-1", "kind=pause"], ["7.0", "alive", "node-1", "by=node-0"]]))
+
+
+def test_a_coordinator_fault_is_detected_by_the_first_coordinator_verdict() -> None:
+    events = [
+        ["3.0", "coordinator_silent", "coordinator", "before the fault"],
+        ["5.0", "fault", "coordinator", "kind=kill"],
+        ["5.5", "silent", "node-0", ""],  # node verdicts do not detect the coordinator
+        ["7.25", "coordinator_active", "standby-1", "epoch=2"],  # the standby names itself
+        ["8.0", "coordinator_silent", "coordinator", "no heartbeat for 3.0 s"],
+    ]
+    assert detection(events) == pytest.approx(2.25)
+    silent_first = [*events, ["6.5", "coordinator_silent", "coordinator", "no heartbeat for 1.5 s"]]
+    assert detection(silent_first) == pytest.approx(1.5)
+    assert math.isnan(detection(events[:3]))  # no verdict after the fault: NaN, not the earlier one
