@@ -39,6 +39,7 @@ RETRYABLE = frozenset({"backend_died", "backend_unreachable", "backend_timeout",
 # The coordinator that answered (or placed it) is not the active one: ask the other.
 REROUTE = frozenset({"not_active", "stale_epoch"})
 REROUTE_BACKOFF_S = 0.25
+REROUTE_BACKOFF_MAX_S = 1.0
 
 
 @dataclass(slots=True)
@@ -148,7 +149,7 @@ class Recorder:
     def on_resent(self, rec: RequestRecord, now: float, to: str = "") -> None:
         """Attempt number `attempts + 1` of `rec` has just been sent (to coordinator `to`, if any)."""
         rec.attempts += 1
-        rec.placed_s, rec.node, rec.action = None, "", ""
+        rec.placed_s, rec.node, rec.action, rec.node_endpoint = None, "", "", ""
         self._asked(rec, to, now)
         self._progress(rec, now)
 
@@ -189,6 +190,19 @@ class Recorder:
         else:
             self.retry_due.append(rec)
         return True
+
+    def link_lost(self, endpoint: str, now: float) -> None:
+        """The connection to `endpoint` dropped (its process died): requests waiting there are
+        retried now, as if it had failed them (a coordinator: asked of the other one)."""
+        for rec in self._in_flight:
+            if rec.status:
+                continue
+            if rec.node_endpoint == endpoint:
+                self._retry(rec, rec.node)
+            elif rec.asked == endpoint and rec.placed_s is None and rec.reroutes < self._coordinator_retries:
+                if self.coordinators is not None:
+                    self.coordinators.timed_out(endpoint, now)
+                self._reroute(rec, now, 0.0)
 
     def check_placements(self, now: float) -> None:
         """Reroute every schedule request left unplaced too long; release reroutes whose back-off is over."""
@@ -259,7 +273,8 @@ class Recorder:
             return
         if self.coordinators is not None:
             self.coordinators.refused(rec.placed_via if by_node else source, now)
-        if not self._reroute(rec, now, 0.0 if by_node else REROUTE_BACKOFF_S):
+        backoff = min(REROUTE_BACKOFF_S * 2 ** rec.reroutes, REROUTE_BACKOFF_MAX_S)
+        if not self._reroute(rec, now, 0.0 if by_node else backoff):
             rec.node = body.node or rec.node
             self.finish(rec, ERROR, now, body.code, body.message)
 

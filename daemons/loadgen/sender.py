@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from daemons.bus import ConfigError, WireError, decode, encode, make_socket
 from daemons.bus.messages import Placement, Schedule
@@ -60,7 +61,13 @@ class LinkError(Exception):
 
 
 class _Links:
-    """The sender's DEALER sockets, one per endpoint, all registered on one poller."""
+    """The sender's DEALER sockets, one per endpoint, all registered on one poller.
+
+    Each has a monitor socket on the same poller reporting EVENT_DISCONNECTED: a peer whose
+    process dies (kill -9, a crash, a stop) closes its connection at once, and the requests
+    waiting on it are retried then instead of after attempt_timeout_s (a paused or cut-off
+    peer closes nothing: for those the attempt timer stays the only witness).
+    """
 
     def __init__(self, max_sockets: int, curve: CurveClient | None = None) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context()
@@ -68,6 +75,8 @@ class _Links:
         self.poller = zmq.Poller()
         self._sockets: dict[str, Any] = {}
         self._endpoints: dict[Any, str] = {}  # socket -> endpoint, to tell where a reply came from
+        self._monitors: dict[Any, str] = {}  # monitor socket -> endpoint of the link it watches
+        self.down: set[str] = set()  # endpoints whose connection dropped and has not come back
         self._max = max_sockets
 
     def get(self, endpoint: str) -> Any:
@@ -89,14 +98,34 @@ class _Links:
         self._sockets[endpoint] = sock
         self._endpoints[sock] = endpoint
         self.poller.register(sock, zmq.POLLIN)
+        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED)
+        self._monitors[monitor] = endpoint
+        self.poller.register(monitor, zmq.POLLIN)
         return sock
 
     def endpoint(self, sock: Any) -> str:
         return self._endpoints.get(sock, "")
 
+    def lost(self, sock: Any) -> str | None:
+        """For a monitor socket: the endpoint if its connection is now down ("" if not); None
+        for a data socket."""
+        endpoint = self._monitors.get(sock)
+        if endpoint is None:
+            return None
+        while sock.poll(0):
+            if recv_monitor_message(sock)["event"] == zmq.EVENT_DISCONNECTED:
+                self.down.add(endpoint)
+            else:
+                self.down.discard(endpoint)
+        return endpoint if endpoint in self.down else ""
+
     def close(self) -> None:
         for sock in self._sockets.values():
+            sock.disable_monitor()
             sock.close(linger=0)
+        for monitor in self._monitors:
+            monitor.close(linger=0)
+        self._monitors.clear()
         self._sockets.clear()
         self.ctx.term()
 
@@ -177,7 +206,11 @@ class Sender:
             self._window.fill(self._next, lambda: self.now() < fill_until)  # noqa: B023 (called here only)
             wake = min(send_at, self.rec.next_expiry(), next_tick, self.now() + MAX_WAIT_S)
             for sock, _ in self._wait(wake, spin=wake == send_at):
-                self._drain(sock, send_at)
+                lost = self._links.lost(sock)
+                if lost is None:
+                    self._drain(sock, send_at)
+                elif lost:
+                    self._link_lost(lost)
 
     def _send_due(self) -> float:
         """Send every request whose time has come; returns the time after the last check."""
@@ -187,6 +220,8 @@ class Sender:
             i = self._next
             self._next += 1
             sock = self._first_hop(schedule[i].request_id)
+            if self.cfg.mode == "gossip":
+                records[i].node_endpoint = self._links.endpoint(sock)  # where this attempt waits
             self._send(sock, self._window.take(i), records[i], now, first=True, to=self._coordinator())
             now = self.now()
         return now
@@ -277,7 +312,18 @@ class Sender:
                 sock, frame = self._links.get(entry[at]), infer_frame(rec, self.cfg.name, action="")
                 to = ""
             self.rec.on_resent(rec, now, to)
+            if not to:
+                rec.node_endpoint = self._links.endpoint(sock)
             self._send(sock, frame, rec, now, first=False)
+
+    def _link_lost(self, endpoint: str) -> None:
+        now = self.now()
+        if endpoint in self.cfg.entry:
+            self._avoid[endpoint] = now + AVOID_ENTRY_S
+        self.rec.link_lost(endpoint, now)
+        log.info("connection to %s dropped at t=%.3f s: %d request(s) to send again", endpoint, now,
+                 len(self.rec.retry_due))
+        self._resend_due(now)
 
     def _forward(self, rec: RequestRecord, placement: Placement, now: float) -> None:
         """Centralized: the coordinator answered, send the request to the chosen node."""
@@ -288,6 +334,8 @@ class Sender:
             return
         frame = infer_frame(rec, self.cfg.name, placement.action, placement.epoch)
         self._send(sock, frame, rec, now, first=False)
+        if placement.endpoint in self._links.down:  # its process died since: do not wait for the timer
+            self._link_lost(placement.endpoint)
 
     def _malformed(self, why: str) -> None:
         self.rec.ignored["malformed"] += 1

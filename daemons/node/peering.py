@@ -5,7 +5,9 @@ own view by a decentralized policy (daemons/policy/peer.py): served here, or for
 once to a better peer, whose answers are relayed back to the load generator unchanged.
 A forwarded request carries the chosen action, so its receiver serves it: a request
 travels at most `max_hops` hops. Requests forwarded to a peer that gossip declares dead
-fail at once with `peer_dead` instead of hanging.
+fail at once with `peer_dead` instead of hanging; sooner still, a peer whose connection
+drops (its process died: kill -9, crash, stop) gets the requests forwarded to it placed
+again elsewhere at once, long before gossip can suspect it.
 
 Sparrow (`gossip_policy = "sparrow"`): probe d candidate peers; each answers when it
 has a free slot (immediately if its load is under the cap, else when a request finishes,
@@ -33,6 +35,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from daemons.bus import encode, make_socket, parse_frame
 from daemons.bus.errors import SchemaError
@@ -64,6 +67,7 @@ class Forward:
     peer: str
     request: Infer
     tried: frozenset[str]
+    endpoint: str = ""  # the peer's
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Peering:
     _links: dict[str, Any] = field(default_factory=dict)  # endpoint -> DEALER
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
     _forwards: dict[str, Forward] = field(default_factory=dict)  # request_id -> where it went
+    _down: set[str] = field(default_factory=set)  # peer endpoints whose connection dropped
     _pending: dict[str, deque[tuple[float, str]]] = field(default_factory=dict)
     _probes: dict[str, asyncio.Future[str]] = field(default_factory=dict)
     _failing: set[asyncio.Task[None]] = field(default_factory=set)
@@ -101,6 +106,7 @@ class Peering:
             task.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
         for sock in self._links.values():
+            sock.disable_monitor()
             sock.close(0)
         await self.agent.stop()
 
@@ -175,7 +181,8 @@ class Peering:
         """Send `request` on to the chosen peer; its answers come back through `_relay`."""
         onward = Infer(request.request_id, request.model, request.prompt, request.max_new_tokens,
                        decision.action, request.hops + 1, request.max_hops, [*request.route, self.config.name])
-        self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node})
+        self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node},
+                                                     decision.endpoint)
         log.info("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
                  extra={"SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_NODE": decision.node,
                         "SCHEDCTL_ACTION": decision.action})
@@ -185,14 +192,40 @@ class Peering:
         except zmq.Again:
             self._forwards.pop(request.request_id, None)
             await self._fail(client, request.request_id, "forward_failed", f"peer {decision.node} is not accepting")
+            return
+        if decision.endpoint in self._down:  # it died since our view was made: do not wait for gossip
+            self._place_elsewhere(decision.endpoint)
 
     def _link(self, endpoint: str) -> Any:
         sock = self._links.get(endpoint)
         if sock is None:
             sock = self._links[endpoint] = make_socket(self.ctx, zmq.DEALER, curve=self.security.client)
             sock.connect(endpoint)
+            monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED)
             self._readers.append(asyncio.create_task(self._relay(sock, endpoint)))
+            self._readers.append(asyncio.create_task(self._watch(monitor, endpoint)))
         return sock
+
+    async def _watch(self, monitor: Any, endpoint: str) -> None:
+        """Connection events of one peer link: a drop re-places what was forwarded there."""
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())["event"]
+                if event == zmq.EVENT_CONNECTED:
+                    self._down.discard(endpoint)
+                elif event == zmq.EVENT_DISCONNECTED:
+                    self._down.add(endpoint)
+                    self._place_elsewhere(endpoint)
+        finally:
+            monitor.close(0)
+
+    def _place_elsewhere(self, endpoint: str) -> None:
+        for rid, forward in list(self._forwards.items()):
+            if forward.endpoint == endpoint:
+                del self._forwards[rid]
+                log.warning("connection to %s dropped: placing %s again", forward.peer, rid,
+                            extra={"SCHEDCTL_REQUEST_ID": rid, "SCHEDCTL_NODE": forward.peer})
+                self.replace(forward.client, forward.request, forward.tried)
 
     async def _relay(self, sock: Any, endpoint: str) -> None:
         """Answers from a peer: probe replies resolve probes, the rest go to our client."""
