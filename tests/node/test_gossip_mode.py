@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from daemons.bus import make_socket, parse_frame
-from daemons.bus.messages import ClusterEvent, Infer
+from daemons.bus.messages import ClusterEvent, Done, Infer
 from daemons.bus.security import Security, SecurityConfig
 from daemons.node.testing import Client, NodeProcess, free_endpoint, running_node
 
@@ -142,7 +142,35 @@ def verdicts() -> Iterator[Verdicts]:
     sink.close()
 
 
-def test_a_dead_peer_fails_forwarded_requests_instead_of_hanging(tmp_path: Path, verdicts: Verdicts) -> None:
+def test_a_hung_peer_fails_forwarded_requests_once_declared_dead(tmp_path: Path, verdicts: Verdicts) -> None:
+    """SIGSTOP keeps the connection open: only gossip can tell, and the entry fails the
+    request with `peer_dead` at the DEAD verdict instead of hanging."""
+    with peers(tmp_path, 3, "power-of-d", models=[SMALL], checkpoint_tier="gpu",
+               publish_to=[verdicts.address]) as nodes:
+        holder = Client(nodes[2].bind)
+        run(holder, "load", action="COLD_START")
+        holder.close()
+        wait_for_model(nodes[0], "node-2", SMALL)
+        entry = Client(nodes[0].bind)
+        entry.send(Infer("long", SMALL, "x", 2000, action=""), "long")
+        first = entry.recv(30)
+        assert first.type == "first_token" and first.body.node == "node-2"
+        nodes[2].proc.send_signal(signal.SIGSTOP)
+        try:
+            err = entry.until({"done", "error"}, timeout_s=30)[-1].body
+            assert err.code == "peer_dead" and "node-2" in err.message  # type: ignore[union-attr]
+            # Each survivor publishes its own verdicts about the hung peer, and only about it.
+            verdicts.until(lambda _: verdicts.about("node-2", "dead") == {"node-0", "node-1"})
+        finally:
+            nodes[2].proc.send_signal(signal.SIGCONT)
+        entry.close()
+        assert verdicts.about("node-2", "suspect") == {"node-0", "node-1"}
+        assert not [e for e in verdicts.events if e.node != "node-2"], verdicts.events
+
+
+def test_a_killed_peers_forwarded_requests_are_placed_again_at_once(tmp_path: Path, verdicts: Verdicts) -> None:
+    """kill -9 closes the peer's connections: the entry places what it forwarded there on
+    another peer without waiting for gossip to suspect it."""
     with peers(tmp_path, 3, "power-of-d", models=[SMALL], checkpoint_tier="gpu",
                publish_to=[verdicts.address]) as nodes:
         holder = Client(nodes[2].bind)
@@ -154,13 +182,10 @@ def test_a_dead_peer_fails_forwarded_requests_instead_of_hanging(tmp_path: Path,
         first = entry.recv(30)
         assert first.type == "first_token" and first.body.node == "node-2"
         nodes[2].proc.kill()
-        err = entry.until({"done", "error"}, timeout_s=30)[-1].body
-        assert err.code == "peer_dead" and "node-2" in err.message  # type: ignore[union-attr]
+        done = entry.until({"done", "error"}, timeout_s=30)[-1].body
         entry.close()
-        # Each survivor publishes its own verdicts about the killed peer, and only about it.
-        verdicts.until(lambda _: verdicts.about("node-2", "dead") == {"node-0", "node-1"})
-        assert verdicts.about("node-2", "suspect") == {"node-0", "node-1"}
-        assert not [e for e in verdicts.events if e.node != "node-2"], verdicts.events
+        assert isinstance(done, Done) and done.node in ("node-0", "node-1"), done
+        assert "connection to node-2 dropped: placing long again" in nodes[0].log_path.read_text()
 
 
 def test_a_paused_peer_is_suspected_then_reported_alive_again(tmp_path: Path, verdicts: Verdicts) -> None:
