@@ -16,8 +16,10 @@ For a `fault` event on TARGET at t_f:
   coordinator) are resolved when they complete; drain_s is the last completion minus t_f
   (0 when none was in flight). A request that ended in an error has no end time in
   requests.csv and is left out;
-- recovery_s: baseline = the success rate and p99 TTFT of the requests scheduled before t_f
-  that had finished by t_f. Service is back at the first arrival t >= t_f from which the
+- recovery_s: baseline = the success rate and p99 TTFT of the requests scheduled in the
+  10 s before t_f that had finished by t_f (all those scheduled before t_f when none in
+  that window had: the steady state just before the fault, not the run's cold start,
+  which would excuse any slowdown after it). Service is back at the first arrival t >= t_f from which the
   requests scheduled in [t, t + 10 s) succeed at >= 99 % of the baseline rate
   with p99 TTFT <= 1.2x the baseline's; recovery_s = t - t_f. No such t: `not_recovered`.
 
@@ -144,10 +146,13 @@ def _stats(requests: list[Request]) -> tuple[float, float]:
 
 
 def _baseline(requests: list[Request], t_f: float) -> tuple[float, float] | None:
-    """Success rate and p99 TTFT before the fault; None when nothing had finished by then."""
-    before = [r for r in requests if r.scheduled_s < t_f and r.ok and r.done_s is not None and r.done_s <= t_f]
-    failed_before = [r for r in requests if r.scheduled_s < t_f and not r.ok]
-    return _stats(before + failed_before) if before else None
+    """Success rate and p99 TTFT just before the fault; None when nothing had finished by then."""
+    for since in (t_f - WINDOW_S, -math.inf):
+        scheduled = [r for r in requests if since <= r.scheduled_s < t_f]
+        done = [r for r in scheduled if r.ok and r.done_s is not None and r.done_s <= t_f]
+        if done:
+            return _stats(done + [r for r in scheduled if not r.ok])
+    return None
 
 
 def _recovery(requests: list[Request], t_f: float, baseline: tuple[float, float]) -> float:

@@ -235,3 +235,18 @@ def test_pause_longer_than_dead_after_is_detected_and_comes_back(tmp_path: Path)
     assert first(events, "resumed", "node-1") >= fault + 5.0 - 0.01  # event times are rounded to ms
     assert first(events, "node_recovered", "node-1") > first(events, "node_dead", "node-1")
     assert first(events, "heard_again", "node-1") > first(events, "silent", "node-1")
+
+
+@pytest.mark.slow
+def test_pause_a_gossip_peer_past_its_suspicion_timeout(tmp_path: Path) -> None:
+    """SIGSTOP for 10 s, longer than suspicion + its timeout (<= 9 s): the survivors declare it dead,
+    and after SIGCONT it refutes with a higher incarnation (each survivor says `alive`)."""
+    run_dir, events = run_with_faults(tmp_path, "gossip", ["2:pause:node-1:10"], nodes=3)
+    fault = first(events, "fault", "node-1")
+    assert first(events, "suspect", "node-1") - fault <= SUSPECT_BOUND_S
+    assert first(events, "dead", "node-1") - first(events, "suspect", "node-1") <= SUSPICION_S
+    resumed = first(events, "resumed", "node-1")
+    assert first(events, "alive", "node-1") >= resumed - 0.01
+    assert observers(events, "alive", "node-1") == {"node-0", "node-2"}
+    assert not [e for e in events if e["kind"] == "dead" and e["target"] != "node-1"], events
+    check_recovered(run_dir, events)

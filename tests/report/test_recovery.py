@@ -46,3 +46,16 @@ def test_a_coordinator_fault_is_detected_by_the_first_coordinator_verdict() -> N
     silent_first = [*events, ["6.5", "coordinator_silent", "coordinator", "no heartbeat for 1.5 s"]]
     assert detection(silent_first) == pytest.approx(1.5)
     assert math.isnan(detection(events[:3]))  # no verdict after the fault: NaN, not the earlier one
+
+
+def test_the_baseline_is_the_steady_state_just_before_the_fault_not_the_cold_start() -> None:
+    """Cold starts at 0-2 s took 5 s to the first token; from 3 s on 0.1 s. A fault at 20 s
+    makes the requests of 20-25 s wait 4 s: judged against the whole run's p99 (~5 s) that
+    would count as recovered at once; against the 10 s before the fault it is not, until 25 s."""
+    cold = [Request(float(t), float(t), t + 5.5, 5.0, True, frozenset({"node-0"})) for t in range(3)]
+    warm = [Request(float(t), float(t), t + 0.5, 0.1, True, frozenset({"node-0"})) for t in range(3, 20)]
+    hit = [Request(float(t), float(t), 25.5, 25.0 - t, True, frozenset({"node-0"})) for t in range(20, 25)]
+    after = [Request(float(t), float(t), t + 0.5, 0.1, True, frozenset({"node-0"})) for t in range(25, 40)]
+    (found,) = recoveries(cold + warm + hit + after, [["20.0", "fault", "coordinator", "kind=kill"]])
+    assert found.base_p99_ttft_s == pytest.approx(0.1)
+    assert found.recovery_s == pytest.approx(5.0)
