@@ -113,7 +113,7 @@ timeout_s = 60
 attempt_timeout_s = 6
 faults = [{faults}]
 [workload]
-duration_s = 12
+duration_s = {duration}
 rps = 2
 cv = 1
 seed = 7
@@ -146,10 +146,10 @@ def our_processes() -> set[int]:
 
 
 def run_with_faults(tmp_path: Path, scheduler: str, faults: list[str],
-                    nodes: int = 2) -> tuple[Path, list[dict[str, str]]]:
+                    nodes: int = 2, duration: float = 12) -> tuple[Path, list[dict[str, str]]]:
     config = tmp_path / "exp.toml"
     config.write_text(EXPERIMENT.format(scheduler=scheduler, faults=", ".join(f'"{f}"' for f in faults),
-                                        nodes=nodes))
+                                        nodes=nodes, duration=duration))
     before = our_processes()
     out = subprocess.run([schedctl(), "experiment", "run", "-c", str(config), "--results-dir",
                           str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -239,9 +239,10 @@ def test_pause_longer_than_dead_after_is_detected_and_comes_back(tmp_path: Path)
 
 @pytest.mark.slow
 def test_pause_a_gossip_peer_past_its_suspicion_timeout(tmp_path: Path) -> None:
-    """SIGSTOP for 10 s, longer than suspicion + its timeout (<= 9 s): the survivors declare it dead,
-    and after SIGCONT it refutes with a higher incarnation (each survivor says `alive`)."""
-    run_dir, events = run_with_faults(tmp_path, "gossip", ["2:pause:node-1:10"], nodes=3)
+    """SIGSTOP for 10 s, longer than suspicion + its timeout (<= 9 s): the survivors declare it
+    dead, and after SIGCONT it refutes with a higher incarnation (each survivor says `alive`).
+    At 5 s, past the first cold start, so there is a baseline to recover to."""
+    run_dir, events = run_with_faults(tmp_path, "gossip", ["5:pause:node-1:10"], nodes=3, duration=18)
     fault = first(events, "fault", "node-1")
     assert first(events, "suspect", "node-1") - fault <= SUSPECT_BOUND_S
     assert first(events, "dead", "node-1") - first(events, "suspect", "node-1") <= SUSPICION_S

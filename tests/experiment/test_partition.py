@@ -211,7 +211,8 @@ def test_a_killed_runs_leftovers_are_removed_by_the_next_run() -> None:
 
 def start_run(tmp_path: Path, scheduler: str, faults: list[str]) -> subprocess.Popen[str]:
     config = tmp_path / "exp.toml"
-    config.write_text(EXPERIMENT.format(scheduler=scheduler, nodes=2, faults=", ".join(f'"{f}"' for f in faults)))
+    faults_text = ", ".join(f'"{f}"' for f in faults)
+    config.write_text(EXPERIMENT.format(scheduler=scheduler, nodes=2, duration=12, faults=faults_text))
     return subprocess.Popen([schedctl(), "experiment", "run", "-c", str(config), "--results-dir",
                              str(tmp_path / "results")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
