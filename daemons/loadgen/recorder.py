@@ -132,11 +132,12 @@ class Recorder:
         return self.sent - self._sent_finished
 
     def next_expiry(self) -> float:
-        """The next time the clock must be looked at: a timeout, an attempt or a back-off (inf if none)."""
+        """Scheduled time + timeout of the oldest request still in flight, or the next silent
+        attempt (inf if none). Placement timers and back-offs are not here: they need no better
+        than the sender's 0.1 s wake-ups, and waking for each of them would delay sends."""
         self._drop_finished_head()
         final = self._in_flight[0].scheduled_s + self._timeout_s if self._in_flight else math.inf
-        heads = (heap[0][0] for heap in (self._attempt_heap, self._placement_heap, self._delayed) if heap)
-        return min([final, *heads])
+        return min(final, self._attempt_heap[0][0]) if self._attempt_heap else final
 
     def on_sent(self, rec: RequestRecord, now: float, to: str = "") -> None:
         rec.sent_s = now

@@ -205,7 +205,7 @@ class Sender:
             fill_until = send_at - FILL_MARGIN_S
             self._window.fill(self._next, lambda: self.now() < fill_until)  # noqa: B023 (called here only)
             wake = min(send_at, self.rec.next_expiry(), next_tick, self.now() + MAX_WAIT_S)
-            for sock, _ in self._wait(wake, spin=wake == send_at):
+            for sock, _ in self._wait(wake, send_at):
                 lost = self._links.lost(sock)
                 if lost is None:
                     self._drain(sock, send_at)
@@ -255,14 +255,15 @@ class Sender:
         except zmq.ZMQError as exc:
             self.rec.finish(rec, ERROR, now, "send_failed", str(exc))
 
-    def _wait(self, wake: float, spin: bool) -> list[tuple[Any, int]]:
-        remaining = wake - self.now()
-        if spin:
-            remaining -= self.cfg.spin_s
-            timeout_ms = max(0, math.floor(remaining * 1000.0))
-        else:
-            timeout_ms = max(0, math.ceil(remaining * 1000.0))
-        events: list[tuple[Any, int]] = self._links.poller.poll(timeout_ms)
+    def _wait(self, wake: float, send_at: float) -> list[tuple[Any, int]]:
+        """poll() until `wake`, and never past the start of the spin before the next send:
+        poll() counts whole milliseconds, and rounding a timer's wake-up up could make it late."""
+        now = self.now()
+        until_spin_s = send_at - self.cfg.spin_s - now  # inf once everything is sent
+        timeout_ms = math.ceil((wake - now) * 1000.0)  # wake is finite: at most MAX_WAIT_S ahead
+        if until_spin_s < math.inf:
+            timeout_ms = min(timeout_ms, math.floor(until_spin_s * 1000.0))
+        events: list[tuple[Any, int]] = self._links.poller.poll(max(0, timeout_ms))
         return events
 
     def _drain(self, sock: Any, send_at: float) -> None:
