@@ -110,7 +110,7 @@ class Coordinator:
         self.pub = make_socket(self.ctx, zmq.PUB, curve=server)
         self.watchdog = sdnotify.Watchdog()
         self._check_every = min(0.1, config.dead_after_s / 10)
-        self.poller = zmq.Poller()  # only to sleep until something arrives; _rounds reads both
+        self.poller = zmq.Poller()  # only to sleep until something arrives; the loop reads the sockets
         self.poller.register(self.sub, zmq.POLLIN)
         self.poller.register(self.router, zmq.POLLIN)
         self._init_failover()

@@ -192,8 +192,10 @@ class NodeServer:
 
     async def _witness(self, identity: bytes, query: WitnessQuery, msg_id: str) -> None:
         """Vote on a takeover: granted when the coordinator named in `query.peer` is silent to us too."""
-        if self._witness_probes >= MAX_WITNESS_PROBES or not query.peer.startswith(("tcp://", "ipc://")):
-            granted, reason = False, "busy" if query.peer.startswith(("tcp://", "ipc://")) else "bad endpoint"
+        if not query.peer.startswith(("tcp://", "ipc://")):
+            granted, reason = False, f"{query.peer[:64]!r} is no coordinator endpoint"
+        elif self._witness_probes >= MAX_WITNESS_PROBES:
+            granted, reason = False, "busy"
         else:
             self._witness_probes += 1
             try:
@@ -209,7 +211,7 @@ class NodeServer:
         sock = make_socket(self.ctx, zmq.DEALER, curve=self.security.client)
         try:
             sock.connect(endpoint)
-            await sock.send(encode(StatusRequest(), self.config.name))
+            await sock.send(encode(StatusRequest(), self.config.name), flags=zmq.DONTWAIT)
             if await sock.poll(int(timeout_s * 1000)):
                 return False, f"{endpoint} answered"
             return True, f"{endpoint} silent for {timeout_s:g} s"
