@@ -196,8 +196,8 @@ class LocalCluster:
         time.sleep(downtime_s)
         self._spawn(name, self._args[name])
 
-    def cut(self, name: str) -> None:
-        self._network().cut(name)
+    def cut(self, name: str, duration_s: float = 0.0) -> None:
+        self._network().cut(name)  # healed by the injector after duration_s
 
     def heal(self, name: str) -> None:
         self._network().heal(name)

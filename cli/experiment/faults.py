@@ -90,11 +90,18 @@ def check_targets(faults: tuple[Fault, ...], node_count: int, schedulers: tuple[
 
 
 def resolve_targets(faults: tuple[Fault, ...], node_names: list[str], seed: int) -> list[Fault]:
-    """Replace `random-node` by a node picked from `seed` (the same one in every mode)."""
+    """Name each fault's node: `random-node` is picked with `seed` (the same one in every
+    mode), `node-K` is the K-th of `node_names` (a deployed cluster's nodes have host names)."""
     rng = random.Random(seed)
     out = []
     for f in faults:
-        target = rng.choice(node_names) if f.target == "random-node" else f.target
+        index = _node_index(f.target)
+        if f.target == "random-node":
+            target = rng.choice(node_names)
+        elif index is not None and f.target not in node_names:
+            target = node_names[index]
+        else:
+            target = f.target
         out.append(Fault(f.at_s, f.kind, target, f.duration_s))
     return out
 
@@ -124,7 +131,7 @@ class Target(Protocol):
 
     def signal(self, name: str, sig: int) -> None: ...
     def restart(self, name: str, downtime_s: float) -> None: ...
-    def cut(self, name: str) -> None: ...  # partition: no traffic to or from `name` ...
+    def cut(self, name: str, duration_s: float) -> None: ...  # partition: no traffic to or from `name` ...
     def heal(self, name: str) -> None: ...  # ... until this
 
 
@@ -182,7 +189,7 @@ class Injector:
                 self._cluster.signal(fault.target, signal.SIGCONT)
                 self._record("resumed", fault.target, "kind=pause;SIGCONT")
             elif fault.kind == "partition":
-                self._cluster.cut(fault.target)
+                self._cluster.cut(fault.target, fault.duration_s)
                 self._stop.wait(fault.duration_s)
                 self._cluster.heal(fault.target)
                 self._record("healed", fault.target, "kind=partition")

@@ -1,15 +1,15 @@
 """A deployed cluster, named by the cluster file `ansible-playbook deploy.yml` writes.
 
-    [cluster]      name, scheduler = "centralized" | "gossip"
-    [coordinator]  endpoint, events_endpoint          (centralized)
-    [standby]      endpoint, events_endpoint          (optional: its failover partner)
-    [[nodes]]      name, endpoint                     (one per GPU node)
+    [cluster]      name, scheduler = "centralized" | "gossip", ansible_dir, inventory, become
+    [coordinator]  host, endpoint, events_endpoint    (centralized)
+    [standby]      host, endpoint, events_endpoint    (optional: its failover partner)
+    [[nodes]]      name, host, endpoint               (one per GPU node)
     [security]     curve_dir, server_key, client_key, allowed_keys_dir   (CURVE, optional)
 
-The daemons are systemd units on their hosts: the experiment only drives them (the load
+The daemons are systemd units on their hosts: the experiment drives them (the load
 generator runs here) and observes them (the coordinator's events, each node's state once a
-second), and leaves them running afterwards. Faults need process control on the hosts, so
-they are for local clusters only.
+second), and leaves them running afterwards. Faults run on the hosts through Ansible with
+the deployment's own inventory (hosts.py); a killed daemon is restarted by systemd there.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.experiment.hosts import HostControl
 from daemons.bus.client import Client
 from daemons.bus.errors import ConfigError
 from daemons.bus.security import CurveClient, Security, SecurityConfig
@@ -37,6 +38,8 @@ class RemoteCluster:
     curve: CurveClient | None = None
     standby: str = ""
     standby_events: str = ""
+    hosts: dict[str, str] = field(default_factory=dict)  # daemon name -> the inventory host it runs on
+    control: HostControl | None = None  # None: the file names no inventory (faults refused)
 
     @classmethod
     def load(cls, path: Path) -> RemoteCluster:
@@ -52,7 +55,8 @@ class RemoteCluster:
         cluster = cls(path, str(data.get("cluster", {}).get("scheduler", "centralized")),
                       str(data.get("coordinator", {}).get("endpoint", "")),
                       str(data.get("coordinator", {}).get("events_endpoint", "")), nodes, _curve(data, path),
-                      str(standby.get("endpoint", "")), str(standby.get("events_endpoint", "")))
+                      str(standby.get("endpoint", "")), str(standby.get("events_endpoint", "")),
+                      _hosts(data), _control(data.get("cluster", {})))
         cluster._check()
         return cluster
 
@@ -79,18 +83,50 @@ class RemoteCluster:
     def stop(self) -> None:
         """The deployed daemons keep running."""
 
+    # ----- faults (cli/experiment/faults.py), on the hosts -----------------------------------
     def signal(self, name: str, sig: int) -> None:
-        raise ConfigError("faults need process control: run them on a local cluster, not with --cluster")
+        self._control().signal(self._host(name), _unit(name), sig)
 
     def restart(self, name: str, downtime_s: float) -> None:
-        self.signal(name, 0)
+        self._control().restart(self._host(name), _unit(name), downtime_s)
 
-    def cut(self, name: str) -> None:
-        raise ConfigError("partition faults need network namespaces on this machine: run them on a local "
-                          "cluster (as root), not with --cluster")
+    def cut(self, name: str, duration_s: float = 0.0) -> None:
+        self._control().cut(self._host(name), duration_s)
 
     def heal(self, name: str) -> None:
-        self.cut(name)
+        self._control().heal(self._host(name))
+
+    def _control(self) -> HostControl:
+        if self.control is None:
+            raise ConfigError(f"{self.path} names no inventory ([cluster] inventory, ansible_dir): faults run on "
+                              "the hosts through Ansible; deploy again with this version's deploy.yml")
+        return self.control
+
+    def _host(self, name: str) -> str:
+        host = self.hosts.get(name)
+        if host is None:
+            raise ConfigError(f"{self.path} says nothing of {name!r}'s host; known: {', '.join(sorted(self.hosts))}")
+        return host
+
+
+def _unit(name: str) -> str:
+    return "schedctl-coordinator.service" if name in ("coordinator", "standby") else "schedctl-node.service"
+
+
+def _hosts(data: dict[str, Any]) -> dict[str, str]:
+    nodes = [n for n in data.get("nodes", []) if isinstance(n, dict) and n.get("host")]
+    hosts = {str(n.get("name")): str(n["host"]) for n in nodes}
+    for role in ("coordinator", "standby"):
+        table = data.get(role, {})
+        if isinstance(table, dict) and table.get("host"):
+            hosts[role] = str(table["host"])
+    return hosts
+
+
+def _control(table: dict[str, Any]) -> HostControl | None:
+    if not table.get("inventory") or not table.get("ansible_dir"):
+        return None
+    return HostControl(Path(str(table["ansible_dir"])), Path(str(table["inventory"])), bool(table.get("become", True)))
 
 
 def _curve(data: dict[str, Any], path: Path) -> CurveClient | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from cli.experiment.cluster import LocalCluster
 from cli.experiment.collector import Collector
-from cli.experiment.faults import Injector, needs_netns, resolve_targets
+from cli.experiment.faults import Injector, check_targets, needs_netns, resolve_targets
 from cli.experiment.netns import NetnsError, Network, check_support
 from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
@@ -53,6 +53,7 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
             raise ConfigError(f"the cluster in {spec.cluster_file} runs {deployed.scheduler} scheduling: "
                               f"pass --scheduler {deployed.scheduler}")
         schedulers, where = (deployed.scheduler,), f"deployed cluster {spec.cluster_file}"
+        check_targets(spec.fault_plan, len(deployed.node_endpoints), schedulers)
     elif needs_netns(spec.fault_plan):
         check_support()  # before any results directory or process: a ConfigError naming the fix
         where += " in network namespaces (partition faults)"
@@ -89,7 +90,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         # Started once the coordinator's events address is known: the collector's thread
         # owns its socket and connects only at start. The nodes' PUBs reconnect to it.
         collector.start()
-        faults = resolve_targets(spec.fault_plan, [n for n, _ in spec.node_names()], spec.workload.seed)
+        names = list(cluster.node_endpoints) if spec.cluster_file else [n for n, _ in spec.node_names()]
+        faults = resolve_targets(spec.fault_plan, names, spec.workload.seed)
         injector = Injector(faults, cluster, collector.event)
         say(f"[{scheduler}] running {len(schedule)} requests" +
             (f" with faults {', '.join(map(str, faults))}" if faults else ""))

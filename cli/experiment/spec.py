@@ -125,8 +125,7 @@ class ExperimentSpec:
         get_policy(self.policy)  # an unknown name fails here, before any process starts
         get_peer_policy(self.gossip_policy)
         if self.cluster_file:
-            if self.faults:
-                raise ConfigError("faults need process control: drop --fault or run without --cluster")
+            parse_faults(self.faults)  # their targets are checked against the cluster file's nodes (runner)
             if self.standby_coordinator:
                 raise ConfigError("--standby-coordinator starts a local standby: a deployed cluster's standby is "
                                   "deployed with it (ansible); drop the flag with --cluster")

@@ -75,7 +75,8 @@ def playbook(inv: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_NOCOLOR": "1"}
     extra = {"schedctl_keys_dir": str(tmp / "keys"), "schedctl_cluster_file": str(tmp / "keys/cluster.toml"),
-             "schedctl_cluster_name": "systemtest"}
+             "schedctl_cluster_name": "systemtest",
+             "schedctl_fault_become": False}  # nsenter is root already; there is no sudo in the hosts
     return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), "deploy.yml", "-e", json.dumps(extra)],
                           cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=600)
 
@@ -208,3 +209,53 @@ def test_stopped_event_loop_trips_the_watchdog(cluster: tuple[Hosts, Path]) -> N
     log = h3.run("journalctl", "--no-pager", "-u", unit, "-o", "cat").stdout
     assert "Watchdog timeout" in log
     print(f"watchdog restarted the frozen node after {took:.1f} s")
+
+
+DEPLOYED_FAULTS = """
+[experiment]
+name = "deployed_faults"
+timeout_s = 60
+attempt_timeout_s = 6
+faults = ["3:partition:node-1:5", "11:kill:node-0"]
+[workload]
+duration_s = 16
+rps = 2
+cv = 1
+seed = 3
+models = ["{model}"]
+prompt_tokens = "lognormal:mean=32,median=32,max=64"
+output_tokens = "lognormal:mean=8,median=8,max=16"
+"""
+
+
+def test_faults_run_on_the_deployed_hosts(cluster: tuple[Hosts, Path]) -> None:
+    """`--fault` with --cluster: a partition (nftables on h3) and a kill -9 (systemctl kill on h2),
+    through Ansible with the deployment's inventory; nothing is lost and the coordinator sees both."""
+    hosts, tmp = cluster
+    config = tmp / "faults.toml"
+    config.write_text(DEPLOYED_FAULTS.format(model=MODEL))
+    out = subprocess.run([str(BIN / "schedctl"), "experiment", "run", "-c", str(config), "--cluster",
+                          str(tmp / "keys/cluster.toml"), "--results-dir", str(tmp / "results")],
+                         cwd=tmp, capture_output=True, text=True, timeout=240,
+                         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (run_dir,) = (tmp / "results").iterdir()
+    requests = csv_rows(run_dir / "requests.csv")
+    assert len(requests) == 32 and all(r["status"] == "ok" for r in requests), \
+        [(r["request_id"], r["error"], r["error_detail"]) for r in requests if r["status"] != "ok"]
+    events = csv_rows(run_dir / "events.csv")
+    kinds = [(e["kind"], e["target"]) for e in events]
+    assert ("fault", "h3") in kinds and ("healed", "h3") in kinds and ("fault", "h2") in kinds, events
+    assert not [e for e in events if e["kind"] == "injection_failed"], events
+    first: dict[tuple[str, str], float] = {}
+    for e in events:
+        first.setdefault((e["kind"], e["target"]), float(e["t_s"]))
+    assert first[("node_dead", "h3")] - first[("fault", "h3")] <= 3.0 + 1.0 + 1.0  # dead_after 3 s + a beat
+    assert first[("node_recovered", "h3")] > first[("fault", "h3")] + 5.0  # back once the 5 s cut is over
+    assert first[("node_restarted", "h2")] > first[("fault", "h2")]  # systemd brought it back, a new generation
+    assert "schedctl_fault" not in hosts.hosts[2].run("nft", "list", "tables", check=False).stdout  # healed
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
