@@ -11,13 +11,15 @@ A fault is `AT:KIND:TARGET[:DURATION]`, e.g. `5:kill:node-1`, `4:pause:random-no
 - TARGET: `coordinator`, `node-K`, or `random-node` (picked with the workload seed, so a
   repeated run breaks the same node); `partition` takes nodes only.
 
-A killed or stopped process stays down until the run ends, so its detection shows. Every
+On the local cluster a killed or stopped process stays down until the run ends, so its
+detection shows; on a deployed cluster (hosts.py) systemd restarts a killed one. Every
 fault is written to events.csv as kind `fault` with the target and `kind=...` in detail;
 the end of a pause is `resumed`, the end of a partition `healed`.
 
-`partition` puts every node in a network namespace of its own (cli/experiment/netns.py), so
-it needs root and iproute2 and is checked before the run starts; without a partition fault
-the local cluster stays on loopback.
+Locally, `partition` puts every node in a network namespace of its own
+(cli/experiment/netns.py), so it needs root and iproute2 and is checked before the run
+starts; without a partition fault the local cluster stays on loopback. A deployed host is
+partitioned with nftables (hosts.py).
 """
 
 from __future__ import annotations
