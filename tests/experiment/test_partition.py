@@ -114,7 +114,7 @@ class Recording:
     def restart(self, name: str, downtime_s: float) -> None:
         self.calls.append(("restart", name, time.monotonic()))
 
-    def cut(self, name: str) -> None:
+    def cut(self, name: str, duration_s: float) -> None:
         self.calls.append(("cut", name, time.monotonic()))
 
     def heal(self, name: str) -> None:

@@ -142,19 +142,26 @@ def verdicts() -> Iterator[Verdicts]:
     sink.close()
 
 
+def streaming_through(nodes: list[NodeProcess]) -> Client:
+    """A long request sent to node-0, forwarded to node-2 (the only holder of the model) and
+    streaming from there; the client that waits for its end."""
+    holder = Client(nodes[2].bind)
+    run(holder, "load", action="COLD_START")
+    holder.close()
+    wait_for_model(nodes[0], "node-2", SMALL)
+    entry = Client(nodes[0].bind)
+    entry.send(Infer("long", SMALL, "x", 2000, action=""), "long")
+    first = entry.recv(30)
+    assert first.type == "first_token" and first.body.node == "node-2"
+    return entry
+
+
 def test_a_hung_peer_fails_forwarded_requests_once_declared_dead(tmp_path: Path, verdicts: Verdicts) -> None:
     """SIGSTOP keeps the connection open: only gossip can tell, and the entry fails the
     request with `peer_dead` at the DEAD verdict instead of hanging."""
     with peers(tmp_path, 3, "power-of-d", models=[SMALL], checkpoint_tier="gpu",
                publish_to=[verdicts.address]) as nodes:
-        holder = Client(nodes[2].bind)
-        run(holder, "load", action="COLD_START")
-        holder.close()
-        wait_for_model(nodes[0], "node-2", SMALL)
-        entry = Client(nodes[0].bind)
-        entry.send(Infer("long", SMALL, "x", 2000, action=""), "long")
-        first = entry.recv(30)
-        assert first.type == "first_token" and first.body.node == "node-2"
+        entry = streaming_through(nodes)
         nodes[2].proc.send_signal(signal.SIGSTOP)
         try:
             err = entry.until({"done", "error"}, timeout_s=30)[-1].body
@@ -173,14 +180,7 @@ def test_a_killed_peers_forwarded_requests_are_placed_again_at_once(tmp_path: Pa
     another peer without waiting for gossip to suspect it."""
     with peers(tmp_path, 3, "power-of-d", models=[SMALL], checkpoint_tier="gpu",
                publish_to=[verdicts.address]) as nodes:
-        holder = Client(nodes[2].bind)
-        run(holder, "load", action="COLD_START")
-        holder.close()
-        wait_for_model(nodes[0], "node-2", SMALL)
-        entry = Client(nodes[0].bind)
-        entry.send(Infer("long", SMALL, "x", 2000, action=""), "long")
-        first = entry.recv(30)
-        assert first.type == "first_token" and first.body.node == "node-2"
+        entry = streaming_through(nodes)
         nodes[2].proc.kill()
         done = entry.until({"done", "error"}, timeout_s=30)[-1].body
         entry.close()
