@@ -36,9 +36,6 @@ class Witnesses:
     def notify(self, nodes: dict[str, str], notice: EpochNotice) -> None:
         self._send_all(nodes, notice)
 
-    def owns(self, sock: Any) -> bool:
-        return any(sock is link for link in self._links.values())
-
     def drain(self) -> None:
         """Read every waiting answer; votes go to the open round, anything else is dropped."""
         for link in self._links.values():

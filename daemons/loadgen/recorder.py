@@ -195,14 +195,14 @@ class Recorder:
     def link_lost(self, endpoint: str, now: float) -> None:
         """The connection to `endpoint` dropped (its process died): requests waiting there are
         retried now, as if it had failed them (a coordinator: asked of the other one)."""
+        if self.coordinators is not None and endpoint in self.coordinators.endpoints:
+            self.coordinators.timed_out(endpoint, now)
         for rec in self._in_flight:
             if rec.status:
                 continue
             if rec.node_endpoint == endpoint:
                 self._retry(rec, rec.node)
-            elif rec.asked == endpoint and rec.placed_s is None and rec.reroutes < self._coordinator_retries:
-                if self.coordinators is not None:
-                    self.coordinators.timed_out(endpoint, now)
+            elif rec.asked == endpoint and rec.placed_s is None:
                 self._reroute(rec, now, 0.0)
 
     def check_placements(self, now: float) -> None:
