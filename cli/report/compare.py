@@ -1,10 +1,15 @@
 """The winners table: one row per metric, one column per run, and which run did better.
 
 Rows come from `METRICS`: each names a Summary field, its display unit and whether lower
-or higher is better. Winners are decided on the values *as displayed* (e.g. 1 decimal of
-a percent): a difference the table does not show is reported as a "tie" rather than as a
-win the reader cannot see. A metric missing (NaN) for any run, or with no better
-direction, has no winner ("-").
+or higher is better. The Winner column, decided on the values *as displayed* (e.g. 1
+decimal of a percent, so no run wins by a difference the reader cannot see):
+- the run's header when its value is strictly the best;
+- "tie" when every run shows the best value; "tie: a, c" when only some do (the others
+  are worse, and the reader should see which runs share first place);
+- "n/a" when the metric is missing (NaN) in some run: that difference cannot be judged;
+- "-" when the metric has no better direction (counts of one action, GPU compute
+  utilisation) or fewer than two runs exist.
+No confidence intervals yet: one run each, a winner means "better in this run".
 
 Column headers are the runs' scheduler types when they are all different (the usual
 centralized vs gossip case), else the run directory names.
@@ -25,6 +30,7 @@ from cli.report.text import render_markdown_table, render_text_table
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_MD = "comparison.md"
 TIE = "tie"
+NOT_JUDGED = "n/a"
 PROTOTYPE_COLUMNS = ("centralized", "gossip")
 NONE = "-"
 
@@ -57,7 +63,10 @@ class Metric:
 MS, PCT = 1000.0, 100.0
 
 # Higher memory utilisation wins, as in the prototype's report: the same workload served
-# with more of the GPU memory in use means fewer idle, loaded-but-unused replicas.
+# with more of the GPU memory in use means fewer idle, loaded-but-unused replicas. GPU
+# compute utilisation has no winner: more busy time for the same work can mean smaller
+# batches as well as more work done. Action counts have none either (they depend on how
+# many requests were placed); the cache hit rate is the judged figure.
 METRICS: tuple[Metric, ...] = (
     Metric("success_rate", "Success Rate (%)", "higher", PCT, 1, "%"),
     Metric("goodput", "Goodput (req/s)", "higher", decimals=3),
@@ -76,13 +85,19 @@ METRICS: tuple[Metric, ...] = (
     Metric("p99_latency", "P99 Latency (ms)", "lower", MS),
     Metric("avg_memory_utilization", "Avg Memory Util", "higher", PCT, 1, "%"),
     Metric("p95_memory_utilization", "P95 Memory Util", "higher", PCT, 1, "%"),
+    Metric("avg_gpu_utilization", "Avg GPU Compute Util", "", PCT, 1, "%"),
+    Metric("p95_gpu_utilization", "P95 GPU Compute Util", "", PCT, 1, "%"),
     Metric("avg_queue_depth", "Avg Queue Depth", "lower"),
     Metric("p95_queue_depth", "P95 Queue Depth", "lower"),
     Metric("max_queue_depth", "Max Queue Depth", "lower"),
+    Metric("avg_cluster_queue_depth", "Avg Cluster Queue", "lower"),
+    Metric("max_cluster_queue_depth", "Max Cluster Queue", "lower"),
     Metric("avg_recovery_time", "Avg Recovery Time (s)", "lower"),
     Metric("timeout_count", "Timeouts", "lower", decimals=0),
-    Metric("serve_count", "SERVE (warm)", "higher", decimals=0),
-    Metric("cold_start_count", "COLD_START", "lower", decimals=0),
+    Metric("cache_hit_rate", "Cache Hit Rate (%)", "higher", PCT, 1, "%"),
+    Metric("serve_count", "SERVE (warm)", "", decimals=0),
+    Metric("serve_loading_count", "SERVE_LOADING", "", decimals=0),
+    Metric("cold_start_count", "COLD_START", "", decimals=0),
     Metric("migrate_count", "MIGRATE", "", decimals=0),
 )
 
@@ -92,7 +107,7 @@ class Row:
     metric: Metric
     values: tuple[float, ...]  # displayed numbers, NaN where missing
     texts: tuple[str, ...]
-    winner: str  # a header, "tie" or "-"
+    winner: str  # a header, "tie", "tie: a, b", "n/a" or "-"
 
 
 @dataclass(frozen=True)
@@ -122,7 +137,8 @@ def compare(summaries: Sequence[Summary | None], labels: Sequence[str] | None = 
             metrics: Sequence[Metric] = METRICS) -> Comparison:
     """Build the table; `labels` (one per summary) default to `run_labels`.
 
-    A None summary is a run that did not happen: its column shows "-" and no row has a winner.
+    A None summary is a run that did not happen: its column shows "-", and a winner is
+    decided among the others (none when fewer than two are left).
     """
     if labels is None:
         labels = run_labels([s for s in summaries if s is not None])
@@ -136,16 +152,23 @@ def compare(summaries: Sequence[Summary | None], labels: Sequence[str] | None = 
 def _row(metric: Metric, summaries: Sequence[Summary | None], headers: Sequence[str]) -> Row:
     values = tuple(metric.value(s) for s in summaries)
     texts = tuple(metric.text(s) for s in summaries)
-    return Row(metric, values, texts, winner(values, metric.better, headers))
+    present = [(h, v) for h, v, s in zip(headers, values, summaries, strict=True) if s is not None]
+    decided = winner([v for _, v in present], metric.better, [h for h, _ in present])
+    return Row(metric, values, texts, decided)
 
 
 def winner(values: Sequence[float], better: Better, headers: Sequence[str]) -> str:
-    """The header of the best value, "tie" when the best is shared, "-" when undecidable."""
-    if not better or len(values) < 2 or any(math.isnan(v) for v in values):
+    """The header of the strictly best value; "tie" when every value is the best, "tie: a, c"
+    when some share it; "n/a" when a value is missing; "-" with no direction or one run."""
+    if not better or len(values) < 2:
         return NONE
+    if any(math.isnan(v) for v in values):
+        return NOT_JUDGED
     best = min(values) if better == "lower" else max(values)
     leaders = [h for h, v in zip(headers, values, strict=True) if v == best]
-    return leaders[0] if len(leaders) == 1 else TIE
+    if len(leaders) == 1:
+        return leaders[0]
+    return TIE if len(leaders) == len(values) else f"{TIE}: {', '.join(leaders)}"
 
 
 def prototype_comparison(summaries: Sequence[Summary]) -> Comparison:

@@ -6,8 +6,11 @@ long-running process. PNGs are written by the Agg canvas.
 
 Files (in the run directory unless stated otherwise):
 - ttft_cdf.png          TTFT CDF of the successful requests;
-- nodes.png             per-node memory utilisation and queue depth over time (gaps = dead);
-- actions.png           SERVE / COLD_START / MIGRATE / unplaced counts, split ok vs failed;
+- nodes.png             per node over time (gaps = dead): memory utilisation, GPU compute
+                        utilisation (NVML's, or the emulator's busy fraction; an empty panel
+                        says "not measured"), queue depth with the cluster-wide total;
+- actions.png           SERVE / SERVE_LOADING / COLD_START / MIGRATE / unplaced counts, split
+                        ok vs failed, the cache hit rate in the title;
 - timeline.png          rolling-window p50/p99 TTFT and success rate over scheduled time,
                         with faults (red), recoveries (green) and other events (grey) marked;
 - recovery.png          only for a run with faults: the fault timeline. Success rate and
@@ -43,7 +46,7 @@ from cli.report.recovery import (
     load_recoveries,
 )
 from cli.report.results import ACTIONS, Event, RequestRecord, RunData
-from cli.report.summary import detail_fields, is_fault, is_recovery
+from cli.report.summary import cache_hits, cluster_queue, detail_fields, is_fault, is_recovery
 
 TTFT_CDF = "ttft_cdf.png"
 NODES = "nodes.png"
@@ -103,21 +106,31 @@ def plot_ttft_cdf(runs: Sequence[tuple[str, RunData]], path: Path) -> Path:
 
 
 def plot_nodes(run: RunData, path: Path) -> Path:
-    fig, (mem, queue) = _figure(2, sharex=True)
+    fig, (mem, gpu, queue) = _figure(3, sharex=True)
     for node in sorted({s.node for s in run.nodes}):
         samples = sorted((s for s in run.nodes if s.node == node), key=lambda s: s.t_s)
         t = np.asarray([s.t_s for s in samples])
         # NaN while dead: matplotlib leaves a gap instead of drawing a misleading zero.
         util = np.asarray([100 * s.memory_utilization if s.alive else np.nan for s in samples])
+        busy = np.asarray([100 * s.gpu_utilization if s.alive else np.nan for s in samples])
         depth = np.asarray([s.queue_depth if s.alive else np.nan for s in samples])
         mem.plot(t, util, label=node, lw=1.2)
+        gpu.plot(t, busy, label=node, lw=1.2)
         queue.plot(t, depth, label=node, lw=1.2)
+    totals = cluster_queue(run.nodes)
+    if totals:
+        queue.plot([t for t, _ in totals], [q for _, q in totals], color="black", lw=1.8, label="cluster total")
+    if not any(math.isfinite(s.gpu_utilization) for s in run.nodes):
+        gpu.text(0.5, 0.5, "GPU compute utilisation not measured in this run", transform=gpu.transAxes,
+                 ha="center", va="center", fontsize=8, color="grey")
     mem.set(ylabel="memory utilisation (%)", ylim=(0, 105), title=f"Nodes: {_run_title(run)}")
+    gpu.set(ylabel="GPU compute (%)", ylim=(0, 105))
     queue.set(ylabel="queue depth", xlabel="time (s)")
     queue.set_ylim(bottom=0)
-    for ax in (mem, queue):
+    for ax in (mem, gpu, queue):
         _mark_events(ax, run.events, labels=ax is mem)
     _legend(mem)
+    _legend(queue)
     return _save(fig, path)
 
 
@@ -140,10 +153,15 @@ def plot_actions(run: RunData, path: Path) -> Path:
     ax.bar(names, failed, bottom=ok, color="tab:red", label="failed")
     for i, total in enumerate(ok + failed):
         ax.annotate(str(total), (i, total), ha="center", va="bottom", fontsize=9)
-    ax.set(ylabel="requests", title=f"Placement actions: {_run_title(run)}")
+    ax.set(ylabel="requests", title=f"Actions taken: {_run_title(run)}, cache hit rate {_hit_rate(run)}")
     ax.set_ylim(0, max(1, int((ok + failed).max(initial=0))) * 1.15)
     _legend(ax)
     return _save(fig, path)
+
+
+def _hit_rate(run: RunData) -> str:
+    rate = cache_hits(run.requests)[1]
+    return "-" if math.isnan(rate) else f"{100 * rate:.1f}%"
 
 
 def rolling(requests: Sequence[RequestRecord], window_s: float = WINDOW_S, step_s: float = 1.0,

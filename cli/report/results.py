@@ -6,11 +6,17 @@ an empty cell means "did not happen".
 
 requests.csv  one row per planned request:
     request_id, model, prompt_tokens, max_new_tokens, scheduled_s, sent_s, placed_s,
-    first_token_s, done_s, node, action (SERVE | COLD_START | MIGRATE | empty), hops,
-    tokens (generated), status (ok | error | timeout), error (reason, empty if ok)
+    first_token_s, done_s, node, action (SERVE | SERVE_LOADING | COLD_START | MIGRATE |
+    empty), hops, tokens (generated), status (ok | error | timeout), error (reason, empty
+    if ok). `action` is what the serving node reports it did: SERVE only when the model
+    was loaded and ready when the request reached it; SERVE_LOADING when it waited for
+    a load another request had started (cold for this request too). `sent_s` (first
+    send) is optional: without it the measured window starts at `scheduled_s`.
 nodes.csv     one row per node per second of telemetry:
     t_s, node, memory_used, memory_total, memory_utilization (0..1), queue_depth,
-    in_flight, loaded_models (";"-joined), alive (1 | 0)
+    in_flight, loaded_models (";"-joined), alive (1 | 0), and optionally
+    gpu_utilization (0..1 compute: NVML's utilization.gpu, or the emulator's busy
+    fraction of engine steps; empty or absent = not measured)
 events.csv    t_s, kind, target, detail; may hold only its header.
 manifest.json {"name", "scheduler", "policy", "start_time", "end_time", "duration_s",
                "seed", "slo": {"ttft_ms", "tpot_ms", "e2el_ms"}, "planned_requests", ...}
@@ -41,7 +47,10 @@ REQUEST_COLUMNS = ("request_id", "scheduled_s", "first_token_s", "done_s", "acti
 NODE_COLUMNS = ("t_s", "node", "memory_utilization", "queue_depth")
 EVENT_COLUMNS = ("t_s", "kind", "target", "detail")
 
-ACTIONS = ("SERVE", "COLD_START", "MIGRATE")
+# Every action a node reports for a request it served (daemons/node/actions.py);
+# only SERVE is a cache hit: the model was ready when the request reached the node.
+ACTIONS = ("SERVE", "SERVE_LOADING", "COLD_START", "MIGRATE")
+CACHE_HITS = ("SERVE",)
 OK = "ok"
 TIMEOUT = "timeout"
 
@@ -97,6 +106,7 @@ class RequestRecord:
     status: str  # ok | error | timeout (lower-cased)
     node: str = ""
     error: str = ""
+    sent_s: float = math.nan  # first send; NaN when not sent or not recorded
 
     @property
     def ok(self) -> bool:
@@ -121,6 +131,7 @@ class NodeSample:
     memory_utilization: float  # 0..1, NaN when unknown
     queue_depth: float
     alive: bool
+    gpu_utilization: float = math.nan  # 0..1 compute; NaN when not measured
 
 
 @dataclass(frozen=True)
@@ -269,6 +280,7 @@ def _request(row: dict[str, str], ctx: _Ctx) -> RequestRecord:
         status=row["status"].strip().lower(),
         node=(row.get("node") or "").strip(),
         error=(row.get("error") or "").strip(),
+        sent_s=_float(row, "sent_s", ctx),
     )
 
 
@@ -287,6 +299,7 @@ def _node_sample(row: dict[str, str], ctx: _Ctx) -> NodeSample:
         memory_utilization=util,
         queue_depth=_float(row, "queue_depth", ctx),
         alive=alive in ("1", "true"),
+        gpu_utilization=_float(row, "gpu_utilization", ctx),
     )
 
 

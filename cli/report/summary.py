@@ -1,9 +1,10 @@
 """One run's aggregate figures: the prototype's summary CSV columns and a few more.
 
 Units: every time is in **seconds** (TTFT, TPOT, latency, duration, recovery), memory
-utilisation is a fraction 0..1, throughputs are per second of `duration`, SLOs are in
-milliseconds (as the manifest and `--slo-*-ms` flags give them). A figure with nothing to
-measure (no successful request, no recovery event) is NaN, written as an empty cell.
+and GPU utilisation and the cache hit rate are fractions 0..1, throughputs are per second
+of the *measured window*, SLOs are in milliseconds (as the manifest and `--slo-*-ms` flags
+give them). A figure with nothing to measure (no successful request, no recovery event, a
+column the run did not record) is NaN, written as an empty cell.
 
 Definitions (REFERENCE §4.1, vLLM `bench serve`):
 - latency (E2EL) = done_s − scheduled_s and TTFT = first_token_s − scheduled_s, both from
@@ -11,10 +12,25 @@ Definitions (REFERENCE §4.1, vLLM `bench serve`):
   only successful requests (status ok) count;
 - TPOT = (latency − TTFT) / (tokens − 1), only for requests with tokens > 1;
 - percentiles by `numpy.percentile` with linear interpolation;
-- goodput = successful requests meeting *every* configured SLO / duration, where TPOT
-  counts as 0 for tokens ≤ 1; NaN when no SLO is configured (it would equal throughput);
-- memory and queue statistics over the per-second samples of nodes that are alive
-  (a dead node's zeros would otherwise flatter the cluster).
+- the measured window (`measured_duration`) runs from the first send (sent_s, else
+  scheduled_s when the column is absent) to the last completion (done_s, or a later
+  send: a failed request completed no earlier than it was sent): what vLLM's benchmark
+  times. Throughput = successful requests / window, output token throughput =
+  their generated tokens / window, goodput = successful requests meeting *every*
+  configured SLO / window, where TPOT counts as 0 for tokens ≤ 1; goodput is NaN when no
+  SLO is configured (it would equal throughput). `duration` stays the configured (or
+  wall-clock) length of the run, the prototype's column; dividing by it would tie every
+  two runs that both serve everything;
+- cache_hit_rate = SERVE / successful requests that report an action: a hit only when
+  the model was loaded and ready as the request reached the node. SERVE_LOADING (it
+  waited for another request's load), COLD_START and MIGRATE are misses; failed requests
+  are left out (their action is the coordinator's guess, not what a node did);
+- memory, GPU compute and queue statistics over the per-second samples of nodes that are
+  alive (a dead node's zeros would otherwise flatter the cluster); GPU compute utilisation
+  is NaN when nodes.csv has no `gpu_utilization` column or no value in it;
+- cluster queue depth: per collector tick, the sum of queue_depth over the nodes alive in
+  it; a tick is a run of rows in time order that names no node twice (the collector
+  writes each node once per second).
 
 Events consumed from events.csv (`t_s, kind, target, detail`, kinds case-insensitive):
 - `fault` (or any kind starting with "fault"): a fault injected on `target` at `t_s`;
@@ -38,7 +54,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.report.results import EVENTS, TIMEOUT, Event, RequestRecord, RunData, Slo, load_run
+from cli.report.results import (
+    CACHE_HITS,
+    EVENTS,
+    TIMEOUT,
+    Event,
+    NodeSample,
+    RequestRecord,
+    RunData,
+    Slo,
+    load_run,
+)
 from daemons.bus.errors import ConfigError
 
 SUMMARY = "summary.csv"
@@ -91,8 +117,8 @@ class Summary:
     p50_tpot: float
     p95_tpot: float
     p99_tpot: float
-    request_throughput: float  # successful requests / s
-    output_token_throughput: float  # generated tokens of successful requests / s
+    request_throughput: float  # successful requests / s of the measured window
+    output_token_throughput: float  # generated tokens of successful requests / s of the window
     slo_ttft_ms: float | None
     slo_tpot_ms: float | None
     slo_e2el_ms: float | None
@@ -100,6 +126,17 @@ class Summary:
     goodput: float  # good requests / s
     recovery_count: int
     fault_count: int
+    measured_duration: float  # first send to last completion, s
+    serve_loading_count: int  # served after waiting for another request's model load
+    cache_hits: int  # successful SERVE requests
+    cache_hit_rate: float  # cache_hits / successful requests with an action
+    avg_gpu_utilization: float  # compute, 0..1
+    p50_gpu_utilization: float
+    p95_gpu_utilization: float
+    max_gpu_utilization: float
+    avg_cluster_queue_depth: float  # sum over alive nodes, per tick
+    p95_cluster_queue_depth: float
+    max_cluster_queue_depth: float
     run_dir: str
 
     @property
@@ -138,12 +175,16 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     used_slo = m.slo.overridden_by(slo or Slo())
     ok = [r for r in run.requests if r.ok]
     duration = run_duration(run)
+    window = measured_window(run.requests)
     ttft = Stats.of(r.ttft_s for r in ok)
     latency = Stats.of(r.latency_s for r in ok)
     tpot = Stats.of(tpot_s(r) for r in ok if r.tokens > 1)
     alive = [n for n in run.nodes if n.alive]
     memory = Stats.of(n.memory_utilization for n in alive)
     queue = Stats.of(n.queue_depth for n in alive)
+    gpu = Stats.of(n.gpu_utilization for n in alive)
+    totals = Stats.of(total for _, total in cluster_queue(run.nodes))
+    hits, hit_rate = cache_hits(run.requests)
     recoveries = recovery_times(run.events, run.run_dir / EVENTS)
     good = sum(1 for r in ok if meets_slo(r, used_slo))
     duplicates = len(run.requests) - len({r.request_id for r in run.requests})
@@ -167,12 +208,18 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         timeout_count=sum(1 for r in run.requests if r.status == TIMEOUT),
         success_rate=len(ok) / len(run.requests) if run.requests else NAN,
         avg_tpot=tpot.avg, p50_tpot=tpot.p50, p95_tpot=tpot.p95, p99_tpot=tpot.p99,
-        request_throughput=_per_s(len(ok), duration),
-        output_token_throughput=_per_s(sum(r.tokens for r in ok), duration),
+        request_throughput=_per_s(len(ok), window),
+        output_token_throughput=_per_s(sum(r.tokens for r in ok), window),
         slo_ttft_ms=used_slo.ttft_ms, slo_tpot_ms=used_slo.tpot_ms, slo_e2el_ms=used_slo.e2el_ms,
         good_requests=good if used_slo.configured else 0,
-        goodput=_per_s(good, duration) if used_slo.configured else NAN,
+        goodput=_per_s(good, window) if used_slo.configured else NAN,
         recovery_count=len(recoveries), fault_count=sum(1 for e in run.events if is_fault(e)),
+        measured_duration=window, serve_loading_count=_count_action(run.requests, "SERVE_LOADING"),
+        cache_hits=hits, cache_hit_rate=hit_rate,
+        avg_gpu_utilization=gpu.avg, p50_gpu_utilization=gpu.p50, p95_gpu_utilization=gpu.p95,
+        max_gpu_utilization=gpu.max,
+        avg_cluster_queue_depth=totals.avg, p95_cluster_queue_depth=totals.p95,
+        max_cluster_queue_depth=totals.max,
         run_dir=str(run.run_dir),
     )
 
@@ -202,6 +249,50 @@ def run_duration(run: RunData) -> float:
         return span
     last = max((r.scheduled_s for r in run.requests), default=0.0)
     return last if last > 0 else NAN
+
+
+def measured_window(requests: Sequence[RequestRecord]) -> float:
+    """Seconds from the first send to the last completion; NaN when nothing completed.
+
+    A failed request has no done_s, but it ended no earlier than it was sent: the window
+    reaches the last send too, so a run that refuses its late requests is not measured
+    as a shorter, faster one."""
+    sends = [r.scheduled_s if math.isnan(r.sent_s) else r.sent_s for r in requests]
+    dones = [r.done_s for r in requests if not math.isnan(r.done_s)]
+    if not dones:
+        return NAN
+    span = max(*dones, *sends) - min(sends)
+    return span if span > 0 else NAN
+
+
+def collector_ticks(nodes: Sequence[NodeSample]) -> list[list[NodeSample]]:
+    """The samples grouped by collector tick: in time order, a tick ends where a node repeats."""
+    ticks: list[list[NodeSample]] = []
+    seen: set[str] = set()
+    for sample in sorted(nodes, key=lambda n: n.t_s):
+        if not ticks or sample.node in seen:
+            ticks.append([])
+            seen = set()
+        ticks[-1].append(sample)
+        seen.add(sample.node)
+    return ticks
+
+
+def cluster_queue(nodes: Sequence[NodeSample]) -> list[tuple[float, float]]:
+    """Per tick, (its first sample's t_s, the queue depth summed over its alive nodes)."""
+    totals = []
+    for tick in collector_ticks(nodes):
+        depths = [n.queue_depth for n in tick if n.alive and not math.isnan(n.queue_depth)]
+        if depths:
+            totals.append((tick[0].t_s, float(sum(depths))))
+    return totals
+
+
+def cache_hits(requests: Sequence[RequestRecord]) -> tuple[int, float]:
+    """(hits, hit rate) over the successful requests that report an action; rate NaN if none."""
+    placed_ok = [r for r in requests if r.ok and r.action]
+    hits = sum(1 for r in placed_ok if r.action in CACHE_HITS)
+    return hits, hits / len(placed_ok) if placed_ok else NAN
 
 
 def record_check(planned: int | None, recorded: int, duplicates: int) -> str:

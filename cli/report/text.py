@@ -53,9 +53,12 @@ def format_summary(s: Summary) -> str:
         ["requests", _requests_line(s)],
         ["records", _records_line(s)],
         ["throughput", f"{num(s.request_throughput, 3)} req/s, {num(s.output_token_throughput, 1)} "
-                       "output tok/s"],
+                       f"output tok/s over {num(s.measured_duration, 2)} s (first send to last completion)"],
         ["goodput", _goodput_line(s)],
-        ["actions", f"SERVE {s.serve_count}, COLD_START {s.cold_start_count}, MIGRATE {s.migrate_count}"],
+        ["actions", f"SERVE {s.serve_count}, SERVE_LOADING {s.serve_loading_count}, "
+                    f"COLD_START {s.cold_start_count}, MIGRATE {s.migrate_count}"],
+        ["cache hits", f"{num(s.cache_hit_rate, 1, 100, '%')} ({s.cache_hits} successful requests found "
+                       "their model ready)"],
         ["recovery", _recovery_line(s)],
     ]
     grid = [
@@ -66,8 +69,13 @@ def format_summary(s: Summary) -> str:
         ["memory util", *(num(v, 1, 100, "%") for v in (s.avg_memory_utilization, s.p50_memory_utilization,
                                                        s.p95_memory_utilization)), "",
          num(s.min_memory_utilization, 1, 100, "%"), num(s.max_memory_utilization, 1, 100, "%")],
+        ["GPU compute", *(num(v, 1, 100, "%") for v in (s.avg_gpu_utilization, s.p50_gpu_utilization,
+                                                       s.p95_gpu_utilization)), "", "",
+         num(s.max_gpu_utilization, 1, 100, "%")],
         ["queue depth", *(num(v) for v in (s.avg_queue_depth, s.p50_queue_depth, s.p95_queue_depth)), "",
          num(s.min_queue_depth), num(s.max_queue_depth)],
+        ["cluster queue", num(s.avg_cluster_queue_depth), "", num(s.p95_cluster_queue_depth), "", "",
+         num(s.max_cluster_queue_depth)],
     ]
     return "\n".join([*align(facts, [11]), "", *align(grid, [13, 10, 10, 10, 10, 10, 10])]) + "\n"
 

@@ -12,7 +12,7 @@ REQUEST_HEADER = ["request_id", "model", "prompt_tokens", "max_new_tokens", "sch
                   "placed_s", "first_token_s", "done_s", "node", "action", "hops", "tokens", "status",
                   "error", "some_future_column"]
 NODE_HEADER = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
-               "in_flight", "loaded_models", "alive"]
+               "in_flight", "loaded_models", "alive", "gpu_utilization"]
 EVENT_HEADER = ["t_s", "kind", "target", "detail"]
 
 
@@ -26,10 +26,13 @@ def req(rid: str, sched: float, first: float | None, done: float | None, action:
             "status": status, "error": error, "some_future_column": "ignored"}
 
 
-def node(t: float, name: str, util: float, queue: float, alive: int = 1) -> dict[str, object]:
+def node(t: float, name: str, util: float, queue: float, alive: int = 1,
+         gpu: float | None = None) -> dict[str, object]:
+    """One nodes.csv row; `gpu` is the compute utilisation (None: an empty cell, not measured)."""
     return {"t_s": t, "node": name, "memory_used": int(util * 1000), "memory_total": 1000,
             "memory_utilization": util, "queue_depth": queue, "in_flight": queue,
-            "loaded_models": "facebook/opt-125m;meta-llama/Llama-2-7b-hf", "alive": alive}
+            "loaded_models": "facebook/opt-125m;meta-llama/Llama-2-7b-hf", "alive": alive,
+            "gpu_utilization": "" if gpu is None else gpu}
 
 
 def event(t: float, kind: str, target: str = "", detail: str = "") -> dict[str, object]:
@@ -44,6 +47,9 @@ def event(t: float, kind: str, target: str = "", detail: str = "") -> dict[str, 
 #   r4  3     4.0   4.0    1      MIGRATE     ok       1.0   1.0     - (tokens 1)
 #   r5  4     -     -      0      SERVE       timeout
 #   r6  5     -     -      0      (unplaced)  error
+# Measured window: first send 0 to the last completion 4.5 (r3) or the later send of r6
+# (failed, so it ended no earlier than 5) = 5 s.
+# Cache hits: SERVE r1, r2 of the 4 successful requests (r5's SERVE failed): 50 %.
 REQUESTS = [
     req("r1", 0, 0.125, 1.125, "SERVE", 9),
     req("r2", 1, 1.25, 2.25, "SERVE", 5),
@@ -53,6 +59,7 @@ REQUESTS = [
     req("r6", 5, None, None, "", 0, "error", "no node holds the model"),
 ]
 # node-b is dead at t=2: its sample there (util 0, queue 9) must not count.
+# Cluster queue per tick (alive nodes): t=0: 0+1, t=1: 2+3, t=2: 4 -> 1, 5, 4.
 NODES = [
     node(0, "node-a", 0.25, 0), node(1, "node-a", 0.5, 2), node(2, "node-a", 0.75, 4),
     node(0, "node-b", 0.5, 1), node(1, "node-b", 1.0, 3), node(2, "node-b", 0.0, 9, alive=0),
@@ -85,15 +92,22 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[dict[str, object
         writer.writerows(rows)
 
 
+def scaled(requests: Sequence[dict[str, object]], k: float) -> list[dict[str, object]]:
+    """The same requests with every time multiplied by `k` (a faster or slower cluster)."""
+    times = ("scheduled_s", "sent_s", "placed_s", "first_token_s", "done_s")
+    return [{c: (float(str(v)) * k if c in times and v != "" else v) for c, v in r.items()} for r in requests]
+
+
 def write_run(root: Path, name: str = "exp", scheduler: str = "centralized",
               requests: Sequence[dict[str, object]] = REQUESTS,
               nodes: Sequence[dict[str, object]] = NODES,
-              events: Sequence[dict[str, object]] = EVENTS, **manifest_overrides: Any) -> Path:
+              events: Sequence[dict[str, object]] = EVENTS,
+              node_header: Sequence[str] = NODE_HEADER, **manifest_overrides: Any) -> Path:
     """A results directory `root/<name>_<scheduler>_20250101_120000` holding the four files."""
     run_dir = root / f"{name}_{scheduler}_20250101_120000"
     run_dir.mkdir(parents=True)
     write_csv(run_dir / "requests.csv", REQUEST_HEADER, requests)
-    write_csv(run_dir / "nodes.csv", NODE_HEADER, nodes)
+    write_csv(run_dir / "nodes.csv", node_header, [{k: r[k] for k in node_header} for r in nodes])
     write_csv(run_dir / "events.csv", EVENT_HEADER, events)
     doc = manifest(name, scheduler, **manifest_overrides)
     (run_dir / "manifest.json").write_text(json.dumps(doc), encoding="utf-8")

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from cli.report import compare_command, print_prototype_report, report_command, summarize
-from tests.report.builders import write_run
+from tests.report.builders import req, write_run
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 app.command("report")(report_command)
@@ -28,7 +28,10 @@ def test_report_prints_and_writes(tmp_path: Path) -> None:
     code, out, err = invoke("report", run)
     assert (code, err) == (0, "")
     assert "468.75" in out  # avg TTFT in ms
-    assert "0.250 req/s (2 of 4 ok requests meet TTFT <= 250 ms, TPOT <= 250 ms)" in out
+    assert "0.400 req/s (2 of 4 ok requests meet TTFT <= 250 ms, TPOT <= 250 ms)" in out
+    assert "0.800 req/s, 4.0 output tok/s over 5.00 s (first send to last completion)" in out
+    assert "SERVE 3, SERVE_LOADING 0, COLD_START 1, MIGRATE 1" in out
+    assert "50.0% (2 successful requests found their model ready)" in out
     assert "ok: 6 planned, one row each" in out
     for name in ("summary.csv", "ttft_cdf.png", "nodes.png", "actions.png", "timeline.png", "recovery.png"):
         assert (run / name).stat().st_size > 0, name
@@ -77,6 +80,25 @@ def test_compare(tmp_path: Path) -> None:
     for name in ("comparison.csv", "comparison.md", "ttft_cdf_compare.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (a / "summary.csv").exists() and (b / "summary.csv").exists()
+
+
+def test_compare_three_runs_judges_only_what_it_can(tmp_path: Path) -> None:
+    """100 % / 44.4 % / 100 %: a tie between the two that serve all, never a plain "tie";
+    a figure missing in one run (no recovery without faults) is "n/a", not a winner."""
+    full = [req(f"r{i}", i, i + 0.25, i + 0.5, "SERVE", 2) for i in range(9)]
+    partial = [*full[:4], *(req(f"r{i}", i, None, None, "", 0, "error", "no_capacity") for i in range(4, 9))]
+    dirs = [write_run(tmp_path, name=n, scheduler="gossip", requests=rows, planned_requests=9, **extra)
+            for n, rows, extra in (("a", full, {}), ("b", partial, {}), ("c", full, {"events": []}))]
+    code, out, err = invoke("compare", *dirs, "--no-plots")
+    assert (code, err) == (0, "")
+    success = next(x for x in out.splitlines() if x.startswith("Success Rate"))
+    assert success.split()[3:] == ["100.0%", "44.4%", "100.0%", "tie:", "a_gossip_20250101_120000,",
+                                   "c_gossip_20250101_120000"]
+    with (tmp_path / "comparison.csv").open(newline="") as fh:
+        winners = {r["key"]: r["winner"] for r in csv.DictReader(fh)}
+    assert winners["avg_recovery_time"] == "n/a"
+    assert winners["cold_start_count"] == "-"  # a count: no direction
+    assert winners["cache_hit_rate"] == "tie"  # every served request found its model ready
 
 
 def test_compare_out_dir(tmp_path: Path) -> None:

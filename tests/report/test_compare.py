@@ -11,7 +11,7 @@ import pytest
 
 from cli.report import Summary, compare, prototype_comparison, render_text, summarize, write_comparison
 from cli.report.compare import METRICS, Comparison, winner
-from tests.report.builders import REQUESTS, write_run
+from tests.report.builders import REQUESTS, req, scaled, write_run
 
 
 def two_runs(tmp_path: Path) -> tuple[Summary, Summary]:
@@ -43,9 +43,13 @@ def test_winner_rules() -> None:
     h = ("a", "b", "c")
     assert winner([3.0, 1.0, 2.0], "lower", h) == "b"
     assert winner([3.0, 1.0, 2.0], "higher", h) == "a"
-    assert winner([1.0, 1.0, 2.0], "lower", h) == "tie"
-    assert winner([1.0, math.nan, 2.0], "lower", h) == "-"
+    assert winner([1.0, 1.0, 1.0], "lower", h) == "tie"
+    # The best value shared by some: a tie between those, which the cell names.
+    assert winner([1.0, 1.0, 2.0], "lower", h) == "tie: a, b"
+    assert winner([100.0, 44.4, 100.0], "higher", h) == "tie: a, c"
+    assert winner([1.0, math.nan, 2.0], "lower", h) == "n/a"  # cannot be judged
     assert winner([1.0, 2.0, 3.0], "", h) == "-"
+    assert winner([1.0], "lower", ("a",)) == "-"
 
 
 def test_values_compared_as_displayed(tmp_path: Path) -> None:
@@ -61,9 +65,21 @@ def test_headers_are_dir_names_when_types_repeat(tmp_path: Path) -> None:
 
 
 def test_three_runs(tmp_path: Path) -> None:
-    runs = [summarize(write_run(tmp_path, name=n, scheduler="gossip", duration_s=d))
-            for n, d in (("a", 8.0), ("b", 4.0), ("c", 16.0))]
-    assert row(compare(runs), "request_throughput") == (("0.500", "1.000", "0.250"), "b_gossip_20250101_120000")
+    # Same requests, all served; b ran them twice as fast, c half as fast, same configured duration.
+    runs = [summarize(write_run(tmp_path, name=n, scheduler="gossip", requests=scaled(REQUESTS, k)))
+            for n, k in (("a", 1.0), ("b", 0.5), ("c", 2.0))]
+    c = compare(runs)
+    assert row(c, "request_throughput") == (("0.800", "1.600", "0.400"), "b_gossip_20250101_120000")
+    assert row(c, "success_rate") == (("66.7%", "66.7%", "66.7%"), "tie")
+
+
+def test_three_runs_partial_tie_names_the_leaders(tmp_path: Path) -> None:
+    full = [req(f"r{i}", i, i + 0.25, i + 0.5, "SERVE", 2) for i in range(9)]
+    partial = [*full[:4], *(req(f"r{i}", i, None, None, "", 0, "error", "no_capacity") for i in range(4, 9))]
+    runs = [summarize(write_run(tmp_path, name=n, scheduler="gossip", requests=rows, planned_requests=9))
+            for n, rows in (("a", full), ("b", partial), ("c", full))]
+    texts, verdict = row(compare(runs, labels=["a", "b", "c"]), "success_rate")
+    assert (texts, verdict) == (("100.0%", "44.4%", "100.0%"), "tie: a, c")
 
 
 def test_text_table_layout(tmp_path: Path) -> None:
@@ -98,7 +114,7 @@ def test_files(tmp_path: Path) -> None:
 def test_missing_metric_has_no_winner(tmp_path: Path) -> None:
     central, gossip = two_runs(tmp_path)
     no_faults = dataclasses.replace(gossip, avg_recovery_time=math.nan)
-    assert row(compare([central, no_faults]), "avg_recovery_time") == (("2.75", "-"), "-")
+    assert row(compare([central, no_faults]), "avg_recovery_time") == (("2.75", "-"), "n/a")
 
 
 def test_prototype_report_places_runs_by_type(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_compare_plot(tmp_path: Path) -> None:
 
 def test_action_counts_split_ok_and_failed(tmp_path: Path) -> None:
     assert action_counts(load_run(write_run(tmp_path)).requests) == {
-        "SERVE": (2, 1), "COLD_START": (1, 0), "MIGRATE": (1, 0), "unplaced": (0, 1)}
+        "SERVE": (2, 1), "SERVE_LOADING": (0, 0), "COLD_START": (1, 0), "MIGRATE": (1, 0), "unplaced": (0, 1)}
 
 
 def test_rolling_window(tmp_path: Path) -> None:

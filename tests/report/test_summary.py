@@ -13,7 +13,7 @@ from cli.report import Slo, summarize
 from cli.report.results import Event
 from cli.report.summary import SUMMARY, detail_fields, recovery_times, write_summary_csv
 from daemons.bus.errors import ConfigError
-from tests.report.builders import EVENTS, REQUESTS, event, node, req, write_run
+from tests.report.builders import EVENTS, REQUESTS, event, node, req, scaled, write_run
 
 approx = pytest.approx
 
@@ -55,11 +55,37 @@ def test_tpot_only_for_more_than_one_token(tmp_path: Path) -> None:
     assert s.p99_tpot == approx(0.25 + 0.98 * 0.25)
 
 
-def test_throughput_over_manifest_duration(tmp_path: Path) -> None:
+def test_throughput_over_measured_window(tmp_path: Path) -> None:
     s = summarize(write_run(tmp_path))
-    assert s.duration == 8.0
-    assert s.request_throughput == 4 / 8
-    assert s.output_token_throughput == (9 + 5 + 5 + 1) / 8
+    assert s.duration == 8.0  # the configured length stays the prototype's `duration`
+    # First send 0 to the last completion (4.5), or the later send of the failed r6 (5).
+    assert s.measured_duration == 5.0
+    assert s.request_throughput == 4 / 5
+    assert s.output_token_throughput == (9 + 5 + 5 + 1) / 5
+
+
+def test_faster_run_has_higher_throughput_at_equal_success(tmp_path: Path) -> None:
+    """Both runs serve the same requests, one in half the time: its throughput doubles
+    (divided by the configured duration, the two would tie)."""
+    slow = summarize(write_run(tmp_path, name="slow"))
+    fast = summarize(write_run(tmp_path, name="fast", requests=scaled(REQUESTS, 0.5)))
+    assert slow.success_rate == fast.success_rate and slow.duration == fast.duration
+    assert fast.request_throughput == approx(2 * slow.request_throughput)
+    assert fast.output_token_throughput == approx(2 * slow.output_token_throughput)
+
+
+def test_window_starts_at_first_send(tmp_path: Path) -> None:
+    late = [dict(r, sent_s=float(str(r["scheduled_s"])) + 0.5) for r in REQUESTS]
+    assert summarize(write_run(tmp_path, requests=late)).measured_duration == 5.0  # 0.5 .. 5.5
+
+
+def test_refusing_late_requests_does_not_shorten_the_window(tmp_path: Path) -> None:
+    full = [req(f"r{i}", i, i + 0.25, i + 0.5, "SERVE", 2) for i in range(8)]
+    refused = [*full[:4], *(req(f"r{i}", i, None, None, "", 0, "error", "no_capacity") for i in range(4, 8))]
+    s_full = summarize(write_run(tmp_path, name="full", requests=full, planned_requests=8))
+    s_refused = summarize(write_run(tmp_path, name="refused", requests=refused, planned_requests=8))
+    assert (s_full.measured_duration, s_refused.measured_duration) == (7.5, 7.0)
+    assert s_refused.request_throughput < s_full.request_throughput
 
 
 def test_duration_falls_back_to_start_and_end(tmp_path: Path) -> None:
@@ -71,7 +97,7 @@ def test_goodput_with_manifest_slo(tmp_path: Path) -> None:
     s = summarize(write_run(tmp_path))
     # TTFT <= 250 and TPOT <= 250 ms: r1 (125, 125) and r2 (250, 250: the bound is inclusive).
     assert (s.slo_ttft_ms, s.slo_tpot_ms, s.slo_e2el_ms) == (250, 250, None)
-    assert (s.good_requests, s.goodput) == (2, 2 / 8)
+    assert (s.good_requests, s.goodput) == (2, 2 / 5)
 
 
 def test_goodput_flags_override_manifest(tmp_path: Path) -> None:
@@ -81,7 +107,7 @@ def test_goodput_flags_override_manifest(tmp_path: Path) -> None:
     # Adding E2EL <= 1125 on top of the manifest's SLOs leaves only r1.
     s = summarize(run, Slo(e2el_ms=1125))
     assert (s.slo_ttft_ms, s.slo_tpot_ms, s.slo_e2el_ms) == (250, 250, 1125)
-    assert (s.good_requests, s.goodput) == (1, 1 / 8)
+    assert (s.good_requests, s.goodput) == (1, 1 / 5)
 
 
 def test_no_slo_means_no_goodput(tmp_path: Path) -> None:
@@ -99,6 +125,50 @@ def test_memory_and_queue_over_alive_samples(tmp_path: Path) -> None:
     # Alive queue depths 0 1 2 3 4 (the dead node's 9 is out).
     assert (s.avg_queue_depth, s.min_queue_depth, s.max_queue_depth, s.p50_queue_depth) == (2, 0, 4, 2)
     assert s.p95_queue_depth == approx(3.8)
+
+
+def test_cluster_queue_sums_alive_nodes_per_tick(tmp_path: Path) -> None:
+    s = summarize(write_run(tmp_path))
+    # Ticks 0, 1, 2: 0+1, 2+3, 4 (node-b's 9 is dead).
+    assert (s.avg_cluster_queue_depth, s.max_cluster_queue_depth) == (approx(10 / 3), 5)
+    assert s.p95_cluster_queue_depth == approx(4 + 0.9 * 1)
+
+
+def test_cluster_queue_ticks_by_node_repeat_not_by_time(tmp_path: Path) -> None:
+    """The collector's rows of one tick carry slightly different times."""
+    nodes = [node(0.001, "a", 0, 1), node(0.002, "b", 0, 2), node(0.999, "a", 0, 3), node(1.0, "b", 0, 4)]
+    s = summarize(write_run(tmp_path, nodes=nodes))
+    assert (s.avg_cluster_queue_depth, s.max_cluster_queue_depth) == (5, 7)
+
+
+def test_gpu_compute_utilization_over_alive_samples(tmp_path: Path) -> None:
+    nodes = [node(0, "a", 0.9, 0, gpu=0.25), node(0, "b", 0.9, 0, gpu=0.75), node(1, "a", 0.9, 0, gpu=0.5),
+             node(1, "b", 0.9, 0, alive=0, gpu=0.0)]
+    s = summarize(write_run(tmp_path, nodes=nodes))
+    assert (s.avg_gpu_utilization, s.p50_gpu_utilization, s.max_gpu_utilization) == (0.5, 0.5, 0.75)
+    # Memory is 90 % throughout: compute is its own figure, not memory under another name.
+    assert s.avg_memory_utilization == approx(0.9)
+
+
+def test_gpu_compute_not_measured_is_nan(tmp_path: Path) -> None:
+    old_header = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
+                  "in_flight", "loaded_models", "alive"]
+    for name, header in (("empty", None), ("absent", old_header)):
+        kwargs = {} if header is None else {"node_header": header}
+        s = summarize(write_run(tmp_path, name=name, **kwargs))
+        assert math.isnan(s.avg_gpu_utilization) and math.isnan(s.max_gpu_utilization)
+
+
+def test_cache_hit_rate_counts_only_ready_models(tmp_path: Path) -> None:
+    s = summarize(write_run(tmp_path))
+    assert (s.cache_hits, s.cache_hit_rate) == (2, 0.5)  # r1, r2 of r1..r4
+    # Two requests for one cold model at once: one loads it, the other waits on that load.
+    rows = [req("a", 0, 2.0, 2.5, "COLD_START", 3), req("b", 0, 2.0, 2.5, "SERVE_LOADING", 3),
+            req("c", 3, 3.125, 3.5, "SERVE", 3), req("d", 3, None, None, "SERVE", 0, "error", "backend_died")]
+    s = summarize(write_run(tmp_path, name="waited", requests=rows, planned_requests=4))
+    assert (s.serve_count, s.serve_loading_count, s.cold_start_count) == (2, 1, 1)
+    # Only c found its model ready; d failed, so what it found is not known.
+    assert (s.cache_hits, s.cache_hit_rate) == (1, approx(1 / 3))
 
 
 def test_memory_utilization_from_bytes_when_ratio_empty(tmp_path: Path) -> None:
@@ -163,7 +233,8 @@ def test_empty_run_gives_nan_not_errors(tmp_path: Path) -> None:
     assert s.total_requests == 0
     assert all(math.isnan(v) for v in (s.avg_ttft, s.p99_latency, s.avg_tpot, s.success_rate,
                                         s.avg_memory_utilization, s.p95_queue_depth))
-    assert s.request_throughput == 0.0
+    assert all(math.isnan(v) for v in (s.request_throughput, s.measured_duration, s.cache_hit_rate,
+                                        s.avg_gpu_utilization, s.avg_cluster_queue_depth))
 
 
 def test_summary_csv_has_prototype_columns_first(tmp_path: Path) -> None:
@@ -182,8 +253,10 @@ def test_summary_csv_has_prototype_columns_first(tmp_path: Path) -> None:
                  "p95_queue_depth", "avg_recovery_time", "serve_count", "cold_start_count", "migrate_count"]
     assert list(rows[0])[: len(prototype)] == prototype
     row = rows[0]
-    assert (row["avg_ttft"], row["total_requests"], row["goodput"], row["slo_e2el_ms"]) == (
-        "0.46875", "6", "0.25", "")
+    assert (row["avg_ttft"], row["total_requests"], row["measured_duration"], row["slo_e2el_ms"]) == (
+        "0.46875", "6", "5", "")
+    assert (row["cache_hit_rate"], row["serve_loading_count"], row["max_cluster_queue_depth"]) == ("0.5", "0", "5")
+    assert row["avg_gpu_utilization"] == ""  # not measured: an empty cell
     assert row["p95_ttft"] == "0.925"  # 9 significant digits hide the float noise
 
 
