@@ -62,5 +62,5 @@ def node_gpu(
     typer.echo(f"backend: {probe.backend}: {probe.reason}")
     for g in probe.read(0):
         typer.echo(f"gpu {g.index}: {g.name}  memory {g.memory_used / 2**30:.1f} / "
-                   f"{g.memory_total / 2**30:.1f} GiB  utilization {g.utilization:.0%}")
+                   f"{g.memory_total / 2**30:.1f} GiB  compute {g.utilization:.0%}")
     probe.close()

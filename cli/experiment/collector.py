@@ -31,8 +31,9 @@ from daemons.bus.messages import ClusterEvent, CoordinatorState, NodeState, Stat
 from daemons.bus.schema import from_dict
 from daemons.bus.security import CurveClient
 
+# gpu_utilization: compute 0..1 (NodeState.gpu_utilization), empty when the node does not report it.
 NODE_COLUMNS = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
-                "in_flight", "loaded_models", "alive"]
+                "in_flight", "loaded_models", "alive", "gpu_utilization"]
 EVENT_COLUMNS = ["t_s", "kind", "target", "detail"]
 SILENT_AFTER_S = 3.0  # a node not heard for this long is sampled as not alive
 COORDINATOR_SILENT_S = 2.5  # two and a half missed coordinator heartbeats (1 s apart)
@@ -141,7 +142,8 @@ class Collector:
                 self.event("silent", name, f"no NodeState for {now - heard:.1f} s")
             self.node_rows.append([time.time(), name, used, total,
                                    round(used / total, 4) if total else 0.0, state.queue_depth,
-                                   state.in_flight, loaded, alive])
+                                   state.in_flight, loaded, alive,
+                                   "" if state.gpu_utilization is None else state.gpu_utilization])
 
     def write(self, run_dir: Path, t0_wall: float, end_s: float) -> None:
         """nodes.csv for 0 <= t <= end_s (the run itself), events.csv for all events."""

@@ -89,6 +89,8 @@ class Done:
     node: str
     tokens: int
     finish_reason: str
+    # What the node did (daemons/node/actions.py): SERVE only when the model was ready as
+    # the request arrived; SERVE_LOADING when it waited for a load it did not start.
     action: str = "SERVE"
     hops: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -123,7 +125,7 @@ class GpuState:
     name: str
     memory_total: int
     memory_used: int
-    utilization: float = 0.0
+    utilization: float = 0.0  # compute, 0..1 (see NodeState.gpu_utilization), not memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,10 @@ class NodeState:
     scheduler: str = "centralized"
     in_flight: int = 0
     catalog: list[CatalogEntry] = field(default_factory=list)
+    # GPU compute utilisation 0..1 over about the last second (mean over the node's GPUs):
+    # NVML's utilization.gpu, or on an emulated GPU the busy fraction of its instances'
+    # engine steps (daemons/node/gpu.py). None: a node that does not report it.
+    gpu_utilization: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

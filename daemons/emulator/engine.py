@@ -216,6 +216,7 @@ class Engine:
             await asyncio.sleep(deadline - time.monotonic())
             self._emit()
             self._count_step(admitted, decoding, step)
+            self.metrics.busy.step(now, time.monotonic())  # the GPU's busy time (the busy ratio gauge)
 
     def _step_time(self, admitted: list[Generation], decoding: list[Generation]) -> float:
         n_prefill = 0

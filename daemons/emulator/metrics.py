@@ -3,6 +3,10 @@
 - Counters carry no `_total` suffix (`tgi_request_count`, as TGI's Grafana queries use).
 - Gauges: `tgi_queue_size`, `tgi_batch_current_size`, `tgi_batch_current_max_tokens`,
   `tgi_batch_max_total_tokens` (current/max tokens is the KV-usage proxy).
+- `schedctl_emulator_busy_ratio` (ours, not TGI's): the fraction of the last second the
+  engine spent in steps, 0..1. It stands in for NVML's utilization.gpu ("percent of time
+  over the past sample period during which one or more kernels was executing"), which an
+  emulated GPU cannot give; the node agent scrapes it beside the queue size.
 - Every `*_duration` histogram has TGI's 35 bounds 1e-4·1.5^k s, k = 1..35; length
   histograms use max_input_tokens/100 or max_total_tokens/100 steps; `tgi_batch_next_size`
   uses powers of two (TGI has one bucket per size up to 1024, which bloats every scrape).
@@ -11,6 +15,8 @@
 from __future__ import annotations
 
 import bisect
+import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 DURATION_BUCKETS: tuple[float, ...] = tuple(1e-4 * 1.5**k for k in range(1, 36))
@@ -58,6 +64,32 @@ class Histogram:
         yield f"{name}_count{suffix} {self.count}"
 
 
+class BusyWindow:
+    """Busy time over a sliding window: the engine reports each step as (start, end)."""
+
+    __slots__ = ("_steps", "window_s")
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        self.window_s = window_s
+        self._steps: deque[tuple[float, float]] = deque()
+
+    def step(self, start: float, end: float) -> None:
+        self._steps.append((start, end))
+        self._forget(end)
+
+    def ratio(self, now: float | None = None) -> float:
+        """Fraction of (now - window_s, now] covered by steps (a running step counts once it ends)."""
+        now = time.monotonic() if now is None else now
+        self._forget(now)
+        since = now - self.window_s
+        busy = sum(min(end, now) - max(start, since) for start, end in self._steps if end > since)
+        return min(1.0, max(0.0, busy / self.window_s))
+
+    def _forget(self, now: float) -> None:
+        while self._steps and self._steps[0][1] <= now - self.window_s:
+            self._steps.popleft()
+
+
 class Metrics:
     """Every series the emulator exports; the engine and the routes update it."""
 
@@ -81,6 +113,7 @@ class Metrics:
         self.max_new_tokens = Histogram(linear_buckets(max_total_tokens))
         self.batch_next_size = Histogram(BATCH_SIZE_BUCKETS)
         self.batch_forward_duration = {m: Histogram(DURATION_BUCKETS) for m in ("prefill", "decode")}
+        self.busy = BusyWindow()
 
     def fail(self, reason: str) -> None:
         self.request_failure[reason] = self.request_failure.get(reason, 0) + 1
@@ -94,6 +127,7 @@ class Metrics:
             ("tgi_batch_max_total_tokens", self.batch_max_total_tokens),
         ):
             lines += [f"# TYPE {name} gauge", f"{name} {value}"]
+        lines += ["# TYPE schedctl_emulator_busy_ratio gauge", f"schedctl_emulator_busy_ratio {self.busy.ratio():.4f}"]
         lines += ["# TYPE tgi_request_count counter", f"tgi_request_count {self.request_count}"]
         lines += ["# TYPE tgi_request_success counter", f"tgi_request_success {self.request_success}"]
         lines.append("# TYPE tgi_request_failure counter")

@@ -77,6 +77,7 @@ class RequestRecord:
     placed_via: str = ""  # the coordinator endpoint whose placement it follows
     placement_deadline: float = math.inf
     node_endpoint: str = ""  # where the current placement sent it
+    placed_action: str = ""  # the latest placement's action; `action` ends as the node's (Done)
 
     @property
     def ttft_s(self) -> float | None:
@@ -296,6 +297,7 @@ class Recorder:
         rec.placement_deadline = math.inf
         rec.coordinator, rec.epoch, rec.placed_via, rec.node_endpoint = sender, body.epoch, source, body.endpoint
         rec.placed_s, rec.node, rec.action = now, body.node, body.action
+        rec.placed_action = body.action
         rec.est_wait_s, rec.decision_s = body.est_wait_s, body.decision_s
         self._progress(rec, now)
         return rec, body

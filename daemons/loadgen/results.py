@@ -4,6 +4,10 @@
 the run's t = 0 on the sender's monotonic clock; `t0_wall_s` (Unix time of t = 0, in the
 summary JSON) maps them onto wall-clock time to align them with per-node telemetry.
 `ttft_s` and `latency_s` are measured from `scheduled_s`, the intended send time.
+`action` is what the serving node did (Done.action, daemons/node/actions.py: SERVE only
+when the model was ready as the request arrived, SERVE_LOADING when it waited on another
+request's load); `placed_action` is what the coordinator's latest placement expected
+(empty in gossip mode, where no placement reaches the load generator).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ REQUEST_COLUMNS = (
     "scheduled_s", "sent_s", "placed_s", "first_token_s", "done_s", "ttft_s", "latency_s",
     "node", "action", "hops", "tokens", "finish_reason", "status", "error", "error_detail",
     "est_wait_s", "decision_s", "server_timings", "attempts", "failed_nodes",
-    "coordinator", "epoch", "reroutes",
+    "coordinator", "epoch", "reroutes", "placed_action",
 )
 
 

@@ -54,10 +54,14 @@ class Finished:
     finish_reason: str
 
 
+BUSY_RATIO = "schedctl_emulator_busy_ratio"
+
+
 @dataclass(frozen=True, slots=True)
 class Load:
     queue_size: int
     batch_size: int
+    busy_ratio: float = 0.0  # the emulator's `schedctl_emulator_busy_ratio`; TGI has none
 
 
 class Backend:
@@ -97,8 +101,9 @@ class Backend:
             return None
         if response.status_code != 200:
             return None
-        gauges = parse_gauges(response.text, ("tgi_queue_size", "tgi_batch_current_size"))
-        return Load(int(gauges.get("tgi_queue_size", 0)), int(gauges.get("tgi_batch_current_size", 0)))
+        gauges = parse_gauges(response.text, ("tgi_queue_size", "tgi_batch_current_size", BUSY_RATIO))
+        return Load(int(gauges.get("tgi_queue_size", 0)), int(gauges.get("tgi_batch_current_size", 0)),
+                    gauges.get(BUSY_RATIO, 0.0))
 
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]

@@ -4,6 +4,14 @@ The probe is chosen once at start-up and the reason is logged and shown by
 `schedctl node gpu`, so nobody mistakes an emulated GPU for a real one. On a real GPU
 the memory figures are NVML's; on an emulated one they are the sum of the footprints of
 the instances this node runs (the ledger), which is exactly what the emulator models.
+
+Utilisation is *compute*, never memory: on a real GPU NVML's utilization.gpu (the share
+of the last sample period in which a kernel ran); on an emulated one the busy fraction
+the node scraped from its emulator instances (`schedctl_emulator_busy_ratio`, the share
+of the last second spent in engine steps), summed over the instances and capped at 1.
+Summed because the emulator does not slow one instance for another's steps: one real GPU
+would have had to run all of them, so their busy times add up (max would claim two
+instances each busy half the time leave the GPU half idle).
 """
 
 from __future__ import annotations
@@ -23,15 +31,16 @@ class GpuReading:
     name: str
     memory_total: int
     memory_used: int
-    utilization: float  # 0..1
+    utilization: float  # compute, 0..1
 
 
 class GpuProbe(Protocol):
     backend: str  # "nvml" | "emulated"
     reason: str
 
-    def read(self, ledger_used: int) -> list[GpuReading]:
-        """Current readings; `ledger_used` is what this node's instances occupy."""
+    def read(self, ledger_used: int, busy: float = 0.0) -> list[GpuReading]:
+        """Current readings; `ledger_used` is what this node's instances occupy, `busy` their
+        summed busy ratio (used where there is no real GPU to ask)."""
         ...
 
     def close(self) -> None: ...
@@ -45,9 +54,8 @@ class EmulatedProbe:
     def __init__(self, name: str, memory_total: int, reason: str) -> None:
         self.name, self.memory_total, self.reason = name, memory_total, reason
 
-    def read(self, ledger_used: int) -> list[GpuReading]:
-        util = min(1.0, ledger_used / self.memory_total) if self.memory_total else 0.0
-        return [GpuReading(0, self.name, self.memory_total, ledger_used, util)]
+    def read(self, ledger_used: int, busy: float = 0.0) -> list[GpuReading]:
+        return [GpuReading(0, self.name, self.memory_total, ledger_used, min(1.0, max(0.0, busy)))]
 
     def close(self) -> None:
         pass
@@ -63,7 +71,7 @@ class NvmlProbe:
         self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
         self.reason = f"NVML found {count} NVIDIA GPU(s)"
 
-    def read(self, ledger_used: int) -> list[GpuReading]:
+    def read(self, ledger_used: int, busy: float = 0.0) -> list[GpuReading]:
         return [self._read_one(i, h) for i, h in enumerate(self._handles)]
 
     def _read_one(self, index: int, handle: Any) -> GpuReading:

@@ -41,6 +41,7 @@ class Instance:
     last_used: float = field(default_factory=time.monotonic)
     queue_size: int = 0
     batch_size: int = 0
+    busy_ratio: float = 0.0  # share of the last second in engine steps (emulator only)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     failure: str = ""
     proc: asyncio.subprocess.Process | None = None
@@ -79,6 +80,15 @@ class ModelManager:
             instance.running -= 1
             raise
         return instance, cold
+
+    def ready(self, model: str) -> bool:
+        """An instance of `model` is loaded and ready now (a request would not wait)."""
+        instance = self.instances.get(model)
+        return instance is not None and instance.state == "ready"
+
+    def busy_ratio(self) -> float:
+        """The ready instances' busy ratios summed, capped at 1 (see daemons/node/gpu.py)."""
+        return min(1.0, sum(i.busy_ratio for i in self.instances.values() if i.state == "ready"))
 
     def can_host(self, model: str) -> bool:
         """The model is here already, or fits once idle instances are evicted."""
@@ -196,6 +206,7 @@ class ModelManager:
         for instance, load in zip(ready, loads, strict=True):
             if load is not None:
                 instance.queue_size, instance.batch_size = load.queue_size, load.batch_size
+                instance.busy_ratio = load.busy_ratio
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(i) for i in list(self.instances.values())))

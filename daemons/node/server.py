@@ -48,10 +48,11 @@ from daemons.bus.messages import (
 )
 from daemons.bus.schema import to_dict
 from daemons.bus.security import Security, SecurityConfig, stop_zap
+from daemons.node.actions import served_action
 from daemons.node.backend import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig
-from daemons.node.gpu import GpuProbe, choose_probe
+from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
 from daemons.node.peering import PROBE_WAIT_S, Peering, has_free_slot
 from daemons.policy import Refusal
@@ -307,8 +308,9 @@ class NodeServer:
 
     async def _run(self, identity: bytes, request: Infer) -> Done:
         start = time.monotonic()
+        ready = self.manager.ready(request.model)  # as the request arrives, before any wait
         instance, cold = await self.manager.acquire(request.model)
-        action = "COLD_START" if cold else ("MIGRATE" if request.action == "MIGRATE" else "SERVE")
+        action = served_action(request.action, cold, ready)
         log.info("serving %s with %s", request.request_id, action, extra={
             "SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_MODEL": request.model,
             "SCHEDCTL_ACTION": action, "SCHEDCTL_NODE": self.config.name})
@@ -356,14 +358,15 @@ class NodeServer:
 
     def snapshot(self) -> NodeState:
         """The node's state now, at the sequence number of its last publication."""
-        readings = self.probe.read(self.manager.ledger_used())
+        readings = self.probe.read(self.manager.ledger_used(), self.manager.busy_ratio())
         gpus = [GpuState(g.index, g.name, g.memory_total, g.memory_used, g.utilization) for g in readings]
         models = [self._model_state(i) for i in self.manager.instances.values()]
         return NodeState(
             node=self.config.name, endpoint=self.config.endpoint, gen=self.gen, seq=self.seq,
             gpus=gpus, models=models, queue_depth=sum(m.queue_depth for m in models),
             gpu_backend=self.probe.backend, scheduler=self.config.scheduler,
-            in_flight=len(self.active), catalog=self.catalog.entries())
+            in_flight=len(self.active), catalog=self.catalog.entries(),
+            gpu_utilization=compute_utilization(readings))
 
     @staticmethod
     def _model_state(instance: Instance) -> ModelState:
@@ -405,6 +408,13 @@ class NodeServer:
         while True:
             await self.manager.refresh_load()
             await asyncio.sleep(min(0.5, self.config.publish_interval_s))
+
+
+def compute_utilization(readings: list[GpuReading]) -> float | None:
+    """The node's GPU compute utilisation, 0..1: the mean over its GPUs; None without one."""
+    if not readings:
+        return None
+    return round(sum(g.utilization for g in readings) / len(readings), 4)
 
 
 def run(config: NodeConfig, security: Security | None = None) -> None:

@@ -39,10 +39,12 @@ def check_run(run_dir: Path, scheduler: str) -> list[dict[str, str]]:
     assert len(ok) >= 14, [r["error"] for r in recorded if r["status"] != "ok"]
     for r in ok:
         assert float(r["first_token_s"]) <= float(r["done_s"])
-        assert r["action"] in ("SERVE", "COLD_START", "MIGRATE") and r["node"].startswith("node-")
+        assert r["action"] in ("SERVE", "SERVE_LOADING", "COLD_START", "MIGRATE") and r["node"].startswith("node-")
     (summary,) = rows(run_dir / "summary.csv")
-    counts = [int(summary[k]) for k in ("serve_count", "cold_start_count", "migrate_count")]
+    counts = [int(summary[k]) for k in ("serve_count", "serve_loading_count", "cold_start_count", "migrate_count")]
     assert sum(counts) == len(ok) and int(summary["cold_start_count"]) >= 1
+    assert float(summary["cache_hit_rate"]) == pytest.approx(int(summary["serve_count"]) / len(ok))
+    assert float(summary["measured_duration"]) > 0 and float(summary["request_throughput"]) > 0
     assert int(summary["total_requests"]) == 16
     assert int(summary["successful_requests"]) + int(summary["failed_requests"]) == 16
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -50,6 +52,9 @@ def check_run(run_dir: Path, scheduler: str) -> list[dict[str, str]]:
     nodes = rows(run_dir / "nodes.csv")
     assert {n["node"] for n in nodes} == {"node-0", "node-1", "node-2", "node-3"}
     assert all(0.0 <= float(n["memory_utilization"]) <= 1.0 for n in nodes)
+    # GPU compute utilisation (the emulator's busy fraction) is measured, and not memory.
+    assert all(0.0 <= float(n["gpu_utilization"]) <= 1.0 for n in nodes)
+    assert any(float(n["gpu_utilization"]) > 0 for n in nodes)
     for png in ("ttft_cdf.png", "nodes.png", "actions.png"):
         assert (run_dir / png).stat().st_size > 1000
     assert not (run_dir / "recovery.png").exists()  # no fault, no fault timeline
