@@ -173,7 +173,7 @@ def test_load_runs_and_one_request_is_found_in_the_logs(cluster: tuple[Hosts, Pa
     assert all(e["SCHEDCTL_REQUEST_ID"] == rid for e in entries)
     serving = [e for e in entries if e.get("_SYSTEMD_UNIT") == "schedctl-node.service"]
     assert serving and serving[0]["SCHEDCTL_NODE"] == node and serving[0]["SCHEDCTL_MODEL"] == MODEL
-    assert serving[0]["SCHEDCTL_ACTION"] in ("SERVE", "COLD_START")
+    assert serving[0]["SCHEDCTL_ACTION"] in ("SERVE", "SERVE_LOADING", "COLD_START")
     text = sh(str(BIN / "schedctl"), "logs", "--request-id", rid, "--node", node, *dirs).stdout
     assert rid in text and f"node={node}" in text
 
