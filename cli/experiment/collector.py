@@ -78,19 +78,28 @@ class Collector:
         secure = self.security is not None and self.security.enabled
         if self.security is not None:
             self.security.start_zap(ctx)
+        client = self.security.client if self.security else self.curve
+        # Two SUBs: with CURVE a socket is either a server (nodes connect to the one we bind)
+        # or a client (the one that connects to the coordinators' events PUBs), never both.
         sub = make_socket(ctx, zmq.SUB, curve=self.security.bind_server() if self.security else self.curve)
         sub.bind(self.address)
-        client = self.security.client if self.security else self.curve
+        events = make_socket(ctx, zmq.SUB, curve=client)
         askers = {name: Client(endpoint, curve=client) for name, endpoint in self.poll.items()}
         for address in self.events_from:
-            sub.connect(address)
+            events.connect(address)
+        poller = zmq.Poller()
+        for sock in (sub, events):
+            poller.register(sock, zmq.POLLIN)
         self._ready.set()
         next_sample = time.monotonic() + 1.0
         try:
             while not self._stop.is_set():
-                if sub.poll(max(1, int((next_sample - time.monotonic()) * 1000))):
+                ready = dict(poller.poll(max(1, int((next_sample - time.monotonic()) * 1000))))
+                if sub in ready:  # from the nodes: checked against the sender's key (authz)
                     frames, peer = authenticated(sub.recv_multipart(copy=not secure))
                     self._take(frames[-1], peer, secure)
+                if events in ready:  # from a coordinator we chose, authenticated by the server key
+                    self._take(events.recv())
                 if time.monotonic() >= next_sample:
                     self._ask(askers)
                     self._sample()
@@ -99,6 +108,7 @@ class Collector:
             for asker in askers.values():
                 asker.close()
             sub.close(0)
+            events.close(0)
             stop_zap(ctx)
             ctx.term()
 

@@ -142,5 +142,5 @@ class TokenBucket:
         return suppressed
 
 
-__all__ = ["ANYONE", "FROM_SERVER", "NAMED_ROLES", "ROLES", "RULES", "Identity", "TokenBucket", "check", "check_role_name",
-           "claimed", "parse_user_id", "user_id"]
+__all__ = ["ANYONE", "FROM_SERVER", "NAMED_ROLES", "ROLES", "RULES", "Identity", "TokenBucket", "check",
+           "check_role_name", "claimed", "parse_user_id", "user_id"]
