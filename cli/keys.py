@@ -23,9 +23,9 @@ def generate(
         "keys"),
     names: Annotated[list[str] | None, typer.Option("--name", "-n", help="Key pair name (repeatable); "
                                                     "default: this host's name.")] = None,
-    role: Annotated[str, typer.Option("--role", "-r", help="The identity's role(s), comma-separated: "
+    role: Annotated[str | None, typer.Option("--role", "-r", help="The identity's role(s), comma-separated: "
                                       "coordinator, node, loadgen, collector, operator. Without one, "
-                                      "the key may only ask for status.")] = "",
+                                      "the key may only ask for status.")] = None,
 ) -> None:
     """Make CURVE key pairs: NAME.key (public, 0644) and NAME.key_secret (0600).
 
@@ -33,7 +33,8 @@ def generate(
     per host (its public key in every server's allowed_keys_dir). Each host's key carries
     its identity: `--role` and its NAME, which must be the daemon's configured name (a node
     key publishes state for that node only; see daemons/bus/authz.py). Existing files are
-    never overwritten.
+    never overwritten: with --role, an existing pair keeps its keys and gets that identity
+    (prints `unchanged` when it already had it).
 
     Examples:
       schedctl keys generate --dir /etc/schedctl/curve --name server
@@ -41,10 +42,17 @@ def generate(
       schedctl keys generate --dir keys --role operator,collector --name controller
     """
     from daemons.bus.security import generate as make_pair
+    from daemons.bus.security import set_identity
 
     for name in names or [socket.gethostname()]:
-        public, secret = make_pair(directory, name, role=role if name != "server" else "")
-        typer.echo(f"{name}: public {public}, secret {secret}" + (f" ({role})" if role and name != "server" else ""))
+        own = role if name != "server" and role is not None else ""
+        if role is not None and name != "server" and (directory / f"{name}.key_secret").exists():
+            # an existing pair keeps its keys and gets this identity
+            changed = set_identity(directory, name, own)
+            typer.echo(f"{name}: identity {own or 'no role'}:{name} " + ("set" if changed else "unchanged"))
+            continue
+        public, secret = make_pair(directory, name, role=own)
+        typer.echo(f"{name}: public {public}, secret {secret}" + (f" ({own})" if own else ""))
 
 
 def operator_curve(keys: Path | None, key: str, cluster: Path | None) -> CurveClient | None:

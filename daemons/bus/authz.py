@@ -94,6 +94,9 @@ def claimed(mtype: str, body: Any) -> str | None:
         return str(body.candidate)
     if mtype == "epoch_notice":
         return str(body.coordinator)
+    if mtype == "event":  # a gossip peer's verdict names its observer: `by=<name>;...`
+        by = str(body.detail).partition("by=")[2].partition(";")[0]
+        return by if str(body.detail).startswith("by=") else ""
     return None
 
 

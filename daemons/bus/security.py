@@ -308,6 +308,29 @@ def generate(directory: Path, name: str, role: str = "", identity: str = "") -> 
     return public, secret
 
 
+def set_identity(directory: Path, name: str, role: str, identity: str = "") -> bool:
+    """Give the existing pair `name` this identity, keeping its keys; False when it already has it.
+
+    The identity is the controller's assertion about a key, not key material: rewriting it
+    lets a deployment made before identities existed gain them without new keys."""
+    identity = identity or name
+    for one in filter(None, role.split(",")):
+        why = check_role_name(one, identity)
+        if why is not None:
+            raise ConfigError(f"cannot set the identity of key {name}: {why}")
+    public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
+    wanted = {"name": identity, "role": role}
+    if all({"name": name, "role": "", **read_metadata(p)} == wanted for p in (public, secret)):
+        return False
+    pub_key, secret_key = zmq.auth.load_certificate(secret)
+    if secret_key is None:
+        raise ConfigError(f"{secret} holds no secret key: delete the pair {name} and generate it again")
+    metadata = {"name": identity, "role": role}
+    _write_cert(secret, pub_key, secret_key, metadata)
+    _write_cert(public, pub_key, None, metadata)
+    return True
+
+
 def _write_cert(path: Path, public: bytes, secret: bytes | None, metadata: dict[str, str] | None) -> None:
     """A ZPL certificate (zcert's format, which zmq.auth.load_certificate reads), with the
     metadata in the public file too: pyzmq's create_certificates puts it in the secret only."""

@@ -67,3 +67,13 @@ def test_token_bucket_says_how_many_were_suppressed() -> None:
     assert bucket.take("b", 0.0) == 0  # per cause
     assert bucket.take("a", 10.0) == 3  # one token back after every_s: the line says 3 were suppressed
     assert bucket.take("a", 10.0) is None
+
+
+def test_a_peer_reports_its_own_verdicts_only() -> None:
+    from daemons.bus.messages import ClusterEvent
+
+    own = ClusterEvent("dead", "node-1", "by=node-0;incarnation=3")
+    assert check(NODE0, "event", "node-0", own) is None
+    assert check(NODE0, "event", "node-0", ClusterEvent("dead", "node-1", "by=node-2;incarnation=3")) is not None
+    assert check(NODE0, "event", "node-0", ClusterEvent("node_dead", "node-1", "x")) is not None
+    assert check(LOADGEN, "event", "node-0", own) is not None

@@ -51,7 +51,7 @@ def gossip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield cluster
 
 
-class local_cluster:  # noqa: N801 - a context manager used like a function
+class local_cluster:
     def __init__(self, workdir: Path, scheduler: str) -> None:
         self.cluster = LocalCluster(spec(scheduler), scheduler, workdir, free_endpoint())
 
