@@ -95,7 +95,8 @@ def guard(identity: Identity | None, mtype: str, sender: str, body: Any = None) 
     why = check(identity, mtype, sender, body)
     if why is None:
         return True
-    refused("message", f"dropped: {why}")
+    # One bucket per (type, sender): a flood from one key cannot hide another's refusals.
+    refused(f"{mtype} from {identity.name if identity else 'an unauthenticated peer'}", f"dropped: {why}")
     return False
 
 

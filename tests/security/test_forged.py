@@ -114,6 +114,10 @@ def test_forged_state_is_refused(centralized: LocalCluster) -> None:
     for forger in ("node-1", "loadgen", "operator", None):  # another node's key, other roles, no key
         curve = key(centralized, forger) if forger else None
         assert not publish_for(target, curve, forged_state("node-0"), 2.0, redirected), forger
+    # Refusals are logged, rate-limited per cause: ~40 forged frames each, a handful of lines.
+    log = (centralized.workdir / "coordinator.log").read_text()
+    for cause in ("state from node-1", "state from loadgen", "state from operator"):
+        assert 1 <= log.count(f"refused ({cause})") <= 6, cause
     # Control: node-0's own key is believed (the test can fail). The real node-0 fixes it within 1 s.
     assert publish_for(target, key(centralized, "node-0"), forged_state("node-0"), 5.0, redirected)
 
@@ -161,6 +165,7 @@ def test_unlisted_key_gets_nothing(centralized: LocalCluster, tmp_path: Path) ->
         for who in (curve, None):  # an unlisted key, and no key at all
             with Client(endpoint, curve=who) as client, pytest.raises(TimeoutError):
                 client.status(1.5)
+    assert "unlisted client key" in (centralized.workdir / "coordinator.log").read_text()  # the denial is logged
 
 
 def test_status_command_talks_curve(centralized: LocalCluster) -> None:
