@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import zmq
 
 from cli.errors import exit_on_config_error
+from cli.experiment.remote import RemoteCluster
+from cli.keys import operator_curve
 from daemons.bus import decode, encode, make_socket
 from daemons.bus.errors import ConfigError, WireError
 from daemons.bus.messages import StatusReply, StatusRequest
+from daemons.bus.security import CurveClient
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
 GIB = float(1 << 30)
 HEADERS = ("NODE", "STATE", "QUEUE", "IN-FLIGHT", "PENDING", "GPU MEMORY", "LAST HEARD", "MODELS")
 
 
-def ask_status(endpoint: str, timeout_s: float) -> StatusReply | None:
+def ask_status(endpoint: str, timeout_s: float, curve: CurveClient | None = None) -> StatusReply | None:
     """One StatusRequest to `endpoint`; None if nothing valid answers within timeout_s."""
     ctx: zmq.Context[Any] = zmq.Context()
-    sock = make_socket(ctx, zmq.DEALER)
+    sock = make_socket(ctx, zmq.DEALER, curve=curve)
     try:
         try:
             sock.connect(endpoint)
@@ -116,6 +120,11 @@ def status(
     node: Annotated[str | None, typer.Option(help="Ask this node agent instead of the coordinator.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw reply as JSON.")] = False,
+    keys: Annotated[Path | None, typer.Option("--keys", help="CURVE keys: a directory with the cluster's "
+                                              "server.key and the --key pair.")] = None,
+    key: Annotated[str, typer.Option("--key", help="The key pair in --keys to use.")] = "controller",
+    cluster: Annotated[Path | None, typer.Option("--cluster", help="A deployment's cluster file: its "
+                                                 "coordinator and [security] keys.")] = None,
 ) -> None:
     """Print the cluster as a coordinator (or a node agent) sees it.
 
@@ -126,15 +135,27 @@ def status(
         schedctl status --coordinator tcp://10.0.0.5:5555 --timeout 5
 
         schedctl status --node tcp://127.0.0.1:5560 --json
+
+        schedctl status --cluster ansible/.keys/prod/cluster.toml
+
+        schedctl status --coordinator tcp://10.0.0.5:5555 --keys ansible/.keys/prod --key controller
+
+    With CURVE (every deployed cluster, every local experiment run) the keys come from
+    --keys, else the cluster file, else this host's [security] in /etc/schedctl/schedctl.toml;
+    an unlisted key gets no answer at all.
     """
     if timeout <= 0:
         raise ConfigError(f"--timeout must be positive, got {timeout}")
     role = "node" if node else "coordinator"
-    endpoint = node or coordinator or DEFAULT_COORDINATOR
-    reply = ask_status(endpoint, timeout)
+    curve = operator_curve(keys, key, cluster)
+    default = RemoteCluster.load(cluster).coordinator if cluster is not None else DEFAULT_COORDINATOR
+    endpoint = node or coordinator or default
+    reply = ask_status(endpoint, timeout, curve)
     if reply is None:
+        hint = (" (or it refused our key: is it in the daemon's allowed_keys_dir?)" if curve else
+                " (a cluster with CURVE answers only with keys: pass --keys DIR or --cluster FILE)")
         raise ConfigError(f"no {role} answered at {endpoint} within {timeout:g}s: is it running? "
-                          f"start it with `schedctl start {role}`")
+                          f"start it with `schedctl start {role}`{hint}")
     if as_json:
         typer.echo(json.dumps({"role": reply.role, "nodes": reply.nodes, "info": reply.info}, indent=2,
                               sort_keys=True))

@@ -23,20 +23,30 @@ light load, alternating.
     python scripts/bench_coordinator.py --quick     # CI: a few seconds
     python scripts/bench_coordinator.py             # full run
 
+With CURVE (the default of every local cluster and deployment; `--no-curve` skips it) the
+coordinator is measured a second time in the same run with per-run keys: every node's state
+from its own key, the client with a loadgen key, so ZAP, encryption and the per-message
+identity check (daemons/bus/authz.py) are all paid. The cost of authentication per decision
+is the difference of the two runs (µs per decision at saturation, and the light-load round
+trip), and the ratio of their throughputs.
+
 The output ends with exactly one line of JSON holding every figure and goal verdict.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import multiprocessing as mp
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,9 +54,11 @@ from typing import Any
 import numpy as np
 import zmq
 
+from cli.experiment.keys import LOADGEN, OPERATOR, LocalKeys
 from daemons.bus import decode, encode, make_socket
 from daemons.bus.messages import Error, NodeState, Placement, Schedule
-from daemons.coordinator.testing import Client, free_endpoint, node_state, running_coordinator
+from daemons.bus.security import CurveClient
+from daemons.coordinator.testing import Client, free_endpoint, node_state, running_coordinator, schedctl
 
 GOAL_RATIO = 0.5
 GOAL_OVERHEAD_MS = 1.0
@@ -95,21 +107,25 @@ def echo_server(endpoint: str, reply: bytes, stop_after_s: float) -> None:
     ctx.term()
 
 
-def publisher(state_bind: str, states: list[NodeState], hz: float, stop_after_s: float) -> None:
-    """100 node agents in one process: every node's state, `hz` times a second, spread evenly."""
+def publisher(state_bind: str, states: list[NodeState], hz: float, stop_after_s: float,
+              curves: list[CurveClient] | None = None) -> None:
+    """100 node agents in one process: every node's state, `hz` times a second, spread evenly.
+    With `curves`, each node publishes on its own socket with its own key (as real nodes do)."""
     ctx: zmq.Context[Any] = zmq.Context()
-    sock = make_socket(ctx, zmq.PUB)
-    sock.connect(state_bind)
+    socks = [make_socket(ctx, zmq.PUB, curve=c) for c in curves] if curves else [make_socket(ctx, zmq.PUB)]
+    for one in socks:
+        one.connect(state_bind)
     gap = 1.0 / (hz * len(states))
     start = time.monotonic()
     i = 0
     while time.monotonic() - start < stop_after_s:
         k = i % len(states)
         states[k] = replace(states[k], seq=states[k].seq + 1)
-        sock.send(encode(states[k], states[k].node))
+        socks[k % len(socks)].send(encode(states[k], states[k].node))
         i += 1
         time.sleep(max(0.0, start + i * gap - time.monotonic()))
-    sock.close(0)
+    for one in socks:
+        one.close(0)
     ctx.term()
 
 
@@ -128,10 +144,10 @@ def requests(n: int, models: int, seed: int) -> list[bytes]:
                    "bench", f"req-{i:07d}") for i in range(n)]
 
 
-def drive(endpoint: str, frames: list[bytes], window: int) -> Run:
+def drive(endpoint: str, frames: list[bytes], window: int, curve: CurveClient | None = None) -> Run:
     """Send every frame with at most `window` in flight; replies come back in order."""
     ctx: zmq.Context[Any] = zmq.Context()
-    sock = make_socket(ctx, zmq.DEALER)
+    sock = make_socket(ctx, zmq.DEALER, curve=curve)
     sock.connect(endpoint)
     run = Run()
     clock = time.perf_counter
@@ -221,6 +237,59 @@ def measure_coordinator(args: argparse.Namespace, frames: list[bytes],
             proc.terminate()
             proc.join(10)
         return throughput, latency, check_replies(throughput, frames), coord.bind
+
+
+@contextlib.contextmanager
+def curve_coordinator(tmp: Path, args: argparse.Namespace, keys: LocalKeys) -> Iterator[tuple[str, str]]:
+    """`schedctl start coordinator` with its per-run keys (as a local cluster starts it): (bind, state_bind)."""
+    bind, state_bind, events = free_endpoint(), free_endpoint(), free_endpoint()
+    with open(tmp / "coordinator-curve.log", "wb") as log:
+        proc = subprocess.Popen([schedctl(), "start", "coordinator", "--bind", bind, "--state-bind", state_bind,
+                                 "--events-bind", events, "--policy", args.policy, "--seed", str(args.seed)],
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **keys.env("coordinator")})
+    try:
+        with Client(bind, curve=keys.client(OPERATOR)) as client:
+            client.wait_answering(30, lambda: proc.poll() is None)
+        yield bind, state_bind
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure_curve(args: argparse.Namespace, frames: list[bytes], lat_frames: list[bytes]) -> tuple[Run, Run]:
+    """The same measurement as `measure_coordinator`, with CURVE + ZAP + per-message identity checks."""
+    states = cluster_states(args.nodes, args.models, args.seed)
+    keys = LocalKeys.create({**{s.node: "node" for s in states}, "coordinator": "coordinator"})
+    try:
+        curves = [keys.client(s.node) for s in states]
+        with tempfile.TemporaryDirectory() as tmp, curve_coordinator(Path(tmp), args, keys) as (bind, state_bind):
+            proc = mp.get_context("spawn").Process(target=publisher, args=(state_bind, states, args.state_hz,
+                                                                            MAX_RUN_S * 3, curves))
+            proc.start()
+            try:
+                with Client(bind, curve=keys.client(OPERATOR)) as client:
+                    client.wait_for_nodes({s.node for s in states}, timeout_s=60)
+                loadgen = keys.client(LOADGEN)
+                return drive(bind, frames, args.window, loadgen), drive(bind, lat_frames, 1, loadgen)
+            finally:
+                proc.terminate()
+                proc.join(10)
+    finally:
+        keys.remove()
+
+
+def curve_figures(plain: tuple[Run, Run], curve: tuple[Run, Run]) -> dict[str, Any]:
+    (tp, lat), (ctp, clat) = plain, curve
+    cost_us = (1 / ctp.rate - 1 / tp.rate) * 1e6 if ctp.rate and tp.rate else 0.0
+    return {"curve_decisions_per_s": round(ctp.rate), "curve_throughput_ratio": round(ctp.rate / tp.rate, 3)
+            if tp.rate else 0.0, "curve_cost_us_per_decision": _r(cost_us),
+            "curve_decision_rtt_p50_ms": _r(clat.latency_ms(50)), "curve_decision_rtt_p99_ms": _r(clat.latency_ms(99)),
+            "curve_added_rtt_p50_ms": _r(clat.latency_ms(50) - lat.latency_ms(50)),
+            "curve_replies": len(ctp.replies), "curve_requests": len(ctp.sent)}
 
 
 # ----- where a decision's time goes (in process, same frames) ------------------------------------
@@ -427,6 +496,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--state-hz", type=float, default=10.0, help="state publications per node per second")
     p.add_argument("--ttft-requests", type=int, default=0, help="TTFT pairs with a node (300, 30 quick)")
     p.add_argument("--no-node", action="store_true", help="skip the TTFT measurement with a node agent")
+    p.add_argument("--no-curve", action="store_true", help="skip the second coordinator run with CURVE")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     args.requests = args.requests or (5_000 if args.quick else 100_000)
@@ -446,6 +516,14 @@ def main(argv: list[str]) -> int:
     coord_tp, coord_lat, checks, _ = measure_coordinator(args, frames, lat_frames)
     ttft = None if args.no_node else measure_ttft(args)
     figures = report(args, echo, (coord_tp, coord_lat), checks, ttft, breakdown(args, frames))
+    if not args.no_curve:
+        extra = curve_figures((coord_tp, coord_lat), measure_curve(args, frames, lat_frames))
+        figures.update(extra)
+        print(f"CURVE on (same run): {extra['curve_decisions_per_s']:,} decisions/s, ratio to CURVE off "
+              f"{extra['curve_throughput_ratio']:.3f}; authentication costs {extra['curve_cost_us_per_decision']:.1f} "
+              f"us per decision at saturation, {extra['curve_added_rtt_p50_ms'] * 1000:.0f} us on the light-load "
+              f"round trip p50 ({extra['curve_decision_rtt_p50_ms']:.3f} ms); replies {extra['curve_replies']}/"
+              f"{extra['curve_requests']}")
     print(json.dumps(figures, sort_keys=True))
     return 0
 

@@ -8,11 +8,16 @@ With a `network` (cli/experiment/netns.py, for partition faults) each node runs 
 network namespace and listens on its own address there; the coordinator binds on the
 bridge's address in the root namespace, where the collector and the load generator are.
 `stop()` removes the network after the processes.
+
+CURVE is on unless the spec says `insecure` (`--insecure`): keys are made per run
+(cli/experiment/keys.py), each daemon gets its own identity through its environment, and
+`curve` / `security_for` give the runner's load generator and collector theirs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -21,10 +26,12 @@ from pathlib import Path
 
 import psutil
 
+from cli.experiment.keys import COLLECTOR, LOADGEN, OPERATOR, LocalKeys
 from cli.experiment.netns import Network
 from cli.experiment.spec import ExperimentSpec
 from daemons.bus.client import Client, free_endpoint
 from daemons.bus.errors import SchedctlError
+from daemons.bus.security import CurveClient, Security
 from daemons.node.config import write_node_config
 from daemons.node.instances import schedctl_command
 
@@ -62,9 +69,11 @@ class LocalCluster:
     gossip_addresses: dict[str, str] = field(default_factory=dict)
     _args: dict[str, list[str]] = field(default_factory=dict)
     network: Network | None = None  # the cluster owns it: stop() removes it
+    keys: LocalKeys | None = None  # per-run CURVE keys (None: --insecure); stop() deletes them
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._make_keys()
         state_binds = self._start_coordinators() if self.scheduler == "centralized" else []
         names = self.spec.node_names()
         self.gossip_addresses = {name: self._endpoint(name, GOSSIP_PORT) for name, _ in names}
@@ -101,6 +110,22 @@ class LocalCluster:
                                *common])
         return [state_bind, standby_state]
 
+    def _make_keys(self) -> None:
+        if self.spec.insecure or self.keys is not None:
+            return
+        daemons = dict.fromkeys((n for n, _ in self.spec.node_names()), "node")
+        if self.scheduler == "centralized":
+            daemons.update(dict.fromkeys(("coordinator", "standby"), "coordinator"))
+        self.keys = LocalKeys.create(daemons)
+
+    @property
+    def curve(self) -> CurveClient | None:
+        """The load generator's keys (the runner passes them to run_loadgen)."""
+        return self.keys.client(LOADGEN) if self.keys else None
+
+    def security_for(self, who: str = COLLECTOR) -> Security | None:
+        return self.keys.security(who) if self.keys else None
+
     def _gossip_settings(self, name: str) -> dict[str, object]:
         if self.scheduler != "gossip":
             return {}
@@ -121,7 +146,8 @@ class LocalCluster:
         self._args[name] = args
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([*self._spawn_prefix(name), schedctl_command(), *args], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, **self.keys.env(name)} if self.keys else None)
         self.daemons.append(Daemon(name, proc, log_path))
 
     def _spawn_prefix(self, name: str) -> list[str]:
@@ -133,7 +159,7 @@ class LocalCluster:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for name, endpoint in self._status_endpoints().items():
-            client = Client(endpoint)
+            client = Client(endpoint, curve=self.keys.client(OPERATOR) if self.keys else None)
             try:
                 while not self._answers(client, name, deadline):
                     pass
@@ -213,6 +239,8 @@ class LocalCluster:
         try:
             self._stop_processes()
         finally:
+            if self.keys is not None:
+                self.keys.remove()
             if self.network is not None:
                 self.network.close()
 

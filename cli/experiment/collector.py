@@ -25,11 +25,13 @@ from typing import Any
 import zmq
 
 from daemons.bus import make_socket, parse_frame
+from daemons.bus.authz import Identity
 from daemons.bus.client import Client
 from daemons.bus.errors import SchemaError, WireError
 from daemons.bus.messages import ClusterEvent, CoordinatorState, NodeState, StatusReply
 from daemons.bus.schema import from_dict
-from daemons.bus.security import CurveClient
+from daemons.bus.security import CurveClient, Security, stop_zap
+from daemons.bus.sockets import authenticated, guard
 
 # gpu_utilization: compute 0..1 (NodeState.gpu_utilization), empty when the node does not report it.
 NODE_COLUMNS = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
@@ -46,6 +48,9 @@ class Collector:
     # A deployed cluster's nodes do not publish to us: ask each for its state every second.
     poll: dict[str, str] = field(default_factory=dict)  # node name -> endpoint
     curve: CurveClient | None = None
+    # A local cluster with CURVE: our SUB is a server (nodes connect to it) checked by ZAP, and
+    # a NodeState counts only from the node's own key (daemons/bus/authz.py).
+    security: Security | None = None
     node_rows: list[list[Any]] = field(default_factory=list)
     event_rows: list[list[Any]] = field(default_factory=list)
     _latest: dict[str, tuple[float, NodeState]] = field(default_factory=dict)
@@ -71,17 +76,31 @@ class Collector:
 
     def _run(self) -> None:
         ctx = zmq.Context()
-        sub = make_socket(ctx, zmq.SUB, curve=self.curve)
+        secure = self.security is not None and self.security.enabled
+        if self.security is not None:
+            self.security.start_zap(ctx)
+        client = self.security.client if self.security else self.curve
+        # Two SUBs: with CURVE a socket is either a server (nodes connect to the one we bind)
+        # or a client (the one that connects to the coordinators' events PUBs), never both.
+        sub = make_socket(ctx, zmq.SUB, curve=self.security.bind_server() if self.security else self.curve)
         sub.bind(self.address)
-        askers = {name: Client(endpoint, curve=self.curve) for name, endpoint in self.poll.items()}
+        events = make_socket(ctx, zmq.SUB, curve=client)
+        askers = {name: Client(endpoint, curve=client) for name, endpoint in self.poll.items()}
         for address in self.events_from:
-            sub.connect(address)
+            events.connect(address)
+        poller = zmq.Poller()
+        for sock in (sub, events):
+            poller.register(sock, zmq.POLLIN)
         self._ready.set()
         next_sample = time.monotonic() + 1.0
         try:
             while not self._stop.is_set():
-                if sub.poll(max(1, int((next_sample - time.monotonic()) * 1000))):
-                    self._take(sub.recv())
+                ready = dict(poller.poll(max(1, int((next_sample - time.monotonic()) * 1000))))
+                if sub in ready:  # from the nodes: checked against the sender's key (authz)
+                    frames, peer = authenticated(sub.recv_multipart(copy=not secure))
+                    self._take(frames[-1], peer, secure)
+                if events in ready:  # from a coordinator we chose, authenticated by the server key
+                    self._take(events.recv())
                 if time.monotonic() >= next_sample:
                     self._ask(askers)
                     self._sample()
@@ -90,6 +109,8 @@ class Collector:
             for asker in askers.values():
                 asker.close()
             sub.close(0)
+            events.close(0)
+            stop_zap(ctx)
             ctx.term()
 
     def _ask(self, askers: dict[str, Client]) -> None:
@@ -102,9 +123,9 @@ class Collector:
             if state is not None:
                 self._latest[name] = (time.monotonic(), state)
 
-    def _take(self, frame: bytes) -> None:
+    def _take(self, frame: bytes, peer: Identity | None = None, secure: bool = False) -> None:
         env = parse_frame(frame, "publisher")
-        if env is None:
+        if env is None or (secure and not guard(peer, env.type, env.sender, env.body)):
             return
         if isinstance(env.body, NodeState):
             name = env.body.node

@@ -51,6 +51,9 @@ def run_command(
     standby_coordinator: Annotated[bool, typer.Option(
         "--standby-coordinator", help="Centralized: run a standby coordinator that takes over when the "
                                       "primary dies (Binary Star with the nodes as witnesses).")] = False,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Run the local cluster without CURVE (by default every run makes its own keys "
+                           "and every daemon checks who sends what): to measure what CURVE costs.")] = False,
 ) -> None:
     """Run a workload through a local cluster of emulated GPU nodes and report.
 
@@ -78,7 +81,7 @@ def run_command(
     spec = _with_flags(base, duration=duration, rps=rps, cv=cv, name=name, nodes=nodes, policy=policy,
                        seed=seed, scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
                        results_dir=results_dir, faults=fault, standby_coordinator=standby_coordinator or None,
-                       timeout_s=timeout,
+                       timeout_s=timeout, insecure=insecure or None,
                        cluster_file=str(cluster) if cluster is not None else None)
     _run(spec)
 
@@ -115,7 +118,7 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
                                   ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
-    for key in ("name", "policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s"):
+    for key in ("name", "policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s", "insecure"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

@@ -86,6 +86,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         coordinators = " and the coordinators" if spec.standby_coordinator else " and the coordinator"
         say(f"[{scheduler}] starting {spec.node_count} nodes" + (coordinators if scheduler == "centralized" else ""))
         cluster.start()
+        if isinstance(cluster, LocalCluster):  # CURVE on: the collector's SUB is checked by ZAP
+            collector.security = cluster.security_for()
         collector.events_from += [e for e in (cluster.coordinator_events, cluster.standby_events) if e]
         # Started once the coordinator's events address is known: the collector's thread
         # owns its socket and connects only at start. The nodes' PUBs reconnect to it.
@@ -107,7 +109,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     write_requests_csv(run_dir / "requests.csv", results)
     collector.write(run_dir, results.t0_wall_s, results.ended_s)
     write_recoveries(run_dir)  # from the files just written: detection, drain, recovery per fault
-    _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results)
+    _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results,
+                    curve=cluster.keys is not None if isinstance(cluster, LocalCluster) else cluster.curve is not None)
     return RunOutcome(scheduler, run_dir, results)
 
 
@@ -135,7 +138,7 @@ def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster 
 
 
 def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned: int,
-                    start: datetime, end: datetime, results: Results) -> None:
+                    start: datetime, end: datetime, results: Results, curve: bool = False) -> None:
     manifest = {
         "name": spec.name, "scheduler": scheduler,
         "policy": spec.policy if scheduler == "centralized" else spec.gossip_policy,
@@ -144,6 +147,7 @@ def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned
         "slo": {"ttft_ms": spec.slo.ttft_ms, "tpot_ms": spec.slo.tpot_ms, "e2el_ms": spec.slo.e2el_ms},
         "planned_requests": planned, "t0_wall_s": results.t0_wall_s,
         "ignored_replies": results.ignored,
+        "curve": curve,  # CURVE + ZAP on every socket (keys per run: never in the results directory)
         "spec": spec.to_dict(), "versions": versions(), "git_revision": git_revision(),
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

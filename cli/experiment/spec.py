@@ -14,6 +14,7 @@ An experiment file is TOML:
     attempt_timeout_s = 10          # an attempt silent this long is resent elsewhere (0 = never)
     standby_coordinator = false     # centralized: a backup coordinator takes over if the primary dies
     failover_after_s = 5            # its patience: primary silence before it asks the nodes to take over
+    insecure = false                # local cluster without CURVE (to measure its cost); default: per-run keys
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -108,6 +109,7 @@ class ExperimentSpec:
     cluster_file: str = ""  # a deployed cluster (written by deploy.yml) instead of a local one
     standby_coordinator: bool = False  # centralized: a Binary Star backup (daemons/coordinator/failover.py)
     failover_after_s: float = 5.0
+    insecure: bool = False  # local cluster without CURVE; by default every run makes its own keys
 
     def __post_init__(self) -> None:
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
@@ -126,6 +128,9 @@ class ExperimentSpec:
         get_peer_policy(self.gossip_policy)
         if self.cluster_file:
             parse_faults(self.faults)  # their targets are checked against the cluster file's nodes (runner)
+            if self.insecure:
+                raise ConfigError("--insecure turns CURVE off in a local cluster: a deployed cluster's security is "
+                                  "set by its deployment (the cluster file's [security]); drop the flag with --cluster")
             if self.standby_coordinator:
                 raise ConfigError("--standby-coordinator starts a local standby: a deployed cluster's standby is "
                                   "deployed with it (ansible); drop the flag with --cluster")
@@ -160,7 +165,7 @@ class ExperimentSpec:
                            "retries": self.retries, "attempt_timeout_s": self.attempt_timeout_s,
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo),
                            "cluster_file": self.cluster_file, "standby_coordinator": self.standby_coordinator,
-                           "failover_after_s": self.failover_after_s},
+                           "failover_after_s": self.failover_after_s, "insecure": self.insecure},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],
         }

@@ -18,13 +18,23 @@ but admits *anyone* who knows the server's public key. We set ZAP_DOMAIN and
 ZAP_ENFORCE_DOMAIN (a missing handler then fails the handshake) and also refuse to
 configure a server socket on a context where `start_zap` has not run.
 
-Security is off when `curve_dir` is empty (local experiments on loopback).
+Identities (daemons/bus/authz.py): each admitted key file carries its identity in its
+metadata, `role = node` and `name = gpu-1` (`schedctl keys generate --role ROLE`). The ZAP
+handler admits exactly the keys in `allowed_keys_dir` and gives each connection the
+User-Id `ROLE:NAME`; daemons read it per message (`identity_of`) and check it with
+`authz.check`. A key file without a role is admitted with no role: it may ask for status
+and nothing else. Denied handshakes and refused messages are logged per cause, at most a
+few lines per cause every ten seconds, each saying how many were suppressed before it.
+
+Security is off when `curve_dir` is empty (`schedctl experiment run --insecure`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +43,9 @@ from typing import Any
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
+from daemons.bus.authz import Identity, TokenBucket, check_role_name, parse_user_id
 from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build, env_overrides, read_section
 
@@ -143,19 +155,103 @@ class Security:
         existing = _ZAP.get(ctx.underlying)
         if existing is not None:
             return existing
-        auth = ThreadAuthenticator(ctx, log=logging.getLogger("schedctl.zap"))
+        auth = IdentityAuthenticator(ctx, log=logging.getLogger("schedctl.zap"))
         auth.start()
-        auth.configure_curve(domain=ZAP_DOMAIN, location=str(self.config.allowed_dir()))
+        auth.load(self.config.allowed_dir())
         _ZAP[ctx.underlying] = auth
         weakref.finalize(ctx, _ZAP.pop, ctx.underlying, None)
-        log.info("CURVE on: admitting %d client key(s) from %s", len(auth.certs.get(ZAP_DOMAIN, {})),
-                 self.config.allowed_dir())
         return auth
 
     def reload(self) -> None:
-        """Re-read allowed keys (e.g. on SIGHUP): pyzmq loads them once per configure_curve."""
+        """Re-read allowed keys (e.g. on SIGHUP)."""
         for auth in _ZAP.values():
-            auth.configure_curve(domain=ZAP_DOMAIN, location=str(self.config.allowed_dir()))
+            if isinstance(auth, IdentityAuthenticator):
+                auth.load(self.config.allowed_dir())
+
+
+class IdentityAuthenticator(ThreadAuthenticator):
+    """pyzmq's ZAP handler, admitting the keys of one directory, each as its own identity.
+
+    pyzmq calls `callback` (admission) and then `curve_user_id` (the User-Id libzmq stamps
+    on the connection's messages) from its authentication thread.
+    """
+
+    def load(self, directory: Path) -> None:
+        identities = read_identities(directory)
+        self.identities = identities  # one assignment: the ZAP thread sees the old or the new dict
+        self.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=self)
+        log.info("CURVE on: admitting %d client key(s) from %s", len(identities), directory)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        if key in getattr(self, "identities", {}):
+            return True
+        refused("handshake", f"unlisted client key {key.decode('ascii', 'replace')[:12]}...: not in the "
+                "allowed keys directory, handshake denied")
+        return False
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        identity = self.identities.get(z85.encode(client_public_key))
+        return identity.user_id() if identity is not None else "-:?"
+
+
+def read_identities(directory: Path) -> dict[bytes, Identity]:
+    """z85 public key -> identity, for every `*.key` in `directory` (unreadable files are skipped, logged)."""
+    found: dict[bytes, Identity] = {}
+    for path in sorted(directory.glob("*.key")):
+        try:
+            public, _ = zmq.auth.load_certificate(path)
+            metadata = read_metadata(path)
+        except (ValueError, OSError) as exc:
+            log.error("allowed key %s not admitted: %s", path, exc)
+            continue
+        name = metadata.get("name", path.stem)
+        roles = {r for r in metadata.get("role", "").split(",") if r}
+        bad = next((why for r in roles if (why := check_role_name(r, name))), None)
+        if bad is not None:
+            log.error("allowed key %s not admitted: %s", path, bad)
+            continue
+        if not roles:
+            log.warning("allowed key %s has no role: it may only ask for status (make keys with "
+                        "`schedctl keys generate --role ROLE`)", path)
+        found[public] = Identity(name, frozenset(roles))
+    return found
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The `metadata` section of a ZPL certificate file (RFC 32 / zcert): `key = value` lines."""
+    section, out = "", {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            section = line.strip()
+        elif section == "metadata" and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def identity_of(frame: Any) -> Identity | None:
+    """The authenticated identity of a message received with `copy=False` (None: none)."""
+    try:
+        value = frame.get("User-Id")
+    except (zmq.ZMQError, AttributeError):
+        return None
+    return parse_user_id(value if isinstance(value, str) else None)
+
+
+_BUCKET = TokenBucket()
+_BUCKET_LOCK = threading.Lock()  # ZAP threads and daemon loops both report
+
+
+def refused(cause: str, detail: str) -> None:
+    """Log a denied handshake or a refused message, rate-limited per cause."""
+    with _BUCKET_LOCK:
+        suppressed = _BUCKET.take(cause, time.monotonic())
+    if suppressed is not None:
+        more = f" ({suppressed} more like it suppressed)" if suppressed else ""
+        log.warning("refused (%s): %s%s", cause, detail, more)
 
 
 def stop_zap(ctx: zmq.Context[Any]) -> None:
@@ -184,18 +280,64 @@ def _load(public_path: Path, secret: bool) -> tuple[bytes, bytes | None]:
     return public, secret_key
 
 
-def generate(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write `name.key` (public, 0644) and `name.key_secret` (0600); refuse to overwrite."""
+def generate(directory: Path, name: str, role: str = "", identity: str = "") -> tuple[Path, Path]:
+    """Write `name.key` (public, 0644) and `name.key_secret` (0600); refuse to overwrite.
+
+    `role` (comma-separated roles) and `identity` (default: `name`) go into the files'
+    metadata: the identity the ZAP handler gives this key where it is admitted."""
+    identity = identity or name
+    metadata = {"name": identity, "role": role} if role else None
+    for one in filter(None, role.split(",")):
+        why = check_role_name(one, identity)
+        if why is not None:
+            raise ConfigError(f"cannot make key {name}: {why}")
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
     for path in (public, secret):
         if path.exists():
             raise ConfigError(f"{path} exists: choose another --name or delete the old key pair first")
+    pub_key, secret_key = zmq.curve_keypair()
     old = os.umask(0o077)  # the secret is never readable by others, not even for a moment
     try:
-        public_made, secret_made = zmq.auth.create_certificates(str(directory), name)
+        _write_cert(secret, pub_key, secret_key, metadata)
+        _write_cert(public, pub_key, None, metadata)
     finally:
         os.umask(old)
-    Path(secret_made).chmod(0o600)
-    Path(public_made).chmod(0o644)
-    return Path(public_made), Path(secret_made)
+    secret.chmod(0o600)
+    public.chmod(0o644)
+    return public, secret
+
+
+def set_identity(directory: Path, name: str, role: str, identity: str = "") -> bool:
+    """Give the existing pair `name` this identity, keeping its keys; False when it already has it.
+
+    The identity is the controller's assertion about a key, not key material: rewriting it
+    lets a deployment made before identities existed gain them without new keys."""
+    identity = identity or name
+    for one in filter(None, role.split(",")):
+        why = check_role_name(one, identity)
+        if why is not None:
+            raise ConfigError(f"cannot set the identity of key {name}: {why}")
+    public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
+    wanted = {"name": identity, "role": role}
+    if all({"name": name, "role": "", **read_metadata(p)} == wanted for p in (public, secret)):
+        return False
+    pub_key, secret_key = zmq.auth.load_certificate(secret)
+    if secret_key is None:
+        raise ConfigError(f"{secret} holds no secret key: delete the pair {name} and generate it again")
+    metadata = {"name": identity, "role": role}
+    _write_cert(secret, pub_key, secret_key, metadata)
+    _write_cert(public, pub_key, None, metadata)
+    return True
+
+
+def _write_cert(path: Path, public: bytes, secret: bytes | None, metadata: dict[str, str] | None) -> None:
+    """A ZPL certificate (zcert's format, which zmq.auth.load_certificate reads), with the
+    metadata in the public file too: pyzmq's create_certificates puts it in the secret only."""
+    lines = ["#   ZeroMQ CURVE " + ("Secret" if secret else "Public") + " Certificate (schedctl keys generate)",
+             "metadata"]
+    lines += [f'    {key} = "{value}"' for key, value in (metadata or {}).items()]
+    lines += ["curve", f'    public-key = "{public.decode("ascii")}"']
+    if secret is not None:
+        lines.append(f'    secret-key = "{secret.decode("ascii")}"')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -21,8 +21,10 @@ from typing import Any, Protocol
 import zmq
 import zmq.asyncio
 
+from daemons.bus.authz import Identity, check
 from daemons.bus.envelope import MAX_FRAME_BYTES, Envelope, decode, encode
 from daemons.bus.errors import WireError
+from daemons.bus.security import identity_of, refused
 
 log = logging.getLogger("schedctl.bus")
 
@@ -77,6 +79,27 @@ def parse_frame(frame: bytes, peer: str = "?") -> Envelope | None:
         return None
 
 
+def authenticated(frames: list[Any]) -> tuple[list[bytes], Identity | None]:
+    """The bytes of frames received with `copy=False`, and the identity ZAP gave their sender.
+
+    Daemons receive with `copy=False` only when CURVE is on (a zmq.Frame per part costs more
+    than bytes for small messages); plain bytes pass through with no identity.
+    """
+    if not frames or isinstance(frames[0], bytes):
+        return frames, None
+    return [f.bytes for f in frames], identity_of(frames[-1])
+
+
+def guard(identity: Identity | None, mtype: str, sender: str, body: Any = None) -> bool:
+    """True when an authenticated peer may send this (authz.check); else log it, rate-limited."""
+    why = check(identity, mtype, sender, body)
+    if why is None:
+        return True
+    # One bucket per (type, sender): a flood from one key cannot hide another's refusals.
+    refused(f"{mtype} from {identity.name if identity else 'an unauthenticated peer'}", f"dropped: {why}")
+    return False
+
+
 def split_router_frames(frames: list[bytes]) -> tuple[bytes, bytes] | None:
     """A ROUTER receives [identity, payload] from a DEALER; anything else is dropped."""
     if len(frames) != 2:
@@ -85,4 +108,5 @@ def split_router_frames(frames: list[bytes]) -> tuple[bytes, bytes] | None:
     return frames[0], frames[1]
 
 
-__all__ = ["Curve", "SocketOptions", "encode", "make_socket", "parse_frame", "split_router_frames"]
+__all__ = ["Curve", "SocketOptions", "authenticated", "encode", "guard", "make_socket", "parse_frame",
+           "split_router_frames"]

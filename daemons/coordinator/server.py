@@ -60,12 +60,13 @@ from daemons.bus.messages import (
     StatusRequest,
     WitnessQuery,
 )
-from daemons.bus.security import Security, SecurityConfig, stop_zap
+from daemons.bus.security import Security, SecurityConfig, refused, stop_zap
+from daemons.bus.sockets import authenticated, guard
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
-from daemons.coordinator.inbox import StateInbox
+from daemons.coordinator.inbox import StateInbox, state_sender
 from daemons.coordinator.witnesses import Witnesses
 from daemons.policy import Decision, PlacementRequest, get_policy
 
@@ -109,6 +110,9 @@ class Coordinator:
         self.sub = make_socket(self.ctx, zmq.SUB, curve=server)
         self.pub = make_socket(self.ctx, zmq.PUB, curve=server)
         self.watchdog = sdnotify.Watchdog()
+        # With CURVE every message is checked against its sender's authenticated identity
+        # (daemons/bus/authz.py), read from the frame: so frames are received uncopied.
+        self._secure = self.security.enabled
         self._check_every = min(0.1, config.dead_after_s / 10)
         self.poller = zmq.Poller()  # only to sleep until something arrives; the loop reads the sockets
         self.poller.register(self.sub, zmq.POLLIN)
@@ -209,7 +213,7 @@ class Coordinator:
         """Handle up to `limit` waiting messages; how many there were."""
         for done in range(limit):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=not self._secure)
             except zmq.Again:
                 return done
             handle(frames)
@@ -220,9 +224,14 @@ class Coordinator:
         return bool(self.inbox) or bool(self.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     # ----- node state -----------------------------------------------------------------------
-    def _collect_state(self, frames: list[bytes]) -> None:
+    def _collect_state(self, frames: list[Any]) -> None:
+        frames, identity = authenticated(frames)
         if len(frames) != 1:
             self._drop(f"state message with {len(frames)} frames (expected 1)")
+            return
+        # The inbox coalesces by the header's sender: only a node's own key may speak for it.
+        if self._secure and not guard(identity, "state", state_sender(frames[0]) or ""):
+            self.counts["dropped"] += 1
             return
         self.inbox.put(frames[0])
 
@@ -233,6 +242,10 @@ class Coordinator:
             return
         if not isinstance(env.body, NodeState):
             self._drop(f"{env.type!r} from {env.sender!r} on the state socket (expected state)")
+            return
+        if self._secure and env.body.node != env.sender:  # the sender was checked on arrival
+            self.counts["dropped"] += 1
+            refused("message", f"dropped: {env.sender[:64]!r} sent state about {env.body.node[:64]!r}")
             return
         self._emit(self.book.ingest(env.body, time.monotonic()))
 
@@ -339,7 +352,8 @@ class Coordinator:
         return info
 
     # ----- requests ---------------------------------------------------------------------------
-    def _on_request_frames(self, frames: list[bytes]) -> None:
+    def _on_request_frames(self, frames: list[Any]) -> None:
+        frames, peer = authenticated(frames)
         parts = split_router_frames(frames)
         if parts is None:
             self.counts["dropped"] += 1
@@ -350,6 +364,9 @@ class Coordinator:
             self.counts["dropped"] += 1
             return
         body = env.body
+        if self._secure and not guard(peer, env.type, env.sender, body):
+            self.counts["dropped"] += 1
+            return
         if isinstance(body, Schedule):
             self._reply(identity, self._schedule(body), env.id)
         elif isinstance(body, StatusRequest):

@@ -25,6 +25,7 @@ class Witnesses:
                  curve: CurveClient | None = None) -> None:
         self._ctx, self._poller, self._name, self._curve = ctx, poller, name, curve
         self._links: dict[str, Any] = {}  # node endpoint -> DEALER
+        self._names: dict[str, str] = {}  # node endpoint -> the node we asked there
         self.round: VoteRound | None = None
 
     def ask(self, nodes: dict[str, str], query: WitnessQuery, deadline: float) -> VoteRound:
@@ -38,7 +39,7 @@ class Witnesses:
 
     def drain(self) -> None:
         """Read every waiting answer; votes go to the open round, anything else is dropped."""
-        for link in self._links.values():
+        for endpoint, link in self._links.items():
             while True:
                 try:
                     frame = link.recv(zmq.NOBLOCK)
@@ -49,6 +50,9 @@ class Witnesses:
                     continue
                 if not isinstance(env.body, WitnessVote):
                     log.warning("dropped %r from %r on a witness link (expected witness_vote)", env.type, env.sender)
+                elif env.body.node != self._names.get(endpoint):
+                    # A vote counts for the node at the endpoint we asked, never for a name it claims.
+                    log.warning("dropped a witness vote from %s claiming to be %r", endpoint, env.body.node[:64])
                 elif self.round is not None:
                     self.round.add(env.body.node, env.body.granted, env.body.epoch)
 
@@ -60,6 +64,7 @@ class Witnesses:
     def _send_all(self, nodes: dict[str, str], body: Any) -> None:
         frame = encode(body, self._name)
         for node, endpoint in nodes.items():
+            self._names[endpoint] = node
             try:
                 self._link(endpoint).send(frame, zmq.NOBLOCK)
             except zmq.ZMQError as exc:  # a full queue to a dead node: its vote is simply missing

@@ -310,8 +310,11 @@ def _state_of(member: MemberView) -> NodeState | None:
     if member.record is None:
         return None
     try:
-        return from_dict(NodeState, dict(member.record), f"record of {member.node}")
+        state = from_dict(NodeState, dict(member.record), f"record of {member.node}")
     except SchemaError as exc:
         log.warning("ignoring malformed gossip record: %s", exc)
         return None
+    # A member's record speaks for that member only: one naming another node would
+    # redirect that node's placements (daemons/bus/authz.py).
+    return state if state.node == member.node else None
 

@@ -48,6 +48,7 @@ from daemons.bus.messages import (
 )
 from daemons.bus.schema import to_dict
 from daemons.bus.security import Security, SecurityConfig, stop_zap
+from daemons.bus.sockets import authenticated, guard
 from daemons.node.actions import served_action
 from daemons.node.backend import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
@@ -143,13 +144,16 @@ class NodeServer:
     # ----- requests ----------------------------------------------------------------
     async def _receive(self) -> None:
         while True:
-            parts = split_router_frames(await self.router.recv_multipart())
+            frames, peer = authenticated(await self.router.recv_multipart(copy=not self.security.enabled))
+            parts = split_router_frames(frames)
             if parts is None:
                 continue
             identity, frame = parts
             env = parse_frame(frame, peer=identity.hex()[:16])
             if env is None:
                 continue
+            if self.security.enabled and not guard(peer, env.type, env.sender, env.body):
+                continue  # CURVE on: the authenticated sender may not say this (daemons/bus/authz.py)
             if isinstance(env.body, Infer):
                 self._accept(identity, env.body)
             elif isinstance(env.body, Probe):

@@ -217,7 +217,8 @@ def test_status_with_nobody_listening_is_one_clear_line() -> None:
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert out.stderr.strip() == (f"error: no coordinator answered at {address} within 0.3s: is it running? "
-                                  "start it with `schedctl start coordinator`")
+                                  "start it with `schedctl start coordinator` (a cluster with CURVE answers only "
+                                  "with keys: pass --keys DIR or --cluster FILE)")
 
 
 def test_status_request_with_a_status_id(coordinator: CoordinatorProcess, client: Client) -> None:

@@ -210,7 +210,8 @@ def incarnation(event: ClusterEvent) -> int:
 
 
 def test_gossip_and_forwarding_run_over_curve(tmp_path: Path) -> None:
-    """With [security], peers gossip and forward over CURVE, and the ZAP handler admits them."""
+    """With [security], peers gossip and forward over CURVE, and the ZAP handler admits them, each
+    key as its own identity (a node's key named after the node, daemons/bus/authz.py)."""
     import shutil
     import subprocess
 
@@ -219,10 +220,15 @@ def test_gossip_and_forwarding_run_over_curve(tmp_path: Path) -> None:
     from daemons.node.testing import schedctl
 
     keys = tmp_path / "keys"
-    subprocess.run([schedctl(), "keys", "generate", "--dir", str(keys), "--name", "server", "--name", "client"],
-                   check=True, capture_output=True, timeout=60)
+    generate = [schedctl(), "keys", "generate", "--dir", str(keys)]
+    subprocess.run([*generate, "--name", "server"], check=True, capture_output=True, timeout=60)
+    subprocess.run([*generate, "--role", "node", "--name", "node-0", "--name", "node-1"], check=True,
+                   capture_output=True, timeout=60)
+    subprocess.run([*generate, "--role", "loadgen,operator", "--name", "client"], check=True,
+                   capture_output=True, timeout=60)
     (keys / "allowed").mkdir()
-    shutil.copy(keys / "client.key", keys / "allowed" / "client.key")
+    for name in ("node-0", "node-1", "client"):
+        shutil.copy(keys / f"{name}.key", keys / "allowed" / f"{name}.key")
     security = {"curve_dir": str(keys), "server_key": "server", "client_key": "client",
                 "allowed_keys_dir": str(keys / "allowed")}
     gossip = [free_endpoint(), free_endpoint()]
@@ -231,7 +237,7 @@ def test_gossip_and_forwarding_run_over_curve(tmp_path: Path) -> None:
         nodes = []
         for i in range(2):
             config = tmp_path / f"node-{i}.toml"
-            config.write_text(tomli_w.dumps({"security": security, "node": {
+            config.write_text(tomli_w.dumps({"security": {**security, "client_key": f"node-{i}"}, "node": {
                 "name": f"node-{i}", "bind": binds[i], "publish_to": [], "gpu_backend": "emulated",
                 "models": [SMALL], "checkpoint_tier": "gpu", "init_s": 0.2, "scheduler": "gossip",
                 "gossip_bind": gossip[i], "seeds": [gossip[0]] if i else [], "gossip_preset": "ci"}}))
