@@ -14,6 +14,7 @@ An experiment file is TOML:
     attempt_timeout_s = 10          # an attempt silent this long is resent elsewhere (0 = never)
     standby_coordinator = false     # centralized: a backup coordinator takes over if the primary dies
     failover_after_s = 5            # its patience: primary silence before it asks the nodes to take over
+    queue_limit = 64                # requests per model that may wait for capacity (coordinator, peers)
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -45,6 +46,7 @@ from typing import Any
 from cli.experiment.faults import Fault, check_targets, parse_faults
 from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build
+from daemons.coordinator.admission import DEFAULT_LIMIT, check_limits
 from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy import get_policy
@@ -108,6 +110,8 @@ class ExperimentSpec:
     cluster_file: str = ""  # a deployed cluster (written by deploy.yml) instead of a local one
     standby_coordinator: bool = False  # centralized: a Binary Star backup (daemons/coordinator/failover.py)
     failover_after_s: float = 5.0
+    # Admission queue of the coordinator and of every gossip peer; they wait at most timeout_s.
+    queue_limit: int = DEFAULT_LIMIT
 
     def __post_init__(self) -> None:
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
@@ -122,6 +126,7 @@ class ExperimentSpec:
                               "--scheduler centralized (or both), or drop it")
         if not self.failover_after_s >= 2.0:
             raise ConfigError(f"failover_after_s {self.failover_after_s} must be >= 2 (two coordinator heartbeats)")
+        check_limits(self.queue_limit, self.timeout_s, "[experiment] ")
         get_policy(self.policy)  # an unknown name fails here, before any process starts
         get_peer_policy(self.gossip_policy)
         if self.cluster_file:
@@ -160,7 +165,7 @@ class ExperimentSpec:
                            "retries": self.retries, "attempt_timeout_s": self.attempt_timeout_s,
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo),
                            "cluster_file": self.cluster_file, "standby_coordinator": self.standby_coordinator,
-                           "failover_after_s": self.failover_after_s},
+                           "failover_after_s": self.failover_after_s, "queue_limit": self.queue_limit},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],
         }

@@ -1,0 +1,52 @@
+"""A memory-starved cluster at a load it can drain: every request is served, none refused,
+in both arms (the admission queues of the coordinator and of the gossip peers)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from daemons.node.testing import schedctl
+
+# Two 24 GB GPUs, three models of equal popularity: Llama-2-7b (23.6 GiB with this KV budget)
+# fills a GPU alone, so at any time one of the models has nowhere to load until another goes idle.
+STARVED = """
+[experiment]
+name = "starved"
+timeout_s = 60
+[workload]
+duration_s = 10
+rps = 3.0
+cv = 1.0
+seed = 11
+popularity = "uniform"
+prompt_tokens = "lognormal:mean=256,median=200,max=800"
+output_tokens = "lognormal:mean=128,median=96,max=300"
+[[nodes]]
+count = 2
+gpu = "a10g-24gb"
+init_s = 0.5
+models = ["facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct"]
+"""
+
+
+@pytest.mark.slow
+def test_memory_starved_cluster_serves_every_request_in_both_arms(tmp_path: Path) -> None:
+    spec = tmp_path / "starved.toml"
+    spec.write_text(STARVED)
+    out = subprocess.run([schedctl(), "experiment", "run", "--config", str(spec), "--results-dir",
+                          str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    runs = {d.name.split("_")[1]: d for d in (tmp_path / "results").iterdir()}
+    assert set(runs) == {"centralized", "gossip"}
+    for arm, run_dir in runs.items():
+        with open(run_dir / "requests.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) >= 20
+        failed = [(r["request_id"], r["error"], r["error_detail"]) for r in rows if r["status"] != "ok"]
+        assert not failed, f"{arm}: {failed}"
+        # it really was starved: every model had to be loaded, and some more than once
+        assert {r["model"] for r in rows if r["action"] == "COLD_START"} >= {"meta-llama/Llama-2-7b-hf"}
