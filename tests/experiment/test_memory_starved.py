@@ -12,23 +12,23 @@ import pytest
 from daemons.node.testing import schedctl
 
 # Two 24 GB GPUs, three models of equal popularity: Llama-2-7b (23.6 GiB with this KV budget)
-# fills a GPU alone, so at any time one of the models has nowhere to load until another goes idle.
+# fills a GPU alone, so at times one of the models has nowhere to load until another goes idle.
+# Before the admission queue the centralized arm failed 10 of these 60 requests with no_nodes.
 STARVED = """
 [experiment]
 name = "starved"
 timeout_s = 60
 [workload]
-duration_s = 10
+duration_s = 20
 rps = 3.0
 cv = 1.0
 seed = 11
 popularity = "uniform"
 prompt_tokens = "lognormal:mean=256,median=200,max=800"
-output_tokens = "lognormal:mean=128,median=96,max=300"
+output_tokens = "lognormal:mean=256,median=200,max=500"
 [[nodes]]
 count = 2
 gpu = "a10g-24gb"
-init_s = 0.5
 models = ["facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct"]
 """
 
@@ -45,7 +45,7 @@ def test_memory_starved_cluster_serves_every_request_in_both_arms(tmp_path: Path
     for arm, run_dir in runs.items():
         with open(run_dir / "requests.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
-        assert len(rows) >= 20
+        assert len(rows) >= 40
         failed = [(r["request_id"], r["error"], r["error_detail"]) for r in rows if r["status"] != "ok"]
         assert not failed, f"{arm}: {failed}"
         # it really was starved: every model had to be loaded, and some more than once
