@@ -62,7 +62,17 @@ def render(reply: StatusReply) -> str:
         lines.append(f"failover: {info.get('name')} is the {info.get('role')}, {info.get('state')} in epoch "
                      f"{info.get('epoch')}; peer {info.get('peer')} {info.get('peer_state') or 'never heard'}"
                      f" (heard {info.get('peer_heard_s_ago')} s ago)")
+    if "queued" in reply.info:  # a coordinator's or gossip peer's admission queue
+        lines.append(_queue_line(reply.info))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _queue_line(info: dict[str, Any]) -> str:
+    by_model = info.get("queue_by_model") or {}
+    waiting = ", ".join(f"{m} {n}" for m, n in sorted(by_model.items()))
+    return (f"queue: {info.get('queued')} waiting for capacity{f' ({waiting})' if waiting else ''}, limit "
+            f"{info.get('queue_limit')} per model; {info.get('placed_from_queue', 0)} placed from it, "
+            f"{info.get('overloaded', 0)} overloaded, {info.get('queue_timeouts', 0)} timed out")
 
 
 def _cells(row: dict[str, Any], role: str) -> tuple[str, ...]:

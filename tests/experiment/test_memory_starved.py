@@ -50,3 +50,14 @@ def test_memory_starved_cluster_serves_every_request_in_both_arms(tmp_path: Path
         assert not failed, f"{arm}: {failed}"
         # it really was starved: every model had to be loaded, and some more than once
         assert {r["model"] for r in rows if r["action"] == "COLD_START"} >= {"meta-llama/Llama-2-7b-hf"}
+
+
+@pytest.mark.parametrize("limit", ["0", "-5"])
+def test_a_queue_limit_below_one_is_one_clear_line(tmp_path: Path, limit: str) -> None:
+    out = subprocess.run([schedctl(), "experiment", "run", "--queue-limit", limit, "--duration", "1",
+                          "--results-dir", str(tmp_path / "r")], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: [experiment] queue_limit must be a whole number >= 1") and f"got {limit}" in line
+    assert not (tmp_path / "r").exists()
