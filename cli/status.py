@@ -55,6 +55,8 @@ def render(reply: StatusReply) -> str:
     rows = [HEADERS] + [_cells(row, reply.role) for row in reply.nodes]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
+    if "queued" in reply.info:  # a coordinator's or gossip peer's admission queue
+        lines.append(_queue_line(reply.info))
     alive = sum(1 for row in reply.nodes if row.get("alive", True))
     lines.append(f"{len(reply.nodes)} node(s), {alive} alive (as seen by the {reply.role})")
     if reply.role == "coordinator" and reply.info.get("role", "standalone") != "standalone":
@@ -62,8 +64,6 @@ def render(reply: StatusReply) -> str:
         lines.append(f"failover: {info.get('name')} is the {info.get('role')}, {info.get('state')} in epoch "
                      f"{info.get('epoch')}; peer {info.get('peer')} {info.get('peer_state') or 'never heard'}"
                      f" (heard {info.get('peer_heard_s_ago')} s ago)")
-    if "queued" in reply.info:  # a coordinator's or gossip peer's admission queue
-        lines.append(_queue_line(reply.info))
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -43,7 +43,7 @@ def test_a_failover_coordinator_says_its_role_state_and_epoch() -> None:
 def test_the_admission_queue_is_one_line_under_the_table() -> None:
     info = {"queued": 3, "queue_by_model": {"m2": 2, "m1": 1}, "queue_limit": 64, "placed_from_queue": 7,
             "overloaded": 1, "queue_timeouts": 0}
-    last = render(StatusReply("coordinator", [{"node": "x"}], info)).splitlines()[-1]
-    assert last == ("queue: 3 waiting for capacity (m1 1, m2 2), limit 64 per model; 7 placed from it, "
+    queue = render(StatusReply("coordinator", [{"node": "x"}], info)).splitlines()[-2]
+    assert queue == ("queue: 3 waiting for capacity (m1 1, m2 2), limit 64 per model; 7 placed from it, "
                     "1 overloaded, 0 timed out")
     assert "queue:" not in render(StatusReply("node", [{"node": "x"}], {"epoch": 0}))
