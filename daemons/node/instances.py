@@ -72,6 +72,11 @@ class ModelManager:
             raise BackendRequestError("unknown_model", f"model {model!r} is not in this node's catalog "
                                       f"({', '.join(self.catalog.models)})")
         instance = self.instances.get(model)
+        while instance is not None and instance.state == "evicting":
+            # On its way out to make room for another model: load it afresh once it has left.
+            self._freed.clear()
+            await self._freed.wait()
+            instance = self.instances.get(model)
         cold = instance is None
         if instance is None:
             instance = await self._start(model)

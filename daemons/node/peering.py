@@ -35,7 +35,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +49,7 @@ from daemons.bus.errors import SchemaError
 from daemons.bus.messages import ClusterEvent, Error, Infer, NodeState, Probe, ProbeReply
 from daemons.bus.schema import from_dict, to_dict
 from daemons.bus.security import Security, SecurityConfig
-from daemons.coordinator.admission import AdmissionQueue, QueueLimits
+from daemons.coordinator.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.coordinator.cluster import node_view
 from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
@@ -100,6 +100,7 @@ class Peering:
     _failing: set[asyncio.Task[None]] = field(default_factory=set)
     queue: AdmissionQueue[None] = field(init=False)
     _view_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _first_waited: OrderedDict[str, float] = field(default_factory=OrderedDict)  # request id -> when
 
     def __post_init__(self) -> None:
         c = self.config
@@ -165,9 +166,16 @@ class Peering:
         if isinstance(decision, Decision) or decision.code != NO_NODES:
             return decision
         rid = request.request_id
-        if not worth_waiting(self.view(snapshot()), _placement(request, exclude)):
+        # Exclusions come from a view that turned out stale (a peer, or we, could not take it
+        # after all); once the view changes every peer may be asked again, so they do not count.
+        if not worth_waiting(self.view(snapshot()), _placement(request, frozenset())):
             return decision
-        refused = self.queue.offer(rid, request.model, None, time.monotonic())
+        now = time.monotonic()
+        left = self._deadline(rid, now) - now
+        if left <= 0:  # placed from the queue before, not taken after all, and out of time now
+            return Refusal(QUEUE_TIMEOUT, f"waited {self.queue.limits.timeout_s:g} s for capacity for "
+                                          f"{request.model}: lower the load, add nodes or raise queue_timeout_s")
+        refused = self.queue.offer(rid, request.model, None, now, left)
         if refused is not None:
             return Refusal(refused.code, refused.message)
         log.info("%s waits for capacity (%d waiting)", rid, len(self.queue), extra={"SCHEDCTL_REQUEST_ID": rid})
@@ -176,6 +184,14 @@ class Peering:
         finally:
             self.queue.remove(rid, placed=False)  # still here only if we were cancelled
             self._view_changed.set()  # the next request of the model gets its turn
+
+    def _deadline(self, rid: str, now: float) -> float:
+        """When `rid` must leave the queue: `queue_timeout_s` after it first waited here, however
+        often it is placed and not taken after all (its first wait is remembered that long)."""
+        first = self._first_waited
+        while first and next(iter(first.values())) < now - self.queue.limits.timeout_s:
+            first.popitem(last=False)
+        return first.setdefault(rid, now) + self.queue.limits.timeout_s
 
     async def _wait_for_turn(self, request: Infer, snapshot: Callable[[], NodeState]) -> Decision | Refusal:
         rid = request.request_id
