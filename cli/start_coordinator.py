@@ -32,6 +32,10 @@ def start_coordinator(
                                                         "(fsync'd before it serves in a new one).")] = None,
     failover_after: Annotated[float | None, typer.Option(help="Seconds of peer silence before a passive "
                                                               "coordinator asks the nodes to take over.")] = None,
+    queue_limit: Annotated[int | None, typer.Option(help="Requests that may wait for capacity per model "
+                                                         "(default 64); one more is refused `overloaded`.")] = None,
+    queue_timeout: Annotated[float | None, typer.Option(help="Seconds a request may wait for capacity before "
+                                                              "it is answered `queue_timeout` (default 120).")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run the centralized scheduler in the foreground (SIGTERM or Ctrl-C stops it).
@@ -57,7 +61,8 @@ def start_coordinator(
     overrides = {"bind": bind, "state_bind": state_bind, "events_bind": events_bind,
                  "policy": policy, "dead_after_s": dead_after, "seed": seed, "name": name, "role": role,
                  "peer": peer, "peer_events": peer_events, "epoch_file": epoch_file,
-                 "failover_after_s": failover_after}
+                 "failover_after_s": failover_after, "queue_limit": queue_limit,
+                 "queue_timeout_s": queue_timeout}
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
     setup_logging("coordinator", log_level)

@@ -59,6 +59,8 @@ def render(reply: StatusReply) -> str:
     rows = [HEADERS] + [_cells(row, reply.role) for row in reply.nodes]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
+    if "queued" in reply.info:  # a coordinator's or gossip peer's admission queue
+        lines.append(_queue_line(reply.info))
     alive = sum(1 for row in reply.nodes if row.get("alive", True))
     lines.append(f"{len(reply.nodes)} node(s), {alive} alive (as seen by the {reply.role})")
     if reply.role == "coordinator" and reply.info.get("role", "standalone") != "standalone":
@@ -67,6 +69,14 @@ def render(reply: StatusReply) -> str:
                      f"{info.get('epoch')}; peer {info.get('peer')} {info.get('peer_state') or 'never heard'}"
                      f" (heard {info.get('peer_heard_s_ago')} s ago)")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _queue_line(info: dict[str, Any]) -> str:
+    by_model = info.get("queue_by_model") or {}
+    waiting = ", ".join(f"{m} {n}" for m, n in sorted(by_model.items()))
+    return (f"queue: {info.get('queued')} waiting for capacity{f' ({waiting})' if waiting else ''}, limit "
+            f"{info.get('queue_limit')} per model; {info.get('placed_from_queue', 0)} placed from it, "
+            f"{info.get('overloaded', 0)} overloaded, {info.get('queue_timeouts', 0)} timed out")
 
 
 def _cells(row: dict[str, Any], role: str) -> tuple[str, ...]:

@@ -85,14 +85,16 @@ class LocalCluster:
                 self.workdir / f"{name}.toml", name=name, bind=bind, publish_to=publish,
                 gpu_backend="emulated", gpu=group.gpu, checkpoint_tier=group.checkpoint_tier,
                 models=list(group.models), kv_tokens=group.kv_tokens, init_s=group.init_s,
-                scheduler=self.scheduler, **self._gossip_settings(name))
+                scheduler=self.scheduler, queue_limit=self.spec.queue_limit,
+                queue_timeout_s=self.spec.timeout_s, **self._gossip_settings(name))
             self._spawn(name, ["start", "node", "--config", str(config)])
         self._wait_ready()
 
     def _start_coordinators(self) -> list[str]:
         """The coordinator, and with --standby-coordinator its backup (failover.py); their state addresses."""
         self.coordinator, state_bind, self.coordinator_events = (self._endpoint() for _ in range(3))
-        common = ["--policy", self.spec.policy]
+        common = ["--policy", self.spec.policy, "--queue-limit", str(self.spec.queue_limit),
+                  "--queue-timeout", f"{self.spec.timeout_s:g}"]
         if not self.spec.standby_coordinator:
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
                                         "--events-bind", self.coordinator_events, *common])

@@ -48,6 +48,9 @@ def run_command(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Seconds after its scheduled time before a request is recorded as a timeout "
                           "(default 120).", min=0.001)] = None,
+    queue_limit: Annotated[int | None, typer.Option(
+        "--queue-limit", help="Requests per model that may wait for capacity at the coordinator or a gossip "
+                              "peer (default 64); they wait at most --timeout.")] = None,
     standby_coordinator: Annotated[bool, typer.Option(
         "--standby-coordinator", help="Centralized: run a standby coordinator that takes over when the "
                                       "primary dies (Binary Star with the nodes as witnesses).")] = False,
@@ -82,6 +85,7 @@ def run_command(
                        seed=seed, scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
                        results_dir=results_dir, faults=fault, standby_coordinator=standby_coordinator or None,
                        timeout_s=timeout, insecure=insecure or None,
+                       queue_limit=queue_limit,
                        cluster_file=str(cluster) if cluster is not None else None)
     _run(spec)
 
@@ -118,7 +122,8 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
                                   ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
-    for key in ("name", "policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s", "insecure"):
+    for key in ("name", "policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s", "insecure",
+                "queue_limit"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

@@ -15,6 +15,7 @@ An experiment file is TOML:
     standby_coordinator = false     # centralized: a backup coordinator takes over if the primary dies
     failover_after_s = 5            # its patience: primary silence before it asks the nodes to take over
     insecure = false                # local cluster without CURVE (to measure its cost); default: per-run keys
+    queue_limit = 64                # requests per model that may wait for capacity (coordinator, peers)
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -46,6 +47,7 @@ from typing import Any
 from cli.experiment.faults import Fault, check_targets, parse_faults
 from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build
+from daemons.coordinator.admission import DEFAULT_LIMIT, check_limits
 from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy import get_policy
@@ -110,6 +112,8 @@ class ExperimentSpec:
     standby_coordinator: bool = False  # centralized: a Binary Star backup (daemons/coordinator/failover.py)
     failover_after_s: float = 5.0
     insecure: bool = False  # local cluster without CURVE; by default every run makes its own keys
+    # Admission queue of the coordinator and of every gossip peer; they wait at most timeout_s.
+    queue_limit: int = DEFAULT_LIMIT
 
     def __post_init__(self) -> None:
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
@@ -124,6 +128,7 @@ class ExperimentSpec:
                               "--scheduler centralized (or both), or drop it")
         if not self.failover_after_s >= 2.0:
             raise ConfigError(f"failover_after_s {self.failover_after_s} must be >= 2 (two coordinator heartbeats)")
+        check_limits(self.queue_limit, self.timeout_s, "[experiment] ")
         get_policy(self.policy)  # an unknown name fails here, before any process starts
         get_peer_policy(self.gossip_policy)
         if self.cluster_file:
@@ -165,7 +170,8 @@ class ExperimentSpec:
                            "retries": self.retries, "attempt_timeout_s": self.attempt_timeout_s,
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo),
                            "cluster_file": self.cluster_file, "standby_coordinator": self.standby_coordinator,
-                           "failover_after_s": self.failover_after_s, "insecure": self.insecure},
+                           "failover_after_s": self.failover_after_s, "insecure": self.insecure,
+                           "queue_limit": self.queue_limit},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],
         }

@@ -35,6 +35,9 @@ class Schedule:
     max_new_tokens: int
     priority: int = 0
     exclude: list[str] = field(default_factory=list)  # nodes that already failed this request
+    # Seconds this request may wait for capacity in the coordinator's admission queue before
+    # it is answered `queue_timeout` (0: the coordinator's queue_timeout_s; never longer).
+    timeout_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,9 @@ environment variables, command-line flags. Example file:
     peer_events = "tcp://10.0.0.6:5557" # the other coordinator's events_bind
     epoch_file = "/var/lib/schedctl/epoch"
     failover_after_s = 5.0
+    # Requests no node can take now wait (admission.py), per model, in arrival order.
+    queue_limit = 64                    # waiting per model; one more is refused `overloaded`
+    queue_timeout_s = 120.0             # then it leaves with `queue_timeout` (the request timeout)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build, env_overrides, read_section
+from daemons.coordinator.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, QueueLimits, check_limits
 from daemons.policy import DEFAULT_POLICY, get_policy
 
 SCHEMES = ("tcp://", "ipc://", "inproc://")
@@ -55,6 +59,10 @@ class CoordinatorConfig:
     # restart (systemd RestartSec=1 + start-up), so a quick restart is not a failover.
     failover_after_s: float = 5.0
     witness_timeout_s: float = 1.5  # a vote is decided by then; nodes probe the peer for 60 % of it
+    # Admission queue (admission.py): a request no node can take now waits, at most
+    # queue_limit per model, at most queue_timeout_s (a Schedule's own timeout_s may shorten it).
+    queue_limit: int = DEFAULT_LIMIT
+    queue_timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -72,7 +80,12 @@ class CoordinatorConfig:
             raise ConfigError(f"settle_s must be a number >= 0, got {self.settle_s!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        check_limits(self.queue_limit, self.queue_timeout_s, "[coordinator] ")
         self._check_failover()
+
+    @property
+    def queue(self) -> QueueLimits:
+        return QueueLimits(self.queue_limit, self.queue_timeout_s)
 
     def _check_failover(self) -> None:
         if self.role not in ROLES:

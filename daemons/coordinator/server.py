@@ -19,6 +19,13 @@ With a peer (role primary/backup, failover.py):
           SUB    `peer_events` the peer's CoordinatorState heartbeats
           DEALER per node      WitnessQuery/WitnessVote around a takeover, then EpochNotice
 
+Admission (admission.py): a request no node can take now (the policy refuses with
+`no_nodes`, or answers MIGRATE, which no node can carry out yet) is held in a bounded
+queue per model and answered once the policy places it: the queue's heads are offered
+to the policy again after every batch of node states (a model went idle, a load
+finished, a node joined) and on every failure-detector tick. It leaves with `overloaded`
+when its model's queue is full and `queue_timeout` at its deadline, never silently.
+
 Malformed or unexpected frames are dropped with one log line each and never stop the loop.
 
 In-process use (tests, simulators):
@@ -39,6 +46,7 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from random import Random
 from types import FrameType
@@ -62,13 +70,15 @@ from daemons.bus.messages import (
 )
 from daemons.bus.security import Security, SecurityConfig, refused, stop_zap
 from daemons.bus.sockets import authenticated, guard
+from daemons.coordinator.admission import AdmissionQueue, Outcome, Waiting
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, state_sender
 from daemons.coordinator.witnesses import Witnesses
-from daemons.policy import Decision, PlacementRequest, get_policy
+from daemons.policy import MIGRATE, NO_NODES, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy.capacity import worth_waiting
 
 log = logging.getLogger("schedctl.coordinator")
 
@@ -85,6 +95,12 @@ MAX_ROUNDS = 1000  # rounds per wake-up before the stop flag and the failure det
 # as p99 latency spikes (REFERENCE §7.4: GC can stall the loop for tens of ms).
 GC_THRESHOLD = (20_000, 20, 50)
 SUMMARY_EVERY_S = 10.0
+# Refusals that may clear up as capacity frees: the request waits in the admission queue.
+# (unknown_model never clears up: it is answered at once.)
+QUEUEABLE = frozenset({NO_NODES})
+# MIGRATE needs live migration, which nodes do not do yet: the policy is asked again without
+# the MIGRATE target, this many times, for the best option that serves the request now.
+MIGRATE_FALLBACKS = 3
 FLAGS = {"bind": "--bind", "state_bind": "--state-bind", "events_bind": "--events-bind"}
 ROLES = {"bind": "request ROUTER", "state_bind": "state SUB", "events_bind": "events PUB"}
 
@@ -99,6 +115,8 @@ class Coordinator:
         self.book = ClusterBook(config.dead_after_s, config.settle_s)
         self.inbox = StateInbox()
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
+        self.queue: AdmissionQueue[Asked] = AdmissionQueue(config.queue)
+        self._states_seen = False  # node states arrived since the queue was last offered to the policy
         self._stop = threading.Event()
         self.ctx: zmq.Context[Any] = zmq.Context()
         # With [security], every socket is a CURVE server admitting only the listed keys
@@ -192,6 +210,9 @@ class Coordinator:
             if now >= next_check and (not self._state_backlog() or now - next_check > self.config.dead_after_s):
                 self._emit(self.book.expire(now))
                 next_check = now + self._check_every
+                self._pump(now)
+            elif self._states_seen:
+                self._pump(now)
             if now >= next_summary:
                 self._summary()
                 next_summary = now + SUMMARY_EVERY_S
@@ -248,6 +269,7 @@ class Coordinator:
             refused("message", f"dropped: {env.sender[:64]!r} sent state about {env.body.node[:64]!r}")
             return
         self._emit(self.book.ingest(env.body, time.monotonic()))
+        self._states_seen = True
 
     def _emit(self, events: list[Event]) -> None:
         for kind, node, detail in events:
@@ -368,37 +390,122 @@ class Coordinator:
             self.counts["dropped"] += 1
             return
         if isinstance(body, Schedule):
-            self._reply(identity, self._schedule(body), env.id)
+            answer = self._schedule(body, identity, env.id)
+            if answer is not None:
+                self._reply(identity, answer, env.id)
         elif isinstance(body, StatusRequest):
             self.counts["status"] += 1
             rows = self.book.status_rows(time.monotonic())
-            self._reply(identity, StatusReply("coordinator", rows, self._ha_info()), env.id)
+            info = {**self._ha_info(), **self.queue.status()}
+            self._reply(identity, StatusReply("coordinator", rows, info), env.id)
         else:
             self._drop(f"{env.type!r} from {env.sender!r} on the request socket "
                        "(expected schedule or status_request)")
 
-    def _schedule(self, msg: Schedule) -> Placement | Error:
+    def _schedule(self, msg: Schedule, identity: bytes, msg_id: str) -> Placement | Error | None:
+        """The answer to a Schedule, or None while it waits in the admission queue."""
         if self.star is not None and not self.star.active:
             return self._refuse_inactive(msg)
+        asked = Asked(msg, identity, msg_id)
+        rid = msg.request_id
+        if rid in self.queue or self.queue.head(msg.model, msg.priority) is not None:
+            # Asked again while waiting (a reroute, a retry), or its model has earlier
+            # requests waiting: it queues behind them, never overtaking one.
+            refused = self._hold(asked, time.monotonic())
+            if refused is None:
+                self._pump_lane(msg.model, msg.priority)
+            return refused
         started = time.perf_counter()
-        request = PlacementRequest(msg.model, msg.prompt_tokens, msg.max_new_tokens, msg.priority,
-                                   frozenset(msg.exclude))
-        result = self.policy(self.book.view(), request, self.rng)
+        result = self._decide(msg)
         if isinstance(result, Decision):
-            self.book.placed(result, msg.model, time.monotonic())
-            self.counts["decisions"] += 1
-            took = time.perf_counter() - started
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s -> %s %s: %s", msg.request_id, result.node, result.action, result.reason,
-                          extra={"SCHEDCTL_REQUEST_ID": msg.request_id, "SCHEDCTL_NODE": result.node,
-                                 "SCHEDCTL_ACTION": result.action})
-            return Placement(msg.request_id, result.node, result.endpoint, result.action,
-                             result.est_wait_s, result.reason, took, self.epoch)
+            return self._placed(msg, result, time.perf_counter() - started)
+        if result.code in QUEUEABLE and worth_waiting(self.book.view(), _request(msg)):
+            return self._hold(asked, time.monotonic())
+        return self._refused(msg, result)
+
+    def _decide(self, msg: Schedule) -> Decision | Refusal:
+        """The policy's choice; a MIGRATE is replaced by the best option that serves now."""
+        exclude = frozenset(msg.exclude)
+        targets: list[str] = []
+        for _ in range(MIGRATE_FALLBACKS):
+            request = _request(msg, exclude)
+            result = self.policy(self.book.view(), request, self.rng)
+            if not (isinstance(result, Decision) and result.action == MIGRATE):
+                if targets and isinstance(result, Decision):
+                    result = replace(result, reason=f"{result.reason} (MIGRATE to {', '.join(targets)} "
+                                                    "needs live migration: the next best option instead)")
+                return result
+            targets.append(result.node)
+            exclude = exclude | {result.node}
+        return Refusal(NO_NODES, f"only MIGRATE to {', '.join(targets)} would take {msg.model} now, and nodes "
+                                 "cannot migrate yet: waiting for memory to free there")
+
+    def _placed(self, msg: Schedule, result: Decision, took: float) -> Placement:
+        self.book.placed(result, msg.model, time.monotonic())
+        self.counts["decisions"] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s -> %s %s: %s", msg.request_id, result.node, result.action, result.reason,
+                      extra={"SCHEDCTL_REQUEST_ID": msg.request_id, "SCHEDCTL_NODE": result.node,
+                             "SCHEDCTL_ACTION": result.action})
+        return Placement(msg.request_id, result.node, result.endpoint, result.action,
+                         result.est_wait_s, result.reason, took, self.epoch)
+
+    def _refused(self, msg: Schedule, result: Refusal | Outcome[Asked]) -> Error:
         self.counts["refusals"] += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s refused: %s", msg.request_id, result.message,
                       extra={"SCHEDCTL_REQUEST_ID": msg.request_id})
         return Error(msg.request_id, result.code, result.message)
+
+    # ----- the admission queue (admission.py) ------------------------------------------------
+    def _hold(self, asked: Asked, now: float) -> Error | None:
+        """Queue a request no node can take now; an `overloaded` Error if its model's queue is full."""
+        msg = asked.msg
+        refused = self.queue.offer(msg.request_id, msg.model, asked, now, msg.timeout_s, msg.priority)
+        if refused is not None:
+            log.warning("%s refused: %s", msg.request_id, refused.message,
+                        extra={"SCHEDCTL_REQUEST_ID": msg.request_id})
+            return self._refused(msg, refused)
+        return None
+
+    def _pump(self, now: float) -> None:
+        """Answer what left the queue at its deadline, then offer every lane's head to the policy."""
+        self._states_seen = False
+        if not self.queue:
+            return
+        for out in self.queue.expire(now):
+            log.warning("%s: %s", out.entry.request_id, out.message,
+                        extra={"SCHEDCTL_REQUEST_ID": out.entry.request_id})
+            self._answer(out.entry, self._refused(out.entry.item.msg, out))
+        if self.star is not None and not self.star.active:
+            # Deposed while holding requests: their askers must ask the active coordinator.
+            for head in self.queue.heads():
+                while (entry := self.queue.head(head.model, head.priority)) is not None:
+                    self.queue.remove(entry.request_id, placed=False)
+                    self._answer(entry, self._refuse_inactive(entry.item.msg))
+            return
+        for head in self.queue.heads():
+            self._pump_lane(head.model, head.priority)
+
+    def _pump_lane(self, model: str, priority: int) -> None:
+        """Place the requests waiting for `model`, in arrival order, until the policy cannot."""
+        while (head := self.queue.head(model, priority)) is not None:
+            started = time.perf_counter()
+            result = self._decide(head.item.msg)
+            if isinstance(result, Refusal) and result.code in QUEUEABLE:
+                return
+            self.queue.remove(head.request_id, placed=isinstance(result, Decision))
+            msg = head.item.msg
+            if isinstance(result, Decision):
+                waited = time.monotonic() - head.arrived
+                log.info("%s placed after %.2f s in the queue: %s %s", msg.request_id, waited, result.node,
+                         result.action, extra={"SCHEDCTL_REQUEST_ID": msg.request_id})
+                self._answer(head, self._placed(msg, result, time.perf_counter() - started))
+            else:
+                self._answer(head, self._refused(msg, result))
+
+    def _answer(self, entry: Waiting[Asked], body: Placement | Error) -> None:
+        self._reply(entry.item.identity, body, entry.item.msg_id)
 
     def _reply(self, identity: bytes, body: Any, msg_id: str) -> None:
         try:
@@ -413,12 +520,28 @@ class Coordinator:
 
     def _counts_text(self) -> str:
         alive = self.book.alive_count()
-        counts = {**self.counts, "states superseded": self.inbox.superseded}
+        counts = {**self.counts, "states superseded": self.inbox.superseded, "queued": len(self.queue),
+                  "placed from queue": self.queue.placed, "queue timeouts": self.queue.expired,
+                  "overloaded": self.queue.refused}
         return (f"{alive}/{len(self.book.records)} nodes alive, " +
                 ", ".join(f"{k} {v}" for k, v in counts.items()))
 
     def _summary(self) -> None:
         log.info("%s", self._counts_text())
+
+
+def _request(msg: Schedule, exclude: frozenset[str] | None = None) -> PlacementRequest:
+    return PlacementRequest(msg.model, msg.prompt_tokens, msg.max_new_tokens, msg.priority,
+                            frozenset(msg.exclude) if exclude is None else exclude)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A held Schedule and where to answer it (the asker's ROUTER identity and message id)."""
+
+    msg: Schedule
+    identity: bytes
+    msg_id: str
 
 
 def _bind_error(key: str, address: str, exc: zmq.ZMQError) -> str:

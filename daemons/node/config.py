@@ -10,6 +10,7 @@ import tomli_w
 
 from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build, env_overrides, read_section
+from daemons.coordinator.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, check_limits
 
 # The emulator is the default backend: the same flags text-generation-launcher takes.
 # {schedctl} is the console script next to the running interpreter.
@@ -53,6 +54,10 @@ class NodeConfig:
     gossip_preset: str = "lan"  # lan | wan | local | ci (daemons/gossip/config.py)
     gossip_policy: str = "power-of-d"  # local-first | power-of-d | sparrow
     max_hops: int = 1  # how often a request may be forwarded before it must be served
+    # Gossip mode: a request no peer in our view can take waits here (admission.py), at most
+    # queue_limit per model, at most queue_timeout_s, and is placed again as the view changes.
+    queue_limit: int = DEFAULT_LIMIT
+    queue_timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.gpu_backend not in ("auto", "nvml", "emulated"):
@@ -68,6 +73,7 @@ class NodeConfig:
             raise ConfigError(f"max_hops must be >= 0, not {self.max_hops}")
         if self.publish_interval_s <= 0 or self.kv_tokens <= 0:
             raise ConfigError("publish_interval_s and kv_tokens must be positive")
+        check_limits(self.queue_limit, self.queue_timeout_s, "[node] ")
 
     @property
     def endpoint(self) -> str:

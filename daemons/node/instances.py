@@ -3,7 +3,10 @@
 One instance serves one model. Memory is booked in a ledger the moment a load starts,
 so two concurrent loads can never both "fit" into the same free gigabytes. When a load
 does not fit, idle instances (no request running) are stopped, least recently used
-first; a busy instance is never evicted under a running request.
+first; a busy instance is never evicted under a running request: when every loaded
+model is busy, the load waits until one goes idle (or leaves) instead of refusing, so a
+placement made on a slightly stale view (the scheduler saw an idle model that has just
+taken a request) is served late rather than failed. The request's own timeout bounds it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class ModelManager:
         self.instances: dict[str, Instance] = {}
         self._probe = httpx.AsyncClient(timeout=2.0)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()  # set whenever an instance may have become evictable or left
 
     def ledger_used(self) -> int:
         return sum(i.footprint for i in self.instances.values())
@@ -69,6 +73,11 @@ class ModelManager:
             raise BackendRequestError("unknown_model", f"model {model!r} is not in this node's catalog "
                                       f"({', '.join(self.catalog.models)})")
         instance = self.instances.get(model)
+        while instance is not None and instance.state == "evicting":
+            # On its way out to make room for another model: load it afresh once it has left.
+            self._freed.clear()
+            await self._freed.wait()
+            instance = self.instances.get(model)
         cold = instance is None
         if instance is None:
             instance = await self._start(model)
@@ -102,6 +111,7 @@ class ModelManager:
     def release(self, instance: Instance) -> None:
         instance.running -= 1
         instance.last_used = time.monotonic()
+        self._freed.set()
         self._on_change()
 
     async def _wait_ready(self, instance: Instance) -> None:
@@ -112,6 +122,9 @@ class ModelManager:
     async def _start(self, model: str) -> Instance:
         footprint = self.catalog.footprint(model)
         await self._make_room(model, footprint)
+        existing = self.instances.get(model)
+        if existing is not None:  # another request started it while we waited for room
+            return existing
         port = _free_port()
         instance = Instance(model, port, footprint, Backend(f"http://127.0.0.1:{port}", self._probe))
         self.instances[model] = instance
@@ -124,12 +137,20 @@ class ModelManager:
         if need > total:
             raise BackendRequestError("no_capacity", f"{model} needs {need / 2**30:.1f} GiB but the GPU "
                                       f"has only {total / 2**30:.1f} GiB")
+        waiting = False
         while total - self.ledger_used() < need:
+            if model in self.instances:
+                return  # started by another request while we waited
             victim = self._lru_idle()
             if victim is None:
-                free = (total - self.ledger_used()) / 2**30
-                raise BackendRequestError("no_capacity", f"{model} needs {need / 2**30:.1f} GiB, "
-                                          f"{free:.1f} GiB free and every loaded model is busy")
+                # Every loaded model is busy: wait for one to go idle or leave.
+                if not waiting:
+                    log.info("%s waits for memory: %.1f GiB needed, every loaded model is busy", model,
+                             need / 2**30, extra={"SCHEDCTL_MODEL": model})
+                waiting = True
+                self._freed.clear()
+                await self._freed.wait()
+                continue
             log.info("evicting %s (idle, least recently used) to load %s", victim.model, model,
                      extra={"SCHEDCTL_MODEL": victim.model, "SCHEDCTL_ACTION": "EVICT"})
             await self.stop(victim)
@@ -188,6 +209,7 @@ class ModelManager:
         if self.instances.get(instance.model) is instance:
             del self.instances[instance.model]
         await _terminate(instance.proc)
+        self._freed.set()
         self._on_change()
 
     async def stop(self, instance: Instance) -> None:
@@ -197,6 +219,7 @@ class ModelManager:
         await instance.backend.close()
         if self.instances.get(instance.model) is instance:
             del self.instances[instance.model]
+        self._freed.set()
         self._on_change()
 
     async def refresh_load(self) -> None:

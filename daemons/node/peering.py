@@ -14,6 +14,13 @@ has a free slot (immediately if its load is under the cap, else when a request f
 at most PROBE_WAIT_S later); the first answer wins. No answer in PROBE_TIMEOUT_S → the
 power-of-d choice.
 
+Admission: a request no peer in our view can take now (the policy refuses, but a live peer
+could hold the model once memory frees) waits in this peer's admission queue
+(daemons/coordinator/admission.py: per model, in arrival order, `queue_limit`,
+`queue_timeout_s`) and is placed again, head of its model first, whenever our view changes
+(our own state, a gossiped record, a membership event) and at least every RETRY_S. It
+leaves with `overloaded` (queue full) or `queue_timeout` (deadline), never silently.
+
 Failure verdicts: every time this peer's memberlist judges another member — SUSPECT,
 DEAD, or alive again (a refuted suspicion, or a restart rejoining with a new generation) —
 `announce` gets a `ClusterEvent` (kinds `suspect`, `dead`, `alive`; detail
@@ -28,7 +35,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,18 +49,21 @@ from daemons.bus.errors import SchemaError
 from daemons.bus.messages import ClusterEvent, Error, Infer, NodeState, Probe, ProbeReply
 from daemons.bus.schema import from_dict, to_dict
 from daemons.bus.security import Security, SecurityConfig
+from daemons.coordinator.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.coordinator.cluster import node_view
 from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.state import EventKind, MemberEvent
 from daemons.node.config import NodeConfig
-from daemons.policy import ClusterView, Decision, PlacementRequest, Refusal
+from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal
+from daemons.policy.capacity import worth_waiting
 from daemons.policy.peer import QUEUE_CAP, PeerPolicy, get_peer_policy, sparrow_candidates
 
 log = logging.getLogger("schedctl.node.peering")
 SETTLE_S = 1.5  # our placements count as load on a peer until its gossiped state shows them
 PROBE_TIMEOUT_S = 0.25
 PROBE_WAIT_S = 0.5
+RETRY_S = 0.5  # a held request is offered to the policy again at least this often
 
 Reply = Callable[[bytes, bytes], Any]  # (client identity, raw frame) -> awaitable
 Replace = Callable[[bytes, Infer, frozenset[str]], None]  # place again, avoiding these nodes
@@ -88,9 +98,13 @@ class Peering:
     _pending: dict[str, deque[tuple[float, str]]] = field(default_factory=dict)
     _probes: dict[str, asyncio.Future[str]] = field(default_factory=dict)
     _failing: set[asyncio.Task[None]] = field(default_factory=set)
+    queue: AdmissionQueue[None] = field(init=False)
+    _view_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _first_waited: OrderedDict[str, float] = field(default_factory=OrderedDict)  # request id -> when
 
     def __post_init__(self) -> None:
         c = self.config
+        self.queue = AdmissionQueue(QueueLimits(c.queue_limit, c.queue_timeout_s))
         # Gossip shares the node's context, so its ROUTER is checked by the node's ZAP handler.
         self.agent = GossipAgent(c.name, c.gossip_bind, advertise=c.gossip_advertise or None, seeds=c.seeds,
                                  config=GossipConfig.preset(c.gossip_preset), ctx=self.ctx,
@@ -112,6 +126,7 @@ class Peering:
 
     def publish(self, state: NodeState) -> None:
         self.agent.update_local_record(to_dict(state))
+        self._view_changed.set()
 
     # ----- the view --------------------------------------------------------------------
     def view(self, me: NodeState) -> ClusterView:
@@ -140,10 +155,69 @@ class Peering:
         return rows
 
     # ----- placing -----------------------------------------------------------------------
+    async def admit(self, request: Infer, snapshot: Callable[[], NodeState],
+                    exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
+        """`place`, but a request that may fit later waits in the admission queue for its turn.
+
+        Returns a Decision, or a Refusal: the policy's when waiting cannot help, `overloaded`
+        when the model's queue is full, `queue_timeout` at the deadline.
+        """
+        decision = await self.place(request, snapshot(), exclude)
+        if isinstance(decision, Decision) or decision.code != NO_NODES:
+            return decision
+        rid = request.request_id
+        # Exclusions come from a view that turned out stale (a peer, or we, could not take it
+        # after all); once the view changes every peer may be asked again, so they do not count.
+        if not worth_waiting(self.view(snapshot()), _placement(request, frozenset())):
+            return decision
+        now = time.monotonic()
+        left = self._deadline(rid, now) - now
+        if left <= 0:  # placed from the queue before, not taken after all, and out of time now
+            return Refusal(QUEUE_TIMEOUT, f"waited {self.queue.limits.timeout_s:g} s for capacity for "
+                                          f"{request.model}: lower the load, add nodes or raise queue_timeout_s")
+        refused = self.queue.offer(rid, request.model, None, now, left)
+        if refused is not None:
+            return Refusal(refused.code, refused.message)
+        log.info("%s waits for capacity (%d waiting)", rid, len(self.queue), extra={"SCHEDCTL_REQUEST_ID": rid})
+        try:
+            return await self._wait_for_turn(request, snapshot)
+        finally:
+            self.queue.remove(rid, placed=False)  # still here only if we were cancelled
+            self._view_changed.set()  # the next request of the model gets its turn
+
+    def _deadline(self, rid: str, now: float) -> float:
+        """When `rid` must leave the queue: `queue_timeout_s` after it first waited here, however
+        often it is placed and not taken after all (its first wait is remembered that long)."""
+        first = self._first_waited
+        while first and next(iter(first.values())) < now - self.queue.limits.timeout_s:
+            first.popitem(last=False)
+        return first.setdefault(rid, now) + self.queue.limits.timeout_s
+
+    async def _wait_for_turn(self, request: Infer, snapshot: Callable[[], NodeState]) -> Decision | Refusal:
+        rid = request.request_id
+        while True:
+            late = self.queue.expire_one(rid, time.monotonic())
+            if late is not None:
+                return Refusal(late.code, late.message)
+            entry = self.queue.get(rid)
+            assert entry is not None
+            self._view_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._view_changed.wait(),
+                                       max(0.0, min(RETRY_S, entry.deadline - time.monotonic())))
+            if not self.queue.is_head(rid):
+                continue
+            # The view has changed since the exclusions were made: every peer may be asked again.
+            decision = await self.place(request, snapshot())
+            if isinstance(decision, Decision):
+                self.queue.remove(rid)
+                log.info("%s placed after %.2f s in the queue: %s %s", rid, time.monotonic() - entry.arrived,
+                         decision.node, decision.action, extra={"SCHEDCTL_REQUEST_ID": rid})
+                return decision
+
     async def place(self, request: Infer, me: NodeState, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
         view = self.view(me)
-        placement = PlacementRequest(request.model, len(request.prompt.split()), request.max_new_tokens,
-                                     exclude=exclude)
+        placement = _placement(request, exclude)
         if self.config.gossip_policy == "sparrow":
             decision = await self._sparrow(view, placement, request, me.node)
         else:
@@ -256,6 +330,7 @@ class Peering:
                                         request_id))
 
     def _on_member_event(self, event: MemberEvent) -> None:
+        self._view_changed.set()  # a record or a verdict: held requests may fit now
         self._report_verdict(event)
         if event.kind not in (EventKind.DEAD, EventKind.LEFT):
             return
@@ -299,6 +374,10 @@ def verdict_event(event: MemberEvent, observer: str, wall_s: float) -> ClusterEv
     else:
         return None
     return ClusterEvent(kind, event.node, f"by={observer};incarnation={event.inc}{extra}", wall_s)
+
+
+def _placement(request: Infer, exclude: frozenset[str]) -> PlacementRequest:
+    return PlacementRequest(request.model, len(request.prompt.split()), request.max_new_tokens, exclude=exclude)
 
 
 def has_free_slot(load: int) -> bool:

@@ -249,7 +249,7 @@ class NodeServer:
         assert self.peering is not None
         rid, me = request.request_id, self.config.name
         while len(tried) < MAX_PLACEMENTS:
-            decision = await self.peering.place(request, self.snapshot(), tried)
+            decision = await self.peering.admit(request, self.snapshot, tried)  # waits while nothing fits
             if isinstance(decision, Refusal):
                 break
             if decision.node != me:
@@ -287,8 +287,9 @@ class NodeServer:
             log.warning("could not relay an answer: %s", exc.strerror)
 
     def _status_reply(self) -> StatusReply:
-        info = {"epoch": self.epoch}
+        info: dict[str, Any] = {"epoch": self.epoch}
         if self.peering is not None:
+            info.update(self.peering.queue.status())
             return StatusReply("gossip-peer", self.peering.status_rows(), info)
         return StatusReply("node", [to_dict(self.snapshot())], info)
 

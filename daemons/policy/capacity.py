@@ -146,6 +146,23 @@ def refusal(view: ClusterView, request: PlacementRequest) -> Refusal:
                              "after evicting idle models")
 
 
+def worth_waiting(view: ClusterView, request: PlacementRequest) -> bool:
+    """Whether a request refused now may be placed later, so a scheduler should hold it.
+
+    Yes when no node is alive (one may join or come back), or when a live node the request
+    does not exclude lists the model and could hold it once memory frees there (busy models
+    go idle, loads finish). No when the model fits no such node even empty: waiting cannot help.
+    """
+    if not view.order:
+        return True
+    for name in view.catalog.listing.get(request.model, ()):
+        node = usable(view, name, request)
+        item = None if node is None else node.catalog.get(request.model)
+        if node is not None and item is not None and item.footprint_bytes <= node.memory_total:
+            return True
+    return False
+
+
 def _footprint(view: ClusterView, model: str) -> int:
     for node in view.nodes.values():
         item = node.catalog.get(model)

@@ -209,6 +209,7 @@ def test_status_command_prints_the_table(coordinator: CoordinatorProcess, client
     assert "alive" in row_a and "16.0/80.0 GiB" in row_a and "m1 ready q0 r0" in row_a
     assert "DEAD" in next(line for line in lines if line.startswith(b))
     assert "alive (as seen by the coordinator)" in lines[-1]
+    assert lines[-2].startswith("queue: 0 waiting for capacity, limit 64 per model")
 
 
 def test_status_with_nobody_listening_is_one_clear_line() -> None:

@@ -38,3 +38,12 @@ def test_a_failover_coordinator_says_its_role_state_and_epoch() -> None:
     last = render(StatusReply("coordinator", [{"node": "x"}], info)).splitlines()[-1]
     assert last.startswith("failover: standby is the backup, active in epoch 2; peer tcp://10.0.0.5:5555 never heard")
     assert "failover" not in render(StatusReply("coordinator", [{"node": "x"}], {"role": "standalone"}))
+
+
+def test_the_admission_queue_is_one_line_under_the_table() -> None:
+    info = {"queued": 3, "queue_by_model": {"m2": 2, "m1": 1}, "queue_limit": 64, "placed_from_queue": 7,
+            "overloaded": 1, "queue_timeouts": 0}
+    queue = render(StatusReply("coordinator", [{"node": "x"}], info)).splitlines()[-2]
+    assert queue == ("queue: 3 waiting for capacity (m1 1, m2 2), limit 64 per model; 7 placed from it, "
+                    "1 overloaded, 0 timed out")
+    assert "queue:" not in render(StatusReply("node", [{"node": "x"}], {"epoch": 0}))
