@@ -24,7 +24,7 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import make_socket, parse_frame
+from daemons.bus import activation, make_socket, parse_frame
 from daemons.bus.client import Client
 from daemons.bus.errors import SchemaError, WireError
 from daemons.bus.messages import ClusterEvent, CoordinatorState, NodeState, StatusReply
@@ -71,7 +71,7 @@ class Collector:
     def _run(self) -> None:
         ctx = zmq.Context()
         sub = make_socket(ctx, zmq.SUB, curve=self.curve)
-        sub.bind(self.address)
+        activation.bind(sub, self.address)  # the launcher's listening socket (runner.py offers it)
         askers = {name: Client(endpoint, curve=self.curve) for name, endpoint in self.poll.items()}
         for address in self.events_from:
             sub.connect(address)

@@ -140,31 +140,42 @@ def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup,
 
 
 def _run(spec: ExperimentSpec) -> None:
-    from cli.experiment.runner import run_experiment
+    from cli.experiment.runner import ArmFailed, RunOutcome, run_experiment
     from cli.report.results import load_run
-    from cli.report.summary import SUMMARY, summarize_run, write_summary_csv
+    from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
+
+    summaries: list[Summary] = []
+
+    def finish(outcome: RunOutcome) -> None:
+        """Summary and plots of an arm as soon as it is written: a later arm's failure keeps them."""
+        from cli.report.plots import write_run_plots
+
+        run = load_run(outcome.run_dir)
+        summary = summarize_run(run)
+        write_summary_csv(summary, outcome.run_dir / SUMMARY)
+        write_run_plots(run)
+        summaries.append(summary)
+        typer.echo(f"results: {outcome.run_dir}")
 
     stop = threading.Event()
     # Ctrl-C and SIGTERM (a supervisor, `timeout`) both stop the run and tear the cluster down.
     previous = {sig: signal.signal(sig, lambda *_: _interrupt(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failed: ArmFailed | None = None
     try:
-        outcomes = run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop)
+        run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop, on_outcome=finish)
+    except ArmFailed as exc:
+        failed = exc
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    summaries = []
-    for outcome in outcomes:
-        run = load_run(outcome.run_dir)
-        summary = summarize_run(run)
-        write_summary_csv(summary, outcome.run_dir / SUMMARY)
-        from cli.report.plots import write_run_plots
-
-        write_run_plots(run)
-        summaries.append(summary)
-        typer.echo(f"results: {outcome.run_dir}")
-    print_prototype_report(summaries)
+    if summaries:
+        print_prototype_report(summaries)
+    if failed is not None:
+        typer.echo(f"error: {failed}", err=True)
+        raise typer.Exit(1)
     if stop.is_set():
-        typer.echo("interrupted: the results above cover the requests sent before the interruption", err=True)
+        typer.echo("interrupted: the results above cover the requests sent before the interruption; "
+                   "requests never sent are recorded as not_sent", err=True)
         raise typer.Exit(130)
     if any(s.record_check for s in summaries):
         raise typer.Exit(1)

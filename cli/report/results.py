@@ -44,6 +44,7 @@ EVENT_COLUMNS = ("t_s", "kind", "target", "detail")
 ACTIONS = ("SERVE", "COLD_START", "MIGRATE")
 OK = "ok"
 TIMEOUT = "timeout"
+NOT_SENT = "not_sent"  # the run was stopped before its send time (daemons/loadgen/recorder.py)
 
 _FIX = "it should be written by `schedctl experiment run`; re-run the experiment or repair the file"
 

@@ -13,6 +13,9 @@ Definitions (REFERENCE §4.1, vLLM `bench serve`):
 - percentiles by `numpy.percentile` with linear interpolation;
 - goodput = successful requests meeting *every* configured SLO / duration, where TPOT
   counts as 0 for tokens ≤ 1; NaN when no SLO is configured (it would equal throughput);
+- a request recorded `not_sent` (the run was interrupted before its send time) is neither
+  a success nor a failure: it is left out of failed_requests and of success_rate's
+  denominator and counted in not_sent_count; `interrupted` says the run was stopped early;
 - memory and queue statistics over the per-second samples of nodes that are alive
   (a dead node's zeros would otherwise flatter the cluster).
 
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.report.results import EVENTS, TIMEOUT, Event, RequestRecord, RunData, Slo, load_run
+from cli.report.results import EVENTS, NOT_SENT, TIMEOUT, Event, RequestRecord, RunData, Slo, load_run
 from daemons.bus.errors import ConfigError
 
 SUMMARY = "summary.csv"
@@ -101,6 +104,8 @@ class Summary:
     recovery_count: int
     fault_count: int
     run_dir: str
+    not_sent_count: int = 0  # never sent: the run was interrupted first (not in success_rate)
+    interrupted: bool = False  # the run was stopped early (manifest "interrupted")
 
     @property
     def records_ok(self) -> bool:
@@ -137,6 +142,8 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     m = run.manifest
     used_slo = m.slo.overridden_by(slo or Slo())
     ok = [r for r in run.requests if r.ok]
+    not_sent = sum(1 for r in run.requests if r.status == NOT_SENT)
+    judged = len(run.requests) - not_sent  # requests the system was asked to serve
     duration = run_duration(run)
     ttft = Stats.of(r.ttft_s for r in ok)
     latency = Stats.of(r.latency_s for r in ok)
@@ -150,7 +157,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     return Summary(
         experiment_name=m.name, scheduler_type=m.scheduler, start_time=m.start_time, end_time=m.end_time,
         duration=duration, total_requests=len(run.requests), successful_requests=len(ok),
-        failed_requests=len(run.requests) - len(ok),
+        failed_requests=judged - len(ok),
         avg_ttft=ttft.avg, p50_ttft=ttft.p50, p95_ttft=ttft.p95, p99_ttft=ttft.p99,
         avg_latency=latency.avg, p50_latency=latency.p50, p95_latency=latency.p95, p99_latency=latency.p99,
         avg_memory_utilization=memory.avg, min_memory_utilization=memory.min,
@@ -165,7 +172,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         policy=m.policy, planned_requests=m.planned_requests, duplicate_requests=duplicates,
         record_check=record_check(m.planned_requests, len(run.requests), duplicates),
         timeout_count=sum(1 for r in run.requests if r.status == TIMEOUT),
-        success_rate=len(ok) / len(run.requests) if run.requests else NAN,
+        success_rate=len(ok) / judged if judged else NAN,
         avg_tpot=tpot.avg, p50_tpot=tpot.p50, p95_tpot=tpot.p95, p99_tpot=tpot.p99,
         request_throughput=_per_s(len(ok), duration),
         output_token_throughput=_per_s(sum(r.tokens for r in ok), duration),
@@ -174,6 +181,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         goodput=_per_s(good, duration) if used_slo.configured else NAN,
         recovery_count=len(recoveries), fault_count=sum(1 for e in run.events if is_fault(e)),
         run_dir=str(run.run_dir),
+        not_sent_count=not_sent, interrupted=bool(m.raw.get("interrupted", False)),
     )
 
 
