@@ -30,7 +30,7 @@ from daemons.loadgen import (
     Results,
     WorkloadSpec,
     parse_length,
-    plan,
+    plan_fitted,
     read_schedule_csv,
     run,
     write_requests_csv,
@@ -118,7 +118,9 @@ def plan_command(
     """
     spec = workload_spec(duration, rps, cv, seed, models, zipf, weights, prompt_tokens, output_tokens,
                          trace, arrivals, trace_speedup)
-    schedule = plan(spec)
+    schedule, notes = plan_fitted(spec)  # fitted to each model's context, clipping said
+    for note in notes:
+        typer.echo(note, err=True)
     with writing(out):
         write_schedule_csv(out, schedule)
     span = schedule[-1].t_s if schedule else 0.0
@@ -172,8 +174,10 @@ def start_loadgen(
     if schedule is not None:
         requests = read_schedule_csv(schedule)
     else:
-        requests = plan(workload_spec(duration, rps, cv, seed, models, zipf, weights, prompt_tokens,
-                                      output_tokens, trace, arrivals, trace_speedup))
+        requests, notes = plan_fitted(workload_spec(duration, rps, cv, seed, models, zipf, weights, prompt_tokens,
+                                                    output_tokens, trace, arrivals, trace_speedup))
+        for note in notes:
+            typer.echo(note, err=True)
     if not out.parent.is_dir():  # fail before a long run, not after it
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist; create it first")
     security = Security.load(config)  # [security]: CURVE to the coordinator and nodes

@@ -98,15 +98,25 @@ def _base_spec(config: Path | None, manifest: Path | None) -> ExperimentSpec:
     if config:
         return load_file(config)
     if manifest:
-        try:
-            data = json.loads(manifest.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read manifest {manifest} ({exc}): pass a results "
-                              "directory's manifest.json") from None
-        if not isinstance(data, dict) or "spec" not in data:
-            raise ConfigError(f"{manifest} has no 'spec': pass a manifest.json written by experiment run")
-        return from_dict(data["spec"], str(manifest))
+        return _manifest_spec(manifest)
     return ExperimentSpec()
+
+
+def _manifest_spec(manifest: Path) -> ExperimentSpec:
+    """The spec a manifest.json recorded; anything else (corrupt, foreign, truncated) is one ConfigError."""
+    fix = "pass the manifest.json of a results directory written by `schedctl experiment run`"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read manifest {manifest} ({exc}): {fix}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
+        raise ConfigError(f"{manifest} is not an experiment manifest (no 'spec' table): {fix}")
+    try:
+        return from_dict(data["spec"], str(manifest))
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a value of the wrong shape
+        raise ConfigError(f"{manifest}: its spec cannot be read ({type(exc).__name__}: {exc}): {fix}") from None
 
 
 def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:

@@ -36,7 +36,7 @@ from daemons.loadgen.config import LoadgenConfig
 from daemons.loadgen.results import Progress, Results, write_requests_csv
 from daemons.loadgen.schedule import write_schedule_csv
 from daemons.loadgen.sender import run as run_loadgen
-from daemons.loadgen.workload import PlannedRequest, plan
+from daemons.loadgen.workload import PlannedRequest, plan_fitted
 
 Say = Callable[[str], None]
 
@@ -65,7 +65,9 @@ ERROR_FILE = "error.txt"
 def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress], None],
                    stop: threading.Event | None = None,
                    on_outcome: Callable[[RunOutcome], None] = lambda _: None) -> list[RunOutcome]:
-    schedule = plan_for(spec)
+    schedule, notes = plan_fitted(spec.workload)  # fitted to each model's context
+    for note in notes:
+        say(note)
     schedulers, where = spec.schedulers, f"{spec.node_count} emulated GPU nodes"
     if spec.cluster_file:
         deployed = RemoteCluster.load(Path(spec.cluster_file))
@@ -93,11 +95,6 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
         if outcome.interrupted:
             break
     return outcomes
-
-
-def plan_for(spec: ExperimentSpec) -> list[PlannedRequest]:
-    """The schedule of `spec`, every request fitted to its model's context (fit_context)."""
-    return plan(spec.workload)
 
 
 def _write_error(run_dir: Path, exc: BaseException) -> None:
