@@ -180,9 +180,9 @@ def _run(spec: ExperimentSpec) -> None:
             signal.signal(sig, handler)
     if summaries:
         print_prototype_report(summaries)
-    if failed is not None:
+    if failed is not None:  # after the finished arms' report: what failed, in one line
         typer.echo(f"error: {failed}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(2 if failed.user_error else 1)
     if stop.is_set():
         typer.echo("interrupted: the results above cover the requests sent before the interruption; "
                    "requests never sent are recorded as not_sent", err=True)

@@ -54,9 +54,16 @@ class ArmFailed(SchedctlError):
 
     def __init__(self, scheduler: str, run_dir: Path, cause: BaseException) -> None:
         self.scheduler, self.run_dir, self.cause = scheduler, run_dir, cause
+        if self.user_error:  # already one line naming the fix (e.g. a deployed cluster that does not answer)
+            super().__init__(str(cause))
+            return
         text = str(cause) if isinstance(cause, SchedctlError) else f"{type(cause).__name__}: {cause}"
         first = text.strip().splitlines()[0] if text.strip() else type(cause).__name__
         super().__init__(f"the {scheduler} run failed: {first} (details: {run_dir / ERROR_FILE})")
+
+    @property
+    def user_error(self) -> bool:
+        return isinstance(self.cause, ConfigError)
 
 
 ERROR_FILE = "error.txt"
@@ -88,8 +95,10 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
         try:
             outcome = run_one(spec, scheduler, schedule, run_dir, say, progress, stop)
         except Exception as exc:  # any failure of an arm: recorded in its directory, reported in one line
-            _write_error(run_dir, exc)
-            raise ArmFailed(scheduler, run_dir, exc) from exc
+            failed = ArmFailed(scheduler, run_dir, exc)
+            if not failed.user_error:
+                _write_error(run_dir, exc)
+            raise failed from exc
         outcomes.append(outcome)
         on_outcome(outcome)
         if outcome.interrupted:
