@@ -173,7 +173,8 @@ def bind(sock: zmq.Socket[Any], address: str) -> str:
 
 def _host_port(address: str) -> tuple[str, int]:
     host, _, port = address.removeprefix("tcp://").rpartition(":")
-    return host.strip("[]"), int(port) if port.isdigit() else 0
+    host = "0.0.0.0" if host == "*" else host.strip("[]")  # ZeroMQ's "every interface"
+    return host, int(port) if port.isdigit() else 0
 
 
 def inherited() -> list[str]:
