@@ -74,8 +74,9 @@ def child_env(sockets: Iterable[socket.socket], base: Mapping[str, str] | None =
               die_with_parent: bool = True) -> dict[str, str]:
     """The environment of a daemon handed `sockets` (pass their fileno()s as Popen's pass_fds)."""
     env = dict(os.environ if base is None else base)
-    env.pop(LISTEN_FDS, None)
-    env.pop(PARENT_PID, None)
+    # Ours alone: a launcher's own supervisor (systemd's notify socket and watchdog) is not the daemon's.
+    for key in (LISTEN_FDS, PARENT_PID, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        env.pop(key, None)
     fds = " ".join(str(s.fileno()) for s in sockets)
     if fds:
         env[LISTEN_FDS] = fds
