@@ -94,13 +94,13 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
         run_dir = Path(spec.results_dir) / f"{spec.name}_{scheduler}_{stamp}"
         try:
             outcome = run_one(spec, scheduler, schedule, run_dir, say, progress, stop)
+            on_outcome(outcome)
         except Exception as exc:  # any failure of an arm: recorded in its directory, reported in one line
             failed = ArmFailed(scheduler, run_dir, exc)
             if not failed.user_error:
                 _write_error(run_dir, exc)
             raise failed from exc
         outcomes.append(outcome)
-        on_outcome(outcome)
         if outcome.interrupted:
             break
     return outcomes

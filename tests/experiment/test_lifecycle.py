@@ -209,6 +209,8 @@ def test_a_failing_second_arm_keeps_the_first_arms_summary_and_report(tmp_path: 
         (b'{"spec": {"experiment": {"faults": [1, 2]}}}', "cannot be read"),
         (b'{"spec": {"nodes": [{"gpu": "tpu-v9"}]}}', "unknown GPU profile"),
         (b'{"spec": {"experiment": {"standby_coordinator": [1]}}}', "true or false"),
+        (b'{"spec": {"experiment": {"gossip_preset": "moon"}}}', "lan, wan, local, ci"),
+        (b'{"spec": {"experiment": {"retries": -1}}}', "retries -1 must be a whole number"),
         (b'{"spec": {"workload": {"duration_s": 5}, "experiment": {"faults": ["9:kill:node-1"]}}}',
          "after the last arrival"),
     ],
