@@ -70,14 +70,15 @@ def endpoint_of(sock: socket.socket) -> str:
     return f"tcp://{host}:{port}"
 
 
-def child_env(sockets: Iterable[socket.socket], base: Mapping[str, str] | None = None,
+def child_env(sockets: Iterable[socket.socket | int], base: Mapping[str, str] | None = None,
               die_with_parent: bool = True) -> dict[str, str]:
-    """The environment of a daemon handed `sockets` (pass their fileno()s as Popen's pass_fds)."""
+    """The environment of a daemon handed `sockets` (sockets or descriptors: pass the same
+    descriptors as Popen's pass_fds)."""
     env = dict(os.environ if base is None else base)
     # Ours alone: a launcher's own supervisor (systemd's notify socket and watchdog) is not the daemon's.
     for key in (LISTEN_FDS, PARENT_PID, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         env.pop(key, None)
-    fds = " ".join(str(s.fileno()) for s in sockets)
+    fds = " ".join(str(s if isinstance(s, int) else s.fileno()) for s in sockets)
     if fds:
         env[LISTEN_FDS] = fds
     if die_with_parent:
@@ -92,6 +93,11 @@ def offer(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     _inherited[(host, port)] = sock.detach()
     return endpoint
+
+
+def claim(endpoint: str) -> int | None:
+    """Take back an offered socket's descriptor to hand it to a child instead (the caller closes it)."""
+    return _inherited.pop(_host_port(endpoint), None)
 
 
 def withdraw(endpoint: str) -> None:
