@@ -175,6 +175,9 @@ def _run(spec: ExperimentSpec) -> None:
         run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop, on_outcome=finish)
     except ArmFailed as exc:
         failed = exc
+    except KeyboardInterrupt:  # a second Ctrl-C: the cluster's teardown has run on the way out
+        typer.echo("aborted: the run in progress was not written", err=True)
+        raise typer.Exit(130) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
