@@ -30,7 +30,7 @@ from daemons.loadgen import (
     Results,
     WorkloadSpec,
     parse_length,
-    plan,
+    plan_fitted,
     read_schedule_csv,
     run,
     write_requests_csv,
@@ -118,9 +118,11 @@ def plan_command(
     """
     spec = workload_spec(duration, rps, cv, seed, models, zipf, weights, prompt_tokens, output_tokens,
                          trace, arrivals, trace_speedup)
-    schedule = plan(spec)
+    schedule, notes = plan_fitted(spec)  # fitted to each model's context, clipping said
     with writing(out):
         write_schedule_csv(out, schedule)
+    for note in notes:
+        typer.echo(note, err=True)
     span = schedule[-1].t_s if schedule else 0.0
     typer.echo(f"wrote {len(schedule)} requests over {span:.1f} s to {out}")
 
@@ -169,13 +171,16 @@ def start_loadgen(
     setup_logging("loadgen")
     cfg = LoadgenConfig.load(config, {**_overrides(coordinator, entry or [], timeout, name), "nice": nice,
                                       "standby": standby})
+    notes: list[str] = []
     if schedule is not None:
         requests = read_schedule_csv(schedule)
     else:
-        requests = plan(workload_spec(duration, rps, cv, seed, models, zipf, weights, prompt_tokens,
-                                      output_tokens, trace, arrivals, trace_speedup))
+        requests, notes = plan_fitted(workload_spec(duration, rps, cv, seed, models, zipf, weights, prompt_tokens,
+                                                    output_tokens, trace, arrivals, trace_speedup))
     if not out.parent.is_dir():  # fail before a long run, not after it
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist; create it first")
+    for note in notes:
+        typer.echo(note, err=True)
     security = Security.load(config)  # [security]: CURVE to the coordinator and nodes
     results = _run_with_signals(cfg, requests, quiet, security.client)
     summary_path = out.with_suffix(".summary.json")
@@ -217,7 +222,8 @@ def _print_progress(progress: Progress) -> None:
 
 def _summary_text(summary: dict[str, Any], out: Path, summary_path: Path) -> str:
     lines = [
-        f"{summary['total']} requests: {summary['ok']} ok, {summary['error']} error, {summary['timeout']} timeout",
+        f"{summary['total']} requests: {summary['ok']} ok, {summary['error']} error, {summary['timeout']} timeout"
+        + (f", {summary['not_sent']} not sent (stopped early)" if summary.get("not_sent") else ""),
         f"send rate {summary['send_rps']} req/s, send lag p99 {summary['send_lag_ms_p99']} ms",
         f"TTFT p50/p99 {summary['ttft_ms_p50']}/{summary['ttft_ms_p99']} ms, "
         f"latency p50/p99 {summary['latency_ms_p50']}/{summary['latency_ms_p99']} ms (from scheduled time)",

@@ -55,6 +55,7 @@ def start_coordinator(
         schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555
         --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
     """
+    from daemons.bus import activation
     from daemons.bus.security import Security
     from daemons.coordinator import CoordinatorConfig, run
 
@@ -63,6 +64,7 @@ def start_coordinator(
                  "peer": peer, "peer_events": peer_events, "epoch_file": epoch_file,
                  "failover_after_s": failover_after, "queue_limit": queue_limit,
                  "queue_timeout_s": queue_timeout}
+    activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
     setup_logging("coordinator", log_level)

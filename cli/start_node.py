@@ -29,12 +29,14 @@ def start_node(
 
     Example: schedctl start node --config /etc/schedctl/schedctl.toml
     """
+    from daemons.bus import activation
     from daemons.bus.security import Security
     from daemons.node.config import NodeConfig
     from daemons.node.server import run
 
     overrides = {"name": name, "bind": bind, "publish_to": tuple(publish_to) if publish_to else None,
                  "gpu_backend": gpu_backend, "gpu": gpu}
+    activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = NodeConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
     setup_logging(f"node[{cfg.name}]", log_level, {"SCHEDCTL_NODE": cfg.name})

@@ -1,8 +1,17 @@
 """A local cluster on loopback: the same `schedctl start ...` processes systemd runs.
 
 Every process is started in this module and stopped in `stop()`, which also runs on
-Ctrl-C and on failure; backend instances die with their node (PR_SET_PDEATHSIG) and are
-swept once more here, so an experiment never leaves a process behind.
+Ctrl-C and on failure. When this process dies without running `stop()` (SIGKILL, a crash)
+the kernel kills the daemons (PR_SET_PDEATHSIG, set by each daemon at start-up:
+daemons/bus/activation.py), and their backend instances die with their node the same way.
+The signal fires when the *thread* that spawned a daemon exits, so every daemon, restarts
+included, is spawned from one thread that lives until `stop()`.
+
+No port can be taken between choosing and binding it: the cluster binds and listens on
+every endpoint itself (port 0, the kernel picks) and hands the listening sockets to the
+daemon that serves them (activation.py, like systemd socket activation). So every address
+is known before the first daemon starts, and dependants (nodes, seeds, the load generator,
+a failover pair naming each other) simply get them.
 
 With a `network` (cli/experiment/netns.py, for partition faults) each node runs in its own
 network namespace and listens on its own address there; the coordinator binds on the
@@ -19,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +40,8 @@ import psutil
 from cli.experiment.keys import COLLECTOR, LOADGEN, OPERATOR, LocalKeys
 from cli.experiment.netns import Network
 from cli.experiment.spec import ExperimentSpec
-from daemons.bus.client import Client, free_endpoint
+from daemons.bus import activation
+from daemons.bus.client import Client
 from daemons.bus.errors import SchedctlError
 from daemons.bus.security import CurveClient, Security
 from daemons.node.config import write_node_config
@@ -70,15 +82,20 @@ class LocalCluster:
     _args: dict[str, list[str]] = field(default_factory=dict)
     network: Network | None = None  # the cluster owns it: stop() removes it
     keys: LocalKeys | None = None  # per-run CURVE keys (None: --insecure); stop() deletes them
+    _listening: dict[str, list[socket.socket]] = field(default_factory=dict)  # handed at the next spawn
+    _endpoints: dict[str, list[str]] = field(default_factory=dict)  # daemon -> endpoints it serves
+    # One long-lived thread spawns every daemon: PR_SET_PDEATHSIG fires when the spawning thread exits.
+    _spawner: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="cluster-spawner"))
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._make_keys()
         state_binds = self._start_coordinators() if self.scheduler == "centralized" else []
         names = self.spec.node_names()
-        self.gossip_addresses = {name: self._endpoint(name, GOSSIP_PORT) for name, _ in names}
+        self.gossip_addresses = {name: self._endpoint(name, name, GOSSIP_PORT) for name, _ in names}
         for name, group in names:
-            bind = self._endpoint(name, NODE_PORT)
+            bind = self._endpoint(name, name, NODE_PORT)
             self.node_endpoints[name] = bind
             publish = [*state_binds, self.collector_address]
             config = write_node_config(
@@ -92,14 +109,14 @@ class LocalCluster:
 
     def _start_coordinators(self) -> list[str]:
         """The coordinator, and with --standby-coordinator its backup (failover.py); their state addresses."""
-        self.coordinator, state_bind, self.coordinator_events = (self._endpoint() for _ in range(3))
+        self.coordinator, state_bind, self.coordinator_events = (self._endpoint("coordinator") for _ in range(3))
         common = ["--policy", self.spec.policy, "--queue-limit", str(self.spec.queue_limit),
                   "--queue-timeout", f"{self.spec.timeout_s:g}"]
         if not self.spec.standby_coordinator:
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
                                         "--events-bind", self.coordinator_events, *common])
             return [state_bind]
-        self.standby, standby_state, self.standby_events = (self._endpoint() for _ in range(3))
+        self.standby, standby_state, self.standby_events = (self._endpoint("standby") for _ in range(3))
         common += ["--failover-after", f"{self.spec.failover_after_s:g}"]
         pair = (("coordinator", "primary", self.coordinator, state_bind, self.coordinator_events,
                  self.standby, self.standby_events),
@@ -136,21 +153,46 @@ class LocalCluster:
         return {"gossip_bind": self.gossip_addresses[name], "seeds": [seed] if len(self.gossip_addresses) > 1 else [],
                 "gossip_policy": self.spec.gossip_policy, "gossip_preset": self.spec.gossip_preset}
 
-    def _endpoint(self, node: str = "", port: int = 0) -> str:
-        """An address for a daemon to bind: a free loopback port; with a network, a free port on the
-        bridge (root namespace), or `port` on `node`'s own address (nothing else listens there)."""
-        if self.network is None:
-            return free_endpoint()
-        return f"tcp://{self.network.address(node)}:{port}" if node else free_endpoint(self.network.host)
+    def _endpoint(self, daemon: str, node: str = "", port: int = 0) -> str:
+        """An address for `daemon` to serve: a loopback port held listening from now on and handed
+        to it (activation.py); with a network, the same on the bridge (root namespace), or `port`
+        on `node`'s own address, where nothing else listens (its namespace is ours alone)."""
+        if self.network is not None and node:
+            return f"tcp://{self.network.address(node)}:{port}"
+        sock = activation.listen(self.network.host if self.network is not None else "127.0.0.1")
+        self._listening.setdefault(daemon, []).append(sock)
+        endpoint = activation.endpoint_of(sock)
+        self._endpoints.setdefault(daemon, []).append(endpoint)
+        return endpoint
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log_path = self.workdir / f"{name}.log"
+        """Start `name` from the spawner thread, handing it its listening sockets."""
         self._args[name] = args
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen([*self._spawn_prefix(name), schedctl_command(), *args], stdout=log,
+        sockets = self._listening.pop(name, [])
+        try:
+            proc = self._spawner.submit(self._popen, name, args, sockets).result()
+        finally:
+            for sock in sockets:  # the daemon has its own copies (or never will)
+                sock.close()
+        self.daemons.append(Daemon(name, proc, self.workdir / f"{name}.log"))
+
+    def _popen(self, name: str, args: list[str], sockets: list[socket.socket]) -> subprocess.Popen[bytes]:
+        keys = self.keys.env(name) if self.keys else {}  # its CURVE identity (cli/experiment/keys.py)
+        with open(self.workdir / f"{name}.log", "ab") as log:
+            return subprocess.Popen([*self._spawn_prefix(name), schedctl_command(), *args], stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **self.keys.env(name)} if self.keys else None)
-        self.daemons.append(Daemon(name, proc, log_path))
+                                    pass_fds=[s.fileno() for s in sockets],
+                                    env=activation.child_env(sockets, {**os.environ, **keys}))
+
+    def _listen_again(self, name: str) -> None:
+        """A restart serves the same endpoints: hold them again (free since the old process exited)."""
+        for endpoint in self._endpoints.get(name, []):
+            host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+            try:
+                self._listening.setdefault(name, []).append(activation.listen(host, int(port)))
+            except OSError as exc:
+                raise ClusterError(f"cannot restart {name}: {endpoint} was taken while it was down "
+                                   f"({exc.strerror})") from None
 
     def _spawn_prefix(self, name: str) -> list[str]:
         """`ip netns exec NS` for a node of a run with a network (it execs: proc.pid is the daemon's)."""
@@ -222,6 +264,7 @@ class LocalCluster:
                 proc.kill()
                 proc.wait()
         time.sleep(downtime_s)
+        self._listen_again(name)
         self._spawn(name, self._args[name])
 
     def cut(self, name: str, duration_s: float = 0.0) -> None:
@@ -243,6 +286,11 @@ class LocalCluster:
         finally:
             if self.keys is not None:
                 self.keys.remove()
+            self._spawner.shutdown(wait=True)
+            for sockets in self._listening.values():
+                for sock in sockets:
+                    sock.close()
+            self._listening.clear()
             if self.network is not None:
                 self.network.close()
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import make_socket, parse_frame
+from daemons.bus import activation, make_socket, parse_frame
 from daemons.bus.authz import Identity
 from daemons.bus.client import Client
 from daemons.bus.errors import SchemaError, WireError
@@ -83,7 +83,7 @@ class Collector:
         # Two SUBs: with CURVE a socket is either a server (nodes connect to the one we bind)
         # or a client (the one that connects to the coordinators' events PUBs), never both.
         sub = make_socket(ctx, zmq.SUB, curve=self.security.bind_server() if self.security else self.curve)
-        sub.bind(self.address)
+        activation.bind(sub, self.address)  # the launcher's listening socket (runner.py offers it)
         events = make_socket(ctx, zmq.SUB, curve=client)
         askers = {name: Client(endpoint, curve=client) for name, endpoint in self.poll.items()}
         for address in self.events_from:

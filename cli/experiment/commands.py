@@ -105,15 +105,25 @@ def _base_spec(config: Path | None, manifest: Path | None) -> ExperimentSpec:
     if config:
         return load_file(config)
     if manifest:
-        try:
-            data = json.loads(manifest.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read manifest {manifest} ({exc}): pass a results "
-                              "directory's manifest.json") from None
-        if not isinstance(data, dict) or "spec" not in data:
-            raise ConfigError(f"{manifest} has no 'spec': pass a manifest.json written by experiment run")
-        return from_dict(data["spec"], str(manifest))
+        return _manifest_spec(manifest)
     return ExperimentSpec()
+
+
+def _manifest_spec(manifest: Path) -> ExperimentSpec:
+    """The spec a manifest.json recorded; anything else (corrupt, foreign, truncated) is one ConfigError."""
+    fix = "pass the manifest.json of a results directory written by `schedctl experiment run`"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read manifest {manifest} ({exc}): {fix}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
+        raise ConfigError(f"{manifest} is not an experiment manifest (no 'spec' table): {fix}")
+    try:
+        return from_dict(data["spec"], str(manifest))
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a value of the wrong shape
+        raise ConfigError(f"{manifest}: its spec cannot be read ({type(exc).__name__}: {exc}): {fix}") from None
 
 
 def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
@@ -148,31 +158,45 @@ def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup,
 
 
 def _run(spec: ExperimentSpec) -> None:
-    from cli.experiment.runner import run_experiment
+    from cli.experiment.runner import ArmFailed, RunOutcome, run_experiment
     from cli.report.results import load_run
-    from cli.report.summary import SUMMARY, summarize_run, write_summary_csv
+    from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
+
+    summaries: list[Summary] = []
+
+    def finish(outcome: RunOutcome) -> None:
+        """Summary and plots of an arm as soon as it is written: a later arm's failure keeps them."""
+        from cli.report.plots import write_run_plots
+
+        run = load_run(outcome.run_dir)
+        summary = summarize_run(run)
+        write_summary_csv(summary, outcome.run_dir / SUMMARY)
+        write_run_plots(run)
+        summaries.append(summary)
+        typer.echo(f"results: {outcome.run_dir}")
 
     stop = threading.Event()
     # Ctrl-C and SIGTERM (a supervisor, `timeout`) both stop the run and tear the cluster down.
     previous = {sig: signal.signal(sig, lambda *_: _interrupt(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failed: ArmFailed | None = None
     try:
-        outcomes = run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop)
+        run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop, on_outcome=finish)
+    except ArmFailed as exc:
+        failed = exc
+    except KeyboardInterrupt:  # a second Ctrl-C: the cluster's teardown has run on the way out
+        typer.echo("aborted: the run in progress was not written", err=True)
+        raise typer.Exit(130) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    summaries = []
-    for outcome in outcomes:
-        run = load_run(outcome.run_dir)
-        summary = summarize_run(run)
-        write_summary_csv(summary, outcome.run_dir / SUMMARY)
-        from cli.report.plots import write_run_plots
-
-        write_run_plots(run)
-        summaries.append(summary)
-        typer.echo(f"results: {outcome.run_dir}")
-    print_prototype_report(summaries)
+    if summaries:
+        print_prototype_report(summaries)
+    if failed is not None:  # after the finished arms' report: what failed, in one line
+        typer.echo(f"error: {failed}", err=True)
+        raise typer.Exit(2 if failed.user_error else 1)
     if stop.is_set():
-        typer.echo("interrupted: the results above cover the requests sent before the interruption", err=True)
+        typer.echo("interrupted: the results above cover the requests sent before the interruption; "
+                   "requests never sent are recorded as not_sent", err=True)
         raise typer.Exit(130)
     if any(s.record_check for s in summaries):
         raise typer.Exit(1)

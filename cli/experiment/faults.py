@@ -91,6 +91,15 @@ def check_targets(faults: tuple[Fault, ...], node_count: int, schedulers: tuple[
             raise ConfigError(f"fault {f}: gossip mode has no coordinator; run it with --scheduler centralized")
 
 
+def check_timing(faults: tuple[Fault, ...], duration_s: float) -> None:
+    """A fault must fall inside the arrivals (0 <= AT < duration): after them nothing measures it.
+    `duration_s` 0 (a whole trace replayed) has no known end: nothing to check."""
+    for f in faults:
+        if duration_s > 0 and f.at_s >= duration_s:
+            raise ConfigError(f"fault {f}: at {f.at_s:g} s it comes after the last arrival ({duration_s:g} s, "
+                              "--duration): schedule it earlier or raise --duration")
+
+
 def resolve_targets(faults: tuple[Fault, ...], node_names: list[str], seed: int) -> list[Fault]:
     """Name each fault's node: `random-node` is picked with `seed` (the same one in every
     mode), `node-K` is the K-th of `node_names` (a deployed cluster's nodes have host names)."""

@@ -2,6 +2,10 @@
 collect, write the results directory, tear everything down, and report.
 
 Both schedulers replay the identical request schedule, generated once from the seed.
+Each arm is handed to `on_outcome` (commands.py writes its summary, plots and report) as
+soon as it is written, so an arm that fails later cannot cost the finished ones their
+results; the failure is an `ArmFailed` naming the arm, after what finished is written.
+An arm stopped early (Ctrl-C, SIGTERM) is marked `"interrupted": true` in its manifest.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import platform
 import subprocess
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,13 +30,13 @@ from cli.experiment.netns import NetnsError, Network, check_support
 from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
 from cli.report.recovery import write_recoveries
-from daemons.bus.client import free_endpoint
-from daemons.bus.errors import ConfigError
+from daemons.bus import activation
+from daemons.bus.errors import ConfigError, SchedctlError
 from daemons.loadgen.config import LoadgenConfig
 from daemons.loadgen.results import Progress, Results, write_requests_csv
 from daemons.loadgen.schedule import write_schedule_csv
 from daemons.loadgen.sender import run as run_loadgen
-from daemons.loadgen.workload import PlannedRequest, plan
+from daemons.loadgen.workload import PlannedRequest, plan_fitted
 
 Say = Callable[[str], None]
 
@@ -41,11 +46,35 @@ class RunOutcome:
     scheduler: str
     run_dir: Path
     results: Results
+    interrupted: bool = False
+
+
+class ArmFailed(SchedctlError):
+    """One arm of the comparison failed; the arms before it are written and reported."""
+
+    def __init__(self, scheduler: str, run_dir: Path, cause: BaseException) -> None:
+        self.scheduler, self.run_dir, self.cause = scheduler, run_dir, cause
+        if self.user_error:  # already one line naming the fix (e.g. a deployed cluster that does not answer)
+            super().__init__(str(cause))
+            return
+        text = str(cause) if isinstance(cause, SchedctlError) else f"{type(cause).__name__}: {cause}"
+        first = text.strip().splitlines()[0] if text.strip() else type(cause).__name__
+        super().__init__(f"the {scheduler} run failed: {first} (details: {run_dir / ERROR_FILE})")
+
+    @property
+    def user_error(self) -> bool:
+        return isinstance(self.cause, ConfigError)
+
+
+ERROR_FILE = "error.txt"
 
 
 def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress], None],
-                   stop: threading.Event | None = None) -> list[RunOutcome]:
-    schedule = plan(spec.workload)
+                   stop: threading.Event | None = None,
+                   on_outcome: Callable[[RunOutcome], None] = lambda _: None) -> list[RunOutcome]:
+    schedule, notes = plan_fitted(spec.workload)  # fitted to each model's context
+    for note in notes:
+        say(note)
     schedulers, where = spec.schedulers, f"{spec.node_count} emulated GPU nodes"
     if spec.cluster_file:
         deployed = RemoteCluster.load(Path(spec.cluster_file))
@@ -63,10 +92,24 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
     outcomes = []
     for scheduler in schedulers:
         run_dir = Path(spec.results_dir) / f"{spec.name}_{scheduler}_{stamp}"
-        outcomes.append(run_one(spec, scheduler, schedule, run_dir, say, progress, stop))
-        if stop is not None and stop.is_set():
+        try:
+            outcome = run_one(spec, scheduler, schedule, run_dir, say, progress, stop)
+            on_outcome(outcome)
+        except Exception as exc:  # any failure of an arm: recorded in its directory, reported in one line
+            failed = ArmFailed(scheduler, run_dir, exc)
+            if not failed.user_error:
+                _write_error(run_dir, exc)
+            raise failed from exc
+        outcomes.append(outcome)
+        if outcome.interrupted:
             break
     return outcomes
+
+
+def _write_error(run_dir: Path, exc: BaseException) -> None:
+    with contextlib.suppress(OSError):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(exc)))
 
 
 def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest], run_dir: Path,
@@ -77,7 +120,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     cluster: LocalCluster | RemoteCluster
     if spec.cluster_file:
         cluster = RemoteCluster.load(Path(spec.cluster_file))
-        collector = Collector(free_endpoint(), poll=dict(cluster.node_endpoints), curve=cluster.curve)
+        collector = Collector(activation.offer(activation.listen()), poll=dict(cluster.node_endpoints),
+                              curve=cluster.curve)
     else:
         collector, cluster = _local_cluster(spec, scheduler, run_dir)
     start_time = datetime.now(UTC)
@@ -104,14 +148,16 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         if injector is not None:
             injector.stop()  # before the teardown: no restart may race it
         collector.stop()  # before the teardown, which it would record as silences
+        activation.withdraw(collector.address)  # its socket, if it never started to adopt it
         cluster.stop()
     end_time = datetime.now(UTC)
+    interrupted = stop is not None and stop.is_set()
     write_requests_csv(run_dir / "requests.csv", results)
     collector.write(run_dir, results.t0_wall_s, results.ended_s)
     write_recoveries(run_dir)  # from the files just written: detection, drain, recovery per fault
-    _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results,
+    _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results, interrupted,
                     curve=cluster.keys is not None if isinstance(cluster, LocalCluster) else cluster.curve is not None)
-    return RunOutcome(scheduler, run_dir, results)
+    return RunOutcome(scheduler, run_dir, results, interrupted)
 
 
 def _local_cluster(spec: ExperimentSpec, scheduler: str, run_dir: Path) -> tuple[Collector, LocalCluster]:
@@ -119,7 +165,8 @@ def _local_cluster(spec: ExperimentSpec, scheduler: str, run_dir: Path) -> tuple
     whose bridge address the collector binds (the nodes publish to it from their namespaces)."""
     network = Network.create([n for n, _ in spec.node_names()]) if needs_netns(spec.fault_plan) else None
     try:
-        collector = Collector(free_endpoint(network.host if network else "127.0.0.1"))
+        # Held listening from now on and adopted by the collector's thread: no port race.
+        collector = Collector(activation.offer(activation.listen(network.host if network else "127.0.0.1")))
         return collector, LocalCluster(spec, scheduler, run_dir / "daemons", collector.address, network=network)
     except BaseException:
         if network is not None:  # not yet the cluster's, whose stop() would remove it
@@ -138,7 +185,8 @@ def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster 
 
 
 def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned: int,
-                    start: datetime, end: datetime, results: Results, curve: bool = False) -> None:
+                    start: datetime, end: datetime, results: Results, interrupted: bool,
+                    curve: bool = False) -> None:
     manifest = {
         "name": spec.name, "scheduler": scheduler,
         "policy": spec.policy if scheduler == "centralized" else spec.gossip_policy,
@@ -146,6 +194,8 @@ def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned
         "duration_s": spec.workload.duration_s, "seed": spec.workload.seed,
         "slo": {"ttft_ms": spec.slo.ttft_ms, "tpot_ms": spec.slo.tpot_ms, "e2el_ms": spec.slo.e2el_ms},
         "planned_requests": planned, "t0_wall_s": results.t0_wall_s,
+        # Stopped early (Ctrl-C, SIGTERM): requests never sent are recorded `not_sent`.
+        "interrupted": interrupted,
         "ignored_replies": results.ignored,
         "curve": curve,  # CURVE + ZAP on every socket (keys per run: never in the results directory)
         "spec": spec.to_dict(), "versions": versions(), "git_revision": git_revision(),

@@ -39,21 +39,25 @@ The spec's `to_dict()` goes into manifest.json and `from_dict()` reads it back, 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.experiment.faults import Fault, check_targets, parse_faults
+from cli.experiment.faults import Fault, check_targets, check_timing, parse_faults
 from daemons.bus.errors import ConfigError
 from daemons.bus.settings import build
 from daemons.coordinator.admission import DEFAULT_LIMIT, check_limits
+from daemons.emulator.profiles import load_gpu, load_model, load_tier
 from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy import get_policy
 from daemons.policy.peer import get_peer_policy
 
 SCHEDULERS = ("centralized", "gossip")
+GOSSIP_PRESETS = ("lan", "wan", "local", "ci")  # daemons/gossip/config.py GossipConfig.preset
+MAX_RETRIES = 100
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
 # Azure-conversation-like shapes, capped so every request fits OPT's 2048-token context.
 DEFAULT_WORKLOAD: dict[str, Any] = {
@@ -78,6 +82,17 @@ class NodeGroup:
     def __post_init__(self) -> None:
         if self.count < 1:
             raise ConfigError(f"a [[nodes]] group needs count >= 1, got {self.count}")
+        if not self.models:
+            raise ConfigError("a [[nodes]] group needs at least one model in models")
+        if self.kv_tokens < 1 or not (math.isfinite(self.init_s) and self.init_s >= 0):
+            raise ConfigError(f"a [[nodes]] group needs kv_tokens >= 1 and init_s >= 0, got {self.kv_tokens} "
+                              f"and {self.init_s}")
+        # Emulated nodes need a profile of their GPU, tier and every model: refused here, not
+        # by a node that exits while the cluster starts.
+        load_gpu(self.gpu)
+        load_tier(self.checkpoint_tier)
+        for model in self.models:
+            load_model(model)
 
 
 # Two big GPUs that hold every model, two small ones that hold one 7-8B model at a time:
@@ -116,16 +131,29 @@ class ExperimentSpec:
     queue_limit: int = DEFAULT_LIMIT
 
     def __post_init__(self) -> None:
+        for key in ("name", "policy", "gossip_policy", "gossip_preset", "results_dir", "cluster_file"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"{key} must be a string, got {getattr(self, key)!r}")
+        if not isinstance(self.standby_coordinator, bool):
+            raise ConfigError(f"standby_coordinator must be true or false, got {self.standby_coordinator!r}")
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
         if bad or not self.schedulers:
             raise ConfigError(f"scheduler {bad or '(none)'} unknown; use centralized, gossip or both")
         if not self.name or "/" in self.name or " " in self.name:
             raise ConfigError(f"experiment name {self.name!r} must be non-empty, without spaces or '/'")
-        if self.timeout_s <= 0:
-            raise ConfigError("timeout_s must be > 0")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ConfigError(f"timeout_s {self.timeout_s} must be > 0 (--timeout SECONDS)")
         if self.standby_coordinator and "centralized" not in self.schedulers:
             raise ConfigError("--standby-coordinator backs up the centralized coordinator: add "
                               "--scheduler centralized (or both), or drop it")
+        if not (isinstance(self.retries, int) and 0 <= self.retries <= MAX_RETRIES):
+            raise ConfigError(f"retries {self.retries} must be a whole number in 0..{MAX_RETRIES}")
+        if not (math.isfinite(self.attempt_timeout_s) and self.attempt_timeout_s >= 0):
+            raise ConfigError(f"attempt_timeout_s {self.attempt_timeout_s} must be >= 0 (0 = never resend)")
+        if self.gossip_preset not in GOSSIP_PRESETS:
+            raise ConfigError(f"gossip_preset {self.gossip_preset!r} is unknown; use one of "
+                              f"{', '.join(GOSSIP_PRESETS)}")
+        check_timing(self.fault_plan, self.workload.duration_s)
         if not self.failover_after_s >= 2.0:
             raise ConfigError(f"failover_after_s {self.failover_after_s} must be >= 2 (two coordinator heartbeats)")
         check_limits(self.queue_limit, self.timeout_s, "[experiment] ")
@@ -185,6 +213,14 @@ def parse_schedulers(value: str | list[str]) -> tuple[str, ...]:
 
 def from_dict(data: dict[str, Any], where: str) -> ExperimentSpec:
     """An ExperimentSpec from the tables of an experiment file or a manifest."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected tables [experiment], [workload], [[nodes]], got {type(data).__name__}")
+    for table in ("experiment", "workload"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ConfigError(f"{where}: [{table}] must be a table of settings")
+    nodes = data.get("nodes", [])
+    if not isinstance(nodes, list) or not all(isinstance(g, dict) for g in nodes):
+        raise ConfigError(f"{where}: nodes must be a list of [[nodes]] tables")
     unknown = sorted(set(data) - {"experiment", "workload", "nodes"})
     if unknown:
         raise ConfigError(f"{where}: unknown table(s) {unknown}; use [experiment], [workload], [[nodes]]")
@@ -192,6 +228,8 @@ def from_dict(data: dict[str, Any], where: str) -> ExperimentSpec:
     if "scheduler" in exp:
         exp["schedulers"] = parse_schedulers(exp.pop("scheduler"))
     if "slo" in exp:
+        if not isinstance(exp["slo"], dict):
+            raise ConfigError(f"{where}: [experiment.slo] must be a table (ttft_ms, tpot_ms, e2el_ms)")
         exp["slo"] = build(Slo, exp["slo"], f"{where} [experiment.slo]")
     workload = {**DEFAULT_WORKLOAD, **data.get("workload", {})}
     exp["workload"] = workload_from_dict(workload)
@@ -205,6 +243,8 @@ def load_file(path: Path) -> ExperimentSpec:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"experiment file {path} not found: check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read experiment file {path} ({exc}): check the path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"experiment file {path} is not valid TOML ({exc}): fix the syntax") from None
     return from_dict(data, str(path))

@@ -53,6 +53,7 @@ ACTIONS = ("SERVE", "SERVE_LOADING", "COLD_START", "MIGRATE")
 CACHE_HITS = ("SERVE",)
 OK = "ok"
 TIMEOUT = "timeout"
+NOT_SENT = "not_sent"  # the run was stopped before its send time (daemons/loadgen/recorder.py)
 
 _FIX = "it should be written by `schedctl experiment run`; re-run the experiment or repair the file"
 

@@ -31,6 +31,9 @@ Definitions (REFERENCE §4.1, vLLM `bench serve`):
 - cluster queue depth: per collector tick, the sum of queue_depth over the nodes alive in
   it; a tick is a run of rows in time order that names no node twice (the collector
   writes each node once per second).
+- a request recorded `not_sent` (the run was interrupted before its send time) is neither
+  a success nor a failure: it is left out of failed_requests and of success_rate's
+  denominator and counted in not_sent_count; `interrupted` says the run was stopped early.
 
 Events consumed from events.csv (`t_s, kind, target, detail`, kinds case-insensitive):
 - `fault` (or any kind starting with "fault"): a fault injected on `target` at `t_s`;
@@ -57,6 +60,7 @@ import numpy as np
 from cli.report.results import (
     CACHE_HITS,
     EVENTS,
+    NOT_SENT,
     TIMEOUT,
     Event,
     NodeSample,
@@ -138,6 +142,8 @@ class Summary:
     p95_cluster_queue_depth: float
     max_cluster_queue_depth: float
     run_dir: str
+    not_sent_count: int = 0  # never sent: the run was interrupted first (not in success_rate)
+    interrupted: bool = False  # the run was stopped early (manifest "interrupted")
 
     @property
     def records_ok(self) -> bool:
@@ -174,6 +180,8 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     m = run.manifest
     used_slo = m.slo.overridden_by(slo or Slo())
     ok = [r for r in run.requests if r.ok]
+    not_sent = sum(1 for r in run.requests if r.status == NOT_SENT)
+    judged = len(run.requests) - not_sent  # requests the system was asked to serve
     duration = run_duration(run)
     window = measured_window(run.requests)
     ttft = Stats.of(r.ttft_s for r in ok)
@@ -191,7 +199,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     return Summary(
         experiment_name=m.name, scheduler_type=m.scheduler, start_time=m.start_time, end_time=m.end_time,
         duration=duration, total_requests=len(run.requests), successful_requests=len(ok),
-        failed_requests=len(run.requests) - len(ok),
+        failed_requests=judged - len(ok),
         avg_ttft=ttft.avg, p50_ttft=ttft.p50, p95_ttft=ttft.p95, p99_ttft=ttft.p99,
         avg_latency=latency.avg, p50_latency=latency.p50, p95_latency=latency.p95, p99_latency=latency.p99,
         avg_memory_utilization=memory.avg, min_memory_utilization=memory.min,
@@ -206,7 +214,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         policy=m.policy, planned_requests=m.planned_requests, duplicate_requests=duplicates,
         record_check=record_check(m.planned_requests, len(run.requests), duplicates),
         timeout_count=sum(1 for r in run.requests if r.status == TIMEOUT),
-        success_rate=len(ok) / len(run.requests) if run.requests else NAN,
+        success_rate=len(ok) / judged if judged else NAN,
         avg_tpot=tpot.avg, p50_tpot=tpot.p50, p95_tpot=tpot.p95, p99_tpot=tpot.p99,
         request_throughput=_per_s(len(ok), window),
         output_token_throughput=_per_s(sum(r.tokens for r in ok), window),
@@ -221,6 +229,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         avg_cluster_queue_depth=totals.avg, p95_cluster_queue_depth=totals.p95,
         max_cluster_queue_depth=totals.max,
         run_dir=str(run.run_dir),
+        not_sent_count=not_sent, interrupted=bool(m.raw.get("interrupted", False)),
     )
 
 

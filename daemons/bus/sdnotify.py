@@ -5,6 +5,7 @@ and libsystemd headers (REFERENCE.md §8.1). Outside systemd ($NOTIFY_SOCKET uns
 call is a no-op, so daemons call these unconditionally.
 
     ready("serving on tcp://...")      the unit leaves "activating"
+    ready(text, {"bind": "tcp://..."}) and says which endpoints it bound (X_SCHEDCTL_ENDPOINTS)
     status("3 models loaded")          shown by `systemctl status`
     stopping()                         on SIGTERM, before draining
     start_watchdog()                   asyncio daemons: WATCHDOG=1 every WatchdogSec/2 from the loop
@@ -22,8 +23,10 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 
 log = logging.getLogger("schedctl.sdnotify")
+ENDPOINTS = "X_SCHEDCTL_ENDPOINTS"
 
 
 def notify(*fields: str) -> bool:
@@ -42,8 +45,22 @@ def notify(*fields: str) -> bool:
     return True
 
 
-def ready(status_text: str = "") -> bool:
-    return notify("READY=1", *([f"STATUS={_one_line(status_text)}"] if status_text else []))
+def ready(status_text: str = "", endpoints: Mapping[str, str] | None = None) -> bool:
+    """READY=1; with `endpoints` (role -> endpoint really bound, e.g. a port the kernel picked)
+    also X_SCHEDCTL_ENDPOINTS=role=endpoint,... (sd_notify(3): custom fields start with X_)."""
+    fields = [f"STATUS={_one_line(status_text)}"] if status_text else []
+    if endpoints:
+        fields.append(ENDPOINTS + "=" + ",".join(f"{k}={v}" for k, v in endpoints.items()))
+    return notify("READY=1", *fields)
+
+
+def parse_endpoints(datagram: str) -> dict[str, str]:
+    """The X_SCHEDCTL_ENDPOINTS of a notify datagram, for whoever listens on NOTIFY_SOCKET."""
+    for line in datagram.splitlines():
+        key, _, value = line.partition("=")
+        if key == ENDPOINTS:
+            return dict(item.partition("=")[::2] for item in value.split(",") if "=" in item)
+    return {}
 
 
 def status(text: str) -> bool:

@@ -54,7 +54,7 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import encode, make_socket, parse_frame, sdnotify, split_router_frames
+from daemons.bus import activation, encode, make_socket, parse_frame, sdnotify, split_router_frames
 from daemons.bus.errors import ConfigError
 from daemons.bus.messages import (
     ClusterEvent,
@@ -131,6 +131,7 @@ class Coordinator:
         # With CURVE every message is checked against its sender's authenticated identity
         # (daemons/bus/authz.py), read from the frame: so frames are received uncopied.
         self._secure = self.security.enabled
+        self.endpoints: dict[str, str] = {}  # bind / state_bind / events_bind -> the endpoint bound
         self._check_every = min(0.1, config.dead_after_s / 10)
         self.poller = zmq.Poller()  # only to sleep until something arrives; the loop reads the sockets
         self.poller.register(self.sub, zmq.POLLIN)
@@ -155,11 +156,12 @@ class Coordinator:
 
     # ----- lifecycle ------------------------------------------------------------------------
     def bind(self) -> None:
-        """Bind the three sockets; a ConfigError naming the flag to change if one is taken."""
+        """Bind the three sockets (or adopt the launcher's, activation.py); a ConfigError naming
+        the flag to change if one is taken. `self.endpoints` holds what was really bound."""
         for key, sock in (("bind", self.router), ("state_bind", self.sub), ("events_bind", self.pub)):
             address = getattr(self.config, key)
             try:
-                sock.bind(address)
+                self.endpoints[key] = activation.bind(sock, address)
             except zmq.ZMQError as exc:
                 self.close()
                 raise ConfigError(_bind_error(key, address, exc)) from None
@@ -168,9 +170,10 @@ class Coordinator:
             self.peer_sub.connect(self.config.peer_events)
         elif self.epochs is not None:
             self.epochs.write(self.epoch)  # a restart never reuses an epoch
+        bound = self.endpoints
         log.info("coordinator ready: schedule on %s, state on %s, events on %s, policy %s, seed %d, "
-                 "dead after %.1f s", self.config.bind, self.config.state_bind, self.config.events_bind,
-                 self.config.policy, self.config.seed, self.config.dead_after_s)
+                 "dead after %.1f s", bound["bind"], bound["state_bind"], bound["events_bind"], self.config.policy,
+                 self.config.seed, self.config.dead_after_s)
 
     def stop(self) -> None:
         """Ask serve_forever to return (thread- and signal-safe); it does within POLL_MS."""
@@ -556,7 +559,7 @@ def run(config: CoordinatorConfig, security: Security | None = None) -> None:
     """Run a coordinator in the foreground until SIGTERM or SIGINT, then close cleanly."""
     coord = Coordinator(config, security)
     coord.bind()
-    sdnotify.ready(f"scheduling on {config.bind} with {config.policy}")
+    sdnotify.ready(f"scheduling on {coord.endpoints['bind']} with {config.policy}", coord.endpoints)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)

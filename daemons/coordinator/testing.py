@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,9 +30,9 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import encode, make_socket
+from daemons.bus import activation, encode, make_socket
 from daemons.bus.client import Client as BusClient
-from daemons.bus.client import free_endpoint
+from daemons.bus.client import free_endpoint as free_endpoint  # re-exported for tests (still racy)
 from daemons.bus.envelope import Envelope
 from daemons.bus.messages import (
     CatalogEntry,
@@ -43,6 +44,7 @@ from daemons.bus.messages import (
 )
 
 GIB = 1 << 30
+ENDS = ("bind", "state_bind", "events_bind")  # a coordinator's three sockets
 
 
 def schedctl() -> str:
@@ -208,28 +210,45 @@ def running_coordinator(log_dir: Path | None = None, *extra: str, **flags: Any) 
 def running_pair(log_dir: Path, **flags: Any) -> Iterator[tuple[CoordinatorProcess, CoordinatorProcess]]:
     """A primary and a backup coordinator that name each other (failover.py), on free ports,
     with their epoch files in `log_dir`; flags (e.g. failover_after=2) go to both."""
-    ends = [{k: free_endpoint() for k in ("bind", "state_bind", "events_bind")} for _ in range(2)]
+    # Held listening from now on and handed to each (activation.py): both know the other's
+    # endpoints before either starts, and no other process can take them meanwhile.
+    held = [{k: activation.listen() for k in ENDS} for _ in range(2)]
+    ends = [{k: activation.endpoint_of(sock) for k, sock in h.items()} for h in held]
     with contextlib.ExitStack() as stack:
         pair = []
         for me, (role, name) in enumerate((("primary", "coordinator"), ("backup", "standby"))):
             peer = ends[1 - me]
             own = {**ends[me], "role": role, "name": name, "peer": peer["bind"],
                    "peer_events": peer["events_bind"], "epoch_file": log_dir / f"{name}.epoch", **flags}
-            pair.append(stack.enter_context(coordinator_process(log_dir, [], own)))
+            pair.append(stack.enter_context(coordinator_process(log_dir, [], own, list(held[me].values()))))
         for coord in pair:
             coord.wait_ready()
         yield pair[0], pair[1]
 
 
 @contextlib.contextmanager
-def coordinator_process(log_dir: Path, extra: list[str], flags: dict[str, Any]) -> Iterator[CoordinatorProcess]:
-    ends = {k: flags.pop(k, None) or free_endpoint() for k in ("bind", "state_bind", "events_bind")}
+def coordinator_process(log_dir: Path, extra: list[str], flags: dict[str, Any],
+                        held: list[socket.socket] | None = None) -> Iterator[CoordinatorProcess]:
+    """A coordinator process; an endpoint not given in `flags` is a loopback port held listening
+    and handed to it (daemons/bus/activation.py), so no other process can take it first."""
+    held = list(held or [])
+    ends = {}
+    for key in ENDS:
+        if not flags.get(key):
+            held.append(activation.listen())
+            flags[key] = activation.endpoint_of(held[-1])
+        ends[key] = str(flags.pop(key))
     args = [schedctl(), "start", "coordinator", *extra]
     for key, value in {**ends, **flags}.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     log_path = log_dir / f"{flags.get('name', 'coordinator')}-{uuid.uuid4().hex[:6]}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, pass_fds=[h.fileno() for h in held],
+                                    env=activation.child_env(held, die_with_parent=False))
+    finally:
+        for sock in held:  # the coordinator has its own copies
+            sock.close()
     coord = CoordinatorProcess(proc, ends["bind"], ends["state_bind"], ends["events_bind"], log_path)
     try:
         yield coord

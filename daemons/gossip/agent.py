@@ -41,6 +41,7 @@ from typing import Any
 
 import zmq.asyncio
 
+from daemons.bus import activation
 from daemons.bus.security import CurveClient, CurveServer
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.state import MemberEvent, Memberlist
@@ -106,6 +107,11 @@ class GossipAgent:
                                        curve_server=self._curve[0], curve_client=self._curve[1])
         await self._transport.start()
         self._transport.run(self._ml.join(clock(), self.seeds))
+
+    @property
+    def bound(self) -> str:
+        """The endpoint the transport really bound ("" until started)."""
+        return self._transport.bound if self._transport is not None else ""
 
     async def stop(self, leave: bool = True, timeout: float | None = None) -> None:
         """Announce a graceful leave (unless `leave` is False), let it spread, close sockets."""
@@ -311,6 +317,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    activation.adopt()  # a launcher's listening socket for --bind, and the duty to die with it
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     try:
         return asyncio.run(run_agent(args))

@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,21 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemons.bus import activation
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def free_ports(n: int) -> list[int]:
-    """`n` distinct currently free TCP ports on 127.0.0.1."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """`n` distinct TCP ports on 127.0.0.1, held listening until an agent takes each: one in
+    this process adopts it when it binds, `PeerCluster.spawn` hands it to the agent process
+    (daemons/bus/activation.py), so no other process can take it meanwhile."""
+    endpoints = [activation.offer(activation.listen()) for _ in range(n)]
+    return [int(e.rpartition(":")[2]) for e in endpoints]
 
 
 @dataclass
@@ -69,8 +64,15 @@ class PeerCluster:
         cmd = [sys.executable, "-m", "daemons.gossip.agent", "--id", node_id, "--bind", addr, "--preset", preset]
         for s in seeds:
             cmd += ["--seed", s]
-        proc = subprocess.Popen([*cmd, *extra], cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        fd = activation.claim(addr)  # the port free_ports() holds, if it came from there
+        held = [] if fd is None else [fd]
+        env = dict(activation.child_env(held, die_with_parent=False), PYTHONUNBUFFERED="1")
+        try:
+            proc = subprocess.Popen([*cmd, *extra], cwd=REPO, env=env, pass_fds=held,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        finally:
+            for d in held:
+                os.close(d)
         peer = self.peers[node_id] = Peer(node_id, addr, proc)
         reader = threading.Thread(target=self._read, args=(peer,), daemon=True)
         reader.start()

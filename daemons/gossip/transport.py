@@ -35,6 +35,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from daemons.bus import activation
 from daemons.bus.security import CurveClient, CurveServer
 from daemons.bus.sockets import authenticated, guard
 from daemons.gossip.config import MAX_FRAME_BYTES
@@ -103,6 +104,7 @@ class ZmqTransport:
         # every DEALER a CURVE client.
         self._curve_server, self._curve_client = curve_server, curve_client
         self.bind = bind
+        self.bound = ""  # the endpoint really bound, once started
         self.stats = TransportStats()
         self._on_events = on_events
         self._clock = clock
@@ -126,7 +128,8 @@ class ZmqTransport:
         self._router = make_gossip_socket(self._ctx, zmq.ROUTER)
         if self._curve_server is not None:
             self._curve_server.apply(self._router)
-        self._router.bind(self.bind)
+        # The launcher's listening socket if it handed one down (daemons/bus/activation.py).
+        self.bound = activation.bind(self._router, self.bind)
         self._tasks = [
             asyncio.create_task(self._recv_loop(), name="gossip-recv"),
             asyncio.create_task(self._timer_loop(), name="gossip-timer"),

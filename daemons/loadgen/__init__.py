@@ -21,7 +21,7 @@ from daemons.loadgen.results import (
 )
 from daemons.loadgen.schedule import read_schedule_csv, write_schedule_csv
 from daemons.loadgen.sender import run
-from daemons.loadgen.workload import PlannedRequest, WorkloadSpec, plan
+from daemons.loadgen.workload import PlannedRequest, WorkloadSpec, plan, plan_fitted
 
 __all__ = [
     "REQUEST_COLUMNS",
@@ -34,6 +34,7 @@ __all__ = [
     "WorkloadSpec",
     "parse_length",
     "plan",
+    "plan_fitted",
     "read_schedule_csv",
     "run",
     "write_requests_csv",

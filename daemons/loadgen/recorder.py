@@ -6,6 +6,7 @@ tested on their own:
     planned ── sent ──(placement)──(first token)── ok      (Done)
                  │                                 error   (Error, or a send that failed)
                  └────────────────────────────────  timeout (nothing final within timeout_s)
+    planned ── (the run is stopped first) ─────────── not_sent (never sent: no outcome to judge)
 
 Once a request has its outcome it is frozen: later or repeated replies are counted in
 `ignored` ("late", "duplicate", ...) and change nothing.
@@ -32,6 +33,9 @@ from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
 
 OK, ERROR, TIMEOUT = "ok", "error", "timeout"
+# A request the run was stopped before sending: neither a success nor a failure of the
+# system under test, so reports keep it out of success rates and failure counts.
+NOT_SENT = "not_sent"
 IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed", "stale")
 # The node (or the peer that would forward) failed, not the request: another node may serve it.
 RETRYABLE = frozenset({"backend_died", "backend_unreachable", "backend_timeout", "peer_dead",
@@ -60,7 +64,7 @@ class RequestRecord:
     hops: int | None = None
     tokens: int | None = None
     finish_reason: str = ""
-    status: str = ""  # "" while in flight, then ok | error | timeout
+    status: str = ""  # "" while in flight, then ok | error | timeout | not_sent
     error: str = ""  # a stable code: the Error's code, timeout, send_failed, bad_placement, cancelled
     error_detail: str = ""
     est_wait_s: float | None = None
@@ -111,7 +115,7 @@ class Recorder:
         self._mode = mode
         self._in_flight: deque[RequestRecord] = deque()  # in send order = deadline order
         self.ignored: Counter[str] = Counter({k: 0 for k in IGNORED_KINDS})
-        self.outcomes: Counter[str] = Counter({OK: 0, ERROR: 0, TIMEOUT: 0})
+        self.outcomes: Counter[str] = Counter({OK: 0, ERROR: 0, TIMEOUT: 0, NOT_SENT: 0})
         self.sent = 0
         self._sent_finished = 0
         self._retries = retries
@@ -336,10 +340,14 @@ class Recorder:
         return expired
 
     def cancel(self, now: float, reason: str) -> None:
-        """Stop early: every request without an outcome gets error `cancelled`."""
+        """Stop early: a request sent and without an outcome gets error `cancelled`, one never
+        sent is `not_sent` (nothing was asked of the system, so nothing failed)."""
         for rec in self.records:
             if not rec.status:
-                self.finish(rec, ERROR, now, "cancelled", reason)
+                if rec.sent_s is None:
+                    self.finish(rec, NOT_SENT, now, "", "the run was stopped before its send time")
+                else:
+                    self.finish(rec, ERROR, now, "cancelled", reason)
 
     def _waiting_for(self, rec: RequestRecord) -> str:
         if self._mode == "centralized" and rec.placed_s is None:

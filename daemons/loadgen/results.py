@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from daemons.loadgen.recorder import ERROR, OK, TIMEOUT, RequestRecord
+from daemons.loadgen.recorder import ERROR, NOT_SENT, OK, TIMEOUT, RequestRecord
 
 REQUEST_COLUMNS = (
     "request_id", "model", "prompt_tokens", "max_new_tokens",
@@ -63,7 +63,7 @@ class Results:
 
     def counts(self) -> dict[str, int]:
         c = Counter(r.status for r in self.records)
-        return {OK: c[OK], ERROR: c[ERROR], TIMEOUT: c[TIMEOUT]}
+        return {OK: c[OK], ERROR: c[ERROR], TIMEOUT: c[TIMEOUT], NOT_SENT: c[NOT_SENT]}
 
     def summary(self) -> dict[str, Any]:
         """Headline figures; latency percentiles in ms, from the scheduled send times."""

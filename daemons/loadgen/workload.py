@@ -26,12 +26,21 @@ schedulers can replay the identical list and the sender never computes while it 
     arrivals = "auto"         # auto (trace if a trace is set) | gamma | trace
     trace_speedup = 1.0       # replay: divide the trace's times by this
     id_prefix = "r"           # request ids are <prefix><index, 6 digits>
+
+Context: a request the model cannot take (prompt > max_input_tokens, or prompt +
+max_new_tokens > max_total_tokens) would only measure a validation error, so a schedule is
+fitted to its models' context (`fit_context`, limits from the model profiles:
+`context_limits`): prompts are clipped to max_input_tokens, then max_new_tokens to what
+is left, and the callers say how many were clipped. A prompt distribution whose *shortest*
+prompt exceeds a model's context is refused instead (`check_context`): clipping would
+replace the workload asked for with a constant.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,3 +268,93 @@ def _lengths(dist: LengthDist, rng: np.random.Generator, n: int, column: IntArra
     assert column is not None and rows is not None  # checked by WorkloadSpec
     # A trace may record 0 tokens (e.g. failed requests); every request needs at least one.
     return np.clip(column[rows], 1, dist.max)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextLimit:
+    """What a server of one model takes: prompt <= max_input_tokens, prompt + output <= max_total_tokens."""
+
+    max_input_tokens: int
+    max_total_tokens: int
+
+    def describe(self) -> str:
+        return f"prompt <= {self.max_input_tokens}, prompt + output <= {self.max_total_tokens} tokens"
+
+
+def context_limits(models: Iterable[str]) -> dict[str, ContextLimit]:
+    """The context of every model with a profile (daemons/emulator/profiles); others are left out."""
+    from daemons.emulator.profiles import ProfileError, load_model
+
+    limits = {}
+    for model in models:
+        try:
+            profile = load_model(model)
+        except ProfileError:
+            continue  # not profiled (a deployment's own model): its server checks lengths itself
+        limits[model] = ContextLimit(profile.max_input_tokens, profile.max_total_tokens)
+    return limits
+
+
+def _shortest(dist: LengthDist) -> int | None:
+    """The smallest length `dist` can draw (None: unknown until the trace is read)."""
+    if dist.kind == "fixed":
+        return min(dist.value, dist.max)
+    if dist.kind == "uniform":
+        return min(dist.low, dist.max)
+    return None if dist.kind == "trace" else 1
+
+
+def check_context(spec: WorkloadSpec, limits: Mapping[str, ContextLimit]) -> None:
+    """A ConfigError naming the fix when every prompt the spec draws is too long for a model."""
+    shortest = _shortest(spec.prompt_dist())
+    if shortest is None:
+        return
+    too_short = {m: c for m, c in limits.items() if m in spec.models and shortest > c.max_input_tokens}
+    if not too_short:
+        return
+    model, limit = next(iter(too_short.items()))
+    fits = sorted(m for m, c in context_limits(_profiled()).items() if shortest <= c.max_input_tokens)
+    other = f" or pick a model with a longer context (--models {','.join(fits)})" if fits else \
+        " (no profiled model takes that long a prompt)"
+    raise ConfigError(f"prompt lengths {spec.prompt_dist().describe()} never fit {model}'s context "
+                      f"({limit.describe()}): pass --prompt-tokens with lengths up to {limit.max_input_tokens}"
+                      f"{other}")
+
+
+def _profiled() -> list[str]:
+    from daemons.emulator.profiles import known_models
+
+    return known_models()
+
+
+def fit_context(schedule: list[PlannedRequest],
+                limits: Mapping[str, ContextLimit]) -> tuple[list[PlannedRequest], dict[str, int]]:
+    """The schedule with every request clipped to its model's context, and per model how many were."""
+    fitted, clipped = [], dict.fromkeys(limits, 0)
+    for req in schedule:
+        limit = limits.get(req.model)
+        if limit is None:
+            fitted.append(req)
+            continue
+        prompt = min(req.prompt_tokens, limit.max_input_tokens)
+        output = min(req.max_new_tokens, limit.max_total_tokens - prompt)
+        if (prompt, output) != (req.prompt_tokens, req.max_new_tokens):
+            clipped[req.model] += 1
+            req = dataclasses.replace(req, prompt_tokens=prompt, max_new_tokens=output)
+        fitted.append(req)
+    return fitted, {m: n for m, n in clipped.items() if n}
+
+
+def plan_fitted(spec: WorkloadSpec) -> tuple[list[PlannedRequest], list[str]]:
+    """`plan(spec)` fitted to the profiled models' context, and one line per model clipped."""
+    limits = context_limits(spec.models)
+    check_context(spec, limits)
+    schedule, clipped = fit_context(plan(spec), limits)
+    notes = [f"clipped {n} of {len(schedule)} requests for {m} to its context ({limits[m].describe()}); "
+             "pass shorter --prompt-tokens / --output-tokens to keep the lengths as drawn"
+             for m, n in clipped.items()]
+    unknown = [m for m in spec.models if m not in limits]
+    if unknown:
+        notes.append(f"no profile for {', '.join(unknown)}: their lengths are not checked against a context "
+                     "(the server refuses what it cannot take)")
+    return schedule, notes

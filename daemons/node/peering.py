@@ -115,6 +115,11 @@ class Peering:
     async def start(self) -> None:
         await self.agent.start()
 
+    @property
+    def bound(self) -> str:
+        """The gossip endpoint really bound (the agent's transport, once started)."""
+        return self.agent.bound
+
     async def stop(self) -> None:
         for task in self._readers:
             task.cancel()

@@ -27,7 +27,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from daemons.bus import encode, make_socket, parse_frame, sdnotify, split_router_frames
+from daemons.bus import activation, encode, make_socket, parse_frame, sdnotify, split_router_frames
 from daemons.bus.errors import ConfigError
 from daemons.bus.messages import (
     ClusterEvent,
@@ -85,6 +85,7 @@ class NodeServer:
         self.router = make_socket(self.ctx, zmq.ROUTER, curve=self.security.bind_server())
         self.pub = make_socket(self.ctx, zmq.PUB, curve=self.security.client)
         self._status = ""
+        self.endpoints: dict[str, str] = {}  # bind (and gossip_bind) -> the endpoint bound
         self._slot_freed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.epoch = 0  # the newest coordinator epoch seen; placements of older ones are refused
@@ -97,7 +98,8 @@ class NodeServer:
         self._bind()
         if self.peering is not None:
             await self.peering.start()
-        log.info("node %s serving on %s (%s)", self.config.name, self.config.bind, self.probe.reason)
+            self.endpoints["gossip_bind"] = self.peering.bound
+        log.info("node %s serving on %s (%s)", self.config.name, self.endpoints["bind"], self.probe.reason)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
@@ -105,7 +107,7 @@ class NodeServer:
         for model in self.config.preload:
             tasks.append(asyncio.create_task(self._preload(model)))
         watchdog = sdnotify.start_watchdog()  # fed by this loop: a stuck loop gets restarted
-        sdnotify.ready(f"node {self.config.name} serving on {self.config.bind}")
+        sdnotify.ready(f"node {self.config.name} serving on {self.endpoints['bind']}", self.endpoints)
         await self._stopping.wait()
         sdnotify.stopping()
         await sdnotify.stop_watchdog(watchdog)
@@ -127,7 +129,8 @@ class NodeServer:
 
     def _bind(self) -> None:
         try:
-            self.router.bind(self.config.bind)
+            # the launcher's listening socket if it handed one down (activation.py)
+            self.endpoints["bind"] = activation.bind(self.router, self.config.bind)
         except zmq.ZMQError as exc:
             raise ConfigError(f"cannot bind {self.config.bind} ({exc.strerror}): stop whatever uses it "
                               "or choose another address with --bind") from None

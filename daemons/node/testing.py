@@ -9,14 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from daemons.bus.client import Client, free_endpoint
+from daemons.bus import activation
+from daemons.bus.client import Client
+from daemons.bus.client import free_endpoint as free_endpoint  # re-exported for tests (still racy)
 from daemons.node.config import write_node_config
 from daemons.node.instances import schedctl_command
 
@@ -28,12 +31,14 @@ def schedctl() -> str:
 class NodeProcess:
     """`schedctl start node` as a child process, with its config in a temp file."""
 
-    def __init__(self, config_path: Path, bind: str, log_path: Path) -> None:
+    def __init__(self, config_path: Path, bind: str, log_path: Path, held: Sequence[socket.socket] = ()) -> None:
+        """`held`: listening sockets handed to the node (daemons/bus/activation.py), e.g. its bind."""
         self.bind = bind
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([schedctl(), "start", "node", "--config", str(config_path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT, pass_fds=[h.fileno() for h in held],
+                                     env=activation.child_env(held, die_with_parent=False))
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         with Client(self.bind) as client:
@@ -67,12 +72,19 @@ class NodeProcess:
 def running_node(tmp: Path, name: str = "node-0", **fields: Any) -> Iterator[NodeProcess]:
     """Start a node (emulated GPU, fast-loading emulator instances) and stop it afterwards,
     making sure none of its backend instances outlive it."""
-    bind = fields.pop("bind", None) or free_endpoint()
+    bind = fields.pop("bind", None)
+    # Without a bind: a loopback port held listening and handed to the node, so nothing takes it first.
+    held = [] if bind else [activation.listen()]
+    bind = bind or activation.endpoint_of(held[0])
     fields.setdefault("gpu_backend", "emulated")
     fields.setdefault("init_s", 0.2)  # fast-starting instances keep tests short
     fields.setdefault("publish_to", [])
     config = write_node_config(tmp / f"{name}.toml", name=name, bind=bind, **fields)
-    node = NodeProcess(config, bind, tmp / f"{name}.log")
+    try:
+        node = NodeProcess(config, bind, tmp / f"{name}.log", held)
+    finally:
+        for sock in held:
+            sock.close()
     try:
         node.wait_ready()
         yield node

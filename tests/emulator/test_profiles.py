@@ -161,3 +161,12 @@ def test_config_checks_on_construction(fields: dict[str, object]) -> None:
     kwargs: dict[str, object] = {"model_id": "facebook/opt-125m", **fields}
     with pytest.raises(ConfigError):
         EmulatorConfig(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model_id", known_models())
+def test_every_model_states_the_context_the_emulator_serves(model_id: str) -> None:
+    model = load_model(model_id)
+    assert 0 < model.max_input_tokens < model.max_total_tokens <= model.max_position_embeddings
+    gpu = next(iter(model.latency))
+    limits = resolve(EmulatorConfig(model_id=model_id, gpu=gpu)).limits
+    assert (limits.max_input_tokens, limits.max_total_tokens) == (model.max_input_tokens, model.max_total_tokens)

@@ -38,8 +38,8 @@ def test_plan_writes_the_schedule(tmp_path: Path) -> None:
     code, stdout, err = invoke("loadgen", "plan", "--duration", "20", "--rps", "5", "--cv", "8", "--seed", "3",
                                "--models", "a,b,c", "--zipf", "1.2", "--prompt-tokens", "uniform:8-16",
                                "--output-tokens", "4", "-o", out)
-    assert (code, err) == (0, "")
-    assert "wrote 100 requests" in stdout
+    assert code == 0 and "wrote 100 requests" in stdout
+    assert err.startswith("no profile for a, b, c:")  # no context known: said, lengths kept
     schedule = read_schedule_csv(out)
     assert len(schedule) == 100 and {r.model for r in schedule} <= {"a", "b", "c"}
     assert all(8 <= r.prompt_tokens <= 16 and r.max_new_tokens == 4 for r in schedule)
@@ -156,3 +156,28 @@ def test_bad_config_file_key(tmp_path: Path) -> None:
 def test_help_has_examples(command: list[str]) -> None:
     code, stdout, _ = invoke(*command, "--help")
     assert code == 0 and "Examples:" in stdout and "schedctl" in stdout
+
+
+def test_plan_defaults_fit_the_default_models_context_and_say_what_was_clipped(tmp_path: Path) -> None:
+    """Issue 10: the default Azure prompt lengths (up to 8192) exceed opt-125m's 2048 tokens."""
+    out = tmp_path / "schedule.csv"
+    code, _, err = invoke("loadgen", "plan", "--duration", "4", "--rps", "5", "-o", out)
+    assert code == 0, err
+    assert "clipped 6 of 20 requests for facebook/opt-125m" in err and "--prompt-tokens" in err
+    for req in read_schedule_csv(out):
+        assert req.prompt_tokens <= 2047 and req.prompt_tokens + req.max_new_tokens <= 2048
+
+
+@pytest.mark.parametrize(
+    ("models", "prompt", "match"),
+    [
+        ("facebook/opt-125m", "3000", "--models meta-llama/Llama-2-7b-hf,meta-llama/Llama-3.1-8B-Instruct"),
+        ("meta-llama/Llama-2-7b-hf", "uniform:5000-6000", "no profiled model takes that long a prompt"),
+    ],
+)
+def test_plan_refuses_prompts_that_can_never_fit(tmp_path: Path, models: str, prompt: str, match: str) -> None:
+    code, _, err = invoke("loadgen", "plan", "--duration", "4", "--rps", "5", "--models", models,
+                          "--prompt-tokens", prompt, "-o", tmp_path / "s.csv")
+    assert_one_line_error(code, err, match)
+    assert "--prompt-tokens with lengths up to" in err
+    assert not (tmp_path / "s.csv").exists()

@@ -63,15 +63,15 @@ def test_requests_csv_and_summary(tmp_path: Path) -> None:
     with (tmp_path / "requests.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == REQUEST_COLUMNS
-    assert [row["status"] for row in rows] == ["ok", "error", "timeout", "error"]
+    assert [row["status"] for row in rows] == ["ok", "error", "timeout", "not_sent"]
     ok, err = rows[0], rows[1]
     assert (ok["ttft_s"], ok["latency_s"], ok["hops"], ok["server_timings"]) == ("0.050000", "0.080000", "1",
                                                                               '{"queue_s":0.01}')
     assert (err["done_s"], err["error"], err["error_detail"], err["node"]) == ("", "oom", "no memory", "n2")
-    assert rows[3]["sent_s"] == "" and rows[3]["error"] == "cancelled"
+    assert rows[3]["sent_s"] == "" and rows[3]["error"] == ""  # never sent: no failure
     write_summary_json(tmp_path / "summary.json", results)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert (summary["ok"], summary["error"], summary["timeout"]) == (1, 2, 1)
-    assert summary["errors_by_code"] == {"oom": 1, "cancelled": 1}
+    assert (summary["ok"], summary["error"], summary["timeout"], summary["not_sent"]) == (1, 1, 1, 1)
+    assert summary["errors_by_code"] == {"oom": 1}
     assert summary["t0_wall_iso"].startswith("2023-11-14T22:13:20")
     assert summary["latency_ms_p50"] == 80.0 and summary["send_lag_ms_max"] == 1.0

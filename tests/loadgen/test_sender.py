@@ -53,7 +53,7 @@ def test_all_ok_against_an_immediate_cluster() -> None:
         results = run(LoadgenConfig(coordinator=sink.endpoint, timeout_s=5), schedule, progress=progress.append)
         assert sink.received["schedule"] == sink.received["infer"] == 200
     assert_one_outcome_each(results, schedule)
-    assert results.counts() == {"ok": 200, "error": 0, "timeout": 0}
+    assert results.counts() == {"ok": 200, "error": 0, "timeout": 0, "not_sent": 0}
     assert all(r.node == "sink" and r.action == "SERVE" and r.tokens == 4 and r.placed_s for r in results.records)
     assert progress and progress[-1].sent == progress[-1].ok == 200 and progress[-1].in_flight == 0
     assert results.t0_wall_s == pytest.approx(time.time(), abs=30)
@@ -149,7 +149,7 @@ def test_silent_cluster_times_out_every_request_and_the_run_ends() -> None:
     with running_sink(lambda env, ep: []) as sink:
         results = run(LoadgenConfig(coordinator=sink.endpoint, timeout_s=0.3), schedule)
     assert time.monotonic() - started < 3
-    assert results.counts() == {"ok": 0, "error": 0, "timeout": 10}
+    assert results.counts() == {"ok": 0, "error": 0, "timeout": 10, "not_sent": 0}
     for r in results.records:
         assert r.done_s is None
         # Timed out at scheduled + timeout, not later.
@@ -213,9 +213,13 @@ def test_stop_cancels_what_is_left_with_one_outcome_each() -> None:
             timer.cancel()
             timer.join()
     assert results.ended_s < 1.0
-    assert results.counts()["error"] == 100
-    assert {r.error for r in results.records} == {"cancelled"}
-    assert any(r.sent_s is None for r in results.records) and any(r.sent_s is not None for r in results.records)
+    # sent and unanswered: error cancelled; never sent: not_sent (no failure of the system)
+    sent = [r for r in results.records if r.sent_s is not None]
+    unsent = [r for r in results.records if r.sent_s is None]
+    assert sent and unsent
+    assert {(r.status, r.error) for r in sent} == {("error", "cancelled")}
+    assert {r.status for r in unsent} == {"not_sent"}
+    assert results.counts()["error"] == len(sent) and results.counts()["not_sent"] == len(unsent)
 
 
 def test_unreachable_coordinator_times_out_rather_than_blocking() -> None:

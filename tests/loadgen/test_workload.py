@@ -179,3 +179,30 @@ def test_prompt_has_exactly_the_token_count_and_is_deterministic() -> None:
     assert make_prompt("r1", 50) == make_prompt("r1", 50)
     assert make_prompt("r1", 50) != make_prompt("r2", 50)
     assert len(make_prompt("r3", 100_000).encode()) < 1 << 20  # fits the envelope's frame cap
+
+
+def test_fit_context_clips_prompt_then_output_and_counts_per_model() -> None:
+    from daemons.loadgen.workload import ContextLimit, PlannedRequest, fit_context
+
+    limits = {"m": ContextLimit(max_input_tokens=99, max_total_tokens=100)}
+    schedule = [PlannedRequest("a", 0.0, "m", 50, 50), PlannedRequest("b", 0.1, "m", 500, 10),
+                PlannedRequest("c", 0.2, "m", 60, 60), PlannedRequest("d", 0.3, "other", 10**5, 10**5)]
+    fitted, clipped = fit_context(schedule, limits)
+    assert [(r.prompt_tokens, r.max_new_tokens) for r in fitted] == [(50, 50), (99, 1), (60, 40), (10**5, 10**5)]
+    assert clipped == {"m": 2}  # a model without a known context is left as drawn
+
+
+def test_experiment_schedules_are_fitted_to_every_profiled_model() -> None:
+    from daemons.emulator.profiles import known_models, load_model
+    from daemons.loadgen.workload import plan_fitted
+
+    spec = WorkloadSpec(duration_s=60, rps=10, seed=2, models=tuple(known_models()),
+                        prompt_tokens=LengthDist("lognormal", mean=3000, median=2500, max=8192),
+                        output_tokens=LengthDist("uniform", low=500, high=3000))
+    schedule, notes = plan_fitted(spec)
+    assert notes and all(n.startswith("clipped ") for n in notes)
+    for r in schedule:
+        model = load_model(r.model)
+        assert r.prompt_tokens <= model.max_input_tokens
+        assert r.prompt_tokens + r.max_new_tokens <= model.max_total_tokens
+        assert r.max_new_tokens >= 1

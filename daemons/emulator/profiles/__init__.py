@@ -3,7 +3,8 @@
 Layout (shipped as package data, read with importlib.resources):
 
     profiles/gpus/<name>.toml      one GPU: memory, bandwidth, peak FLOPs
-    profiles/models/<name>.toml    one model: shape from config.json + per-GPU latency coefficients
+    profiles/models/<name>.toml    one model: shape from config.json, its served context
+                                   (max_input_tokens, max_total_tokens) + per-GPU latency coefficients
     profiles/tiers.toml            storage tiers a checkpoint loads from (gpu|dram|ssd|remote)
 
 Every file carries `sources = [...]` naming the public source of each figure; a figure
@@ -72,6 +73,11 @@ class ModelProfile:
     activation_overhead_bytes: int
     latency: Mapping[str, LatencyCoefficients]
     sources: tuple[str, ...]
+    # The context a server of this model takes by default (TGI's launcher: max_total_tokens =
+    # min(max_position_embeddings, 4096), max_input_tokens = max_total_tokens - 1): a request
+    # needs prompt <= max_input_tokens and prompt + max_new_tokens <= max_total_tokens.
+    max_input_tokens: int = 0
+    max_total_tokens: int = 0
 
     def latency_on(self, gpu: GpuProfile) -> LatencyCoefficients:
         """This model's coefficients on `gpu`, or a ProfileError naming the GPUs it has."""
@@ -153,7 +159,20 @@ def _model_from(data: Mapping[str, Any], where: str) -> ModelProfile:
         activation_overhead_bytes=int(float(data["activation_overhead_gib"]) * GIB),
         latency=latency,
         sources=_sources(data, where),
+        **_context_from(data, where),
     )
+
+
+def _context_from(data: Mapping[str, Any], where: str) -> dict[str, int]:
+    """The stated context: 0 < max_input_tokens < max_total_tokens <= max_position_embeddings."""
+    try:
+        max_input, total = int(data["max_input_tokens"]), int(data["max_total_tokens"])
+    except KeyError as exc:
+        raise ProfileError(f"profile {where} must state its context: {exc.args[0]} is missing") from None
+    if not 0 < max_input < total <= int(data["max_position_embeddings"]):
+        raise ProfileError(f"profile {where}: need 0 < max_input_tokens ({max_input}) < max_total_tokens "
+                           f"({total}) <= max_position_embeddings ({data['max_position_embeddings']})")
+    return {"max_input_tokens": max_input, "max_total_tokens": total}
 
 
 @functools.cache
