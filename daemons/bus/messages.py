@@ -28,7 +28,9 @@ from daemons.bus.schema import U63, Pattern, Range, Size
 # Names (nodes, models, coordinators, request ids): printable, no spaces or control
 # characters, so they are safe in logs, CSV and journal fields.
 NAME_PATTERN = Pattern(r"[!-~]{0,256}", "name (printable ASCII, no spaces, at most 256 characters)")
-ENDPOINT_PATTERN = Pattern(r"(?:[a-z]+://[!-~]{1,250})?", "endpoint (e.g. tcp://10.0.0.3:5560)")
+# Endpoints are checked for form where they are used (a bad one is a `bad_placement`
+# outcome, not a silently dropped frame); here only printable and short.
+ENDPOINT_PATTERN = Pattern(r"[!-~]{0,256}", "endpoint (printable ASCII, no spaces, e.g. tcp://10.0.0.3:5560)")
 Name = Annotated[str, Size(256), NAME_PATTERN]
 Endpoint = Annotated[str, Size(256), ENDPOINT_PATTERN]
 Word = Annotated[str, Size(64), Pattern(r"[!-~]{0,64}", "word")]  # codes, kinds, states, roles
@@ -219,7 +221,8 @@ class StatusReply:
     TYPE: ClassVar[str] = "status"
     role: Word
     nodes: Annotated[list[dict[str, Any]], Size(MAX_NODES)]
-    info: Annotated[dict[str, Any], Size(256)] = field(default_factory=dict)  # role-specific, e.g. a coordinator's failover state
+    # role-specific, e.g. a coordinator's failover state
+    info: Annotated[dict[str, Any], Size(256)] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
