@@ -73,7 +73,8 @@ def parse_frame(frame: bytes, peer: str = "?") -> Envelope | None:
     try:
         return decode(frame)
     except WireError as exc:
-        log.warning("dropped malformed frame from %s: %s", peer, exc)
+        log.warning("dropped malformed frame from %s: %s", peer, exc,
+                    extra={"SCHEDCTL_CAUSE": f"malformed:{type(exc).__name__}"})
         return None
 
 

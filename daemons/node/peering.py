@@ -183,7 +183,7 @@ class Peering:
                        decision.action, request.hops + 1, request.max_hops, [*request.route, self.config.name])
         self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node},
                                                      decision.endpoint)
-        log.info("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
+        log.debug("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
                  extra={"SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_NODE": decision.node,
                         "SCHEDCTL_ACTION": decision.action})
         try:

@@ -309,7 +309,7 @@ class NodeServer:
         start = time.monotonic()
         instance, cold = await self.manager.acquire(request.model)
         action = "COLD_START" if cold else ("MIGRATE" if request.action == "MIGRATE" else "SERVE")
-        log.info("serving %s with %s", request.request_id, action, extra={
+        log.debug("serving %s with %s", request.request_id, action, extra={
             "SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_MODEL": request.model,
             "SCHEDCTL_ACTION": action, "SCHEDCTL_NODE": self.config.name})
         try:
