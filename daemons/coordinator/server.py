@@ -95,7 +95,7 @@ class Coordinator:
         self.config = config
         self.policy = get_policy(config.policy)
         self.rng = Random(config.seed)
-        self.book = ClusterBook(config.dead_after_s, config.settle_s)
+        self.book = ClusterBook(config.dead_after_s, config.settle_s, config.max_nodes, config.reap_after_s)
         self.inbox = StateInbox()
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
         self._stop = threading.Event()
@@ -354,8 +354,11 @@ class Coordinator:
             self._reply(identity, self._schedule(body), env.id)
         elif isinstance(body, StatusRequest):
             self.counts["status"] += 1
-            rows = self.book.status_rows(time.monotonic())
-            self._reply(identity, StatusReply("coordinator", rows, self._ha_info()), env.id)
+            rows, omitted = self.book.status_page(time.monotonic())
+            info = self._ha_info()
+            if omitted:  # the reply stays under the frame limit at any cluster size
+                info = {**info, "omitted_nodes": omitted, "refused_nodes": self.book.refused_nodes}
+            self._reply(identity, StatusReply("coordinator", rows, info), env.id)
         else:
             self._drop(f"{env.type!r} from {env.sender!r} on the request socket "
                        "(expected schedule or status_request)")
