@@ -16,10 +16,9 @@ import msgpack
 
 from daemons.bus.errors import DecodeError
 from daemons.bus.messages import MESSAGE_TYPES, NAME_PATTERN
-from daemons.bus.schema import from_dict, to_dict
+from daemons.bus.schema import MAX_FRAME_BYTES, from_dict, to_dict
 
 VERSION = 1
-MAX_FRAME_BYTES = 1 << 20  # 1 MiB: a prompt of ~200k words still fits
 MAX_STR_BYTES = 1 << 20
 MAX_ITEMS = 1 << 14
 _NAME = re.compile(NAME_PATTERN.regex)
@@ -84,3 +83,6 @@ def _unpack(frame: bytes) -> Any:
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
             UnicodeDecodeError) as exc:
         raise DecodeError(f"not a msgpack frame: {type(exc).__name__}: {str(exc)[:80]}") from None
+
+
+__all__ = ["MAX_FRAME_BYTES", "MAX_ITEMS", "MAX_STR_BYTES", "VERSION", "Envelope", "decode", "encode"]

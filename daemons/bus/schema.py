@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from daemons.bus.errors import SchemaError
 
+MAX_FRAME_BYTES = 1 << 20  # one envelope, packed: 1 MiB (a prompt of ~200k words still fits)
 MAX_LIST_LEN = 4096
 DEFAULT_STR_LEN = 4096
 I64_MAX = (1 << 63) - 1

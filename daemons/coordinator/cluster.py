@@ -32,10 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
-from daemons.bus.envelope import MAX_FRAME_BYTES
-from daemons.bus.messages import NodeState
+from daemons.bus.messages import STATUS_BUDGET_BYTES, NodeState, fit_rows
 from daemons.policy import CatalogItem, ClusterView, Decision, LoadedModel, NodeView, with_placement
 from daemons.policy.view import with_node
 
@@ -44,7 +41,6 @@ log = logging.getLogger("schedctl.coordinator")
 RETIRED_GENS = 8  # previous lives remembered per node name
 MAX_NODES = 10_000
 REAP_AFTER_S = 600.0
-STATUS_BUDGET_BYTES = MAX_FRAME_BYTES - (64 << 10)  # room for the envelope and the reply's info
 
 Event = tuple[str, str, str]  # (kind, node, detail)
 
@@ -205,19 +201,11 @@ class ClusterBook:
         return self.status_page(now)[0]
 
     def status_page(self, now: float, budget: int = STATUS_BUDGET_BYTES) -> tuple[list[dict[str, Any]], int]:
-        """Status rows, alive nodes first then by name, as many as fit `budget` bytes packed;
-        and how many were left out."""
-        rows: list[dict[str, Any]] = []
-        used = 0
+        """Status rows, alive nodes first, as many as fit `budget` bytes packed (then sorted
+        by name); and how many were left out."""
         ordered = sorted(self.records.items(), key=lambda kv: (not kv[1].alive, kv[0]))
-        for _, rec in ordered:
-            row = _row(rec, now)
-            used += len(msgpack.packb(row))
-            if used > budget:
-                break
-            rows.append(row)
-        rows.sort(key=lambda r: r["node"])
-        return rows, len(self.records) - len(rows)
+        rows, omitted = fit_rows([_row(rec, now) for _, rec in ordered], budget)
+        return sorted(rows, key=lambda r: str(r["node"])), omitted
 
 
 def _row(rec: NodeRecord, now: float) -> dict[str, Any]:

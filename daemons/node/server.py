@@ -45,6 +45,7 @@ from daemons.bus.messages import (
     StatusRequest,
     WitnessQuery,
     WitnessVote,
+    status_reply,
 )
 from daemons.bus.schema import to_dict
 from daemons.bus.security import Security, SecurityConfig, stop_zap
@@ -284,7 +285,7 @@ class NodeServer:
     def _status_reply(self) -> StatusReply:
         info = {"epoch": self.epoch}
         if self.peering is not None:
-            return StatusReply("gossip-peer", self.peering.status_rows(), info)
+            return status_reply("gossip-peer", self.peering.status_rows(), info)  # cut to the frame limit
         return StatusReply("node", [to_dict(self.snapshot())], info)
 
     def _spawn(self, coro: Any) -> None:
