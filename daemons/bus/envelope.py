@@ -53,7 +53,7 @@ def decode(frame: bytes) -> Envelope:
         raise DecodeError("envelope type, sender and id must be strings")
     if _NAME.fullmatch(sender) is None or _NAME.fullmatch(msg_id) is None:
         # Both end up in logs, journal fields and replies: printable and short, or refused.
-        raise DecodeError("envelope sender and id must be printable ASCII without spaces, at most 256 characters")
+        raise DecodeError("envelope sender and id must be at most 256 characters without control characters")
     cls = MESSAGE_TYPES.get(mtype)
     if cls is None:
         raise DecodeError(f"unknown message type {mtype[:40]!r}")

@@ -27,15 +27,16 @@ from daemons.bus.schema import MAX_FRAME_BYTES, U63, Pattern, Range, Size
 # Bounds of every field, declared once here and compiled by `schema.py`. A field left
 # plain still gets its type's default bound (ints within ±2**53, finite floats, strs of
 # 4096 characters, lists and maps of 4096 items), so a new field is never unbounded.
-# Names (nodes, models, coordinators, request ids): printable, no spaces or control
-# characters, so they are safe in logs, CSV and journal fields.
-NAME_PATTERN = Pattern(r"[!-~]{0,256}", "name (printable ASCII, no spaces, at most 256 characters)")
-# Endpoints are checked for form where they are used (a bad one is a `bad_placement`
-# outcome, not a silently dropped frame); here only printable and short.
-ENDPOINT_PATTERN = Pattern(r"[!-~]{0,256}", "endpoint (printable ASCII, no spaces, e.g. tcp://10.0.0.3:5560)")
+# Names (nodes, models, coordinators, request ids) and endpoints: at most 256 characters and
+# no control characters (no newline, escape or NUL), so they are safe in logs, CSV cells and
+# journal fields. Endpoints are checked for form where they are used (a bad one is a
+# `bad_placement` outcome, not a silently dropped frame).
+NAME_PATTERN = Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,256}", "name (at most 256 characters, no control characters)")
+ENDPOINT_PATTERN = Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,256}", "endpoint (e.g. tcp://10.0.0.3:5560)")
 Name = Annotated[str, Size(256), NAME_PATTERN]
 Endpoint = Annotated[str, Size(256), ENDPOINT_PATTERN]
-Word = Annotated[str, Size(64), Pattern(r"[!-~]{0,64}", "word")]  # codes, kinds, states, roles
+# codes, kinds, states, roles: short, no control characters
+Word = Annotated[str, Size(64), Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,64}", "word (no control characters)")]
 Text = Annotated[str, Size(4096)]  # free text: reasons, error messages
 MAX_TOKENS = 1 << 20  # per request, prompt or output: well above any model's context
 Tokens = Annotated[int, Range(0, MAX_TOKENS)]

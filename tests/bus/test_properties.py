@@ -116,7 +116,7 @@ def out_of_bounds(tp: Any) -> list[Any]:
         n = DEFAULT_STR_LEN if size is None else size.max_len
         out: list[Any] = ["x" * (n + 1), 7]
         if _first(meta, Pattern) is not None:
-            out.append("has space\n")
+            out.append("has a newline\n")
         return out
     return []
 
@@ -196,6 +196,6 @@ def test_unannotated_fields_get_their_types_default_bounds() -> None:
 
 def test_envelope_sender_and_id_are_bounded() -> None:
     good = to_dict(next(iter([MESSAGE_TYPES["status_request"]()])))
-    for sender, msg_id in (("a b", "i"), ("s", "x" * 300), ("s\n", "i")):
+    for sender, msg_id in (("a\x1b[2J", "i"), ("s", "x" * 300), ("s\n", "i")):
         with pytest.raises(WireError, match="sender and id"):
             decode(bytes(msgpack.packb([1, "status_request", sender, msg_id, good])))
