@@ -6,6 +6,7 @@ frame's sender as the authenticated identity (what CURVE gives the transport).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 
@@ -186,3 +187,42 @@ def test_property_no_input_sequence_breaks_the_invariants(seq: list[tuple[str, G
         for out in ml.tick(now):
             assert decode(encode(out.message)) == out.message
     relay(ml, SyncReq(False, ()), sender="p0", now=now + 1)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------- property: the gossip codec
+node_ids = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)
+incs = st.integers(0, MAX_INCARNATION)
+gens = st.integers(0, 2**63 - 1)
+codec_items = st.one_of(
+    st.builds(Alive, node_ids, node_ids, gens, incs),
+    st.builds(Suspect, node_ids, gens, incs, node_ids),
+    st.builds(Dead, node_ids, gens, incs, node_ids),
+    st.builds(State, node_ids, gens, st.integers(1, MAX_VERSION),
+              st.dictionaries(st.text(max_size=5), st.integers(-9, 9) | st.text(max_size=5), max_size=3)),
+)
+
+
+@given(node_ids, incs, st.integers(0, 2**63 - 1), codec_items, st.lists(codec_items, max_size=4))
+def test_property_every_valid_gossip_message_round_trips(sender: str, inc: int, seq: int, body: GossipItem,
+                                                          items: list[GossipItem]) -> None:
+    msg = Message(sender, inc, seq, body, tuple(items))
+    assert decode(encode(msg)) == msg
+
+
+@given(st.binary(max_size=300))
+def test_property_gossip_decode_only_raises_its_own_error(raw: bytes) -> None:
+    from daemons.gossip.messages import GossipDecodeError
+
+    with contextlib.suppress(GossipDecodeError):
+        decode(raw)
+
+
+@given(codec_items, st.data())
+def test_property_mutated_gossip_frames_only_raise_its_own_error(item: GossipItem, data: st.DataObject) -> None:
+    from daemons.gossip.messages import GossipDecodeError
+
+    raw = bytearray(encode(Message("x", 0, 0, item)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(GossipDecodeError):
+        decode(bytes(raw[: data.draw(st.integers(1, len(raw)))]))
