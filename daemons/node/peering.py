@@ -30,7 +30,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import zmq
@@ -93,7 +93,8 @@ class Peering:
         c = self.config
         # Gossip shares the node's context, so its ROUTER is checked by the node's ZAP handler.
         self.agent = GossipAgent(c.name, c.gossip_bind, advertise=c.gossip_advertise or None, seeds=c.seeds,
-                                 config=GossipConfig.preset(c.gossip_preset), ctx=self.ctx,
+                                 config=replace(GossipConfig.preset(c.gossip_preset), max_members=c.gossip_max_members),
+                                 ctx=self.ctx,
                                  curve_server=self.security.bind_server(), curve_client=self.security.client)
         self.policy = get_peer_policy(c.gossip_policy)
         self.agent.add_listener(self._on_member_event)

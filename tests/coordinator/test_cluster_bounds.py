@@ -49,3 +49,20 @@ def test_a_status_reply_at_a_large_cluster_stays_under_the_frame_limit() -> None
     frame = encode(StatusReply("coordinator", rows, {"omitted_nodes": omitted}), "coordinator")
     assert len(frame) <= MAX_FRAME_BYTES
     assert decode(frame).body.info["omitted_nodes"] == omitted
+
+
+def test_the_caps_are_configurable_and_checked() -> None:
+    import pytest
+
+    from daemons.bus.errors import ConfigError
+    from daemons.coordinator.config import CoordinatorConfig
+    from daemons.node.config import NodeConfig
+
+    assert CoordinatorConfig(max_nodes=50, reap_after_s=5.0).max_nodes == 50
+    assert NodeConfig(gossip_max_members=64).gossip_max_members == 64
+    with pytest.raises(ConfigError, match="max_nodes"):
+        CoordinatorConfig(max_nodes=0)
+    with pytest.raises(ConfigError, match="reap_after_s"):
+        CoordinatorConfig(reap_after_s=-1.0)
+    with pytest.raises(ConfigError, match="gossip_max_members"):
+        NodeConfig(gossip_max_members=1)
