@@ -8,19 +8,20 @@ raises a `WireError`; receivers drop the frame, log one line and carry on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from daemons.bus.errors import DecodeError
-from daemons.bus.messages import MESSAGE_TYPES
-from daemons.bus.schema import from_dict, to_dict
+from daemons.bus.messages import MESSAGE_TYPES, NAME_PATTERN
+from daemons.bus.schema import MAX_FRAME_BYTES, from_dict, to_dict
 
 VERSION = 1
-MAX_FRAME_BYTES = 1 << 20  # 1 MiB: a prompt of ~200k words still fits
 MAX_STR_BYTES = 1 << 20
 MAX_ITEMS = 1 << 14
+_NAME = re.compile(NAME_PATTERN.regex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,9 @@ def decode(frame: bytes) -> Envelope:
         raise DecodeError(f"unsupported envelope version {version!r} (this daemon speaks {VERSION})")
     if not (isinstance(mtype, str) and isinstance(sender, str) and isinstance(msg_id, str)):
         raise DecodeError("envelope type, sender and id must be strings")
+    if _NAME.fullmatch(sender) is None or _NAME.fullmatch(msg_id) is None:
+        # Both end up in logs, journal fields and replies: printable and short, or refused.
+        raise DecodeError("envelope sender and id must be at most 256 characters without control characters")
     cls = MESSAGE_TYPES.get(mtype)
     if cls is None:
         raise DecodeError(f"unknown message type {mtype[:40]!r}")
@@ -79,3 +83,6 @@ def _unpack(frame: bytes) -> Any:
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
             UnicodeDecodeError) as exc:
         raise DecodeError(f"not a msgpack frame: {type(exc).__name__}: {str(exc)[:80]}") from None
+
+
+__all__ = ["MAX_FRAME_BYTES", "MAX_ITEMS", "MAX_STR_BYTES", "VERSION", "Envelope", "decode", "encode"]

@@ -5,6 +5,12 @@ Structured fields travel in `extra={"SCHEDCTL_REQUEST_ID": ..., ...}`: the journ
 handler sends them as indexed journal fields (`journalctl SCHEDCTL_REQUEST_ID=r-17`),
 the plain formatter appends them as key=value.
 
+Warnings and errors are rate-limited per cause (`RateLimitFilter`): a peer sending
+10,000 malformed frames a second must not turn the journal into the attack's amplifier.
+The first `burst` lines of a cause per `interval` pass; the rest are counted, and the next
+line of that cause that passes says how many were suppressed. Per-request success lines
+are DEBUG, so INFO stays proportional to what happens to the cluster, not to the load.
+
 Why native and not just stderr: journald indexes only the fields it is given; lines on
 stderr become MESSAGE alone. We switch only when $JOURNAL_STREAM names *our* fd 2
 (REFERENCE.md §8.3): the variable alone may be inherited by a child whose stderr is a
@@ -21,14 +27,54 @@ import os
 import re
 import socket
 import sys
+import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 FIELD = re.compile(r"^SCHEDCTL_[A-Z0-9_]+$")
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+
+
+class RateLimitFilter(logging.Filter):
+    """Let `burst` records per cause through per `interval` seconds, count the rest.
+
+    The cause is `extra={"SCHEDCTL_CAUSE": ...}` when given, else the logger and the
+    unformatted message (one cause per log statement, whatever its arguments). Records
+    below `level` always pass. At most `max_causes` causes are tracked (oldest forgotten),
+    so the filter itself is bounded.
+    """
+
+    def __init__(self, burst: int = 20, interval: float = 10.0, level: int = logging.WARNING,
+                 max_causes: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.burst, self.interval, self.level, self.max_causes, self.clock = burst, interval, level, max_causes, clock
+        self._windows: dict[object, list[float]] = {}  # cause -> [window start, passed, suppressed]
+        self.suppressed_total = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.level:
+            return True
+        cause = getattr(record, "SCHEDCTL_CAUSE", None) or (record.name, str(record.msg))
+        now = self.clock()
+        window = self._windows.get(cause)
+        if window is None or now - window[0] >= self.interval:
+            suppressed = 0 if window is None else int(window[2])
+            self._windows.pop(cause, None)
+            self._windows[cause] = [now, 1, 0]
+            if len(self._windows) > self.max_causes:
+                del self._windows[next(iter(self._windows))]
+            if suppressed:
+                record.msg = f"{record.msg} [{suppressed} more like this suppressed in the last {self.interval:g} s]"
+            return True
+        if window[1] < self.burst:
+            window[1] += 1
+            return True
+        window[2] += 1
+        self.suppressed_total += 1
+        return False
 
 
 class PlainFormatter(logging.Formatter):
@@ -114,12 +160,14 @@ class JournalHandler(logging.Handler):
         super().close()
 
 
-def setup_logging(role: str, level: str = "INFO", fields: Mapping[str, object] | None = None) -> None:
+def setup_logging(role: str, level: str = "INFO", fields: Mapping[str, object] | None = None,
+                  rate_limit: RateLimitFilter | None = None) -> None:
     """Route the root logger to the journal (under systemd) or to stderr.
 
     `role` is e.g. "node[gpu-1]"; `fields` are SCHEDCTL_* fields added to every journal
     record of this process (e.g. {"SCHEDCTL_NODE": "gpu-1"}), so filters such as
-    `schedctl logs --node gpu-1` find its start-up and shutdown lines too.
+    `schedctl logs --node gpu-1` find its start-up and shutdown lines too. Warnings and
+    errors pass `rate_limit` (default: 20 per cause per 10 s).
     """
     handler: logging.Handler
     if stderr_is_journal() and os.path.exists(JOURNAL_SOCKET):
@@ -128,6 +176,7 @@ def setup_logging(role: str, level: str = "INFO", fields: Mapping[str, object] |
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(PlainFormatter(f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(rate_limit or RateLimitFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -18,7 +18,37 @@ Coordinator failover (Binary Star, `daemons/coordinator/failover.py`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgpack
+
+from daemons.bus.schema import MAX_FRAME_BYTES, U63, Pattern, Range, Size
+
+# Bounds of every field, declared once here and compiled by `schema.py`. A field left
+# plain still gets its type's default bound (ints within ±2**53, finite floats, strs of
+# 4096 characters, lists and maps of 4096 items), so a new field is never unbounded.
+# Names (nodes, models, coordinators, request ids) and endpoints: at most 256 characters and
+# no control characters (no newline, escape or NUL), so they are safe in logs, CSV cells and
+# journal fields. Endpoints are checked for form where they are used (a bad one is a
+# `bad_placement` outcome, not a silently dropped frame).
+NAME_PATTERN = Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,256}", "name (at most 256 characters, no control characters)")
+ENDPOINT_PATTERN = Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,256}", "endpoint (e.g. tcp://10.0.0.3:5560)")
+Name = Annotated[str, Size(256), NAME_PATTERN]
+Endpoint = Annotated[str, Size(256), ENDPOINT_PATTERN]
+# codes, kinds, states, roles: short, no control characters
+Word = Annotated[str, Size(64), Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,64}", "word (no control characters)")]
+Text = Annotated[str, Size(4096)]  # free text: reasons, error messages
+MAX_TOKENS = 1 << 20  # per request, prompt or output: well above any model's context
+Tokens = Annotated[int, Range(0, MAX_TOKENS)]
+Count = Annotated[int, Range(0, 1 << 31)]  # queue depths, requests in flight
+Epoch = Annotated[int, Range(0, 1 << 31)]  # a coordinator's epoch grows by one per failover
+Nonce = Annotated[int, Range(0, U63)]  # boot nonces and sequence numbers
+Bytes = Annotated[int, Range(0, 1 << 53)]  # memory sizes
+Seconds = Annotated[float, Range(0.0, 1e7)]  # durations and waits (~4 months)
+WallClock = Annotated[float, Range(0.0, 1e11)]  # time.time(), for logs only
+Hops = Annotated[int, Range(0, 16)]
+MAX_PROMPT_CHARS = 1 << 20  # the envelope's frame limit bounds it anyway
+MAX_NODES = 16_384  # a list of nodes in one message (exclude lists, routes, status rows)
 
 Action = Literal["SERVE", "COLD_START", "MIGRATE"]
 ACTIONS: tuple[str, ...] = ("SERVE", "COLD_START", "MIGRATE")
@@ -29,15 +59,15 @@ class Schedule:
     """Ask the coordinator where to run a request."""
 
     TYPE: ClassVar[str] = "schedule"
-    request_id: str
-    model: str
-    prompt_tokens: int
-    max_new_tokens: int
-    priority: int = 0
-    exclude: list[str] = field(default_factory=list)  # nodes that already failed this request
+    request_id: Name
+    model: Name
+    prompt_tokens: Tokens
+    max_new_tokens: Tokens
+    priority: Annotated[int, Range(-1000, 1000)] = 0
+    exclude: Annotated[list[Name], Size(256)] = field(default_factory=list)  # nodes that already failed this request
     # Seconds this request may wait for capacity in the coordinator's admission queue before
     # it is answered `queue_timeout` (0: the coordinator's queue_timeout_s; never longer).
-    timeout_s: float = 0.0
+    timeout_s: Seconds = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +75,14 @@ class Placement:
     """The coordinator's decision for one request."""
 
     TYPE: ClassVar[str] = "placement"
-    request_id: str
-    node: str
-    endpoint: str
-    action: str
-    est_wait_s: float
-    reason: str
-    decision_s: float = 0.0  # time the policy took, for the decision-latency figures
-    epoch: int = 0  # the deciding coordinator's epoch (0: a coordinator without failover)
+    request_id: Name
+    node: Name
+    endpoint: Endpoint
+    action: Word
+    est_wait_s: Seconds
+    reason: Text
+    decision_s: Seconds = 0.0  # time the policy took, for the decision-latency figures
+    epoch: Epoch = 0  # the deciding coordinator's epoch (0: a coordinator without failover)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +90,17 @@ class Infer:
     """Run one request on a node (or, in gossip mode, let the node place it)."""
 
     TYPE: ClassVar[str] = "infer"
-    request_id: str
-    model: str
-    prompt: str
-    max_new_tokens: int
-    action: str = "SERVE"
-    hops: int = 0
-    max_hops: int = 1
-    route: list[str] = field(default_factory=list)  # nodes this request has passed through
+    request_id: Name
+    model: Name
+    prompt: Annotated[str, Size(MAX_PROMPT_CHARS)]
+    max_new_tokens: Tokens
+    action: Word = "SERVE"
+    hops: Hops = 0
+    max_hops: Hops = 1
+    route: Annotated[list[Name], Size(16)] = field(default_factory=list)  # nodes this request has passed through
     # The epoch of the coordinator that placed it: a node that knows a newer epoch refuses
     # it (`stale_epoch`), so a deposed coordinator's placements never run. 0: not fenced.
-    epoch: int = 0
+    epoch: Epoch = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +108,9 @@ class FirstToken:
     """The first generated token of a request reached the node."""
 
     TYPE: ClassVar[str] = "first_token"
-    request_id: str
-    node: str
-    text: str = ""
+    request_id: Name
+    node: Name
+    text: Text = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +118,15 @@ class Done:
     """A request finished; `timings` are the backend's server-side figures in seconds."""
 
     TYPE: ClassVar[str] = "done"
-    request_id: str
-    node: str
-    tokens: int
-    finish_reason: str
+    request_id: Name
+    node: Name
+    tokens: Tokens
+    finish_reason: Word
     # What the node did (daemons/node/actions.py): SERVE only when the model was ready as
     # the request arrived; SERVE_LOADING when it waited for a load it did not start.
-    action: str = "SERVE"
-    hops: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
+    action: Word = "SERVE"
+    hops: Hops = 0
+    timings: Annotated[dict[str, Seconds], Size(32)] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,40 +134,40 @@ class Error:
     """A request failed; `code` is a stable machine-readable reason."""
 
     TYPE: ClassVar[str] = "error"
-    request_id: str
-    code: str
-    message: str
-    node: str = ""
+    request_id: Name
+    code: Word
+    message: Text
+    node: Name = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ModelState:
     """One model on one node, as the node sees it."""
 
-    model: str
-    state: str  # loading | ready | failed | evicting
-    queue_depth: int = 0
-    running: int = 0
-    memory_bytes: int = 0
-    last_used: float = 0.0  # node-local monotonic seconds, only compared on that node
+    model: Name
+    state: Word  # loading | ready | failed | evicting
+    queue_depth: Count = 0
+    running: Count = 0
+    memory_bytes: Bytes = 0
+    last_used: Annotated[float, Range(-1e12, 1e12)] = 0.0  # node-local monotonic seconds, only compared on that node
 
 
 @dataclass(frozen=True, slots=True)
 class GpuState:
-    index: int
-    name: str
-    memory_total: int
-    memory_used: int
-    utilization: float = 0.0  # compute, 0..1 (see NodeState.gpu_utilization), not memory
+    index: Annotated[int, Range(0, 1024)]
+    name: Annotated[str, Size(256)]
+    memory_total: Bytes
+    memory_used: Bytes
+    utilization: Annotated[float, Range(0.0, 1.0)] = 0.0  # compute, 0..1 (see NodeState.gpu_utilization), not memory
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     """A model this node can load: what it would occupy and how long loading would take."""
 
-    model: str
-    footprint_bytes: int
-    load_s: float
+    model: Name
+    footprint_bytes: Bytes
+    load_s: Seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,21 +175,21 @@ class NodeState:
     """A node's published state: sent on every change and at least every second."""
 
     TYPE: ClassVar[str] = "state"
-    node: str
-    endpoint: str
-    gen: int  # boot nonce: a restarted node starts a new generation
-    seq: int  # increases with every publication of one generation
-    gpus: list[GpuState]
-    models: list[ModelState]
-    queue_depth: int
-    gpu_backend: str = "emulated"
-    scheduler: str = "centralized"
-    in_flight: int = 0
-    catalog: list[CatalogEntry] = field(default_factory=list)
+    node: Name
+    endpoint: Endpoint
+    gen: Nonce  # boot nonce: a restarted node starts a new generation
+    seq: Nonce  # increases with every publication of one generation
+    gpus: Annotated[list[GpuState], Size(64)]
+    models: Annotated[list[ModelState], Size(1024)]
+    queue_depth: Count
+    gpu_backend: Word = "emulated"
+    scheduler: Word = "centralized"
+    in_flight: Count = 0
+    catalog: Annotated[list[CatalogEntry], Size(1024)] = field(default_factory=list)
     # GPU compute utilisation 0..1 over about the last second (mean over the node's GPUs):
     # NVML's utilization.gpu, or on an emulated GPU the busy fraction of its instances'
     # engine steps (daemons/node/gpu.py). None: a node that does not report it.
-    gpu_utilization: float | None = None
+    gpu_utilization: Annotated[float, Range(0.0, 1.0)] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +197,10 @@ class ClusterEvent:
     """Something observers should know: a node joined, died, came back, a failover."""
 
     TYPE: ClassVar[str] = "event"
-    kind: str
-    node: str
-    detail: str = ""
-    ts: float = 0.0  # wall clock of the emitter, for the events log only
+    kind: Word
+    node: Name
+    detail: Text = ""
+    ts: WallClock = 0.0  # wall clock of the emitter, for the events log only
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +208,16 @@ class Probe:
     """Sparrow-style probe from a gossip peer: answer when you could take this request."""
 
     TYPE: ClassVar[str] = "probe"
-    request_id: str
-    model: str
+    request_id: Name
+    model: Name
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeReply:
     TYPE: ClassVar[str] = "probe_reply"
-    request_id: str
-    node: str
-    load: int
+    request_id: Name
+    node: Name
+    load: Count
     ready: bool  # the model is loaded there
 
 
@@ -201,9 +231,31 @@ class StatusReply:
     """A daemon's view of the cluster, for `schedctl status`."""
 
     TYPE: ClassVar[str] = "status"
-    role: str
-    nodes: list[dict[str, Any]]
-    info: dict[str, Any] = field(default_factory=dict)  # role-specific, e.g. a coordinator's failover state
+    role: Word
+    nodes: Annotated[list[dict[str, Any]], Size(MAX_NODES)]
+    # role-specific, e.g. a coordinator's failover state
+    info: Annotated[dict[str, Any], Size(256)] = field(default_factory=dict)
+
+
+# Room for the envelope and a reply's `info` under the frame limit.
+STATUS_BUDGET_BYTES = MAX_FRAME_BYTES - (64 << 10)
+
+
+def fit_rows(rows: list[dict[str, Any]], budget: int = STATUS_BUDGET_BYTES) -> tuple[list[dict[str, Any]], int]:
+    """The leading `rows` whose packed size fits `budget`, and how many were left out: a
+    status reply stays under the frame limit at any cluster size. Order rows by priority."""
+    used = 0
+    for i, row in enumerate(rows):
+        used += len(msgpack.packb(row))
+        if used > budget:
+            return rows[:i], len(rows) - i
+    return rows, 0
+
+
+def status_reply(role: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> StatusReply:
+    """A StatusReply cut to its budget; `info["omitted_nodes"]` says how many rows did not fit."""
+    kept, omitted = fit_rows(rows)
+    return StatusReply(role, kept, {**info, "omitted_nodes": omitted} if omitted else info)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,12 +263,12 @@ class CoordinatorState:
     """A coordinator's heartbeat on its events PUB: who it is, its Binary Star state, its epoch."""
 
     TYPE: ClassVar[str] = "coordinator_state"
-    name: str
-    role: str  # primary | backup | standalone (configured)
-    state: str  # primary | backup | active | passive (now)
-    epoch: int
-    endpoint: str  # its request ROUTER
-    ts: float = 0.0
+    name: Name
+    role: Word  # primary | backup | standalone (configured)
+    state: Word  # primary | backup | active | passive (now)
+    epoch: Epoch
+    endpoint: Endpoint  # its request ROUTER
+    ts: WallClock = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,19 +276,19 @@ class WitnessQuery:
     """A coordinator about to take over asks a node: can you still reach my peer?"""
 
     TYPE: ClassVar[str] = "witness_query"
-    candidate: str
-    epoch: int  # the epoch the candidate would take
-    peer: str  # the silent coordinator's request endpoint, to probe
-    probe_s: float = 1.0  # how long the node waits for the peer's answer
+    candidate: Name
+    epoch: Epoch  # the epoch the candidate would take
+    peer: Endpoint  # the silent coordinator's request endpoint, to probe
+    probe_s: Annotated[float, Range(0.0, 60.0)] = 1.0  # how long the node waits for the peer's answer
 
 
 @dataclass(frozen=True, slots=True)
 class WitnessVote:
     TYPE: ClassVar[str] = "witness_vote"
-    node: str
-    epoch: int
+    node: Name
+    epoch: Epoch
     granted: bool  # True: the peer did not answer (take over); False: it did
-    reason: str = ""
+    reason: Text = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +296,8 @@ class EpochNotice:
     """A coordinator has become active in `epoch`: refuse placements of older epochs."""
 
     TYPE: ClassVar[str] = "epoch_notice"
-    coordinator: str
-    epoch: int
+    coordinator: Name
+    epoch: Epoch
 
 
 MESSAGE_TYPES: dict[str, type] = {

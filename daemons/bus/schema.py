@@ -4,8 +4,21 @@ Every message body is a dataclass whose annotations are the schema: `str`, `int`
 `float`, `bool`, `X | None`, `list[X]`, `dict[str, X]`, `Any` and nested dataclasses. A
 body is accepted only if every required field is present with the right type and no
 unknown field is present, so a typo on the sender's side fails loudly instead of silently
-defaulting. Lists and maps are capped so a hostile peer cannot make a receiver allocate
-without bound.
+defaulting.
+
+Every value is bounded, declared once next to its field with `typing.Annotated`:
+
+    tokens: Annotated[int, Range(0, MAX_TOKENS)]
+    node: Name                                   # = Annotated[str, Size(128), Pattern(NAME)]
+    exclude: Annotated[list[Name], Size(64)]
+
+`Range(lo, hi)` bounds an int or float (inclusive); `Size(n)` bounds the length of a str
+(characters) or the items of a list or map; `Pattern(regex)` must match a whole str. A
+field without them gets the default of its type (`DEFAULT_INT`, `DEFAULT_FLOAT`,
+`DEFAULT_STR_LEN`, `MAX_LIST_LEN`), so a new field is bounded even if nobody thought of
+it. Floats must be finite: NaN and the infinities pass no comparison a receiver makes.
+A value out of bounds raises SchemaError naming the field and the bound, never the value,
+so a refusal never echoes what an attacker sent.
 
 The annotations are compiled once per class into small checker and encoder closures:
 decoding and encoding sit on every daemon's hot path (the coordinator decodes a request
@@ -16,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -23,7 +37,42 @@ from typing import Any, TypeVar
 
 from daemons.bus.errors import SchemaError
 
+MAX_FRAME_BYTES = 1 << 20  # one envelope, packed: 1 MiB (a prompt of ~200k words still fits)
 MAX_LIST_LEN = 4096
+DEFAULT_STR_LEN = 4096
+I64_MAX = (1 << 63) - 1
+U63 = I64_MAX  # a non-negative int64: counters, nonces, byte counts
+# msgpack ints are at most 64 bits anyway; the default keeps plain ints exact as floats (2**53)
+# so a value survives a trip through JSON (status output, CSV) unchanged.
+DEFAULT_INT_ABS = 1 << 53
+DEFAULT_FLOAT_ABS = 1e15
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Range:
+    """An int or float field's inclusive bounds."""
+
+    lo: float
+    hi: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Size:
+    """The most characters of a str, or items of a list or map."""
+
+    max_len: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pattern:
+    """A regular expression a str field must match in full; `what` names it in errors."""
+
+    regex: str
+    what: str = "pattern"
+
+
+DEFAULT_INT = Range(-DEFAULT_INT_ABS, DEFAULT_INT_ABS)
+DEFAULT_FLOAT = Range(-DEFAULT_FLOAT_ABS, DEFAULT_FLOAT_ABS)
 
 T = TypeVar("T")
 Check = Callable[[Any], Any]  # returns the accepted value or raises SchemaError (relative path)
@@ -73,42 +122,89 @@ def _build(cls: type, data: object) -> Any:
 
 @functools.cache
 def _compiled(cls: type) -> _Compiled:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = dataclasses.fields(cls)
     required = frozenset(f.name for f in fields
                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
     return _Compiled({f.name: _checker(hints[f.name]) for f in fields}, required)
 
 
-def _checker(tp: Any) -> Check:
+def _checker(tp: Any, meta: tuple[Any, ...] = ()) -> Check:
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        base, *extra = typing.get_args(tp)
+        return _checker(base, meta + tuple(extra))
     if origin in (typing.Union, types.UnionType):
-        return _union_checker(typing.get_args(tp))
+        return _union_checker(typing.get_args(tp), meta)  # bounds apply to each alternative
+    size = _first(meta, Size)
     if origin is list:
-        return _list_checker(_checker(typing.get_args(tp)[0]))
+        return _list_checker(_checker(typing.get_args(tp)[0]), MAX_LIST_LEN if size is None else size.max_len)
     if origin is dict:
-        return _dict_checker(_checker(typing.get_args(tp)[1]))
+        return _dict_checker(_checker(typing.get_args(tp)[1]), MAX_LIST_LEN if size is None else size.max_len)
     if dataclasses.is_dataclass(tp):
         return functools.partial(_build, typing.cast(type, tp))
     if tp is typing.Any:
         return lambda value: value
+    if tp is int or tp is float:
+        bounds = _first(meta, Range) or (DEFAULT_INT if tp is int else DEFAULT_FLOAT)
+        return _number_checker(tp, bounds)
+    if tp is str:
+        return _str_checker(DEFAULT_STR_LEN if size is None else size.max_len, _first(meta, Pattern))
     return _scalar_checker(tp)
+
+
+def _first(meta: tuple[Any, ...], kind: type[T]) -> T | None:
+    return next((m for m in meta if isinstance(m, kind)), None)
 
 
 def _scalar_checker(tp: type) -> Check:
     def check(value: Any) -> Any:
         if type(value) is tp:
             return value
-        if tp is float and type(value) is int:
-            return float(value)  # msgpack packs 1.0 from other languages as 1
         raise SchemaError(f": expected {tp.__name__}, got {type(value).__name__}")
 
     return check
 
 
-def _union_checker(options: tuple[Any, ...]) -> Check:
+def _number_checker(tp: type, bounds: Range) -> Check:
+    lo, hi = bounds.lo, bounds.hi
+    refusal = f": out of range [{_num(lo)}, {_num(hi)}]"
+
+    def check(value: Any) -> Any:
+        kind = type(value)
+        if kind is not tp and not (tp is float and kind is int):
+            raise SchemaError(f": expected {tp.__name__}, got {kind.__name__}")
+        # NaN fails both comparisons, so it is refused here too, like the infinities.
+        if not lo <= value <= hi:
+            raise SchemaError(refusal)
+        return float(value) if tp is float else value  # msgpack packs 1.0 from other languages as 1
+
+    return check
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+def _str_checker(max_len: int, pattern: Pattern | None) -> Check:
+    regex = None if pattern is None else re.compile(pattern.regex)
+
+    def check(value: Any) -> Any:
+        if type(value) is not str:
+            raise SchemaError(f": expected str, got {type(value).__name__}")
+        if len(value) > max_len:
+            raise SchemaError(f": longer than {max_len} characters")
+        if regex is not None and regex.fullmatch(value) is None:
+            assert pattern is not None
+            raise SchemaError(f": not a valid {pattern.what}")
+        return value
+
+    return check
+
+
+def _union_checker(options: tuple[Any, ...], meta: tuple[Any, ...] = ()) -> Check:
     nullable = type(None) in options
-    checks = [_checker(o) for o in options if o is not type(None)]
+    checks = [_checker(o, meta) for o in options if o is not type(None)]
 
     def check(value: Any) -> Any:
         if value is None and nullable:
@@ -124,12 +220,12 @@ def _union_checker(options: tuple[Any, ...]) -> Check:
     return check
 
 
-def _list_checker(item: Check) -> Check:
+def _list_checker(item: Check, max_len: int) -> Check:
     def check(value: Any) -> list[Any]:
         if not isinstance(value, list | tuple):
             raise SchemaError(f": expected a list, got {type(value).__name__}")
-        if len(value) > MAX_LIST_LEN:
-            raise SchemaError(f": list longer than {MAX_LIST_LEN}")
+        if len(value) > max_len:
+            raise SchemaError(f": list longer than {max_len}")
         out = []
         for i, v in enumerate(value):
             try:
@@ -141,20 +237,20 @@ def _list_checker(item: Check) -> Check:
     return check
 
 
-def _dict_checker(item: Check) -> Check:
+def _dict_checker(item: Check, max_len: int) -> Check:
     def check(value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise SchemaError(f": expected a map, got {type(value).__name__}")
-        if len(value) > MAX_LIST_LEN:
-            raise SchemaError(f": map larger than {MAX_LIST_LEN}")
+        if len(value) > max_len:
+            raise SchemaError(f": map larger than {max_len}")
         out = {}
         for k, v in value.items():
-            if not isinstance(k, str):
-                raise SchemaError(": map keys must be strings")
+            if not isinstance(k, str) or len(k) > DEFAULT_STR_LEN:
+                raise SchemaError(": map keys must be strings of at most 4096 characters")
             try:
                 out[k] = item(v)
             except SchemaError as exc:
-                raise SchemaError(f"[{k!r}]{exc}") from None
+                raise SchemaError(f"[{k[:40]!r}]{exc}") from None
         return out
 
     return check
@@ -163,7 +259,7 @@ def _dict_checker(item: Check) -> Check:
 @functools.cache
 def _encoder(cls: type) -> Encode:
     """Fields holding dataclasses are converted; everything else is packed as it is."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls)  # without extras: Annotated bounds are the receiver's business
     nested = {f.name: enc for f in dataclasses.fields(cls) if (enc := _value_encoder(hints[f.name])) is not None}
     names = [f.name for f in dataclasses.fields(cls)]
 

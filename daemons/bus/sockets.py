@@ -3,7 +3,13 @@
 Why each option (REFERENCE.md §7.1):
 - MAXMSGSIZE: a peer sending a larger frame is disconnected before we allocate it;
 - LINGER: the default (-1) makes `ctx.term()` hang on unsent frames at shutdown;
-- SNDHWM/RCVHWM: bound memory per peer; ROUTER and PUB drop when full, others block;
+- SNDHWM/RCVHWM: bound memory per peer; ROUTER and PUB drop when full, others block.
+  ZeroMQ counts messages, not bytes, so RCVHWM is derived from a byte budget:
+  `recv_bytes // max_msg_size` frames (128 by default: 128 MiB per peer at most, instead
+  of 10,000 x 1 MiB). The sender's SNDHWM still absorbs bursts on its side;
+- PUB: the only frames a PUB receives are subscriptions; ours are all empty (everything),
+  so MAXMSGSIZE there is SUBSCRIPTION_MAX_BYTES (room for the CURVE handshake) and a peer
+  sending a bigger one is disconnected before ZeroMQ stores it;
 - ROUTER_MANDATORY: a reply to a vanished peer raises instead of silently disappearing,
   so the sender can record the outcome;
 - RECONNECT_IVL_MAX: back off instead of hammering a dead peer every 100 ms.
@@ -29,10 +35,14 @@ from daemons.bus.security import identity_of, refused
 log = logging.getLogger("schedctl.bus")
 
 
+SUBSCRIPTION_MAX_BYTES = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class SocketOptions:
     max_msg_size: int = MAX_FRAME_BYTES
     hwm: int = 10_000
+    recv_bytes: int = 128 << 20  # receive-queue budget per peer, in bytes (see RCVHWM above)
     linger_ms: int = 0
     reconnect_ivl_max_ms: int = 2_000
     identity: bytes | None = None
@@ -56,10 +66,11 @@ def make_socket(ctx: zmq.Context[Any], kind: int, options: SocketOptions = Socke
         except BaseException:
             sock.close(0)
             raise
-    sock.setsockopt(zmq.MAXMSGSIZE, options.max_msg_size)
+    max_size = min(options.max_msg_size, SUBSCRIPTION_MAX_BYTES) if kind == zmq.PUB else options.max_msg_size
+    sock.setsockopt(zmq.MAXMSGSIZE, max_size)
     sock.setsockopt(zmq.LINGER, options.linger_ms)
     sock.setsockopt(zmq.SNDHWM, options.hwm)
-    sock.setsockopt(zmq.RCVHWM, options.hwm)
+    sock.setsockopt(zmq.RCVHWM, receive_hwm(options))
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, options.reconnect_ivl_max_ms)
     if kind == zmq.ROUTER:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -70,12 +81,18 @@ def make_socket(ctx: zmq.Context[Any], kind: int, options: SocketOptions = Socke
     return sock
 
 
+def receive_hwm(options: SocketOptions) -> int:
+    """Frames queued per peer so that they hold at most `recv_bytes` (at least 16)."""
+    return max(16, min(options.hwm, options.recv_bytes // max(1, options.max_msg_size)))
+
+
 def parse_frame(frame: bytes, peer: str = "?") -> Envelope | None:
     """Decode one frame; on any wire error log one line and return None (drop it)."""
     try:
         return decode(frame)
     except WireError as exc:
-        log.warning("dropped malformed frame from %s: %s", peer, exc)
+        log.warning("dropped malformed frame from %s: %s", peer, exc,
+                    extra={"SCHEDCTL_CAUSE": f"malformed:{type(exc).__name__}"})
         return None
 
 
@@ -108,5 +125,5 @@ def split_router_frames(frames: list[bytes]) -> tuple[bytes, bytes] | None:
     return frames[0], frames[1]
 
 
-__all__ = ["Curve", "SocketOptions", "authenticated", "encode", "guard", "make_socket", "parse_frame",
-           "split_router_frames"]
+__all__ = ["SUBSCRIPTION_MAX_BYTES", "Curve", "SocketOptions", "authenticated", "encode", "guard", "make_socket",
+           "parse_frame", "receive_hwm", "split_router_frames"]

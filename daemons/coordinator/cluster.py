@@ -12,7 +12,13 @@ one generation. So:
 Liveness. A node not heard from for `dead_after_s` is dead (`node_dead`); policies never
 see it as a candidate. A later frame of the same gen brings it back (`node_recovered`), a
 new gen is a restart. Dead nodes stay in the book (and in `schedctl status`) so an
-operator sees them.
+operator sees them, for `reap_after_s`; then they are forgotten (`node_reaped`).
+
+Bounds. The book holds at most `max_nodes` names (far above any real cluster): when it is
+full, the dead are reaped early, and a new name beyond that is refused (counted in
+`refused_nodes`, logged at a bounded rate), so a stream of forged names cannot grow the
+coordinator's memory. Status rows are cut to `STATUS_BUDGET_BYTES` so the reply stays
+under the frame limit at the cap; `status_page` says how many were left out.
 
 Pending. Every placement is remembered with its time. When a node's state arrives, the
 placements older than `settle_s` are assumed to be reflected in it and are forgotten; the
@@ -26,13 +32,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemons.bus.messages import NodeState
+from daemons.bus.messages import STATUS_BUDGET_BYTES, NodeState, fit_rows
 from daemons.policy import CatalogItem, ClusterView, Decision, LoadedModel, NodeView, with_placement
 from daemons.policy.view import with_node
 
 log = logging.getLogger("schedctl.coordinator")
 
 RETIRED_GENS = 8  # previous lives remembered per node name
+MAX_NODES = 10_000
+REAP_AFTER_S = 600.0
 
 Event = tuple[str, str, str]  # (kind, node, detail)
 
@@ -86,22 +94,32 @@ class ClusterBook:
     from scratch on every state would cost more than the decisions themselves.
     """
 
-    def __init__(self, dead_after_s: float, settle_s: float) -> None:
+    def __init__(self, dead_after_s: float, settle_s: float, max_nodes: int = MAX_NODES,
+                 reap_after_s: float = REAP_AFTER_S) -> None:
         self.dead_after_s = dead_after_s
         self.settle_s = settle_s
+        self.max_nodes = max_nodes
+        self.reap_after_s = reap_after_s
         self.records: dict[str, NodeRecord] = {}
         self._view = ClusterView.build([])
         self.stale_frames = 0
+        self.refused_nodes = 0
 
     # ----- ingestion ------------------------------------------------------------------
     def ingest(self, state: NodeState, now: float) -> list[Event]:
         """Take a node's published state; return the events it causes."""
         rec = self.records.get(state.node)
         if rec is None:
+            reaped = self._reap(now, 0.0) if len(self.records) >= self.max_nodes else []
+            if len(self.records) >= self.max_nodes:
+                self.refused_nodes += 1
+                log.warning("node table full (%d nodes, max_nodes): state of a new node refused", self.max_nodes,
+                            extra={"SCHEDCTL_CAUSE": "node-table-full"})
+                return reaped
             rec = self.records[state.node] = NodeRecord(state, now)
             rec.set_state(state, now)
             self._refresh(rec, catalog_changed=True)
-            return [("node_joined", state.node, f"endpoint {state.endpoint} gen {state.gen}")]
+            return [*reaped, ("node_joined", state.node, f"endpoint {state.endpoint} gen {state.gen}")]
         if state.gen == rec.state.gen:
             return self._same_gen(rec, state, now)
         if state.gen in rec.retired:
@@ -145,7 +163,19 @@ class ClusterBook:
                 rec.pending.clear()
                 self._refresh(rec, catalog_changed=True)
                 events.append(("node_dead", name, f"silent for {silent:.1f} s (limit {self.dead_after_s} s)"))
-        return events
+        return events + self._reap(now, self.reap_after_s)
+
+    def _reap(self, now: float, after_s: float) -> list[Event]:
+        """Forget the nodes dead and silent for longer than `after_s`."""
+        gone = [name for name, r in self.records.items()
+                if not r.alive and now - r.heard > max(after_s, self.dead_after_s)]
+        if not gone:
+            return []
+        for name in gone:
+            del self.records[name]
+        # Rare (once per reaped batch): rebuild rather than teach the view to forget a node.
+        self._view = ClusterView.build([r.view() for r in self.records.values()], self._view.cursor)
+        return [("node_reaped", name, f"dead for more than {after_s:g} s") for name in gone]
 
     # ----- decisions ----------------------------------------------------------------------
     def view(self) -> ClusterView:
@@ -167,8 +197,15 @@ class ClusterBook:
         return {name: r.state.endpoint for name, r in self.records.items() if r.alive and r.state.endpoint}
 
     def status_rows(self, now: float) -> list[dict[str, Any]]:
-        """One row per node for StatusReply, sorted by name."""
-        return [_row(rec, now) for _, rec in sorted(self.records.items())]
+        """One row per node for StatusReply, sorted by name (cut to the reply's budget)."""
+        return self.status_page(now)[0]
+
+    def status_page(self, now: float, budget: int = STATUS_BUDGET_BYTES) -> tuple[list[dict[str, Any]], int]:
+        """Status rows, alive nodes first, as many as fit `budget` bytes packed (then sorted
+        by name); and how many were left out."""
+        ordered = sorted(self.records.items(), key=lambda kv: (not kv[1].alive, kv[0]))
+        rows, omitted = fit_rows([_row(rec, now) for _, rec in ordered], budget)
+        return sorted(rows, key=lambda r: str(r["node"])), omitted
 
 
 def _row(rec: NodeRecord, now: float) -> dict[str, Any]:

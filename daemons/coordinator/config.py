@@ -45,6 +45,8 @@ class CoordinatorConfig:
     policy: str = DEFAULT_POLICY  # a name in daemons.policy.POLICIES
     dead_after_s: float = 3.0  # a node not heard from for this long is dead (3 missed beats)
     seed: int = 0  # seeds the policy's tie-breaking, so a run can be repeated exactly
+    max_nodes: int = 10_000  # node names kept at most (forged names cannot grow memory)
+    reap_after_s: float = 600.0  # a dead node is forgotten (and leaves `schedctl status`) after this
     # How long a placement keeps counting as pending load on its node once newer state
     # from the node has arrived: long enough for the loadgen to forward the request and
     # the node to report it, short enough that a lost request does not skew load for long.
@@ -76,6 +78,9 @@ class CoordinatorConfig:
             raise ConfigError("name must be a non-empty string")
         get_policy(self.policy)  # raises ConfigError naming the known policies
         _positive("dead_after_s", self.dead_after_s)
+        _positive("reap_after_s", self.reap_after_s)
+        if not isinstance(self.max_nodes, int) or isinstance(self.max_nodes, bool) or self.max_nodes < 1:
+            raise ConfigError(f"max_nodes must be an integer >= 1, got {self.max_nodes!r}")
         if not isinstance(self.settle_s, int | float) or self.settle_s < 0:
             raise ConfigError(f"settle_s must be a number >= 0, got {self.settle_s!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

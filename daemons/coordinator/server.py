@@ -112,7 +112,7 @@ class Coordinator:
         self.config = config
         self.policy = get_policy(config.policy)
         self.rng = Random(config.seed)
-        self.book = ClusterBook(config.dead_after_s, config.settle_s)
+        self.book = ClusterBook(config.dead_after_s, config.settle_s, config.max_nodes, config.reap_after_s)
         self.inbox = StateInbox()
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
         self.queue: AdmissionQueue[Asked] = AdmissionQueue(config.queue)
@@ -398,8 +398,10 @@ class Coordinator:
                 self._reply(identity, answer, env.id)
         elif isinstance(body, StatusRequest):
             self.counts["status"] += 1
-            rows = self.book.status_rows(time.monotonic())
+            rows, omitted = self.book.status_page(time.monotonic())
             info = {**self._ha_info(), **self.queue.status()}
+            if omitted:  # the reply stays under the frame limit at any cluster size
+                info = {**info, "omitted_nodes": omitted, "refused_nodes": self.book.refused_nodes}
             self._reply(identity, StatusReply("coordinator", rows, info), env.id)
         else:
             self._drop(f"{env.type!r} from {env.sender!r} on the request socket "

@@ -176,6 +176,7 @@ def run(config: EmulatorConfig) -> None:
         app,
         log_level="warning",
         access_log=False,
+        log_config=None,  # uvicorn's records go through our handler: rate-limited per cause (bus/logs.py)
         lifespan="on",
         http="auto",  # httptools and uvloop when installed (uvicorn[standard]); h11 + asyncio otherwise
         loop="auto",

@@ -81,6 +81,15 @@ class GossipConfig:
     dead_reap_time: float = 60.0
     # A join resends its sync request to the seeds this often until someone answers.
     join_retry_interval: float = 2.0
+    # Most members (self included, dead ones until reaped) kept: a flood of forged or
+    # short-lived ids cannot grow the table without bound. Far above any real cluster.
+    max_members: int = 16_384
+    # --- bounds on claims (see state.py "Bounds on claims") ---
+    # A claim relayed by someone else may raise a member's incarnation by at most this
+    # much; only the member itself raises it further.
+    max_incarnation_step: int = 16
+    # Slack on top of a record's legitimate growth (one version per record_min_interval).
+    max_version_step: int = 64
 
     # --- local health (Lifeguard) ---
     # The Local Health Multiplier ranges over 0..awareness_max_multiplier-1 and scales
@@ -119,7 +128,8 @@ class GossipConfig:
         at_least = {
             "indirect_checks": 0, "gossip_nodes": 1, "suspicion_mult": 1,
             "suspicion_max_timeout_mult": 1, "retransmit_mult": 1, "awareness_max_multiplier": 1,
-            "loop_lag_recovery_ticks": 1, "max_queue_items": 16,
+            "loop_lag_recovery_ticks": 1, "max_queue_items": 16, "max_members": 2,
+            "max_incarnation_step": 1, "max_version_step": 1,
         }
         for name, low in at_least.items():
             value = getattr(self, name)

@@ -35,6 +35,12 @@ MAX_ADDR_LEN = 256
 MAX_ITEMS = 1024  # piggyback items or sync entries in one frame
 MAX_BODY_DEPTH = 8
 _U63 = (1 << 63) - 1
+# Wire ranges (REFERENCE §6.4). An incarnation grows by one per refutation and a record
+# version by one per publication (at most 2/s): 2^32 lasts 68 years at the fastest rate.
+# A generation is the boot time in ms, a sequence number a counter: int63 for both.
+MAX_INCARNATION = (1 << 32) - 1
+MAX_VERSION = (1 << 32) - 1
+MAX_GENERATION = _U63
 
 
 class GossipDecodeError(ValueError):
@@ -292,7 +298,7 @@ def _message(raw: Any) -> Message:
     items = _list(piggyback, "piggyback", MAX_ITEMS)
     return Message(
         sender=_node_id(sender, "sender"),
-        incarnation=_int(inc, "incarnation"),
+        incarnation=_inc(inc, "incarnation"),
         seq=_int(seq, "seq"),
         body=_body(t, body),
         piggyback=tuple(_item(i) for i in items),
@@ -331,13 +337,13 @@ def _body(t: MsgType, raw: Any) -> Body:
     if t is MsgType.PING_REQ:
         return PingReq(_node_id(f[0], "target"), _addr(f[1]))
     if t is MsgType.ALIVE:
-        return Alive(_node_id(f[0], "node"), _addr(f[1]), _int(f[2], "gen"), _int(f[3], "inc"))
+        return Alive(_node_id(f[0], "node"), _addr(f[1]), _int(f[2], "gen"), _inc(f[3]))
     if t is MsgType.SUSPECT:
-        return Suspect(_node_id(f[0], "node"), _int(f[1], "gen"), _int(f[2], "inc"), _node_id(f[3], "origin"))
+        return Suspect(_node_id(f[0], "node"), _int(f[1], "gen"), _inc(f[2]), _node_id(f[3], "origin"))
     if t is MsgType.DEAD:
-        return Dead(_node_id(f[0], "node"), _int(f[1], "gen"), _int(f[2], "inc"), _node_id(f[3], "origin"))
+        return Dead(_node_id(f[0], "node"), _int(f[1], "gen"), _inc(f[2]), _node_id(f[3], "origin"))
     if t is MsgType.STATE:
-        return State(_node_id(f[0], "node"), _int(f[1], "gen"), _int(f[2], "ver"), record_body(f[3]))
+        return State(_node_id(f[0], "node"), _int(f[1], "gen"), _record_ver(f[2]), record_body(f[3]))
     if t is MsgType.SYNC_REQ:
         return SyncReq(_bool(f[0], "join"), _digest(f[1]))
     entries = tuple(_sync_entry(e) for e in _list(f[2], "entries", MAX_ITEMS * 4))
@@ -363,7 +369,7 @@ def _digest(raw: Any) -> tuple[DigestEntry, ...]:
         if len(f) != 5:
             raise GossipDecodeError("digest-entry", "must have 5 fields")
         out.append(DigestEntry(
-            _node_id(f[0], "node"), _int(f[1], "gen"), _int(f[2], "inc"), _status(f[3]), _ver(f[4]),
+            _node_id(f[0], "node"), _int(f[1], "gen"), _inc(f[2]), _status(f[3]), _ver(f[4]),
         ))
     return tuple(out)
 
@@ -374,7 +380,7 @@ def _sync_entry(raw: Any) -> SyncEntry:
         raise GossipDecodeError("sync-entry", "must have 7 fields")
     body = None if f[6] is None else record_body(f[6])
     return SyncEntry(
-        _node_id(f[0], "node"), _addr(f[1]), _int(f[2], "gen"), _int(f[3], "inc"), _status(f[4]),
+        _node_id(f[0], "node"), _addr(f[1]), _int(f[2], "gen"), _inc(f[3]), _status(f[4]),
         _ver(f[5]), body,
     )
 
@@ -390,9 +396,21 @@ def _int(v: Any, what: str) -> int:
     return int(v)
 
 
+def _inc(v: Any, what: str = "inc") -> int:
+    if not _is_int(v) or not 0 <= v <= MAX_INCARNATION:
+        raise GossipDecodeError(f"field:{what}", "must be an integer in [0, 2^32)")
+    return int(v)
+
+
+def _record_ver(v: Any) -> int:
+    if not _is_int(v) or not 1 <= v <= MAX_VERSION:
+        raise GossipDecodeError("field:ver", "must be an integer in [1, 2^32)")
+    return int(v)
+
+
 def _ver(v: Any) -> int:
-    if not _is_int(v) or not -1 <= v <= _U63:
-        raise GossipDecodeError("field:ver", "must be an integer in [-1, 2^63)")
+    if not _is_int(v) or not -1 <= v <= MAX_VERSION:
+        raise GossipDecodeError("field:ver", "must be an integer in [-1, 2^32)")
     return int(v)
 
 
@@ -459,7 +477,8 @@ def _check_value(v: Any, depth: int) -> None:
 
 
 __all__ = [
-    "GOSSIP_TYPES", "MAX_ADDR_LEN", "MAX_ID_LEN", "PROTOCOL_VERSION", "Ack", "Alive", "Body", "Dead",
+    "GOSSIP_TYPES", "MAX_ADDR_LEN", "MAX_GENERATION", "MAX_ID_LEN", "MAX_INCARNATION", "MAX_VERSION",
+    "PROTOCOL_VERSION", "Ack", "Alive", "Body", "Dead",
     "DigestEntry", "GossipDecodeError", "GossipItem", "Message", "MsgType", "Nack", "Ping", "PingReq",
     "State", "Status", "Suspect", "SyncEntry", "SyncReq", "SyncResp", "decode", "encode", "entry_size",
     "item_size", "item_wire", "record_body",

@@ -68,7 +68,7 @@ def normalize_body(body: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
 class RecordPublisher:
     """The owner's side: stages body changes and turns them into versions at a bounded rate."""
 
-    __slots__ = ("_current", "_last_publish", "_pending", "gen", "node")
+    __slots__ = ("_current", "_floor", "_last_publish", "_pending", "gen", "node")
 
     def __init__(self, node: str, gen: int) -> None:
         self.node = node
@@ -76,6 +76,7 @@ class RecordPublisher:
         self._current: NodeRecord | None = None
         self._pending: dict[str, Any] | None = None
         self._last_publish = float("-inf")
+        self._floor = 0  # versions up to here were claimed by someone else: publish above
 
     @property
     def current(self) -> NodeRecord | None:
@@ -99,11 +100,28 @@ class RecordPublisher:
             return None
         return self._last_publish + interval
 
+    def raise_floor(self, ver: int) -> None:
+        self._floor = max(self._floor, ver)
+
+    def force_due(self) -> None:
+        """Let the staged body be published at once (a new life republishes its record)."""
+        self._last_publish = float("-inf")
+
+    def republish_above(self, now: float, ver: int) -> NodeRecord:
+        """The current body again at version `ver` + 1: the owner's refutation of a version
+        it never made (only the owner writes its record)."""
+        assert self._current is not None
+        body = self._pending if self._pending is not None else self._current.body
+        self._current = NodeRecord(self.node, self.gen, ver + 1, body)
+        self._pending = None
+        self._last_publish = now
+        return self._current
+
     def publish(self, now: float, interval: float) -> NodeRecord | None:
         """Turn the staged body into a new version if the rate limit allows."""
         if self._pending is None or now < self._last_publish + interval:
             return None
-        ver = 1 if self._current is None else self._current.ver + 1
+        ver = max(0 if self._current is None else self._current.ver, self._floor) + 1
         self._current = NodeRecord(self.node, self.gen, ver, self._pending)
         self._pending = None
         self._last_publish = now

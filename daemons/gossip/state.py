@@ -32,7 +32,34 @@ Protocol summary (REFERENCE §6.1-6.4), and why:
   one dead member is retried each round, as Serf's reconnect does).
 - Dead members are gossiped to for `gossip_to_the_dead_time`, kept until
   `dead_reap_time`, then forgotten, leaving a tombstone so stale gossip cannot
-  resurrect them.
+  resurrect them. The table holds at most `max_members`; newcomers beyond it are refused.
+
+Bounds on claims. Authentication (CURVE) says who sent a frame, not whether what it says
+about others is true, and one item with an extreme number used to cut a member off for
+good (a suspicion at incarnation 2^63 - 1 can never be refuted). SWIM's rule is that only
+member Mi increments Mi's incarnation (Das et al., SWIM, DSN 2002, §4.2), and memberlist
+refuses an alive message that changes a live member's address (`aliveNode`, state.go) and
+lets a remote DEAD only raise a suspicion when merging state (`mergeState`). Here:
+
+- first-hand (frame sender == the member the item is about) claims follow the plain rules
+  above; a relayed claim may raise a member's incarnation by at most
+  `max_incarnation_step` over what we know, and may not move a live member to another
+  address in the same generation;
+- a relayed new generation (a restart) must be a fresh life: incarnation at most
+  `max_incarnation_step`;
+- a relayed DEAD about a member we hold ALIVE only makes it SUSPECT (our own Lifeguard
+  timer decides, and the member can refute): one item never kills a live member;
+- a relayed record version may exceed the one we hold by at most the owner's
+  publication rate allows (one per `record_min_interval` since ours arrived) plus
+  `max_version_step`;
+- a member refutes any claim about itself it did not make: a suspicion or death (SWIM),
+  a record version above its own (republished one higher), and a generation above its own
+  (it takes a newer generation, as a restart would). Claims about itself beyond
+  `max_incarnation_step` over its own incarnation are lies and are ignored; if a refutation
+  would overflow the wire range, it takes a new generation instead, so no number, however
+  extreme, can silence a member that is still running.
+
+Refused claims are counted in `stats.extra["refused_claims"]`.
 """
 
 from __future__ import annotations
@@ -48,6 +75,9 @@ from daemons.gossip.awareness import Awareness
 from daemons.gossip.broadcast import BroadcastQueue
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.messages import (
+    MAX_GENERATION,
+    MAX_INCARNATION,
+    MAX_VERSION,
     Ack,
     Alive,
     Body,
@@ -356,6 +386,11 @@ class Memberlist:
             self._apply_items(now, (body,), msg.sender)
         return self._flush()
 
+    def _refuse(self, what: str) -> None:
+        self.stats.extra["refused_claims"] = self.stats.extra.get("refused_claims", 0) + 1
+        key = f"refused:{what}"
+        self.stats.extra[key] = self.stats.extra.get(key, 0) + 1
+
     def drain_events(self) -> list[MemberEvent]:
         """Membership events since the last call, oldest first."""
         events, self._events = self._events, []
@@ -524,28 +559,54 @@ class Memberlist:
         records: list[State] = []
         for item in items:
             if isinstance(item, Alive):
-                self._on_alive(now, item)
+                self._on_alive(now, item, sender)
             elif isinstance(item, Suspect):
-                self._on_suspect(now, item)
+                self._on_suspect(now, item, sender)
             elif isinstance(item, Dead):
-                self._on_dead(now, item)
+                self._on_dead(now, item, sender)
             else:
                 records.append(item)
         # Records last: a record about a member we learn in the same frame must find it.
         for rec in records:
-            self._on_state(now, rec)
+            self._on_state(now, rec, sender)
 
-    def _on_alive(self, now: float, a: Alive) -> None:
+    def _self_claim(self, gen: int, inc: int) -> bool:
+        """A claim about us at (gen, inc) that contradicts us: refute it; True if handled."""
+        if gen > self.generation:
+            self.stats.conflicts += 1
+            self._regenerate(gen)  # someone claims a newer life of ours: take an even newer one
+            return True
+        if gen != self.generation:
+            return True  # about a previous life
+        if inc > self.incarnation + self.config.max_incarnation_step:
+            self._refuse("self-incarnation")  # nobody can know a higher incarnation of ours
+            return True
+        return False
+
+    def _relayed_inc_ok(self, m: _Member, gen: int, inc: int, sender: str) -> bool:
+        """SWIM: only the member raises its incarnation; a relay may carry it a little further."""
+        if sender == m.node or gen != m.gen or inc <= m.inc + self.config.max_incarnation_step:
+            return True
+        self._refuse("incarnation")
+        return False
+
+    def _on_alive(self, now: float, a: Alive, sender: str = "") -> None:
         if a.node == self.node_id:
-            if a.gen == self.generation and (a.inc > self.incarnation or a.addr != self.addr):
+            if self._self_claim(a.gen, a.inc):
+                return
+            if a.inc > self.incarnation or a.addr != self.addr:
                 self.stats.conflicts += 1
                 self._refute(a.inc)
             return
+        firsthand = sender == a.node
         m = self._members.get(a.node)
         if m is None:
             tomb = self._tombstones.get(a.node)
             if tomb is not None and (a.gen, a.inc) <= tomb:
                 return  # stale gossip about a member we already buried
+            if len(self._members) >= self.config.max_members:
+                self._refuse("member-cap")
+                return
             self._tombstones.pop(a.node, None)
             m = _Member(a.node, a.addr, a.gen, a.inc, Status.ALIVE, now)
             self._add_member(m)
@@ -554,6 +615,9 @@ class Memberlist:
             self._adopt_orphan(m, now)
             return
         if a.gen > m.gen:
+            if not firsthand and a.inc > self.config.max_incarnation_step:
+                self._refuse("generation")  # a relayed restart must be a fresh life
+                return
             m.gen, m.inc, m.addr = a.gen, a.inc, a.addr
             if m.record is not None and m.record.gen < a.gen:
                 m.record = None  # the previous life's record is void
@@ -562,7 +626,10 @@ class Memberlist:
             self._broadcast(a)
             self._adopt_orphan(m, now)
             return
-        if a.gen < m.gen or a.inc <= m.inc:
+        if a.gen < m.gen or a.inc <= m.inc or not self._relayed_inc_ok(m, a.gen, a.inc, sender):
+            return
+        if not firsthand and a.addr != m.addr and m.status <= Status.SUSPECT:
+            self._refuse("address")  # memberlist: a live member keeps its address unless it says so
             return
         was = m.status
         m.inc, m.addr = a.inc, a.addr
@@ -571,13 +638,17 @@ class Memberlist:
             self._event(EventKind.ALIVE_AGAIN, m, now)
         self._broadcast(a)
 
-    def _on_suspect(self, now: float, s: Suspect) -> None:
+    def _on_suspect(self, now: float, s: Suspect, sender: str = "") -> None:
         if s.node == self.node_id:
-            if s.gen == self.generation and s.inc >= self.incarnation and not self._left:
+            if self._left or self._self_claim(s.gen, s.inc):
+                return
+            if s.inc >= self.incarnation:
                 self._refute(s.inc)
             return
         m = self._members.get(s.node)
         if m is None or s.gen != m.gen or s.inc < m.inc or m.status > Status.SUSPECT:
+            return
+        if not self._relayed_inc_ok(m, s.gen, s.inc, sender):
             return
         if m.suspicion is not None:
             m.inc = max(m.inc, s.inc)
@@ -595,10 +666,12 @@ class Memberlist:
         self._event(EventKind.SUSPECT, m, now, origin=s.origin)
         self._broadcast(s)
 
-    def _on_dead(self, now: float, d: Dead) -> None:
+    def _on_dead(self, now: float, d: Dead, sender: str = "") -> None:
         leaving = d.origin == d.node
         if d.node == self.node_id:
-            if d.gen == self.generation and d.inc >= self.incarnation and not self._left:
+            if self._left or self._self_claim(d.gen, d.inc):
+                return
+            if d.inc >= self.incarnation:
                 self._refute(d.inc)
             return
         m = self._members.get(d.node)
@@ -606,6 +679,16 @@ class Memberlist:
             return
         new = Status.LEFT if leaving else Status.DEAD
         if d.gen < m.gen or (d.gen == m.gen and (d.inc, new) <= (m.inc, m.status)):
+            return
+        if d.gen > m.gen and sender != d.node:
+            self._refuse("generation")  # only the member speaks of a life we have not seen
+            return
+        if not self._relayed_inc_ok(m, d.gen, d.inc, sender):
+            return
+        if not leaving and m.status is Status.ALIVE and sender != self.node_id:
+            # One DEAD about a member we hold alive only starts our own suspicion (memberlist's
+            # mergeState rule, applied to gossip too): our timer decides, and it can refute.
+            self._on_suspect(now, Suspect(d.node, d.gen, d.inc, d.origin), sender)
             return
         if d.gen > m.gen:
             m.gen = d.gen
@@ -616,9 +699,13 @@ class Memberlist:
         self._event(EventKind.LEFT if leaving else EventKind.DEAD, m, now, origin=d.origin)
         self._broadcast(d)
 
-    def _on_state(self, now: float, s: State) -> None:
+    def _on_state(self, now: float, s: State, sender: str = "") -> None:
         if s.node == self.node_id:
-            return  # only the owner writes its record
+            # Only the owner writes its record: a version of ours we never made is refuted by
+            # republishing ours above it, as an incarnation refutes a suspicion.
+            if not self._self_claim(s.gen, 0):
+                self._supersede_record(now, s.ver)
+            return
         m = self._members.get(s.node)
         if m is None or s.gen > m.gen:
             self._keep_orphan(s)  # its ALIVE may come in a later frame
@@ -626,6 +713,9 @@ class Memberlist:
         if s.gen < m.gen:
             return  # a previous life's record
         if m.record is not None and s.ver <= m.record.ver:
+            return
+        if m.record is not None and sender != s.node and s.ver > self._max_relayed_ver(m, now):
+            self._refuse("version")
             return
         m.record = NodeRecord(s.node, s.gen, s.ver, s.body)
         m.record_at = now
@@ -644,8 +734,52 @@ class Memberlist:
             del self._orphans[m.node]
             self._on_state(now, orphan)
 
+    def _max_relayed_ver(self, m: _Member, now: float) -> int:
+        """The highest version of `m`'s record its owner could have published by now."""
+        assert m.record is not None
+        interval = max(self.config.record_min_interval, 1e-3)
+        return m.record.ver + self.config.max_version_step + int(max(0.0, now - m.record_at) / interval)
+
+    def _supersede_record(self, now: float, claimed_ver: int) -> None:
+        current = self._publisher.current
+        if current is not None and claimed_ver <= current.ver:
+            return  # our own record, echoed
+        self._refuse("self-record")
+        if claimed_ver >= MAX_VERSION:
+            self._regenerate(self.generation)
+            return
+        if current is None:
+            self._publisher.raise_floor(claimed_ver)  # our first version will go above it
+            return
+        rec = self._publisher.republish_above(now, claimed_ver)
+        me = self._members[self.node_id]
+        me.record, me.record_at = rec, now
+        self._broadcast(State(rec.node, rec.gen, rec.ver, dict(rec.body)))
+
+    def _regenerate(self, claimed_gen: int) -> None:
+        """Take a generation above `claimed_gen`, as a restart would: incarnation and record
+        versions start again, and the new life beats every claim about the old ones."""
+        if claimed_gen >= MAX_GENERATION:
+            self._refuse("self-generation")  # cannot go higher; the claim stays a lie
+            return
+        self.generation = claimed_gen + 1
+        self.incarnation = 0
+        me = self._members[self.node_id]
+        me.gen, me.inc = self.generation, 0
+        current = self._publisher.current
+        self._publisher = RecordPublisher(self.node_id, self.generation)
+        if current is not None:
+            self._publisher.stage(dict(current.body))
+            self._publisher.force_due()
+        self.stats.refutations += 1
+        self._broadcast(Alive(self.node_id, self.addr, self.generation, 0))
+        self._publish_record(self._now)
+
     def _refute(self, accused_inc: int) -> None:
         """Only we raise our incarnation: above both our own and the accusation's."""
+        if accused_inc >= MAX_INCARNATION:
+            self._regenerate(self.generation)  # out of incarnations: a new life instead
+            return
         self.incarnation = max(self.incarnation + 1, accused_inc + 1)
         me = self._members[self.node_id]
         me.inc = self.incarnation
@@ -752,8 +886,9 @@ class Memberlist:
     def _check_self_in_digest(self, digest: Iterable[DigestEntry]) -> None:
         for d in digest:
             if d.node == self.node_id:
-                accused = d.gen == self.generation and d.status > Status.ALIVE and d.inc >= self.incarnation
-                if accused and not self._left:
+                if self._left or self._self_claim(d.gen, d.inc):
+                    return
+                if d.status > Status.ALIVE and d.inc >= self.incarnation:
                     self._refute(d.inc)
                 return
 
@@ -792,17 +927,17 @@ class Memberlist:
             if e.status > Status.SUSPECT:
                 self._bury(e.node, e.gen, e.inc)  # remember, so stale gossip stays dead
                 return
-            self._on_alive(now, Alive(e.node, e.addr, e.gen, e.inc))
+            self._on_alive(now, Alive(e.node, e.addr, e.gen, e.inc), sender)
         if e.status is Status.ALIVE:
-            self._on_alive(now, Alive(e.node, e.addr, e.gen, e.inc))
+            self._on_alive(now, Alive(e.node, e.addr, e.gen, e.inc), sender)
         elif e.status is Status.LEFT:
-            self._on_dead(now, Dead(e.node, e.gen, e.inc, e.node))
+            self._on_dead(now, Dead(e.node, e.gen, e.inc, e.node), sender)
         else:
             # memberlist mergeState: a remote DEAD only makes us suspect, so one confused
             # member cannot kill others without our own timer running out.
-            self._on_suspect(now, Suspect(e.node, e.gen, e.inc, sender))
+            self._on_suspect(now, Suspect(e.node, e.gen, e.inc, sender), sender)
         if e.body is not None and e.ver >= 1:
-            self._on_state(now, State(e.node, e.gen, e.ver, e.body))
+            self._on_state(now, State(e.node, e.gen, e.ver, e.body), sender)
 
     @staticmethod
     def _chunk(entries: list[SyncEntry], budget: int) -> list[list[SyncEntry]]:

@@ -52,6 +52,7 @@ class NodeConfig:
     gossip_advertise: str = ""  # how peers reach gossip_bind; empty = same
     seeds: tuple[str, ...] = ()  # gossip addresses of peers to join through
     gossip_preset: str = "lan"  # lan | wan | local | ci (daemons/gossip/config.py)
+    gossip_max_members: int = 16_384  # members a peer keeps at most (far above any real cluster)
     gossip_policy: str = "power-of-d"  # local-first | power-of-d | sparrow
     max_hops: int = 1  # how often a request may be forwarded before it must be served
     # Gossip mode: a request no peer in our view can take waits here (admission.py), at most
@@ -64,6 +65,9 @@ class NodeConfig:
             raise ConfigError(f"gpu_backend must be auto, nvml or emulated, not {self.gpu_backend!r}")
         if self.scheduler not in ("centralized", "gossip"):
             raise ConfigError(f"scheduler must be centralized or gossip, not {self.scheduler!r}")
+        if not isinstance(self.gossip_max_members, int) or isinstance(self.gossip_max_members, bool) \
+                or self.gossip_max_members < 2:
+            raise ConfigError(f"gossip_max_members must be an integer >= 2, got {self.gossip_max_members!r}")
         if not self.launcher or "{port}" not in " ".join(self.launcher):
             raise ConfigError("launcher must be a command list containing {port} (and usually {model})")
         unknown = sorted(set(self.preload) - set(self.models))

@@ -37,7 +37,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import zmq
@@ -107,7 +107,8 @@ class Peering:
         self.queue = AdmissionQueue(QueueLimits(c.queue_limit, c.queue_timeout_s))
         # Gossip shares the node's context, so its ROUTER is checked by the node's ZAP handler.
         self.agent = GossipAgent(c.name, c.gossip_bind, advertise=c.gossip_advertise or None, seeds=c.seeds,
-                                 config=GossipConfig.preset(c.gossip_preset), ctx=self.ctx,
+                                 config=replace(GossipConfig.preset(c.gossip_preset), max_members=c.gossip_max_members),
+                                 ctx=self.ctx,
                                  curve_server=self.security.bind_server(), curve_client=self.security.client)
         self.policy = get_peer_policy(c.gossip_policy)
         self.agent.add_listener(self._on_member_event)
@@ -262,7 +263,7 @@ class Peering:
                        decision.action, request.hops + 1, request.max_hops, [*request.route, self.config.name])
         self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node},
                                                      decision.endpoint)
-        log.info("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
+        log.debug("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
                  extra={"SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_NODE": decision.node,
                         "SCHEDCTL_ACTION": decision.action})
         try:

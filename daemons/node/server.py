@@ -45,6 +45,7 @@ from daemons.bus.messages import (
     StatusRequest,
     WitnessQuery,
     WitnessVote,
+    status_reply,
 )
 from daemons.bus.schema import to_dict
 from daemons.bus.security import Security, SecurityConfig, stop_zap
@@ -293,7 +294,7 @@ class NodeServer:
         info: dict[str, Any] = {"epoch": self.epoch}
         if self.peering is not None:
             info.update(self.peering.queue.status())
-            return StatusReply("gossip-peer", self.peering.status_rows(), info)
+            return status_reply("gossip-peer", self.peering.status_rows(), info)  # cut to the frame limit
         return StatusReply("node", [to_dict(self.snapshot())], info)
 
     def _spawn(self, coro: Any) -> None:
@@ -319,7 +320,7 @@ class NodeServer:
         ready = self.manager.ready(request.model)  # as the request arrives, before any wait
         instance, cold = await self.manager.acquire(request.model)
         action = served_action(request.action, cold, ready)
-        log.info("serving %s with %s", request.request_id, action, extra={
+        log.debug("serving %s with %s", request.request_id, action, extra={
             "SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_MODEL": request.model,
             "SCHEDCTL_ACTION": action, "SCHEDCTL_NODE": self.config.name})
         try:

@@ -101,7 +101,9 @@ def test_precedence_within_a_generation() -> None:
     gossip(ml, Alive("p0", "sim://p0", 1, 1))
     assert status(ml, "p0") == (Status.ALIVE, 1)  # a higher incarnation refutes
     gossip(ml, Dead("p0", 1, 1, "x"))
-    assert status(ml, "p0") == (Status.DEAD, 1)  # Dead beats Alive at its incarnation
+    assert status(ml, "p0") == (Status.SUSPECT, 1)  # a relayed Dead about a live member: suspicion only
+    gossip(ml, Dead("p0", 1, 1, "x"))
+    assert status(ml, "p0") == (Status.DEAD, 1)  # Dead beats Suspect at its incarnation
     gossip(ml, Suspect("p0", 1, 5, "x"))
     assert status(ml, "p0") == (Status.DEAD, 1)  # the dead are not suspected
     gossip(ml, Alive("p0", "sim://p0", 1, 1))
@@ -111,7 +113,8 @@ def test_precedence_within_a_generation() -> None:
     gossip(ml, Dead("p0", 1, 1, "x"))
     assert status(ml, "p0") == (Status.ALIVE, 2)  # stale death is ignored
     kinds = [e.kind for e in ml.drain_events()]
-    assert kinds == [EventKind.SUSPECT, EventKind.ALIVE_AGAIN, EventKind.DEAD, EventKind.ALIVE_AGAIN]
+    assert kinds == [EventKind.SUSPECT, EventKind.ALIVE_AGAIN, EventKind.SUSPECT, EventKind.DEAD,
+                     EventKind.ALIVE_AGAIN]
 
 
 def test_new_generation_beats_everything_and_voids_old_record() -> None:

@@ -91,3 +91,18 @@ def test_gpu_units_keep_devices_reachable(root: Path, unit: str) -> None:
     assert "DeviceAllow=char-nvidia* rw" in text
     assert not re.search(r"^(PrivateDevices|MemoryDenyWriteExecute)=yes", text, flags=re.M)
     assert exposure(root, unit) < 5.0  # hardened as far as a CUDA process allows
+
+
+LIMITS_OWNED_ELSEWHERE = {"tgi@.service"}  # its limits come with the TGI unit's own change
+
+
+@pytest.mark.parametrize("name", sorted(n for n in UNITS if n.endswith(".service")))
+def test_every_service_bounds_its_file_descriptors_and_memory(name: str) -> None:
+    text = (UNITS_DIR / name).read_text()
+    keys = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
+    if name in LIMITS_OWNED_ELSEWHERE and "LimitNOFILE" not in keys:
+        pytest.skip(f"{name}: limits are added by the change that owns that unit")
+    assert "LimitNOFILE" in keys, f"{name} sets no LimitNOFILE"
+    assert keys & {"MemoryMax", "MemoryHigh"}, f"{name} sets neither MemoryMax nor MemoryHigh"
+    nofile = re.search(r"^LimitNOFILE=(\d+)$", text, re.MULTILINE)
+    assert nofile is not None and 1024 <= int(nofile.group(1)) <= 1 << 20
