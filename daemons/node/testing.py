@@ -36,7 +36,9 @@ class NodeProcess:
         self.bind = bind
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([schedctl(), "start", "node", "--config", str(config_path)],
+        # DEBUG: tests read the per-request lines (serving, forwarding), which a deployment keeps quiet.
+        command = [schedctl(), "start", "node", "--config", str(config_path), "--log-level", "DEBUG"]
+        self.proc = subprocess.Popen(command,
                                      stdout=self._log, stderr=subprocess.STDOUT, pass_fds=[h.fileno() for h in held],
                                      env=activation.child_env(held, die_with_parent=False))
 
