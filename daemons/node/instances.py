@@ -4,6 +4,17 @@ One instance serves one model. Memory is booked in a ledger the moment a load st
 so two concurrent loads can never both "fit" into the same free gigabytes. When a load
 does not fit, idle instances (no request running) are stopped, least recently used
 first; a busy instance is never evicted under a running request.
+
+Instances are the node's own children (`backend = "emulator"`: `schedctl start
+emulator`; `backend = "tgi"`: `text-generation-launcher`, TGI's or the emulator's
+`schedctl-tgi-launcher` installed under that name), supervised here: a death fails the
+instance's streams at once and frees its memory.
+
+Ports: the node picks a free port and the launcher binds it later, so another process
+can take it in between. That race is harmless: an instance counts as ready only when
+`/health` answers 200 *and* the listening socket belongs to the launcher's process
+tree; a launcher that dies while its port is held by someone else, or a port answered
+by a foreign server, is retried on a new port (`PORT_ATTEMPTS` in all).
 """
 
 from __future__ import annotations
@@ -11,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import logging
+import math
 import shutil
 import signal
 import socket
@@ -22,12 +35,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from daemons.bus.errors import ConfigError
 from daemons.node.backend import Backend, BackendRequestError, httpx
 from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig
 
 log = logging.getLogger("schedctl.node.instances")
 STOP_GRACE_S = 5.0
+#: Launches of one instance on fresh ports before a port race counts as a failure.
+PORT_ATTEMPTS = 4
+HEALTH_POLL_S = 0.05
+
+
+class PortTaken(Exception):
+    """The instance's port is held by a process outside its launcher's tree."""
 
 
 @dataclass(eq=False)
@@ -56,8 +79,11 @@ class ModelManager:
         self._memory_total = memory_total
         self._on_change = on_change
         self.instances: dict[str, Instance] = {}
+        self.template = config.launch_template
+        check_launcher(config.backend, self.template)
         self._probe = httpx.AsyncClient(timeout=2.0)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.port_retries = 0  # launches repeated because another process held the port
 
     def ledger_used(self) -> int:
         return sum(i.footprint for i in self.instances.values())
@@ -131,17 +157,42 @@ class ModelManager:
     async def _load(self, instance: Instance) -> None:
         started = time.monotonic()
         try:
-            instance.proc = await self._launch(instance)
-            self._spawn(self._watch(instance, instance.proc))
-            await asyncio.wait_for(self._until_healthy(instance), self.config.load_timeout_s)
+            await asyncio.wait_for(self._launch_until_ready(instance), self.config.load_timeout_s)
         except (OSError, TimeoutError, BackendRequestError) as exc:
             await self._fail(instance, f"loading {instance.model} failed: {exc or type(exc).__name__}")
             return
         instance.state = "ready"
         instance.ready.set()
+        self._spawn(self._watch(instance, instance.proc))
         log.info("loaded %s on port %d in %.2f s", instance.model, instance.port, time.monotonic() - started,
                  extra={"SCHEDCTL_MODEL": instance.model})
         self._on_change()
+
+    async def _launch_until_ready(self, instance: Instance) -> None:
+        """Launch and wait for /health; on a lost port race, again on a new port."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            instance.proc = proc = await self._launch(instance)
+            try:
+                await self._until_healthy(instance, proc)
+                return
+            except PortTaken as exc:
+                await _terminate(proc)
+                if attempt == PORT_ATTEMPTS:
+                    raise BackendRequestError("load_failed", f"{exc}; gave up after {attempt} ports") from None
+                old = instance.port
+                await self._move(instance, _free_port())
+                self.port_retries += 1
+                log.warning("%s: %s; launching again on port %d", instance.model, exc, instance.port,
+                            extra={"SCHEDCTL_MODEL": instance.model})
+                log.debug("port %d given up for %s", old, instance.model)
+            except BaseException:
+                await _terminate(proc)
+                raise
+
+    async def _move(self, instance: Instance, port: int) -> None:
+        await instance.backend.close()
+        instance.port = port
+        instance.backend = Backend(f"http://127.0.0.1:{port}", self._probe)
 
     async def _launch(self, instance: Instance) -> asyncio.subprocess.Process:
         argv = self._argv(instance)
@@ -150,19 +201,32 @@ class ModelManager:
             *argv, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent)
 
     def _argv(self, instance: Instance) -> list[str]:
+        total = max(self._memory_total(), 1)
+        fraction = min(math.ceil(instance.footprint / total * 1e4) / 1e4, 1.0)
         values = {"model": instance.model, "port": str(instance.port), "gpu": self.config.gpu,
                   "tier": self.config.checkpoint_tier, "kv_tokens": str(self.config.kv_tokens),
                   "init_s": str(self.config.init_s), "master_port": str(instance.port + 20000),
-                  "schedctl": schedctl_command()}
-        return [arg.format(**values) for arg in self.config.launcher]
+                  "memory_fraction": f"{fraction:.4f}", "schedctl": schedctl_command()}
+        return [arg.format(**values) for arg in self.template]
 
-    async def _until_healthy(self, instance: Instance) -> None:
-        while not await instance.backend.healthy():
-            if instance.state == "failed":
-                raise BackendRequestError("load_failed", instance.failure)
-            await asyncio.sleep(0.05)
+    async def _until_healthy(self, instance: Instance, proc: asyncio.subprocess.Process) -> None:
+        """Until our launcher's server answers /health 200; PortTaken if the port is someone else's."""
+        while True:
+            if proc.returncode is not None:
+                if await asyncio.to_thread(port_in_use, instance.port):
+                    raise PortTaken(f"port {instance.port} is held by another process "
+                                    f"(the launcher exited with {_describe_exit(proc.returncode)})")
+                raise BackendRequestError("load_failed", f"the launcher (pid {proc.pid}) exited with "
+                                          f"{_describe_exit(proc.returncode)} before it was ready")
+            if await instance.backend.healthy():
+                if await asyncio.to_thread(listener_is_ours, instance.port, proc.pid):
+                    return
+                raise PortTaken(f"port {instance.port} is answered by a process outside the launcher's tree")
+            await asyncio.sleep(HEALTH_POLL_S)
 
-    async def _watch(self, instance: Instance, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, instance: Instance, proc: asyncio.subprocess.Process | None) -> None:
+        if proc is None:
+            return
         code = await proc.wait()
         if instance.state != "evicting":
             await self._fail(instance, f"instance of {instance.model} (pid {proc.pid}) exited with "
@@ -231,6 +295,43 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True if binding host:port fails because something holds it."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT does not count
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def listener_is_ours(port: int, root_pid: int) -> bool:
+    """True if the socket listening on `port` belongs to `root_pid` or one of its descendants.
+
+    Another user's process shows no pid (its /proc entries are closed to us): not ours."""
+    try:
+        tree = {root_pid} | {p.pid for p in psutil.Process(root_pid).children(recursive=True)}
+        owners = {c.pid for c in psutil.net_connections("tcp")
+                  if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+    except psutil.Error:
+        return False
+    return bool(owners & tree)
+
+
+def check_launcher(backend: str, template: tuple[str, ...]) -> None:
+    """Refuse to start with a launcher that is not installed (ConfigError: one line with the fix)."""
+    program = template[0]
+    if "{" in program or shutil.which(program) is not None:
+        return
+    if backend == "tgi":
+        raise ConfigError(
+            f"backend = \"tgi\" but {program} is not on PATH: install TGI 3.x (text-generation-launcher), "
+            "or on a host without a GPU install the emulator under that name: "
+            "ln -s \"$(command -v schedctl-tgi-launcher)\" /usr/local/bin/text-generation-launcher")
+    raise ConfigError(f"launcher {program!r} is not on PATH: install it or fix `launcher` in [node]")
 
 
 def schedctl_command() -> str:
