@@ -25,6 +25,7 @@ import ctypes
 import errno
 import logging
 import math
+import os
 import shutil
 import signal
 import socket
@@ -198,7 +199,15 @@ class ModelManager:
         argv = self._argv(instance)
         log.info("launching %s: %s", instance.model, " ".join(argv))
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            *argv, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent, env=self._env())
+
+    def _env(self) -> dict[str, str]:
+        """The node's environment, plus what an emulator behind TGI's launcher reads in place of
+        flags TGI does not have, so its GPU and load time are the ones the node's catalog predicts
+        (real TGI ignores these variables)."""
+        return {**os.environ, "SCHEDCTL_EMULATOR_GPU": self.config.gpu,
+                "SCHEDCTL_EMULATOR_CHECKPOINT_TIER": self.config.checkpoint_tier,
+                "SCHEDCTL_EMULATOR_INIT_SECONDS": str(self.config.init_s)}
 
     def _argv(self, instance: Instance) -> list[str]:
         total = max(self._memory_total(), 1)

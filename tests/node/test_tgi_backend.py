@@ -26,13 +26,12 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture
 def tgi_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """`text-generation-launcher` on PATH = schedctl-tgi-launcher; fast-loading instances."""
+    """`text-generation-launcher` on PATH = schedctl-tgi-launcher (the node tells it its GPU,
+    checkpoint tier and init time through the environment: fast loads here)."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "text-generation-launcher").symlink_to(launcher_command()[0])
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
-    monkeypatch.setenv("SCHEDCTL_EMULATOR_INIT_SECONDS", "0.2")
-    monkeypatch.setenv("SCHEDCTL_EMULATOR_CHECKPOINT_TIER", "gpu")
     yield bindir
 
 
@@ -43,7 +42,7 @@ def serve(client: Client, rid: str, tokens: int = 5) -> list[str]:
 
 
 def test_tgi_backend_serves_through_text_generation_launcher(tmp_path: Path, tgi_on_path: Path) -> None:
-    with running_node(tmp_path, backend="tgi", models=[SMALL]) as node:
+    with running_node(tmp_path, backend="tgi", models=[SMALL], checkpoint_tier="gpu") as node:
         client = Client(node.bind)
         assert serve(client, "r1") == ["first_token", "done"], node.log()
         assert serve(client, "r2") == ["first_token", "done"]
@@ -75,7 +74,7 @@ def test_a_port_taken_before_the_launcher_binds_it_is_retried_on_a_new_port(tmp_
     launcher = [sys.executable, str(HERE / "squat_then_launch.py"), "{port}", str(marker), "--",
                 "text-generation-launcher", "--model-id", "{model}", "--port", "{port}", "--hostname", "127.0.0.1"]
     try:
-        with running_node(tmp_path, backend="tgi", models=[SMALL], launcher=launcher) as node:
+        with running_node(tmp_path, backend="tgi", models=[SMALL], checkpoint_tier="gpu", launcher=launcher) as node:
             client = Client(node.bind)
             assert serve(client, "r1") == ["first_token", "done"], node.log()
             log = node.log()
