@@ -36,6 +36,7 @@ from daemons.bus.errors import BackendError
 __all__ = ["Backend", "BackendRequestError", "Finished", "Load", "Token", "httpx", "parse_gauges"]
 
 
+BUSY_RATIO = "schedctl_emulator_busy_ratio"
 # httpx's default pool of 100 connections would silently queue further streams
 # (REFERENCE.md §2.1); the node bounds concurrency itself, per request, with timeouts.
 UNBOUNDED = httpx.Limits(max_connections=None)
@@ -91,6 +92,9 @@ class Finished:
 class Load:
     queue_size: int
     batch_size: int
+    # The emulator's `schedctl_emulator_busy_ratio` (fraction of the last second its engine spent
+    # in steps: the emulated GPU's compute utilisation); None from real TGI, which has no such series.
+    busy_ratio: float | None = None
 
 
 class Backend:
@@ -148,8 +152,9 @@ class Backend:
             return None
         if response.status_code != 200:
             return None
-        gauges = parse_gauges(response.text, ("tgi_queue_size", "tgi_batch_current_size"))
-        return Load(int(gauges.get("tgi_queue_size", 0)), int(gauges.get("tgi_batch_current_size", 0)))
+        gauges = parse_gauges(response.text, ("tgi_queue_size", "tgi_batch_current_size", BUSY_RATIO))
+        return Load(int(gauges.get("tgi_queue_size", 0)), int(gauges.get("tgi_batch_current_size", 0)),
+                    gauges.get(BUSY_RATIO))
 
     async def close(self) -> None:
         """Close the pool: its idle connections go; streams still open end with an error."""

@@ -65,6 +65,7 @@ class Instance:
     last_used: float = field(default_factory=time.monotonic)
     queue_size: int = 0
     batch_size: int = 0
+    busy_ratio: float | None = None  # emulated GPU compute utilisation (None: not an emulator)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     failure: str = ""
     proc: asyncio.subprocess.Process | None = None
@@ -269,6 +270,7 @@ class ModelManager:
         for instance, load in zip(ready, loads, strict=True):
             if load is not None:
                 instance.queue_size, instance.batch_size = load.queue_size, load.batch_size
+                instance.busy_ratio = load.busy_ratio
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(i) for i in list(self.instances.values())))
