@@ -200,7 +200,8 @@ class ModelManager:
         argv = self._argv(instance)
         log.info("launching %s: %s", instance.model, " ".join(argv))
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent, env=self._env())
+            *argv, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent, env=self._env(),
+            start_new_session=True)  # its own process group: stopping it stops TGI's shards and router too
 
     def _env(self) -> dict[str, str]:
         """The node's environment, plus what an emulator behind TGI's launcher reads in place of
@@ -285,16 +286,23 @@ class ModelManager:
 
 
 async def _terminate(proc: asyncio.subprocess.Process | None) -> None:
-    if proc is None or proc.returncode is not None:
+    """SIGTERM to the instance's process group (a launcher and everything it started), SIGKILL
+    after STOP_GRACE_S, and a last SIGKILL for whatever of the group outlived the launcher."""
+    if proc is None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    if proc.returncode is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            _signal_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def _describe_exit(code: int) -> str:
