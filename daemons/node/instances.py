@@ -253,6 +253,7 @@ class ModelManager:
         if self.instances.get(instance.model) is instance:
             del self.instances[instance.model]
         await _terminate(instance.proc)
+        await instance.backend.close()  # its idle pooled connections go with it
         self._on_change()
 
     async def stop(self, instance: Instance) -> None:
