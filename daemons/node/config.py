@@ -45,6 +45,7 @@ class NodeConfig:
     models: tuple[str, ...] = DEFAULT_MODELS  # the catalog this node may load
     preload: tuple[str, ...] = ()
     backend: str = "emulator"  # emulator | tgi: which launcher runs instances (unless `launcher` is set)
+    tgi_launcher: str = "text-generation-launcher"  # backend = "tgi": TGI's launcher, a name on PATH or a path
     launcher: tuple[str, ...] = EMULATOR_LAUNCHER
     kv_tokens: int = 16384  # KV budget per instance, TGI's --max-batch-total-tokens
     init_s: float = 2.0  # start-up of an instance besides copying weights (CUDA context, warm-up)
@@ -80,7 +81,7 @@ class NodeConfig:
     def launch_template(self) -> tuple[str, ...]:
         """The instance command: `launcher` if set, else the backend's default."""
         if self.backend == "tgi" and self.launcher == EMULATOR_LAUNCHER:
-            return TGI_LAUNCHER
+            return (self.tgi_launcher, *TGI_LAUNCHER[1:])
         return self.launcher
 
     @property

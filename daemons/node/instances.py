@@ -352,9 +352,9 @@ def check_launcher(backend: str, template: tuple[str, ...]) -> None:
         return
     if backend == "tgi":
         raise ConfigError(
-            f"backend = \"tgi\" but {program} is not on PATH: install TGI 3.x (text-generation-launcher), "
-            "or on a host without a GPU install the emulator under that name: "
-            "ln -s \"$(command -v schedctl-tgi-launcher)\" /usr/local/bin/text-generation-launcher")
+            f"backend = \"tgi\" but {program} is not an executable on PATH: install TGI 3.x "
+            "(text-generation-launcher) or set tgi_launcher to its path; on a host without a GPU, "
+            "tgi_launcher = \"schedctl-tgi-launcher\" runs the emulator behind TGI's launcher")
     raise ConfigError(f"launcher {program!r} is not on PATH: install it or fix `launcher` in [node]")
 
 

@@ -65,7 +65,8 @@ def test_tgi_backend_without_the_launcher_is_one_clear_line(tmp_path: Path,
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
-    assert "text-generation-launcher is not on PATH" in lines[0] and "schedctl-tgi-launcher" in lines[0]
+    assert "text-generation-launcher is not an executable on PATH" in lines[0]
+    assert "tgi_launcher" in lines[0] and "schedctl-tgi-launcher" in lines[0]
 
 
 def test_a_port_taken_before_the_launcher_binds_it_is_retried_on_a_new_port(tmp_path: Path,

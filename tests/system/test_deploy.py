@@ -6,9 +6,9 @@
 (REFERENCE.md §9) from a wheelhouse built from this checkout, with CURVE keys, units and
 config; a second run must change nothing. The nodes drive TGI the way a GPU cluster does:
 `schedctl_node_backend: tgi`, each node launching `text-generation-launcher` for its models
-(here the emulator's `schedctl-tgi-launcher` installed under that name, as on a host without a
-GPU), no standing backend units. Then a short load runs through the deployed
-loadgen unit, one request is followed through `schedctl logs`, a node is killed with
+(here the emulator's `schedctl-tgi-launcher` installed under that name by
+`schedctl_node_tgi_emulated`, as on a host without a GPU), no standing backend units.
+Then a short load runs through the deployed loadgen unit, one request is followed through `schedctl logs`, a node is killed with
 SIGKILL and another frozen with SIGSTOP, and systemd must bring both back.
 """
 
@@ -154,7 +154,8 @@ def test_nodes_launch_their_tgi_instances_themselves(cluster: tuple[Hosts, Path]
     """No standing backend unit; the preloaded model runs under text-generation-launcher as a
     child of the node agent, inside the node's unit, with the flags the README documents."""
     for host in cluster[0].hosts[1:]:
-        assert 'backend = "tgi"' in host.run("cat", "/etc/schedctl/schedctl.toml").stdout
+        config = host.run("cat", "/etc/schedctl/schedctl.toml").stdout
+        assert 'backend = "tgi"' in config and 'tgi_launcher = "/opt/schedctl/bin/text-generation-launcher"' in config
         standing = host.systemctl("list-units", "--no-legend", "--all", "emulator@*", "tgi@*", check=False)
         assert standing.strip() == "", standing
         began, pids = time.monotonic(), []
