@@ -8,8 +8,9 @@ config; a second run must change nothing. The nodes drive TGI the way a GPU clus
 `schedctl_node_backend: tgi`, each node launching `text-generation-launcher` for its models
 (here the emulator's `schedctl-tgi-launcher` installed under that name by
 `schedctl_node_tgi_emulated`, as on a host without a GPU), no standing backend units.
-Then a short load runs through the deployed loadgen unit, one request is followed through `schedctl logs`, a node is killed with
-SIGKILL and another frozen with SIGSTOP, and systemd must bring both back.
+Then a short load runs through the deployed loadgen unit, one request is followed through
+`schedctl logs`, a node is killed with SIGKILL and another frozen with SIGSTOP, and systemd
+must bring both back.
 """
 
 from __future__ import annotations
