@@ -9,7 +9,9 @@ chat answer carries `logprobs.content[]` (token, logprob, top_logprobs) when ask
 
 Completions streams end each choice with a `CompletionFinal` event that carries that
 choice's `usage`, whatever `stream_options` says (TGI `router/src/server.rs`
-`completions`); chat streams carry `usage` only with `stream_options.include_usage`.
+`completions`); a chat stream's last token chunk carries `usage` only with
+`stream_options.include_usage` (TGI `create_event_from_stream_token`).
+
 The chat template is the emulator's own, documented and trivial: one line
 `"{role}: {content}"` per message, then `"assistant:"`; its words are the prompt tokens.
 
@@ -232,25 +234,23 @@ class OpenAiRoutes:
             return
         created = int(time.time())
         if chat:
-            async for chunk in token_chunks(gens[0], lambda st: self._chat_chunk(st, call, created)):
+            async for chunk in token_chunks(gens[0], lambda st: self._chat_chunk(st, gens[0], call, created)):
                 yield chunk
-            if call.include_usage:
-                yield wire.sse({**_envelope("chat.completion.chunk", call, created), "choices": [],
-                                "usage": usage(gens)})
         else:
             async for i, st in merged(gens):
                 yield self._completion_chunk(i, st, gens[i], call, created)
         yield wire.SSE_DONE
 
     @staticmethod
-    def _chat_chunk(st: StreamToken, call: OpenAiCall, created: int) -> bytes:
+    def _chat_chunk(st: StreamToken, gen: Generation, call: OpenAiCall, created: int) -> bytes:
         content = "" if st.token.special else st.token.text
         finish = FINISH[st.finish_reason] if st.finish_reason else None
         logprobs = {"content": [_logprob(st.token, st.top_tokens)]} if call.logprobs else None
         choice = {"index": 0, "delta": {"role": "assistant", "content": content}, "logprobs": logprobs,
                   "finish_reason": finish}
+        last = st.finish_reason is not None and call.include_usage
         return wire.sse({**_envelope("chat.completion.chunk", call, created), "choices": [choice],
-                         "usage": None})
+                         "usage": usage([gen]) if last else None})
 
     @staticmethod
     def _completion_chunk(index: int, st: StreamToken, gen: Generation, call: OpenAiCall, created: int) -> bytes:
