@@ -141,7 +141,7 @@ def test_failing_and_cancelled_streams_release_every_connection(tmp_path: Path) 
         print("FDS", base_fds, fds, "RSS", base_rss / 2**20, node_rss(pid) / 2**20)
         assert fds <= base_fds + 4, (base_fds, fds)
         grown = node_rss(pid) - base_rss
-        assert grown < 8 * 2**20, f"RSS grew {grown / 2**20:.1f} MiB over 2,000 streams"
+        assert grown < 16 * 2**20, f"RSS grew {grown / 2**20:.1f} MiB over 2,000 streams"
         assert serve(client, "after") == ["first_token", "done"], node.log()
         models = client.status().nodes[0]["models"]
         assert [(m["model"], m["state"]) for m in models] == [(SMALL, "ready")]
