@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 
+# Tests reach only loopback: huggingface_hub must not call the Hub (it reads this at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 try:
     from hypothesis import HealthCheck, settings
 except ImportError:  # a venv without the dev extra still runs every other test

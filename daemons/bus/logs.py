@@ -160,6 +160,11 @@ class JournalHandler(logging.Handler):
         super().close()
 
 
+# HTTP client libraries log each request at INFO and each socket step at DEBUG: a node
+# polls its instances every second, so they would drown its own lines. Warnings still pass.
+QUIET_LIBRARIES = ("httpx", "httpx2", "httpcore", "httpcore2", "hpack", "huggingface_hub")
+
+
 def setup_logging(role: str, level: str = "INFO", fields: Mapping[str, object] | None = None,
                   rate_limit: RateLimitFilter | None = None) -> None:
     """Route the root logger to the journal (under systemd) or to stderr.
@@ -180,3 +185,5 @@ def setup_logging(role: str, level: str = "INFO", fields: Mapping[str, object] |
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LIBRARIES:  # their per-request lines (every health and metrics poll) are noise
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

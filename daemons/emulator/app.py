@@ -187,6 +187,7 @@ def create_app(deployment: Deployment) -> Starlette:
     routes = TgiRoutes(service).routes() + openai_compat.OpenAiRoutes(service).routes()
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.service = service
+    app.state.payload_limit = deployment.payload_limit
     return app
 
 

@@ -15,6 +15,10 @@
   request; the prefill step yields the request's first token.
 - Finish (TGI's order): `length` at max_new_tokens, then `eos_token`, then
   `stop_sequence` when the generated text ends with a stop string.
+- Accounting: the sequences of one `best_of` request form a `Group`; the request is
+  recorded once (success of the best sequence, or one `dropped`), as TGI's router does.
+- Busy ratio: the fraction of the last second of wall time covered by modelled steps
+  (`busy_ratio()`), what an emulated GPU reports as its compute utilisation.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from daemons.emulator.validation import ValidRequest
 MAX_LAG_S = 0.25
 #: Stop sequences are matched against this many trailing characters (as TGI's server).
 STOP_TAIL_CHARS = 300
+#: The window of `Engine.busy_ratio`.
+BUSY_WINDOW_S = 1.0
 
 
 class Overloaded(Exception):
@@ -91,6 +97,26 @@ class Permit:
 
 
 @dataclass(eq=False, slots=True)
+class Group:
+    """The sequences of one request (several with best_of); recorded once, when all are done."""
+
+    members: list[Generation] = field(default_factory=list)
+    recorded: bool = False
+
+    def finished(self) -> bool:
+        return all(g.finish_reason is not None for g in self.members)
+
+
+def pick_best(generations: list[Generation]) -> Generation:
+    """TGI's best_of pick: the highest mean token logprob."""
+
+    def mean_logprob(g: Generation) -> float:
+        return sum(t.logprob for t in g.generated) / max(len(g.generated), 1)
+
+    return max(generations, key=mean_logprob)
+
+
+@dataclass(eq=False, slots=True)
 class Generation:
     """A request inside the engine: its state, its output, and how the route waits on it."""
 
@@ -107,6 +133,7 @@ class Generation:
     finish_reason: str | None = None
     cancelled: bool = False
     running: bool = False  # admitted into the batch: holds KV slots
+    group: Group | None = None
 
     @property
     def reserved_tokens(self) -> int:
@@ -146,6 +173,7 @@ class Engine:
         self._running: list[Generation] = []
         self._kv_used = 0
         self._wake = asyncio.Event()
+        self._steps: deque[tuple[float, float]] = deque()  # (start, end) of recent steps
 
     # -- admission ---------------------------------------------------------------------
 
@@ -156,11 +184,14 @@ class Engine:
         self.in_flight += 1
         return Permit(self)
 
-    def submit(self, request: ValidRequest, times: RequestTimes, permit: Permit, *, streaming: bool) -> Generation:
+    def submit(self, request: ValidRequest, times: RequestTimes, permit: Permit, *, streaming: bool,
+               group: Group | None = None) -> Generation:
         """Queue a validated request; the caller waits on `.queue` (streaming) or `.done`."""
         seed = request.seed if request.sampling else tokens.greedy_seed(self.seed, request.inputs)
         stream = tokens.TokenStream(seed, self.eos_rate)
-        gen = Generation(request, times, permit, stream, streaming)
+        group = group if group is not None else Group()
+        gen = Generation(request, times, permit, stream, streaming, group=group)
+        group.members.append(gen)
         times.queued = time.monotonic()
         self._waiting.append(gen)
         self.metrics.queue_size = len(self._waiting)
@@ -212,11 +243,24 @@ class Engine:
             if deadline is None or now - deadline > MAX_LAG_S:
                 deadline = now
             self.step_lag.observe(max(now - deadline, 0.0))
+            self._mark_busy(max(deadline, now), deadline + step)
             deadline += step
             await asyncio.sleep(deadline - time.monotonic())
             self._emit()
             self._count_step(admitted, decoding, step)
-            self.metrics.busy.step(now, time.monotonic())  # the GPU's busy time (the busy ratio gauge)
+
+    def _mark_busy(self, start: float, end: float) -> None:
+        self._steps.append((start, end))
+        horizon = time.monotonic() - BUSY_WINDOW_S
+        while self._steps and self._steps[0][1] < horizon:
+            self._steps.popleft()
+
+    def busy_ratio(self, now: float | None = None) -> float:
+        """Fraction of the last `BUSY_WINDOW_S` of wall time spent in (modelled) steps, 0..1."""
+        now = time.monotonic() if now is None else now
+        since = now - BUSY_WINDOW_S
+        busy = sum(max(min(end, now) - max(start, since), 0.0) for start, end in self._steps)
+        return min(max(busy / BUSY_WINDOW_S, 0.0), 1.0)
 
     def _step_time(self, admitted: list[Generation], decoding: list[Generation]) -> float:
         n_prefill = 0
@@ -259,7 +303,10 @@ class Engine:
         gen.finish_reason = reason
         gen.times.end = now
         self._release(gen)
-        self._record_success(gen)
+        group = gen.group
+        if group is not None and group.finished() and not group.recorded:
+            group.recorded = True
+            self._record_success(pick_best(group.members))
         gen.done.set()
         return False
 
@@ -284,9 +331,12 @@ class Engine:
         gen.permit.release()
 
     def _drop(self, gen: Generation) -> None:
-        """Forget a request whose client went away (TGI counts it as `dropped`)."""
+        """Forget a request whose client went away (TGI counts it as `dropped`, once per request)."""
         self._release(gen)
-        self.metrics.fail("dropped")
+        if gen.group is None or not gen.group.recorded:
+            if gen.group is not None:
+                gen.group.recorded = True
+            self.metrics.fail("dropped")
         gen.done.set()
 
     def _publish_gauges(self) -> None:
@@ -301,10 +351,17 @@ class Engine:
             m.batch_inference_count["prefill"] += 1
             m.batch_inference_success["prefill"] += 1
             m.batch_next_size.observe(len(admitted))
+            if decoding:  # new requests joined a running batch (TGI v3 chunked prefill)
+                m.batch_concat["chunking"] += 1
+                m.batch_durations["concat"]["prefill"].observe(0.0)
         if decoding:
             m.batch_inference_count["decode"] += 1
             m.batch_inference_success["decode"] += 1
-        m.batch_forward_duration["prefill" if admitted else "decode"].observe(step)
+        method = "prefill" if admitted else "decode"
+        m.batch_durations["inference"][method].observe(step)
+        m.batch_durations["forward"][method].observe(step)
+        m.batch_durations["decode"][method].observe(0.0)  # detokenizing costs the emulator nothing
+        m.batch_durations["filter"][method].observe(0.0)
 
     def _record_success(self, gen: Generation) -> None:
         m = self.metrics
@@ -319,3 +376,4 @@ class Engine:
         m.input_length.observe(gen.request.input_length)
         m.generated_tokens.observe(n)
         m.max_new_tokens.observe(gen.request.max_new_tokens)
+        m.skipped_tokens.observe(0)

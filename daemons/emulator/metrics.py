@@ -10,18 +10,55 @@
 - Every `*_duration` histogram has TGI's 35 bounds 1e-4·1.5^k s, k = 1..35; length
   histograms use max_input_tokens/100 or max_total_tokens/100 steps; `tgi_batch_next_size`
   uses powers of two (TGI has one bucket per size up to 1024, which bloats every scrape).
+- Every series has `# HELP` and `# TYPE` lines, and every series TGI's own Grafana
+  dashboard queries (TGI `assets/tgi_grafana.json`) is exported, including those the
+  emulator has no work for: `tgi_batch_{decode,filter,concat}_duration` (detokenizing,
+  filtering and concatenating batches cost the emulator nothing: observed as 0) and
+  `tgi_request_skipped_tokens` (no speculative decoding: always 0).
+- A request counts once in every request series, however many sequences `best_of`
+  made: the engine records the best one when the last of them finishes.
 """
 
 from __future__ import annotations
 
 import bisect
-import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 
 DURATION_BUCKETS: tuple[float, ...] = tuple(1e-4 * 1.5**k for k in range(1, 36))
 BATCH_SIZE_BUCKETS: tuple[float, ...] = tuple(float(2**k) for k in range(11))
 FAILURE_REASONS = ("overloaded", "validation", "generation", "incomplete", "dropped", "template")
+SKIPPED_TOKEN_BUCKETS: tuple[float, ...] = tuple(float(k) for k in range(11))
+METHODS = ("prefill", "decode")
+CONCAT_REASONS = ("backpressure", "chunking", "wait_exceeded")
+
+HELP = {
+    "tgi_queue_size": "Requests waiting in the queue.",
+    "tgi_batch_current_size": "Requests in the running batch.",
+    "tgi_batch_current_max_tokens": "KV-cache token slots held by the running batch.",
+    "tgi_batch_max_total_tokens": "KV-cache budget in tokens (max_batch_total_tokens).",
+    "tgi_request_count": "Requests received.",
+    "tgi_request_success": "Requests that finished generating.",
+    "tgi_request_failure": "Requests that failed, by error type.",
+    "tgi_batch_inference_count": "Forward passes started, by method.",
+    "tgi_batch_inference_success": "Forward passes that succeeded, by method.",
+    "tgi_batch_inference_failure": "Forward passes that failed, by method.",
+    "tgi_batch_concat": "Times new requests joined a running batch, by reason.",
+    "tgi_request_duration": "End-to-end request latency in seconds.",
+    "tgi_request_validation_duration": "Request validation time in seconds.",
+    "tgi_request_queue_duration": "Time a request waited in the queue in seconds.",
+    "tgi_request_inference_duration": "Time from batch entry to the last token in seconds.",
+    "tgi_request_mean_time_per_token_duration": "Mean time per generated token in seconds.",
+    "tgi_request_input_length": "Prompt length in tokens.",
+    "tgi_request_generated_tokens": "Generated tokens per request.",
+    "tgi_request_max_new_tokens": "max_new_tokens per request.",
+    "tgi_request_skipped_tokens": "Speculated tokens accepted per request (the emulator does not speculate).",
+    "tgi_batch_next_size": "Requests admitted into the batch per prefill.",
+    "tgi_batch_inference_duration": "Duration of one batch step in seconds, by method.",
+    "tgi_batch_forward_duration": "Model forward time of one batch step in seconds, by method.",
+    "tgi_batch_decode_duration": "Detokenization time of one batch step in seconds, by method.",
+    "tgi_batch_filter_duration": "Batch filtering time in seconds, by method.",
+    "tgi_batch_concat_duration": "Batch concatenation time in seconds, by method.",
+}
 
 
 def linear_buckets(maximum: int) -> tuple[float, ...]:
@@ -64,32 +101,6 @@ class Histogram:
         yield f"{name}_count{suffix} {self.count}"
 
 
-class BusyWindow:
-    """Busy time over a sliding window: the engine reports each step as (start, end)."""
-
-    __slots__ = ("_steps", "window_s")
-
-    def __init__(self, window_s: float = 1.0) -> None:
-        self.window_s = window_s
-        self._steps: deque[tuple[float, float]] = deque()
-
-    def step(self, start: float, end: float) -> None:
-        self._steps.append((start, end))
-        self._forget(end)
-
-    def ratio(self, now: float | None = None) -> float:
-        """Fraction of (now - window_s, now] covered by steps (a running step counts once it ends)."""
-        now = time.monotonic() if now is None else now
-        self._forget(now)
-        since = now - self.window_s
-        busy = sum(min(end, now) - max(start, since) for start, end in self._steps if end > since)
-        return min(1.0, max(0.0, busy / self.window_s))
-
-    def _forget(self, now: float) -> None:
-        while self._steps and self._steps[0][1] <= now - self.window_s:
-            self._steps.popleft()
-
-
 class Metrics:
     """Every series the emulator exports; the engine and the routes update it."""
 
@@ -111,9 +122,14 @@ class Metrics:
         self.input_length = Histogram(linear_buckets(max_input_tokens))
         self.generated_tokens = Histogram(linear_buckets(max_total_tokens))
         self.max_new_tokens = Histogram(linear_buckets(max_total_tokens))
+        self.skipped_tokens = Histogram(SKIPPED_TOKEN_BUCKETS)
         self.batch_next_size = Histogram(BATCH_SIZE_BUCKETS)
-        self.batch_forward_duration = {m: Histogram(DURATION_BUCKETS) for m in ("prefill", "decode")}
-        self.busy = BusyWindow()
+        self.batch_inference_failure = dict.fromkeys(METHODS, 0)
+        self.batch_concat = dict.fromkeys(CONCAT_REASONS, 0)
+        self.batch_durations = {
+            name: {m: Histogram(DURATION_BUCKETS) for m in METHODS}
+            for name in ("inference", "forward", "decode", "filter", "concat")
+        }
 
     def fail(self, reason: str) -> None:
         self.request_failure[reason] = self.request_failure.get(reason, 0) + 1
@@ -126,28 +142,44 @@ class Metrics:
             ("tgi_batch_current_max_tokens", self.batch_current_max_tokens),
             ("tgi_batch_max_total_tokens", self.batch_max_total_tokens),
         ):
-            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
-        lines += ["# TYPE schedctl_emulator_busy_ratio gauge", f"schedctl_emulator_busy_ratio {self.busy.ratio():.4f}"]
-        lines += ["# TYPE tgi_request_count counter", f"tgi_request_count {self.request_count}"]
-        lines += ["# TYPE tgi_request_success counter", f"tgi_request_success {self.request_success}"]
-        lines.append("# TYPE tgi_request_failure counter")
-        lines += [f'tgi_request_failure{{err="{k}"}} {v}' for k, v in self.request_failure.items()]
-        for name, series in (("tgi_batch_inference_count", self.batch_inference_count),
-                             ("tgi_batch_inference_success", self.batch_inference_success)):
-            lines.append(f"# TYPE {name} counter")
-            lines += [f'{name}{{method="{m}"}} {v}' for m, v in series.items()]
+            lines += [*_head(name, "gauge"), f"{name} {value}"]
+        lines += [*_head("tgi_request_count", "counter"), f"tgi_request_count {self.request_count}"]
+        lines += [*_head("tgi_request_success", "counter"), f"tgi_request_success {self.request_success}"]
+        _labelled(lines, "tgi_request_failure", "err", self.request_failure)
+        _labelled(lines, "tgi_batch_inference_count", "method", self.batch_inference_count)
+        _labelled(lines, "tgi_batch_inference_success", "method", self.batch_inference_success)
+        _labelled(lines, "tgi_batch_inference_failure", "method", self.batch_inference_failure)
+        _labelled(lines, "tgi_batch_concat", "reason", self.batch_concat)
         for short, hist in self.durations.items():
             self._histogram(lines, f"tgi_request_{short}", hist)
         self._histogram(lines, "tgi_request_input_length", self.input_length)
         self._histogram(lines, "tgi_request_generated_tokens", self.generated_tokens)
         self._histogram(lines, "tgi_request_max_new_tokens", self.max_new_tokens)
+        self._histogram(lines, "tgi_request_skipped_tokens", self.skipped_tokens)
         self._histogram(lines, "tgi_batch_next_size", self.batch_next_size)
-        lines.append("# TYPE tgi_batch_forward_duration histogram")
-        for method, hist in self.batch_forward_duration.items():
-            lines += hist.lines("tgi_batch_forward_duration", f'method="{method}"')
+        for short, by_method in self.batch_durations.items():
+            name = f"tgi_batch_{short}_duration"
+            lines += _head(name, "histogram")
+            for method, hist in by_method.items():
+                lines += hist.lines(name, f'method="{method}"')
         return "\n".join(lines) + "\n"
 
     @staticmethod
     def _histogram(lines: list[str], name: str, hist: Histogram) -> None:
-        lines.append(f"# TYPE {name} histogram")
+        lines += _head(name, "histogram")
         lines += hist.lines(name)
+
+
+def _head(name: str, kind: str, help_text: str | None = None) -> list[str]:
+    """The `# HELP` and `# TYPE` lines of one metric family."""
+    return [f"# HELP {name} {help_text or HELP[name]}", f"# TYPE {name} {kind}"]
+
+
+def _labelled(lines: list[str], name: str, label: str, series: dict[str, int]) -> None:
+    lines += _head(name, "counter")
+    lines += [f'{name}{{{label}="{k}"}} {v}' for k, v in series.items()]
+
+
+def head(name: str, kind: str, help_text: str) -> list[str]:
+    """`# HELP`/`# TYPE` lines for a series that is not TGI's (the emulator's own)."""
+    return _head(name, kind, help_text)

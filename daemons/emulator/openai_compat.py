@@ -1,8 +1,17 @@
 """TGI's OpenAI-compatible routes: `/v1/chat/completions` and `/v1/completions`.
 
-Mapped onto the same engine as `/generate`, with TGI's conversions: `max_tokens` →
-`max_new_tokens`; `temperature` 0 means greedy, any other value (or none) samples;
-`top_logprobs` → `top_n_tokens`; `finish_reason` `eos_token` is reported as `stop`.
+Mapped onto the same engine as `/generate`, with TGI's conversions: `max_tokens` (or
+OpenAI's newer name `max_completion_tokens`) → `max_new_tokens`, and without either the
+request runs to `max_total_tokens − input` as TGI 3.x does; `temperature` 0 means greedy,
+any other value (or none) samples; `logprobs` + `top_logprobs` → `top_n_tokens`, and the
+chat answer carries `logprobs.content[]` (token, logprob, top_logprobs) when asked;
+`finish_reason` `eos_token` is reported as `stop`.
+
+Completions streams end each choice with a `CompletionFinal` event that carries that
+choice's `usage`, whatever `stream_options` says (TGI `router/src/server.rs`
+`completions`); a chat stream's last token chunk carries `usage` only with
+`stream_options.include_usage` (TGI `create_event_from_stream_token`).
+
 The chat template is the emulator's own, documented and trivial: one line
 `"{role}: {content}"` per message, then `"assistant:"`; its words are the prompt tokens.
 
@@ -27,6 +36,7 @@ from daemons.emulator import wire
 from daemons.emulator.engine import Generation, Overloaded, RequestTimes, StreamToken
 from daemons.emulator.routing import UNHEALTHY, error_response, read_json, token_chunks, wait_all
 from daemons.emulator.service import SYSTEM_FINGERPRINT, Service
+from daemons.emulator.tokens import Token
 from daemons.emulator.validation import BodyError, GenerateParams, ValidationFailed, parse_parameters
 
 FINISH = {"eos_token": "stop", "length": "length", "stop_sequence": "stop_sequence"}
@@ -41,6 +51,7 @@ class OpenAiCall:
     stream: bool
     include_usage: bool
     model: str
+    logprobs: bool = False
 
 
 def _content_text(content: object) -> str:
@@ -65,18 +76,25 @@ def chat_prompt(messages: object) -> str:
     return "\n".join([*lines, "assistant:"])
 
 
+def _max_tokens(body: dict[str, Any]) -> object:
+    """`max_tokens`, else `max_completion_tokens` (OpenAI's newer name for the same limit)."""
+    value = body.get("max_tokens")
+    return body.get("max_completion_tokens") if value is None else value
+
+
 def _openai_params(body: dict[str, Any], *, token_logprobs: bool) -> GenerateParams:
     temperature = body.get("temperature")
     greedy = temperature == 0
+    top_n = body.get("top_logprobs") if token_logprobs and body.get("logprobs") is True else None
     raw = {
-        "max_new_tokens": body.get("max_tokens"),
+        "max_new_tokens": _max_tokens(body),
         "temperature": None if greedy else temperature,
         "top_p": body.get("top_p"),
         "seed": body.get("seed"),
         "stop": body.get("stop"),
         "frequency_penalty": body.get("frequency_penalty"),
         "repetition_penalty": body.get("repetition_penalty"),
-        "top_n_tokens": body.get("top_logprobs") if token_logprobs and body.get("logprobs") else None,
+        "top_n_tokens": top_n,
         "do_sample": not greedy,
         "return_full_text": False,
         "details": True,
@@ -93,7 +111,8 @@ def _call(body: dict[str, Any], prompts: tuple[str, ...], default_model: str, *,
     model = body.get("model")
     if not isinstance(model, str) or model in ("", "tgi"):
         model = default_model
-    return OpenAiCall(prompts, _openai_params(body, token_logprobs=chat), stream, include_usage, model)
+    logprobs = chat and body.get("logprobs") is True
+    return OpenAiCall(prompts, _openai_params(body, token_logprobs=chat), stream, include_usage, model, logprobs)
 
 
 def parse_chat(body: object, default_model: str) -> OpenAiCall:
@@ -117,6 +136,18 @@ def usage(gens: list[Generation]) -> dict[str, int]:
     prompt = sum(g.request.input_length for g in gens)
     completion = sum(len(g.generated) for g in gens)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _logprob(token: Token, top: list[Token]) -> dict[str, Any]:
+    """One `ChatCompletionLogprob`: the token, its logprob and the alternatives asked for."""
+    return {"token": token.text, "logprob": token.logprob,
+            "top_logprobs": [{"token": t.text, "logprob": t.logprob} for t in top]}
+
+
+def chat_logprobs(gen: Generation) -> dict[str, Any]:
+    """`ChatCompletionLogprobs` of a finished generation (TGI pairs tokens with top_tokens)."""
+    tops = gen.top_tokens or [[] for _ in gen.generated]
+    return {"content": [_logprob(t, top) for t, top in zip(gen.generated, tops, strict=False)]}
 
 
 def _envelope(obj: str, call: OpenAiCall, created: int) -> dict[str, Any]:
@@ -184,7 +215,8 @@ class OpenAiRoutes:
         if chat:
             g = gens[0]
             choice = {"index": 0, "message": {"role": "assistant", "content": g.generated_text},
-                      "logprobs": None, "finish_reason": FINISH[g.finish_reason or "length"]}
+                      "logprobs": chat_logprobs(g) if call.logprobs else None,
+                      "finish_reason": FINISH[g.finish_reason or "length"]}
             body = {**_envelope("chat.completion", call, created), "choices": [choice], "usage": usage(gens)}
         else:
             choices = [{"index": i, "text": g.generated_text, "logprobs": None,
@@ -202,31 +234,34 @@ class OpenAiRoutes:
             return
         created = int(time.time())
         if chat:
-            async for chunk in token_chunks(gens[0], lambda st: self._chat_chunk(st, call, created)):
+            async for chunk in token_chunks(gens[0], lambda st: self._chat_chunk(st, gens[0], call, created)):
                 yield chunk
         else:
             async for i, st in merged(gens):
-                yield self._completion_chunk(i, st, call, created)
-        if call.include_usage:
-            kind = "chat.completion.chunk" if chat else "text_completion"
-            yield wire.sse({**_envelope(kind, call, created), "choices": [], "usage": usage(gens)})
+                yield self._completion_chunk(i, st, gens[i], call, created)
         yield wire.SSE_DONE
 
     @staticmethod
-    def _chat_chunk(st: StreamToken, call: OpenAiCall, created: int) -> bytes:
+    def _chat_chunk(st: StreamToken, gen: Generation, call: OpenAiCall, created: int) -> bytes:
         content = "" if st.token.special else st.token.text
         finish = FINISH[st.finish_reason] if st.finish_reason else None
-        choice = {"index": 0, "delta": {"role": "assistant", "content": content}, "logprobs": None,
+        logprobs = {"content": [_logprob(st.token, st.top_tokens)]} if call.logprobs else None
+        choice = {"index": 0, "delta": {"role": "assistant", "content": content}, "logprobs": logprobs,
                   "finish_reason": finish}
+        last = st.finish_reason is not None and call.include_usage
         return wire.sse({**_envelope("chat.completion.chunk", call, created), "choices": [choice],
-                         "usage": None})
+                         "usage": usage([gen]) if last else None})
 
     @staticmethod
-    def _completion_chunk(index: int, st: StreamToken, call: OpenAiCall, created: int) -> bytes:
+    def _completion_chunk(index: int, st: StreamToken, gen: Generation, call: OpenAiCall, created: int) -> bytes:
+        """A `Chunk`, or for the choice's last token a `CompletionFinal` with that choice's usage;
+        the final finish_reason is TGI's own name (`eos_token`, not `stop`), as its stream sends."""
         text = "" if st.token.special else st.token.text
-        finish = FINISH[st.finish_reason] if st.finish_reason else ""
-        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
-        return wire.sse({**_envelope("text_completion", call, created), "choices": [choice]})
+        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": st.finish_reason or ""}
+        event = {**_envelope("text_completion", call, created), "choices": [choice]}
+        if st.finish_reason is not None:
+            event["usage"] = usage([gen])
+        return wire.sse(event)
 
 
 async def merged(gens: list[Generation]) -> AsyncIterator[tuple[int, StreamToken]]:

@@ -15,12 +15,33 @@ from daemons.emulator.validation import BodyError, ValidationFailed, parse_json
 UNHEALTHY = wire.error_body("unhealthy", "healthcheck")
 
 
+#: TGI's `--payload-limit` default (bytes): larger bodies get 413 (axum `DefaultBodyLimit`).
+DEFAULT_PAYLOAD_LIMIT = 2_000_000
+TOO_LARGE = "Failed to buffer the request body: length limit exceeded"
+
+
 async def read_json(request: Request) -> Any:
     """The body as JSON, or BodyError as axum's `Json` extractor would reject it."""
     content_type = request.headers.get("content-type", "")
     if not content_type.split(";")[0].strip().lower().endswith("json"):
         raise BodyError("Expected request with `Content-Type: application/json`", status=415)
-    return parse_json(await request.body())
+    limit = getattr(request.app.state, "payload_limit", DEFAULT_PAYLOAD_LIMIT)
+    return parse_json(await read_body(request, limit))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, never buffering more than `limit` bytes: a declared or actual excess is a 413."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyError(TOO_LARGE, status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(TOO_LARGE, status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def error_response(exc: Overloaded | ValidationFailed) -> JSONResponse:

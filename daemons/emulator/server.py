@@ -11,15 +11,27 @@ fills the limits TGI's launcher would infer:
 - max_batch_total_tokens = the KV budget left after weights and overhead in
   `gpu memory × cuda_memory_fraction` (`memory.default_max_batch_total_tokens`);
 - load time = checkpoint bytes / tier bandwidth + init_seconds (`memory.load_seconds`).
+
+Resources are bounded as a public server's must be: bodies over `payload_limit` (TGI's
+2 MB default) get 413, JSON nests at most 128 deep (serde_json's limit), at most
+`max_connections` connections are served at once (uvicorn's `limit_concurrency`: 503
+beyond; never more than the file-descriptor limit allows), idle keep-alive connections
+close after `keep_alive_s`, and running out of file descriptors or memory is logged as
+one line per cause every few seconds (with a count of the ones suppressed), never as a
+traceback per failed accept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
+import resource
 import socket
+import time
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -40,6 +52,12 @@ DEFAULT_MAX_TOTAL_TOKENS = 4096
 DEFAULT_INIT_SECONDS = 5.0
 #: Open streams get this long to finish after SIGTERM before they are cut.
 SHUTDOWN_GRACE_SECONDS = 5
+#: File descriptors kept back from connections (listening socket, logs, the event loop's own).
+FD_RESERVE = 32
+#: Resource errors are logged at most once per cause in this many seconds.
+RESOURCE_LOG_INTERVAL_S = 10.0
+RESOURCE_ERRNOS = {errno.EMFILE: "EMFILE", errno.ENFILE: "ENFILE", errno.ENOBUFS: "ENOBUFS",
+                   errno.ENOMEM: "ENOMEM"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +83,9 @@ class EmulatorConfig:
     max_top_n_tokens: int = 5
     max_client_batch_size: int = 4
     validation_workers: int = 2
+    payload_limit: int = 2_000_000
+    max_connections: int = 1024
+    keep_alive_s: int = 5
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -84,13 +105,15 @@ class EmulatorConfig:
     def _check_positive(self) -> None:
         for name in ("max_concurrent_requests", "max_input_tokens", "max_total_tokens",
                      "max_batch_prefill_tokens", "max_batch_total_tokens", "max_best_of",
-                     "max_client_batch_size", "validation_workers"):
+                     "max_client_batch_size", "validation_workers", "payload_limit", "max_connections"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"{flag} must be > 0, got {value}")
         if self.max_stop_sequences < 0 or self.max_top_n_tokens < 0:
             raise ConfigError("--max-stop-sequences and --max-top-n-tokens must be >= 0")
+        if self.keep_alive_s <= 0:
+            raise ConfigError(f"--keep-alive-s must be > 0, got {self.keep_alive_s}")
 
 
 def _token_limits(config: EmulatorConfig, max_position: int) -> tuple[int, int, int]:
@@ -136,6 +159,7 @@ def resolve(config: EmulatorConfig) -> Deployment:
         eos_rate=config.eos_rate,
         max_client_batch_size=config.max_client_batch_size,
         validation_workers=config.validation_workers,
+        payload_limit=config.payload_limit,
     )
 
 
@@ -157,14 +181,64 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft file-descriptor limit to the hard one (as Go's runtime does); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def connection_limit(requested: int, fd_limit: int) -> int:
+    """Connections served at once: what was asked, but never past the fds this process has."""
+    return max(min(requested, fd_limit - FD_RESERVE), 1)
+
+
+class ResourceErrorLog:
+    """A loop exception handler: resource errors (EMFILE, ...) become one line per cause per
+    `RESOURCE_LOG_INTERVAL_S`, with the count suppressed since; anything else goes on to
+    asyncio's default handler."""
+
+    def __init__(self, interval_s: float = RESOURCE_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        cause = RESOURCE_ERRNOS.get(exc.errno or 0) if isinstance(exc, OSError) else None
+        if cause is None:
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - self._last.get(cause, -self.interval_s) < self.interval_s:
+            self._suppressed[cause] = self._suppressed.get(cause, 0) + 1
+            return
+        self._last[cause] = now
+        suppressed = self._suppressed.pop(cause, 0)
+        log.error("%s: %s (%s); %d more suppressed in the last %.0f s; raise LimitNOFILE/ulimit -n or "
+                  "lower --max-connections", cause, exc.strerror if isinstance(exc, OSError) else exc,
+                  context.get("message", ""), suppressed, self.interval_s)
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, but a SIGTERM/SIGINT ends in a clean return (exit status 0)
-    instead of re-raising the signal after the graceful shutdown."""
+    instead of re-raising the signal after the graceful shutdown, and resource errors
+    of the accept loop are logged by `ResourceErrorLog`."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:
             self.force_exit = True
         self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(ResourceErrorLog())
+        await super().startup(sockets)
 
 
 def run(config: EmulatorConfig) -> None:
@@ -181,6 +255,8 @@ def run(config: EmulatorConfig) -> None:
         http="auto",  # httptools and uvloop when installed (uvicorn[standard]); h11 + asyncio otherwise
         loop="auto",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        limit_concurrency=connection_limit(config.max_connections, raise_fd_limit()),
+        timeout_keep_alive=config.keep_alive_s,
     )
     log.info(
         "emulating %s on %s at http://%s:%d: ready in %.2f s, KV budget %d tokens",

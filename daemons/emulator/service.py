@@ -14,8 +14,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from daemons.emulator.engine import Engine, EngineLimits, Generation, Overloaded, Permit, RequestTimes
-from daemons.emulator.metrics import Metrics
+from daemons.emulator.engine import (
+    Engine,
+    EngineLimits,
+    Generation,
+    Group,
+    Overloaded,
+    Permit,
+    RequestTimes,
+    pick_best,
+)
+from daemons.emulator.metrics import Metrics, head
 from daemons.emulator.profiles import GpuProfile, LatencyCoefficients, ModelProfile
 from daemons.emulator.validation import GenerateParams, Limits, ValidationFailed, ValidRequest, validate
 
@@ -40,6 +49,7 @@ class Deployment:
     max_client_batch_size: int = 4
     validation_workers: int = 2
     compute_type: str = "gpu+optimized"
+    payload_limit: int = 2_000_000  # TGI's --payload-limit default, bytes
 
 
 class Service:
@@ -90,7 +100,8 @@ class Service:
                 p.release()
             self.metrics.fail("validation")
             raise
-        return [self.engine.submit(self._variant(valid, i), times, p, streaming=streaming)
+        group = Group()
+        return [self.engine.submit(self._variant(valid, i), times, p, streaming=streaming, group=group)
                 for i, p in enumerate(permits)]
 
     def _acquire(self, n: int) -> list[Permit]:
@@ -135,17 +146,20 @@ class Service:
         }
 
     def render_metrics(self) -> str:
-        """TGI's series, then the emulator's own step-lag histogram (not a TGI series)."""
-        extra = ["# TYPE schedctl_emulator_step_lag_seconds histogram",
-                 *self.engine.step_lag.lines("schedctl_emulator_step_lag_seconds")]
+        """TGI's series, then the emulator's own (not TGI series): step lag and busy ratio.
+
+        `schedctl_emulator_busy_ratio` is the fraction of the last second the engine spent
+        in steps; a node reads it as the compute utilisation of the emulated GPU."""
+        extra = [*head("schedctl_emulator_step_lag_seconds", "histogram",
+                       "How late the engine started its steps, in seconds."),
+                 *self.engine.step_lag.lines("schedctl_emulator_step_lag_seconds"),
+                 *head("schedctl_emulator_busy_ratio", "gauge",
+                       "Fraction of the last second of wall time the engine spent in steps (0..1)."),
+                 f"schedctl_emulator_busy_ratio {self.engine.busy_ratio():.4f}"]
         return self.metrics.render() + "\n".join(extra) + "\n"
 
 
 def best_of(generations: list[Generation]) -> tuple[Generation, list[Generation]]:
-    """TGI's best_of pick: the highest mean token logprob; the rest become best_of_sequences."""
-
-    def mean_logprob(g: Generation) -> float:
-        return sum(t.logprob for t in g.generated) / max(len(g.generated), 1)
-
-    best = max(generations, key=mean_logprob)
+    """TGI's best_of pick (`engine.pick_best`); the rest become best_of_sequences."""
+    best = pick_best(generations)
     return best, [g for g in generations if g is not best]

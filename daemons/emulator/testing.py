@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -152,6 +152,50 @@ def start_emulator(
             except RuntimeError:
                 emu.stop(stop_timeout)
                 if port is None and "already in use" in emu.stderr_text() and attempt < 2:
+                    continue  # another process took the port between free_port() and bind()
+                raise
+        try:
+            yield emu
+        finally:
+            emu.stop(stop_timeout)
+
+
+def launcher_command() -> list[str]:
+    """How to run `schedctl-tgi-launcher`: the console script beside this interpreter, else `python -m`."""
+    script = Path(sys.executable).with_name("schedctl-tgi-launcher")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "daemons.emulator.launcher"]
+
+
+@contextlib.contextmanager
+def start_launcher(
+    args: Sequence[str] = ("--model-id", "facebook/opt-125m"),
+    *,
+    host: str = "127.0.0.1",
+    wait: Wait = "healthy",
+    timeout: float = 30.0,
+    stop_timeout: float = 15.0,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[RunningEmulator]:
+    """`schedctl-tgi-launcher ARGS --port P --hostname HOST` (fast load unless ARGS say otherwise),
+    on a free port; SIGTERM, then SIGKILL, and reaped on exit. `preexec_fn` runs in the child
+    (e.g. to lower its file-descriptor limit)."""
+    with tempfile.TemporaryFile() as stderr:
+        for attempt in range(3):
+            port = free_port(host)
+            argv = [*launcher_command(), "--init-seconds", "0", "--checkpoint-tier", "gpu", *args,
+                    "--port", str(port), "--hostname", host]
+            stderr.seek(0)
+            stderr.truncate()
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                    env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
+            emu = RunningEmulator(f"http://{host}:{port}", port, proc, stderr)
+            try:
+                wait_for(emu, wait, timeout)
+                break
+            except RuntimeError:
+                emu.stop(stop_timeout)
+                if "already in use" in emu.stderr_text() and attempt < 2:
                     continue  # another process took the port between free_port() and bind()
                 raise
         try:

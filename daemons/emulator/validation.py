@@ -18,9 +18,6 @@ from typing import Any
 
 from daemons.emulator import tokens
 
-#: TGI's default for `max_new_tokens` when the request leaves it unset (openapi default).
-DEFAULT_MAX_NEW_TOKENS = 1024
-
 
 class BodyError(Exception):
     """A body serde would reject: plain-text response with `status`."""
@@ -91,11 +88,35 @@ _UINT = ("max_new_tokens", "top_k", "seed", "truncate", "best_of", "top_n_tokens
 _FLOAT = ("temperature", "top_p", "typical_p", "repetition_penalty", "frequency_penalty")
 
 
+#: serde_json's recursion limit: deeper JSON is refused before anything reads it.
+MAX_JSON_DEPTH = 128
+
+
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        value = json.loads(body)
+    except RecursionError:  # nested deeper than the interpreter's own limit
+        raise BodyError("Failed to parse the request body as JSON: recursion limit exceeded", status=400) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BodyError(f"Failed to parse the request body as JSON: {exc}", status=400) from None
+    if nesting_exceeds(value, MAX_JSON_DEPTH):
+        raise BodyError(f"Failed to parse the request body as JSON: recursion limit exceeded "
+                        f"(more than {MAX_JSON_DEPTH} nested arrays or objects)", status=400)
+    return value
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """True if `value` nests lists/dicts more than `limit` deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _type_error(path: str, expected: str, value: object) -> BodyError:
@@ -197,8 +218,10 @@ def _check_length(words: list[str], p: GenerateParams, limits: Limits) -> tuple[
             )
         words = words[-p.truncate:]
     n = len(words)
+    # Unset, TGI 3.x lets a request run to the end of its context (the spec's "default 1024"
+    # is stale: router/src/validation.rs uses max_total_tokens - input_length).
     budget = max(limits.max_total_tokens - n, 0)
-    max_new = p.max_new_tokens if p.max_new_tokens is not None else min(DEFAULT_MAX_NEW_TOKENS, budget)
+    max_new = p.max_new_tokens if p.max_new_tokens is not None else budget
     if n + max_new > limits.max_total_tokens:
         raise ValidationFailed(
             f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "

@@ -1,14 +1,26 @@
 """Talking TGI to one backend instance: streaming through huggingface_hub, probes over HTTP.
 
 The same code drives the emulator on a laptop and text-generation-inference on a GPU.
+
+Every stream's connection is released on every path (end, error, cancellation,
+timeout).  huggingface_hub's `AsyncInferenceClient` keeps each streaming response in
+the client's exit stack until the client is closed, so one long-lived client holds every
+response it ever streamed (memory) and every connection a failed or abandoned stream
+left open (file descriptors).  So each stream gets its own light client, closed when the
+stream ends however it ends; the connections themselves come from one pool per backend
+(`_LentPool`), which the per-stream clients borrow and never close.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from huggingface_hub import AsyncInferenceClient, set_async_client_factory
+from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import (
     GenerationError,
     OverloadedError,
@@ -25,13 +37,41 @@ from daemons.bus.errors import BackendError
 __all__ = ["Backend", "BackendRequestError", "Finished", "Load", "Token", "httpx", "parse_gauges"]
 
 
-def _unbounded_client() -> httpx.AsyncClient:
-    # httpx's default pool of 100 connections would silently queue further streams
-    # (REFERENCE.md §2.1); the node bounds concurrency itself, per request, with timeouts.
-    return httpx.AsyncClient(limits=httpx.Limits(max_connections=None), timeout=None)
+BUSY_RATIO = "schedctl_emulator_busy_ratio"
+# The node talks to its own TGI servers only, never to the Hub; but huggingface_hub (2.x)
+# fetches an "agent harnesses" registry from huggingface.co the first time it builds a
+# user-agent (utils/_detect_agent.py) unless it is offline. Set on the module, not in the
+# environment, so the TGI instances the node launches can still download their weights.
+hub_constants.HF_HUB_OFFLINE = True
+# httpx's default pool of 100 connections would silently queue further streams
+# (REFERENCE.md §2.1); the node bounds concurrency itself, per request, with timeouts.
+UNBOUNDED = httpx.Limits(max_connections=None)
+#: The pool the client being built should borrow (set by `Backend.stream` around the call).
+_POOL: ContextVar[httpx.AsyncBaseTransport | None] = ContextVar("schedctl_backend_pool", default=None)
 
 
-set_async_client_factory(_unbounded_client)
+class _LentPool(httpx.AsyncBaseTransport):
+    """A backend's connection pool lent to a per-stream client: closing the client
+    (which closes its transport) leaves the pool and its idle connections alone."""
+
+    def __init__(self, pool: httpx.AsyncBaseTransport) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _client_factory() -> httpx.AsyncClient:
+    pool = _POOL.get()
+    if pool is None:  # a client made outside Backend.stream: its own unbounded pool
+        return httpx.AsyncClient(limits=UNBOUNDED, timeout=None)
+    return httpx.AsyncClient(transport=_LentPool(pool), timeout=None)
+
+
+set_async_client_factory(_client_factory)
 
 
 class BackendRequestError(BackendError):
@@ -54,14 +94,13 @@ class Finished:
     finish_reason: str
 
 
-BUSY_RATIO = "schedctl_emulator_busy_ratio"
-
-
 @dataclass(frozen=True, slots=True)
 class Load:
     queue_size: int
     batch_size: int
-    busy_ratio: float = 0.0  # the emulator's `schedctl_emulator_busy_ratio`; TGI has none
+    # The emulator's `schedctl_emulator_busy_ratio` (fraction of the last second its engine spent
+    # in steps: the emulated GPU's compute utilisation); None from real TGI, which has no such series.
+    busy_ratio: float | None = None
 
 
 class Backend:
@@ -69,23 +108,41 @@ class Backend:
 
     def __init__(self, base_url: str, probe_client: httpx.AsyncClient) -> None:
         self.base_url = base_url
-        self._client = AsyncInferenceClient(base_url=base_url)
+        self._pool = httpx.AsyncHTTPTransport(limits=UNBOUNDED)
         self._probe = probe_client
+        self.open_streams = 0  # streams whose client is not closed yet (0 when idle: nothing leaks)
 
     async def stream(self, prompt: str, max_new_tokens: int) -> AsyncIterator[Token | Finished]:
-        """Yield tokens, then one Finished; raise BackendRequestError on any failure."""
+        """Yield tokens, then one Finished; raise BackendRequestError on any failure.
+
+        The stream's connection is released when this generator ends, however it ends:
+        exhausted, raising, closed early (`aclose()`) or cancelled with its task."""
+        client = AsyncInferenceClient(base_url=self.base_url)
+        finished: Finished | None = None
+        self.open_streams += 1
         try:
-            events = await self._client.text_generation(
-                prompt, max_new_tokens=max_new_tokens, stream=True, details=True)
+            # The client builds its httpx client lazily, inside this call: _POOL tells the
+            # factory to lend it our pool (set and reset within this one step of the generator).
+            lend = _POOL.set(self._pool)
+            try:
+                events = await client.text_generation(prompt, max_new_tokens=max_new_tokens, stream=True,
+                                                      details=True)
+            finally:
+                _POOL.reset(lend)
             async for event in events:
                 if event.details is not None:
                     details = event.details
-                    yield Finished(int(details.generated_tokens), str(details.finish_reason))
-                    return
+                    finished = Finished(int(details.generated_tokens), str(details.finish_reason))
+                    break
                 yield Token(event.token.text, int(event.index))
         except Exception as exc:
             raise _classify(exc) from exc
-        raise BackendRequestError("incomplete_generation", "stream ended without its final event")
+        finally:
+            await _close(client)
+            self.open_streams -= 1
+        if finished is None:
+            raise BackendRequestError("incomplete_generation", "stream ended without its final event")
+        yield finished  # after the connection went back: a consumer that stops here leaks nothing
 
     async def healthy(self) -> bool:
         try:
@@ -103,10 +160,23 @@ class Backend:
             return None
         gauges = parse_gauges(response.text, ("tgi_queue_size", "tgi_batch_current_size", BUSY_RATIO))
         return Load(int(gauges.get("tgi_queue_size", 0)), int(gauges.get("tgi_batch_current_size", 0)),
-                    gauges.get(BUSY_RATIO, 0.0))
+                    gauges.get(BUSY_RATIO))
 
     async def close(self) -> None:
-        await self._client.close()  # type: ignore[no-untyped-call]
+        """Close the pool: its idle connections go; streams still open end with an error."""
+        await self._pool.aclose()
+
+
+async def _close(client: AsyncInferenceClient) -> None:
+    """Close a stream's client even while our task is being cancelled (shielded: a second
+    cancellation must not leave the response, and its connection, open)."""
+    closing = asyncio.ensure_future(client.close())  # type: ignore[no-untyped-call]
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await closing
+        raise
 
 
 def parse_gauges(text: str, names: tuple[str, ...]) -> dict[str, float]:

@@ -19,11 +19,15 @@ EMULATOR_LAUNCHER: tuple[str, ...] = (
     "--hostname", "127.0.0.1", "--gpu", "{gpu}", "--checkpoint-tier", "{tier}",
     "--max-batch-total-tokens", "{kv_tokens}", "--init-seconds", "{init_s}",
 )
+# backend = "tgi": TGI's own launcher (or, on a host without a GPU, the emulator installed
+# under its name: schedctl-tgi-launcher). Several instances share a GPU, so each gets its own
+# port, shard socket, torch.distributed port and memory fraction (REFERENCE §1.8).
 TGI_LAUNCHER: tuple[str, ...] = (
     "text-generation-launcher", "--model-id", "{model}", "--port", "{port}", "--hostname", "127.0.0.1",
     "--num-shard", "1", "--max-batch-total-tokens", "{kv_tokens}", "--shard-uds-path",
-    "/tmp/tgi-{port}", "--master-port", "{master_port}",
+    "/tmp/tgi-{port}", "--master-port", "{master_port}", "--cuda-memory-fraction", "{memory_fraction}",
 )
+BACKENDS = ("emulator", "tgi")
 DEFAULT_MODELS: tuple[str, ...] = (
     "facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct",
 )
@@ -41,6 +45,8 @@ class NodeConfig:
     checkpoint_tier: str = "ssd"  # where this node's checkpoints live: gpu | dram | ssd | remote
     models: tuple[str, ...] = DEFAULT_MODELS  # the catalog this node may load
     preload: tuple[str, ...] = ()
+    backend: str = "emulator"  # emulator | tgi: which launcher runs instances (unless `launcher` is set)
+    tgi_launcher: str = "text-generation-launcher"  # backend = "tgi": TGI's launcher, a name on PATH or a path
     launcher: tuple[str, ...] = EMULATOR_LAUNCHER
     kv_tokens: int = 16384  # KV budget per instance, TGI's --max-batch-total-tokens
     init_s: float = 2.0  # start-up of an instance besides copying weights (CUDA context, warm-up)
@@ -63,6 +69,8 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if self.gpu_backend not in ("auto", "nvml", "emulated"):
             raise ConfigError(f"gpu_backend must be auto, nvml or emulated, not {self.gpu_backend!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be emulator or tgi, not {self.backend!r}")
         if self.scheduler not in ("centralized", "gossip"):
             raise ConfigError(f"scheduler must be centralized or gossip, not {self.scheduler!r}")
         if not isinstance(self.gossip_max_members, int) or isinstance(self.gossip_max_members, bool) \
@@ -78,6 +86,13 @@ class NodeConfig:
         if self.publish_interval_s <= 0 or self.kv_tokens <= 0:
             raise ConfigError("publish_interval_s and kv_tokens must be positive")
         check_limits(self.queue_limit, self.queue_timeout_s, "[node] ")
+
+    @property
+    def launch_template(self) -> tuple[str, ...]:
+        """The instance command: `launcher` if set, else the backend's default."""
+        if self.backend == "tgi" and self.launcher == EMULATOR_LAUNCHER:
+            return (self.tgi_launcher, *TGI_LAUNCHER[1:])
+        return self.launcher
 
     @property
     def endpoint(self) -> str:

@@ -7,6 +7,17 @@ first; a busy instance is never evicted under a running request: when every load
 model is busy, the load waits until one goes idle (or leaves) instead of refusing, so a
 placement made on a slightly stale view (the scheduler saw an idle model that has just
 taken a request) is served late rather than failed. The request's own timeout bounds it.
+
+Instances are the node's own children (`backend = "emulator"`: `schedctl start
+emulator`; `backend = "tgi"`: `text-generation-launcher`, TGI's or the emulator's
+`schedctl-tgi-launcher` installed under that name), supervised here: a death fails the
+instance's streams at once and frees its memory.
+
+Ports: the node picks a free port and the launcher binds it later, so another process
+can take it in between. That race is harmless: an instance counts as ready only when
+`/health` answers 200 *and* the listening socket belongs to the launcher's process
+tree; a launcher that dies while its port is held by someone else, or a port answered
+by a foreign server, is retried on a new port (`PORT_ATTEMPTS` in all).
 """
 
 from __future__ import annotations
@@ -14,7 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import logging
+import math
+import os
 import shutil
 import signal
 import socket
@@ -25,12 +39,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from daemons.bus.errors import ConfigError
 from daemons.node.backend import Backend, BackendRequestError, httpx
 from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig
 
 log = logging.getLogger("schedctl.node.instances")
 STOP_GRACE_S = 5.0
+#: Launches of one instance on fresh ports before a port race counts as a failure.
+PORT_ATTEMPTS = 4
+HEALTH_POLL_S = 0.05
+
+
+class PortTaken(Exception):
+    """The instance's port is held by a process outside its launcher's tree."""
 
 
 @dataclass(eq=False)
@@ -44,7 +68,7 @@ class Instance:
     last_used: float = field(default_factory=time.monotonic)
     queue_size: int = 0
     batch_size: int = 0
-    busy_ratio: float = 0.0  # share of the last second in engine steps (emulator only)
+    busy_ratio: float | None = None  # emulated GPU compute utilisation (None: not an emulator)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     failure: str = ""
     proc: asyncio.subprocess.Process | None = None
@@ -60,9 +84,12 @@ class ModelManager:
         self._memory_total = memory_total
         self._on_change = on_change
         self.instances: dict[str, Instance] = {}
+        self.template = config.launch_template
+        check_launcher(config.backend, self.template)
         self._probe = httpx.AsyncClient(timeout=2.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()  # set whenever an instance may have become evictable or left
+        self.port_retries = 0  # launches repeated because another process held the port
 
     def ledger_used(self) -> int:
         return sum(i.footprint for i in self.instances.values())
@@ -97,7 +124,7 @@ class ModelManager:
 
     def busy_ratio(self) -> float:
         """The ready instances' busy ratios summed, capped at 1 (see daemons/node/gpu.py)."""
-        return min(1.0, sum(i.busy_ratio for i in self.instances.values() if i.state == "ready"))
+        return min(1.0, sum(i.busy_ratio or 0.0 for i in self.instances.values() if i.state == "ready"))
 
     def can_host(self, model: str) -> bool:
         """The model is here already, or fits once idle instances are evicted."""
@@ -162,38 +189,85 @@ class ModelManager:
     async def _load(self, instance: Instance) -> None:
         started = time.monotonic()
         try:
-            instance.proc = await self._launch(instance)
-            self._spawn(self._watch(instance, instance.proc))
-            await asyncio.wait_for(self._until_healthy(instance), self.config.load_timeout_s)
+            await asyncio.wait_for(self._launch_until_ready(instance), self.config.load_timeout_s)
         except (OSError, TimeoutError, BackendRequestError) as exc:
             await self._fail(instance, f"loading {instance.model} failed: {exc or type(exc).__name__}")
             return
         instance.state = "ready"
         instance.ready.set()
+        self._spawn(self._watch(instance, instance.proc))
         log.info("loaded %s on port %d in %.2f s", instance.model, instance.port, time.monotonic() - started,
                  extra={"SCHEDCTL_MODEL": instance.model})
         self._on_change()
+
+    async def _launch_until_ready(self, instance: Instance) -> None:
+        """Launch and wait for /health; on a lost port race, again on a new port."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            instance.proc = proc = await self._launch(instance)
+            try:
+                await self._until_healthy(instance, proc)
+                return
+            except PortTaken as exc:
+                await _terminate(proc)
+                if attempt == PORT_ATTEMPTS:
+                    raise BackendRequestError("load_failed", f"{exc}; gave up after {attempt} ports") from None
+                old = instance.port
+                await self._move(instance, _free_port())
+                self.port_retries += 1
+                log.warning("%s: %s; launching again on port %d", instance.model, exc, instance.port,
+                            extra={"SCHEDCTL_MODEL": instance.model})
+                log.debug("port %d given up for %s", old, instance.model)
+            except BaseException:
+                await _terminate(proc)
+                raise
+
+    async def _move(self, instance: Instance, port: int) -> None:
+        await instance.backend.close()
+        instance.port = port
+        instance.backend = Backend(f"http://127.0.0.1:{port}", self._probe)
 
     async def _launch(self, instance: Instance) -> asyncio.subprocess.Process:
         argv = self._argv(instance)
         log.info("launching %s: %s", instance.model, " ".join(argv))
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            *argv, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent, env=self._env(),
+            start_new_session=True)  # its own process group: stopping it stops TGI's shards and router too
+
+    def _env(self) -> dict[str, str]:
+        """The node's environment, plus what an emulator behind TGI's launcher reads in place of
+        flags TGI does not have, so its GPU and load time are the ones the node's catalog predicts
+        (real TGI ignores these variables)."""
+        return {**os.environ, "SCHEDCTL_EMULATOR_GPU": self.config.gpu,
+                "SCHEDCTL_EMULATOR_CHECKPOINT_TIER": self.config.checkpoint_tier,
+                "SCHEDCTL_EMULATOR_INIT_SECONDS": str(self.config.init_s)}
 
     def _argv(self, instance: Instance) -> list[str]:
+        total = max(self._memory_total(), 1)
+        fraction = min(math.ceil(instance.footprint / total * 1e4) / 1e4, 1.0)
         values = {"model": instance.model, "port": str(instance.port), "gpu": self.config.gpu,
                   "tier": self.config.checkpoint_tier, "kv_tokens": str(self.config.kv_tokens),
                   "init_s": str(self.config.init_s), "master_port": str(instance.port + 20000),
-                  "schedctl": schedctl_command()}
-        return [arg.format(**values) for arg in self.config.launcher]
+                  "memory_fraction": f"{fraction:.4f}", "schedctl": schedctl_command()}
+        return [arg.format(**values) for arg in self.template]
 
-    async def _until_healthy(self, instance: Instance) -> None:
-        while not await instance.backend.healthy():
-            if instance.state == "failed":
-                raise BackendRequestError("load_failed", instance.failure)
-            await asyncio.sleep(0.05)
+    async def _until_healthy(self, instance: Instance, proc: asyncio.subprocess.Process) -> None:
+        """Until our launcher's server answers /health 200; PortTaken if the port is someone else's."""
+        while True:
+            if proc.returncode is not None:
+                if await asyncio.to_thread(port_in_use, instance.port):
+                    raise PortTaken(f"port {instance.port} is held by another process "
+                                    f"(the launcher exited with {_describe_exit(proc.returncode)})")
+                raise BackendRequestError("load_failed", f"the launcher (pid {proc.pid}) exited with "
+                                          f"{_describe_exit(proc.returncode)} before it was ready")
+            if await instance.backend.healthy():
+                if await asyncio.to_thread(listener_is_ours, instance.port, proc.pid):
+                    return
+                raise PortTaken(f"port {instance.port} is answered by a process outside the launcher's tree")
+            await asyncio.sleep(HEALTH_POLL_S)
 
-    async def _watch(self, instance: Instance, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, instance: Instance, proc: asyncio.subprocess.Process | None) -> None:
+        if proc is None:
+            return
         code = await proc.wait()
         if instance.state != "evicting":
             await self._fail(instance, f"instance of {instance.model} (pid {proc.pid}) exited with "
@@ -210,6 +284,7 @@ class ModelManager:
             del self.instances[instance.model]
         await _terminate(instance.proc)
         self._freed.set()
+        await instance.backend.close()  # its idle pooled connections go with it
         self._on_change()
 
     async def stop(self, instance: Instance) -> None:
@@ -244,16 +319,23 @@ class ModelManager:
 
 
 async def _terminate(proc: asyncio.subprocess.Process | None) -> None:
-    if proc is None or proc.returncode is not None:
+    """SIGTERM to the instance's process group (a launcher and everything it started), SIGKILL
+    after STOP_GRACE_S, and a last SIGKILL for whatever of the group outlived the launcher."""
+    if proc is None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    if proc.returncode is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            _signal_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def _describe_exit(code: int) -> str:
@@ -265,6 +347,47 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True if binding host:port fails because something holds it."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT does not count
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def listener_is_ours(port: int, root_pid: int) -> bool:
+    """True if the socket listening on `port` belongs to `root_pid` or one of its descendants,
+    or if that cannot be told here (no /proc/net: trust /health, as before the check existed).
+
+    Another user's process shows no pid (its /proc entries are closed to us): not ours."""
+    try:
+        tree = {root_pid} | {p.pid for p in psutil.Process(root_pid).children(recursive=True)}
+        owners = {c.pid for c in psutil.net_connections("tcp")
+                  if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+    except psutil.NoSuchProcess:
+        return False  # the launcher is gone: whoever answers, it is not ours
+    except (psutil.Error, OSError) as exc:
+        log.debug("cannot tell who listens on port %d (%s): trusting /health", port, exc)
+        return True
+    return bool(owners & tree) or not owners
+
+
+def check_launcher(backend: str, template: tuple[str, ...]) -> None:
+    """Refuse to start with a launcher that is not installed (ConfigError: one line with the fix)."""
+    program = template[0]
+    if "{" in program or shutil.which(program) is not None:
+        return
+    if backend == "tgi":
+        raise ConfigError(
+            f"backend = \"tgi\" but {program} is not an executable on PATH: install TGI 3.x "
+            "(text-generation-launcher) or set tgi_launcher to its path; on a host without a GPU, "
+            "tgi_launcher = \"schedctl-tgi-launcher\" runs the emulator behind TGI's launcher")
+    raise ConfigError(f"launcher {program!r} is not on PATH: install it or fix `launcher` in [node]")
 
 
 def schedctl_command() -> str:

@@ -57,7 +57,7 @@ class NodeProcess:
 
     def log(self) -> str:
         self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout_s: float = 15.0) -> None:
         if self.proc.poll() is None:

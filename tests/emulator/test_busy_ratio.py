@@ -6,25 +6,10 @@ import threading
 import time
 
 import httpx2
-import pytest
 
-from daemons.emulator.metrics import BusyWindow
 from daemons.emulator.testing import RunningEmulator
 
 GAUGE = "schedctl_emulator_busy_ratio"
-
-
-def test_busy_window_counts_only_the_last_second() -> None:
-    w = BusyWindow(1.0)
-    assert w.ratio(now=10.0) == 0.0
-    w.step(9.0, 9.25)  # 0.25 s inside (9, 10]
-    w.step(9.5, 9.75)
-    assert w.ratio(now=10.0) == pytest.approx(0.5)
-    # Half a second later the first step has slid out and the second is half in the window.
-    assert w.ratio(now=10.5) == pytest.approx(0.25)
-    assert w.ratio(now=11.0) == 0.0
-    w.step(11.0, 13.0)  # one long step: never more than the whole window
-    assert w.ratio(now=13.0) == 1.0
 
 
 def gauge(http: httpx2.Client) -> float:

@@ -1,12 +1,16 @@
 """The deployment, end to end, on three real systemd hosts (systemd-nspawn, REFERENCE.md §8.4).
 
-    h1: coordinator + loadgen      h2, h3: gpu_nodes (emulated GPUs)
+    h1: coordinator + loadgen      h2, h3: gpu_nodes (emulated GPUs, backend = tgi)
 
 `ansible-playbook deploy.yml` installs the suite on them over the nsenter connection
 (REFERENCE.md §9) from a wheelhouse built from this checkout, with CURVE keys, units and
-config; a second run must change nothing. Then a short load runs through the deployed
-loadgen unit, one request is followed through `schedctl logs`, a node is killed with
-SIGKILL and another frozen with SIGSTOP, and systemd must bring both back.
+config; a second run must change nothing. The nodes drive TGI the way a GPU cluster does:
+`schedctl_node_backend: tgi`, each node launching `text-generation-launcher` for its models
+(here the emulator's `schedctl-tgi-launcher` installed under that name by
+`schedctl_node_tgi_emulated`, as on a host without a GPU), no standing backend units.
+Then a short load runs through the deployed loadgen unit, one request is followed through
+`schedctl logs`, a node is killed with SIGKILL and another frozen with SIGSTOP, and systemd
+must bring both back.
 """
 
 from __future__ import annotations
@@ -59,12 +63,9 @@ def inventory(hosts: list[Host], tmp: Path) -> Path:
     data = {"all": {"children": {
         "coordinator": {"hosts": {"h1": host(h1, schedctl_coordinator_dead_after_s=3.0)}},
         "loadgen": {"hosts": {"h1": {}}},
-        "gpu_nodes": {"vars": {"schedctl_node_gpu_backend": "emulated", "schedctl_node_extra": node_extra},
-                      "hosts": {
-                          "h2": host(h2, schedctl_node_backends=[{"name": "opt", "env": {
-                              "MODEL_ID": MODEL, "PORT": "8099", "SCHEDCTL_EMULATOR_INIT_SECONDS": "0.2",
-                              "SCHEDCTL_EMULATOR_CHECKPOINT_TIER": "dram"}}]),
-                          "h3": host(h3)}},
+        "gpu_nodes": {"vars": {"schedctl_node_gpu_backend": "emulated", "schedctl_node_extra": node_extra,
+                               "schedctl_node_backend": "tgi", "schedctl_node_tgi_emulated": True},
+                      "hosts": {"h2": host(h2), "h3": host(h3)}},
     }}}
     path = tmp / "inventory.yml"
     path.write_text(json.dumps(data))  # JSON is YAML
@@ -136,7 +137,7 @@ def test_second_run_changes_nothing(cluster: tuple[Hosts, Path]) -> None:
 def test_every_unit_is_active(cluster: tuple[Hosts, Path]) -> None:
     h1, h2, h3 = cluster[0].hosts
     expected = [(h1, ["schedctl.target", "schedctl-coordinator.service"]),
-                (h2, ["schedctl.target", "schedctl-node.service", "emulator@opt.service"]),
+                (h2, ["schedctl.target", "schedctl-node.service"]),
                 (h3, ["schedctl.target", "schedctl-node.service"])]
     for host, units in expected:
         states = host.systemctl("is-active", *units, check=False).split()
@@ -148,6 +149,26 @@ def test_every_unit_is_active(cluster: tuple[Hosts, Path]) -> None:
     # CURVE is on: a secret is private to the daemons' user, the config names it
     assert h2.run("stat", "-c", "%a %U", "/etc/schedctl/curve/client.key_secret").stdout.split() == ["600", "schedctl"]
     assert "[security]" in h2.run("cat", "/etc/schedctl/schedctl.toml").stdout
+
+
+def test_nodes_launch_their_tgi_instances_themselves(cluster: tuple[Hosts, Path]) -> None:
+    """No standing backend unit; the preloaded model runs under text-generation-launcher as a
+    child of the node agent, inside the node's unit, with the flags the README documents."""
+    for host in cluster[0].hosts[1:]:
+        config = host.run("cat", "/etc/schedctl/schedctl.toml").stdout
+        assert 'backend = "tgi"' in config and 'tgi_launcher = "/opt/schedctl/bin/text-generation-launcher"' in config
+        standing = host.systemctl("list-units", "--no-legend", "--all", "emulator@*", "tgi@*", check=False)
+        assert standing.strip() == "", standing
+        began, pids = time.monotonic(), []
+        while not pids and time.monotonic() - began < 60:
+            pids = host.run("pgrep", "-f", f"text-generation-launcher --model-id {MODEL}", check=False).stdout.split()
+            time.sleep(0.5)
+        assert pids, f"{host.name}: no text-generation-launcher running\n{journals([host])}"
+        cmdline = host.run("cat", f"/proc/{pids[0]}/cmdline").stdout.replace("\0", " ")
+        for flag in ("--port", "--hostname 127.0.0.1", "--num-shard 1", "--shard-uds-path", "--master-port",
+                     "--cuda-memory-fraction"):
+            assert flag in cmdline, cmdline
+        assert "schedctl-node.service" in host.run("cat", f"/proc/{pids[0]}/cgroup").stdout
 
 
 def test_load_runs_and_one_request_is_found_in_the_logs(cluster: tuple[Hosts, Path]) -> None:

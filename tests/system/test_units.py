@@ -20,11 +20,11 @@ UNITS_DIR = Path(__file__).resolve().parents[2] / "etc/systemd"
 UNITS = {"schedctl.target": "schedctl.target", "schedctl-coordinator.service": "schedctl-coordinator.service",
          "schedctl-node.service": "schedctl-node.service",
          "schedctl-loadgen@.service": "schedctl-loadgen@smoke.service",
-         "emulator@.service": "emulator@llama.service", "tgi@.service": "tgi@llama.service"}
+         "emulator@.service": "emulator@llama.service"}
 NO_GPU = ["schedctl-coordinator.service", "schedctl-loadgen@smoke.service", "emulator@llama.service"]
-GPU = ["schedctl-node.service", "tgi@llama.service"]
+GPU = ["schedctl-node.service"]
 MAX_EXPOSURE = 4.0
-EXECUTABLES = ("opt/schedctl/venv/bin/schedctl", "opt/tgi/bin/text-generation-launcher")
+EXECUTABLES = ("opt/schedctl/venv/bin/schedctl",)
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="systemd-analyze not found (Debian package systemd)")
@@ -64,13 +64,13 @@ def test_verify_prints_nothing(root: Path, unit: str) -> None:
 
 
 def test_verify_notices_a_missing_executable(root: Path) -> None:
-    exe = root / EXECUTABLES[1]
+    exe = root / EXECUTABLES[0]
     exe.rename(exe.with_suffix(".gone"))
     try:
-        out = analyze(root, "verify", "tgi@llama.service")
+        out = analyze(root, "verify", "emulator@llama.service")
     finally:
         exe.with_suffix(".gone").rename(exe)
-    assert out.returncode != 0 and "text-generation-launcher" in out.stderr
+    assert out.returncode != 0 and "schedctl" in out.stderr
 
 
 def exposure(root: Path, unit: str) -> float:
