@@ -1,7 +1,8 @@
 """A stand-in cluster for tests and benchmarks: one ROUTER playing coordinator and node.
 
 It answers `Schedule` with a `Placement` pointing at itself and `Infer` with `FirstToken`
-then `Done`, at once, unless a *script* says otherwise. A script maps each received
+then `Done`, at once, unless a *script* says otherwise. A `StatusRequest` (the load
+generator asks for the nodes' view twice a second) gets an empty view, whatever the script. A script maps each received
 envelope to the replies to send and when, which is how tests build slow, silent, failing,
 duplicating or garbage-sending peers on real sockets:
 
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 import zmq
 
 from daemons.bus import Envelope, WireError, decode, encode, make_socket
-from daemons.bus.messages import Done, FirstToken, Infer, Placement, Schedule
+from daemons.bus.messages import Done, FirstToken, Infer, Placement, Schedule, StatusReply, StatusRequest
 
 Reply = tuple[float, Any]  # (delay in seconds, a message dataclass | raw bytes | list of raw parts)
 Script = Callable[[Envelope, str], Iterable[Reply]]
@@ -52,6 +53,10 @@ def immediate(env: Envelope, endpoint: str) -> list[Reply]:
         return [(0.0, FirstToken(body.request_id, "sink", "x")),
                 (0.0, Done(body.request_id, "sink", body.max_new_tokens, "length", action))]
     return []
+
+
+def _empty_view(env: Envelope, endpoint: str) -> list[Reply]:
+    return [(0.0, StatusReply("coordinator", []))]
 
 
 class Sink:
@@ -100,7 +105,8 @@ class Sink:
                 continue
             self.received[env.type] += 1
             now = time.monotonic()
-            for delay, reply in self._script(env, self.endpoint):
+            script = self._script if not isinstance(env.body, StatusRequest) else _empty_view
+            for delay, reply in script(env, self.endpoint):
                 frames = self._frames(reply, env)
                 heapq.heappush(self._pending, (now + delay, next(self._seq), parts[0], frames))
             self._flush()
