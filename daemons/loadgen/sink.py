@@ -2,7 +2,8 @@
 
 It answers `Schedule` with a `Placement` pointing at itself and `Infer` with `FirstToken`
 then `Done`, at once, unless a *script* says otherwise. A `StatusRequest` (the load
-generator asks for the nodes' view twice a second) gets an empty view, whatever the script. A script maps each received
+generator asks for the nodes' view twice a second) is answered by `view()`, an empty
+coordinator's view unless given, whatever the script. A script maps each received
 envelope to the replies to send and when, which is how tests build slow, silent, failing,
 duplicating or garbage-sending peers on real sockets:
 
@@ -55,21 +56,22 @@ def immediate(env: Envelope, endpoint: str) -> list[Reply]:
     return []
 
 
-def _empty_view(env: Envelope, endpoint: str) -> list[Reply]:
-    return [(0.0, StatusReply("coordinator", []))]
+def empty_view() -> StatusReply:
+    return StatusReply("coordinator", [])
 
 
 class Sink:
     """A ROUTER bound on loopback that answers as its script says."""
 
     def __init__(self, script: Script = immediate, bind: str = "tcp://127.0.0.1:*",
-                 name: str = "sink") -> None:
+                 name: str = "sink", view: Callable[[], StatusReply] = empty_view) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sock = make_socket(self.ctx, zmq.ROUTER)
         self.sock.bind(bind)
         self.endpoint: str = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.received: Counter[str] = Counter()
         self._script = script
+        self._view = view
         self._name = name
         self._pending: list[tuple[float, int, bytes, list[bytes]]] = []
         self._seq = itertools.count()
@@ -105,8 +107,8 @@ class Sink:
                 continue
             self.received[env.type] += 1
             now = time.monotonic()
-            script = self._script if not isinstance(env.body, StatusRequest) else _empty_view
-            for delay, reply in script(env, self.endpoint):
+            replies = [(0.0, self._view())] if isinstance(env.body, StatusRequest) else self._script(env, self.endpoint)
+            for delay, reply in replies:
                 frames = self._frames(reply, env)
                 heapq.heappush(self._pending, (now + delay, next(self._seq), parts[0], frames))
             self._flush()
@@ -129,9 +131,9 @@ class Sink:
 
 
 @contextmanager
-def running_sink(script: Script = immediate) -> Iterator[Sink]:
+def running_sink(script: Script = immediate, view: Callable[[], StatusReply] = empty_view) -> Iterator[Sink]:
     """A sink serving in a thread for the duration of the block; stopped, joined and closed after."""
-    sink = Sink(script)
+    sink = Sink(script, view=view)
     stop = threading.Event()
     thread = threading.Thread(target=sink.serve, args=(stop,), name="loadgen-sink", daemon=True)
     thread.start()

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from daemons.bus import Envelope
 from daemons.bus.client import Client
+from daemons.bus.messages import Done, FirstToken, Infer, Placement, Schedule, StatusReply
 from daemons.loadgen import LoadgenConfig, PlannedRequest, Results, run
+from daemons.loadgen.sink import Reply, running_sink
 from daemons.node.testing import NodeProcess, running_node
 
 SMALL = "facebook/opt-125m"
@@ -106,3 +109,70 @@ def test_a_late_duplicate_is_cancelled_not_raced(tmp_path: Path) -> None:
     assert (rec.status, rec.node, rec.tokens, rec.attempts) == ("ok", "node-b", 2000, 2), rec
     assert full_log(second).count(f"serving {rid} with") == 1
     assert out[0].ignored["duplicate"] >= 1  # node-a's reports, each answered with a Cancel
+
+
+# ----- verdicts: a node some view declares dead is not waited for (sink-based, seconds) -----------------------
+
+
+def test_a_node_the_coordinator_declares_dead_is_not_waited_for() -> None:
+    """A placed request whose node hangs (no Done, no Progress) is re-placed as soon as the
+    coordinator's view says that node is dead, not after the attempt timeout."""
+    dead_after = time.monotonic() + 1.0
+    schedules: list[list[str]] = []
+
+    def cluster(env: Envelope, endpoint: str) -> list[Reply]:
+        body, rid = env.body, env.body.request_id
+        if isinstance(body, Schedule):
+            schedules.append(list(body.exclude))
+            node = "n2" if "n1" in body.exclude else "n1"
+            return [(0.0, Placement(rid, node, endpoint, "SERVE", 0.0, "test"))]
+        assert isinstance(body, Infer)
+        if len(schedules) == 1:
+            return [(0.0, FirstToken(rid, "n1", "x"))]  # then n1 hangs
+        return [(0.0, FirstToken(rid, "n2", "x")), (0.0, Done(rid, "n2", 4, "length"))]
+
+    def view() -> StatusReply:
+        alive = time.monotonic() < dead_after
+        return StatusReply("coordinator", [{"node": "n1", "endpoint": "tcp://127.0.0.1:1", "alive": alive},
+                                           {"node": "n2", "endpoint": "tcp://127.0.0.1:2", "alive": True}])
+
+    with running_sink(cluster, view=view) as sink:
+        config = LoadgenConfig(coordinator=sink.endpoint, attempt_timeout_s=30.0, retries=2, timeout_s=60)
+        results = run(config, [PlannedRequest("r1", 0.0, "m", 4, 4)])
+    [rec] = results.records
+    assert (rec.status, rec.node, rec.attempts, rec.failed_nodes) == ("ok", "n2", 2, ["n1"]), rec
+    assert schedules == [[], ["n1"]]
+    assert rec.done_s is not None and rec.done_s < 1.0 + 0.5 + 2.0  # the verdict, one view poll, slack; not 30 s
+
+
+def test_gossip_entry_peers_declared_dead_are_skipped_and_their_requests_retried() -> None:
+    """Gossip: a hung entry peer (accepts, never answers) is retried away from as soon as a
+    live peer's view says it is dead, and no later request is sent to it."""
+    verdict_at = time.monotonic() + 1.0
+    hung_endpoint: list[str] = []
+
+    def hung(env: Envelope, endpoint: str) -> list[Reply]:
+        return []
+
+    def peer(env: Envelope, endpoint: str) -> list[Reply]:
+        rid = env.body.request_id
+        return [(0.0, FirstToken(rid, "b", "x")), (0.0, Done(rid, "b", 4, "length", "SERVE", hops=0))]
+
+    def view() -> StatusReply:
+        status = "dead" if time.monotonic() >= verdict_at else "alive"
+        return StatusReply("gossip-peer", [{"node": "a", "status": status, "endpoint": hung_endpoint[0]},
+                                           {"node": "b", "status": "alive", "endpoint": "tcp://127.0.0.1:2"}])
+
+    with running_sink(hung, view=view) as a, running_sink(peer, view=view) as b:
+        hung_endpoint.append(a.endpoint)
+        schedule = [PlannedRequest(f"r{i:03d}", 0.5 + i * 0.05, "m", 4, 4) for i in range(60)]  # 0.5 .. 3.45 s
+        config = LoadgenConfig(mode="gossip", entry=(a.endpoint, b.endpoint), attempt_timeout_s=30.0, retries=2,
+                               timeout_s=60)
+        results = run(config, schedule)
+        to_hung = a.received["infer"]
+    assert [r.status for r in results.records] == ["ok"] * len(schedule)
+    assert all(r.node == "b" for r in results.records)
+    waited = [r for r in results.records if r.attempts > 1]
+    assert waited and all(r.scheduled_s < 1.0 + 0.5 for r in waited)  # only those sent before the verdict (+ a poll)
+    assert max(r.done_s or 99 for r in results.records) < 3.45 + 2.0  # nobody waited for the 30 s timer
+    assert to_hung == len(waited)
