@@ -366,7 +366,7 @@ class NodeServer:
         rid = request.request_id
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                done = await self._run(request)
+                done = await self._run(b"", request)  # no identity: replies go to every listener (_tell)
             self._remember(done)
             return done
         except BackendRequestError as exc:
@@ -385,7 +385,7 @@ class NodeServer:
         for identity in list(self._listeners.get(rid, ())):
             await self._reply(identity, body, rid)
 
-    async def _run(self, request: Infer) -> Done:
+    async def _run(self, identity: bytes, request: Infer) -> Done:
         start = time.monotonic()
         instance, cold = await self.manager.acquire(request.model)
         action = "COLD_START" if cold else ("MIGRATE" if request.action == "MIGRATE" else "SERVE")
