@@ -76,6 +76,8 @@ class RequestRecord:
     server_timings: dict[str, float] = field(default_factory=dict)
     attempts: int = 0  # sends of this request (1 + retries + reroutes)
     failed_nodes: list[str] = field(default_factory=list)  # nodes that failed an attempt
+    serving: str = ""  # the node that reported its first token; others that report are cancelled
+    serving_via: str = ""  # the endpoint its reports come through (itself, or a gossip entry peer)
     attempt_deadline: float = math.inf  # when the current attempt counts as lost
     coordinator: str = ""  # name of the coordinator that placed it (centralized)
     epoch: int = 0  # that coordinator's epoch
@@ -85,8 +87,6 @@ class RequestRecord:
     placed_via: str = ""  # the coordinator endpoint whose placement it follows
     placement_deadline: float = math.inf
     node_endpoint: str = ""  # where the current placement sent it
-    serving: str = ""  # the node that reported its first token; others that report are cancelled
-    serving_via: str = ""  # the endpoint its reports come through (itself, or a gossip entry peer)
 
     @property
     def ttft_s(self) -> float | None:

@@ -63,7 +63,7 @@ from daemons.bus.messages import (
 )
 from daemons.bus.schema import to_dict
 from daemons.bus.security import Security, SecurityConfig, stop_zap
-from daemons.node.backend import BackendRequestError, Finished, Token
+from daemons.node.backend import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig
 from daemons.node.gpu import GpuProbe, choose_probe
@@ -414,7 +414,7 @@ class NodeServer:
         began = time.monotonic()
         first = 0.0
         # aclosing: a cancelled stream closes its HTTP response now, so the backend stops generating.
-        stream = cast(AsyncGenerator[Token | Finished, None],  # Backend.stream is an async generator
+        stream = cast(AsyncGenerator[Any, None],  # Backend.stream is an async generator: it can be closed
                       instance.backend.stream(request.prompt, request.max_new_tokens))
         async with contextlib.aclosing(stream) as items:
             async for item in items:
