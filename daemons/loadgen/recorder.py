@@ -394,6 +394,8 @@ class Recorder:
                 detail = f"no {self._waiting_for(rec)} within {self._timeout_s:g} s"
                 self.finish(rec, TIMEOUT, now, "timeout", detail)
                 expired += 1
+                if rec.serving or rec.node:  # nobody waits for it any more: free the node that holds it
+                    self.cancels.append((rec.request_id, rec.serving or rec.node, rec.serving_via or rec.node_endpoint))
             else:
                 break
         return expired

@@ -3,7 +3,8 @@
 It answers `Schedule` with a `Placement` pointing at itself and `Infer` with `FirstToken`
 then `Done`, at once, unless a *script* says otherwise. A `StatusRequest` (the load
 generator asks for the nodes' view twice a second) is answered by `view()`, an empty
-coordinator's view unless given, whatever the script. A script maps each received
+coordinator's view unless given, and a `Cancel` is only counted (`received["cancel"]`),
+whatever the script. A script maps each received
 envelope to the replies to send and when, which is how tests build slow, silent, failing,
 duplicating or garbage-sending peers on real sockets:
 
@@ -34,7 +35,7 @@ from typing import Any, Protocol
 import zmq
 
 from daemons.bus import Envelope, WireError, decode, encode, make_socket
-from daemons.bus.messages import Done, FirstToken, Infer, Placement, Schedule, StatusReply, StatusRequest
+from daemons.bus.messages import Cancel, Done, FirstToken, Infer, Placement, Schedule, StatusReply, StatusRequest
 
 Reply = tuple[float, Any]  # (delay in seconds, a message dataclass | raw bytes | list of raw parts)
 Script = Callable[[Envelope, str], Iterable[Reply]]
@@ -107,6 +108,8 @@ class Sink:
                 continue
             self.received[env.type] += 1
             now = time.monotonic()
+            if isinstance(env.body, Cancel):
+                continue
             replies = [(0.0, self._view())] if isinstance(env.body, StatusRequest) else self._script(env, self.endpoint)
             for delay, reply in replies:
                 frames = self._frames(reply, env)
