@@ -15,13 +15,25 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from daemons.bus import Envelope
 from daemons.bus.client import Client
-from daemons.bus.messages import Done, FirstToken, Infer, Placement, Schedule, StatusReply
+from daemons.bus.messages import (
+    Done,
+    Error,
+    FirstToken,
+    Infer,
+    Placement,
+    Progress,
+    Reassigned,
+    Schedule,
+    StatusReply,
+)
 from daemons.loadgen import LoadgenConfig, PlannedRequest, Results, run
+from daemons.loadgen.recorder import Recorder
 from daemons.loadgen.sink import Reply, running_sink
 from daemons.node.testing import NodeProcess, running_node
 
@@ -176,3 +188,51 @@ def test_gossip_entry_peers_declared_dead_are_skipped_and_their_requests_retried
     assert waited and all(r.scheduled_s < 1.0 + 0.5 for r in waited)  # only those sent before the verdict (+ a poll)
     assert max(r.done_s or 99 for r in results.records) < 3.45 + 2.0  # nobody waited for the 30 s timer
     assert to_hung == len(waited)
+
+
+# ----- the recorder's rules on their own: one serving node, silence not age ----------------------------------
+
+
+def _env(body: Any) -> Envelope:
+    return Envelope(body.TYPE, "x", body.request_id, body)
+
+
+def test_recorder_progress_resets_the_silence_timer_and_one_node_serves() -> None:
+    rec = Recorder([PlannedRequest("r", 0.0, "m", 4, 4)], timeout_s=600, mode="gossip", retries=2,
+                   attempt_timeout_s=3.0)
+    [r] = rec.records
+    rec.on_sent(r, 0.0, "")
+    for t in range(1, 60):  # a minute of decoding, a Progress a second: never retried
+        rec.on_reply(_env(Progress("r", "a", tokens=t)), float(t), "tcp://entry-a")
+        rec.check_attempts(float(t) + 0.5)
+    assert rec.retry_due == [] and r.serving == "a" and r.attempts == 1
+    # Another node that reports it is a late duplicate: ignored, and cancelled where it reported.
+    rec.on_reply(_env(FirstToken("r", "b", "x")), 60.0, "tcp://entry-b")
+    assert rec.cancels == [("r", "b", "tcp://entry-b")] and r.first_token_s is None
+    # Its refusal, or the answer to our Cancel, never decides the request.
+    rec.on_reply(_env(Error("r", "no_capacity", "full", "b")), 60.1, "tcp://entry-b")
+    rec.on_reply(_env(Error("r", "cancelled", "cancelled", "b")), 60.2, "tcp://entry-b")
+    assert not r.status and rec.ignored["late"] == 2
+    # Silence from the serving node: after attempt_timeout_s, and only then, a retry.
+    rec.check_attempts(59.0 + 2.9)
+    assert rec.retry_due == []
+    rec.check_attempts(59.0 + 3.1)
+    assert rec.retry_due == [r] and r.serving == ""
+    rec.retry_due.clear()
+    rec.on_resent(r, 62.1, "")
+    rec.on_reply(_env(Done("r", "c", 4, "length")), 63.0, "tcp://entry-c")
+    assert (r.status, r.node, r.tokens) == ("ok", "c", 4)
+
+
+def test_recorder_a_reassigned_request_takes_the_new_servers_reports() -> None:
+    rec = Recorder([PlannedRequest("r", 0.0, "m", 4, 4)], timeout_s=600, mode="gossip", retries=2,
+                   attempt_timeout_s=3.0)
+    [r] = rec.records
+    rec.on_sent(r, 0.0, "")
+    rec.on_reply(_env(FirstToken("r", "a", "x")), 0.5, "tcp://entry")
+    rec.on_reply(_env(Reassigned("r", "a", "connection dropped")), 1.0, "tcp://entry")
+    rec.on_reply(_env(Progress("r", "b", tokens=3)), 1.5, "tcp://entry")
+    assert rec.cancels == [] and r.serving == "b" and r.failed_nodes == ["a"] and r.attempts == 1
+    # A node the coordinator or a peer declares dead: what it served is retried at once.
+    rec.node_gone("b", "tcp://b", 2.0)
+    assert rec.retry_due == [r] and "b" in r.failed_nodes
