@@ -6,6 +6,10 @@ envelope's type string to its class; a frame whose type is not in it is dropped.
 Request flow (DESIGN.md §2):
     loadgen -> coordinator   Schedule            coordinator -> loadgen   Placement
     loadgen -> node          Infer               node -> loadgen          FirstToken, Done | Error
+                                                 node -> loadgen          Progress (about once a second)
+    loadgen -> node          Cancel              (another node won the race: stop, free the slot)
+                                                 peer -> loadgen          Reassigned (gossip: its serving
+                                                                          peer is gone, placed again)
     node -> PUB              NodeState           coordinator -> PUB       ClusterEvent
     anyone -> daemon         StatusRequest       daemon -> asker          StatusReply
 
@@ -111,6 +115,46 @@ class FirstToken:
     request_id: Name
     node: Name
     text: Text = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A node still holds a request: sent about once a second from acceptance until Done.
+
+    It is the request's liveness signal: the load generator retries an attempt only when its
+    node is known gone or silent (no Progress, token or answer) for its attempt timeout.
+    Periodic rather than per token: its cost is one small frame per request per second,
+    whatever the output length (daemons/node/server.py says why).
+    """
+
+    TYPE: ClassVar[str] = "progress"
+    request_id: str
+    node: str
+    tokens: int = 0  # generated so far (0 while it waits for a load or a batch slot)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Stop serving `request_id` on `node` and free its slot: another node won the race.
+
+    A node that gets one for another node relays it there (gossip peers know the endpoint).
+    """
+
+    TYPE: ClassVar[str] = "cancel"
+    request_id: str
+    node: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reassigned:
+    """Gossip: the peer serving a forwarded request is gone (its connection dropped), and the
+    forwarding peer is placing the request again; `node` is the one that lost it."""
+
+    TYPE: ClassVar[str] = "reassigned"
+    request_id: str
+    node: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,5 +348,5 @@ MESSAGE_TYPES: dict[str, type] = {
     cls.TYPE: cls
     for cls in (Schedule, Placement, Infer, FirstToken, Done, Error, NodeState, ClusterEvent, Probe,
                 ProbeReply, StatusRequest, StatusReply, CoordinatorState, WitnessQuery, WitnessVote,
-                EpochNotice)
+                EpochNotice, Progress, Cancel, Reassigned)
 }

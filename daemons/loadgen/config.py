@@ -14,6 +14,7 @@
     nice = -10                              # optional: priority of the sending thread
     retries = 2                             # resends of a request whose node failed it
     attempt_timeout_s = 0                   # > 0: resend when an attempt is silent this long
+                                            # (nodes send Progress every second: keep it >= 3 s)
     coordinator_timeout_s = 2.0             # a schedule request unplaced this long is asked again,
                                             # of the standby if there is one
 """
@@ -63,9 +64,10 @@ class LoadgenConfig:
     # other processes from delaying sends by a scheduler time slice: measured on a loaded 2-core VM,
     # p99 send lag at 1,000 req/s, CV 8 fell from 4.7-6.9 ms at nice 0 to 1.1-3.9 ms at nice -10.
     nice: int = 0
-    # Lazy Pirate (REFERENCE.md §7.2): a request whose node failed it (RETRYABLE codes, or no
-    # word for attempt_timeout_s since its last progress) is sent again with the same request
-    # id, avoiding the nodes that failed it; at most `retries` times. 0 disables the timer.
+    # Lazy Pirate (REFERENCE.md §7.2): a request whose node failed it (RETRYABLE codes, a dropped
+    # connection, a death verdict, or no word for attempt_timeout_s: nodes send a Progress every
+    # second while they hold a request, so this is silence, not age) is sent again with the same
+    # request id, avoiding the nodes that failed it; at most `retries` times. 0 disables the timer.
     retries: int = 2
     attempt_timeout_s: float = 0.0
     # Coordinator failover (coordinators.py): a Placement is answered in well under a

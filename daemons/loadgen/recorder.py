@@ -11,11 +11,19 @@ tested on their own:
 Once a request has its outcome it is frozen: later or repeated replies are counted in
 `ignored` ("late", "duplicate", ...) and change nothing.
 
-Retries (Lazy Pirate, REFERENCE.md §7.2): an Error with a RETRYABLE code, or an attempt
-silent for `attempt_timeout_s` since its last progress (sent, placed, first token), puts
-the request on `retry_due` while it has retries left; the sender sends it again with the
-same request id, avoiding `failed_nodes`. The first final answer of any attempt decides
-the outcome; answers of the other attempts are then `late`. Times are seconds from the run's
+Retries (Lazy Pirate, REFERENCE.md §7.2) follow liveness, not age. A request is sent again
+(same request id, avoiding `failed_nodes`, while it has retries left) only when the node or
+link it waits on is known gone — an Error with a RETRYABLE code, a dropped connection
+(`link_lost`), a death verdict of the coordinator or a gossip peer (`node_gone`), a peer
+that lost the node it forwarded to (`Reassigned`) — or when its attempt was silent for
+`attempt_timeout_s`: nodes send a `Progress` about once a second while they hold a
+request, and every report of the serving node restarts that timer.
+
+Exactly one server: the first node to report a token is the request's `serving` node. A
+report from any other node while it serves is a late duplicate: it is ignored and the
+sender cancels it (`cancels`), and an Error from another node (a retry's refusal) never
+decides a request that is being served. The first final answer decides the outcome; answers
+of the other attempts are then `late`. Times are seconds from the run's
 start on the monotonic clock; latencies are taken from `scheduled_s`, never from the
 actual send (no coordinated omission, REFERENCE.md §4.2).
 """
@@ -28,7 +36,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from daemons.bus.envelope import Envelope
-from daemons.bus.messages import Done, Error, FirstToken, Placement
+from daemons.bus.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
 
@@ -72,6 +80,8 @@ class RequestRecord:
     server_timings: dict[str, float] = field(default_factory=dict)
     attempts: int = 0  # sends of this request (1 + retries + reroutes)
     failed_nodes: list[str] = field(default_factory=list)  # nodes that failed an attempt
+    serving: str = ""  # the node that reported its first token; others that report are cancelled
+    serving_via: str = ""  # the endpoint its reports come through (itself, or a gossip entry peer)
     attempt_deadline: float = math.inf  # when the current attempt counts as lost
     coordinator: str = ""  # name of the coordinator that placed it (centralized)
     epoch: int = 0  # that coordinator's epoch
@@ -127,6 +137,8 @@ class Recorder:
         self._coordinator_retries = coordinator_retries
         self._placement_heap: list[tuple[float, str]] = []  # (deadline, request id); stale ones skipped
         self._delayed: list[tuple[float, str]] = []  # reroutes waiting out their back-off
+        # (request id, node, endpoint it reports through): the sender sends each a Cancel, then clears it
+        self.cancels: list[tuple[str, str, str]] = []
 
     @property
     def finished(self) -> int:
@@ -172,13 +184,20 @@ class Recorder:
             rec.attempt_deadline = now + self._attempt_timeout_s
             heapq.heappush(self._attempt_heap, (rec.attempt_deadline, rec.request_id))
 
-    def _retry(self, rec: RequestRecord, failed_node: str) -> bool:
-        """Queue `rec` for another attempt if it has one left; False when it has none."""
+    def _retry(self, rec: RequestRecord, failed_node: str, cancel: bool = False) -> bool:
+        """Queue `rec` for another attempt if it has one left; False when it has none. With
+        `cancel`, the node serving it may be alive with no way left to tell us (the entry peer
+        that relayed it is gone): it gets a Cancel, sent before the retry on the same path, so
+        it never races the next attempt (it starts afresh if the retry lands on it)."""
         if rec.retried >= self._retries:
             return False
         rec.retried += 1
         if failed_node and failed_node not in rec.failed_nodes:
             rec.failed_nodes.append(failed_node)
+        if rec.serving:
+            if cancel:
+                self.cancels.append((rec.request_id, rec.serving, rec.serving_via))
+            rec.serving = rec.serving_via = ""  # the next attempt's first reporter serves it
         rec.attempt_deadline = math.inf
         rec.placement_deadline = math.inf
         self.retry_due.append(rec)
@@ -205,10 +224,22 @@ class Recorder:
         for rec in self._in_flight:
             if rec.status:
                 continue
-            if rec.node_endpoint == endpoint:
-                self._retry(rec, rec.node)
+            if endpoint in (rec.node_endpoint, rec.serving_via):
+                self._retry(rec, rec.node, cancel=True)
             elif rec.asked == endpoint and rec.placed_s is None:
                 self._reroute(rec, now, 0.0)
+
+    def node_gone(self, node: str, endpoint: str, now: float) -> None:
+        """The coordinator or a gossip peer declared `node` (at `endpoint`) dead: every request
+        waiting on it, served by it or entered through it, is retried now."""
+        for rec in self._in_flight:
+            if rec.status:
+                continue
+            placed_there = rec.placed_s is not None and rec.node == node
+            if rec.serving == node or placed_there:
+                self._retry(rec, node)
+            elif endpoint and endpoint in (rec.node_endpoint, rec.serving_via):
+                self._retry(rec, node, cancel=True)  # its entry peer is gone; whoever serves it may not be
 
     def check_placements(self, now: float) -> None:
         """Reroute every schedule request left unplaced too long; release reroutes whose back-off is over."""
@@ -248,7 +279,7 @@ class Recorder:
         """Apply one decoded reply that came from endpoint `source`; returns a placement the
         sender must act on, else None."""
         body = env.body
-        if not isinstance(body, Placement | FirstToken | Done | Error):
+        if not isinstance(body, Placement | FirstToken | Progress | Done | Error | Reassigned):
             self.ignored["unexpected"] += 1
             return None
         rec = self._by_id.get(body.request_id)
@@ -260,10 +291,17 @@ class Recorder:
             return None
         if isinstance(body, Placement):
             return self._placement(rec, body, now, env.sender, source)
-        if isinstance(body, FirstToken):
-            self._first_token(rec, body, now)
+        if isinstance(body, FirstToken | Progress):
+            if self._owner(rec, body.node, source):
+                self._reported(rec, body, now, source)
+        elif isinstance(body, Reassigned):
+            self._reassigned(rec, body, now)
         elif isinstance(body, Done):
             self._done(rec, body, now)
+        elif body.code == "cancelled" or (rec.serving and body.node != rec.serving):
+            # The answer to our own Cancel, or the refusal of a retry (or duplicate) while
+            # another node serves the request: never its outcome.
+            self.ignored["late"] += 1
         elif body.code in REROUTE and self._mode == "centralized":
             self._refused(rec, body, now, source)
         elif not (body.code in RETRYABLE and self._retry(rec, body.node or rec.node)):
@@ -306,15 +344,42 @@ class Recorder:
         self._progress(rec, now)
         return rec, body
 
-    def _first_token(self, rec: RequestRecord, body: FirstToken, now: float) -> None:
-        if rec.first_token_s is not None:
-            self.ignored["duplicate"] += 1
-            return
-        rec.first_token_s = now
-        rec.node = body.node or rec.node
+    def _owner(self, rec: RequestRecord, node: str, source: str) -> bool:
+        """Whether a report from `node` is about the run that counts: True unless another node
+        serves `rec`, in which case `node` holds a late duplicate and is cancelled."""
+        if not node or not rec.serving or node == rec.serving:
+            return True
+        self.ignored["duplicate"] += 1
+        self.cancels.append((rec.request_id, node, source))
+        return False
+
+    def _reported(self, rec: RequestRecord, body: FirstToken | Progress, now: float, source: str) -> None:
+        """A token or a Progress from the node holding `rec`: it is alive, the silence timer restarts."""
+        started = isinstance(body, FirstToken) or body.tokens > 0
+        if started and not rec.serving and body.node:
+            rec.serving, rec.serving_via = body.node, source
+        if isinstance(body, FirstToken):
+            if rec.first_token_s is not None:
+                self.ignored["duplicate"] += 1
+                return
+            rec.first_token_s = now
+            rec.node = body.node or rec.node
+        self._progress(rec, now)
+
+    def _reassigned(self, rec: RequestRecord, body: Reassigned, now: float) -> None:
+        """A gossip peer lost the node it forwarded `rec` to and places it again: the next
+        server's reports are this request's, not a duplicate's."""
+        if body.node and body.node == rec.serving:
+            rec.serving = rec.serving_via = ""
+        if body.node and body.node not in rec.failed_nodes:
+            rec.failed_nodes.append(body.node)
         self._progress(rec, now)
 
     def _done(self, rec: RequestRecord, body: Done, now: float) -> None:
+        if rec.serving and body.node and body.node != rec.serving:
+            # Another run finished first (e.g. a node's completed-cache answer): it decides, and
+            # the one still running is stopped.
+            self.cancels.append((rec.request_id, rec.serving, rec.serving_via))
         rec.node, rec.action, rec.hops = body.node or rec.node, body.action or rec.action, body.hops
         rec.tokens, rec.finish_reason = body.tokens, body.finish_reason
         rec.server_timings = dict(body.timings)
@@ -335,6 +400,8 @@ class Recorder:
                 detail = f"no {self._waiting_for(rec)} within {self._timeout_s:g} s"
                 self.finish(rec, TIMEOUT, now, "timeout", detail)
                 expired += 1
+                if rec.serving or rec.node:  # nobody waits for it any more: free the node that holds it
+                    self.cancels.append((rec.request_id, rec.serving or rec.node, rec.serving_via or rec.node_endpoint))
             else:
                 break
         return expired

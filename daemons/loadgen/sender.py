@@ -16,10 +16,25 @@ In centralized mode a Placement makes the sender send `Infer` to the node's endp
 DEALER made on first use; in gossip mode `Infer` goes straight to an entry peer. With a
 standby coordinator, schedule requests follow the active one (coordinators.py). Every
 latency is measured from the scheduled time, on the monotonic clock.
+
+Membership. Every MEMBERS_EVERY_S the sender asks one daemon for its view (a StatusRequest
+on a link it already has): the active coordinator, or the next live gossip entry peer. A
+node that view declares dead (coordinator: not alive; gossip: dead or left) is `gone`: the
+requests waiting on it are retried at once (Recorder.node_gone) and, as an entry peer, it
+is not chosen again until a view shows it alive. So no request waits for its attempt
+timer once any part of the system knows its node is gone; a dropped connection (the link
+monitor) is the faster witness of a dead process, the views the witness of a hung or cut
+off one. A pull, not a subscription: the sender needs no address beyond those it sends
+to, and one small reply every half second costs the cluster nothing measurable.
+
+Duplicates. The recorder names the nodes running a late duplicate of a request another
+node serves (Recorder.cancels); the sender sends each a `Cancel` (centralized: to the
+node's own endpoint; gossip: through the entry peer it reported through, which relays it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import logging
@@ -35,7 +50,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from daemons.bus import ConfigError, WireError, decode, encode, make_socket
-from daemons.bus.messages import Placement, Schedule
+from daemons.bus.messages import Cancel, Placement, Schedule, StatusReply, StatusRequest
 from daemons.bus.security import CurveClient
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
 from daemons.loadgen.coordinators import CoordinatorSet
@@ -52,6 +67,8 @@ DRAIN_BATCH = 256  # replies handled per socket per wake-up, so timeouts and pro
 FILL_MARGIN_S = 0.0005  # stop encoding ahead this long before the next send
 AVOID_ENTRY_S = 30.0  # gossip: an entry peer that failed an attempt is skipped this long
 LOGGED_MALFORMED = 5  # malformed frames logged one by one; the rest are only counted
+MEMBERS_EVERY_S = 0.5  # how often one daemon is asked for its view of the nodes
+GONE_STATES = frozenset({"dead", "left"})  # gossip member states that mean "not serving"
 
 ProgressFn = Callable[[Progress], None]
 
@@ -150,6 +167,11 @@ class Sender:
         self._t0 = 0.0
         self._next = 0
         self._avoid: dict[str, float] = {}  # gossip entry endpoint -> avoided until (run clock)
+        self._gone: dict[str, str] = {}  # node declared dead by a view -> its endpoint
+        self._suspect: set[str] = set()  # gossip: endpoints of suspected members (chosen last)
+        self._node_endpoints: dict[str, str] = {}  # node name -> endpoint, from placements and views
+        self._next_members = 0.0
+        self._asked_members = 0  # rotates the gossip peer asked
         self._links = _Links(config.max_nodes + len(config.entry) + 1, curve)
         make = self._schedule_frame if config.mode == "centralized" else self._gossip_frame
         self._window = FrameWindow(schedule, make)
@@ -195,6 +217,9 @@ class Sender:
             self.rec.check_attempts(now)
             self.rec.check_placements(now)
             self._resend_due(now)
+            if now >= self._next_members:
+                self._ask_members()
+                self._next_members = now + MEMBERS_EVERY_S
             if now >= next_tick:
                 self._report(now)
                 next_tick = now + self.cfg.progress_interval_s
@@ -234,16 +259,27 @@ class Sender:
         if self.cfg.mode == "centralized":
             return self._links.get(self._coordinator())
         # The entry peer is a function of the request alone, so every run picks the same one,
-        # skipping peers that recently failed an attempt (a dead entry would stall every
-        # request it is picked for until its attempt timer fires).
-        entry = self.cfg.entry
-        start = zlib.crc32(request_id.encode())
-        now = self.now()
-        for k in range(len(entry)):
-            endpoint = entry[(start + k) % len(entry)]
-            if self._avoid.get(endpoint, -math.inf) <= now:
-                return self._links.get(endpoint)
-        return self._links.get(entry[start % len(entry)])
+        # skipping peers that are down or recently failed an attempt (a dead entry would stall
+        # every request it is picked for until its attempt timer fires).
+        return self._links.get(self._entry_from(zlib.crc32(request_id.encode())))
+
+    def _entry_from(self, start: int) -> str:
+        """The best entry peer from position `start` on: a healthy one, else one that is only
+        suspected, else one that recently failed an attempt; one known down only when all are."""
+        entry, now = self.cfg.entry, self.now()
+        order = [entry[(start + k) % len(entry)] for k in range(len(entry))]
+        return min(order, key=lambda e: self._entry_rank(e, now))  # min keeps the first of equals
+
+    def _entry_rank(self, endpoint: str, now: float) -> int:
+        if not self._usable(endpoint):
+            return 3
+        if self._avoid.get(endpoint, -math.inf) > now:
+            return 2
+        return 1 if endpoint in self._suspect else 0
+
+    def _usable(self, endpoint: str) -> bool:
+        """Not known down: its connection is up (or never tried) and no view declared it dead."""
+        return endpoint not in self._links.down and endpoint not in self._gone.values()
 
     def _send(self, sock: Any, frame: bytes, rec: RequestRecord, now: float, first: bool, to: str = "") -> None:
         if first:
@@ -286,14 +322,82 @@ class Sender:
         except WireError as exc:
             self._malformed(str(exc))
             return
-        action = self.rec.on_reply(env, now, source)
-        if action is not None:
-            self._forward(*action, now)
+        if isinstance(env.body, StatusReply):
+            self._on_members(env.body, now)
+        else:
+            action = self.rec.on_reply(env, now, source)
+            if action is not None:
+                self._forward(*action, now)
+        self._resend_due(now)  # and the cancels
+
+    # ----- membership ------------------------------------------------------------------------
+    def _ask_members(self) -> None:
+        """Ask one daemon for its view of the nodes (module doc: Membership)."""
+        if self.cfg.mode == "centralized":
+            target = self._coordinator()
+        else:
+            self._asked_members += 1
+            target = self._entry_from(self._asked_members)
+            if not self._usable(target):
+                return  # every peer is down: nobody to ask
+        with contextlib.suppress(zmq.ZMQError, LinkError):
+            self._links.get(target).send(encode(StatusRequest(), self.cfg.name), zmq.NOBLOCK)
+
+    def _on_members(self, reply: StatusReply, now: float) -> None:
+        if reply.role not in ("coordinator", "gossip-peer"):
+            return  # a lone node (not a gossip peer) knows only itself: no verdicts to learn
+        for row in reply.nodes:
+            node, endpoint = row.get("node"), row.get("endpoint") or ""
+            if not isinstance(node, str) or not isinstance(endpoint, str):
+                continue
+            state = row.get("status") if reply.role == "gossip-peer" else ("alive" if row.get("alive") else "dead")
+            if endpoint:
+                self._node_endpoints[node] = endpoint
+                if state == "suspect":
+                    self._suspect.add(endpoint)
+                else:
+                    self._suspect.discard(endpoint)
+            if state in GONE_STATES and node not in self._gone:
+                self._gone[node] = endpoint
+                self.rec.node_gone(node, endpoint, now)
+                log.info("%s declared %s by %s at t=%.3f s: %d request(s) to send again", node, state,
+                         reply.role, now, len(self.rec.retry_due))
+            elif state == "alive" and node in self._gone:
+                del self._gone[node]  # recovered, or restarted
+                log.info("%s is alive again (t=%.3f s)", node, now)
         self._resend_due(now)
+
+    def _send_cancels(self) -> None:
+        """Cancel every late duplicate the recorder found (module doc: Duplicates)."""
+        if not self.rec.cancels:
+            return
+        cancels, self.rec.cancels = self.rec.cancels, []
+        for rid, node, via in cancels:
+            if self.cfg.mode == "centralized":
+                to = self._node_endpoints.get(node) or via
+            else:  # through a peer that can reach it: the one it reported through, if usable
+                to = via if via and self._usable(via) else self._entry_from(zlib.crc32(rid.encode()))
+            if not to or to in self._links.down or node in self._gone:
+                continue  # it is gone: there is nothing left to stop
+            with contextlib.suppress(LinkError):
+                self._cancel(self._links.get(to), rid, node)
+
+    def _take_cancels(self, rid: str) -> list[tuple[str, str, str]]:
+        mine = [c for c in self.rec.cancels if c[0] == rid]
+        if mine:
+            self.rec.cancels = [c for c in self.rec.cancels if c[0] != rid]
+        return mine
+
+    def _cancel(self, sock: Any, rid: str, node: str) -> None:
+        frame = encode(Cancel(rid, node, "another node serves this request"), self.cfg.name, msg_id=rid)
+        with contextlib.suppress(zmq.ZMQError):  # a peer not reading: the cancel is lost, as it would be
+            sock.send(frame, zmq.NOBLOCK)
+            log.debug("cancelled %s on %s", rid, node)
 
     def _resend_due(self, now: float) -> None:
         """Send again, same request id, every request the recorder queued for a retry."""
         if not self.rec.retry_due:
+            self._send_cancels()
             return
         due, self.rec.retry_due = self.rec.retry_due, []
         for rec in due:
@@ -306,21 +410,23 @@ class Sender:
                 to = self._coordinator()
                 sock, frame = self._links.get(to), encode(msg, self.cfg.name, msg_id=rec.request_id)
             else:
-                # The next entry peer after the one the last attempt went to; avoid that one.
-                entry = self.cfg.entry
-                at = (zlib.crc32(rec.request_id.encode()) + rec.attempts) % len(entry)
-                self._avoid[entry[(at - 1) % len(entry)]] = now + AVOID_ENTRY_S
-                sock, frame = self._links.get(entry[at]), infer_frame(rec, self.cfg.name, action="")
+                # The next usable entry peer after the one the last attempt went to; avoid that one.
+                if rec.node_endpoint in self.cfg.entry:
+                    self._avoid[rec.node_endpoint] = now + AVOID_ENTRY_S
+                at = zlib.crc32(rec.request_id.encode()) + rec.attempts
+                sock, frame = self._links.get(self._entry_from(at)), infer_frame(rec, self.cfg.name, action="")
                 to = ""
+                # Through the same peer, just before the retry: the old run stops before a new one may begin.
+                for _, node, _ in self._take_cancels(rec.request_id):
+                    self._cancel(sock, rec.request_id, node)
             self.rec.on_resent(rec, now, to)
             if not to:
                 rec.node_endpoint = self._links.endpoint(sock)
             self._send(sock, frame, rec, now, first=False)
+        self._send_cancels()
 
     def _link_lost(self, endpoint: str) -> None:
         now = self.now()
-        if endpoint in self.cfg.entry:
-            self._avoid[endpoint] = now + AVOID_ENTRY_S
         self.rec.link_lost(endpoint, now)
         log.info("connection to %s dropped at t=%.3f s: %d request(s) to send again", endpoint, now,
                  len(self.rec.retry_due))
@@ -333,6 +439,7 @@ class Sender:
         except LinkError as exc:
             self.rec.finish(rec, ERROR, now, "bad_placement", str(exc))
             return
+        self._node_endpoints[placement.node] = placement.endpoint
         frame = infer_frame(rec, self.cfg.name, placement.action, placement.epoch)
         self._send(sock, frame, rec, now, first=False)
         if placement.endpoint in self._links.down:  # its process died since: do not wait for the timer

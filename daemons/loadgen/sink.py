@@ -1,7 +1,10 @@
 """A stand-in cluster for tests and benchmarks: one ROUTER playing coordinator and node.
 
 It answers `Schedule` with a `Placement` pointing at itself and `Infer` with `FirstToken`
-then `Done`, at once, unless a *script* says otherwise. A script maps each received
+then `Done`, at once, unless a *script* says otherwise. A `StatusRequest` (the load
+generator asks for the nodes' view twice a second) is answered by `view()`, an empty
+coordinator's view unless given, and a `Cancel` is only counted (`received["cancel"]`),
+whatever the script. A script maps each received
 envelope to the replies to send and when, which is how tests build slow, silent, failing,
 duplicating or garbage-sending peers on real sockets:
 
@@ -32,7 +35,7 @@ from typing import Any, Protocol
 import zmq
 
 from daemons.bus import Envelope, WireError, decode, encode, make_socket
-from daemons.bus.messages import Done, FirstToken, Infer, Placement, Schedule
+from daemons.bus.messages import Cancel, Done, FirstToken, Infer, Placement, Schedule, StatusReply, StatusRequest
 
 Reply = tuple[float, Any]  # (delay in seconds, a message dataclass | raw bytes | list of raw parts)
 Script = Callable[[Envelope, str], Iterable[Reply]]
@@ -54,17 +57,22 @@ def immediate(env: Envelope, endpoint: str) -> list[Reply]:
     return []
 
 
+def empty_view() -> StatusReply:
+    return StatusReply("coordinator", [])
+
+
 class Sink:
     """A ROUTER bound on loopback that answers as its script says."""
 
     def __init__(self, script: Script = immediate, bind: str = "tcp://127.0.0.1:*",
-                 name: str = "sink") -> None:
+                 name: str = "sink", view: Callable[[], StatusReply] = empty_view) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sock = make_socket(self.ctx, zmq.ROUTER)
         self.sock.bind(bind)
         self.endpoint: str = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.received: Counter[str] = Counter()
         self._script = script
+        self._view = view
         self._name = name
         self._pending: list[tuple[float, int, bytes, list[bytes]]] = []
         self._seq = itertools.count()
@@ -100,7 +108,10 @@ class Sink:
                 continue
             self.received[env.type] += 1
             now = time.monotonic()
-            for delay, reply in self._script(env, self.endpoint):
+            if isinstance(env.body, Cancel):
+                continue
+            replies = [(0.0, self._view())] if isinstance(env.body, StatusRequest) else self._script(env, self.endpoint)
+            for delay, reply in replies:
                 frames = self._frames(reply, env)
                 heapq.heappush(self._pending, (now + delay, next(self._seq), parts[0], frames))
             self._flush()
@@ -123,9 +134,9 @@ class Sink:
 
 
 @contextmanager
-def running_sink(script: Script = immediate) -> Iterator[Sink]:
+def running_sink(script: Script = immediate, view: Callable[[], StatusReply] = empty_view) -> Iterator[Sink]:
     """A sink serving in a thread for the duration of the block; stopped, joined and closed after."""
-    sink = Sink(script)
+    sink = Sink(script, view=view)
     stop = threading.Event()
     thread = threading.Thread(target=sink.serve, args=(stop,), name="loadgen-sink", daemon=True)
     thread.start()

@@ -7,7 +7,10 @@ A forwarded request carries the chosen action, so its receiver serves it: a requ
 travels at most `max_hops` hops. Requests forwarded to a peer that gossip declares dead
 fail at once with `peer_dead` instead of hanging; sooner still, a peer whose connection
 drops (its process died: kill -9, crash, stop) gets the requests forwarded to it placed
-again elsewhere at once, long before gossip can suspect it.
+again elsewhere at once, long before gossip can suspect it; the client then hears a
+`Reassigned` naming the lost peer, so it takes the new server's answers as its own.
+Progress frames of a forwarded request are relayed like its tokens; a `Cancel` naming
+another peer is sent on to that peer (the load generator cancels the loser of a race).
 
 Sparrow (`gossip_policy = "sparrow"`): probe d candidate peers; each answers when it
 has a free slot (immediately if its load is under the cap, else when a request finishes,
@@ -46,7 +49,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from daemons.bus import encode, make_socket, parse_frame
 from daemons.bus.errors import SchemaError
-from daemons.bus.messages import ClusterEvent, Error, Infer, NodeState, Probe, ProbeReply
+from daemons.bus.messages import Cancel, ClusterEvent, Error, Infer, NodeState, Probe, ProbeReply, Reassigned
 from daemons.bus.schema import from_dict, to_dict
 from daemons.bus.security import Security, SecurityConfig
 from daemons.coordinator.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
@@ -305,7 +308,35 @@ class Peering:
                 del self._forwards[rid]
                 log.warning("connection to %s dropped: placing %s again", forward.peer, rid,
                             extra={"SCHEDCTL_REQUEST_ID": rid, "SCHEDCTL_NODE": forward.peer})
+                # Before the new placement's answers: the client learns they are not a duplicate.
+                lost = Reassigned(rid, forward.peer, f"connection to {forward.peer} dropped")
+                self._background(self.reply(forward.client, encode(lost, self.config.name, rid)))
                 self.replace(forward.client, forward.request, forward.tried)
+
+    def relay_cancel(self, cancel: Cancel) -> None:
+        """Send a Cancel on to the peer it names (the one we forwarded it to, else by our view)."""
+        forward = self._forwards.get(cancel.request_id)
+        endpoint = ""
+        if forward is not None and forward.peer == cancel.node:
+            del self._forwards[cancel.request_id]  # the loser's last words are not wanted
+            endpoint = forward.endpoint
+        else:
+            for member in self.agent.view():
+                state = None if member.is_self or member.node != cancel.node else _state_of(member)
+                endpoint = state.endpoint if state is not None else endpoint
+        if not endpoint:
+            log.debug("cancel of %s for unknown peer %s dropped", cancel.request_id, cancel.node)
+            return
+        self._background(self._send_to(endpoint, encode(cancel, self.config.name, cancel.request_id)))
+
+    async def _send_to(self, endpoint: str, frame: bytes) -> None:
+        with contextlib.suppress(zmq.ZMQError):  # a peer not reading: it gets nothing new from us either
+            await self._link(endpoint).send(frame, flags=zmq.DONTWAIT)
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._failing.add(task)
+        task.add_done_callback(self._failing.discard)
 
     async def _relay(self, sock: Any, endpoint: str) -> None:
         """Answers from a peer: probe replies resolve probes, the rest go to our client."""
@@ -331,9 +362,10 @@ class Peering:
                 continue
             await self.reply(forward.client, frame)
 
-    async def _fail(self, client: bytes, request_id: str, code: str, message: str) -> None:
-        await self.reply(client, encode(Error(request_id, code, message, self.config.name), self.config.name,
-                                        request_id))
+    async def _fail(self, client: bytes, request_id: str, code: str, message: str, node: str = "") -> None:
+        """Fail a request to our client; `node` names the node that failed it (default: us)."""
+        error = Error(request_id, code, message, node or self.config.name)
+        await self.reply(client, encode(error, self.config.name, request_id))
 
     def _on_member_event(self, event: MemberEvent) -> None:
         self._view_changed.set()  # a record or a verdict: held requests may fit now
@@ -344,9 +376,7 @@ class Peering:
             if forward.peer == event.node:
                 del self._forwards[rid]
                 why = f"{event.node} was declared {event.kind} while serving this request"
-                task = asyncio.create_task(self._fail(forward.client, rid, "peer_dead", why))
-                self._failing.add(task)
-                task.add_done_callback(self._failing.discard)
+                self._background(self._fail(forward.client, rid, "peer_dead", why, forward.peer))
 
     def _report_verdict(self, event: MemberEvent) -> None:
         verdict = verdict_event(event, self.config.name, time.time())

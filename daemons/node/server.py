@@ -2,7 +2,8 @@
 
     loadgen/peer --Infer--> ROUTER --> ModelManager.acquire (COLD_START if not loaded)
                                    --> Backend.stream (TGI protocol, huggingface_hub)
-                <--FirstToken, Done | Error--
+                <--FirstToken, Progress every second, Done | Error--
+    loadgen/peer --Cancel--> ROUTER --> the request's task is cancelled: stream closed, slot freed
     PUB --NodeState--> coordinator / collectors, every `publish_interval_s` and on change
     PUB --ClusterEvent--> collectors (gossip mode only, so no coordinator): this peer's
         verdicts suspect / dead / alive about other members, as it reaches them
@@ -11,6 +12,17 @@ Coordinator failover: a placement carries its coordinator's epoch (`Infer.epoch`
 keeps the newest epoch it has seen (from placements and `EpochNotice`) and refuses older
 ones with `stale_epoch`, so a deposed coordinator's decisions never run. A `WitnessQuery`
 makes the node probe the named coordinator and vote whether it is gone.
+
+Liveness of a request: from acceptance to its answer, everyone waiting on a request hears
+a `Progress` (tokens so far) every PROGRESS_EVERY_S, so the load generator's attempt timer
+measures silence, not age, and a request decoding for minutes is never sent again while it
+runs. Periodic rather than one message per token: per-token frames would cost an encode, a
+send, a gossip relay and a decode per generated token (10 req/s x 2,000 tokens = 20,000
+frames/s into the load generator's one thread, which also keeps the send clock), while one
+frame per request per second carries the same liveness whatever the output length; the
+attempt timeout (seconds) needs no finer grain. A duplicate `Infer` for a request running
+here is attached to it (the new asker hears its progress and answer too), never run twice;
+a `Cancel` naming this node stops it (another node won a race) and frees the slot.
 """
 
 from __future__ import annotations
@@ -22,7 +34,8 @@ import random
 import signal
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -30,6 +43,7 @@ import zmq.asyncio
 from daemons.bus import activation, encode, make_socket, parse_frame, sdnotify, split_router_frames
 from daemons.bus.errors import ConfigError
 from daemons.bus.messages import (
+    Cancel,
     ClusterEvent,
     Done,
     EpochNotice,
@@ -41,6 +55,7 @@ from daemons.bus.messages import (
     NodeState,
     Probe,
     ProbeReply,
+    Progress,
     StatusReply,
     StatusRequest,
     WitnessQuery,
@@ -65,6 +80,8 @@ MAX_PLACEMENTS = 3  # gossip mode: nodes tried for one request before giving up
 MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publications a second
 MAX_WITNESS_PROBES = 4  # concurrent witness probes; a flood of queries gets "busy" votes
 WITNESS_PROBE_MAX_S = 5.0
+PROGRESS_EVERY_S = 1.0  # Progress of each request served here; a fifth or less of any sane attempt timeout
+MAX_LISTENERS = 4  # askers attached to one running request (the first and its retries)
 
 
 class NodeServer:
@@ -77,6 +94,9 @@ class NodeServer:
         self.seq = 0
         self.active: dict[str, asyncio.Task[None]] = {}
         self.completed: OrderedDict[str, Done] = OrderedDict()  # only successes: failures may be retried
+        self._listeners: dict[str, list[bytes]] = {}  # request served here -> who hears its replies
+        self._tokens: dict[str, int] = {}  # request served here -> tokens generated so far
+        self._cancelled: set[str] = set()  # requests a Cancel stopped (their task ends as "cancelled")
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
         self.manager = ModelManager(config, self.catalog, self._memory_total, self._changed.set)
@@ -166,6 +186,8 @@ class NodeServer:
                 await self._reply(identity, self._status_reply(), env.id)
             elif isinstance(env.body, WitnessQuery):
                 self._spawn(self._witness(identity, env.body, env.id))
+            elif isinstance(env.body, Cancel):
+                self._cancel(env.body)
             elif isinstance(env.body, EpochNotice):
                 self._learn_epoch(env.body.epoch, f"notice from {env.body.coordinator}")
             else:
@@ -174,7 +196,7 @@ class NodeServer:
     def _accept(self, identity: bytes, request: Infer) -> None:
         rid = request.request_id
         if rid in self.active:
-            log.warning("duplicate request %s ignored: already running", rid, extra={"SCHEDCTL_REQUEST_ID": rid})
+            self._attach(identity, rid)
             return
         done = self.completed.get(rid)
         if done is not None:  # a retry of a request we finished: answer again, don't run it twice
@@ -193,6 +215,34 @@ class NodeServer:
         self.active[request.request_id] = task
         self._changed.set()
         task.add_done_callback(lambda _: self._finished(request.request_id))
+
+    def _attach(self, identity: bytes, rid: str) -> None:
+        """A duplicate Infer of a request running here: its asker hears the one run, never a second."""
+        listeners = self._listeners.get(rid)
+        if listeners is None:  # we are placing or forwarding it: the first asker gets the answers
+            log.warning("duplicate request %s ignored: already being placed", rid, extra={"SCHEDCTL_REQUEST_ID": rid})
+            return
+        if identity not in listeners and len(listeners) < MAX_LISTENERS:
+            listeners.append(identity)
+        log.info("duplicate request %s attached to the running one, not served twice", rid,
+                 extra={"SCHEDCTL_REQUEST_ID": rid})
+        self._spawn(self._reply(identity, Progress(rid, self.config.name, self._tokens.get(rid, 0)), rid))
+
+    def _cancel(self, cancel: Cancel) -> None:
+        """Stop a request another node serves: its task is cancelled, which closes the backend
+        stream and releases the instance; a Cancel naming another node is relayed to it."""
+        rid = cancel.request_id
+        if cancel.node != self.config.name:
+            if self.peering is not None:
+                self.peering.relay_cancel(cancel)
+            return
+        task = self.active.get(rid)
+        if task is None or rid in self._cancelled:
+            return  # finished already, or never here: nothing to free
+        log.info("cancelling %s: %s", rid, cancel.reason or "cancelled by its client",
+                 extra={"SCHEDCTL_REQUEST_ID": rid})
+        self._cancelled.add(rid)
+        task.cancel()
 
     def _learn_epoch(self, epoch: int, source: str) -> None:
         if epoch > self.epoch:
@@ -240,6 +290,7 @@ class NodeServer:
 
     def _finished(self, request_id: str) -> None:
         self.active.pop(request_id, None)
+        self._cancelled.discard(request_id)
         self._changed.set()
         self._slot_freed.set()
 
@@ -304,16 +355,45 @@ class NodeServer:
 
     async def _serve_request(self, identity: bytes, request: Infer) -> None:
         rid = request.request_id
+        self._listeners[rid] = [identity]
+        self._tokens[rid] = 0
+        beat = asyncio.create_task(self._beat(rid))
+        try:
+            try:
+                answer = await self._answer(request)
+            except asyncio.CancelledError:
+                if rid not in self._cancelled:
+                    raise  # shutting down
+                answer = Error(rid, "cancelled", "cancelled: another node serves this request", self.config.name)
+            finally:
+                beat.cancel()
+            await self._tell(rid, answer)
+        finally:
+            self._listeners.pop(rid, None)
+            self._tokens.pop(rid, None)
+
+    async def _answer(self, request: Infer) -> Done | Error:
+        rid = request.request_id
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                done = await self._run(identity, request)
+                done = await self._run(b"", request)  # no identity: replies go to every listener (_tell)
             self._remember(done)
-            await self._reply(identity, done, rid)
+            return done
         except BackendRequestError as exc:
-            await self._reply(identity, Error(rid, exc.code, str(exc), self.config.name), rid)
+            return Error(rid, exc.code, str(exc), self.config.name)
         except TimeoutError:
-            why = f"no answer within {self.config.request_timeout_s:.0f} s"
-            await self._reply(identity, Error(rid, "timeout", why, self.config.name), rid)
+            return Error(rid, "timeout", f"no answer within {self.config.request_timeout_s:.0f} s", self.config.name)
+
+    async def _beat(self, rid: str) -> None:
+        """Progress of one request, every PROGRESS_EVERY_S until its answer (module doc: why)."""
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            await self._tell(rid, Progress(rid, self.config.name, self._tokens.get(rid, 0)))
+
+    async def _tell(self, rid: str, body: Any) -> None:
+        """Send `body` to everyone waiting on request `rid` served here."""
+        for identity in list(self._listeners.get(rid, ())):
+            await self._reply(identity, body, rid)
 
     async def _run(self, identity: bytes, request: Infer) -> Done:
         start = time.monotonic()
@@ -324,7 +404,7 @@ class NodeServer:
             "SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_MODEL": request.model,
             "SCHEDCTL_ACTION": action, "SCHEDCTL_NODE": self.config.name})
         try:
-            stream = asyncio.create_task(self._stream(identity, request, instance))
+            stream = asyncio.create_task(self._stream(request, instance))
             instance.streams.add(stream)
             await asyncio.wait({stream})
         except asyncio.CancelledError:
@@ -340,17 +420,21 @@ class NodeServer:
                    "total_s": time.monotonic() - start}
         return Done(request.request_id, self.config.name, tokens, reason, action, request.hops, timings)
 
-    async def _stream(self, identity: bytes, request: Infer,
-                      instance: Instance) -> tuple[int, str, tuple[float, float]]:
+    async def _stream(self, request: Infer, instance: Instance) -> tuple[int, str, tuple[float, float]]:
+        rid = request.request_id
         began = time.monotonic()
         first = 0.0
-        async for item in instance.backend.stream(request.prompt, request.max_new_tokens):
-            if isinstance(item, Finished):
-                return item.generated_tokens, item.finish_reason, (began, first or time.monotonic())
-            if not first:
-                first = time.monotonic()
-                await self._reply(identity, FirstToken(request.request_id, self.config.name, item.text),
-                                  request.request_id)
+        # aclosing: a cancelled stream closes its HTTP response now, so the backend stops generating.
+        stream = cast(AsyncGenerator[Any, None],  # Backend.stream is an async generator: it can be closed
+                      instance.backend.stream(request.prompt, request.max_new_tokens))
+        async with contextlib.aclosing(stream) as items:
+            async for item in items:
+                if isinstance(item, Finished):
+                    return item.generated_tokens, item.finish_reason, (began, first or time.monotonic())
+                self._tokens[rid] = self._tokens.get(rid, 0) + 1
+                if not first:
+                    first = time.monotonic()
+                    await self._tell(rid, FirstToken(rid, self.config.name, item.text))
         raise BackendRequestError("incomplete_generation", "stream ended without its final event")
 
     async def _reply(self, identity: bytes, body: Any, msg_id: str) -> None:

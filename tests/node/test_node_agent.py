@@ -34,7 +34,8 @@ def test_cold_start_then_serve(tmp_path: Path) -> None:
         client = Client(node.bind)
         client.send(Infer("r1", SMALL, "one two three", 5), "r1")
         got = client.until({"done", "error"}, timeout_s=60)
-        assert [e.type for e in got] == ["first_token", "done"], node.log()
+        # A Progress comes about once a second while the node holds it (here: if the load takes that long).
+        assert [e.type for e in got if e.type != "progress"] == ["first_token", "done"], node.log()
         done = got[-1].body
         assert (done.action, done.tokens, done.finish_reason) == ("COLD_START", 5, "length")
         assert done.node == "node-0"
