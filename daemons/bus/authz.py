@@ -36,6 +36,7 @@ MAX_NAME = 128
 RULES: dict[str, frozenset[str]] = {
     "schedule": frozenset({"loadgen", "operator"}),
     "infer": frozenset({"loadgen", "operator", "node"}),  # node: a gossip peer forwards a request
+    "cancel": frozenset({"loadgen", "operator", "node"}),  # node: a gossip peer relays it to the server
     "status_request": frozenset(ROLES),
     "state": frozenset({"node"}),
     "event": frozenset({"node"}),  # a gossip peer's verdicts, on its state PUB to the collector
@@ -47,8 +48,8 @@ RULES: dict[str, frozenset[str]] = {
 # Every admitted key may ask these, a key without a role included.
 ANYONE = frozenset({"status_request"})
 # Messages that travel from a server we connected to (identity None): allowed from it.
-FROM_SERVER = frozenset({"event", "coordinator_state", "status", "placement", "first_token", "done", "error",
-                         "probe_reply", "witness_vote"})
+FROM_SERVER = frozenset({"event", "coordinator_state", "status", "placement", "first_token", "progress", "done",
+                         "error", "reassigned", "probe_reply", "witness_vote"})
 # Roles whose name carries authority: a message only they may send must carry their own name
 # as its sender (requests, status questions and schedules are answered whoever asks).
 NAMED_ROLES = frozenset({"coordinator", "node"})

@@ -128,9 +128,9 @@ class Progress:
     """
 
     TYPE: ClassVar[str] = "progress"
-    request_id: str
-    node: str
-    tokens: int = 0  # generated so far (0 while it waits for a load or a batch slot)
+    request_id: Name
+    node: Name
+    tokens: Tokens = 0  # generated so far (0 while it waits for a load or a batch slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +141,9 @@ class Cancel:
     """
 
     TYPE: ClassVar[str] = "cancel"
-    request_id: str
-    node: str
-    reason: str = ""
+    request_id: Name
+    node: Name
+    reason: Text = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +152,9 @@ class Reassigned:
     forwarding peer is placing the request again; `node` is the one that lost it."""
 
     TYPE: ClassVar[str] = "reassigned"
-    request_id: str
-    node: str
-    reason: str = ""
+    request_id: Name
+    node: Name
+    reason: Text = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,10 @@ class AdmissionQueue(Generic[T]):
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._by_id
 
+    def waiting(self) -> list[Waiting[T]]:
+        """Every held request, in no particular order."""
+        return list(self._by_id.values())
+
     def lengths(self) -> dict[str, int]:
         """Requests waiting per model."""
         out: dict[str, int] = {}

@@ -63,6 +63,7 @@ from daemons.bus.messages import (
     Error,
     NodeState,
     Placement,
+    Progress,
     Schedule,
     StatusReply,
     StatusRequest,
@@ -95,6 +96,7 @@ MAX_ROUNDS = 1000  # rounds per wake-up before the stop flag and the failure det
 # as p99 latency spikes (REFERENCE §7.4: GC can stall the loop for tens of ms).
 GC_THRESHOLD = (20_000, 20, 50)
 SUMMARY_EVERY_S = 10.0
+HELD_BEAT_S = 1.0  # a Progress to each asker whose request waits in the queue (_held_beat)
 # Refusals that may clear up as capacity frees: the request waits in the admission queue.
 # (unknown_model never clears up: it is answered at once.)
 QUEUEABLE = frozenset({NO_NODES})
@@ -201,6 +203,7 @@ class Coordinator:
     def serve_forever(self) -> None:
         next_check = time.monotonic()
         next_summary = next_check + SUMMARY_EVERY_S
+        next_held_beat = next_check + HELD_BEAT_S
         while not self._stop.is_set():
             self.poller.poll(POLL_MS)
             self.watchdog.ping()  # from this loop: if it hangs, systemd restarts us
@@ -216,6 +219,9 @@ class Coordinator:
                 self._pump(now)
             elif self._states_seen:
                 self._pump(now)
+            if now >= next_held_beat:
+                self._held_beat()
+                next_held_beat = now + HELD_BEAT_S
             if now >= next_summary:
                 self._summary()
                 next_summary = now + SUMMARY_EVERY_S
@@ -492,6 +498,13 @@ class Coordinator:
         for head in self.queue.heads():
             self._pump_lane(head.model, head.priority)
 
+    def _held_beat(self) -> None:
+        """Tell every asker whose request waits here that it does (a Progress with no tokens):
+        its load generator then keeps waiting for this coordinator instead of suspecting it,
+        since a silent coordinator and one holding a request look alike otherwise."""
+        for entry in self.queue.waiting():
+            self._answer(entry, Progress(entry.request_id, self.config.name, 0))
+
     def _pump_lane(self, model: str, priority: int) -> None:
         """Place the requests waiting for `model`, in arrival order, until the policy cannot."""
         while (head := self.queue.head(model, priority)) is not None:
@@ -509,7 +522,7 @@ class Coordinator:
             else:
                 self._answer(head, self._refused(msg, result))
 
-    def _answer(self, entry: Waiting[Asked], body: Placement | Error) -> None:
+    def _answer(self, entry: Waiting[Asked], body: Placement | Error | Progress) -> None:
         self._reply(entry.item.identity, body, entry.item.msg_id)
 
     def _reply(self, identity: bytes, body: Any, msg_id: str) -> None:

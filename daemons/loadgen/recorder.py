@@ -291,7 +291,9 @@ class Recorder:
             return None
         if isinstance(body, Placement):
             return self._placement(rec, body, now, env.sender, source)
-        if isinstance(body, FirstToken | Progress):
+        if isinstance(body, Progress) and rec.placed_s is None and source and source == rec.asked:
+            self._held(rec, now)  # the coordinator holds it in its admission queue
+        elif isinstance(body, FirstToken | Progress):
             if self._owner(rec, body.node, source):
                 self._reported(rec, body, now, source)
         elif isinstance(body, Reassigned):
@@ -364,6 +366,14 @@ class Recorder:
                 return
             rec.first_token_s = now
             rec.node = body.node or rec.node
+        self._progress(rec, now)
+
+    def _held(self, rec: RequestRecord, now: float) -> None:
+        """The coordinator asked says `rec` waits in its queue for capacity: it is alive and
+        has it, so the wait for a placement (and the attempt's silence timer) starts again."""
+        if self._coordinator_timeout_s > 0:
+            rec.placement_deadline = now + self._coordinator_timeout_s
+            heapq.heappush(self._placement_heap, (rec.placement_deadline, rec.request_id))
         self._progress(rec, now)
 
     def _reassigned(self, rec: RequestRecord, body: Reassigned, now: float) -> None:

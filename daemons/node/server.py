@@ -72,7 +72,7 @@ from daemons.node.config import NodeConfig
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
 from daemons.node.peering import PROBE_WAIT_S, Peering, has_free_slot
-from daemons.policy import Refusal
+from daemons.policy import Decision, Refusal
 
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
@@ -304,7 +304,7 @@ class NodeServer:
         assert self.peering is not None
         rid, me = request.request_id, self.config.name
         while len(tried) < MAX_PLACEMENTS:
-            decision = await self.peering.admit(request, self.snapshot, tried)  # waits while nothing fits
+            decision = await self._admit(identity, request, tried)  # waits while nothing fits
             if isinstance(decision, Refusal):
                 break
             if decision.node != me:
@@ -318,6 +318,23 @@ class NodeServer:
         code = decision.code if isinstance(decision, Refusal) else "no_capacity"
         message = decision.message if isinstance(decision, Refusal) else why
         await self._reply(identity, Error(rid, code, message, me), rid)
+
+    async def _admit(self, identity: bytes, request: Infer, tried: frozenset[str]) -> Decision | Refusal:
+        """Peering.admit, telling the asker every PROGRESS_EVERY_S that the request waits here
+        (a Progress with no tokens), so its silence timer does not send it elsewhere meanwhile."""
+        assert self.peering is not None
+        rid = request.request_id
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY_S)
+                await self._reply(identity, Progress(rid, self.config.name, 0), rid)
+
+        beating = asyncio.create_task(beat())
+        try:
+            return await self.peering.admit(request, self.snapshot, tried)
+        finally:
+            beating.cancel()
 
     def _place_again(self, identity: bytes, request: Infer, tried: frozenset[str]) -> None:
         self._spawn(self._place(identity, request, tried))
