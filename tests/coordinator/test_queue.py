@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 import zmq
 
-from daemons.bus.messages import CatalogEntry, Error, GpuState, ModelState, NodeState, Placement, Schedule
+from daemons.bus.envelope import Envelope
+from daemons.bus.messages import (
+    CatalogEntry,
+    Error,
+    GpuState,
+    ModelState,
+    NodeState,
+    Placement,
+    Progress,
+    Schedule,
+)
 from daemons.coordinator.testing import GIB, Client, CoordinatorProcess, Heartbeat, running_coordinator, schedctl
 
 
@@ -36,7 +46,23 @@ def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinato
 
 
 def no_answer(client: Client, within_s: float) -> bool:
-    return not client.sock.poll(int(within_s * 1000), zmq.POLLIN)
+    """Nothing but "still held" Progress beats arrives within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while (left := deadline - time.monotonic()) > 0:
+        if not client.sock.poll(int(left * 1000), zmq.POLLIN):
+            return True
+        if not isinstance(client.recv(0.1).body, Progress):
+            return False
+    return True
+
+
+def answer(client: Client, timeout_s: float) -> Envelope:
+    """The next reply that is not a "still held" Progress beat."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        env = client.recv(max(0.01, deadline - time.monotonic()))
+        if not isinstance(env.body, Progress):
+            return env
 
 
 def unique(prefix: str) -> str:
@@ -50,10 +76,12 @@ def test_held_while_memory_is_busy_then_placed_when_the_model_goes_idle(coordina
         client.wait_for_nodes({node})
         client.send(Schedule("held-1", "m2", 100, 50), "held-1")
         assert no_answer(client, 0.6), "a request no node can take must wait, not be refused"
+        beat_seen = client.recv(3.0)  # the coordinator says it holds it (HELD_BEAT_S), so no one suspects it
+        assert isinstance(beat_seen.body, Progress) and (beat_seen.id, beat_seen.body.tokens) == ("held-1", 0)
         info = client.status().info
         assert info["queued"] == 1 and info["queue_by_model"] == {"m2": 1}, info
         beat.set(dataclasses.replace(crowded(node, busy=False), seq=beat.states[node].seq + 1))
-        env = client.recv(5.0)
+        env = answer(client, 5.0)
         assert isinstance(env.body, Placement), env.body
         assert (env.id, env.body.node, env.body.action) == ("held-1", node, "COLD_START")
         assert client.status().info["queued"] == 0
@@ -68,10 +96,10 @@ def test_full_queue_refuses_overloaded_and_the_deadline_answers_queue_timeout(
         sent = time.monotonic()
         for i in range(3):  # queue_limit is 2
             client.send(Schedule(f"full-{i}", "m3", 100, 50), f"full-{i}")
-        first = client.recv(2.0)
+        first = answer(client, 2.0)
         assert first.id == "full-2" and isinstance(first.body, Error) and first.body.code == "overloaded"
         assert "queue_limit 2" in first.body.message
-        late = [client.recv(6.0) for _ in range(2)]
+        late = [answer(client, 6.0) for _ in range(2)]
         waited = time.monotonic() - sent
         assert [e.id for e in late] == ["full-0", "full-1"]  # in arrival order
         assert all(isinstance(e.body, Error) and e.body.code == "queue_timeout" for e in late)
@@ -88,7 +116,7 @@ def test_a_schedule_asked_again_while_held_is_answered_once(coordinator: Coordin
         assert no_answer(client, 0.4)
         assert client.status().info["queued"] == 1
         beat.set(dataclasses.replace(crowded(node, busy=False, want="m4"), seq=beat.states[node].seq + 1))
-        assert isinstance(client.recv(5.0).body, Placement)
+        assert isinstance(answer(client, 5.0).body, Placement)
         assert no_answer(client, 0.5), "one placement per request, however often it was asked"
 
 
