@@ -36,7 +36,8 @@ def start_coordinator(
                                                          "(default 64); one more is refused `overloaded`.")] = None,
     queue_timeout: Annotated[float | None, typer.Option(help="Seconds a request may wait for capacity before "
                                                               "it is answered `queue_timeout` (default 120).")] = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
+                                           help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
     """Run the centralized scheduler in the foreground (SIGTERM or Ctrl-C stops it).
 

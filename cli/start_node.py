@@ -23,7 +23,8 @@ def start_node(
     publish_to: Annotated[list[str] | None, typer.Option(help="SUB address to publish state to.")] = None,
     gpu_backend: Annotated[str | None, typer.Option(help="auto | nvml | emulated")] = None,
     gpu: Annotated[str | None, typer.Option(help="Emulated GPU profile, e.g. a100-80gb.")] = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
+                                           help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
     """Run a GPU node agent in the foreground.
 

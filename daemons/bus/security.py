@@ -153,13 +153,15 @@ class Security:
         if not self.enabled:
             return None
         existing = _ZAP.get(ctx.underlying)
-        if existing is not None:
+        if existing is not None and not existing.context.closed:
             return existing
         auth = IdentityAuthenticator(ctx, log=logging.getLogger("schedctl.zap"))
         auth.start()
         auth.load(self.config.allowed_dir())
         _ZAP[ctx.underlying] = auth
-        weakref.finalize(ctx, _ZAP.pop, ctx.underlying, None)
+        # A terminated context's address can be reused by the next one: forget only our own entry,
+        # or a late finalizer would orphan the new context's handler (and its term() would hang).
+        weakref.finalize(ctx, _forget_zap, ctx.underlying, auth)
         return auth
 
     def reload(self) -> None:
@@ -252,6 +254,11 @@ def refused(cause: str, detail: str) -> None:
     if suppressed is not None:
         more = f" ({suppressed} more like it suppressed)" if suppressed else ""
         log.warning("refused (%s): %s%s", cause, detail, more)
+
+
+def _forget_zap(key: int, auth: ThreadAuthenticator) -> None:
+    if _ZAP.get(key) is auth:
+        del _ZAP[key]
 
 
 def stop_zap(ctx: zmq.Context[Any]) -> None:

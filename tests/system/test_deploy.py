@@ -63,7 +63,9 @@ def inventory(hosts: list[Host], tmp: Path) -> Path:
     data = {"all": {"children": {
         "coordinator": {"hosts": {"h1": host(h1, schedctl_coordinator_dead_after_s=3.0)}},
         "loadgen": {"hosts": {"h1": {}}},
+        # DEBUG: the nodes log a line per request, which the journal test finds by request id.
         "gpu_nodes": {"vars": {"schedctl_node_gpu_backend": "emulated", "schedctl_node_extra": node_extra,
+                               "schedctl_log_level": "DEBUG",
                                "schedctl_node_backend": "tgi", "schedctl_node_tgi_emulated": True},
                       "hosts": {"h2": host(h2), "h3": host(h3)}},
     }}}
