@@ -11,7 +11,8 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ class NodeProcess:
         return []
 
     def log(self) -> str:
-        self._log.flush()
+        """The node's whole log, also after it stopped."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout_s: float = 15.0) -> None:
@@ -97,3 +100,23 @@ def running_node(tmp: Path, name: str = "node-0", **fields: Any) -> Iterator[Nod
         for p in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 os.kill(p.pid, signal.SIGKILL)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Poll `check` until it holds; an AssertionError naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout_s:g} s")
+
+
+def nvml_works() -> bool:
+    """Whether NVML sees a real NVIDIA GPU here (the `gpu`-marked tests run only then)."""
+    from daemons.node.gpu import open_nvml
+
+    probe, _ = open_nvml()
+    if probe is not None:
+        probe.close()
+    return probe is not None

@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +34,10 @@ from daemons.bus.messages import (
 from daemons.loadgen import LoadgenConfig, PlannedRequest, Results, run
 from daemons.loadgen.recorder import Recorder
 from daemons.loadgen.sink import Reply, running_sink
-from daemons.node.testing import NodeProcess, running_node
+from daemons.node.testing import NodeProcess, running_node, wait_until
 
 SMALL = "facebook/opt-125m"
 LLAMA2 = "meta-llama/Llama-2-7b-hf"
-
-
-def full_log(node: NodeProcess) -> str:
-    """The node's whole log (NodeProcess.log() keeps only its tail)."""
-    return node.log_path.read_text(errors="replace")
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout_s:g} s")
 
 
 def in_flight(node: NodeProcess) -> int:
@@ -70,7 +55,7 @@ def test_a_request_decoding_for_30_s_is_served_once_and_recorded_ok(tmp_path: Pa
         wait_until("the model is loaded", lambda: _ready(node), 60)
         config = LoadgenConfig(mode="gossip", entry=(node.bind,), attempt_timeout_s=2.0, retries=2, timeout_s=120)
         results = run(config, [PlannedRequest("long", 0.0, LLAMA2, 16, tokens)])
-        log = full_log(node)
+        log = node.log()
     [rec] = results.records
     assert (rec.status, rec.tokens, rec.attempts, rec.retried) == ("ok", tokens, 1, 0), rec
     assert rec.done_s is not None and rec.first_token_s is not None
@@ -110,7 +95,7 @@ def test_a_late_duplicate_is_cancelled_not_raced(tmp_path: Path) -> None:
         try:
             wait_until("the retry runs on the second node", lambda: in_flight(second) == 1)
             os.kill(first.proc.pid, signal.SIGCONT)  # node-a wakes up, finds the request and starts it late
-            wait_until("the late duplicate is cancelled", lambda: f"cancelling {rid}" in full_log(first))
+            wait_until("the late duplicate is cancelled", lambda: f"cancelling {rid}" in first.log())
             wait_until("the first node is free again", lambda: in_flight(first) == 0)
         finally:
             os.kill(first.proc.pid, signal.SIGCONT)
@@ -119,7 +104,7 @@ def test_a_late_duplicate_is_cancelled_not_raced(tmp_path: Path) -> None:
             thread.join(timeout=10)
     [rec] = out[0].records
     assert (rec.status, rec.node, rec.tokens, rec.attempts) == ("ok", "node-b", 2000, 2), rec
-    assert full_log(second).count(f"serving {rid} with") == 1
+    assert second.log().count(f"serving {rid} with") == 1
     assert out[0].ignored["duplicate"] >= 1  # node-a's reports, each answered with a Cancel
 
 

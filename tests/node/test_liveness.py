@@ -5,8 +5,6 @@ Real node agent and emulator processes on loopback, driven through the node's RO
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -14,23 +12,9 @@ import psutil
 from daemons.bus.client import Client
 from daemons.bus.messages import Cancel, Error, Infer, Progress
 from daemons.node.backend import httpx, parse_gauges
-from daemons.node.testing import NodeProcess, running_node
+from daemons.node.testing import NodeProcess, running_node, wait_until
 
 SMALL = "facebook/opt-125m"
-
-
-def full_log(node: NodeProcess) -> str:
-    """The node's whole log (NodeProcess.log() keeps only its tail)."""
-    return node.log_path.read_text(errors="replace")
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout_s:g} s")
 
 
 def emulator_batch(node: NodeProcess) -> float:
@@ -60,7 +44,7 @@ def test_progress_attached_duplicate_and_cancel(tmp_path: Path) -> None:
         duplicate.send(Infer("long", SMALL, "a b c d", 2000), "long")
         attached = duplicate.until({"progress"}, timeout_s=10)[-1].body
         assert isinstance(attached, Progress) and attached.tokens > 0
-        assert full_log(node).count("serving long with") == 1 and "attached to the running one" in full_log(node)
+        assert node.log().count("serving long with") == 1 and "attached to the running one" in node.log()
         assert in_flight(admin) == 1
 
         # A Cancel for another node is not ours; one naming us stops it and frees the slot.

@@ -19,8 +19,7 @@ import zmq
 from daemons.bus import decode, make_socket
 from daemons.bus.messages import Infer, NodeState
 from daemons.node.actions import served_action
-from daemons.node.gpu import open_nvml
-from daemons.node.testing import Client, free_endpoint, running_node, schedctl
+from daemons.node.testing import Client, free_endpoint, nvml_works, running_node, schedctl
 
 SMALL = "facebook/opt-125m"
 
@@ -117,15 +116,8 @@ def test_served_action_labels() -> None:
     assert served_action("", cold=False, ready_on_arrival=True) == "SERVE"  # gossip: no plan
 
 
-def _nvml_works() -> bool:
-    probe, _ = open_nvml()
-    if probe is not None:
-        probe.close()
-    return probe is not None
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _nvml_works(), reason="no NVIDIA driver or GPU here: the NVML path runs on GPU machines")
+@pytest.mark.skipif(not nvml_works(), reason="no NVIDIA driver or GPU here: the NVML path runs on GPU machines")
 def test_nvml_node_publishes_nvml_compute_utilization(
         tmp_path: Path, states: tuple[str, zmq.Socket[bytes]]) -> None:
     import pynvml

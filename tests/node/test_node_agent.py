@@ -15,7 +15,7 @@ import zmq
 
 from daemons.bus import decode, make_socket
 from daemons.bus.messages import Infer, NodeState
-from daemons.node.testing import Client, free_endpoint, running_node, schedctl
+from daemons.node.testing import Client, free_endpoint, nvml_works, running_node, schedctl
 
 SMALL = "facebook/opt-125m"
 LLAMA2 = "meta-llama/Llama-2-7b-hf"
@@ -195,17 +195,8 @@ def test_bad_values_name_the_key(tmp_path: Path, bad: str) -> None:
     assert out.returncode == 2 and bad.split()[0] in out.stderr, out.stderr
 
 
-def _nvml_works() -> bool:
-    from daemons.node.gpu import open_nvml
-
-    probe, _ = open_nvml()
-    if probe is not None:
-        probe.close()
-    return probe is not None
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _nvml_works(), reason="no NVIDIA driver or GPU here: the NVML path runs on GPU machines")
+@pytest.mark.skipif(not nvml_works(), reason="no NVIDIA driver or GPU here: the NVML path runs on GPU machines")
 def test_nvml_probe_reads_real_gpus() -> None:
     out = subprocess.run([schedctl(), "node", "gpu", "--gpu-backend", "nvml"], capture_output=True, text=True,
                          timeout=60)
@@ -213,7 +204,7 @@ def test_nvml_probe_reads_real_gpus() -> None:
     assert "GiB" in out.stdout.splitlines()[1]
 
 
-@pytest.mark.skipif(_nvml_works(), reason="this machine has a working NVIDIA driver")
+@pytest.mark.skipif(nvml_works(), reason="this machine has a working NVIDIA driver")
 def test_asking_for_nvml_without_a_driver_is_a_clear_error() -> None:
     out = subprocess.run([schedctl(), "node", "gpu", "--gpu-backend", "nvml"], capture_output=True, text=True,
                          timeout=60)
