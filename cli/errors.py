@@ -8,7 +8,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 P = ParamSpec("P")
 R = TypeVar("R")

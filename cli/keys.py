@@ -10,8 +10,8 @@ import typer
 import zmq.auth
 
 from cli.errors import exit_on_config_error
-from daemons.bus.errors import ConfigError
 from daemons.bus.security import CurveClient, SecurityConfig
+from daemons.core.errors import ConfigError
 
 keys_app = typer.Typer(help="CURVE keys that authenticate and encrypt traffic between hosts.", no_args_is_help=True)
 

@@ -20,9 +20,9 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import exit_on_config_error
-from daemons.bus.errors import ConfigError
-from daemons.bus.logs import setup_logging
 from daemons.bus.security import CurveClient, Security
+from daemons.core.errors import ConfigError
+from daemons.core.logs import setup_logging
 from daemons.loadgen import (
     LoadgenConfig,
     PlannedRequest,

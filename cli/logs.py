@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import exit_on_config_error
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 DEFAULT_UNITS = ("schedctl-*", "tgi@*", "emulator@*")
 SHOWN_FIELDS = ("SCHEDCTL_REQUEST_ID", "SCHEDCTL_NODE", "SCHEDCTL_MODEL", "SCHEDCTL_ACTION", "SCHEDCTL_DECISION_MS")

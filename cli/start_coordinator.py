@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import exit_on_config_error
-from daemons.bus.logs import setup_logging
+from daemons.core.logs import setup_logging
 
 
 @exit_on_config_error

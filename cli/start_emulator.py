@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import exit_on_config_error
-from daemons.bus.logs import setup_logging
+from daemons.core.logs import setup_logging
 
 TGI_COMPAT = "Accepted like text-generation-launcher's flag and ignored: the emulator has no shards."
 
@@ -15,7 +15,7 @@ TGI_COMPAT = "Accepted like text-generation-launcher's flag and ignored: the emu
 def _list_profiles(value: bool) -> None:
     if not value:
         return
-    from daemons.emulator.profiles import known_gpus, known_models, load_gpu, load_model
+    from daemons.profiles import known_gpus, known_models, load_gpu, load_model
 
     typer.echo("GPUs:   " + ", ".join(known_gpus()))
     typer.echo("models: " + ", ".join(known_models()))
@@ -79,7 +79,7 @@ def start_emulator(
       curl -s localhost:8080/generate -H 'content-type: application/json' \\
           -d '{"inputs": "hello there", "parameters": {"max_new_tokens": 8}}'
     """
-    from daemons.emulator.server import EmulatorConfig, run
+    from daemons.emulator.daemon import EmulatorConfig, run
 
     setup_logging("emulator")
     run(EmulatorConfig(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import exit_on_config_error
-from daemons.bus.logs import setup_logging
+from daemons.core.logs import setup_logging
 
 node_app = typer.Typer(help="Inspect the node agent's view of this machine.", no_args_is_help=True)
 

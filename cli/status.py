@@ -20,9 +20,9 @@ from cli.errors import exit_on_config_error
 from cli.experiment.remote import RemoteCluster
 from cli.keys import operator_curve
 from daemons.bus import decode, encode, make_socket
-from daemons.bus.errors import ConfigError, WireError
-from daemons.bus.messages import StatusReply, StatusRequest
 from daemons.bus.security import CurveClient
+from daemons.core.errors import ConfigError, WireError
+from daemons.core.messages import StatusReply, StatusRequest
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5555"
 GIB = float(1 << 30)

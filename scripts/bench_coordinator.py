@@ -56,9 +56,9 @@ import zmq
 
 from cli.experiment.keys import LOADGEN, OPERATOR, LocalKeys
 from daemons.bus import decode, encode, make_socket
-from daemons.bus.messages import Error, NodeState, Placement, Schedule
 from daemons.bus.security import CurveClient
 from daemons.coordinator.testing import Client, free_endpoint, node_state, running_coordinator, schedctl
+from daemons.core.messages import Error, NodeState, Placement, Schedule
 
 GOAL_RATIO = 0.5
 GOAL_OVERHEAD_MS = 1.0
@@ -362,7 +362,7 @@ def measure_ttft(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _alternate(coordinator: str, node: str, n: int) -> dict[str, Any]:
-    from daemons.bus.messages import Infer
+    from daemons.core.messages import Infer
 
     with Client(coordinator) as coord, Client(node) as direct:
         _wait_ready(coord)

@@ -34,8 +34,8 @@ from typing import Any
 import httpx2
 
 from daemons.emulator import latency
-from daemons.emulator.profiles import LatencyCoefficients, load_gpu, load_model
 from daemons.emulator.testing import start_emulator
+from daemons.profiles import LatencyCoefficients, load_gpu, load_model
 
 TOLERANCE = 1.10  # a level is sustained while measured TPOT <= 1.10 x predicted
 

@@ -45,9 +45,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from daemons.gossip.config import GossipConfig  # noqa: E402
+from daemons.gossip.memberlist import EventKind  # noqa: E402
 from daemons.gossip.messages import Status  # noqa: E402
 from daemons.gossip.simnet import SimEvent, SimNetwork  # noqa: E402
-from daemons.gossip.state import EventKind  # noqa: E402
 from daemons.gossip.testing import PeerCluster, free_ports  # noqa: E402
 
 # REFERENCE §6.3 (memberlist model, LAN): N -> (all-know p50, all-know p99) seconds.

@@ -46,10 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from daemons.bus import encode
 from daemons.bus.client import Client, free_endpoint
 from daemons.bus.envelope import MAX_FRAME_BYTES
-from daemons.bus.messages import EpochNotice, Infer, Schedule, StatusRequest, WitnessQuery
-from daemons.bus.schema import to_dict
 from daemons.coordinator.testing import Client as CoordinatorClient
 from daemons.coordinator.testing import node_state, running_coordinator
+from daemons.core.messages import EpochNotice, Infer, Schedule, StatusRequest, WitnessQuery
+from daemons.core.schema import to_dict
 from daemons.emulator.testing import start_emulator
 from daemons.gossip import messages as gm
 from daemons.node.testing import running_node

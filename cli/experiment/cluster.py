@@ -42,8 +42,8 @@ from cli.experiment.netns import Network
 from cli.experiment.spec import ExperimentSpec
 from daemons.bus import activation
 from daemons.bus.client import Client
-from daemons.bus.errors import SchedctlError
 from daemons.bus.security import CurveClient, Security
+from daemons.core.errors import SchedctlError
 from daemons.node.config import write_node_config
 from daemons.node.instances import schedctl_command
 

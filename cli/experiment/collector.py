@@ -27,11 +27,11 @@ import zmq
 from daemons.bus import activation, make_socket, parse_frame
 from daemons.bus.authz import Identity
 from daemons.bus.client import Client
-from daemons.bus.errors import SchemaError, WireError
-from daemons.bus.messages import ClusterEvent, CoordinatorState, NodeState, StatusReply
-from daemons.bus.schema import from_dict
 from daemons.bus.security import CurveClient, Security, stop_zap
 from daemons.bus.sockets import authenticated, guard
+from daemons.core.errors import SchemaError, WireError
+from daemons.core.messages import ClusterEvent, CoordinatorState, NodeState, StatusReply
+from daemons.core.schema import from_dict
 
 # gpu_utilization: compute 0..1 (NodeState.gpu_utilization), empty when the node does not report it.
 NODE_COLUMNS = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",

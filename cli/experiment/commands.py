@@ -14,7 +14,7 @@ import typer
 from cli.errors import exit_on_config_error
 from cli.experiment.spec import ExperimentSpec, NodeGroup, from_dict, load_file, parse_schedulers
 from cli.report.commands import compare_command, print_prototype_report, report_command
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.loadgen.workload import from_dict as workload_from_dict
 
 experiment_app = typer.Typer(help="Run experiments and report on their results.", no_args_is_help=True)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 KINDS = ("kill", "stop", "pause", "restart", "partition")
 FORMAT = "AT:KIND:TARGET[:DURATION] (e.g. 5:kill:node-1, 4:pause:random-node:6, 4:partition:node-1:5)"

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemons.bus.errors import SchedctlError
+from daemons.core.errors import SchedctlError
 
 TABLE = "schedctl_fault"
 PARTITION_RULES = f"""table inet {TABLE} {{

@@ -33,7 +33,7 @@ from itertools import count
 
 import psutil
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 SUPERNET = ipaddress.IPv4Network("10.213.0.0/16")
 FIRST_HOST = 10  # node K is .(10 + K): .1 is the bridge, the rest stay free for additions

@@ -21,9 +21,9 @@ from typing import Any
 
 from cli.experiment.hosts import HostControl
 from daemons.bus.client import Client
-from daemons.bus.errors import ConfigError
 from daemons.bus.security import CurveClient, Security, SecurityConfig
-from daemons.bus.settings import build
+from daemons.core.errors import ConfigError
+from daemons.core.settings import build
 
 READY_TIMEOUT_S = 10.0
 

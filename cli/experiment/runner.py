@@ -31,7 +31,7 @@ from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
 from cli.report.recovery import write_recoveries
 from daemons.bus import activation
-from daemons.bus.errors import ConfigError, SchedctlError
+from daemons.core.errors import ConfigError, SchedctlError
 from daemons.loadgen.config import LoadgenConfig
 from daemons.loadgen.results import Progress, Results, write_requests_csv
 from daemons.loadgen.schedule import write_schedule_csv

@@ -46,14 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from cli.experiment.faults import Fault, check_targets, check_timing, parse_faults
-from daemons.bus.errors import ConfigError
-from daemons.bus.settings import build
-from daemons.coordinator.admission import DEFAULT_LIMIT, check_limits
-from daemons.emulator.profiles import load_gpu, load_model, load_tier
+from daemons.core.errors import ConfigError
+from daemons.core.settings import build
 from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy import get_policy
+from daemons.policy.admission import DEFAULT_LIMIT, check_limits
 from daemons.policy.peer import get_peer_policy
+from daemons.profiles import load_gpu, load_model, load_tier
 
 SCHEDULERS = ("centralized", "gossip")
 GOSSIP_PRESETS = ("lan", "wan", "local", "ci")  # daemons/gossip/config.py GossipConfig.preset

@@ -23,7 +23,7 @@ from cli.report.compare import compare, prototype_comparison, render_text, write
 from cli.report.results import RunData, Slo, load_run
 from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
 from cli.report.text import format_summary
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 RECORD_MISMATCH_EXIT = 1
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 REQUESTS = "requests.csv"
 NODES = "nodes.csv"

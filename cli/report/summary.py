@@ -69,7 +69,7 @@ from cli.report.results import (
     Slo,
     load_run,
 )
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 SUMMARY = "summary.csv"
 NAN = math.nan

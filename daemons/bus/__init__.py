@@ -1,10 +1,12 @@
-"""The wire: envelope, message schemas, hardened codec, socket factory, logging.
+"""The wire: envelope and codec, sockets (one factory for every socket), security, client.
 
-This package imports no other part of schedctl: the wire knows no daemon.
+The plain messages and the exception tree live on the ground floor (`daemons.core`);
+this package adds what needs ZeroMQ and msgpack. It knows no daemon.
 """
 
 from daemons.bus.envelope import VERSION, Envelope, decode, encode
-from daemons.bus.errors import (
+from daemons.bus.sockets import SocketOptions, make_socket, parse_frame, split_router_frames
+from daemons.core.errors import (
     BackendError,
     ConfigError,
     DecodeError,
@@ -12,7 +14,6 @@ from daemons.bus.errors import (
     SchemaError,
     WireError,
 )
-from daemons.bus.sockets import SocketOptions, make_socket, parse_frame, split_router_frames
 
 __all__ = [
     "VERSION",

@@ -16,9 +16,9 @@ from typing import Any
 import zmq
 
 from daemons.bus.envelope import Envelope, decode, encode
-from daemons.bus.messages import StatusReply, StatusRequest
 from daemons.bus.security import CurveClient
 from daemons.bus.sockets import make_socket
+from daemons.core.messages import StatusReply, StatusRequest
 
 
 def free_endpoint(host: str = "127.0.0.1") -> str:

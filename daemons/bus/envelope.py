@@ -14,9 +14,9 @@ from typing import Any
 
 import msgpack
 
-from daemons.bus.errors import DecodeError
-from daemons.bus.messages import MESSAGE_TYPES, NAME_PATTERN
-from daemons.bus.schema import MAX_FRAME_BYTES, from_dict, to_dict
+from daemons.core.errors import DecodeError
+from daemons.core.messages import MESSAGE_TYPES, NAME_PATTERN
+from daemons.core.schema import MAX_FRAME_BYTES, from_dict, to_dict
 
 VERSION = 1
 MAX_STR_BYTES = 1 << 20

@@ -46,8 +46,8 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from daemons.bus.authz import Identity, TokenBucket, check_role_name, parse_user_id
-from daemons.bus.errors import ConfigError
-from daemons.bus.settings import build, env_overrides, read_section
+from daemons.core.errors import ConfigError
+from daemons.core.settings import build, env_overrides, read_section
 
 log = logging.getLogger("schedctl.security")
 ZAP_DOMAIN = "schedctl"

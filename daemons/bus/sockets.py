@@ -29,8 +29,8 @@ import zmq.asyncio
 
 from daemons.bus.authz import Identity, check
 from daemons.bus.envelope import MAX_FRAME_BYTES, Envelope, decode, encode
-from daemons.bus.errors import WireError
 from daemons.bus.security import identity_of, refused
+from daemons.core.errors import WireError
 
 log = logging.getLogger("schedctl.bus")
 

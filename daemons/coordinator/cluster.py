@@ -32,9 +32,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemons.bus.messages import STATUS_BUDGET_BYTES, NodeState, fit_rows
-from daemons.policy import CatalogItem, ClusterView, Decision, LoadedModel, NodeView, with_placement
-from daemons.policy.view import with_node
+from daemons.bus.status import fit_rows
+from daemons.core.messages import STATUS_BUDGET_BYTES, NodeState
+from daemons.policy import CatalogItem, ClusterView, Decision, NodeView, with_placement
+from daemons.policy.view import catalog_items, node_view, with_node
 
 log = logging.getLogger("schedctl.coordinator")
 
@@ -63,27 +64,12 @@ class NodeRecord:
         """Take a newer state; True if its catalog differs from the previous one."""
         changed = not self.catalog or state.catalog != self.state.catalog
         if changed:
-            self.catalog = {c.model: CatalogItem(c.model, c.footprint_bytes, c.load_s) for c in state.catalog}
+            self.catalog = catalog_items(state)
         self.state, self.heard = state, now
         return changed
 
     def view(self) -> NodeView:
         return node_view(self.state, self.alive, [m for _, m in self.pending], self.catalog)
-
-
-def node_view(s: NodeState, alive: bool, pending: list[str],
-              catalog: dict[str, CatalogItem] | None = None) -> NodeView:
-    """What a policy sees of a node's published state, plus our placements it does not show yet.
-
-    Shared by the coordinator and gossip peers; pass `catalog` when it is kept indexed already.
-    """
-    models = {m.model: LoadedModel(m.model, m.state, m.queue_depth, m.running, m.memory_bytes, m.last_used)
-              for m in s.models}
-    if catalog is None:
-        catalog = {c.model: CatalogItem(c.model, c.footprint_bytes, c.load_s) for c in s.catalog}
-    return NodeView(s.node, s.endpoint, alive, models, s.queue_depth, s.in_flight, len(pending),
-                    frozenset(pending), sum(g.memory_total for g in s.gpus), sum(g.memory_used for g in s.gpus),
-                    catalog)
 
 
 class ClusterBook:

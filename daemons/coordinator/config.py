@@ -27,10 +27,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from daemons.bus.errors import ConfigError
-from daemons.bus.settings import build, env_overrides, read_section
-from daemons.coordinator.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, QueueLimits, check_limits
+from daemons.core.errors import ConfigError
+from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy import DEFAULT_POLICY, get_policy
+from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, QueueLimits, check_limits
 
 SCHEMES = ("tcp://", "ipc://", "inproc://")
 ROLES = ("standalone", "primary", "backup")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 
 class EpochStore:

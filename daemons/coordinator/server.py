@@ -54,9 +54,18 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import activation, encode, make_socket, parse_frame, sdnotify, split_router_frames
-from daemons.bus.errors import ConfigError
-from daemons.bus.messages import (
+from daemons.bus import activation, encode, make_socket, parse_frame, split_router_frames
+from daemons.bus.security import Security, SecurityConfig, refused, stop_zap
+from daemons.bus.sockets import authenticated, guard
+from daemons.coordinator.cluster import ClusterBook, Event
+from daemons.coordinator.config import CoordinatorConfig
+from daemons.coordinator.epoch import EpochStore
+from daemons.coordinator.failover import BinaryStar, State, next_epoch
+from daemons.coordinator.inbox import StateInbox, state_sender
+from daemons.coordinator.witnesses import Witnesses
+from daemons.core import sdnotify
+from daemons.core.errors import ConfigError
+from daemons.core.messages import (
     ClusterEvent,
     CoordinatorState,
     EpochNotice,
@@ -69,16 +78,8 @@ from daemons.bus.messages import (
     StatusRequest,
     WitnessQuery,
 )
-from daemons.bus.security import Security, SecurityConfig, refused, stop_zap
-from daemons.bus.sockets import authenticated, guard
-from daemons.coordinator.admission import AdmissionQueue, Outcome, Waiting
-from daemons.coordinator.cluster import ClusterBook, Event
-from daemons.coordinator.config import CoordinatorConfig
-from daemons.coordinator.epoch import EpochStore
-from daemons.coordinator.failover import BinaryStar, State, next_epoch
-from daemons.coordinator.inbox import StateInbox, state_sender
-from daemons.coordinator.witnesses import Witnesses
 from daemons.policy import MIGRATE, NO_NODES, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy.admission import AdmissionQueue, Outcome, Waiting
 from daemons.policy.capacity import worth_waiting
 
 log = logging.getLogger("schedctl.coordinator")

@@ -34,7 +34,7 @@ from daemons.bus import activation, encode, make_socket
 from daemons.bus.client import Client as BusClient
 from daemons.bus.client import free_endpoint as free_endpoint  # re-exported for tests (still racy)
 from daemons.bus.envelope import Envelope
-from daemons.bus.messages import (
+from daemons.core.messages import (
     CatalogEntry,
     GpuState,
     ModelState,

@@ -13,9 +13,9 @@ from typing import Any
 import zmq
 
 from daemons.bus import encode, make_socket, parse_frame
-from daemons.bus.messages import EpochNotice, WitnessQuery, WitnessVote
 from daemons.bus.security import CurveClient
 from daemons.coordinator.failover import VoteRound
+from daemons.core.messages import EpochNotice, WitnessQuery, WitnessVote
 
 log = logging.getLogger("schedctl.coordinator")
 

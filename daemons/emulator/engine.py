@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from daemons.emulator import tokens
 from daemons.emulator.latency import step_seconds_from_sums
 from daemons.emulator.metrics import DURATION_BUCKETS, Histogram, Metrics
-from daemons.emulator.profiles import LatencyCoefficients
 from daemons.emulator.validation import ValidRequest
+from daemons.profiles import LatencyCoefficients
 
 #: Behind schedule by more than this, the loop stops catching up (it is overloaded).
 MAX_LAG_S = 0.25

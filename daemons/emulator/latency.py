@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from daemons.emulator.profiles import LatencyCoefficients
+from daemons.profiles import LatencyCoefficients
 
 
 def step_seconds(

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 log = logging.getLogger("schedctl.emulator.launcher")
 
@@ -107,7 +107,7 @@ def _int(raw: str | None) -> int | None:
 
 def config_from_args(argv: Sequence[str]) -> Any:
     """The EmulatorConfig the flags describe (ConfigError names a bad value)."""
-    from daemons.emulator.server import EmulatorConfig
+    from daemons.emulator.daemon import EmulatorConfig
 
     ns = build_parser().parse_args(list(argv))
     values = {field: getattr(ns, field) for _, field, _ in CONFIG_FLAGS if getattr(ns, field) is not None}
@@ -172,14 +172,14 @@ def launch(config: Any) -> int:
 
 
 def webserver(spec: str) -> None:
-    from daemons.emulator.server import EmulatorConfig, run
+    from daemons.emulator.daemon import EmulatorConfig, run
 
     run(EmulatorConfig(**json.loads(spec)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console script `schedctl-tgi-launcher` (installable as `text-generation-launcher`)."""
-    from daemons.bus.logs import setup_logging
+    from daemons.core.logs import setup_logging
 
     args = list(sys.argv[1:] if argv is None else argv)
     setup_logging("emulator")

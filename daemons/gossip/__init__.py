@@ -6,9 +6,9 @@ A sans-IO protocol core (`Memberlist`) driven either by real ZeroMQ sockets
 """
 
 from daemons.gossip.config import GossipConfig
+from daemons.gossip.memberlist import EventKind, MemberEvent, MemberInfo, Memberlist, Outbound
 from daemons.gossip.messages import GossipDecodeError, Message, MsgType, Status, decode, encode
 from daemons.gossip.records import NodeRecord
-from daemons.gossip.state import EventKind, MemberEvent, MemberInfo, Memberlist, Outbound
 
 __all__ = [
     "EventKind",

@@ -44,7 +44,7 @@ import zmq.asyncio
 from daemons.bus import activation
 from daemons.bus.security import CurveClient, CurveServer
 from daemons.gossip.config import GossipConfig
-from daemons.gossip.state import MemberEvent, Memberlist
+from daemons.gossip.memberlist import MemberEvent, Memberlist
 from daemons.gossip.transport import ZmqTransport
 
 log = logging.getLogger("schedctl.gossip")

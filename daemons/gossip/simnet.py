@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemons.gossip.config import GossipConfig
+from daemons.gossip.memberlist import MemberEvent, MemberInfo, Memberlist, Outbound
 from daemons.gossip.messages import Message, Status, decode, encode
-from daemons.gossip.state import MemberEvent, MemberInfo, Memberlist, Outbound
 
 _DELIVER = 0
 _WAKE = 1

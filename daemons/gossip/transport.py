@@ -39,8 +39,8 @@ from daemons.bus import activation
 from daemons.bus.security import CurveClient, CurveServer
 from daemons.bus.sockets import authenticated, guard
 from daemons.gossip.config import MAX_FRAME_BYTES
+from daemons.gossip.memberlist import EventKind, MemberEvent, Memberlist, Outbound
 from daemons.gossip.messages import MAX_ADDR_LEN, GossipDecodeError, decode, encode
-from daemons.gossip.state import EventKind, MemberEvent, Memberlist, Outbound
 
 log = logging.getLogger("schedctl.gossip")
 

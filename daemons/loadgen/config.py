@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemons.bus.errors import ConfigError
-from daemons.bus.settings import build, env_overrides, read_section
+from daemons.core.errors import ConfigError
+from daemons.core.settings import build, env_overrides, read_section
 
 MODES = ("centralized", "gossip")
 TRANSPORTS = ("tcp://", "ipc://", "inproc://")

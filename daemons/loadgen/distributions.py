@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 LengthKind = Literal["fixed", "uniform", "lognormal", "trace"]
 LENGTH_KINDS: tuple[str, ...] = ("fixed", "uniform", "lognormal", "trace")

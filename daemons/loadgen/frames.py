@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from daemons.bus import encode
-from daemons.bus.messages import Infer, Schedule
+from daemons.core.messages import Infer, Schedule
 from daemons.loadgen.workload import PlannedRequest
 
 # Short common words: ~5 bytes each, so a 100,000-token prompt stays far below the 1 MiB frame cap.

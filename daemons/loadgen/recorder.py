@@ -36,7 +36,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from daemons.bus.envelope import Envelope
-from daemons.bus.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
+from daemons.core.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
 

@@ -50,8 +50,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from daemons.bus import ConfigError, WireError, decode, encode, make_socket
-from daemons.bus.messages import Cancel, Placement, Schedule, StatusReply, StatusRequest
 from daemons.bus.security import CurveClient
+from daemons.core.messages import Cancel, Placement, Schedule, StatusReply, StatusRequest
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame

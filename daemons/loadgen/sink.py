@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import zmq
 
 from daemons.bus import Envelope, WireError, decode, encode, make_socket
-from daemons.bus.messages import Cancel, Done, FirstToken, Infer, Placement, Schedule, StatusReply, StatusRequest
+from daemons.core.messages import Cancel, Done, FirstToken, Infer, Placement, Schedule, StatusReply, StatusRequest
 
 Reply = tuple[float, Any]  # (delay in seconds, a message dataclass | raw bytes | list of raw parts)
 Script = Callable[[Envelope, str], Iterable[Reply]]

@@ -22,7 +22,7 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 COLUMN_SETS: tuple[tuple[str, str, str], ...] = (
     ("timestamp", "contexttokens", "generatedtokens"),

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.loadgen.distributions import (
     IntArray,
     LengthDist,
@@ -282,8 +282,8 @@ class ContextLimit:
 
 
 def context_limits(models: Iterable[str]) -> dict[str, ContextLimit]:
-    """The context of every model with a profile (daemons/emulator/profiles); others are left out."""
-    from daemons.emulator.profiles import ProfileError, load_model
+    """The context of every model with a profile (daemons/profiles); others are left out."""
+    from daemons.profiles import ProfileError, load_model
 
     limits = {}
     for model in models:
@@ -322,7 +322,7 @@ def check_context(spec: WorkloadSpec, limits: Mapping[str, ContextLimit]) -> Non
 
 
 def _profiled() -> list[str]:
-    from daemons.emulator.profiles import known_models
+    from daemons.profiles import known_models
 
     return known_models()
 

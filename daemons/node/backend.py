@@ -32,7 +32,7 @@ from huggingface_hub.errors import (
 # exception classes we catch are the ones its client raises.
 from huggingface_hub.utils import httpx  # type: ignore[attr-defined]
 
-from daemons.bus.errors import BackendError
+from daemons.core.errors import BackendError
 
 __all__ = ["Backend", "BackendRequestError", "Finished", "Load", "Token", "httpx", "parse_gauges"]
 

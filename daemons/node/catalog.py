@@ -1,15 +1,16 @@
 """The models a node may load, with the footprint and load time the profiles predict.
 
-The figures come from the emulator's published profiles (daemons/emulator/profiles), so
+The figures come from the emulator's published profiles (daemons/profiles), so
 the node's memory ledger and the scheduler's load-time estimates use the same numbers
 the emulator runs on. On a real GPU the ledger is checked against NVML as well.
 """
 
 from __future__ import annotations
 
-from daemons.bus.errors import ConfigError
-from daemons.bus.messages import CatalogEntry
-from daemons.emulator import memory, profiles
+from daemons import profiles
+from daemons.core.errors import ConfigError
+from daemons.core.messages import CatalogEntry
+from daemons.profiles import memory
 
 
 class Catalog:

@@ -8,9 +8,9 @@ from typing import Any
 
 import tomli_w
 
-from daemons.bus.errors import ConfigError
-from daemons.bus.settings import build, env_overrides, read_section
-from daemons.coordinator.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, check_limits
+from daemons.core.errors import ConfigError
+from daemons.core.settings import build, env_overrides, read_section
+from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, check_limits
 
 # The emulator is the default backend: the same flags text-generation-launcher takes.
 # {schedctl} is the console script next to the running interpreter.

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 log = logging.getLogger("schedctl.node.gpu")
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import psutil
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.node.backend import Backend, BackendRequestError, httpx
 from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig

@@ -40,9 +40,13 @@ from typing import Any, cast
 import zmq
 import zmq.asyncio
 
-from daemons.bus import activation, encode, make_socket, parse_frame, sdnotify, split_router_frames
-from daemons.bus.errors import ConfigError
-from daemons.bus.messages import (
+from daemons.bus import activation, encode, make_socket, parse_frame, split_router_frames
+from daemons.bus.security import Security, SecurityConfig, stop_zap
+from daemons.bus.sockets import authenticated, guard
+from daemons.bus.status import status_reply
+from daemons.core import sdnotify
+from daemons.core.errors import ConfigError
+from daemons.core.messages import (
     Cancel,
     ClusterEvent,
     Done,
@@ -60,18 +64,15 @@ from daemons.bus.messages import (
     StatusRequest,
     WitnessQuery,
     WitnessVote,
-    status_reply,
 )
-from daemons.bus.schema import to_dict
-from daemons.bus.security import Security, SecurityConfig, stop_zap
-from daemons.bus.sockets import authenticated, guard
+from daemons.core.schema import to_dict
 from daemons.node.actions import served_action
 from daemons.node.backend import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig
+from daemons.node.gossip_mode import PROBE_WAIT_S, Peering, has_free_slot
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
-from daemons.node.peering import PROBE_WAIT_S, Peering, has_free_slot
 from daemons.policy import Decision, Refusal
 
 log = logging.getLogger("schedctl.node")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from random import Random
 from typing import TypeAlias
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.policy.capacity import (
     SERVICE_S,
     Option,

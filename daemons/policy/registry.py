@@ -6,7 +6,7 @@ from collections.abc import Callable
 from random import Random
 from typing import TypeAlias
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.policy.affinity import affinity_score
 from daemons.policy.baseline import least_loaded, random_choice, round_robin
 from daemons.policy.startup import startup_optimal

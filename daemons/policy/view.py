@@ -20,13 +20,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-# Model states a node reports (daemons.bus.messages.ModelState.state).
+from daemons.core.messages import NodeState
+
+# Model states a node reports (daemons.core.messages.ModelState.state).
 READY = "ready"
 LOADING = "loading"
 FAILED = "failed"
 EVICTING = "evicting"
 
-# Decision actions (daemons.bus.messages.ACTIONS) and refusal codes.
+# Decision actions (daemons.core.messages.ACTIONS) and refusal codes.
 SERVE = "SERVE"
 COLD_START = "COLD_START"
 MIGRATE = "MIGRATE"
@@ -276,3 +278,24 @@ def with_placement(view: ClusterView, decision: Decision, model: str) -> Cluster
 
 def _alive_order(nodes: Mapping[str, NodeView]) -> tuple[str, ...]:
     return tuple(sorted(name for name, n in nodes.items() if n.alive))
+
+
+# ----- from a node's published state ---------------------------------------------------
+def catalog_items(s: NodeState) -> dict[str, CatalogItem]:
+    """The models a node can load, from its published state, indexed by name."""
+    return {c.model: CatalogItem(c.model, c.footprint_bytes, c.load_s) for c in s.catalog}
+
+
+def node_view(s: NodeState, alive: bool, pending: list[str],
+              catalog: dict[str, CatalogItem] | None = None) -> NodeView:
+    """What a policy sees of a node's published state, plus our placements it does not show yet.
+
+    Shared by the coordinator and gossip peers; pass `catalog` when it is kept indexed already.
+    """
+    models = {m.model: LoadedModel(m.model, m.state, m.queue_depth, m.running, m.memory_bytes, m.last_used)
+              for m in s.models}
+    if catalog is None:
+        catalog = catalog_items(s)
+    return NodeView(s.node, s.endpoint, alive, models, s.queue_depth, s.in_flight, len(pending),
+                    frozenset(pending), sum(g.memory_total for g in s.gpus), sum(g.memory_used for g in s.gpus),
+                    catalog)

@@ -7,8 +7,8 @@ import pytest
 
 from daemons.bus import DecodeError, SchemaError, decode, encode
 from daemons.bus.envelope import MAX_FRAME_BYTES
-from daemons.bus.messages import Done, GpuState, Infer, ModelState, NodeState, Schedule
-from daemons.bus.schema import to_dict
+from daemons.core.messages import Done, GpuState, Infer, ModelState, NodeState, Schedule
+from daemons.core.schema import to_dict
 
 
 def test_round_trip_keeps_every_field() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemons.bus import logs
+from daemons.core import logs
 
 
 def parse(datagram: bytes) -> dict[str, str]:

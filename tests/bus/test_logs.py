@@ -9,9 +9,9 @@ from pathlib import Path
 
 import msgpack
 
-from daemons.bus.logs import RateLimitFilter
-from daemons.bus.schema import to_dict
 from daemons.coordinator.testing import Client, StatePublisher, node_state, running_coordinator
+from daemons.core.logs import RateLimitFilter
+from daemons.core.schema import to_dict
 
 
 def record(msg: str, *args: object, level: int = logging.WARNING, cause: str | None = None) -> logging.LogRecord:

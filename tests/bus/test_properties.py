@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from daemons.bus import SchemaError, decode, encode
 from daemons.bus.envelope import MAX_FRAME_BYTES
-from daemons.bus.errors import WireError
-from daemons.bus.messages import MESSAGE_TYPES
-from daemons.bus.schema import (
+from daemons.core.errors import WireError
+from daemons.core.messages import MESSAGE_TYPES
+from daemons.core.schema import (
     DEFAULT_FLOAT,
     DEFAULT_INT,
     DEFAULT_STR_LEN,
@@ -179,7 +179,7 @@ def test_property_wrong_types_anywhere_are_refused_cleanly(msg: Any, junk: Any) 
 
 
 def test_unannotated_fields_get_their_types_default_bounds() -> None:
-    from daemons.bus.schema import from_dict
+    from daemons.core.schema import from_dict
 
     @dataclasses.dataclass(frozen=True)
     class New:

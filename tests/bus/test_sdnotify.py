@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemons.bus import sdnotify
+from daemons.core import sdnotify
 
 
 @pytest.fixture

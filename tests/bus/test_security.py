@@ -11,8 +11,8 @@ import pytest
 import zmq
 
 from daemons.bus import make_socket
-from daemons.bus.errors import ConfigError
 from daemons.bus.security import Security, SecurityConfig, generate, stop_zap
+from daemons.core.errors import ConfigError
 
 
 @pytest.fixture

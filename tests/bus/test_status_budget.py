@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from daemons.bus import decode, encode
 from daemons.bus.envelope import MAX_FRAME_BYTES
-from daemons.bus.messages import status_reply
+from daemons.bus.status import status_reply
 from daemons.gossip.config import GossipConfig
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from daemons.bus.messages import ModelState
 from daemons.coordinator import ClusterBook
 from daemons.coordinator.testing import node_state
+from daemons.core.messages import ModelState
 from daemons.policy import ClusterView, Decision
 
 

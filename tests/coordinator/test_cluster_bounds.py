@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from daemons.bus import decode, encode
 from daemons.bus.envelope import MAX_FRAME_BYTES
-from daemons.bus.messages import StatusReply
 from daemons.coordinator.cluster import ClusterBook
 from daemons.coordinator.testing import node_state
+from daemons.core.messages import StatusReply
 
 
 def test_new_names_beyond_the_cap_are_refused_and_the_dead_make_room() -> None:
@@ -54,8 +54,8 @@ def test_a_status_reply_at_a_large_cluster_stays_under_the_frame_limit() -> None
 def test_the_caps_are_configurable_and_checked() -> None:
     import pytest
 
-    from daemons.bus.errors import ConfigError
     from daemons.coordinator.config import CoordinatorConfig
+    from daemons.core.errors import ConfigError
     from daemons.node.config import NodeConfig
 
     assert CoordinatorConfig(max_nodes=50, reap_after_s=5.0).max_nodes == 50

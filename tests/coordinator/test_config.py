@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from daemons.bus.errors import ConfigError
 from daemons.coordinator import CoordinatorConfig
+from daemons.core.errors import ConfigError
 
 
 def test_defaults_match_the_design() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgpack
 
 from daemons.bus import decode, encode
-from daemons.bus.messages import Schedule
 from daemons.coordinator.inbox import StateInbox, state_sender
 from daemons.coordinator.testing import node_state
+from daemons.core.messages import Schedule
 
 
 def frame(node: str, seq: int) -> bytes:

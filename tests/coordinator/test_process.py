@@ -17,8 +17,6 @@ import zmq
 
 from daemons.bus import encode, make_socket
 from daemons.bus.envelope import MAX_FRAME_BYTES
-from daemons.bus.messages import ClusterEvent, Error, Placement, Schedule, StatusRequest
-from daemons.bus.schema import to_dict
 from daemons.coordinator.testing import (
     Client,
     CoordinatorProcess,
@@ -29,6 +27,8 @@ from daemons.coordinator.testing import (
     running_coordinator,
     schedctl,
 )
+from daemons.core.messages import ClusterEvent, Error, Placement, Schedule, StatusRequest
+from daemons.core.schema import to_dict
 
 
 def names(prefix: str, n: int) -> list[str]:

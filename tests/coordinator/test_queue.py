@@ -14,7 +14,8 @@ import pytest
 import zmq
 
 from daemons.bus.envelope import Envelope
-from daemons.bus.messages import (
+from daemons.coordinator.testing import GIB, Client, CoordinatorProcess, Heartbeat, running_coordinator, schedctl
+from daemons.core.messages import (
     CatalogEntry,
     Error,
     GpuState,
@@ -24,7 +25,6 @@ from daemons.bus.messages import (
     Progress,
     Schedule,
 )
-from daemons.coordinator.testing import GIB, Client, CoordinatorProcess, Heartbeat, running_coordinator, schedctl
 
 
 def crowded(name: str, busy: bool, want: str = "m2", *, memory_gib: int = 24, load_s: float = 5.0) -> NodeState:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from cli.status import render
-from daemons.bus.messages import StatusReply
-from daemons.bus.schema import to_dict
 from daemons.coordinator.testing import node_state
+from daemons.core.messages import StatusReply
+from daemons.core.schema import to_dict
 
 
 def test_a_node_describing_itself() -> None:

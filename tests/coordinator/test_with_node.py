@@ -7,8 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from daemons.bus.messages import Done, Infer, Placement
 from daemons.coordinator.testing import Client, running_coordinator, schedctl
+from daemons.core.messages import Done, Infer, Placement
 
 SMALL = "facebook/opt-125m"
 

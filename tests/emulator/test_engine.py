@@ -11,8 +11,8 @@ import pytest
 
 from daemons.emulator.engine import Engine, EngineLimits, Generation, Overloaded, RequestTimes
 from daemons.emulator.metrics import Metrics
-from daemons.emulator.profiles import LatencyCoefficients
 from daemons.emulator.validation import GenerateParams, Limits, validate
+from daemons.profiles import LatencyCoefficients
 
 LIMITS = Limits(max_input_tokens=100, max_total_tokens=200)
 STEP = 0.02  # alpha only: every step lasts 20 ms

@@ -172,7 +172,7 @@ def test_launcher_env_vars_like_tgi() -> None:
 def test_inference_time_follows_the_model(slow: RunningEmulator) -> None:
     # Loose bounds: the benchmark holds the hard targets.  a10g Llama-3.1-8B: ~33 ms per step.
     from daemons.emulator import latency
-    from daemons.emulator.profiles import load_gpu, load_model
+    from daemons.profiles import load_gpu, load_model
 
     c = load_model("meta-llama/Llama-3.1-8B-Instruct").latency_on(load_gpu("a10g-24gb"))
     resp = httpx2.post(f"{slow.base_url}/generate", timeout=30,

@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from daemons.bus.errors import ConfigError
-from daemons.emulator import latency, memory
-from daemons.emulator.profiles import (
+from daemons.core.errors import ConfigError
+from daemons.emulator import latency
+from daemons.emulator.daemon import EmulatorConfig, resolve
+from daemons.profiles import (
     GIB,
     TIERS,
     ProfileError,
@@ -17,8 +18,8 @@ from daemons.emulator.profiles import (
     load_gpu,
     load_model,
     load_tier,
+    memory,
 )
-from daemons.emulator.server import EmulatorConfig, resolve
 
 
 def test_required_profiles_exist_and_cite_sources() -> None:

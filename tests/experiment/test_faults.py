@@ -14,8 +14,8 @@ from cli.experiment.faults import Fault, parse_fault, parse_faults, resolve_targ
 from cli.experiment.spec import ExperimentSpec, from_dict
 from cli.report.recovery import read_events, read_requests, recoveries
 from daemons.bus.envelope import Envelope
-from daemons.bus.errors import ConfigError
-from daemons.bus.messages import Done, Error, Placement
+from daemons.core.errors import ConfigError
+from daemons.core.messages import Done, Error, Placement
 from daemons.loadgen.recorder import ERROR, OK, Recorder
 from daemons.loadgen.schedule import read_schedule_csv
 from daemons.loadgen.workload import PlannedRequest

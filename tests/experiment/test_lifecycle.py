@@ -20,7 +20,7 @@ from cli.experiment.cluster import LocalCluster
 from cli.experiment.spec import MODELS, ExperimentSpec, NodeGroup
 from daemons.bus import activation
 from daemons.bus.client import Client
-from daemons.bus.sdnotify import parse_endpoints
+from daemons.core.sdnotify import parse_endpoints
 from daemons.node.testing import schedctl
 
 

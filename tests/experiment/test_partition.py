@@ -26,7 +26,7 @@ from cli.experiment.netns import Network
 from cli.experiment.remote import RemoteCluster
 from cli.experiment.runner import run_experiment
 from cli.experiment.spec import ExperimentSpec, from_dict
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.loadgen.schedule import read_schedule_csv
 from daemons.node.testing import schedctl
 from tests.experiment.test_faults import (

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daemons.gossip.config import GossipConfig
+from daemons.gossip.memberlist import Memberlist, Outbound
 from daemons.gossip.messages import (
     MAX_INCARNATION,
     MAX_VERSION,
@@ -30,7 +31,6 @@ from daemons.gossip.messages import (
     decode,
     encode,
 )
-from daemons.gossip.state import Memberlist, Outbound
 
 FORGER = "mallory"
 

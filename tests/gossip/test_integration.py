@@ -10,7 +10,7 @@ import zmq
 
 from daemons.gossip.agent import GossipAgent
 from daemons.gossip.config import GossipConfig
-from daemons.gossip.state import EventKind, MemberEvent
+from daemons.gossip.memberlist import EventKind, MemberEvent
 from daemons.gossip.testing import free_ports, peer_cluster
 
 N = 5

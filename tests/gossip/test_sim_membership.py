@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from daemons.gossip.config import GossipConfig
+from daemons.gossip.memberlist import EventKind
 from daemons.gossip.messages import Status
 from daemons.gossip.simnet import SimNetwork
-from daemons.gossip.state import EventKind
 from tests.gossip.helpers import ALL_KNOW_P99, joined_net, record, sees_all_alive
 
 

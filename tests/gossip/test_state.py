@@ -7,6 +7,7 @@ import random
 import pytest
 
 from daemons.gossip.config import GossipConfig
+from daemons.gossip.memberlist import EventKind, Memberlist, Outbound
 from daemons.gossip.messages import (
     Ack,
     Alive,
@@ -23,7 +24,6 @@ from daemons.gossip.messages import (
     SyncReq,
     SyncResp,
 )
-from daemons.gossip.state import EventKind, Memberlist, Outbound
 
 
 def machine(node: str = "me", n_peers: int = 3) -> Memberlist:

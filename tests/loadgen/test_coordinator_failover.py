@@ -4,7 +4,7 @@ asks, rerouting on refusals and stale epochs, and retries when a connection drop
 from __future__ import annotations
 
 from daemons.bus.envelope import Envelope
-from daemons.bus.messages import Error, Placement
+from daemons.core.messages import Error, Placement
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.recorder import ERROR, REROUTE_BACKOFF_S, Recorder, RequestRecord
 from daemons.loadgen.workload import PlannedRequest

@@ -20,7 +20,7 @@ import pytest
 
 from daemons.bus import Envelope
 from daemons.bus.client import Client
-from daemons.bus.messages import (
+from daemons.core.messages import (
     Done,
     Error,
     FirstToken,

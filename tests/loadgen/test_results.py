@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from daemons.bus import Envelope
-from daemons.bus.messages import Done, Error, FirstToken, Placement, StatusRequest
+from daemons.core.messages import Done, Error, FirstToken, Placement, StatusRequest
 from daemons.loadgen import REQUEST_COLUMNS, PlannedRequest, Results, write_requests_csv, write_summary_json
 from daemons.loadgen.recorder import Recorder
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.loadgen import WorkloadSpec, plan, read_schedule_csv, write_schedule_csv
 from daemons.loadgen.workload import PlannedRequest
 

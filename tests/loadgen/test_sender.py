@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from daemons.bus import Envelope
-from daemons.bus.errors import ConfigError
-from daemons.bus.messages import Done, Error, FirstToken, Infer, Placement, Schedule
+from daemons.core.errors import ConfigError
+from daemons.core.messages import Done, Error, FirstToken, Infer, Placement, Schedule
 from daemons.loadgen import LoadgenConfig, PlannedRequest, Progress, Results, run
 from daemons.loadgen.sink import Reply, immediate, running_sink
 

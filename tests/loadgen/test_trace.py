@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.loadgen import WorkloadSpec, parse_length, plan
 from daemons.loadgen.trace import read_trace
 

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.loadgen import LengthDist, WorkloadSpec, parse_length, plan
 from daemons.loadgen.distributions import MAX_TOKENS
 from daemons.loadgen.frames import make_prompt
@@ -193,8 +193,8 @@ def test_fit_context_clips_prompt_then_output_and_counts_per_model() -> None:
 
 
 def test_experiment_schedules_are_fitted_to_every_profiled_model() -> None:
-    from daemons.emulator.profiles import known_models, load_model
     from daemons.loadgen.workload import plan_fitted
+    from daemons.profiles import known_models, load_model
 
     spec = WorkloadSpec(duration_s=60, rps=10, seed=2, models=tuple(known_models()),
                         prompt_tokens=LengthDist("lognormal", mean=3000, median=2500, max=8192),

@@ -13,8 +13,8 @@ import pytest
 import zmq
 
 from daemons.bus import make_socket, parse_frame
-from daemons.bus.messages import ClusterEvent, Done, Infer
 from daemons.bus.security import Security, SecurityConfig
+from daemons.core.messages import ClusterEvent, Done, Infer
 from daemons.node.testing import Client, NodeProcess, free_endpoint, running_node
 
 SMALL = "facebook/opt-125m"

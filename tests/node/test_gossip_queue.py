@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from daemons.bus.messages import Done, Error, Infer, Progress
+from daemons.core.messages import Done, Error, Infer, Progress
 from daemons.node.testing import Client, free_endpoint, running_node
 
 LLAMA2 = "meta-llama/Llama-2-7b-hf"  # 23.6 GiB on a 24 GB GPU: nothing else fits beside it

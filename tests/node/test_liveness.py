@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 
 from daemons.bus.client import Client
-from daemons.bus.messages import Cancel, Error, Infer, Progress
+from daemons.core.messages import Cancel, Error, Infer, Progress
 from daemons.node.backend import httpx, parse_gauges
 from daemons.node.testing import NodeProcess, running_node, wait_until
 

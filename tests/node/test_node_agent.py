@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from daemons.bus import decode, make_socket
-from daemons.bus.messages import Infer, NodeState
+from daemons.core.messages import Infer, NodeState
 from daemons.node.testing import Client, free_endpoint, nvml_works, running_node, schedctl
 
 SMALL = "facebook/opt-125m"

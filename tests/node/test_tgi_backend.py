@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from daemons.bus.messages import Infer
+from daemons.core.messages import Infer
 from daemons.emulator.testing import launcher_command
 from daemons.node.config import write_node_config
 from daemons.node.testing import Client, free_endpoint, running_node, schedctl

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from daemons.bus.messages import ClusterEvent
-from daemons.gossip.state import EventKind, MemberEvent
-from daemons.node.peering import verdict_event
+from daemons.core.messages import ClusterEvent
+from daemons.gossip.memberlist import EventKind, MemberEvent
+from daemons.node.gossip_mode import verdict_event
 
 
 def member_event(kind: EventKind, node: str = "node-1", origin: str | None = None,

@@ -6,7 +6,7 @@ from random import Random
 
 import pytest
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from daemons.policy import POLICIES, Decision, PlacementRequest, Refusal, get_policy
 from tests.policy.helpers import catalog, node, ready, view
 

@@ -12,7 +12,7 @@ import pytest
 from cli.report import Slo, summarize
 from cli.report.results import Event
 from cli.report.summary import SUMMARY, detail_fields, recovery_times, write_summary_csv
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 from tests.report.builders import EVENTS, REQUESTS, event, node, req, scaled, write_run
 
 approx = pytest.approx

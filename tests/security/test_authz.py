@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from daemons.bus.authz import Identity, TokenBucket, check, parse_user_id, user_id
-from daemons.bus.messages import EpochNotice, Infer, Schedule, WitnessQuery
 from daemons.coordinator.testing import node_state
+from daemons.core.messages import EpochNotice, Infer, Schedule, WitnessQuery
 
 NODE0 = Identity("node-0", frozenset({"node"}))
 COORD = Identity("coordinator", frozenset({"coordinator"}))
@@ -70,7 +70,7 @@ def test_token_bucket_says_how_many_were_suppressed() -> None:
 
 
 def test_a_peer_reports_its_own_verdicts_only() -> None:
-    from daemons.bus.messages import ClusterEvent
+    from daemons.core.messages import ClusterEvent
 
     own = ClusterEvent("dead", "node-1", "by=node-0;incarnation=3")
     assert check(NODE0, "event", "node-0", own) is None

@@ -19,9 +19,9 @@ import zmq
 
 from daemons.bus import encode, make_socket
 from daemons.bus.client import Client, free_endpoint
-from daemons.bus.messages import NodeState, WitnessQuery
 from daemons.bus.security import CurveClient, Security, SecurityConfig
 from daemons.coordinator.testing import schedctl
+from daemons.core.messages import NodeState, WitnessQuery
 
 HOSTS = {"coord-1": "coordinator", "gpu-1": "node", "load-1": "loadgen"}
 BOGUS = "tcp://127.0.0.1:9"

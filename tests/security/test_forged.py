@@ -25,9 +25,9 @@ from cli.experiment.commands import _scaled_nodes
 from cli.experiment.spec import ExperimentSpec
 from daemons.bus import encode, make_socket
 from daemons.bus.client import Client, free_endpoint
-from daemons.bus.messages import EpochNotice, Infer, NodeState, WitnessQuery
 from daemons.bus.security import CurveClient, generate
 from daemons.coordinator.testing import schedctl
+from daemons.core.messages import EpochNotice, Infer, NodeState, WitnessQuery
 from daemons.gossip.messages import Alive, Message
 from daemons.gossip.messages import encode as gossip_encode
 

@@ -40,7 +40,7 @@ MODEL = "facebook/opt-125m"
 
 
 def missing_hooks() -> list[str]:
-    """Daemon hooks the deployment needs from other parts (see daemons/bus/sdnotify.py, security.py)."""
+    """Daemon hooks the deployment needs from other parts (see daemons/core/sdnotify.py, security.py)."""
     def source(*paths: str) -> str:
         return "".join(p.read_text() for path in paths for p in sorted((REPO / path).parent.glob(Path(path).name)))
 

@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/schedctl/schedctl.toml")
 T = TypeVar("T")

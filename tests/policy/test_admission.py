@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemons.bus.errors import ConfigError
-from daemons.coordinator.admission import OVERLOADED, QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
+from daemons.core.errors import ConfigError
+from daemons.policy.admission import OVERLOADED, QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 
 
 def queue(limit: int = 3, timeout_s: float = 10.0) -> AdmissionQueue[str]:

@@ -1,4 +1,4 @@
-"""The Starlette app: TGI's native routes (REFERENCE §1.1-1.5); OpenAI routes in `openai_compat.py`.
+"""The Starlette app: TGI's native routes (REFERENCE §1.1-1.5); OpenAI routes in `openai_routes.py`.
 
 - `POST /generate`, `POST /generate_stream`, `POST /` (compat: `stream` picks, and
   `return_full_text` defaults to true so the text starts with the prompt; the
@@ -24,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from daemons.emulator import openai_compat, tokens, wire
+from daemons.emulator import openai_routes, tokens, wire
 from daemons.emulator.engine import Overloaded, RequestTimes
-from daemons.emulator.routing import (
+from daemons.emulator.instance import Deployment, Service, best_of
+from daemons.emulator.route_helpers import (
     UNHEALTHY,
     error_event,
     error_response,
@@ -34,7 +35,6 @@ from daemons.emulator.routing import (
     token_chunks,
     wait_all,
 )
-from daemons.emulator.service import Deployment, Service, best_of
 from daemons.emulator.validation import (
     BodyError,
     GenerateParams,
@@ -184,7 +184,7 @@ def create_app(deployment: Deployment) -> Starlette:
         finally:
             await service.stop_engine()
 
-    routes = TgiRoutes(service).routes() + openai_compat.OpenAiRoutes(service).routes()
+    routes = TgiRoutes(service).routes() + openai_routes.OpenAiRoutes(service).routes()
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.service = service
     app.state.payload_limit = deployment.payload_limit

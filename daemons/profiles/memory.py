@@ -19,7 +19,7 @@ the node agent can keep an emulated GPU ledger with the very numbers the emulato
 
 from __future__ import annotations
 
-from daemons.emulator.profiles import GIB, GpuProfile, ModelProfile, ProfileError, StorageTier
+from daemons.profiles import GIB, GpuProfile, ModelProfile, ProfileError, StorageTier
 
 #: TGI's launcher default for `--cuda-memory-fraction`.
 DEFAULT_CUDA_MEMORY_FRACTION = 1.0

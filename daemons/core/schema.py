@@ -35,7 +35,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from daemons.bus.errors import SchemaError
+from daemons.core.errors import SchemaError
 
 MAX_FRAME_BYTES = 1 << 20  # one envelope, packed: 1 MiB (a prompt of ~200k words still fits)
 MAX_LIST_LEN = 4096

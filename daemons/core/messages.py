@@ -24,9 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-import msgpack
-
-from daemons.bus.schema import MAX_FRAME_BYTES, U63, Pattern, Range, Size
+from daemons.core.schema import MAX_FRAME_BYTES, U63, Pattern, Range, Size
 
 # Bounds of every field, declared once here and compiled by `schema.py`. A field left
 # plain still gets its type's default bound (ints within ±2**53, finite floats, strs of
@@ -283,23 +281,6 @@ class StatusReply:
 
 # Room for the envelope and a reply's `info` under the frame limit.
 STATUS_BUDGET_BYTES = MAX_FRAME_BYTES - (64 << 10)
-
-
-def fit_rows(rows: list[dict[str, Any]], budget: int = STATUS_BUDGET_BYTES) -> tuple[list[dict[str, Any]], int]:
-    """The leading `rows` whose packed size fits `budget`, and how many were left out: a
-    status reply stays under the frame limit at any cluster size. Order rows by priority."""
-    used = 0
-    for i, row in enumerate(rows):
-        used += len(msgpack.packb(row))
-        if used > budget:
-            return rows[:i], len(rows) - i
-    return rows, 0
-
-
-def status_reply(role: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> StatusReply:
-    """A StatusReply cut to its budget; `info["omitted_nodes"]` says how many rows did not fit."""
-    kept, omitted = fit_rows(rows)
-    return StatusReply(role, kept, {**info, "omitted_nodes": omitted} if omitted else info)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ power-of-d choice.
 
 Admission: a request no peer in our view can take now (the policy refuses, but a live peer
 could hold the model once memory frees) waits in this peer's admission queue
-(daemons/coordinator/admission.py: per model, in arrival order, `queue_limit`,
+(daemons/policy/admission.py: per model, in arrival order, `queue_limit`,
 `queue_timeout_s`) and is placed again, head of its model first, whenever our view changes
 (our own state, a gossiped record, a membership event) and at least every RETRY_S. It
 leaves with `overloaded` (queue full) or `queue_timeout` (deadline), never silently.
@@ -48,19 +48,19 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from daemons.bus import encode, make_socket, parse_frame
-from daemons.bus.errors import SchemaError
-from daemons.bus.messages import Cancel, ClusterEvent, Error, Infer, NodeState, Probe, ProbeReply, Reassigned
-from daemons.bus.schema import from_dict, to_dict
 from daemons.bus.security import Security, SecurityConfig
-from daemons.coordinator.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
-from daemons.coordinator.cluster import node_view
+from daemons.core.errors import SchemaError
+from daemons.core.messages import Cancel, ClusterEvent, Error, Infer, NodeState, Probe, ProbeReply, Reassigned
+from daemons.core.schema import from_dict, to_dict
 from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
-from daemons.gossip.state import EventKind, MemberEvent
+from daemons.gossip.memberlist import EventKind, MemberEvent
 from daemons.node.config import NodeConfig
 from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal
+from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
 from daemons.policy.peer import QUEUE_CAP, PeerPolicy, get_peer_policy, sparrow_candidates
+from daemons.policy.view import node_view
 
 log = logging.getLogger("schedctl.node.peering")
 SETTLE_S = 1.5  # our placements count as load on a peer until its gossiped state shows them

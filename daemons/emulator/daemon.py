@@ -35,13 +35,12 @@ from typing import Any
 
 import uvicorn
 
-from daemons.bus.errors import ConfigError
-from daemons.emulator import memory
-from daemons.emulator.app import create_app
+from daemons.core.errors import ConfigError
 from daemons.emulator.engine import EngineLimits
-from daemons.emulator.profiles import TIERS, load_gpu, load_model, load_tier
-from daemons.emulator.service import Deployment
+from daemons.emulator.instance import Deployment
+from daemons.emulator.tgi_routes import create_app
 from daemons.emulator.validation import Limits
+from daemons.profiles import TIERS, load_gpu, load_model, load_tier, memory
 
 log = logging.getLogger("schedctl.emulator")
 

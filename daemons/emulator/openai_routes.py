@@ -34,8 +34,8 @@ from starlette.routing import Route
 
 from daemons.emulator import wire
 from daemons.emulator.engine import Generation, Overloaded, RequestTimes, StreamToken
-from daemons.emulator.routing import UNHEALTHY, error_response, read_json, token_chunks, wait_all
-from daemons.emulator.service import SYSTEM_FINGERPRINT, Service
+from daemons.emulator.instance import SYSTEM_FINGERPRINT, Service
+from daemons.emulator.route_helpers import UNHEALTHY, error_response, read_json, token_chunks, wait_all
 from daemons.emulator.tokens import Token
 from daemons.emulator.validation import BodyError, GenerateParams, ValidationFailed, parse_parameters
 

@@ -25,8 +25,8 @@ from daemons.emulator.engine import (
     pick_best,
 )
 from daemons.emulator.metrics import Metrics, head
-from daemons.emulator.profiles import GpuProfile, LatencyCoefficients, ModelProfile
 from daemons.emulator.validation import GenerateParams, Limits, ValidationFailed, ValidRequest, validate
+from daemons.profiles import GpuProfile, LatencyCoefficients, ModelProfile
 
 #: The TGI release whose protocol the emulator speaks (REFERENCE §1, openapi info.version).
 TGI_VERSION = "3.3.6-dev0"

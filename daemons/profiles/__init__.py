@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from daemons.bus.errors import ConfigError
+from daemons.core.errors import ConfigError
 
 GIB = 1024**3
 GB = 1e9

@@ -1,0 +1,26 @@
+"""Status replies cut to the frame limit: their size is measured in packed msgpack bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from daemons.core.messages import STATUS_BUDGET_BYTES, StatusReply
+
+
+def fit_rows(rows: list[dict[str, Any]], budget: int = STATUS_BUDGET_BYTES) -> tuple[list[dict[str, Any]], int]:
+    """The leading `rows` whose packed size fits `budget`, and how many were left out: a
+    status reply stays under the frame limit at any cluster size. Order rows by priority."""
+    used = 0
+    for i, row in enumerate(rows):
+        used += len(msgpack.packb(row))
+        if used > budget:
+            return rows[:i], len(rows) - i
+    return rows, 0
+
+
+def status_reply(role: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> StatusReply:
+    """A StatusReply cut to its budget; `info["omitted_nodes"]` says how many rows did not fit."""
+    kept, omitted = fit_rows(rows)
+    return StatusReply(role, kept, {**info, "omitted_nodes": omitted} if omitted else info)

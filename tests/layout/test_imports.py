@@ -1,0 +1,69 @@
+"""The layout's import facts (README, "Layout"): which layers may load what.
+
+Each check imports in a fresh interpreter, so what an earlier test loaded cannot hide or fake
+a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WIRE_AND_WEB = ("zmq", "msgpack", "uvicorn", "starlette")
+
+PROBE = """
+import importlib, pkgutil, sys
+for name in {packages!r}:
+    pkg = importlib.import_module(name)
+    for m in pkgutil.walk_packages(getattr(pkg, "__path__", []), name + "."):
+        importlib.import_module(m.name)
+print(" ".join(sorted(k for k in sys.modules if k.split(".")[0] in {roots!r} or k.startswith({prefixes!r}))))
+"""
+
+
+def loaded_after_importing(packages: list[str], roots: tuple[str, ...] = (),
+                           prefixes: tuple[str, ...] = ()) -> set[str]:
+    """The modules among `roots`/`prefixes` that importing every module of `packages` loads."""
+    code = PROBE.format(packages=packages, roots=roots, prefixes=prefixes or ("\0",))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("package", ["daemons.core", "daemons.policy", "daemons.profiles", "cli.report"])
+def test_lower_floors_load_neither_wire_nor_web_server(package: str) -> None:
+    loaded = loaded_after_importing([package], roots=WIRE_AND_WEB)
+    assert not loaded, f"importing {package} loads {sorted(loaded)}"
+
+
+def test_the_node_loads_neither_coordinator_nor_emulator_web_server() -> None:
+    loaded = loaded_after_importing(["daemons.node"], roots=("uvicorn", "starlette"),
+                                    prefixes=("daemons.coordinator", "daemons.emulator.daemon",
+                                              "daemons.emulator.tgi_routes", "daemons.emulator.instance"))
+    assert not loaded, f"the node agent loads {sorted(loaded)}"
+
+
+def test_the_probe_sees_what_a_package_loads() -> None:
+    # The check above must be able to fail: the coordinator does load the wire.
+    assert {"zmq", "msgpack"} <= loaded_after_importing(["daemons.coordinator"], roots=WIRE_AND_WEB)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_nothing_in_the_library_imports_the_cli() -> None:
+    offenders = [f"{path.relative_to(ROOT)}: {name}"
+                 for path in sorted((ROOT / "daemons").rglob("*.py"))
+                 for name in _imported_modules(path) if name == "cli" or name.startswith("cli.")]
+    assert not offenders, offenders
