@@ -1,5 +1,9 @@
 """GPU, model and storage-tier profiles: TOML data files with their sources cited.
 
+One home for what a GPU and a model are, read alike by the emulator (timing and memory),
+the node agent (its catalog: footprints and load times) and the experiment spec; `memory`
+holds the memory model (weights, KV cache, load time from a storage tier).
+
 Layout (shipped as package data, read with importlib.resources):
 
     profiles/gpus/<name>.toml      one GPU: memory, bandwidth, peak FLOPs
