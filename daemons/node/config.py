@@ -28,6 +28,9 @@ TGI_LAUNCHER: tuple[str, ...] = (
     "/tmp/tgi-{port}", "--master-port", "{master_port}", "--cuda-memory-fraction", "{memory_fraction}",
 )
 BACKENDS = ("emulator", "tgi")
+# A Progress to everyone waiting on a request this node holds (serving it, or placing it in
+# gossip mode), this often: a fifth or less of any sane attempt timeout (server.py says why).
+PROGRESS_EVERY_S = 1.0
 DEFAULT_MODELS: tuple[str, ...] = (
     "facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct",
 )

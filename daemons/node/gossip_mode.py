@@ -1,34 +1,43 @@
 """Gossip mode: the node is a peer that learns the cluster by gossip and places requests.
 
+Everything gossip mode does on a node lives here, in `GossipMode`; it reaches back into the
+node's serving path through one narrow interface, `HostNode` (its state now, serve a
+request here, send a frame to a client, publish a verdict), and the node calls it for
+the gossip-mode steps of its own loop (place a request that arrived here, answer a probe,
+relay a cancel, its state changed, status).
+
 A request from the load generator (`Infer` with no action) is placed from this peer's
 own view by a decentralized policy (daemons/policy/peer.py): served here, or forwarded
 once to a better peer, whose answers are relayed back to the load generator unchanged.
 A forwarded request carries the chosen action, so its receiver serves it: a request
-travels at most `max_hops` hops. Requests forwarded to a peer that gossip declares dead
-fail at once with `peer_dead` instead of hanging; sooner still, a peer whose connection
-drops (its process died: kill -9, crash, stop) gets the requests forwarded to it placed
-again elsewhere at once, long before gossip can suspect it; the client then hears a
-`Reassigned` naming the lost peer, so it takes the new server's answers as its own.
+travels at most `max_hops` hops. Our view may be stale: a node that turns out not to have
+room (we, or a peer that refuses with `no_capacity` / `overloaded`) is excluded and the
+request placed again, up to MAX_PLACEMENTS nodes. Requests forwarded to a peer that gossip
+declares dead fail at once with `peer_dead` instead of hanging; sooner still, a peer whose
+connection drops (its process died: kill -9, crash, stop) gets the requests forwarded to
+it placed again elsewhere at once, long before gossip can suspect it; the client then hears
+a `Reassigned` naming the lost peer, so it takes the new server's answers as its own.
 Progress frames of a forwarded request are relayed like its tokens; a `Cancel` naming
 another peer is sent on to that peer (the load generator cancels the loser of a race).
 
-Sparrow (`gossip_policy = "sparrow"`): probe d candidate peers; each answers when it
-has a free slot (immediately if its load is under the cap, else when a request finishes,
-at most PROBE_WAIT_S later); the first answer wins. No answer in PROBE_TIMEOUT_S → the
-power-of-d choice.
+Sparrow (`gossip_policy = "sparrow"`, daemons/policy/sparrow.py): the policy names the
+peers to probe and chooses from the replies; this module only sends the `Probe`s, collects
+the first `ProbeReply`, and, probed itself, answers when the policy says it has a free slot.
 
 Admission: a request no peer in our view can take now (the policy refuses, but a live peer
 could hold the model once memory frees) waits in this peer's admission queue
 (daemons/policy/admission.py: per model, in arrival order, `queue_limit`,
 `queue_timeout_s`) and is placed again, head of its model first, whenever our view changes
 (our own state, a gossiped record, a membership event) and at least every RETRY_S. It
-leaves with `overloaded` (queue full) or `queue_timeout` (deadline), never silently.
+leaves with `overloaded` (queue full) or `queue_timeout` (deadline), never silently. While
+it waits, its asker hears a `Progress` with no tokens every PROGRESS_EVERY_S, so its
+silence timer does not send the request elsewhere meanwhile.
 
 Failure verdicts: every time this peer's memberlist judges another member — SUSPECT,
 DEAD, or alive again (a refuted suspicion, or a restart rejoining with a new generation) —
-`announce` gets a `ClusterEvent` (kinds `suspect`, `dead`, `alive`; detail
-`by=<us>;incarnation=<n>[;accuser=<first accuser>|;restarted]`), which the node publishes
-on its state PUB so the experiment's collector logs each peer's own observation.
+the node is asked to `announce` a `ClusterEvent` (kinds `suspect`, `dead`, `alive`; detail
+`by=<us>;incarnation=<n>[;accuser=<first accuser>|;restarted]`), which it publishes on its
+state PUB so the experiment's collector logs each peer's own observation.
 """
 
 from __future__ import annotations
@@ -39,9 +48,9 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Coroutine
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
@@ -49,33 +58,64 @@ from zmq.utils.monitor import parse_monitor_message
 
 from daemons.bus import encode, make_socket, parse_frame
 from daemons.bus.security import Security, SecurityConfig
+from daemons.bus.status import status_reply
 from daemons.core.errors import SchemaError
-from daemons.core.messages import Cancel, ClusterEvent, Error, Infer, NodeState, Probe, ProbeReply, Reassigned
+from daemons.core.messages import (
+    Cancel,
+    ClusterEvent,
+    Error,
+    Infer,
+    NodeState,
+    Probe,
+    ProbeReply,
+    Progress,
+    Reassigned,
+    StatusReply,
+)
 from daemons.core.schema import from_dict, to_dict
 from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.memberlist import EventKind, MemberEvent
-from daemons.node.config import NodeConfig
+from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
 from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
-from daemons.policy.peer import QUEUE_CAP, PeerPolicy, get_peer_policy, sparrow_candidates
+from daemons.policy.peer import SPARROW, get_peer_policy
+from daemons.policy.sparrow import Sparrow
 from daemons.policy.view import node_view
 
-log = logging.getLogger("schedctl.node.peering")
+log = logging.getLogger("schedctl.node.gossip_mode")
 SETTLE_S = 1.5  # our placements count as load on a peer until its gossiped state shows them
-PROBE_TIMEOUT_S = 0.25
-PROBE_WAIT_S = 0.5
 RETRY_S = 0.5  # a held request is offered to the policy again at least this often
-
-Reply = Callable[[bytes, bytes], Any]  # (client identity, raw frame) -> awaitable
-Replace = Callable[[bytes, Infer, frozenset[str]], None]  # place again, avoiding these nodes
-Announce = Callable[[ClusterEvent], None]  # publish a verdict for observers (the node's state PUB)
+MAX_PLACEMENTS = 3  # nodes tried for one request before giving up
 REFUSALS = ("no_capacity", "overloaded")  # a peer that cannot take it: try another
+
+
+class HostNode(Protocol):
+    """What gossip mode needs of the node agent it runs in: the one way back to it."""
+
+    def local_state(self) -> NodeState:
+        """This node's state now (its load, models, GPUs), as it would publish it."""
+        ...
+
+    async def serve_locally(self, client: bytes, request: Infer) -> bool:
+        """Serve `request` here, its answers going to `client`; False, serving nothing,
+        when the model can neither run nor be loaded here now (our view was stale)."""
+        ...
+
+    async def send(self, client: bytes, frame: bytes) -> None:
+        """Send an encoded frame to one of the node's clients (by ROUTER identity)."""
+        ...
+
+    def announce(self, event: ClusterEvent) -> None:
+        """Publish a failure verdict for observers (the node's state PUB)."""
+        ...
 
 
 @dataclass
 class Forward:
+    """A request we forwarded: whose it is, where it went, and who was tried so far."""
+
     client: bytes
     peer: str
     request: Infer
@@ -83,39 +123,47 @@ class Forward:
     endpoint: str = ""  # the peer's
 
 
-@dataclass
-class Peering:
-    config: NodeConfig
-    ctx: zmq.asyncio.Context
-    reply: Reply
-    replace: Replace
-    security: Security = field(default_factory=lambda: Security(SecurityConfig()))
-    announce: Announce = field(default=lambda _: None)  # a peer with no observers keeps its verdicts
-    agent: GossipAgent = field(init=False)
-    policy: PeerPolicy = field(init=False)
-    rng: random.Random = field(default_factory=random.Random)
-    _links: dict[str, Any] = field(default_factory=dict)  # endpoint -> DEALER
-    _readers: list[asyncio.Task[None]] = field(default_factory=list)
-    _forwards: dict[str, Forward] = field(default_factory=dict)  # request_id -> where it went
-    _down: set[str] = field(default_factory=set)  # peer endpoints whose connection dropped
-    _pending: dict[str, deque[tuple[float, str]]] = field(default_factory=dict)
-    _probes: dict[str, asyncio.Future[str]] = field(default_factory=dict)
-    _failing: set[asyncio.Task[None]] = field(default_factory=set)
-    queue: AdmissionQueue[None] = field(init=False)
-    _view_changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _first_waited: OrderedDict[str, float] = field(default_factory=OrderedDict)  # request id -> when
+class GossipMode:
+    """A node's gossip-mode peer: its membership view, and every request it places.
 
-    def __post_init__(self) -> None:
-        c = self.config
-        self.queue = AdmissionQueue(QueueLimits(c.queue_limit, c.queue_timeout_s))
+    Owns the gossip agent (membership and the gossiped NodeState records), one DEALER
+    link per peer it forwards or probes to (with a connection monitor: a drop re-places
+    what went there), the requests forwarded and not yet answered, the admission queue
+    of requests waiting for room, and the probes in flight. The node calls `place` for
+    each request that arrived without an action (`places`), `answer_probe`,
+    `relay_cancel`, `publish` whenever its state changes, and `status_reply`; all the
+    re-placing (a refusal, a dropped link, a dead peer) happens in here.
+    """
+
+    def __init__(self, config: NodeConfig, ctx: zmq.asyncio.Context, node: HostNode,
+                 security: Security | None = None, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.node = node
+        self.security = security or Security(SecurityConfig())
+        self.rng = rng or random.Random()
+        self.policy = get_peer_policy(config.gossip_policy)
+        # A probed peer answers by Sparrow's rule whatever its own policy.
+        self.sparrow: Sparrow = self.policy if isinstance(self.policy, Sparrow) else SPARROW
+        self.queue: AdmissionQueue[None] = AdmissionQueue(QueueLimits(config.queue_limit, config.queue_timeout_s))
         # Gossip shares the node's context, so its ROUTER is checked by the node's ZAP handler.
-        self.agent = GossipAgent(c.name, c.gossip_bind, advertise=c.gossip_advertise or None, seeds=c.seeds,
-                                 config=replace(GossipConfig.preset(c.gossip_preset), max_members=c.gossip_max_members),
-                                 ctx=self.ctx,
-                                 curve_server=self.security.bind_server(), curve_client=self.security.client)
-        self.policy = get_peer_policy(c.gossip_policy)
+        self.agent = GossipAgent(
+            config.name, config.gossip_bind, advertise=config.gossip_advertise or None, seeds=config.seeds,
+            config=replace(GossipConfig.preset(config.gossip_preset), max_members=config.gossip_max_members),
+            ctx=ctx, curve_server=self.security.bind_server(), curve_client=self.security.client)
         self.agent.add_listener(self._on_member_event)
+        self._links: dict[str, Any] = {}  # endpoint -> DEALER
+        self._readers: list[asyncio.Task[None]] = []
+        self._forwards: dict[str, Forward] = {}  # request_id -> where it went
+        self._down: set[str] = set()  # peer endpoints whose connection dropped
+        self._pending: dict[str, deque[tuple[float, str]]] = {}  # node -> (when, model) we sent it
+        self._probes: dict[str, asyncio.Future[str]] = {}  # request_id -> first endpoint to answer
+        self._background: set[asyncio.Task[None]] = set()
+        self._view_changed = asyncio.Event()
+        self._published = asyncio.Event()  # our own state changed (a slot may have freed)
+        self._first_waited: OrderedDict[str, float] = OrderedDict()  # request id -> when
 
+    # ----- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         await self.agent.start()
 
@@ -125,17 +173,19 @@ class Peering:
         return self.agent.bound
 
     async def stop(self) -> None:
-        for task in self._readers:
+        for task in [*self._readers, *self._background]:
             task.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
+        await asyncio.gather(*self._readers, *self._background, return_exceptions=True)
         for sock in self._links.values():
             sock.disable_monitor()
             sock.close(0)
         await self.agent.stop()
 
     def publish(self, state: NodeState) -> None:
+        """The node published `state`: gossip it, and wake whoever waits for a change."""
         self.agent.update_local_record(to_dict(state))
         self._view_changed.set()
+        self._published.set()
 
     # ----- the view --------------------------------------------------------------------
     def view(self, me: NodeState) -> ClusterView:
@@ -155,29 +205,75 @@ class Peering:
             queue.popleft()
         return [m for _, m in queue]
 
-    def status_rows(self) -> list[dict[str, Any]]:
+    def status_reply(self, info: dict[str, Any]) -> StatusReply:
+        """Our view of the members (each with its gossiped record) and the queue's counters."""
         rows = []
         for m in self.agent.view():
             record = dict(m.record) if m.record else {}
             rows.append({**record, "node": m.node, "alive": m.status == "alive", "status": m.status,
                          "record_age_s": m.record_age_s, "gossip_addr": m.addr})
-        return rows
+        return status_reply("gossip-peer", rows, {**info, **self.queue.status()})  # cut to the frame limit
 
     # ----- placing -----------------------------------------------------------------------
-    async def admit(self, request: Infer, snapshot: Callable[[], NodeState],
-                    exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
-        """`place`, but a request that may fit later waits in the admission queue for its turn.
+    def places(self, request: Infer) -> bool:
+        """Whether we place `request` rather than serve it as asked: it came with no action
+        (from the load generator, not placed by a peer) and may still travel a hop."""
+        return not request.action and request.hops < self.config.max_hops
+
+    async def place(self, client: bytes, request: Infer, tried: frozenset[str] = frozenset()) -> None:
+        """Place a request from our view: serve it here or forward it to a peer, answering
+        `client` with an Error when no node in MAX_PLACEMENTS can take it.
+
+        Our view may be stale: a node that turns out not to have room (here, or a peer
+        that refuses) is excluded and the request placed again.
+        """
+        rid, me = request.request_id, self.config.name
+        while len(tried) < MAX_PLACEMENTS:
+            decision = await self._admit_beating(client, request, tried)  # waits while nothing fits
+            if isinstance(decision, Refusal):
+                break
+            if decision.node != me:
+                await self._forward(client, request, decision, tried)
+                return
+            if await self.node.serve_locally(client, request):
+                return
+            tried = tried | {me}
+        why = f"no peer could take it (tried {', '.join(sorted(tried)) or 'none'})"
+        code = decision.code if isinstance(decision, Refusal) else "no_capacity"
+        message = decision.message if isinstance(decision, Refusal) else why
+        await self._say(client, Error(rid, code, message, me), rid)
+
+    def _place_again(self, forward: Forward) -> None:
+        self._spawn(self.place(forward.client, forward.request, forward.tried))
+
+    async def _admit_beating(self, client: bytes, request: Infer, tried: frozenset[str]) -> Decision | Refusal:
+        """`admit`, telling the asker every PROGRESS_EVERY_S that the request waits here."""
+        rid = request.request_id
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY_S)
+                await self._say(client, Progress(rid, self.config.name, 0), rid)
+
+        beating = asyncio.create_task(beat())
+        try:
+            return await self.admit(request, tried)
+        finally:
+            beating.cancel()
+
+    async def admit(self, request: Infer, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
+        """`decide`, but a request that may fit later waits in the admission queue for its turn.
 
         Returns a Decision, or a Refusal: the policy's when waiting cannot help, `overloaded`
         when the model's queue is full, `queue_timeout` at the deadline.
         """
-        decision = await self.place(request, snapshot(), exclude)
+        decision = await self.decide(request, exclude)
         if isinstance(decision, Decision) or decision.code != NO_NODES:
             return decision
         rid = request.request_id
         # Exclusions come from a view that turned out stale (a peer, or we, could not take it
         # after all); once the view changes every peer may be asked again, so they do not count.
-        if not worth_waiting(self.view(snapshot()), _placement(request, frozenset())):
+        if not worth_waiting(self.view(self.node.local_state()), _placement(request, frozenset())):
             return decision
         now = time.monotonic()
         left = self._deadline(rid, now) - now
@@ -189,7 +285,7 @@ class Peering:
             return Refusal(refused.code, refused.message)
         log.info("%s waits for capacity (%d waiting)", rid, len(self.queue), extra={"SCHEDCTL_REQUEST_ID": rid})
         try:
-            return await self._wait_for_turn(request, snapshot)
+            return await self._wait_for_turn(request)
         finally:
             self.queue.remove(rid, placed=False)  # still here only if we were cancelled
             self._view_changed.set()  # the next request of the model gets its turn
@@ -202,7 +298,7 @@ class Peering:
             first.popitem(last=False)
         return first.setdefault(rid, now) + self.queue.limits.timeout_s
 
-    async def _wait_for_turn(self, request: Infer, snapshot: Callable[[], NodeState]) -> Decision | Refusal:
+    async def _wait_for_turn(self, request: Infer) -> Decision | Refusal:
         rid = request.request_id
         while True:
             late = self.queue.expire_one(rid, time.monotonic())
@@ -217,35 +313,32 @@ class Peering:
             if not self.queue.is_head(rid):
                 continue
             # The view has changed since the exclusions were made: every peer may be asked again.
-            decision = await self.place(request, snapshot())
+            decision = await self.decide(request)
             if isinstance(decision, Decision):
                 self.queue.remove(rid)
                 log.info("%s placed after %.2f s in the queue: %s %s", rid, time.monotonic() - entry.arrived,
                          decision.node, decision.action, extra={"SCHEDCTL_REQUEST_ID": rid})
                 return decision
 
-    async def place(self, request: Infer, me: NodeState, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
-        view = self.view(me)
-        placement = _placement(request, exclude)
-        if self.config.gossip_policy == "sparrow":
-            decision = await self._sparrow(view, placement, request, me.node)
-        else:
+    async def decide(self, request: Infer, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
+        """The policy's decision on our view now (after its probe step, if it has one); a
+        decision for a peer counts as load there until its gossiped state shows it."""
+        me = self.node.local_state()
+        view, placement = self.view(me), _placement(request, exclude)
+        decision: Decision | Refusal | None = None
+        if isinstance(self.policy, Sparrow):
+            probes = self.policy.probes(view, placement, self.rng, me.node)
+            if probes is not None:
+                decision = probes.choose(await self._first_answer(probes.endpoints, request, probes.timeout_s))
+        if decision is None:
             decision = self.policy(view, placement, self.rng, me.node)
         if isinstance(decision, Decision) and decision.node != me.node:
             self._pending.setdefault(decision.node, deque()).append((time.monotonic(), request.model))
         return decision
 
-    async def _sparrow(self, view: ClusterView, placement: PlacementRequest, request: Infer,
-                       me: str) -> Decision | Refusal:
-        options = [o for o in sparrow_candidates(view, placement, self.rng) if o.node.name != me]
-        if options:
-            winner = await self._first_answer([o.node.endpoint for o in options], request)
-            for o in options:
-                if o.node.endpoint == winner:
-                    return o.decide(0.0, f"sparrow: first of {len(options)} probed peers to answer")
-        return self.policy(view, placement, self.rng, me)
-
-    async def _first_answer(self, endpoints: list[str], request: Infer) -> str | None:
+    # ----- probes (Sparrow's I/O) ----------------------------------------------------------
+    async def _first_answer(self, endpoints: list[str], request: Infer, timeout_s: float) -> str | None:
+        """Probe `endpoints` for `request`: the first to answer within `timeout_s`, or None."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._probes[request.request_id] = future
         probe = encode(Probe(request.request_id, request.model), self.config.name, request.request_id)
@@ -253,22 +346,40 @@ class Peering:
             with contextlib.suppress(zmq.Again):
                 await self._link(endpoint).send(probe, flags=zmq.DONTWAIT)
         try:
-            return await asyncio.wait_for(future, PROBE_TIMEOUT_S)
+            return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             return None
         finally:
             self._probes.pop(request.request_id, None)
 
-    async def forward(self, client: bytes, request: Infer, decision: Decision,
-                      tried: frozenset[str] = frozenset()) -> None:
+    async def answer_probe(self, client: bytes, probe: Probe) -> None:
+        """A peer probes us: answer once we have a free slot, within the policy's `hold_s`;
+        still busy then, say nothing, so a less loaded peer wins."""
+        deadline = time.monotonic() + self.sparrow.hold_s
+        while True:
+            self._published.clear()  # before reading the state: a change after it still wakes us
+            state = self.node.local_state()
+            if self.sparrow.free_slot(state.in_flight):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), remaining)
+        ready = any(m.model == probe.model and m.state == "ready" for m in state.models)
+        await self._say(client, ProbeReply(probe.request_id, self.config.name, state.in_flight, ready),
+                        probe.request_id)
+
+    # ----- forwarding ------------------------------------------------------------------------
+    async def _forward(self, client: bytes, request: Infer, decision: Decision, tried: frozenset[str]) -> None:
         """Send `request` on to the chosen peer; its answers come back through `_relay`."""
         onward = Infer(request.request_id, request.model, request.prompt, request.max_new_tokens,
                        decision.action, request.hops + 1, request.max_hops, [*request.route, self.config.name])
         self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node},
                                                      decision.endpoint)
         log.debug("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
-                 extra={"SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_NODE": decision.node,
-                        "SCHEDCTL_ACTION": decision.action})
+                  extra={"SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_NODE": decision.node,
+                         "SCHEDCTL_ACTION": decision.action})
         try:
             await self._link(decision.endpoint).send(encode(onward, self.config.name, request.request_id),
                                                      flags=zmq.DONTWAIT)
@@ -310,8 +421,8 @@ class Peering:
                             extra={"SCHEDCTL_REQUEST_ID": rid, "SCHEDCTL_NODE": forward.peer})
                 # Before the new placement's answers: the client learns they are not a duplicate.
                 lost = Reassigned(rid, forward.peer, f"connection to {forward.peer} dropped")
-                self._background(self.reply(forward.client, encode(lost, self.config.name, rid)))
-                self.replace(forward.client, forward.request, forward.tried)
+                self._spawn(self._say(forward.client, lost, rid))
+                self._place_again(forward)
 
     def relay_cancel(self, cancel: Cancel) -> None:
         """Send a Cancel on to the peer it names (the one we forwarded it to, else by our view)."""
@@ -327,16 +438,11 @@ class Peering:
         if not endpoint:
             log.debug("cancel of %s for unknown peer %s dropped", cancel.request_id, cancel.node)
             return
-        self._background(self._send_to(endpoint, encode(cancel, self.config.name, cancel.request_id)))
+        self._spawn(self._send_to(endpoint, encode(cancel, self.config.name, cancel.request_id)))
 
     async def _send_to(self, endpoint: str, frame: bytes) -> None:
         with contextlib.suppress(zmq.ZMQError):  # a peer not reading: it gets nothing new from us either
             await self._link(endpoint).send(frame, flags=zmq.DONTWAIT)
-
-    def _background(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._failing.add(task)
-        task.add_done_callback(self._failing.discard)
 
     async def _relay(self, sock: Any, endpoint: str) -> None:
         """Answers from a peer: probe replies resolve probes, the rest go to our client."""
@@ -358,15 +464,24 @@ class Peering:
             if isinstance(env.body, Error) and env.body.code in REFUSALS:
                 # Our view was stale (the peer is full or busy): place it again elsewhere.
                 log.info("%s refused %s (%s): placing it again", forward.peer, env.id, env.body.code)
-                self.replace(forward.client, forward.request, forward.tried)
+                self._place_again(forward)
                 continue
-            await self.reply(forward.client, frame)
+            await self.node.send(forward.client, frame)
+
+    # ----- answering our clients ---------------------------------------------------------------
+    async def _say(self, client: bytes, body: Any, rid: str) -> None:
+        await self.node.send(client, encode(body, self.config.name, rid))
 
     async def _fail(self, client: bytes, request_id: str, code: str, message: str, node: str = "") -> None:
         """Fail a request to our client; `node` names the node that failed it (default: us)."""
-        error = Error(request_id, code, message, node or self.config.name)
-        await self.reply(client, encode(error, self.config.name, request_id))
+        await self._say(client, Error(request_id, code, message, node or self.config.name), request_id)
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ----- membership --------------------------------------------------------------------------
     def _on_member_event(self, event: MemberEvent) -> None:
         self._view_changed.set()  # a record or a verdict: held requests may fit now
         self._report_verdict(event)
@@ -376,7 +491,7 @@ class Peering:
             if forward.peer == event.node:
                 del self._forwards[rid]
                 why = f"{event.node} was declared {event.kind} while serving this request"
-                self._background(self._fail(forward.client, rid, "peer_dead", why, forward.peer))
+                self._spawn(self._fail(forward.client, rid, "peer_dead", why, forward.peer))
 
     def _report_verdict(self, event: MemberEvent) -> None:
         verdict = verdict_event(event, self.config.name, time.time())
@@ -386,7 +501,7 @@ class Peering:
         level = logging.WARNING if verdict.kind == "dead" else logging.INFO
         log.log(level, "gossip verdict: %s is %s (%s)", verdict.node, verdict.kind, verdict.detail,
                 extra={"SCHEDCTL_NODE": verdict.node})
-        self.announce(verdict)
+        self.node.announce(verdict)
 
 
 # Memberlist events that are failure verdicts, under the kind events.csv gives them.
@@ -414,11 +529,6 @@ def verdict_event(event: MemberEvent, observer: str, wall_s: float) -> ClusterEv
 
 def _placement(request: Infer, exclude: frozenset[str]) -> PlacementRequest:
     return PlacementRequest(request.model, len(request.prompt.split()), request.max_new_tokens, exclude=exclude)
-
-
-def has_free_slot(load: int) -> bool:
-    """Answer a probe now if we have a free slot (Sparrow's late binding, simplified)."""
-    return load < QUEUE_CAP
 
 
 def _state_of(member: MemberView) -> NodeState | None:

@@ -8,6 +8,10 @@
     PUB --ClusterEvent--> collectors (gossip mode only, so no coordinator): this peer's
         verdicts suspect / dead / alive about other members, as it reaches them
 
+Gossip mode (`scheduler = "gossip"`) is all in daemons/node/gossip_mode.py: a request
+that arrives without an action is handed to it to place (here, or forwarded to a peer),
+and it comes back only through `HostNode` (local_state, serve_locally, send, announce).
+
 Coordinator failover: a placement carries its coordinator's epoch (`Infer.epoch`); the node
 keeps the newest epoch it has seen (from placements and `EpochNotice`) and refuses older
 ones with `stale_epoch`, so a deposed coordinator's decisions never run. A `WitnessQuery`
@@ -43,7 +47,6 @@ import zmq.asyncio
 from daemons.bus import activation, encode, make_socket, parse_frame, split_router_frames
 from daemons.bus.security import Security, SecurityConfig, stop_zap
 from daemons.bus.sockets import authenticated, guard
-from daemons.bus.status import status_reply
 from daemons.core import sdnotify
 from daemons.core.errors import ConfigError
 from daemons.core.messages import (
@@ -58,7 +61,6 @@ from daemons.core.messages import (
     ModelState,
     NodeState,
     Probe,
-    ProbeReply,
     Progress,
     StatusReply,
     StatusRequest,
@@ -69,23 +71,43 @@ from daemons.core.schema import to_dict
 from daemons.node.actions import served_action
 from daemons.node.backend import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
-from daemons.node.config import NodeConfig
-from daemons.node.gossip_mode import PROBE_WAIT_S, Peering, has_free_slot
+from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
+from daemons.node.gossip_mode import GossipMode
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
-from daemons.policy import Decision, Refusal
 
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
-MAX_PLACEMENTS = 3  # gossip mode: nodes tried for one request before giving up
 MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publications a second
 MAX_WITNESS_PROBES = 4  # concurrent witness probes; a flood of queries gets "busy" votes
 WITNESS_PROBE_MAX_S = 5.0
-PROGRESS_EVERY_S = 1.0  # Progress of each request served here; a fifth or less of any sane attempt timeout
 MAX_LISTENERS = 4  # askers attached to one running request (the first and its retries)
 
 
 class NodeServer:
+    """One node agent: its ROUTER serves requests, its PUB publishes its state.
+
+    Binds one ROUTER (`bind`, or the socket a launcher handed down) where load generators,
+    coordinators, peers and operators send `Infer`, `Cancel`, `EpochNotice`,
+    `WitnessQuery`, `StatusRequest` and (gossip mode) Sparrow's `Probe`; every answer goes
+    back on it to the asker's identity. Its PUB connects to each `publish_to` address and
+    publishes a `NodeState` (GPUs, models, load, catalog; `seq` within the boot `gen`)
+    every `publish_interval_s` and at once on a change, at most one per MIN_PUBLISH_GAP_S;
+    in gossip mode also the peer's verdicts (`ClusterEvent`), and the state is gossiped.
+
+    A request's life: `_accept` applies its ordered rules (duplicates, completed cache,
+    epoch, gossip placing) and runs it as a task in `active` (so it counts as in flight,
+    a duplicate attaches to it and a Cancel finds it). Served here, `_serve_request`
+    acquires the model's instance (ModelManager: loads it if needed, a COLD_START),
+    streams it from the backend, sends FirstToken at the first token, Progress every
+    PROGRESS_EVERY_S to every listener, and ends with Done (remembered for retries) or
+    Error (timeout, backend failure, cancelled); then the task leaves `active`, which
+    publishes the state change. A request placed by gossip mode is either served here the
+    same way (`serve_locally`) or forwarded; gossip mode relays a peer's answers.
+
+    It is the `HostNode` of its gossip mode: `local_state`, `serve_locally`, `send`, `announce`.
+    """
+
     def __init__(self, config: NodeConfig, security: Security | None = None) -> None:
         self.config = config
         self.catalog = Catalog(config.models, config.gpu, config.checkpoint_tier, config.kv_tokens,
@@ -108,19 +130,17 @@ class NodeServer:
         self.pub = make_socket(self.ctx, zmq.PUB, curve=self.security.client)
         self._status = ""
         self.endpoints: dict[str, str] = {}  # bind (and gossip_bind) -> the endpoint bound
-        self._slot_freed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.epoch = 0  # the newest coordinator epoch seen; placements of older ones are refused
         self._witness_probes = 0
-        self.peering = (Peering(config, self.ctx, self._send_raw, self._place_again, self.security,
-                                announce=self._announce) if config.scheduler == "gossip" else None)
+        self.gossip = GossipMode(config, self.ctx, self, self.security) if config.scheduler == "gossip" else None
 
     # ----- lifecycle -------------------------------------------------------------
     async def serve(self) -> None:
         self._bind()
-        if self.peering is not None:
-            await self.peering.start()
-            self.endpoints["gossip_bind"] = self.peering.bound
+        if self.gossip is not None:
+            await self.gossip.start()
+            self.endpoints["gossip_bind"] = self.gossip.bound
         log.info("node %s serving on %s (%s)", self.config.name, self.endpoints["bind"], self.probe.reason)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -138,8 +158,8 @@ class NodeServer:
             task.cancel()
         await asyncio.gather(*tasks, *self.active.values(), return_exceptions=True)
         await self.manager.close()
-        if self.peering is not None:
-            await self.peering.stop()
+        if self.gossip is not None:
+            await self.gossip.stop()
         self.router.close()
         self.pub.close()
         stop_zap(self.ctx)
@@ -181,8 +201,8 @@ class NodeServer:
                 continue  # CURVE on: the authenticated sender may not say this (daemons/bus/authz.py)
             if isinstance(env.body, Infer):
                 self._accept(identity, env.body)
-            elif isinstance(env.body, Probe):
-                self._spawn(self._answer_probe(identity, env.body))
+            elif isinstance(env.body, Probe) and self.gossip is not None:
+                self._spawn(self.gossip.answer_probe(identity, env.body))
             elif isinstance(env.body, StatusRequest):
                 await self._reply(identity, self._status_reply(), env.id)
             elif isinstance(env.body, WitnessQuery):
@@ -195,6 +215,24 @@ class NodeServer:
                 log.warning("dropped %s message: a node does not take them", env.type)
 
     def _accept(self, identity: bytes, request: Infer) -> None:
+        """Take an Infer: the first of these rules that applies decides what happens to it.
+
+        1. Running here already (in `active`: served, or being placed): a retry or a race;
+           the asker is attached to the one run (`_attach`). First, so that nothing below
+           can start a request twice, whatever its epoch.
+        2. Finished here with success (the completed cache): answered again from the cache,
+           not run twice. Before the epoch check: the work is done, and replaying its
+           answer decides nothing a newer coordinator could contradict.
+        3. Placed in an epoch older than the newest seen: refused with `stale_epoch`. After
+           1 and 2 (a deposed coordinator's retry of old work still gets its answer), before
+           anything new starts: a deposed coordinator's decisions never run.
+        4. Otherwise the node learns the placement's epoch (it passed rule 3, so it is the
+           newest), and the request becomes a task in `active` until it ends:
+           - gossip mode placing it (`GossipMode.places`: no action, hops left): gossip
+             mode serves it here or forwards it;
+           - else it is served here: an action means someone placed it here already
+             (a coordinator or a peer), and a request out of hops must stop travelling.
+        """
         rid = request.request_id
         if rid in self.active:
             self._attach(identity, rid)
@@ -210,8 +248,10 @@ class NodeServer:
             self._spawn(self._reply(identity, Error(rid, "stale_epoch", why, self.config.name), rid))
             return
         self._learn_epoch(request.epoch, f"placement {rid}")
-        placing = self.peering is not None and not request.action and request.hops < self.config.max_hops
-        work = self._place(identity, request) if placing else self._serve_request(identity, request)
+        if self.gossip is not None and self.gossip.places(request):
+            work = self.gossip.place(identity, request)
+        else:
+            work = self._serve_request(identity, request)
         task = asyncio.create_task(work)
         self.active[request.request_id] = task
         self._changed.set()
@@ -234,8 +274,8 @@ class NodeServer:
         stream and releases the instance; a Cancel naming another node is relayed to it."""
         rid = cancel.request_id
         if cancel.node != self.config.name:
-            if self.peering is not None:
-                self.peering.relay_cancel(cancel)
+            if self.gossip is not None:
+                self.gossip.relay_cancel(cancel)
             return
         task = self.active.get(rid)
         if task is None or rid in self._cancelled:
@@ -293,77 +333,30 @@ class NodeServer:
         self.active.pop(request_id, None)
         self._cancelled.discard(request_id)
         self._changed.set()
-        self._slot_freed.set()
 
-    # ----- gossip mode ---------------------------------------------------------------
-    async def _place(self, identity: bytes, request: Infer, tried: frozenset[str] = frozenset()) -> None:
-        """Place a request from our gossip view: serve it here or forward it to a peer.
+    # ----- the node's side of gossip mode (HostNode) ----------------------------------
+    def local_state(self) -> NodeState:
+        return self.snapshot()
 
-        Our view may be stale: a node that turns out not to have room (here, or a peer
-        that refuses) is excluded and the request placed again, up to MAX_PLACEMENTS times.
-        """
-        assert self.peering is not None
-        rid, me = request.request_id, self.config.name
-        while len(tried) < MAX_PLACEMENTS:
-            decision = await self._admit(identity, request, tried)  # waits while nothing fits
-            if isinstance(decision, Refusal):
-                break
-            if decision.node != me:
-                await self.peering.forward(identity, request, decision, tried)
-                return
-            if self.manager.can_host(request.model):
-                await self._serve_request(identity, request)
-                return
-            tried = tried | {me}
-        why = f"no peer could take it (tried {', '.join(sorted(tried)) or 'none'})"
-        code = decision.code if isinstance(decision, Refusal) else "no_capacity"
-        message = decision.message if isinstance(decision, Refusal) else why
-        await self._reply(identity, Error(rid, code, message, me), rid)
+    async def serve_locally(self, client: bytes, request: Infer) -> bool:
+        if not self.manager.can_host(request.model):
+            return False
+        await self._serve_request(client, request)
+        return True
 
-    async def _admit(self, identity: bytes, request: Infer, tried: frozenset[str]) -> Decision | Refusal:
-        """Peering.admit, telling the asker every PROGRESS_EVERY_S that the request waits here
-        (a Progress with no tokens), so its silence timer does not send it elsewhere meanwhile."""
-        assert self.peering is not None
-        rid = request.request_id
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(PROGRESS_EVERY_S)
-                await self._reply(identity, Progress(rid, self.config.name, 0), rid)
-
-        beating = asyncio.create_task(beat())
+    async def send(self, client: bytes, frame: bytes) -> None:
         try:
-            return await self.peering.admit(request, self.snapshot, tried)
-        finally:
-            beating.cancel()
-
-    def _place_again(self, identity: bytes, request: Infer, tried: frozenset[str]) -> None:
-        self._spawn(self._place(identity, request, tried))
-
-    async def _answer_probe(self, identity: bytes, probe: Probe) -> None:
-        deadline = time.monotonic() + PROBE_WAIT_S
-        while not has_free_slot(len(self.active)):
-            self._slot_freed.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return  # still busy: let a less loaded peer win
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_freed.wait(), remaining)
-        ready = any(i.model == probe.model and i.state == "ready" for i in self.manager.instances.values())
-        await self._reply(identity, ProbeReply(probe.request_id, self.config.name, len(self.active), ready),
-                          probe.request_id)
-
-    async def _send_raw(self, identity: bytes, frame: bytes) -> None:
-        try:
-            await self.router.send_multipart([identity, frame], flags=zmq.DONTWAIT)
+            await self.router.send_multipart([client, frame], flags=zmq.DONTWAIT)
         except zmq.ZMQError as exc:
             log.warning("could not relay an answer: %s", exc.strerror)
 
+    def announce(self, event: ClusterEvent) -> None:
+        self._spawn(self._send_event(event))
+
     def _status_reply(self) -> StatusReply:
         info: dict[str, Any] = {"epoch": self.epoch}
-        if self.peering is not None:
-            info.update(self.peering.queue.status())
-            return status_reply("gossip-peer", self.peering.status_rows(), info)  # cut to the frame limit
+        if self.gossip is not None:
+            return self.gossip.status_reply(info)
         return StatusReply("node", [to_dict(self.snapshot())], info)
 
     def _spawn(self, coro: Any) -> None:
@@ -494,13 +487,10 @@ class NodeServer:
             state = self.snapshot()
             with contextlib.suppress(zmq.Again):
                 await self.pub.send(encode(state, self.config.name), flags=zmq.DONTWAIT)
-            if self.peering is not None:
-                self.peering.publish(state)
+            if self.gossip is not None:
+                self.gossip.publish(state)
             self._notify_status(state)
             await asyncio.sleep(MIN_PUBLISH_GAP_S)
-
-    def _announce(self, event: ClusterEvent) -> None:
-        self._spawn(self._send_event(event))
 
     async def _send_event(self, event: ClusterEvent) -> None:
         try:

@@ -10,8 +10,9 @@ the peer's own recent placements as pending load (the view's optimistic update).
   least loaded holder, else COLD_START on a random node that fits.
 - `power-of-d` (D1): the less loaded of d random holders; if nobody holds the model,
   COLD_START on the cheapest (load time + queue) of d random nodes where it fits.
-- `sparrow` (D2): this module only picks the d nodes to probe (`sparrow_candidates`);
-  the peer probes them and the first to answer wins (late binding, one extra round trip).
+- `sparrow` (D2): probe d candidates, the first to answer wins (late binding, one extra
+  round trip); power-of-d when nobody answers. Its own module (daemons/policy/sparrow.py)
+  holds the probe step; the peer only sends the probes and collects the replies.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from daemons.policy.capacity import (
     refusal,
     usable,
 )
+from daemons.policy.sparrow import Sparrow
 from daemons.policy.view import ClusterView, Decision, PlacementRequest, Refusal
 
 QUEUE_CAP = 4  # local-first: a queue this long or longer sends work elsewhere
@@ -80,16 +82,13 @@ def power_of_d(view: ClusterView, request: PlacementRequest, rng: Random, me: st
     return _decide(cheapest, f"power-of-{D}: cheapest load of {len(options)} nodes")
 
 
-def sparrow_candidates(view: ClusterView, request: PlacementRequest, rng: Random, d: int = D) -> list[Option]:
-    """The d nodes to probe: holders of the model if any, else nodes that can load it."""
-    options = [holder_option(n, request.model) for n in holder_nodes(view, request)] or cold_options(view, request)
-    return rng.sample(options, min(d, len(options)))
-
+# A probed peer answers at once below local-first's queue cap: the same "room here" rule.
+SPARROW = Sparrow(fallback=power_of_d, d=D, slots=QUEUE_CAP)
 
 PEER_POLICIES: dict[str, PeerPolicy] = {
     "local-first": local_first,
     "power-of-d": power_of_d,
-    "sparrow": power_of_d,  # the fallback when no probe is answered in time
+    "sparrow": SPARROW,  # a peer policy that owns a probe step (gossip mode probes first)
 }
 
 
