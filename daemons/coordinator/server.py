@@ -113,7 +113,7 @@ class Coordinator:
 
     def __init__(self, config: CoordinatorConfig, security: Security | None = None) -> None:
         self.config = config
-        self.policy = get_policy(config.policy)
+        self.policy = get_policy(config.policy, "centralized")
         self.rng = Random(config.seed)
         self.book = ClusterBook(config.dead_after_s, config.settle_s, config.max_nodes, config.reap_after_s)
         self.inbox = StateInbox()

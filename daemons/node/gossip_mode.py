@@ -56,10 +56,10 @@ from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.memberlist import EventKind, MemberEvent
 from daemons.node.config import NodeConfig
-from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal
+from daemons.policy import NO_NODES, ClusterView, Decision, PeerPolicy, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
-from daemons.policy.peer import QUEUE_CAP, PeerPolicy, get_peer_policy, sparrow_candidates
+from daemons.policy.peer import QUEUE_CAP, sparrow_candidates
 from daemons.policy.view import node_view
 
 log = logging.getLogger("schedctl.node.peering")
@@ -113,7 +113,7 @@ class Peering:
                                  config=replace(GossipConfig.preset(c.gossip_preset), max_members=c.gossip_max_members),
                                  ctx=self.ctx,
                                  curve_server=self.security.bind_server(), curve_client=self.security.client)
-        self.policy = get_peer_policy(c.gossip_policy)
+        self.policy = get_policy(c.gossip_policy, "gossip")
         self.agent.add_listener(self._on_member_event)
 
     async def start(self) -> None:

@@ -12,15 +12,14 @@ the peer's own recent placements as pending load (the view's optimistic update).
   COLD_START on the cheapest (load time + queue) of d random nodes where it fits.
 - `sparrow` (D2): this module only picks the d nodes to probe (`sparrow_candidates`);
   the peer probes them and the first to answer wins (late binding, one extra round trip).
+
+They are looked up by name, with the coordinator's, in daemons/policy/registry.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from random import Random
-from typing import TypeAlias
 
-from daemons.core.errors import ConfigError
 from daemons.policy.capacity import (
     SERVICE_S,
     Option,
@@ -36,9 +35,6 @@ from daemons.policy.view import ClusterView, Decision, PlacementRequest, Refusal
 
 QUEUE_CAP = 4  # local-first: a queue this long or longer sends work elsewhere
 D = 2  # power of two choices: most of the gain of sampling (Mitzenmacher)
-
-PeerPolicy: TypeAlias = Callable[[ClusterView, PlacementRequest, Random, str], Decision | Refusal]
-
 
 def _decide(option: Option, why: str) -> Decision:
     wait = option.node.load * SERVICE_S + option.load_s
@@ -84,18 +80,3 @@ def sparrow_candidates(view: ClusterView, request: PlacementRequest, rng: Random
     """The d nodes to probe: holders of the model if any, else nodes that can load it."""
     options = [holder_option(n, request.model) for n in holder_nodes(view, request)] or cold_options(view, request)
     return rng.sample(options, min(d, len(options)))
-
-
-PEER_POLICIES: dict[str, PeerPolicy] = {
-    "local-first": local_first,
-    "power-of-d": power_of_d,
-    "sparrow": power_of_d,  # the fallback when no probe is answered in time
-}
-
-
-def get_peer_policy(name: str) -> PeerPolicy:
-    try:
-        return PEER_POLICIES[name]
-    except KeyError:
-        known = ", ".join(sorted(PEER_POLICIES))
-        raise ConfigError(f"unknown gossip policy {name!r}: choose one of {known}") from None
