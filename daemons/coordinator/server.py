@@ -169,7 +169,6 @@ class Coordinator:
                 self.close()
                 raise ConfigError(_bind_error(key, address, exc)) from None
         if self.star is not None:
-            self.peer_sub.setsockopt(zmq.SUBSCRIBE, b"")
             self.peer_sub.connect(self.config.peer_events)
         elif self.epochs is not None:
             self.epochs.write(self.epoch)  # a restart never reuses an epoch
