@@ -17,7 +17,6 @@ crash the daemon nor flood its log (the prototype died on one bad packet).
 Three asyncio tasks: the receive loop; the protocol timer, which sleeps until the
 machine's ``next_deadline()``; and a 100 ms tick whose lateness is fed to
 Lifeguard's local health, since a stalled loop makes *us* the slow observer.
-
 """
 
 from __future__ import annotations
