@@ -9,6 +9,7 @@ import typer
 
 from cli.errors import exit_on_config_error
 from daemons.core.logs import setup_logging
+from daemons.policy.registry import DEFAULT_POLICY, names
 
 
 @exit_on_config_error
@@ -18,8 +19,8 @@ def start_coordinator(
     bind: Annotated[str | None, typer.Option(help="ROUTER address for schedule and status requests.")] = None,
     state_bind: Annotated[str | None, typer.Option(help="SUB address node agents publish state to.")] = None,
     events_bind: Annotated[str | None, typer.Option(help="PUB address for cluster events.")] = None,
-    policy: Annotated[str | None, typer.Option(help="Placement policy, e.g. affinity-score, "
-                                                    "startup-optimal.")] = None,
+    policy: Annotated[str | None, typer.Option(help=f"Placement policy: {', '.join(names('centralized'))} "
+                                                    f"(default {DEFAULT_POLICY}).")] = None,
     dead_after: Annotated[float | None, typer.Option(help="Seconds of silence before a node "
                                                           "is declared dead.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the policy's tie-breaking.")] = None,

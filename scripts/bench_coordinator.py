@@ -303,7 +303,7 @@ def breakdown(args: argparse.Namespace, frames: list[bytes]) -> dict[str, float]
     book = ClusterBook(3.0, 0.1)
     for s in states:
         book.ingest(s, 0.0)
-    policy, rng = get_policy(args.policy), random.Random(args.seed)
+    policy, rng = get_policy(args.policy, "centralized"), random.Random(args.seed)
     sample = frames[:2000]
     bodies = [decode(f).body for f in sample]
     decisions: list[Any] = []

@@ -16,6 +16,7 @@ from cli.experiment.spec import ExperimentSpec, NodeGroup, from_dict, load_file,
 from cli.report.commands import compare_command, print_prototype_report, report_command
 from daemons.core.errors import ConfigError
 from daemons.loadgen.workload import from_dict as workload_from_dict
+from daemons.policy.registry import DEFAULT_GOSSIP_POLICY, DEFAULT_POLICY, names
 
 experiment_app = typer.Typer(help="Run experiments and report on their results.", no_args_is_help=True)
 experiment_app.command("report")(report_command)
@@ -30,7 +31,12 @@ def run_command(
     cv: Annotated[float | None, typer.Option(help="CV of inter-arrival gaps; 1 = Poisson (default 8).")] = None,
     name: Annotated[str | None, typer.Option(help="Experiment name, used in result directory names.")] = None,
     nodes: Annotated[int | None, typer.Option(help="Number of emulated GPU nodes (same mix, scaled).")] = None,
-    policy: Annotated[str | None, typer.Option(help="Coordinator placement policy.")] = None,
+    policy: Annotated[str | None, typer.Option(help=f"The coordinator's placement policy (centralized): "
+                                                    f"{', '.join(names('centralized'))} "
+                                                    f"(default {DEFAULT_POLICY}).")] = None,
+    gossip_policy: Annotated[str | None, typer.Option(help=f"The peers' placement policy (gossip): "
+                                                           f"{', '.join(names('gossip'))} "
+                                                           f"(default {DEFAULT_GOSSIP_POLICY}).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the request schedule.")] = None,
     scheduler: Annotated[str | None, typer.Option(help="centralized | gossip | both.")] = None,
     centralized_only: Annotated[bool, typer.Option("--centralized-only",
@@ -82,7 +88,8 @@ def run_command(
     """
     base = _base_spec(config, from_manifest)
     spec = _with_flags(base, duration=duration, rps=rps, cv=cv, name=name, nodes=nodes, policy=policy,
-                       seed=seed, scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
+                       gossip_policy=gossip_policy, seed=seed,
+                       scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
                        results_dir=results_dir, faults=fault, standby_coordinator=standby_coordinator or None,
                        timeout_s=timeout, insecure=insecure or None,
                        queue_limit=queue_limit,
@@ -132,8 +139,8 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
                                   ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
-    for key in ("name", "policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s", "insecure",
-                "queue_limit"):
+    for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s",
+                "insecure", "queue_limit"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

@@ -50,9 +50,8 @@ from daemons.core.errors import ConfigError
 from daemons.core.settings import build
 from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
-from daemons.policy import get_policy
+from daemons.policy import DEFAULT_GOSSIP_POLICY, DEFAULT_POLICY, get_policy
 from daemons.policy.admission import DEFAULT_LIMIT, check_limits
-from daemons.policy.peer import get_peer_policy
 from daemons.profiles import load_gpu, load_model, load_tier
 
 SCHEDULERS = ("centralized", "gossip")
@@ -111,8 +110,8 @@ class Slo:
 class ExperimentSpec:
     name: str = "scheduler_comparison"
     schedulers: tuple[str, ...] = SCHEDULERS  # both, on the identical schedule
-    policy: str = "affinity-score"
-    gossip_policy: str = "power-of-d"
+    policy: str = DEFAULT_POLICY  # the coordinator's (centralized)
+    gossip_policy: str = DEFAULT_GOSSIP_POLICY  # the peers' (gossip)
     gossip_preset: str = "lan"  # lan | local | ci: memberlist timings of the peers
     timeout_s: float = 120.0
     results_dir: str = "results"
@@ -157,8 +156,8 @@ class ExperimentSpec:
         if not self.failover_after_s >= 2.0:
             raise ConfigError(f"failover_after_s {self.failover_after_s} must be >= 2 (two coordinator heartbeats)")
         check_limits(self.queue_limit, self.timeout_s, "[experiment] ")
-        get_policy(self.policy)  # an unknown name fails here, before any process starts
-        get_peer_policy(self.gossip_policy)
+        get_policy(self.policy, "centralized")  # an unknown name fails here, before any process starts
+        get_policy(self.gossip_policy, "gossip")
         if self.cluster_file:
             parse_faults(self.faults)  # their targets are checked against the cluster file's nodes (runner)
             if self.insecure:

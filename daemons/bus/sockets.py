@@ -1,6 +1,10 @@
 """One place that creates ZeroMQ sockets, so every socket gets the same safe options.
 
-Why each option (REFERENCE.md §7.1):
+Every socket of the project is made by `make_socket`: the bus's (coordinator, nodes, load
+generator, collector, clients) and the gossip transport's; what differs between them is a
+`SocketOptions` value, never a second factory.
+
+Why each option (zmq_setsockopt(3)):
 - MAXMSGSIZE: a peer sending a larger frame is disconnected before we allocate it;
 - LINGER: the default (-1) makes `ctx.term()` hang on unsent frames at shutdown;
 - SNDHWM/RCVHWM: bound memory per peer; ROUTER and PUB drop when full, others block.
@@ -12,7 +16,17 @@ Why each option (REFERENCE.md §7.1):
   sending a bigger one is disconnected before ZeroMQ stores it;
 - ROUTER_MANDATORY: a reply to a vanished peer raises instead of silently disappearing,
   so the sender can record the outcome;
-- RECONNECT_IVL_MAX: back off instead of hammering a dead peer every 100 ms.
+- RECONNECT_IVL, RECONNECT_IVL_MAX: retry a lost peer after 100 ms, backing off to the
+  maximum, instead of hammering a dead peer every 100 ms forever;
+- ROUTER_HANDOVER (`router_handover`): a peer reconnecting with the identity of a
+  connection the ROUTER still holds (a restarted gossip peer, same address) takes it over
+  instead of being refused;
+- IDENTITY (`identity`): a DEALER's routing id, which the ROUTER it connects to sees
+  (a gossip peer's is its own address, where replies go).
+
+A listening socket handed down by a launcher is adopted when the socket binds, by
+`daemons.bus.activation.bind`, not here: sockets are made before their address is known
+to be free, and a failed bind is reported by the caller, naming its flag.
 
 `curve` (from `daemons.bus.security.Security`: `.bind_server()` for a socket that binds,
 `.client` for one that connects; None = plain) turns on CURVE encryption + ZAP checks.
@@ -44,8 +58,10 @@ class SocketOptions:
     hwm: int = 10_000
     recv_bytes: int = 128 << 20  # receive-queue budget per peer, in bytes (see RCVHWM above)
     linger_ms: int = 0
+    reconnect_ivl_ms: int = 100
     reconnect_ivl_max_ms: int = 2_000
     identity: bytes | None = None
+    router_handover: bool = False
 
 
 class Curve(Protocol):
@@ -54,7 +70,8 @@ class Curve(Protocol):
 
 def make_socket(ctx: zmq.Context[Any], kind: int, options: SocketOptions = SocketOptions(),
                 curve: Curve | None = None) -> Any:
-    """Create a socket of `kind` (zmq.ROUTER, DEALER, PUB, SUB) with the project's options.
+    """Create a socket of `kind` (zmq.ROUTER, DEALER, PUB, SUB) with the project's options, and
+    CURVE when `curve` is given (a `Security`'s `.bind_server()` or `.client`; None = plain).
 
     Works for a plain and a `zmq.asyncio` context; returns that context's socket type.
     CURVE options must precede bind/connect, so they are applied here.
@@ -71,9 +88,12 @@ def make_socket(ctx: zmq.Context[Any], kind: int, options: SocketOptions = Socke
     sock.setsockopt(zmq.LINGER, options.linger_ms)
     sock.setsockopt(zmq.SNDHWM, options.hwm)
     sock.setsockopt(zmq.RCVHWM, receive_hwm(options))
+    sock.setsockopt(zmq.RECONNECT_IVL, options.reconnect_ivl_ms)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, options.reconnect_ivl_max_ms)
     if kind == zmq.ROUTER:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if options.router_handover:
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     if kind == zmq.SUB:
         sock.setsockopt(zmq.SUBSCRIBE, b"")
     if options.identity is not None:

@@ -42,7 +42,7 @@ class CoordinatorConfig:
     bind: str = "tcp://127.0.0.1:5555"  # ROUTER where loadgens send Schedule / StatusRequest
     state_bind: str = "tcp://127.0.0.1:5556"  # SUB that node agents' PUB sockets connect to
     events_bind: str = "tcp://127.0.0.1:5557"  # PUB of ClusterEvent for observers
-    policy: str = DEFAULT_POLICY  # a name in daemons.policy.POLICIES
+    policy: str = DEFAULT_POLICY  # a policy serving "centralized" (daemons/policy/registry.py)
     dead_after_s: float = 3.0  # a node not heard from for this long is dead (3 missed beats)
     seed: int = 0  # seeds the policy's tie-breaking, so a run can be repeated exactly
     max_nodes: int = 10_000  # node names kept at most (forged names cannot grow memory)
@@ -76,7 +76,7 @@ class CoordinatorConfig:
             raise ConfigError("bind, state_bind and events_bind must be three different addresses")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError("name must be a non-empty string")
-        get_policy(self.policy)  # raises ConfigError naming the known policies
+        get_policy(self.policy, "centralized")  # raises ConfigError naming the known policies
         _positive("dead_after_s", self.dead_after_s)
         _positive("reap_after_s", self.reap_after_s)
         if not isinstance(self.max_nodes, int) or isinstance(self.max_nodes, bool) or self.max_nodes < 1:

@@ -113,7 +113,7 @@ class Coordinator:
 
     def __init__(self, config: CoordinatorConfig, security: Security | None = None) -> None:
         self.config = config
-        self.policy = get_policy(config.policy)
+        self.policy = get_policy(config.policy, "centralized")
         self.rng = Random(config.seed)
         self.book = ClusterBook(config.dead_after_s, config.settle_s, config.max_nodes, config.reap_after_s)
         self.inbox = StateInbox()
@@ -169,7 +169,6 @@ class Coordinator:
                 self.close()
                 raise ConfigError(_bind_error(key, address, exc)) from None
         if self.star is not None:
-            self.peer_sub.setsockopt(zmq.SUBSCRIBE, b"")
             self.peer_sub.connect(self.config.peer_events)
         elif self.epochs is not None:
             self.epochs.write(self.epoch)  # a restart never reuses an epoch

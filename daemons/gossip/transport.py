@@ -1,6 +1,7 @@
 """`ZmqTransport`: drives one `Memberlist` over real ZeroMQ sockets with asyncio.
 
-Sockets (REFERENCE §7.1, §7.2):
+Sockets (made by the project's one factory, `daemons.bus.sockets.make_socket`, with
+`GOSSIP_SOCKETS`):
 
 - one ROUTER bound at our gossip address receives every frame as
   ``[identity, payload]``; the identity is the sender's advertised gossip address
@@ -16,9 +17,6 @@ crash the daemon nor flood its log (the prototype died on one bad packet).
 Three asyncio tasks: the receive loop; the protocol timer, which sleeps until the
 machine's ``next_deadline()``; and a 100 ms tick whose lateness is fed to
 Lifeguard's local health, since a stalled loop makes *us* the slow observer.
-
-Socket creation is in `make_gossip_socket` alone, so it can later be swapped for
-the project's bus socket factory.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import zmq
@@ -37,7 +35,7 @@ import zmq.asyncio
 
 from daemons.bus import activation
 from daemons.bus.security import CurveClient, CurveServer
-from daemons.bus.sockets import authenticated, guard
+from daemons.bus.sockets import SocketOptions, authenticated, guard, make_socket
 from daemons.gossip.config import MAX_FRAME_BYTES
 from daemons.gossip.memberlist import EventKind, MemberEvent, Memberlist, Outbound
 from daemons.gossip.messages import MAX_ADDR_LEN, GossipDecodeError, decode, encode
@@ -49,28 +47,16 @@ MAX_PEER_SOCKETS = 4096  # DEALERs kept open; the least recently used beyond thi
 _SCHEMES = ("tcp://", "ipc://", "inproc://")
 
 
-def make_gossip_socket(ctx: zmq.Context[Any], kind: int, identity: bytes | None = None) -> Any:
-    """Create a gossip socket with safe options (the one place to swap for the bus factory).
-
-    - MAXMSGSIZE 64 KiB: a larger frame disconnects its sender before we allocate it;
-    - LINGER 0: closing never waits for unsent gossip (it is stale by then anyway);
-    - HWM 1000: bounded memory per peer; a DEALER to a dead peer fills up and then
-      EAGAINs, which our DONTWAIT sends turn into drops;
-    - ROUTER_HANDOVER: a restarted peer with the same address takes its identity over;
-    - RECONNECT_IVL_MAX 1 s: a restarted peer is found again quickly.
-    """
-    sock = ctx.socket(kind)
-    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, 1000)
-    sock.setsockopt(zmq.RCVHWM, 1000)
-    sock.setsockopt(zmq.RECONNECT_IVL, 100)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-    if kind == zmq.ROUTER:
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-    if identity is not None:
-        sock.setsockopt(zmq.IDENTITY, identity)
-    return sock
+# What gossip asks of the socket factory, beyond the bus's defaults:
+# - max_msg_size 64 KiB, the protocol's frame limit: a larger frame disconnects its sender
+#   before we allocate it;
+# - hwm 1000 (SNDHWM and RCVHWM): bounded memory per peer; a DEALER to a dead peer fills up
+#   and then EAGAINs, which our DONTWAIT sends turn into drops;
+# - router_handover: a restarted peer with the same address takes its identity over;
+# - reconnect_ivl_max 1 s: a restarted peer is found again quickly.
+# LINGER stays 0: closing never waits for unsent gossip (it is stale by then anyway).
+GOSSIP_SOCKETS = SocketOptions(max_msg_size=MAX_FRAME_BYTES, hwm=1000, reconnect_ivl_max_ms=1000,
+                               router_handover=True)
 
 
 @dataclass(slots=True)
@@ -115,7 +101,7 @@ class ZmqTransport:
         self._sync_ctx: zmq.Context[Any] = zmq.Context.shadow(self._ctx.underlying)
         self._router: Any = None
         self._dealers: OrderedDict[str, Any] = OrderedDict()
-        self._identity = memberlist.addr.encode()
+        self._dealer_options = replace(GOSSIP_SOCKETS, identity=memberlist.addr.encode())
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._sleep_until = float("inf")
@@ -125,9 +111,7 @@ class ZmqTransport:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Bind and start the receive, timer and health tasks."""
-        self._router = make_gossip_socket(self._ctx, zmq.ROUTER)
-        if self._curve_server is not None:
-            self._curve_server.apply(self._router)
+        self._router = make_socket(self._ctx, zmq.ROUTER, GOSSIP_SOCKETS, curve=self._curve_server)
         # The launcher's listening socket if it handed one down (daemons/bus/activation.py).
         self.bound = activation.bind(self._router, self.bind)
         self._tasks = [
@@ -252,9 +236,7 @@ class ZmqTransport:
         if not addr.startswith(_SCHEMES) or len(addr) > MAX_ADDR_LEN:
             self._malformed("bad-address", addr[:64])
             return None
-        sock = make_gossip_socket(self._sync_ctx, zmq.DEALER, identity=self._identity)
-        if self._curve_client is not None:
-            self._curve_client.apply(sock)
+        sock = make_socket(self._sync_ctx, zmq.DEALER, self._dealer_options, curve=self._curve_client)
         try:
             sock.connect(addr)
         except zmq.ZMQError as exc:
@@ -291,4 +273,4 @@ def _peer_addr(identity: bytes) -> str | None:
     return addr
 
 
-__all__ = ["MAX_PEER_SOCKETS", "TICK_S", "TransportStats", "ZmqTransport", "make_gossip_socket"]
+__all__ = ["GOSSIP_SOCKETS", "MAX_PEER_SOCKETS", "TICK_S", "TransportStats", "ZmqTransport"]

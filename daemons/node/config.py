@@ -11,6 +11,7 @@ import tomli_w
 from daemons.core.errors import ConfigError
 from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, check_limits
+from daemons.policy.registry import DEFAULT_GOSSIP_POLICY, get_policy
 
 # The emulator is the default backend: the same flags text-generation-launcher takes.
 # {schedctl} is the console script next to the running interpreter.
@@ -62,7 +63,7 @@ class NodeConfig:
     seeds: tuple[str, ...] = ()  # gossip addresses of peers to join through
     gossip_preset: str = "lan"  # lan | wan | local | ci (daemons/gossip/config.py)
     gossip_max_members: int = 16_384  # members a peer keeps at most (far above any real cluster)
-    gossip_policy: str = "power-of-d"  # local-first | power-of-d | sparrow
+    gossip_policy: str = DEFAULT_GOSSIP_POLICY  # a policy serving "gossip" (daemons/policy/registry.py)
     max_hops: int = 1  # how often a request may be forwarded before it must be served
     # Gossip mode: a request no peer in our view can take waits here (admission.py), at most
     # queue_limit per model, at most queue_timeout_s, and is placed again as the view changes.
@@ -89,6 +90,7 @@ class NodeConfig:
         if self.publish_interval_s <= 0 or self.kv_tokens <= 0:
             raise ConfigError("publish_interval_s and kv_tokens must be positive")
         check_limits(self.queue_limit, self.queue_timeout_s, "[node] ")
+        get_policy(self.gossip_policy, "gossip")  # a typo fails at start-up, in either mode
 
     @property
     def launch_template(self) -> tuple[str, ...]:

@@ -77,10 +77,10 @@ from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.memberlist import EventKind, MemberEvent
 from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
-from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal
+from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
-from daemons.policy.peer import SPARROW, get_peer_policy
+from daemons.policy.peer import SPARROW
 from daemons.policy.sparrow import Sparrow
 from daemons.policy.view import node_view
 
@@ -142,7 +142,7 @@ class GossipMode:
         self.node = node
         self.security = security or Security(SecurityConfig())
         self.rng = rng or random.Random()
-        self.policy = get_peer_policy(config.gossip_policy)
+        self.policy = get_policy(config.gossip_policy, "gossip")
         # A probed peer answers by Sparrow's rule whatever its own policy.
         self.sparrow: Sparrow = self.policy if isinstance(self.policy, Sparrow) else SPARROW
         self.queue: AdmissionQueue[None] = AdmissionQueue(QueueLimits(config.queue_limit, config.queue_timeout_s))

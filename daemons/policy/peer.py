@@ -13,15 +13,14 @@ the peer's own recent placements as pending load (the view's optimistic update).
 - `sparrow` (D2): probe d candidates, the first to answer wins (late binding, one extra
   round trip); power-of-d when nobody answers. Its own module (daemons/policy/sparrow.py)
   holds the probe step; the peer only sends the probes and collects the replies.
+
+They are looked up by name, with the coordinator's, in daemons/policy/registry.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from random import Random
-from typing import TypeAlias
 
-from daemons.core.errors import ConfigError
 from daemons.policy.capacity import (
     SERVICE_S,
     Option,
@@ -38,9 +37,6 @@ from daemons.policy.view import ClusterView, Decision, PlacementRequest, Refusal
 
 QUEUE_CAP = 4  # local-first: a queue this long or longer sends work elsewhere
 D = 2  # power of two choices: most of the gain of sampling (Mitzenmacher)
-
-PeerPolicy: TypeAlias = Callable[[ClusterView, PlacementRequest, Random, str], Decision | Refusal]
-
 
 def _decide(option: Option, why: str) -> Decision:
     wait = option.node.load * SERVICE_S + option.load_s
@@ -84,17 +80,3 @@ def power_of_d(view: ClusterView, request: PlacementRequest, rng: Random, me: st
 
 # A probed peer answers at once below local-first's queue cap: the same "room here" rule.
 SPARROW = Sparrow(fallback=power_of_d, d=D, slots=QUEUE_CAP)
-
-PEER_POLICIES: dict[str, PeerPolicy] = {
-    "local-first": local_first,
-    "power-of-d": power_of_d,
-    "sparrow": SPARROW,  # a peer policy that owns a probe step (gossip mode probes first)
-}
-
-
-def get_peer_policy(name: str) -> PeerPolicy:
-    try:
-        return PEER_POLICIES[name]
-    except KeyError:
-        known = ", ".join(sorted(PEER_POLICIES))
-        raise ConfigError(f"unknown gossip policy {name!r}: choose one of {known}") from None

@@ -32,7 +32,8 @@ def test_toml_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"policy": "fastest"}, "unknown policy 'fastest': choose one of affinity-score"),
+        ({"policy": "fastest"}, "unknown policy 'fastest' for the centralized coordinator: choose one of "
+                                "affinity-score"),
         ({"bind": "localhost:5555"}, "bind must be a ZeroMQ endpoint"),
         ({"events_bind": "tcp://127.0.0.1:5555"}, "three different addresses"),
         ({"dead_after_s": 0}, "dead_after_s must be a positive number"),

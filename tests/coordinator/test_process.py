@@ -247,8 +247,8 @@ def test_port_in_use_is_one_line_naming_the_fix(coordinator: CoordinatorProcess)
 def test_unknown_policy_is_one_line_naming_the_choices() -> None:
     out = run_start("--policy", "fastest")
     assert out.returncode == 2 and out.stderr.strip() == (
-        "error: unknown policy 'fastest': choose one of affinity-score, least-loaded, random, round-robin, "
-        "startup-optimal")
+        "error: unknown policy 'fastest' for the centralized coordinator: choose one of affinity-score, "
+        "least-loaded, random, round-robin, startup-optimal")
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])

@@ -88,6 +88,8 @@ def test_short_experiment_runs_both_schedulers_on_one_schedule(tmp_path: Path) -
         (["--rps", "-1"], "--rps"),
         (["--cv", "1000"], "cv"),
         (["--policy", "teleport"], "affinity-score"),
+        (["--gossip-policy", "affinity-score"], "serves the centralized coordinator, not gossip peers: choose one "
+                                                "of local-first, power-of-d, sparrow"),
         (["--scheduler", "telepathy"], "centralized, gossip or both"),
         (["--centralized-only", "--gossip-only"], "pick one"),
         (["--config", "missing.toml"], "not found"),

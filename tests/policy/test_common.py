@@ -7,10 +7,10 @@ from random import Random
 import pytest
 
 from daemons.core.errors import ConfigError
-from daemons.policy import POLICIES, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy import Decision, PlacementRequest, Refusal, get_policy, names
 from tests.policy.helpers import catalog, node, ready, view
 
-ALL = sorted(POLICIES)
+ALL = names("centralized")
 
 
 def place(name: str, *nodes_: object, model: str = "m1", exclude: frozenset[str] = frozenset(),

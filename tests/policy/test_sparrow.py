@@ -6,8 +6,8 @@ from random import Random
 
 import pytest
 
-from daemons.policy import Decision, NodeView, PlacementRequest, Refusal
-from daemons.policy.peer import QUEUE_CAP, D, get_peer_policy, power_of_d
+from daemons.policy import Decision, NodeView, PlacementRequest, Refusal, get_policy
+from daemons.policy.peer import QUEUE_CAP, D, power_of_d
 from daemons.policy.sparrow import PROBE_TIMEOUT_S, PROBE_WAIT_S, ProbeRound, Sparrow
 from tests.policy.helpers import node, ready, view
 
@@ -16,7 +16,7 @@ SPARROW = Sparrow(fallback=power_of_d, d=2, slots=4)
 
 
 def test_the_gossip_registry_holds_a_sparrow_that_falls_back_to_power_of_d() -> None:
-    policy = get_peer_policy("sparrow")
+    policy = get_policy("sparrow", "gossip")
     assert isinstance(policy, Sparrow)
     assert (policy.d, policy.slots, policy.timeout_s, policy.hold_s) == (D, QUEUE_CAP, PROBE_TIMEOUT_S, PROBE_WAIT_S)
     v = view(node("a", ready("m1"), queue=3), node("b", ready("m1")), node("c"))
