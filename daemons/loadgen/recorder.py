@@ -40,10 +40,9 @@ from daemons.core.messages import Done, Error, FirstToken, Placement, Progress, 
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
 
-OK, ERROR, TIMEOUT = "ok", "error", "timeout"
-# A request the run was stopped before sending: neither a success nor a failure of the
-# system under test, so reports keep it out of success rates and failure counts.
-NOT_SENT = "not_sent"
+# The outcomes, as requests.csv spells them (not_sent: the run was stopped before its send time).
+from daemons.rundir.requests import ERROR, NOT_SENT, OK, TIMEOUT
+
 IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed", "stale")
 # The node (or the peer that would forward) failed, not the request: another node may serve it.
 RETRYABLE = frozenset({"backend_died", "backend_unreachable", "backend_timeout", "peer_dead",
