@@ -21,7 +21,7 @@ For a `fault` event on TARGET at t_f:
   that window had: the steady state just before the fault, not the run's cold start,
   which would excuse any slowdown after it). Service is back at the first arrival t >= t_f from which the
   requests scheduled in [t, t + 10 s) succeed at >= 99 % of the baseline rate
-  with p99 TTFT <= 1.2x the baseline's; recovery_s = t - t_f. No such t: `not_recovered`.
+  with p99 TTFT <= 1.2x the baseline's; recovery_s = t - t_f. No such t: NaN, not recovered.
 
 The result is one `Recovery` per fault (daemons/rundir/recovery.py), with the baseline
 it was judged against. `write_report` (cli/report/run_report.py) writes them to

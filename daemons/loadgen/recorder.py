@@ -39,9 +39,7 @@ from daemons.bus.envelope import Envelope
 from daemons.core.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
-
-# The outcomes, as requests.csv spells them (not_sent: the run was stopped before its send time).
-from daemons.rundir.requests import ERROR, NOT_SENT, OK, TIMEOUT
+from daemons.rundir.requests import ERROR, NOT_SENT, OK, TIMEOUT  # outcomes, as requests.csv spells them
 
 IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed", "stale")
 # The node (or the peer that would forward) failed, not the request: another node may serve it.
