@@ -195,6 +195,15 @@ def check_recovered(run_dir: Path, events: list[dict[str, str]]) -> Recovery:
     return recovery
 
 
+def rerender_is_identical(run_dir: Path) -> None:
+    """`experiment report` re-renders with the code path the run used: the same derived files."""
+    written = {name: (run_dir / name).read_bytes() for name in (RECOVERY, "summary.csv")}
+    out = subprocess.run([schedctl(), "experiment", "report", str(run_dir)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert {name: (run_dir / name).read_bytes() for name in written} == written
+
+
 @pytest.mark.slow
 def test_kill_a_node_centralized_loses_nothing(tmp_path: Path) -> None:
     run_dir, events = run_with_faults(tmp_path, "centralized", ["5:kill:node-1"])
@@ -206,6 +215,7 @@ def test_kill_a_node_centralized_loses_nothing(tmp_path: Path) -> None:
     assert not [e for e in events if e["kind"] in VERDICTS]  # gossip verdicts come only from gossip peers
     check_recovered(run_dir, events)
     no_request_waited_for_the_attempt_timer(run_dir)
+    rerender_is_identical(run_dir)
 
 
 @pytest.mark.slow
