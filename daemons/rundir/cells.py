@@ -79,9 +79,6 @@ class Row:
     def text(self, column: str) -> str:
         return (self.cells.get(column) or "").strip()
 
-    def has(self, column: str) -> bool:
-        return bool(self.text(column))
-
     def number(self, column: str, *, required: bool = False) -> float:
         """The cell as a finite float; NaN when empty (an error when `required`)."""
         text = self.text(column)
