@@ -15,12 +15,12 @@ time until `write()` makes them relative to the load generator's t = 0.
 
 from __future__ import annotations
 
-import csv
+import dataclasses
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import zmq
 
@@ -32,17 +32,31 @@ from daemons.bus.sockets import authenticated, guard
 from daemons.core.errors import SchemaError, WireError
 from daemons.core.messages import ClusterEvent, CoordinatorState, NodeState, StatusReply
 from daemons.core.schema import from_dict
+from daemons.rundir import EVENTS, NODES, Event, NodeSample, write_events, write_nodes
 
-# gpu_utilization: compute 0..1 (NodeState.gpu_utilization), empty when the node does not report it.
-NODE_COLUMNS = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
-                "in_flight", "loaded_models", "alive", "gpu_utilization"]
-EVENT_COLUMNS = ["t_s", "kind", "target", "detail"]
 SILENT_AFTER_S = 3.0  # a node not heard for this long is sampled as not alive
 COORDINATOR_SILENT_S = 2.5  # two and a half missed coordinator heartbeats (1 s apart)
 
 
 @dataclass
 class Collector:
+    """The run's observer: samples every node's state once a second and records the cluster's events.
+
+    Subscribes to (or asks):
+    - the nodes' `NodeState`, published to `address` (its SUB, bound here; local clusters),
+      or, with `poll`, asked of each node by a status request every second (a deployed
+      cluster, whose nodes do not publish to us); with `security`, a NodeState counts only
+      from the node's own key;
+    - the coordinators' events PUBs in `events_from`: `ClusterEvent`s and the
+      `CoordinatorState` heartbeats;
+    - `event()` calls from the fault injector (faults, resumes, heals).
+
+    Writes (`write()`, after the run): nodes.csv, one NodeSample per node per second of the
+    run, and events.csv, every event including its own failure detector's `silent`,
+    `heard_again`, `coordinator_silent` and `coordinator_heard_again` (daemons/rundir).
+    Both carry Unix time until `write()` makes it relative to the load generator's t = 0.
+    """
+
     address: str
     events_from: list[str] = field(default_factory=list)
     # A deployed cluster's nodes do not publish to us: ask each for its state every second.
@@ -51,8 +65,8 @@ class Collector:
     # A local cluster with CURVE: our SUB is a server (nodes connect to it) checked by ZAP, and
     # a NodeState counts only from the node's own key (daemons/bus/authz.py).
     security: Security | None = None
-    node_rows: list[list[Any]] = field(default_factory=list)
-    event_rows: list[list[Any]] = field(default_factory=list)
+    samples: list[NodeSample] = field(default_factory=list)  # t_s: Unix time
+    events: list[Event] = field(default_factory=list)  # t_s: Unix time
     _latest: dict[str, tuple[float, NodeState]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -67,7 +81,7 @@ class Collector:
         self._ready.wait(5)
 
     def event(self, kind: str, target: str, detail: str = "") -> None:
-        self.event_rows.append([time.time(), kind, target, detail])
+        self.events.append(Event(time.time(), kind, target, detail))
 
     def stop(self) -> None:
         self._stop.set()
@@ -156,22 +170,22 @@ class Collector:
         for name, (heard, state) in sorted(self._latest.items()):
             used = sum(g.memory_used for g in state.gpus)
             total = sum(g.memory_total for g in state.gpus)
-            loaded = ";".join(m.model for m in state.models if m.state == "ready")
-            alive = int(now - heard < SILENT_AFTER_S)
+            loaded = tuple(m.model for m in state.models if m.state == "ready")
+            alive = now - heard < SILENT_AFTER_S
             if not alive and name not in self._silent:
                 self._silent.add(name)
                 self.event("silent", name, f"no NodeState for {now - heard:.1f} s")
-            self.node_rows.append([time.time(), name, used, total,
-                                   round(used / total, 4) if total else 0.0, state.queue_depth,
-                                   state.in_flight, loaded, alive,
-                                   "" if state.gpu_utilization is None else state.gpu_utilization])
+            self.samples.append(NodeSample(
+                t_s=time.time(), node=name, memory_used=used, memory_total=total,
+                memory_utilization=round(used / total, 4) if total else 0.0, queue_depth=state.queue_depth,
+                in_flight=state.in_flight, loaded_models=loaded, alive=alive,
+                gpu_utilization=math.nan if state.gpu_utilization is None else state.gpu_utilization))
 
     def write(self, run_dir: Path, t0_wall: float, end_s: float) -> None:
         """nodes.csv for 0 <= t <= end_s (the run itself), events.csv for all events."""
-        nodes = [[round(float(r[0]) - t0_wall, 3), *r[1:]] for r in self.node_rows]
-        _write(run_dir / "nodes.csv", NODE_COLUMNS, [r for r in nodes if 0 <= float(r[0]) <= end_s])
-        events = [[round(float(r[0]) - t0_wall, 3), *r[1:]] for r in self.event_rows]
-        _write(run_dir / "events.csv", EVENT_COLUMNS, events)
+        samples = [dataclasses.replace(s, t_s=round(s.t_s - t0_wall, 3)) for s in self.samples]
+        write_nodes(run_dir / NODES, [s for s in samples if 0 <= s.t_s <= end_s])
+        write_events(run_dir / EVENTS, [dataclasses.replace(e, t_s=round(e.t_s - t0_wall, 3)) for e in self.events])
 
 
 def own_state(reply: StatusReply, name: str) -> NodeState | None:
@@ -184,10 +198,3 @@ def own_state(reply: StatusReply, name: str) -> NodeState | None:
             except SchemaError:
                 return None
     return None
-
-
-def _write(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)

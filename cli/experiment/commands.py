@@ -166,20 +166,15 @@ def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup,
 
 def _run(spec: ExperimentSpec) -> None:
     from cli.experiment.runner import ArmFailed, RunOutcome, run_experiment
-    from cli.report.results import load_run
-    from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
+    from cli.report.run_report import write_report
+    from cli.report.summary import Summary
 
     summaries: list[Summary] = []
 
     def finish(outcome: RunOutcome) -> None:
-        """Summary and plots of an arm as soon as it is written: a later arm's failure keeps them."""
-        from cli.report.plots import write_run_plots
-
-        run = load_run(outcome.run_dir)
-        summary = summarize_run(run)
-        write_summary_csv(summary, outcome.run_dir / SUMMARY)
-        write_run_plots(run)
-        summaries.append(summary)
+        """The arm's report (as `experiment report` writes it) as soon as it is written: a later
+        arm's failure keeps it."""
+        summaries.append(write_report(outcome.run_dir).summary)
         typer.echo(f"results: {outcome.run_dir}")
 
     stop = threading.Event()

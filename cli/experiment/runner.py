@@ -2,7 +2,7 @@
 collect, write the results directory, tear everything down, and report.
 
 Both schedulers replay the identical request schedule, generated once from the seed.
-Each arm is handed to `on_outcome` (commands.py writes its summary, plots and report) as
+Each arm is handed to `on_outcome` (commands.py writes its report: cli/report/run_report.py) as
 soon as it is written, so an arm that fails later cannot cost the finished ones their
 results; the failure is an `ArmFailed` naming the arm, after what finished is written.
 An arm stopped early (Ctrl-C, SIGTERM) is marked `"interrupted": true` in its manifest.
@@ -11,7 +11,6 @@ An arm stopped early (Ctrl-C, SIGTERM) is marked `"interrupted": true` in its ma
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import subprocess
 import threading
@@ -29,7 +28,6 @@ from cli.experiment.faults import Injector, check_targets, needs_netns, resolve_
 from cli.experiment.netns import NetnsError, Network, check_support
 from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
-from cli.report.recovery import write_recoveries
 from daemons.bus import activation
 from daemons.core.errors import ConfigError, SchedctlError
 from daemons.loadgen.config import LoadgenConfig
@@ -37,6 +35,7 @@ from daemons.loadgen.results import Progress, Results, write_requests_csv
 from daemons.loadgen.schedule import write_schedule_csv
 from daemons.loadgen.sender import run as run_loadgen
 from daemons.loadgen.workload import PlannedRequest, plan_fitted
+from daemons.rundir import MANIFEST, REQUESTS, write_manifest
 
 Say = Callable[[str], None]
 
@@ -152,9 +151,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         cluster.stop()
     end_time = datetime.now(UTC)
     interrupted = stop is not None and stop.is_set()
-    write_requests_csv(run_dir / "requests.csv", results)
+    write_requests_csv(run_dir / REQUESTS, results)
     collector.write(run_dir, results.t0_wall_s, results.ended_s)
-    write_recoveries(run_dir)  # from the files just written: detection, drain, recovery per fault
     _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results, interrupted,
                     curve=cluster.keys is not None if isinstance(cluster, LocalCluster) else cluster.curve is not None)
     return RunOutcome(scheduler, run_dir, results, interrupted)
@@ -200,7 +198,7 @@ def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned
         "curve": curve,  # CURVE + ZAP on every socket (keys per run: never in the results directory)
         "spec": spec.to_dict(), "versions": versions(), "git_revision": git_revision(),
     }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(run_dir / MANIFEST, manifest)
 
 
 def versions() -> dict[str, Any]:

@@ -20,10 +20,12 @@ import typer
 
 from cli.errors import exit_on_config_error
 from cli.report.compare import compare, prototype_comparison, render_text, write_comparison
-from cli.report.results import RunData, Slo, load_run
+from cli.report.results import load_run
+from cli.report.run_report import write_report
 from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
 from cli.report.text import format_summary
 from daemons.core.errors import ConfigError
+from daemons.rundir import Slo
 
 RECORD_MISMATCH_EXIT = 1
 
@@ -44,7 +46,7 @@ def report_command(
     slo_e2el_ms: SloE2el = None,
     plots: Plots = True,
 ) -> None:
-    """Summarize one run: print its figures, write summary.csv and the plots into its directory.
+    """Summarize one run: print its figures, write recovery.csv, summary.csv and the plots into its directory.
 
     Goodput counts the successful requests that meet every SLO, taken from manifest.json
     unless a --slo-* flag overrides it. Exits 1 if the run recorded other than one row
@@ -56,14 +58,10 @@ def report_command(
 
         schedctl experiment report results/smoke_gossip_20250101_120000 --slo-ttft-ms 500 --no-plots
     """
-    run = load_run(run_dir)
-    summary = summarize_run(run, Slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms))
-    typer.echo(format_summary(summary), nl=False)
-    written = [write_summary_csv(summary, run_dir / SUMMARY)]
-    if plots:
-        written += _run_plots(run)
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
-    _exit_on_mismatch([summary])
+    report = write_report(run_dir, Slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms), plots)
+    typer.echo(format_summary(report.summary), nl=False)
+    typer.echo("wrote " + ", ".join(str(p) for p in report.written))
+    _exit_on_mismatch([report.summary])
 
 
 @exit_on_config_error
@@ -119,12 +117,6 @@ def print_prototype_report(summaries: Sequence[Summary]) -> None:
     for s in summaries:
         if s.record_check:
             typer.echo(f"warning: {s.scheduler_type} run {s.run_dir}: {s.record_check}", err=True)
-
-
-def _run_plots(run: RunData) -> list[Path]:
-    from cli.report.plots import write_run_plots  # matplotlib is slow to import
-
-    return write_run_plots(run)
 
 
 def _exit_on_mismatch(summaries: Sequence[Summary]) -> None:

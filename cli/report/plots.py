@@ -37,16 +37,10 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cli.report.recovery import (
-    COORDINATOR,
-    COORDINATOR_DETECTIONS,
-    SUCCESS_FRACTION,
-    TTFT_FACTOR,
-    Recovery,
-    load_recoveries,
-)
-from cli.report.results import ACTIONS, Event, RequestRecord, RunData
-from cli.report.summary import cache_hits, cluster_queue, detail_fields, is_fault, is_recovery
+from cli.report.recovery import COORDINATOR, COORDINATOR_DETECTIONS, SUCCESS_FRACTION, TTFT_FACTOR
+from cli.report.results import ACTIONS, RunData
+from cli.report.summary import cache_hits, cluster_queue, is_fault, is_recovery
+from daemons.rundir import FAULT, Event, Recovery, RequestRow
 
 TTFT_CDF = "ttft_cdf.png"
 NODES = "nodes.png"
@@ -71,7 +65,7 @@ def write_run_plots(run: RunData) -> list[Path]:
         plot_actions(run, d / ACTIONS_PNG),
         plot_timeline(run, d / TIMELINE),
     ]
-    if any(e.kind == "fault" for e in run.events):
+    if any(e.kind == FAULT for e in run.events):
         paths.append(plot_recovery(run, d / RECOVERY))
     return paths
 
@@ -81,7 +75,7 @@ def write_compare_plot(runs: Sequence[tuple[str, RunData]], out_dir: Path) -> Pa
     return plot_ttft_cdf(runs, out_dir / TTFT_CDF_COMPARE)
 
 
-def ttft_ms(requests: Sequence[RequestRecord]) -> np.ndarray:
+def ttft_ms(requests: Sequence[RequestRow]) -> np.ndarray:
     """TTFTs of the successful requests in ms, sorted; requests without a first token dropped."""
     values = np.asarray([1000 * r.ttft_s for r in requests if r.ok], dtype=float)
     return np.sort(values[~np.isnan(values)])
@@ -127,14 +121,15 @@ def plot_nodes(run: RunData, path: Path) -> Path:
     gpu.set(ylabel="GPU compute (%)", ylim=(0, 105))
     queue.set(ylabel="queue depth", xlabel="time (s)")
     queue.set_ylim(bottom=0)
+    marked = recovery_events(run)
     for ax in (mem, gpu, queue):
-        _mark_events(ax, run.events, labels=ax is mem)
+        _mark_events(ax, marked, labels=ax is mem)
     _legend(mem)
     _legend(queue)
     return _save(fig, path)
 
 
-def action_counts(requests: Sequence[RequestRecord]) -> dict[str, tuple[int, int]]:
+def action_counts(requests: Sequence[RequestRow]) -> dict[str, tuple[int, int]]:
     """(ok, failed) per action: the known three always, then others and "unplaced" if any."""
     counts = {a: (0, 0) for a in ACTIONS}
     for r in requests:
@@ -164,7 +159,7 @@ def _hit_rate(run: RunData) -> str:
     return "-" if math.isnan(rate) else f"{100 * rate:.1f}%"
 
 
-def rolling(requests: Sequence[RequestRecord], window_s: float = WINDOW_S, step_s: float = 1.0,
+def rolling(requests: Sequence[RequestRow], window_s: float = WINDOW_S, step_s: float = 1.0,
             ahead: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(t, p50 TTFT ms, p99 TTFT ms, success rate %) of the requests scheduled in the windows
     (t − window_s, t], or in [t, t + window_s) when `ahead` (recovery.py's window: the
@@ -200,8 +195,9 @@ def plot_timeline(run: RunData, path: Path, window_s: float = WINDOW_S) -> Path:
     _log_if_wide(lat, np.concatenate([p50, p99]))
     succ.plot(t, success, color="tab:green", lw=1.2, label="success rate")
     succ.set(ylabel="success rate (%)", xlabel="scheduled time (s)", ylim=(-2, 102))
+    marked = recovery_events(run)
     for ax in (lat, succ):
-        _mark_events(ax, run.events, labels=ax is lat)
+        _mark_events(ax, marked, labels=ax is lat)
     _legend(lat)
     return _save(fig, path)
 
@@ -243,26 +239,35 @@ class FaultMarks:
 
 
 def fault_marks(run: RunData) -> list[FaultMarks]:
-    """Every fault of the run, with recovery.py's figures for it."""
-    return [_marks(r, run.events) for r in load_recoveries(run.run_dir)]
+    """Every fault of the run, with its recovery figures (recovery.csv)."""
+    return [_marks(r, run.events) for r in run.recoveries]
 
 
 def _marks(r: Recovery, events: Sequence[Event]) -> FaultMarks:
-    return FaultMarks(f"{r.kind or 'fault'}:{r.target}", r.target, r.t_fault, _fault_end(r, events),
-                      r.t_fault + r.detection_s, r.t_fault + r.drain_s, r.t_fault + r.recovery_s,
+    return FaultMarks(f"{r.fault or 'fault'}:{r.target}", r.target, r.t_s, _fault_end(r, events),
+                      r.t_s + r.detection_s, r.t_s + r.drain_s, r.t_s + r.recovery_s,
                       r.base_success, r.base_p99_ttft_s)
 
 
 def _fault_end(r: Recovery, events: Sequence[Event]) -> float:
     """The event that ended the fault, else AT + its DURATION, else NaN (it stays down)."""
-    ends = [e.t_s for e in events if e.kind in _FAULT_ENDS and e.target == r.target and e.t_s >= r.t_fault]
+    ends = [e.t_s for e in events if e.kind in _FAULT_ENDS and e.target == r.target and e.t_s >= r.t_s]
     if ends:
         return min(ends)
     for e in events:
-        if e.kind == "fault" and e.target == r.target and abs(e.t_s - r.t_fault) < 1e-6:
-            duration = detail_fields(e.detail).get("duration_s")
-            return r.t_fault + float(duration) if duration else math.nan
+        if e.kind == FAULT and e.target == r.target and abs(e.t_s - r.t_s) < 1e-6:
+            duration = e.fields().get("duration_s")
+            return r.t_s + float(duration) if duration else math.nan
     return math.nan
+
+
+def recovery_events(run: RunData) -> list[Event]:
+    """The run's events with each fault's outcome as one more: `recovered` when service came
+    back (at fault + recovery_s), `not_recovered` (at the fault) when it did not; after the
+    events, as the plots have always listed them."""
+    outcomes = [Event(r.t_s + r.recovery_s, "recovered", r.target) if r.recovered
+                else Event(r.t_s, "not_recovered", r.target) for r in run.recoveries]
+    return [*run.events, *outcomes]
 
 
 def verdict_rows(events: Sequence[Event], targets: set[str]) -> dict[str, list[Event]]:
@@ -272,7 +277,7 @@ def verdict_rows(events: Sequence[Event], targets: set[str]) -> dict[str, list[E
         about = COORDINATOR if e.kind in COORDINATOR_DETECTIONS else e.target
         if e.kind not in VERDICT_STYLE or about not in targets:
             continue
-        observer = detail_fields(e.detail).get("by") or _EMITTER.get(e.kind) or e.target
+        observer = e.fields().get("by") or _EMITTER.get(e.kind) or e.target
         rows.setdefault(observer if len(targets) == 1 else f"{observer} on {about}", []).append(e)
     return dict(sorted(rows.items()))
 
@@ -296,7 +301,7 @@ def plot_recovery(run: RunData, path: Path, window_s: float = WINDOW_S) -> Path:
     return _save(fig, path)
 
 
-def _draw_service(succ: Axes, lat: Axes, requests: Sequence[RequestRecord], window_s: float) -> float:
+def _draw_service(succ: Axes, lat: Axes, requests: Sequence[RequestRow], window_s: float) -> float:
     """Success and TTFT of the requests arriving in [t, t + window_s), recovery.py's window,
     bold; over a tenth of it, thin: a long window ahead starts falling before the fault."""
     fine = window_s / 10

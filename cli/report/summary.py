@@ -35,13 +35,12 @@ Definitions (REFERENCE §4.1, vLLM `bench serve`):
   a success nor a failure: it is left out of failed_requests and of success_rate's
   denominator and counted in not_sent_count; `interrupted` says the run was stopped early.
 
-Events consumed from events.csv (`t_s, kind, target, detail`, kinds case-insensitive):
-- `fault` (or any kind starting with "fault"): a fault injected on `target` at `t_s`;
-- `recovered` or `recovery`: service back to normal. Its recovery time is the
-  `recovery_s=<seconds>` key of `detail` (key=value pairs separated by spaces, commas or
-  semicolons, e.g. `recovery_s=12.3;detected_s=1.9`); without that key it is `t_s` minus the
-  latest earlier fault on the same target (any target when none matches). avg_recovery_time
-  is their mean. Other kinds (detected, failover, ...) are drawn on plots only.
+Faults and recoveries:
+- fault_count: events.csv rows of kind `fault` (or any kind starting with "fault", case-
+  insensitive): a fault injected on `target` at `t_s`;
+- avg_recovery_time, recovery_count: the mean and number of the recovery_s figures of the
+  faults that recovered, as recovery.csv holds them (cli/report/recovery.py defines them).
+  Other event kinds (detected, failover, ...) are drawn on plots only.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,19 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.report.results import (
-    CACHE_HITS,
-    EVENTS,
-    NOT_SENT,
-    TIMEOUT,
-    Event,
-    NodeSample,
-    RequestRecord,
-    RunData,
-    Slo,
-    load_run,
-)
-from daemons.core.errors import ConfigError
+from cli.report.results import CACHE_HITS, RunData, load_run
+from daemons.rundir import NOT_SENT, TIMEOUT, Event, NodeSample, RequestRow, Slo
 
 SUMMARY = "summary.csv"
 NAN = math.nan
@@ -186,14 +173,14 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     window = measured_window(run.requests)
     ttft = Stats.of(r.ttft_s for r in ok)
     latency = Stats.of(r.latency_s for r in ok)
-    tpot = Stats.of(tpot_s(r) for r in ok if r.tokens > 1)
+    tpot = Stats.of(tpot_s(r) for r in ok if (r.tokens or 0) > 1)
     alive = [n for n in run.nodes if n.alive]
     memory = Stats.of(n.memory_utilization for n in alive)
     queue = Stats.of(n.queue_depth for n in alive)
     gpu = Stats.of(n.gpu_utilization for n in alive)
     totals = Stats.of(total for _, total in cluster_queue(run.nodes))
     hits, hit_rate = cache_hits(run.requests)
-    recoveries = recovery_times(run.events, run.run_dir / EVENTS)
+    recoveries = [r.recovery_s for r in run.recoveries if r.recovered]
     good = sum(1 for r in ok if meets_slo(r, used_slo))
     duplicates = len(run.requests) - len({r.request_id for r in run.requests})
     return Summary(
@@ -217,7 +204,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         success_rate=len(ok) / judged if judged else NAN,
         avg_tpot=tpot.avg, p50_tpot=tpot.p50, p95_tpot=tpot.p95, p99_tpot=tpot.p99,
         request_throughput=_per_s(len(ok), window),
-        output_token_throughput=_per_s(sum(r.tokens for r in ok), window),
+        output_token_throughput=_per_s(sum(r.tokens or 0 for r in ok), window),
         slo_ttft_ms=used_slo.ttft_ms, slo_tpot_ms=used_slo.tpot_ms, slo_e2el_ms=used_slo.e2el_ms,
         good_requests=good if used_slo.configured else 0,
         goodput=_per_s(good, window) if used_slo.configured else NAN,
@@ -233,12 +220,13 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     )
 
 
-def tpot_s(r: RequestRecord) -> float:
+def tpot_s(r: RequestRow) -> float:
     """Time per output token after the first; 0 for one token, as vLLM's goodput counts it."""
-    return (r.latency_s - r.ttft_s) / (r.tokens - 1) if r.tokens > 1 else 0.0
+    tokens = r.tokens or 0
+    return (r.latency_s - r.ttft_s) / (tokens - 1) if tokens > 1 else 0.0
 
 
-def meets_slo(r: RequestRecord, slo: Slo) -> bool:
+def meets_slo(r: RequestRow, slo: Slo) -> bool:
     """Whether a request met every configured SLO (a missing time never meets one)."""
     checks = ((slo.ttft_ms, r.ttft_s), (slo.tpot_ms, tpot_s(r)), (slo.e2el_ms, r.latency_s))
     # `not (x <= limit)` so that a NaN time fails the SLO rather than passing it.
@@ -260,7 +248,7 @@ def run_duration(run: RunData) -> float:
     return last if last > 0 else NAN
 
 
-def measured_window(requests: Sequence[RequestRecord]) -> float:
+def measured_window(requests: Sequence[RequestRow]) -> float:
     """Seconds from the first send to the last completion; NaN when nothing completed.
 
     A failed request has no done_s, but it ended no earlier than it was sent: the window
@@ -297,7 +285,7 @@ def cluster_queue(nodes: Sequence[NodeSample]) -> list[tuple[float, float]]:
     return totals
 
 
-def cache_hits(requests: Sequence[RequestRecord]) -> tuple[int, float]:
+def cache_hits(requests: Sequence[RequestRow]) -> tuple[int, float]:
     """(hits, hit rate) over the successful requests that report an action; rate NaN if none."""
     placed_ok = [r for r in requests if r.ok and r.action]
     hits = sum(1 for r in placed_ok if r.action in CACHE_HITS)
@@ -324,45 +312,7 @@ def is_recovery(event: Event) -> bool:
     return event.kind in ("recovered", "recovery")
 
 
-def detail_fields(detail: str) -> dict[str, str]:
-    """`key=value` pairs of an event's detail; free text between them is ignored."""
-    pairs = (tok.split("=", 1) for tok in re.split(r"[\s,;]+", detail) if "=" in tok)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-def recovery_times(events: Sequence[Event], source: Path = Path(EVENTS)) -> list[float]:
-    """One duration in seconds per recovery event that can be measured; `source` names the file."""
-    last_fault: dict[str, float] = {}
-    latest: float | None = None
-    times: list[float] = []
-    for ev in sorted(events, key=lambda e: e.t_s):
-        if is_fault(ev):
-            last_fault[ev.target] = latest = ev.t_s
-        elif is_recovery(ev):
-            given = _recovery_s(ev, source)
-            start = last_fault.get(ev.target, latest)
-            if given is not None:
-                times.append(given)
-            elif start is not None:
-                times.append(ev.t_s - start)
-    return times
-
-
-def _recovery_s(ev: Event, source: Path) -> float | None:
-    text = detail_fields(ev.detail).get("recovery_s")
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or math.isinf(value):
-        raise ConfigError(f"{source}: {ev.kind} event at t_s={ev.t_s}: recovery_s={text!r} is not a "
-                          "non-negative number of seconds; fix the detail cell")
-    return value
-
-
-def _count_action(requests: Sequence[RequestRecord], action: str) -> int:
+def _count_action(requests: Sequence[RequestRow], action: str) -> int:
     return sum(1 for r in requests if r.action == action)
 
 

@@ -13,7 +13,6 @@ from daemons.loadgen.config import LoadgenConfig
 from daemons.loadgen.distributions import LengthDist, parse_length
 from daemons.loadgen.recorder import RequestRecord
 from daemons.loadgen.results import (
-    REQUEST_COLUMNS,
     Progress,
     Results,
     write_requests_csv,
@@ -24,7 +23,6 @@ from daemons.loadgen.sender import run
 from daemons.loadgen.workload import PlannedRequest, WorkloadSpec, plan, plan_fitted
 
 __all__ = [
-    "REQUEST_COLUMNS",
     "LengthDist",
     "LoadgenConfig",
     "PlannedRequest",

@@ -39,11 +39,8 @@ from daemons.bus.envelope import Envelope
 from daemons.core.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
+from daemons.rundir.requests import ERROR, NOT_SENT, OK, TIMEOUT  # outcomes, as requests.csv spells them
 
-OK, ERROR, TIMEOUT = "ok", "error", "timeout"
-# A request the run was stopped before sending: neither a success nor a failure of the
-# system under test, so reports keep it out of success rates and failure counts.
-NOT_SENT = "not_sent"
 IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed", "stale")
 # The node (or the peer that would forward) failed, not the request: another node may serve it.
 RETRYABLE = frozenset({"backend_died", "backend_unreachable", "backend_timeout", "peer_dead",

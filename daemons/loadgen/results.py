@@ -1,19 +1,15 @@
 """What a run produced: the per-request records, the run's clock origin, and their files.
 
-`requests.csv` has one row per planned request (REQUEST_COLUMNS). Times are seconds from
-the run's t = 0 on the sender's monotonic clock; `t0_wall_s` (Unix time of t = 0, in the
-summary JSON) maps them onto wall-clock time to align them with per-node telemetry.
-`ttft_s` and `latency_s` are measured from `scheduled_s`, the intended send time.
-`action` is what the serving node did (Done.action, daemons/node/actions.py: SERVE only
-when the model was ready as the request arrived, SERVE_LOADING when it waited on another
-request's load); `placed_action` is what the coordinator's latest placement expected
-(empty in gossip mode, where no placement reaches the load generator).
+requests.csv (one row per planned request) is defined in daemons/rundir/requests.py; here
+each record becomes its row. Times are seconds from the run's t = 0 on the sender's
+monotonic clock; `t0_wall_s` (Unix time of t = 0, in the summary JSON) maps them onto
+wall-clock time to align them with per-node telemetry.
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,15 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from daemons.loadgen.recorder import ERROR, NOT_SENT, OK, TIMEOUT, RequestRecord
-
-REQUEST_COLUMNS = (
-    "request_id", "model", "prompt_tokens", "max_new_tokens",
-    "scheduled_s", "sent_s", "placed_s", "first_token_s", "done_s", "ttft_s", "latency_s",
-    "node", "action", "hops", "tokens", "finish_reason", "status", "error", "error_detail",
-    "est_wait_s", "decision_s", "server_timings", "attempts", "failed_nodes",
-    "coordinator", "epoch", "reroutes", "placed_action",
-)
+from daemons.loadgen.recorder import RequestRecord
+from daemons.rundir.requests import ERROR, NOT_SENT, OK, TIMEOUT, RequestRow, write_requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,29 +82,27 @@ def _percentiles(name: str, values: list[float | None]) -> dict[str, float | Non
             f"{name}_max": round(float(data.max()), 3)}
 
 
-def _cell(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    if isinstance(value, list):
-        return ";".join(map(str, value))
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True) if value else ""
-    return value
+def request_row(rec: RequestRecord) -> RequestRow:
+    """The requests.csv row of a record (None times become NaN: "did not happen")."""
+    return RequestRow(
+        request_id=rec.request_id, model=rec.model, prompt_tokens=rec.prompt_tokens,
+        max_new_tokens=rec.max_new_tokens, scheduled_s=rec.scheduled_s, sent_s=_nan(rec.sent_s),
+        placed_s=_nan(rec.placed_s), first_token_s=_nan(rec.first_token_s), done_s=_nan(rec.done_s),
+        node=rec.node, action=rec.action, hops=rec.hops, tokens=rec.tokens, finish_reason=rec.finish_reason,
+        status=rec.status, error=rec.error, error_detail=rec.error_detail, est_wait_s=_nan(rec.est_wait_s),
+        decision_s=_nan(rec.decision_s), server_timings=dict(rec.server_timings), attempts=rec.attempts,
+        failed_nodes=tuple(rec.failed_nodes), coordinator=rec.coordinator, epoch=rec.epoch,
+        reroutes=rec.reroutes, placed_action=rec.placed_action,
+    )
 
 
-def record_row(rec: RequestRecord) -> list[object]:
-    """One CSV row, in REQUEST_COLUMNS order (missing values are empty cells)."""
-    return [_cell(getattr(rec, name)) for name in REQUEST_COLUMNS]
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def write_requests_csv(path: str | Path, results: Results) -> None:
-    """Write one row per planned request (REQUEST_COLUMNS)."""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(REQUEST_COLUMNS)
-        writer.writerows(record_row(r) for r in results.records)
+    """Write one row per planned request (daemons/rundir/requests.py)."""
+    write_requests(path, (request_row(r) for r in results.records))
 
 
 def write_summary_json(path: str | Path, results: Results) -> None:

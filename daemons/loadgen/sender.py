@@ -55,9 +55,10 @@ from daemons.core.messages import Cancel, Placement, Schedule, StatusReply, Stat
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame
-from daemons.loadgen.recorder import ERROR, OK, TIMEOUT, Recorder, RequestRecord
+from daemons.loadgen.recorder import Recorder, RequestRecord
 from daemons.loadgen.results import Progress, Results
 from daemons.loadgen.workload import PlannedRequest
+from daemons.rundir.requests import ERROR, OK, TIMEOUT
 
 log = logging.getLogger("schedctl.loadgen")
 

@@ -21,6 +21,7 @@ import pytest
 
 from daemons.loadgen.schedule import read_schedule_csv
 from daemons.node.testing import schedctl
+from daemons.rundir import RECOVERY, read_recoveries
 
 EXPERIMENT = """
 [experiment]
@@ -89,7 +90,7 @@ def one_coordinator_per_epoch(requests: list[dict[str, str]], events: list[dict[
 
 @pytest.mark.slow
 def test_kill_the_coordinator_with_a_standby_loses_nothing(tmp_path: Path) -> None:
-    _, requests, events = run(tmp_path, ["4:kill:coordinator"], standby=True)
+    run_dir, requests, events = run(tmp_path, ["4:kill:coordinator"], standby=True)
     assert [r["status"] for r in requests] == ["ok"] * len(requests), [r["error"] for r in requests]
     fault = first(events, "fault", "coordinator")
     assert first(events, "coordinator_silent", "coordinator") - fault <= SILENT_BOUND_S
@@ -98,7 +99,8 @@ def test_kill_the_coordinator_with_a_standby_loses_nothing(tmp_path: Path) -> No
     placed_by = one_coordinator_per_epoch(requests, events)
     assert placed_by == {"1": {"coordinator"}, "2": {"standby"}}
     assert all(int(r["epoch"]) == 2 for r in requests if float(r["scheduled_s"]) > took_over)
-    assert [e for e in events if e["kind"] == "recovered"]
+    (recovery,) = read_recoveries(run_dir / RECOVERY)
+    assert recovery.target == "coordinator" and recovery.recovered, recovery
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import subprocess
 from pathlib import Path
 
@@ -12,14 +11,15 @@ import pytest
 
 from cli.experiment.faults import Fault, parse_fault, parse_faults, resolve_targets
 from cli.experiment.spec import ExperimentSpec, from_dict
-from cli.report.recovery import read_events, read_requests, recoveries
+from cli.report.recovery import recoveries
 from daemons.bus.envelope import Envelope
 from daemons.core.errors import ConfigError
 from daemons.core.messages import Done, Error, Placement
-from daemons.loadgen.recorder import ERROR, OK, Recorder
+from daemons.loadgen.recorder import Recorder
 from daemons.loadgen.schedule import read_schedule_csv
 from daemons.loadgen.workload import PlannedRequest
 from daemons.node.testing import schedctl
+from daemons.rundir import ERROR, OK, RECOVERY, Recovery, read_events, read_recoveries, read_requests
 
 
 def test_fault_text_parses() -> None:
@@ -87,11 +87,16 @@ def _write(path: Path, header: list[str], rows: list[list[object]]) -> None:
 
 
 def test_recovery_metrics_from_files(tmp_path: Path) -> None:
-    cols = ["scheduled_s", "sent_s", "done_s", "ttft_s", "status", "node", "failed_nodes"]
-    rows: list[list[object]] = [[t, t, t + 0.2, 0.1, "ok", "node-0", ""] for t in (0.0, 1.0, 2.0)]
-    rows.append([2.5, 2.5, 9.0, 6.4, "ok", "node-0", "node-1"])  # in flight on node-1 at the fault
-    rows.append([4.0, 4.0, 10.0, 6.0, "ok", "node-0", "node-1"])  # placed on the dead node, retried
-    rows += [[t, t, t + 0.2, 0.1, "ok", "node-0", ""] for t in (7.0, 8.0, 9.0)]
+    cols = ["request_id", "scheduled_s", "sent_s", "first_token_s", "done_s", "action", "tokens", "status", "node",
+            "failed_nodes"]
+
+    def row(t: float, done: float, ttft: float, failed: str = "") -> list[object]:
+        return [f"r{t}", t, t, t + ttft, done, "SERVE", 2, "ok", "node-0", failed]
+
+    rows = [row(t, t + 0.2, 0.1) for t in (0.0, 1.0, 2.0)]
+    rows.append(row(2.5, 9.0, 6.4, "node-1"))  # in flight on node-1 at the fault
+    rows.append(row(4.0, 10.0, 6.0, "node-1"))  # placed on the dead node, retried
+    rows += [row(t, t + 0.2, 0.1) for t in (7.0, 8.0, 9.0)]
     _write(tmp_path / "requests.csv", cols, rows)
     _write(tmp_path / "events.csv", ["t_s", "kind", "target", "detail"],
            [[3.0, "fault", "node-1", "kind=kill"], [6.2, "node_dead", "node-1", ""],
@@ -100,7 +105,7 @@ def test_recovery_metrics_from_files(tmp_path: Path) -> None:
     assert found.detection_s == pytest.approx(3.2)
     assert found.drain_s == pytest.approx(6.0)
     assert found.recovery_s == pytest.approx(4.0)  # from the arrival at 7.0 on
-    assert found.event_row()[1] == "recovered" and "recovery_s=4.000" in str(found.event_row()[3])
+    assert (found.t_s, found.target, found.fault, found.recovered) == (3.0, "node-1", "kill", True)
 
 
 # ----- short runs on a real local cluster ---------------------------------------------------------
@@ -180,12 +185,23 @@ def no_request_waited_for_the_attempt_timer(run_dir: Path) -> None:
     assert max(ttfts) < 6.0 - 1.0, max(ttfts)
 
 
-def check_recovered(run_dir: Path, events: list[dict[str, str]]) -> None:
-    recovered = [e for e in events if e["kind"] == "recovered"]
-    assert len(recovered) == 1, events
+def check_recovered(run_dir: Path, events: list[dict[str, str]]) -> Recovery:
+    """The one fault recovered (recovery.csv), and summary.csv averages that figure."""
+    (recovery,) = read_recoveries(run_dir / RECOVERY)
+    assert recovery.recovered, (recovery, events)
     with open(run_dir / "summary.csv", newline="") as fh:
         (summary,) = list(csv.DictReader(fh))
-    assert not math.isnan(float(summary["avg_recovery_time"] or "nan"))
+    assert float(summary["avg_recovery_time"]) == pytest.approx(recovery.recovery_s)
+    return recovery
+
+
+def rerender_is_identical(run_dir: Path) -> None:
+    """`experiment report` re-renders with the code path the run used: the same derived files."""
+    written = {name: (run_dir / name).read_bytes() for name in (RECOVERY, "summary.csv")}
+    out = subprocess.run([schedctl(), "experiment", "report", str(run_dir)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert {name: (run_dir / name).read_bytes() for name in written} == written
 
 
 @pytest.mark.slow
@@ -199,6 +215,7 @@ def test_kill_a_node_centralized_loses_nothing(tmp_path: Path) -> None:
     assert not [e for e in events if e["kind"] in VERDICTS]  # gossip verdicts come only from gossip peers
     check_recovered(run_dir, events)
     no_request_waited_for_the_attempt_timer(run_dir)
+    rerender_is_identical(run_dir)
 
 
 @pytest.mark.slow
@@ -213,12 +230,11 @@ def test_kill_a_node_gossip_loses_nothing(tmp_path: Path) -> None:
     assert first(events, "dead", "node-1") - first(events, "suspect", "node-1") <= SUSPICION_S
     # ... and none declares a healthy one dead
     assert not [e for e in events if e["kind"] == "dead" and e["target"] != "node-1"], events
-    check_recovered(run_dir, events)
+    recovery = check_recovered(run_dir, events)
     no_request_waited_for_the_attempt_timer(run_dir)
     # the first verdict of any observer is the detection
-    (recovered,) = [e for e in events if e["kind"] == "recovered"]
     first_verdict = min(first(events, "suspect", "node-1"), first(events, "silent", "node-1"))
-    assert f"detection_s={first_verdict - fault:.3f}" in recovered["detail"]
+    assert recovery.detection_s == pytest.approx(first_verdict - fault)
 
 
 def observers(events: list[dict[str, str]], kind: str, target: str) -> set[str]:

@@ -11,8 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from cli.loadgen import loadgen_app, start_loadgen
-from daemons.loadgen import REQUEST_COLUMNS, read_schedule_csv
+from daemons.loadgen import read_schedule_csv
 from daemons.loadgen.sink import running_sink
+from daemons.rundir import REQUEST_COLUMNS
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 start_app = typer.Typer(no_args_is_help=True)

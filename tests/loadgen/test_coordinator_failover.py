@@ -6,8 +6,9 @@ from __future__ import annotations
 from daemons.bus.envelope import Envelope
 from daemons.core.messages import Error, Placement
 from daemons.loadgen.coordinators import CoordinatorSet
-from daemons.loadgen.recorder import ERROR, REROUTE_BACKOFF_S, Recorder, RequestRecord
+from daemons.loadgen.recorder import REROUTE_BACKOFF_S, Recorder, RequestRecord
 from daemons.loadgen.workload import PlannedRequest
+from daemons.rundir.requests import ERROR
 
 PRIMARY, STANDBY = "tcp://10.0.0.5:5555", "tcp://10.0.0.6:5555"
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from daemons.bus import Envelope
 from daemons.core.messages import Done, Error, FirstToken, Placement, StatusRequest
-from daemons.loadgen import REQUEST_COLUMNS, PlannedRequest, Results, write_requests_csv, write_summary_json
+from daemons.loadgen import PlannedRequest, Results, write_requests_csv, write_summary_json
 from daemons.loadgen.recorder import Recorder
+from daemons.rundir import REQUEST_COLUMNS
 
 SCHEDULE = [PlannedRequest(f"r{i}", 0.1 * i, "m", 8, 4) for i in range(4)]
 

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from daemons.rundir import RECOVERY, RECOVERY_COLUMNS
+
 REQUEST_HEADER = ["request_id", "model", "prompt_tokens", "max_new_tokens", "scheduled_s", "sent_s",
                   "placed_s", "first_token_s", "done_s", "node", "action", "hops", "tokens", "status",
                   "error", "some_future_column"]
@@ -64,13 +66,22 @@ NODES = [
     node(0, "node-a", 0.25, 0), node(1, "node-a", 0.5, 2), node(2, "node-a", 0.75, 4),
     node(0, "node-b", 0.5, 1), node(1, "node-b", 1.0, 3), node(2, "node-b", 0.0, 9, alive=0),
 ]
-# Recoveries: 6 - 2 = 4 s (from the fault on node-b) and 1.5 s (given); mean 2.75 s.
 EVENTS = [
     event(2, "fault", "node-b", "kill -9"),
     event(3, "detected", "node-b", "by=coordinator"),
     event(6, "recovered", "node-b", ""),
     event(7, "fault", "node-a", "sigstop"),
     event(9, "recovered", "node-a", "recovery_s=1.5;detected_s=0.5"),
+]
+
+# A recovery.csv for tests of its readers: two faults that recovered after 4 s and 1.5 s
+# (mean 2.75 s). write_run leaves it out by default, as the runner does: write_report derives
+# it from requests and events, and load_run computes the same without it.
+RECOVERIES = [
+    {"t_s": 2, "target": "node-b", "fault": "kill", "detection_s": 1, "drain_s": 2.5, "recovery_s": 4,
+     "base_success": 1, "base_p99_ttft_s": 0.125},
+    {"t_s": 7, "target": "node-a", "fault": "pause", "detection_s": 0.5, "drain_s": 0, "recovery_s": 1.5,
+     "base_success": 0.5, "base_p99_ttft_s": 1},
 ]
 
 
@@ -102,13 +113,17 @@ def write_run(root: Path, name: str = "exp", scheduler: str = "centralized",
               requests: Sequence[dict[str, object]] = REQUESTS,
               nodes: Sequence[dict[str, object]] = NODES,
               events: Sequence[dict[str, object]] = EVENTS,
-              node_header: Sequence[str] = NODE_HEADER, **manifest_overrides: Any) -> Path:
-    """A results directory `root/<name>_<scheduler>_20250101_120000` holding the four files."""
+              node_header: Sequence[str] = NODE_HEADER,
+              recoveries: Sequence[dict[str, object]] | None = None, **manifest_overrides: Any) -> Path:
+    """A results directory `root/<name>_<scheduler>_20250101_120000` holding the four files the
+    run writes, and a recovery.csv of `recoveries` if given."""
     run_dir = root / f"{name}_{scheduler}_20250101_120000"
     run_dir.mkdir(parents=True)
     write_csv(run_dir / "requests.csv", REQUEST_HEADER, requests)
     write_csv(run_dir / "nodes.csv", node_header, [{k: r[k] for k in node_header} for r in nodes])
     write_csv(run_dir / "events.csv", EVENT_HEADER, events)
+    if recoveries is not None:
+        write_csv(run_dir / RECOVERY, RECOVERY_COLUMNS, recoveries)
     doc = manifest(name, scheduler, **manifest_overrides)
     (run_dir / "manifest.json").write_text(json.dumps(doc), encoding="utf-8")
     return run_dir

@@ -11,14 +11,14 @@ import pytest
 
 from cli.report import Summary, compare, prototype_comparison, render_text, summarize, write_comparison
 from cli.report.compare import METRICS, Comparison, winner
-from tests.report.builders import REQUESTS, req, scaled, write_run
+from tests.report.builders import RECOVERIES, REQUESTS, req, scaled, write_run
 
 
 def two_runs(tmp_path: Path) -> tuple[Summary, Summary]:
     """The gossip run loses r2 (error) and is 1 s slower on r1: TTFT 1.125, .5, 1.0 (avg 875 ms)."""
     gossip_requests = [REQUESTS[0] | {"first_token_s": 1.125, "done_s": 2.125},
                        REQUESTS[1] | {"status": "error", "first_token_s": "", "done_s": ""}, *REQUESTS[2:]]
-    central = summarize(write_run(tmp_path, scheduler="centralized"))
+    central = summarize(write_run(tmp_path, scheduler="centralized", recoveries=RECOVERIES))
     gossip = summarize(write_run(tmp_path, scheduler="gossip", requests=gossip_requests))
     return central, gossip
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from cli.report import Slo, summarize
-from cli.report.results import Event
-from cli.report.summary import SUMMARY, detail_fields, recovery_times, write_summary_csv
+from cli.report.summary import SUMMARY, write_summary_csv
 from daemons.core.errors import ConfigError
-from tests.report.builders import EVENTS, REQUESTS, event, node, req, scaled, write_run
+from tests.report.builders import EVENTS, RECOVERIES, REQUESTS, event, node, req, scaled, write_run
 
 approx = pytest.approx
 
@@ -177,36 +176,45 @@ def test_memory_utilization_from_bytes_when_ratio_empty(tmp_path: Path) -> None:
 
 
 def test_recovery_time(tmp_path: Path) -> None:
-    s = summarize(write_run(tmp_path))
-    # 6 - 2 = 4 s measured from the fault on node-b, 1.5 s given by recovery_s.
+    s = summarize(write_run(tmp_path, recoveries=RECOVERIES))
+    # recovery.csv: 4 s after the fault on node-b, 1.5 s after the one on node-a.
     assert (s.avg_recovery_time, s.recovery_count, s.fault_count) == (2.75, 2, 2)
 
 
 def test_no_recovery_events_is_nan(tmp_path: Path) -> None:
-    s = summarize(write_run(tmp_path, events=[]))
+    s = summarize(write_run(tmp_path, events=[], recoveries=[]))
     assert math.isnan(s.avg_recovery_time)
     assert (s.recovery_count, s.fault_count) == (0, 0)
 
 
-def test_recovery_matches_latest_fault_of_its_target() -> None:
-    events = [Event(1, "fault", "a", ""), Event(2, "fault_partition", "b", ""),
-              Event(5, "recovered", "a", ""), Event(9, "recovery", "unknown", "")]
-    # a: 5 - 1; an unknown target falls back to the latest fault (b at 2): 9 - 2.
-    assert recovery_times(events) == [4, 7]
+def test_a_fault_that_did_not_recover_is_not_averaged(tmp_path: Path) -> None:
+    stuck = [RECOVERIES[0], RECOVERIES[1] | {"recovery_s": ""}]
+    s = summarize(write_run(tmp_path, recoveries=stuck))
+    assert (s.avg_recovery_time, s.recovery_count, s.fault_count) == (4, 1, 2)
 
 
-def test_recovery_without_any_fault_is_skipped() -> None:
-    assert recovery_times([Event(3, "recovered", "a", "")]) == []
+def test_recovered_events_are_no_recovery_figures(tmp_path: Path) -> None:
+    """Only recovery.csv holds recovery figures: a `recovered` event's detail is not read."""
+    events = [event(1, "fault", "a", "kind=kill"), event(3, "recovered", "a", "recovery_s=2")]
+    s = summarize(write_run(tmp_path, events=events, recoveries=[]))
+    assert (math.isnan(s.avg_recovery_time), s.recovery_count, s.fault_count) == (True, 0, 1)
 
 
-def test_detail_fields() -> None:
-    assert detail_fields("recovery_s=12.3; detected_s=1.9, note free text") == {
-        "recovery_s": "12.3", "detected_s": "1.9"}
+def test_without_recovery_csv_the_figures_are_derived(tmp_path: Path) -> None:
+    """A directory from before recovery.csv: the same figures, computed from requests and events."""
+    every_second = [req(f"r{t}", t, t + 0.125, t + 0.25, tokens=2) for t in range(12)]
+    down = [req(f"d{t}", t + 0.5, None, None, "SERVE", 0, "error") for t in (4, 5)]
+    events = [event(4.25, "fault", "node-a", "kind=kill"), event(5, "node_dead", "node-a")]
+    run = write_run(tmp_path, requests=every_second + down, events=events, planned_requests=None)
+    s = summarize(run)
+    # Arrivals from 6 s on all succeed again: back 6 - 4.25 s after the fault.
+    assert (s.avg_recovery_time, s.recovery_count, s.fault_count) == (1.75, 1, 1)
+    assert not (run / "recovery.csv").exists()  # reading writes nothing
 
 
 def test_bad_recovery_value_names_the_file(tmp_path: Path) -> None:
-    run = write_run(tmp_path, events=[event(1, "recovered", "a", "recovery_s=soon")])
-    with pytest.raises(ConfigError, match=r"events\.csv.*recovery_s='soon'"):
+    run = write_run(tmp_path, recoveries=[RECOVERIES[0] | {"recovery_s": "soon"}])
+    with pytest.raises(ConfigError, match=r"recovery\.csv:2: column 'recovery_s' must be a number, got 'soon'"):
         summarize(run)
 
 
@@ -321,4 +329,6 @@ def test_unknown_action_and_status_are_tolerated(tmp_path: Path) -> None:
 
 def test_event_kinds_are_case_insensitive(tmp_path: Path) -> None:
     events = [dict(e, kind=str(e["kind"]).upper()) for e in EVENTS]
-    assert summarize(write_run(tmp_path, events=events)).avg_recovery_time == 2.75
+    assert summarize(write_run(tmp_path, events=events)).fault_count == 2
+    derived = summarize(write_run(tmp_path / "derived", events=events))
+    assert derived.fault_count == 2 and derived.recovery_count == 0  # both faults derived (not recovered)
