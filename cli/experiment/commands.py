@@ -180,7 +180,7 @@ def _run(spec: ExperimentSpec) -> None:
     previous = {sig: signal.signal(sig, lambda *_: _interrupt(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
     failed: ArmFailed | None = None
     try:
-        run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop, on_outcome=finish)
+        run_experiment(spec, typer.echo, stop=stop, on_outcome=finish)
     except ArmFailed as exc:
         failed = exc
     except KeyboardInterrupt:  # a second Ctrl-C: the cluster's teardown has run on the way out
