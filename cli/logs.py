@@ -126,6 +126,8 @@ def logs(
     """Show the daemons' log lines from the journal, merged across hosts by time.
 
     Examples:
+
+    \b
       schedctl logs --request-id r-000042
       schedctl logs -u schedctl-node.service --node gpu-1 --since -10min
       schedctl logs -H root@gpu-1 -H root@gpu-2 -H root@coord --request-id r-000042

@@ -21,7 +21,8 @@ if [ ! -f "$stamp" ]; then
     "$venv/bin/pip" install --quiet -e "$target"
     touch "$stamp"
 fi
-export PATH="$PWD/$venv/bin:$PATH"
+case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
+export PATH="$venv/bin:$PATH"
 case "$cmd" in
     run)  exec schedctl experiment run "$@" ;;
     test)

@@ -14,6 +14,7 @@ import typer
 from cli.errors import exit_on_config_error
 from cli.experiment.spec import ExperimentSpec, NodeGroup, from_dict, load_file, parse_schedulers
 from cli.report.commands import compare_command, print_prototype_report, report_command
+from cli.report.text import format_summary
 from daemons.core.errors import ConfigError
 from daemons.loadgen.workload import from_dict as workload_from_dict
 
@@ -30,14 +31,19 @@ def run_command(
     cv: Annotated[float | None, typer.Option(help="CV of inter-arrival gaps; 1 = Poisson (default 8).")] = None,
     name: Annotated[str | None, typer.Option(help="Experiment name, used in result directory names.")] = None,
     nodes: Annotated[int | None, typer.Option(help="Number of emulated GPU nodes (same mix, scaled).")] = None,
-    policy: Annotated[str | None, typer.Option(help="Coordinator placement policy.")] = None,
+    policy: Annotated[str | None, typer.Option(help="Coordinator placement policy (centralized): affinity-score "
+                                                    "(default), round-robin, random, least-loaded, "
+                                                    "startup-optimal.")] = None,
+    gossip_policy: Annotated[str | None, typer.Option(help="The peers' placement policy (gossip): power-of-d "
+                                                           "(default), local-first, sparrow.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the request schedule.")] = None,
     scheduler: Annotated[str | None, typer.Option(help="centralized | gossip | both.")] = None,
     centralized_only: Annotated[bool, typer.Option("--centralized-only",
                                                    help="Same as --scheduler centralized.")] = False,
     gossip_only: Annotated[bool, typer.Option("--gossip-only", help="Same as --scheduler gossip.")] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML experiment file.")] = None,
-    from_manifest: Annotated[Path | None, typer.Option("--from", help="Repeat the run of this manifest.json.")] = None,
+    from_manifest: Annotated[Path | None, typer.Option(
+        "--from", help="Repeat the run of this manifest.json (its scheduler only; --scheduler both for both).")] = None,
     results_dir: Annotated[str | None, typer.Option(help="Where result directories go (default results).")] = None,
     cluster: Annotated[Path | None, typer.Option("--cluster", help="Drive a deployed cluster: the cluster file "
                                                  "ansible deploy.yml writes.")] = None,
@@ -62,26 +68,31 @@ def run_command(
 
     Starts the coordinator and node agents as real processes on loopback, replays one
     request schedule (open loop), writes results/<name>_<scheduler>_<time>/ and prints the
-    comparison, then tears everything down (also on Ctrl-C).
+    comparison, then tears everything down (also on Ctrl-C). It says first how long it
+    will take, then prints a progress line every 10 s.
+
+    Settings without a flag (gossip_preset, retries, attempt_timeout_s, failover_after_s,
+    [experiment.slo], the [workload] shapes and the [[nodes]] groups) are set in an
+    experiment file (--config; docs/configuration.md lists every key).
 
     Examples:
 
-        schedctl experiment run --duration 60 --rps 5 --cv 8 --name quick
+    \b
+      schedctl experiment run --duration 60 --rps 5 --cv 8 --name quick
+      schedctl experiment run --config experiment.toml
+      schedctl experiment run --from results/quick_centralized_20260101_120000/manifest.json
+      schedctl experiment run --cluster ansible/.keys/prod/cluster.toml --duration 300
+      schedctl experiment run --duration 20 --rps 2 --fault 5:kill:node-1 \\
+          --fault 8:pause:node-0:6
+      schedctl experiment run --duration 20 --rps 2 --fault 4:partition:node-1:5
+      schedctl experiment run --scheduler centralized --standby-coordinator \\
+          --fault 30:kill:coordinator
 
-        schedctl experiment run --config experiment.toml
-
-        schedctl experiment run --from results/quick_centralized_20260101_120000/manifest.json
-
-        schedctl experiment run --cluster ansible/.keys/prod/cluster.toml --duration 300
-
-        schedctl experiment run --duration 20 --rps 2 --fault 5:kill:node-1 --fault 8:pause:node-0:6
-
-        schedctl experiment run --duration 20 --rps 2 --fault 4:partition:node-1:5   (as root)
-
-        schedctl experiment run --scheduler centralized --standby-coordinator --fault 30:kill:coordinator
+    A partition fault needs root (network namespaces).
     """
     base = _base_spec(config, from_manifest)
     spec = _with_flags(base, duration=duration, rps=rps, cv=cv, name=name, nodes=nodes, policy=policy,
+                       gossip_policy=gossip_policy,
                        seed=seed, scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
                        results_dir=results_dir, faults=fault, standby_coordinator=standby_coordinator or None,
                        timeout_s=timeout, insecure=insecure or None,
@@ -119,11 +130,25 @@ def _manifest_spec(manifest: Path) -> ExperimentSpec:
     if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
         raise ConfigError(f"{manifest} is not an experiment manifest (no 'spec' table): {fix}")
     try:
-        return from_dict(data["spec"], str(manifest))
+        spec = from_dict(data["spec"], str(manifest))
+        # The manifest of one arm repeats that arm: its spec names every scheduler of the run.
+        return _arm_of(spec, data.get("scheduler"))
     except ConfigError:
         raise
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a value of the wrong shape
         raise ConfigError(f"{manifest}: its spec cannot be read ({type(exc).__name__}: {exc}): {fix}") from None
+
+
+def _arm_of(spec: ExperimentSpec, arm: object) -> ExperimentSpec:
+    """The spec of one arm of a run; the whole spec when the arm is unknown or cannot run alone
+    (a fault on the coordinator in a gossip arm's manifest)."""
+    if arm not in spec.schedulers or spec.schedulers == (arm,):
+        return spec
+    try:
+        return dataclasses.replace(spec, schedulers=(arm,),
+                                   standby_coordinator=spec.standby_coordinator and arm == "centralized")
+    except ConfigError:
+        return spec
 
 
 def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
@@ -132,8 +157,8 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
                                   ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
-    for key in ("name", "policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s", "insecure",
-                "queue_limit"):
+    for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator",
+                "timeout_s", "insecure", "queue_limit"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:
@@ -189,7 +214,9 @@ def _run(spec: ExperimentSpec) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if summaries:
+    if len(summaries) == 1:  # one scheduler ran: its own summary, not a comparison with an empty column
+        typer.echo(format_summary(summaries[0]), nl=False)
+    elif summaries:
         print_prototype_report(summaries)
     if failed is not None:  # after the finished arms' report: what failed, in one line
         typer.echo(f"error: {failed}", err=True)
