@@ -33,7 +33,8 @@ An experiment file is TOML:
     checkpoint_tier = "ssd"
     models = ["facebook/opt-125m", "meta-llama/Llama-2-7b-hf"]
 
-Every key, with its default: docs/configuration.md. The spec's `to_dict()` goes into manifest.json and `from_dict()` reads it back, so
+Every key, with its default: docs/configuration.md. The spec's `to_dict()` goes into
+manifest.json and `from_dict()` reads it back, so
 `schedctl experiment run --from DIR/manifest.json` repeats a run exactly.
 """
 

@@ -1,4 +1,4 @@
-"""CURVE encryption + ZAP authentication for every socket between hosts (REFERENCE.md §7.3).
+"""CURVE encryption + ZAP authentication for every socket between hosts (libzmq zmq_curve(7); pyzmq zmq/auth).
 
 Key layout (made by `schedctl keys generate`, distributed by Ansible):
 

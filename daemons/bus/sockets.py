@@ -1,6 +1,6 @@
 """One place that creates ZeroMQ sockets, so every socket gets the same safe options.
 
-Why each option (REFERENCE.md §7.1):
+Why each option (libzmq zmq_setsockopt(3)):
 - MAXMSGSIZE: a peer sending a larger frame is disconnected before we allocate it;
 - LINGER: the default (-1) makes `ctx.term()` hang on unsent frames at shutdown;
 - SNDHWM/RCVHWM: bound memory per peer; ROUTER and PUB drop when full, others block.

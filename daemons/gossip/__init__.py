@@ -2,7 +2,7 @@
 
 A sans-IO protocol core (`Memberlist`) driven either by real ZeroMQ sockets
 (`ZmqTransport`, `GossipAgent`) or by a deterministic simulated network
-(`SimNetwork`). See `state.py` for the protocol and DESIGN.md §2 for its place.
+(`SimNetwork`). See `memberlist.py` for the protocol.
 """
 
 from daemons.gossip.config import GossipConfig

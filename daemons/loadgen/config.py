@@ -64,7 +64,7 @@ class LoadgenConfig:
     # other processes from delaying sends by a scheduler time slice: measured on a loaded 2-core VM,
     # p99 send lag at 1,000 req/s, CV 8 fell from 4.7-6.9 ms at nice 0 to 1.1-3.9 ms at nice -10.
     nice: int = 0
-    # Lazy Pirate (REFERENCE.md §7.2): a request whose node failed it (RETRYABLE codes, a dropped
+    # Lazy Pirate (ZeroMQ Guide, ch. 4): a request whose node failed it (RETRYABLE codes, a dropped
     # connection, a death verdict, or no word for attempt_timeout_s: nodes send a Progress every
     # second while they hold a request, so this is silence, not age) is sent again with the same
     # request id, avoiding the nodes that failed it; at most `retries` times. 0 disables the timer.

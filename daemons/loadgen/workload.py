@@ -1,12 +1,12 @@
 """The workload model: what requests to send and when, generated up front from a seed.
 
-Arrivals follow vLLM `bench serve` (REFERENCE.md §4.1): gaps ~ Gamma(shape = 1/CV²,
+Arrivals follow vLLM `bench serve` (vLLM benchmarks/serve.py): gaps ~ Gamma(shape = 1/CV²,
 scale = 1/(rps·shape)), so the mean gap is 1/rps and CV 1 is Poisson; exactly
 N = round(rps × duration) requests; the cumulative offsets are rescaled so the last one is
 exactly N/rps, which removes the 1-2 % throughput noise between seeds. Or a trace is
 replayed with its own timestamps.
 
-The whole schedule exists before the first send (REFERENCE.md §4.2 rule 1), so both
+The whole schedule exists before the first send (wrk2 README: no coordinated omission), so both
 schedulers can replay the identical list and the sender never computes while it paces.
 
 `WorkloadSpec.from_dict` reads a `[workload]` TOML table; its keys are the field names:
@@ -56,7 +56,7 @@ from daemons.loadgen.distributions import (
 from daemons.loadgen.trace import Trace, read_trace
 
 DEFAULT_MODEL = "facebook/opt-125m"
-# Azure LLM 2023 conversation trace statistics (REFERENCE.md §4.4).
+# Azure LLM 2023 conversation trace statistics (Azure LLM inference trace 2023).
 DEFAULT_PROMPT = LengthDist("lognormal", mean=1155, median=1020, max=8192)
 DEFAULT_OUTPUT = LengthDist("lognormal", mean=211, median=129, max=1000)
 ARRIVALS = ("auto", "gamma", "trace")

@@ -21,7 +21,7 @@ EMULATOR_LAUNCHER: tuple[str, ...] = (
 )
 # backend = "tgi": TGI's own launcher (or, on a host without a GPU, the emulator installed
 # under its name: schedctl-tgi-launcher). Several instances share a GPU, so each gets its own
-# port, shard socket, torch.distributed port and memory fraction (REFERENCE §1.8).
+# port, shard socket, torch.distributed port and memory fraction (TGI docs, launcher.md).
 TGI_LAUNCHER: tuple[str, ...] = (
     "text-generation-launcher", "--model-id", "{model}", "--port", "{port}", "--hostname", "127.0.0.1",
     "--num-shard", "1", "--max-batch-total-tokens", "{kv_tokens}", "--shard-uds-path",
