@@ -44,7 +44,8 @@ def start_coordinator(
     Settings come from the [coordinator] table of --config (default
     /etc/schedctl/schedctl.toml when present), then SCHEDCTL_COORDINATOR_<KEY>
     environment variables, then these flags. Keys without a flag
-    (max_nodes, reap_after_s, heartbeat_s...) are config-only: docs/configuration.md lists them all.
+    (max_nodes, reap_after_s, heartbeat_s...) and the [security] table (CURVE keys) are
+    config-only: docs/configuration.md lists them all.
 
     Examples:
 

@@ -31,7 +31,8 @@ def start_node(
     Settings come from the [node] table of --config (default /etc/schedctl/schedctl.toml
     when present), then SCHEDCTL_NODE_<KEY> environment variables, then these flags.
     The other keys (models, backend, tgi_launcher, scheduler, gossip settings, queue
-    limits...) are config-only: every key is in docs/configuration.md.
+    limits...) and the [security] table (CURVE keys) are config-only: every key is in
+    docs/configuration.md.
 
     Example:
 

@@ -7,7 +7,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from cli.report.commands import compare_command, print_prototype_report, report_
 from cli.report.text import format_summary
 from daemons.core.errors import ConfigError
 from daemons.loadgen.workload import from_dict as workload_from_dict
+
+if TYPE_CHECKING:
+    from cli.report.summary import Summary
 
 experiment_app = typer.Typer(help="Run experiments and report on their results.", no_args_is_help=True)
 experiment_app.command("report")(report_command)
@@ -185,7 +188,7 @@ def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup,
 def _run(spec: ExperimentSpec) -> None:
     from cli.experiment.runner import ArmFailed, RunOutcome, run_experiment
     from cli.report.results import load_run
-    from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
+    from cli.report.summary import SUMMARY, summarize_run, write_summary_csv
 
     summaries: list[Summary] = []
 
@@ -214,8 +217,9 @@ def _run(spec: ExperimentSpec) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if len(summaries) == 1:  # one scheduler ran: its own summary, not a comparison with an empty column
+    if len(summaries) == 1 and failed is None:  # one scheduler ran: its summary, not a comparison with an empty column
         typer.echo(format_summary(summaries[0]), nl=False)
+        _warn_on_mismatch(summaries[0])
     elif summaries:
         print_prototype_report(summaries)
     if failed is not None:  # after the finished arms' report: what failed, in one line
@@ -227,6 +231,11 @@ def _run(spec: ExperimentSpec) -> None:
         raise typer.Exit(130)
     if any(s.record_check for s in summaries):
         raise typer.Exit(1)
+
+
+def _warn_on_mismatch(summary: Summary) -> None:
+    if summary.record_check:
+        typer.echo(f"warning: {summary.scheduler_type} run {summary.run_dir}: {summary.record_check}", err=True)
 
 
 def _interrupt(stop: threading.Event) -> None:
