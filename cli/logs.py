@@ -166,9 +166,9 @@ def logs(
     Examples:
 
     \b
-      schedctl logs --request-id r-000042
+      schedctl logs --request-id r000042
       schedctl logs -u schedctl-node.service --node gpu-1 --since -10min
-      schedctl logs -H root@gpu-1 -H root@gpu-2 -H root@coord --request-id r-000042
+      schedctl logs -H root@gpu-1 -H root@gpu-2 -H root@coord --request-id r000042
       schedctl logs -u schedctl-coordinator.service -f
       schedctl logs --run results/quick_centralized_20260101_120000 --node node-1
     """

@@ -10,7 +10,9 @@ docstring must load, and docs/configuration.md must be what its generator writes
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import re
 import shlex
 import subprocess
@@ -57,6 +59,7 @@ def command_lines(text: str) -> list[str]:
     return out
 
 
+@functools.cache
 def root_command() -> Any:
     return typer.main.get_command(app)
 
@@ -79,7 +82,11 @@ def documented() -> list[tuple[str, str]]:
                   if not PLACEHOLDER.search(span) for c in command_lines(" ".join(span.split()))]
     for path, cmd in walk(root_command()):
         found += [(f"schedctl {' '.join(path)} --help", c) for c in command_lines(cmd.help or "")]
-    return found
+    for source in sorted(p for top in ("cli", "daemons", "scripts") for p in (ROOT / top).rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                found += [(str(source.relative_to(ROOT)), c) for c in command_lines(ast.get_docstring(node) or "")]
+    return list({c: (where, c) for where, c in reversed(found)}.values())[::-1]  # each command once, first place
 
 
 COMMANDS = documented()
@@ -93,6 +100,15 @@ def parse(words: list[str]) -> None:
         cmd, name, args = cmd.commands[args[0]], f"{name} {args[0]}", args[1:]
     with contextlib.suppress(typer.Exit):  # --help, --version: eager options that end parsing
         cmd.make_context(name, list(args))
+
+
+def test_request_ids_are_the_products() -> None:
+    """The schedule names requests r000000, r000001, ... (WorkloadSpec.id_prefix + six digits)."""
+    for where, command in COMMANDS:
+        words = shlex.split(command)
+        for flag in ("--request-id", "-r"):
+            if flag in words and words[1] == "logs":
+                assert re.fullmatch(r"r\d{6}", words[words.index(flag) + 1]), f"{where}: `{command}`"
 
 
 def test_there_are_documented_commands_everywhere() -> None:
