@@ -39,6 +39,10 @@ def test_faults_are_said_as_they_happen_and_named_afterwards() -> None:
     assert line is not None and line.endswith("faults: pause node-1 at 12 s; resumed node-1 at 16 s")
 
 
+def test_an_invalid_kind_of_record_says_nothing() -> None:
+    assert Ticker("gossip", 10.0).fault("heard_again", "node-0", "", 3.0) is None
+
+
 def test_the_expected_duration_is_stated_for_every_arm() -> None:
     assert expected_s(300.0, 2) > 600.0
     line = expected_line(300.0, ["centralized", "gossip"], 120.0)
