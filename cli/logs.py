@@ -68,13 +68,17 @@ def command(prefix: list[str], args: list[str]) -> list[str]:
     return [args[0], *prefix, *args[1:]]
 
 
+def matching(seen: list[str], patterns: list[str]) -> list[str]:
+    """The units of `seen` that the names or globs in `patterns` match."""
+    return sorted({u for p in patterns for u in seen if fnmatch.fnmatchcase(u, p)})
+
+
 def expand_units(patterns: list[str], prefix: list[str], label: str = "") -> list[str]:
     """Unit globs -> the unit names this journal holds. journalctl fails ("No data available")
     on a glob that matches no unit it has seen, e.g. tgi@* on a host without GPUs."""
     if not any(ch in p for p in patterns for ch in "*?["):
         return patterns
-    seen = set(units_seen(prefix, label))
-    return sorted({u for p in patterns for u in seen if fnmatch.fnmatchcase(u, p)} |
+    return sorted(set(matching(units_seen(prefix, label), patterns)) |
                   {p for p in patterns if not any(ch in p for ch in "*?[")})
 
 
@@ -180,7 +184,7 @@ def logs(
         _print_run(run, request_id, node, lines)
         return
     local = todo == [("", [])]
-    if local and not units_seen([]):  # no journal of our units here: the local runs' logs
+    if local and not matching(units_seen([]), unit or list(DEFAULT_UNITS)):  # none here: the local runs' logs
         latest = latest_run(results_dir)
         if latest is None:
             raise ConfigError(f"no journal of schedctl's units on this host and no local run logs in "

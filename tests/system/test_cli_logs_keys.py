@@ -72,6 +72,9 @@ NO_JOURNAL = """#!/usr/bin/env python3
 import sys
 print("No journal files were found.", file=sys.stderr)
 """
+OTHER_UNITS_ONLY = """#!/usr/bin/env python3
+print("systemd-journald.service\\nsshd.service")
+"""
 
 
 def write_run(results: Path, name: str, logs: dict[str, str]) -> Path:
@@ -82,11 +85,12 @@ def write_run(results: Path, name: str, logs: dict[str, str]) -> Path:
     return results / name
 
 
-def test_without_a_journal_it_reads_the_latest_local_run_and_says_so(tmp_path: Path,
+@pytest.mark.parametrize("journal", [NO_JOURNAL, OTHER_UNITS_ONLY], ids=["no journal", "no schedctl units"])
+def test_without_a_journal_it_reads_the_latest_local_run_and_says_so(tmp_path: Path, journal: str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "journalctl").write_text(NO_JOURNAL)
+    (bin_dir / "journalctl").write_text(journal)
     (bin_dir / "journalctl").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     old = write_run(tmp_path / "results", "old_gossip",
