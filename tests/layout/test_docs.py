@@ -184,3 +184,16 @@ def test_help_examples_are_kept_as_lines() -> None:
 def test_the_configuration_reference_is_generated() -> None:
     committed = (ROOT / OUTPUT).read_text(encoding="utf-8")
     assert committed == render(), f"{OUTPUT} is out of date: run `python scripts/config_reference.py`"
+
+
+# Paths the docs name that the reader makes: a deployment's keys, an inventory, an example profile.
+MADE_BY_THE_READER = ("ansible/.keys/", "ansible/inventory/my.yml", "daemons/profiles/models/mistral-7b.toml")
+REPO_PATH = re.compile(r"(?<![\w/.-])((?:docs|daemons|cli|scripts|tests|etc|ansible)/[\w./@-]*\w\."
+                       r"(?:md|py|toml|yml|sh|service|j2|json))")
+
+
+def test_every_file_the_docs_name_exists() -> None:
+    docs = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = [f"{doc.name}: {path}" for doc in docs for path in sorted(set(REPO_PATH.findall(doc.read_text())))
+               if not (ROOT / path).exists() and not path.startswith(MADE_BY_THE_READER)]
+    assert not missing, missing
