@@ -37,6 +37,8 @@ def generate(
     (prints `unchanged` when it already had it).
 
     Examples:
+
+    \b
       schedctl keys generate --dir /etc/schedctl/curve --name server
       schedctl keys generate --dir keys --role node --name gpu-1 --name gpu-2
       schedctl keys generate --dir keys --role operator,collector --name controller

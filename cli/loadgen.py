@@ -112,6 +112,8 @@ def plan_command(
 
     \b
     Examples:
+
+    \b
       schedctl loadgen plan --duration 300 --rps 5 --cv 8 -o schedule.csv
       schedctl loadgen plan --models a,b,c --zipf 1.1 --prompt-tokens uniform:64-512 -o schedule.csv
       schedctl loadgen plan --trace AzureLLMInferenceTrace_conv.csv --duration 600 -o schedule.csv
@@ -156,16 +158,20 @@ def start_loadgen(
     Every request leaves at its scheduled time however slow earlier ones are; latencies are
     measured from that time. Progress goes to stderr once a second; SIGINT or SIGTERM stops
     early and still writes the records. Settings: --config [loadgen] table, then
-    SCHEDCTL_LOADGEN_* environment variables, then flags.
+    SCHEDCTL_LOADGEN_* environment variables, then flags. Keys without a flag
+    (retries, attempt_timeout_s, priority...) are config-only: docs/configuration.md lists them all.
+
+    Examples:
 
     \b
-    Examples:
       schedctl loadgen plan --duration 60 --rps 20 -o schedule.csv
-      schedctl start loadgen --schedule schedule.csv --coordinator tcp://127.0.0.1:5555 --out requests.csv
-      schedctl start loadgen --schedule schedule.csv --entry tcp://10.0.0.2:5560 --entry tcp://10.0.0.3:5560 \\
+      schedctl start loadgen --schedule schedule.csv --coordinator tcp://127.0.0.1:5555 \\
           --out requests.csv
-      schedctl start loadgen --duration 60 --rps 20 --cv 8 --coordinator tcp://127.0.0.1:5555 --out requests.csv
-      schedctl start loadgen --schedule schedule.csv --coordinator tcp://10.0.0.5:5555 \
+      schedctl start loadgen --schedule schedule.csv --entry tcp://10.0.0.2:5560 \\
+          --entry tcp://10.0.0.3:5560 --out requests.csv
+      schedctl start loadgen --duration 60 --rps 20 --cv 8 --coordinator tcp://127.0.0.1:5555 \\
+          --out requests.csv
+      schedctl start loadgen --schedule schedule.csv --coordinator tcp://10.0.0.5:5555 \\
           --standby tcp://10.0.0.6:5555 --out requests.csv
     """
     setup_logging("loadgen")

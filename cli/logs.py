@@ -5,6 +5,11 @@ A thin layer over `journalctl -o json`: filters become journal field matches
 Several sources (hosts over ssh, journal directories such as a container's
 /proc/PID/root/run/log/journal) are queried one after the other and merged by time, so
 one request can be followed across the coordinator, the node and the load generator.
+
+Where there is no journal of schedctl's units (a laptop, a container, a local experiment
+run, whose daemons run outside systemd), it reads the daemon logs of the latest local run
+instead (`results/<run>/daemons/*.log`, or `--run DIR`) and says so. A host that cannot be
+reached is one `error:` line and exit status 2, never an empty answer.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cli.errors import exit_on_config_error
+from cli.run_logs import DAEMONS, latest_run, read_run
 from daemons.core.errors import ConfigError
 
 DEFAULT_UNITS = ("schedctl-*", "tgi@*", "emulator@*")
@@ -61,16 +68,42 @@ def command(prefix: list[str], args: list[str]) -> list[str]:
     return [args[0], *prefix, *args[1:]]
 
 
-def expand_units(patterns: list[str], prefix: list[str]) -> list[str]:
+def matching(seen: list[str], patterns: list[str]) -> list[str]:
+    """The units of `seen` that the names or globs in `patterns` match."""
+    return sorted({u for p in patterns for u in seen if fnmatch.fnmatchcase(u, p)})
+
+
+def expand_units(patterns: list[str], prefix: list[str], label: str = "") -> list[str]:
     """Unit globs -> the unit names this journal holds. journalctl fails ("No data available")
     on a glob that matches no unit it has seen, e.g. tgi@* on a host without GPUs."""
     if not any(ch in p for p in patterns for ch in "*?["):
         return patterns
-    out = subprocess.run(command(prefix, ["journalctl", "--no-pager", "-F", "_SYSTEMD_UNIT"]),
-                         capture_output=True, text=True)
-    seen = set(out.stdout.split())
-    return sorted({u for p in patterns for u in seen if fnmatch.fnmatchcase(u, p)} |
+    return sorted(set(matching(units_seen(prefix, label), patterns)) |
                   {p for p in patterns if not any(ch in p for ch in "*?[")})
+
+
+SSH_FAILED = 255  # ssh's own failure (cannot resolve, connect or log in), not the remote command's
+
+
+def units_seen(prefix: list[str], label: str = "") -> list[str]:
+    """The units this journal has lines of; [] when there is no journal. A host that cannot be
+    reached, or a missing ssh or journalctl where one was named, is a ConfigError naming the fix."""
+    cmd = command(prefix, ["journalctl", "--no-pager", "-F", "_SYSTEMD_UNIT"])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        if prefix:
+            raise ConfigError(f"{cmd[0]} not found: reading {label} needs {cmd[0]} on this host") from None
+        return []  # no journalctl here: no journal
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{label or 'journalctl'} did not answer within 60 s: check that it is up") from None
+    err = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit status {out.returncode}"
+    if prefix[:1] == ["ssh"] and out.returncode == SSH_FAILED:
+        raise ConfigError(f"cannot reach {label} over ssh ({err}): check the host name and that "
+                          f"`ssh {label} true` works without a password")
+    if out.returncode != 0 and prefix:
+        raise ConfigError(f"cannot read the journal of {label} ({err}): check that it exists and you may read it")
+    return out.stdout.split()
 
 
 def read(cmd: list[str]) -> Iterator[dict[str, Any]]:
@@ -122,24 +155,51 @@ def logs(
                                                    "container's /proc/PID/root (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One journal entry per line, as journalctl prints it.")]
     = False,
+    run: Annotated[Path | None, typer.Option("--run", help="Read a local run's daemon logs (DIR/daemons/*.log) "
+                                             "instead of a journal.")] = None,
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Where to find the latest local run when "
+                                              "there is no journal.")] = Path("results"),
 ) -> None:
     """Show the daemons' log lines from the journal, merged across hosts by time.
 
+    Without a journal of schedctl's units here (a local `schedctl experiment run` runs its
+    daemons outside systemd), it reads the latest local run's daemon logs instead
+    (results/<run>/daemons/*.log; --run DIR picks one) and says which it read. Per-request
+    lines are DEBUG: a deployment or run at INFO logs none.
+
     Examples:
-      schedctl logs --request-id r-000042
+
+    \b
+      schedctl logs --request-id r000042
       schedctl logs -u schedctl-node.service --node gpu-1 --since -10min
-      schedctl logs -H root@gpu-1 -H root@gpu-2 -H root@coord --request-id r-000042
+      schedctl logs -H root@gpu-1 -H root@gpu-2 -H root@coord --request-id r000042
       schedctl logs -u schedctl-coordinator.service -f
+      schedctl logs --run results/quick_centralized_20260101_120000 --node node-1
     """
     todo = sources(host or [], machine or [], directory or [], root or [])
     if follow and len(todo) > 1:
         raise ConfigError("--follow reads one source at a time: name a single --host, --machine, --directory "
                           "or --root")
+    if run is not None:
+        _print_run(run, request_id, node, lines)
+        return
+    local = todo == [("", [])]
+    if local and not matching(units_seen([]), unit or list(DEFAULT_UNITS)):  # none here: the local runs' logs
+        latest = latest_run(results_dir)
+        if latest is None:
+            raise ConfigError(f"no journal of schedctl's units on this host and no local run logs in "
+                              f"{results_dir}/*/{DAEMONS}/: name a host (-H) or a run (--run DIR)")
+        typer.echo(f"no journal of schedctl's units on this host: reading the latest local run's daemon logs, "
+                   f"{latest / DAEMONS}/*.log", err=True)
+        _print_run(latest, request_id, node, lines)
+        return
     entries: list[tuple[dict[str, Any], str]] = []
     for label, prefix in todo:
-        units = expand_units(unit or list(DEFAULT_UNITS), prefix)
+        units = expand_units(unit or list(DEFAULT_UNITS), prefix, label)
         if not units:
-            continue  # none of our units ever logged there
+            typer.echo(f"{label or 'this host'}: no lines of {', '.join(unit or DEFAULT_UNITS)} in its journal",
+                       err=True)
+            continue
         args = journalctl_args(units, request_id, node, since, lines, follow)
         for entry in read(command(prefix, args)):
             if follow:
@@ -149,6 +209,17 @@ def logs(
     entries.sort(key=lambda e: int(e[0].get("__REALTIME_TIMESTAMP", 0)))
     for entry, label in entries:
         _print(entry, label, as_json)
+
+
+def _print_run(run_dir: Path, request_id: str | None, node: str | None, last: int | None) -> None:
+    if not (run_dir / DAEMONS).is_dir():
+        raise ConfigError(f"{run_dir} holds no {DAEMONS}/ directory: pass a results directory written by "
+                          "`schedctl experiment run`")
+    found = read_run(run_dir, request_id, node, last)
+    for line in found:
+        sys.stdout.write(line.render() + "\n")
+    if not found:
+        typer.echo(f"no matching lines in {run_dir / DAEMONS}/*.log", err=True)
 
 
 def _print(entry: dict[str, Any], label: str, as_json: bool) -> None:

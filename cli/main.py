@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+from typing import Annotated
+
 import typer
 
 from cli.experiment.commands import experiment_app
@@ -20,6 +23,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help and one-line usage errors, no panels
 )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("schedctl")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"schedctl {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Schedule LLM inference on GPU nodes: centralized coordinator vs gossip peers."""
+
+
 start_app = typer.Typer(help="Start one daemon in the foreground (what the systemd units run).",
                         no_args_is_help=True)
 app.add_typer(start_app, name="start")

@@ -44,18 +44,18 @@ def start_coordinator(
 
     Settings come from the [coordinator] table of --config (default
     /etc/schedctl/schedctl.toml when present), then SCHEDCTL_COORDINATOR_<KEY>
-    environment variables, then these flags.
+    environment variables, then these flags. Keys without a flag
+    (max_nodes, reap_after_s, heartbeat_s...) and the [security] table (CURVE keys) are
+    config-only: docs/configuration.md lists them all.
 
     Examples:
 
-        schedctl start coordinator
-
-        schedctl start coordinator --policy startup-optimal --dead-after 2
-
-        SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
-
-        schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555
-        --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
+    \b
+      schedctl start coordinator
+      schedctl start coordinator --policy startup-optimal --dead-after 2
+      SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
+      schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555 \\
+          --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
     """
     from daemons.bus import activation
     from daemons.bus.security import Security

@@ -74,6 +74,8 @@ def start_emulator(
 
     \b
     Example:
+
+    \b
       schedctl start emulator --model-id meta-llama/Llama-3.1-8B-Instruct --port 8080 \\
           --gpu h100-80gb --checkpoint-tier dram --init-seconds 2
       curl -s localhost:8080/generate -H 'content-type: application/json' \\

@@ -28,7 +28,16 @@ def start_node(
 ) -> None:
     """Run a GPU node agent in the foreground.
 
-    Example: schedctl start node --config /etc/schedctl/schedctl.toml
+    Settings come from the [node] table of --config (default /etc/schedctl/schedctl.toml
+    when present), then SCHEDCTL_NODE_<KEY> environment variables, then these flags.
+    The other keys (models, backend, tgi_launcher, scheduler, gossip settings, queue
+    limits...) and the [security] table (CURVE keys) are config-only: every key is in
+    docs/configuration.md.
+
+    Example:
+
+    \b
+      schedctl start node --config /etc/schedctl/schedctl.toml
     """
     from daemons.bus import activation
     from daemons.bus.security import Security
@@ -53,7 +62,10 @@ def node_gpu(
 ) -> None:
     """Print what the GPU probe sees, and why that probe was chosen.
 
-    Example: schedctl node gpu
+    Example:
+
+    \b
+      schedctl node gpu
     """
     from daemons.node.catalog import Catalog
     from daemons.node.config import NodeConfig

@@ -140,15 +140,13 @@ def status(
 
     Examples:
 
-        schedctl status
-
-        schedctl status --coordinator tcp://10.0.0.5:5555 --timeout 5
-
-        schedctl status --node tcp://127.0.0.1:5560 --json
-
-        schedctl status --cluster ansible/.keys/prod/cluster.toml
-
-        schedctl status --coordinator tcp://10.0.0.5:5555 --keys ansible/.keys/prod --key controller
+    \b
+      schedctl status
+      schedctl status --coordinator tcp://10.0.0.5:5555 --timeout 5
+      schedctl status --node tcp://127.0.0.1:5560 --json
+      schedctl status --cluster ansible/.keys/prod/cluster.toml
+      schedctl status --coordinator tcp://10.0.0.5:5555 --keys ansible/.keys/prod \\
+          --key controller
 
     With CURVE (every deployed cluster, every local experiment run) the keys come from
     --keys, else the cluster file, else this host's [security] in /etc/schedctl/schedctl.toml;

@@ -13,7 +13,7 @@ false positives and simulated bytes per second per peer under record churn, and
 compares them with the goals:
 
 - dissemination p99 <= 2 * log2(N) gossip rounds;
-- all-know detection p99 <= 1.5 x the memberlist model (REFERENCE §6.3; N > 64
+- all-know detection p99 <= 1.5 x the memberlist model (a Monte-Carlo model of memberlist's LAN defaults; N > 64
   derived as suspicion_min(N) + the model's 6.3 s offset at N = 64);
 - zero false positives;
 - <= 20 KB/s per peer at N = 64 (simulated bytes, record churn).
@@ -50,7 +50,7 @@ from daemons.gossip.messages import Status  # noqa: E402
 from daemons.gossip.simnet import SimEvent, SimNetwork  # noqa: E402
 from daemons.gossip.testing import PeerCluster, free_ports  # noqa: E402
 
-# REFERENCE §6.3 (memberlist model, LAN): N -> (all-know p50, all-know p99) seconds.
+# a Monte-Carlo model of memberlist's LAN defaults: N -> (all-know p50, all-know p99) seconds.
 MODEL_ALL_KNOW = {4: (6.1, 7.9), 8: (6.2, 8.8), 16: (7.1, 10.5), 32: (8.4, 12.1), 64: (9.7, 13.5)}
 BANDWIDTH_GOAL_BPS = 20_000
 
@@ -69,7 +69,7 @@ def model_all_know(n: int, cfg: GossipConfig) -> tuple[float, float, str]:
     scale = cfg.probe_interval / GossipConfig.lan().probe_interval
     if n in MODEL_ALL_KNOW:
         p50, p99 = MODEL_ALL_KNOW[n]
-        return p50 * scale, p99 * scale, "REFERENCE §6.3"
+        return p50 * scale, p99 * scale, "a Monte-Carlo model of memberlist's LAN defaults"
     lan = GossipConfig.lan()
     near = min(MODEL_ALL_KNOW, key=lambda k: abs(math.log(k) - math.log(n)))
     p50, p99 = MODEL_ALL_KNOW[near]

@@ -48,7 +48,7 @@ from daemons.node.config import write_node_config
 from daemons.node.instances import schedctl_command
 
 READY_TIMEOUT_S = 60.0
-# A node alone in its namespace owns every port of its address: the defaults of DESIGN.md.
+# A node alone in its namespace owns every port of its address: the daemons' default ports.
 NODE_PORT, GOSSIP_PORT = 5560, 5561
 
 

@@ -7,16 +7,20 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.errors import exit_on_config_error
 from cli.experiment.spec import ExperimentSpec, NodeGroup, from_dict, load_file, parse_schedulers
 from cli.report.commands import compare_command, print_prototype_report, report_command
+from cli.report.text import format_summary
 from daemons.core.errors import ConfigError
 from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy.registry import DEFAULT_GOSSIP_POLICY, DEFAULT_POLICY, names
+
+if TYPE_CHECKING:
+    from cli.report.summary import Summary
 
 experiment_app = typer.Typer(help="Run experiments and report on their results.", no_args_is_help=True)
 experiment_app.command("report")(report_command)
@@ -43,7 +47,8 @@ def run_command(
                                                    help="Same as --scheduler centralized.")] = False,
     gossip_only: Annotated[bool, typer.Option("--gossip-only", help="Same as --scheduler gossip.")] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML experiment file.")] = None,
-    from_manifest: Annotated[Path | None, typer.Option("--from", help="Repeat the run of this manifest.json.")] = None,
+    from_manifest: Annotated[Path | None, typer.Option(
+        "--from", help="Repeat the run of this manifest.json (its scheduler only; --scheduler both for both).")] = None,
     results_dir: Annotated[str | None, typer.Option(help="Where result directories go (default results).")] = None,
     cluster: Annotated[Path | None, typer.Option("--cluster", help="Drive a deployed cluster: the cluster file "
                                                  "ansible deploy.yml writes.")] = None,
@@ -68,23 +73,27 @@ def run_command(
 
     Starts the coordinator and node agents as real processes on loopback, replays one
     request schedule (open loop), writes results/<name>_<scheduler>_<time>/ and prints the
-    comparison, then tears everything down (also on Ctrl-C).
+    comparison, then tears everything down (also on Ctrl-C). It says first how long it
+    will take, then prints a progress line every 10 s.
+
+    Settings without a flag (gossip_preset, retries, attempt_timeout_s, failover_after_s,
+    [experiment.slo], the [workload] shapes and the [[nodes]] groups) are set in an
+    experiment file (--config; docs/configuration.md lists every key).
 
     Examples:
 
-        schedctl experiment run --duration 60 --rps 5 --cv 8 --name quick
+    \b
+      schedctl experiment run --duration 60 --rps 5 --cv 8 --name quick
+      schedctl experiment run --config experiment.toml
+      schedctl experiment run --from results/quick_centralized_20260101_120000/manifest.json
+      schedctl experiment run --cluster ansible/.keys/prod/cluster.toml --duration 300
+      schedctl experiment run --duration 20 --rps 2 --fault 5:kill:node-1 \\
+          --fault 8:pause:node-0:6
+      schedctl experiment run --duration 20 --rps 2 --fault 4:partition:node-1:5
+      schedctl experiment run --scheduler centralized --standby-coordinator \\
+          --fault 30:kill:coordinator
 
-        schedctl experiment run --config experiment.toml
-
-        schedctl experiment run --from results/quick_centralized_20260101_120000/manifest.json
-
-        schedctl experiment run --cluster ansible/.keys/prod/cluster.toml --duration 300
-
-        schedctl experiment run --duration 20 --rps 2 --fault 5:kill:node-1 --fault 8:pause:node-0:6
-
-        schedctl experiment run --duration 20 --rps 2 --fault 4:partition:node-1:5   (as root)
-
-        schedctl experiment run --scheduler centralized --standby-coordinator --fault 30:kill:coordinator
+    A partition fault needs root (network namespaces).
     """
     base = _base_spec(config, from_manifest)
     spec = _with_flags(base, duration=duration, rps=rps, cv=cv, name=name, nodes=nodes, policy=policy,
@@ -126,11 +135,25 @@ def _manifest_spec(manifest: Path) -> ExperimentSpec:
     if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
         raise ConfigError(f"{manifest} is not an experiment manifest (no 'spec' table): {fix}")
     try:
-        return from_dict(data["spec"], str(manifest))
+        spec = from_dict(data["spec"], str(manifest))
+        # The manifest of one arm repeats that arm: its spec names every scheduler of the run.
+        return _arm_of(spec, data.get("scheduler"))
     except ConfigError:
         raise
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a value of the wrong shape
         raise ConfigError(f"{manifest}: its spec cannot be read ({type(exc).__name__}: {exc}): {fix}") from None
+
+
+def _arm_of(spec: ExperimentSpec, arm: object) -> ExperimentSpec:
+    """The spec of one arm of a run; the whole spec when the arm is unknown or cannot run alone
+    (a fault on the coordinator in a gossip arm's manifest)."""
+    if arm not in spec.schedulers or spec.schedulers == (arm,):
+        return spec
+    try:
+        return dataclasses.replace(spec, schedulers=(arm,),
+                                   standby_coordinator=spec.standby_coordinator and arm == "centralized")
+    except ConfigError:
+        return spec
 
 
 def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
@@ -139,8 +162,8 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
                                   ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
-    for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s",
-                "insecure", "queue_limit"):
+    for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator",
+                "timeout_s", "insecure", "queue_limit"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:
@@ -167,7 +190,6 @@ def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup,
 def _run(spec: ExperimentSpec) -> None:
     from cli.experiment.runner import ArmFailed, RunOutcome, run_experiment
     from cli.report.run_report import write_report
-    from cli.report.summary import Summary
 
     summaries: list[Summary] = []
 
@@ -182,7 +204,7 @@ def _run(spec: ExperimentSpec) -> None:
     previous = {sig: signal.signal(sig, lambda *_: _interrupt(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
     failed: ArmFailed | None = None
     try:
-        run_experiment(spec, typer.echo, lambda p: typer.echo(p.line()), stop, on_outcome=finish)
+        run_experiment(spec, typer.echo, stop=stop, on_outcome=finish)
     except ArmFailed as exc:
         failed = exc
     except KeyboardInterrupt:  # a second Ctrl-C: the cluster's teardown has run on the way out
@@ -191,7 +213,10 @@ def _run(spec: ExperimentSpec) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if summaries:
+    if len(summaries) == 1 and failed is None:  # one scheduler ran: its summary, not a comparison with an empty column
+        typer.echo(format_summary(summaries[0]), nl=False)
+        _warn_on_mismatch(summaries[0])
+    elif summaries:
         print_prototype_report(summaries)
     if failed is not None:  # after the finished arms' report: what failed, in one line
         typer.echo(f"error: {failed}", err=True)
@@ -202,6 +227,11 @@ def _run(spec: ExperimentSpec) -> None:
         raise typer.Exit(130)
     if any(s.record_check for s in summaries):
         raise typer.Exit(1)
+
+
+def _warn_on_mismatch(summary: Summary) -> None:
+    if summary.record_check:
+        typer.echo(f"warning: {summary.scheduler_type} run {summary.run_dir}: {summary.record_check}", err=True)
 
 
 def _interrupt(stop: threading.Event) -> None:

@@ -1,6 +1,6 @@
 """A private network for one local run, so that a node can be cut off (the `partition` fault).
 
-Layout (all made with `ip`, no nftables, no netem: REFERENCE.md §11):
+Layout (all made with `ip`, no nftables, no netem: Jepsen's nemeses; ip-netns(8)):
 
     root namespace                          one namespace per node
     coordinator, collector, load generator   node-K and its backend instances

@@ -14,6 +14,7 @@ import contextlib
 import platform
 import subprocess
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from cli.experiment.cluster import LocalCluster
 from cli.experiment.collector import Collector
 from cli.experiment.faults import Injector, check_targets, needs_netns, resolve_targets
 from cli.experiment.netns import NetnsError, Network, check_support
+from cli.experiment.progress import Ticker, expected_line
 from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
 from daemons.bus import activation
@@ -68,7 +70,7 @@ class ArmFailed(SchedctlError):
 ERROR_FILE = "error.txt"
 
 
-def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress], None],
+def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress], None] = lambda _: None,
                    stop: threading.Event | None = None,
                    on_outcome: Callable[[RunOutcome], None] = lambda _: None) -> list[RunOutcome]:
     schedule, notes = plan_fitted(spec.workload)  # fitted to each model's context
@@ -87,6 +89,7 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
         where += " in network namespaces (partition faults)"
     say(f"schedule: {len(schedule)} requests over {spec.workload.duration_s:g} s "
         f"(rps {spec.workload.rps:g}, cv {spec.workload.cv:g}, seed {spec.workload.seed}); cluster: {where}")
+    say(expected_line(spec.workload.duration_s, list(schedulers), spec.timeout_s))
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
     outcomes = []
     for scheduler in schedulers:
@@ -137,11 +140,30 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         collector.start()
         names = list(cluster.node_endpoints) if spec.cluster_file else [n for n, _ in spec.node_names()]
         faults = resolve_targets(spec.fault_plan, names, spec.workload.seed)
-        injector = Injector(faults, cluster, collector.event)
+        ticker, t0 = Ticker(scheduler, spec.workload.duration_s), [time.monotonic()]
+
+        def record(kind: str, target: str, detail: str) -> None:  # into events.csv, and a line as it happens
+            collector.event(kind, target, detail)
+            line = ticker.fault(kind, target, detail, time.monotonic() - t0[0])
+            if line is not None:
+                say(line)
+
+        def beat(p: Progress) -> None:
+            progress(p)
+            line = ticker.beat(p)
+            if line is not None:
+                say(line)
+
+        injector = fired = Injector(faults, cluster, record)
+
+        def started(at: float) -> None:
+            t0[0] = at
+            fired.start(at)
+
         say(f"[{scheduler}] running {len(schedule)} requests" +
             (f" with faults {', '.join(map(str, faults))}" if faults else ""))
-        results = run_loadgen(_loadgen_config(spec, scheduler, cluster), schedule, progress, stop,
-                              on_start=injector.start, curve=getattr(cluster, "curve", None))
+        results = run_loadgen(_loadgen_config(spec, scheduler, cluster), schedule, beat, stop,
+                              on_start=started, curve=getattr(cluster, "curve", None))
     finally:
         say(f"[{scheduler}] stopping the cluster")
         if injector is not None:

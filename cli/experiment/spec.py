@@ -25,6 +25,7 @@ An experiment file is TOML:
     duration_s = 60
     rps = 5.0
     cv = 8.0
+    models = ["facebook/opt-125m", "meta-llama/Llama-2-7b-hf"]   # each served by a [[nodes]] group
 
     [[nodes]]                       # repeat for each kind of node
     count = 2
@@ -32,7 +33,8 @@ An experiment file is TOML:
     checkpoint_tier = "ssd"
     models = ["facebook/opt-125m", "meta-llama/Llama-2-7b-hf"]
 
-The spec's `to_dict()` goes into manifest.json and `from_dict()` reads it back, so
+Every key, with its default: docs/configuration.md. The spec's `to_dict()` goes into
+manifest.json and `from_dict()` reads it back, so
 `schedctl experiment run --from DIR/manifest.json` repeats a run exactly.
 """
 
@@ -71,12 +73,12 @@ DEFAULT_WORKLOAD: dict[str, Any] = {
 class NodeGroup:
     """`count` identical nodes."""
 
-    count: int = 1
-    gpu: str = "a100-80gb"
-    checkpoint_tier: str = "ssd"
-    models: tuple[str, ...] = MODELS
-    kv_tokens: int = 16384
-    init_s: float = 2.0
+    count: int = 1  # identical nodes in this group
+    gpu: str = "a100-80gb"  # GPU profile (daemons/profiles/gpus/*.toml)
+    checkpoint_tier: str = "ssd"  # where checkpoints load from (daemons/profiles/tiers.toml)
+    models: tuple[str, ...] = MODELS  # the catalog (daemons/profiles/models/*.toml)
+    kv_tokens: int = 16384  # KV budget per instance (TGI's --max-batch-total-tokens)
+    init_s: float = 2.0  # start-up of an instance besides copying weights
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -101,30 +103,30 @@ DEFAULT_NODES = (NodeGroup(count=2, gpu="a100-80gb"), NodeGroup(count=2, gpu="a1
 
 @dataclass(frozen=True)
 class Slo:
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    e2el_ms: float | None = None
+    ttft_ms: float | None = None  # time to first token, from the scheduled send time
+    tpot_ms: float | None = None  # time per output token after the first
+    e2el_ms: float | None = None  # end-to-end latency
 
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    name: str = "scheduler_comparison"
+    name: str = "scheduler_comparison"  # in the result directories' names
     schedulers: tuple[str, ...] = SCHEDULERS  # both, on the identical schedule
-    policy: str = DEFAULT_POLICY  # the coordinator's (centralized)
-    gossip_policy: str = DEFAULT_GOSSIP_POLICY  # the peers' (gossip)
+    policy: str = DEFAULT_POLICY  # the coordinator's placement policy (centralized)
+    gossip_policy: str = DEFAULT_GOSSIP_POLICY  # the peers' placement policy (gossip)
     gossip_preset: str = "lan"  # lan | local | ci: memberlist timings of the peers
-    timeout_s: float = 120.0
-    results_dir: str = "results"
+    timeout_s: float = 120.0  # per-request timeout in the load generator (also the queues' wait)
+    results_dir: str = "results"  # where result directories go
     slo: Slo = Slo(ttft_ms=5000.0, tpot_ms=200.0)
     workload: WorkloadSpec = field(default_factory=lambda: workload_from_dict(DEFAULT_WORKLOAD))
     nodes: tuple[NodeGroup, ...] = DEFAULT_NODES
     faults: tuple[str, ...] = ()  # AT:KIND:TARGET[:DURATION], as written (the manifest keeps the text)
-    retries: int = 2
+    retries: int = 2  # resends of a request whose node failed it (same request id)
     # Longer than any healthy wait between replies (a cold start, a queue), shorter than timeout_s.
     attempt_timeout_s: float = 10.0
     cluster_file: str = ""  # a deployed cluster (written by deploy.yml) instead of a local one
     standby_coordinator: bool = False  # centralized: a Binary Star backup (daemons/coordinator/failover.py)
-    failover_after_s: float = 5.0
+    failover_after_s: float = 5.0  # the standby's patience: primary silence before it asks the nodes
     insecure: bool = False  # local cluster without CURVE; by default every run makes its own keys
     # Admission queue of the coordinator and of every gossip peer; they wait at most timeout_s.
     queue_limit: int = DEFAULT_LIMIT

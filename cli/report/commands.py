@@ -19,7 +19,14 @@ from typing import Annotated
 import typer
 
 from cli.errors import exit_on_config_error
-from cli.report.compare import compare, prototype_comparison, render_text, write_comparison
+from cli.report.compare import (
+    COMPARISON_CSV,
+    COMPARISON_MD,
+    compare,
+    prototype_comparison,
+    render_text,
+    write_comparison,
+)
 from cli.report.results import load_run
 from cli.report.run_report import write_report
 from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
@@ -54,9 +61,9 @@ def report_command(
 
     Examples:
 
-        schedctl experiment report results/smoke_gossip_20250101_120000
-
-        schedctl experiment report results/smoke_gossip_20250101_120000 --slo-ttft-ms 500 --no-plots
+    \b
+      schedctl experiment report results/smoke_gossip_20250101_120000
+      schedctl experiment report results/smoke_gossip_20250101_120000 --slo-ttft-ms 500 --no-plots
     """
     report = write_report(run_dir, Slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms), plots)
     typer.echo(format_summary(report.summary), nl=False)
@@ -73,29 +80,32 @@ def compare_command(
     slo_tpot_ms: SloTpot = None,
     slo_e2el_ms: SloE2el = None,
     plots: Plots = True,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the comparison files of an earlier "
+                                        "compare in --out.")] = False,
 ) -> None:
     """Compare runs metric by metric and name the winner of each.
 
     Prints the table (columns: the scheduler types when they differ, else the directory
-    names), writes comparison.csv, comparison.md and ttft_cdf_compare.png into --out, and
-    summary.csv into each run directory. Exits 1 if a run recorded other than one row per
-    planned request.
+    names), writes comparison.csv, comparison.md and ttft_cdf_compare.png into --out
+    (refusing to overwrite an earlier comparison there without --force), and summary.csv
+    into each run directory. Exits 1 if a run recorded other than one row per planned request.
 
     Examples:
 
-        schedctl experiment compare results/smoke_centralized_* results/smoke_gossip_*
-
-        schedctl experiment compare results/a_gossip_* results/b_gossip_* -o reports/
+    \b
+      schedctl experiment compare results/smoke_centralized_* results/smoke_gossip_*
+      schedctl experiment compare results/a_gossip_* results/b_gossip_* -o reports/
     """
     if len(run_dirs) < 2:
         raise ConfigError("compare needs two or more results directories; for one run use "
                           "`schedctl experiment report DIR`")
+    out_dir = out if out is not None else run_dirs[0].resolve().parent
+    _refuse_overwrite(out_dir, plots, force)
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms)
     runs = [load_run(d) for d in run_dirs]
     summaries = [summarize_run(r, slo) for r in runs]
     comparison = compare(summaries)
     typer.echo(render_text(comparison), nl=False)
-    out_dir = out if out is not None else run_dirs[0].resolve().parent
     written = [*write_comparison(comparison, out_dir)]
     written += [write_summary_csv(s, r.run_dir / SUMMARY) for s, r in zip(summaries, runs, strict=True)]
     if plots:
@@ -104,6 +114,19 @@ def compare_command(
         written.append(write_compare_plot(list(zip(comparison.headers, runs, strict=True)), out_dir))
     typer.echo("wrote " + ", ".join(str(p) for p in written))
     _exit_on_mismatch(summaries)
+
+
+def _refuse_overwrite(out_dir: Path, plots: bool, force: bool) -> None:
+    """An earlier comparison in `out_dir` (the runs' parent by default) is kept unless --force."""
+    names = [COMPARISON_CSV, COMPARISON_MD]
+    if plots:
+        from cli.report.plots import TTFT_CDF_COMPARE
+
+        names.append(TTFT_CDF_COMPARE)
+    there = [out_dir / n for n in names if (out_dir / n).exists()]
+    if there and not force:
+        raise ConfigError(f"{', '.join(map(str, there))} already exist(s) from an earlier compare: pass --force "
+                          "to overwrite, or -o DIR to write this comparison elsewhere")
 
 
 def print_prototype_report(summaries: Sequence[Summary]) -> None:

@@ -6,7 +6,7 @@ of the *measured window*, SLOs are in milliseconds (as the manifest and `--slo-*
 give them). A figure with nothing to measure (no successful request, no recovery event, a
 column the run did not record) is NaN, written as an empty cell.
 
-Definitions (REFERENCE §4.1, vLLM `bench serve`):
+Definitions (vLLM benchmarks/serve.py, vLLM `bench serve`):
 - latency (E2EL) = done_s − scheduled_s and TTFT = first_token_s − scheduled_s, both from
   the *scheduled* time so a slow sender cannot hide queueing (no coordinated omission);
   only successful requests (status ok) count;

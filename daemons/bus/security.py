@@ -1,4 +1,4 @@
-"""CURVE encryption + ZAP authentication for every socket between hosts (REFERENCE.md §7.3).
+"""CURVE encryption + ZAP authentication for every socket between hosts (libzmq zmq_curve(7); pyzmq zmq/auth).
 
 Key layout (made by `schedctl keys generate`, distributed by Ansible):
 
@@ -57,10 +57,10 @@ _ZAP: dict[int, ThreadAuthenticator] = {}
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    curve_dir: str = ""
-    server_key: str = "server"
-    client_key: str = "client"
-    allowed_keys_dir: str = ""
+    curve_dir: str = ""  # directory of this host's keys; empty = CURVE off
+    server_key: str = "server"  # the cluster's server key pair (in curve_dir), held by hosts that bind
+    client_key: str = "client"  # this host's client key pair (in curve_dir)
+    allowed_keys_dir: str = ""  # public keys admitted by ZAP; empty = curve_dir/allowed
 
     @property
     def enabled(self) -> bool:

@@ -4,7 +4,7 @@ Every socket of the project is made by `make_socket`: the bus's (coordinator, no
 generator, collector, clients) and the gossip transport's; what differs between them is a
 `SocketOptions` value, never a second factory.
 
-Why each option (zmq_setsockopt(3)):
+Why each option (libzmq zmq_setsockopt(3)):
 - MAXMSGSIZE: a peer sending a larger frame is disconnected before we allocate it;
 - LINGER: the default (-1) makes `ctx.term()` hang on unsent frames at shutdown;
 - SNDHWM/RCVHWM: bound memory per peer; ROUTER and PUB drop when full, others block.

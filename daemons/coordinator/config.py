@@ -63,8 +63,8 @@ class CoordinatorConfig:
     witness_timeout_s: float = 1.5  # a vote is decided by then; nodes probe the peer for 60 % of it
     # Admission queue (admission.py): a request no node can take now waits, at most
     # queue_limit per model, at most queue_timeout_s (a Schedule's own timeout_s may shorten it).
-    queue_limit: int = DEFAULT_LIMIT
-    queue_timeout_s: float = DEFAULT_TIMEOUT_S
+    queue_limit: int = DEFAULT_LIMIT  # requests waiting per model; one more is answered `overloaded`
+    queue_timeout_s: float = DEFAULT_TIMEOUT_S  # longest wait for capacity, then `queue_timeout`
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):

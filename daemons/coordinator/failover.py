@@ -1,7 +1,7 @@
 """Coordinator failover: Binary Star with witnesses and epochs, as a pure state machine.
 
 Two coordinators, a primary and a backup, publish a `CoordinatorState` heartbeat to each
-other (ZeroMQ guide ch. 4; REFERENCE.md §6.4, §7.2). Exactly one is ACTIVE and answers
+other (ZeroMQ Guide, ch. 4, Binary Star). Exactly one is ACTIVE and answers
 `Schedule`; the other is PASSIVE and refuses with `not_active`, which sends the load
 generator to its peer. States and what moves them:
 

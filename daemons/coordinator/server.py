@@ -1,7 +1,7 @@
 """The decision server: one thread, one blocking zmq.Poller over ROUTER + SUB.
 
 Why not asyncio: zmq.asyncio costs ≈20-25 µs per awaited message and tops out near 46k
-msg/s on one loop (REFERENCE §7.4), more than a whole placement decision. A blocking
+msg/s on one loop (pyzmq perf notes), more than a whole placement decision. A blocking
 poller that drains every ready frame per wake-up keeps the hot path to decode, policy,
 encode, send. Each wake-up runs rounds until both sockets are empty; a round reads every
 waiting state frame into the inbox (which keeps only the newest per node, see
@@ -94,7 +94,7 @@ REQUEST_BATCH = 32  # requests per round, between two looks at the state socket
 MAX_ROUNDS = 1000  # rounds per wake-up before the stop flag and the failure detector run
 # The collector's young generation is raised from 700 allocations: a decision allocates a
 # few dozen objects, and frequent collections over a heap holding 100 nodes' state show up
-# as p99 latency spikes (REFERENCE §7.4: GC can stall the loop for tens of ms).
+# as p99 latency spikes (pyzmq perf notes: GC can stall the loop for tens of ms).
 GC_THRESHOLD = (20_000, 20, 50)
 SUMMARY_EVERY_S = 10.0
 HELD_BEAT_S = 1.0  # a Progress to each asker whose request waits in the queue (_held_beat)

@@ -13,7 +13,7 @@ are DEBUG, so INFO stays proportional to what happens to the cluster, not to the
 
 Why native and not just stderr: journald indexes only the fields it is given; lines on
 stderr become MESSAGE alone. We switch only when $JOURNAL_STREAM names *our* fd 2
-(REFERENCE.md §8.3): the variable alone may be inherited by a child whose stderr is a
+(systemd's journal native protocol): the variable alone may be inherited by a child whose stderr is a
 pipe or a file, and that child must keep writing plain lines there.
 """
 

@@ -3,7 +3,7 @@
 The class annotations are the wire schema (see `schema.py`). `MESSAGE_TYPES` maps the
 envelope's type string to its class; a frame whose type is not in it is dropped.
 
-Request flow (DESIGN.md §2):
+Request flow:
     loadgen -> coordinator   Schedule            coordinator -> loadgen   Placement
     loadgen -> node          Infer               node -> loadgen          FirstToken, Done | Error
                                                  node -> loadgen          Progress (about once a second)

@@ -1,7 +1,7 @@
 """systemd's notify protocol (sd_notify(3)) in a few lines, so daemons can run as Type=notify.
 
 Why our own: the `sdnotify` package swallows errors and `systemd-python` needs a compiler
-and libsystemd headers (REFERENCE.md §8.1). Outside systemd ($NOTIFY_SOCKET unset) every
+and libsystemd headers (sd_notify(3)). Outside systemd ($NOTIFY_SOCKET unset) every
 call is a no-op, so daemons call these unconditionally.
 
     ready("serving on tcp://...")      the unit leaves "activating"

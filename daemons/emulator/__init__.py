@@ -1,6 +1,6 @@
 """A drop-in for TGI's `text-generation-launcher`: one model on one emulated GPU.
 
-A real HTTP server speaking TGI's protocol (REFERENCE §1), with continuous batching
+A real HTTP server speaking TGI's protocol (TGI router/src/server.rs and docs/openapi.json), with continuous batching
 timed by a published latency model (`latency`), over the GPU memory an instance occupies
 and its load time (`daemons.profiles.memory`).
 

@@ -7,7 +7,7 @@
 fills the limits TGI's launcher would infer:
 
 - max_total_tokens = min(max_position_embeddings, 4096), max_input_tokens = max_total − 1,
-  max_batch_prefill_tokens = max_input_tokens + 50 (TGI launcher defaults, REFERENCE §1.7);
+  max_batch_prefill_tokens = max_input_tokens + 50 (TGI launcher defaults, TGI docs, launcher.md);
 - max_batch_total_tokens = the KV budget left after weights and overhead in
   `gpu memory × cuda_memory_fraction` (`memory.default_max_batch_total_tokens`);
 - load time = checkpoint bytes / tier bandwidth + init_seconds (`memory.load_seconds`).
@@ -47,7 +47,7 @@ log = logging.getLogger("schedctl.emulator")
 #: TGI's launcher caps the default context at 4096 tokens to leave room for more users.
 DEFAULT_MAX_TOTAL_TOKENS = 4096
 #: Uncalibrated engine start-up (CUDA context, warm-up, graph capture): the low end of
-#: REFERENCE §3.6's 5-60 s.
+#: ServerlessLLM's (OSDI'24, arXiv 2401.14351) 5-60 s.
 DEFAULT_INIT_SECONDS = 5.0
 #: Open streams get this long to finish after SIGTERM before they are cut.
 SHUTDOWN_GRACE_SECONDS = 5

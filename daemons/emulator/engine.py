@@ -1,4 +1,4 @@
-"""Continuous batching over the step-time model (REFERENCE §1.7).
+"""Continuous batching over the step-time model (TGI docs, launcher.md).
 
 - Admission: `acquire()` takes one of `max_concurrent_requests` permits, which cover
   queued + running requests; none left → `Overloaded`.  A permit is given back when its

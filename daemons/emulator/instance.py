@@ -28,7 +28,7 @@ from daemons.emulator.metrics import Metrics, head
 from daemons.emulator.validation import GenerateParams, Limits, ValidationFailed, ValidRequest, validate
 from daemons.profiles import GpuProfile, LatencyCoefficients, ModelProfile
 
-#: The TGI release whose protocol the emulator speaks (REFERENCE §1, openapi info.version).
+#: The TGI release whose protocol the emulator speaks (TGI docs/openapi.json, info.version).
 TGI_VERSION = "3.3.6-dev0"
 SYSTEM_FINGERPRINT = f"{TGI_VERSION}-native"
 

@@ -6,7 +6,7 @@ prefill).  Its duration, in seconds, is
 
     t_step = α + β·N_prefill_tokens + γ·Σ prefill_len² + δ·Σ context_len(decoding) + ε·B_decode
 
-(REFERENCE §3.1: DistServe's prefill and decode closed forms merged into one step; the
+(DistServe simdistserve/estimators/time_estimator.py: its prefill and decode closed forms merged into one step; the
 coefficients per model × GPU live in the profiles).  α is the memory-bound floor of
 reading the weights once, β the compute cost of a prefill token, γ prefill attention,
 δ reading one token of KV cache, ε the per-sequence cost of a decode slot.

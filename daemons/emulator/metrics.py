@@ -1,4 +1,4 @@
-"""Prometheus text for `/metrics`, named exactly as TGI names things (REFERENCE §1.6).
+"""Prometheus text for `/metrics`, named exactly as TGI names things (TGI docs/source/reference/metrics.md).
 
 - Counters carry no `_total` suffix (`tgi_request_count`, as TGI's Grafana queries use).
 - Gauges: `tgi_queue_size`, `tgi_batch_current_size`, `tgi_batch_current_max_tokens`,

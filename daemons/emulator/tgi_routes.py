@@ -1,4 +1,4 @@
-"""The Starlette app: TGI's native routes (REFERENCE §1.1-1.5); OpenAI routes in `openai_routes.py`.
+"""The Starlette app: TGI's native routes (TGI router/src/server.rs); OpenAI routes in `openai_routes.py`.
 
 - `POST /generate`, `POST /generate_stream`, `POST /` (compat: `stream` picks, and
   `return_full_text` defaults to true so the text starts with the prompt; the

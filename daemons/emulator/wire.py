@@ -1,4 +1,4 @@
-"""TGI's bytes on the wire: JSON bodies, SSE events and timing headers (REFERENCE §1.2-1.4).
+"""TGI's bytes on the wire: JSON bodies, SSE events and timing headers (TGI router/src/server.rs, docs/openapi.json).
 
 Field order and omissions follow TGI's serde structs: `top_tokens` is left out when
 empty, `details` of a non-stream response when not requested, `best_of_sequences`

@@ -5,7 +5,7 @@ loop, lossy NIC) rather than its targets. Lifeguard measures that with a score
 LHM in 0..max-1 and stretches the probe interval and timeout by (LHM + 1), so a
 slow observer probes less often and waits longer before it accuses anyone.
 
-Inputs (REFERENCE §6.1, §6.4):
+Inputs (SWIM, DSN 2002; Lifeguard, arXiv 1707.00788; derived from SWIM and memberlist):
 - +1 on a failed probe when no relay could nack (we cannot tell who is at fault);
 - +(expected - received) nacks on a failed probe (silent relays mean *we* are cut off);
 - +1 when refuting a suspicion about ourselves (others cannot hear us);

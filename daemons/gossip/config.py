@@ -2,7 +2,7 @@
 
 Every time is in seconds (floats), every size in bytes. The presets copy
 hashicorp/memberlist's `DefaultLANConfig`, `DefaultWANConfig` and
-`DefaultLocalConfig` (REFERENCE.md §6.2), with this project's departures from
+`DefaultLocalConfig` (hashicorp/memberlist config.go, util.go), with this project's departures from
 §6.4: push/pull every 15 s on a LAN (memberlist: 30 s) because records change
 more often than membership, relays nack at 80 % of the probe timeout, and dead
 members are reaped after 60 s.
@@ -62,7 +62,7 @@ class GossipConfig:
     gossip_to_the_dead_time: float = 30.0
     # Piggyback budget of one message (bytes of gossip items); bounds bandwidth per peer.
     # memberlist uses its UDP buffer (1400 B); 1 KiB keeps a fully churning N = 64 cluster
-    # under 20 KB/s per peer (REFERENCE §6.4 estimates 17) at a median staleness of ≈0.6 s.
+    # under 20 KB/s per peer (our estimate from the frame sizes: 17) at a median staleness of ≈0.6 s.
     max_piggyback_bytes: int = 1024
     # Broadcast queue bound in items; the most-transmitted items are pruned first
     # (push/pull repairs whatever is pruned).
@@ -145,7 +145,7 @@ class GossipConfig:
     # ----------------------------------------------------------------- presets
     @classmethod
     def lan(cls) -> GossipConfig:
-        """memberlist DefaultLANConfig, push/pull 15 s (REFERENCE §6.4)."""
+        """memberlist DefaultLANConfig, push/pull 15 s (derived from SWIM and memberlist)."""
         return cls()
 
     @classmethod

@@ -12,7 +12,7 @@ and sends the returned ``Outbound(addr, message)`` list; membership changes are
 collected as `MemberEvent` and drained with ``drain_events()``. The same code
 runs over ZeroMQ (`transport.py`) and over the simulated network (`simnet.py`).
 
-Protocol summary (REFERENCE §6.1-6.4), and why:
+Protocol summary (SWIM, DSN 2002; Lifeguard, arXiv 1707.00788; hashicorp/memberlist), and why:
 
 - Probing: every period (probe_interval x (LHM+1)) ping the next member of a shuffled
   round-robin list, which bounds first detection at ~2N periods. No ack within the

@@ -1,6 +1,6 @@
 """Gossip wire messages: typed dataclasses, msgpack encoding and a hardened decoder.
 
-Every frame is one msgpack array (REFERENCE §6.4)::
+Every frame is one msgpack array (derived from SWIM and memberlist)::
 
     [1, type, sender, incarnation, seq, body, piggyback[]]
 
@@ -35,7 +35,7 @@ MAX_ADDR_LEN = 256
 MAX_ITEMS = 1024  # piggyback items or sync entries in one frame
 MAX_BODY_DEPTH = 8
 _U63 = (1 << 63) - 1
-# Wire ranges (REFERENCE §6.4). An incarnation grows by one per refutation and a record
+# Wire ranges (derived from SWIM and memberlist). An incarnation grows by one per refutation and a record
 # version by one per publication (at most 2/s): 2^32 lasts 68 years at the fastest rate.
 # A generation is the boot time in ms, a sequence number a counter: int63 for both.
 MAX_INCARNATION = (1 << 32) - 1

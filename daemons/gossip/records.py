@@ -2,7 +2,7 @@
 
 A record is the small piece of state a node shares with everyone through gossip
 (e.g. ``{gpus, queue_depth, models, endpoint}``); its body is an opaque
-msgpack-able map supplied by the owner. Rules (REFERENCE §6.4), and why:
+msgpack-able map supplied by the owner. Rules (derived from SWIM and memberlist), and why:
 
 - only the owner creates versions of its record, so there are never concurrent
   writers and "newest wins" is well defined;

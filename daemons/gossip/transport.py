@@ -1,7 +1,7 @@
 """`ZmqTransport`: drives one `Memberlist` over real ZeroMQ sockets with asyncio.
 
 Sockets (made by the project's one factory, `daemons.bus.sockets.make_socket`, with
-`GOSSIP_SOCKETS`):
+`GOSSIP_SOCKETS`); libzmq zmq_setsockopt(3); ZeroMQ Guide, ch. 4):
 
 - one ROUTER bound at our gossip address receives every frame as
   ``[identity, payload]``; the identity is the sender's advertised gossip address
@@ -42,7 +42,7 @@ from daemons.gossip.messages import MAX_ADDR_LEN, GossipDecodeError, decode, enc
 
 log = logging.getLogger("schedctl.gossip")
 
-TICK_S = 0.1  # the event-loop health tick (REFERENCE §6.4)
+TICK_S = 0.1  # the event-loop health tick (derived from SWIM and memberlist)
 MAX_PEER_SOCKETS = 4096  # DEALERs kept open; the least recently used beyond this are closed
 _SCHEMES = ("tcp://", "ipc://", "inproc://")
 

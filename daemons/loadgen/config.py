@@ -45,11 +45,11 @@ def check_endpoint(endpoint: str, what: str) -> None:
 class LoadgenConfig:
     """How to send a schedule: to a coordinator (centralized) or straight to peers (gossip)."""
 
-    mode: str = "centralized"
-    coordinator: str = ""
-    entry: tuple[str, ...] = ()
-    timeout_s: float = 120.0
-    name: str = "loadgen"
+    mode: str = "centralized"  # centralized (ask the coordinator) | gossip (send to a peer)
+    coordinator: str = ""  # centralized: the coordinator's request ROUTER
+    entry: tuple[str, ...] = ()  # gossip: peers' ROUTERs; each request goes to a random live one
+    timeout_s: float = 120.0  # after its scheduled time, an unanswered request is a timeout
+    name: str = "loadgen"  # sender name in every envelope
     priority: int = 0  # Schedule.priority of every request
     # poll() times out in whole milliseconds and wakes ~0.12 ms (p50) to 0.16 ms (p99) late, so the
     # sender sleeps in poll() until this margin plus the sub-millisecond remainder before a send, then
@@ -57,23 +57,23 @@ class LoadgenConfig:
     # median p99 lag: 3.1 ms spinning < 1 ms, 3.9 ms at 0.5 ms margin, 4.6 ms at 2 ms): a spinning
     # thread uses up its CPU share and is then preempted by the cluster it is measuring.
     spin_s: float = 0.0002
-    progress_interval_s: float = 1.0
+    progress_interval_s: float = 1.0  # seconds between progress lines
     max_nodes: int = 1024  # node endpoints a coordinator may send us to (one socket each)
     # Nice value for the sending thread (and the ZeroMQ I/O thread it starts) during a run; 0 leaves
     # it alone. On a busy host a negative value (needs root or CAP_SYS_NICE, else a warning) keeps
     # other processes from delaying sends by a scheduler time slice: measured on a loaded 2-core VM,
     # p99 send lag at 1,000 req/s, CV 8 fell from 4.7-6.9 ms at nice 0 to 1.1-3.9 ms at nice -10.
     nice: int = 0
-    # Lazy Pirate (REFERENCE.md §7.2): a request whose node failed it (RETRYABLE codes, a dropped
+    # Lazy Pirate (ZeroMQ Guide, ch. 4): a request whose node failed it (RETRYABLE codes, a dropped
     # connection, a death verdict, or no word for attempt_timeout_s: nodes send a Progress every
     # second while they hold a request, so this is silence, not age) is sent again with the same
     # request id, avoiding the nodes that failed it; at most `retries` times. 0 disables the timer.
     retries: int = 2
-    attempt_timeout_s: float = 0.0
+    attempt_timeout_s: float = 0.0  # an attempt silent this long is sent again elsewhere (0 = never)
     # Coordinator failover (coordinators.py): a Placement is answered in well under a
     # millisecond, so seconds of silence mean the coordinator is gone (Lazy Pirate: 2.5 s).
     standby: str = ""
-    coordinator_timeout_s: float = 2.0
+    coordinator_timeout_s: float = 2.0  # no placement for this long: ask the other coordinator
     # Reroutes to a(nother) coordinator per request: enough to wait out a failover
     # (failover_after_s + a witness vote, asked every REROUTE_BACKOFF_S at worst).
     coordinator_retries: int = 40

@@ -1,6 +1,6 @@
 """Which coordinator the load generator asks: the Binary Star client side, without sockets.
 
-With a standby (REFERENCE.md §7.2), schedule requests go to the coordinator that placed the
+With a standby (ZeroMQ Guide, ch. 4), schedule requests go to the coordinator that placed the
 last request. One that leaves a request unplaced for `coordinator_timeout_s` is suspected
 for `suspect_s` and the other is asked; one that answers `not_active` makes us switch to
 the other unless that one is suspected (then we keep asking, after a back-off, until the

@@ -11,7 +11,7 @@ value alike (a TOML table with the same keys also works, see `parse_length`):
     trace                                 the trace's own column (needs a trace file)
 
 Log-normal is parametrised by mean and median because those are what trace statistics
-publish (REFERENCE.md §4.4): median = e^mu, mean = e^(mu + sigma²/2).
+publish (Azure LLM inference trace 2023): median = e^mu, mean = e^(mu + sigma²/2).
 """
 
 from __future__ import annotations
@@ -154,8 +154,8 @@ def popularity_weights(kind: str, n_models: int, zipf_s: float = 1.0,
                        weights: tuple[float, ...] = ()) -> npt.NDArray[np.float64]:
     """Probability of each model, in the order the models are listed.
 
-    zipf: p(i) ∝ 1 / (i + 1)^s, so the first model listed is the most popular (REFERENCE.md
-    §4.4: a few models get almost all requests).
+    zipf: p(i) ∝ 1 / (i + 1)^s, so the first model listed is the most popular (the Azure LLM
+    inference trace 2023: a few models get almost all requests).
     """
     if n_models < 1:
         raise ConfigError("models: list at least one model name")

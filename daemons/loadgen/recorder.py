@@ -11,7 +11,7 @@ tested on their own:
 Once a request has its outcome it is frozen: later or repeated replies are counted in
 `ignored` ("late", "duplicate", ...) and change nothing.
 
-Retries (Lazy Pirate, REFERENCE.md §7.2) follow liveness, not age. A request is sent again
+Retries (Lazy Pirate, ZeroMQ Guide, ch. 4) follow liveness, not age. A request is sent again
 (same request id, avoiding `failed_nodes`, while it has retries left) only when the node or
 link it waits on is known gone — an Error with a RETRYABLE code, a dropped connection
 (`link_lost`), a death verdict of the coordinator or a gossip peer (`node_gone`), a peer
@@ -25,7 +25,7 @@ sender cancels it (`cancels`), and an Error from another node (a retry's refusal
 decides a request that is being served. The first final answer decides the outcome; answers
 of the other attempts are then `late`. Times are seconds from the run's
 start on the monotonic clock; latencies are taken from `scheduled_s`, never from the
-actual send (no coordinated omission, REFERENCE.md §4.2).
+actual send (no coordinated omission, wrk2 README; HdrHistogram recordValueWithExpectedInterval).
 """
 
 from __future__ import annotations

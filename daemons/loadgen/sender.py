@@ -1,7 +1,7 @@
 """The open-loop sender: every request leaves at its scheduled time, whatever came before.
 
 One thread owns every socket (ZeroMQ sockets are not thread-safe) and one `zmq.Poller`
-(REFERENCE.md §7.4: a blocking poller, not asyncio, for a hot path). The loop:
+(pyzmq perf notes: a blocking poller, not asyncio, for a hot path). The loop:
 
 1. send every request whose scheduled time has come (its pre-encoded frame, DONTWAIT, so
    a slow or dead peer never blocks the clock: a full queue is recorded as `send_failed`);

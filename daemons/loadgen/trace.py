@@ -1,4 +1,4 @@
-"""Reading request traces: the Azure LLM inference trace format (REFERENCE.md §4.4).
+"""Reading request traces: the Azure LLM inference trace format (Azure LLM inference trace 2023).
 
 Accepted headers (first line, any column order, names case-insensitive):
 - Azure LLM 2023/2024: `TIMESTAMP, ContextTokens, GeneratedTokens`, where TIMESTAMP is a

@@ -1,12 +1,12 @@
 """The workload model: what requests to send and when, generated up front from a seed.
 
-Arrivals follow vLLM `bench serve` (REFERENCE.md §4.1): gaps ~ Gamma(shape = 1/CV²,
+Arrivals follow vLLM `bench serve` (vLLM benchmarks/serve.py): gaps ~ Gamma(shape = 1/CV²,
 scale = 1/(rps·shape)), so the mean gap is 1/rps and CV 1 is Poisson; exactly
 N = round(rps × duration) requests; the cumulative offsets are rescaled so the last one is
 exactly N/rps, which removes the 1-2 % throughput noise between seeds. Or a trace is
 replayed with its own timestamps.
 
-The whole schedule exists before the first send (REFERENCE.md §4.2 rule 1), so both
+The whole schedule exists before the first send (wrk2 README: no coordinated omission), so both
 schedulers can replay the identical list and the sender never computes while it paces.
 
 `WorkloadSpec.from_dict` reads a `[workload]` TOML table; its keys are the field names:
@@ -56,7 +56,7 @@ from daemons.loadgen.distributions import (
 from daemons.loadgen.trace import Trace, read_trace
 
 DEFAULT_MODEL = "facebook/opt-125m"
-# Azure LLM 2023 conversation trace statistics (REFERENCE.md §4.4).
+# Azure LLM 2023 conversation trace statistics (Azure LLM inference trace 2023).
 DEFAULT_PROMPT = LengthDist("lognormal", mean=1155, median=1020, max=8192)
 DEFAULT_OUTPUT = LengthDist("lognormal", mean=211, median=129, max=1000)
 ARRIVALS = ("auto", "gamma", "trace")
@@ -79,20 +79,20 @@ class PlannedRequest:
 class WorkloadSpec:
     """A reproducible workload; `plan(spec)` turns it into a list of requests."""
 
-    duration_s: float = 300.0
-    rps: float = 5.0
-    cv: float = 8.0
-    seed: int = 42
-    models: tuple[str, ...] = (DEFAULT_MODEL,)
-    popularity: str = "uniform"
-    zipf_s: float = 1.0
-    weights: tuple[float, ...] = ()
+    duration_s: float = 300.0  # seconds of arrivals (trace replay: 0 = the whole trace)
+    rps: float = 5.0  # mean requests per second
+    cv: float = 8.0  # coefficient of variation of the gaps: 1 Poisson, 8 bursty, 0 constant
+    seed: int = 42  # seeds every random choice: the same spec gives the same schedule
+    models: tuple[str, ...] = (DEFAULT_MODEL,)  # model names, most popular first
+    popularity: str = "uniform"  # uniform | zipf | weights: how requests pick a model
+    zipf_s: float = 1.0  # popularity = zipf: the exponent
+    weights: tuple[float, ...] = ()  # popularity = weights: one weight per model
     prompt_tokens: LengthDist | None = None  # None: the trace's column if replaying, else DEFAULT_PROMPT
     output_tokens: LengthDist | None = None  # None: the trace's column if replaying, else DEFAULT_OUTPUT
-    trace: str = ""
-    arrivals: str = "auto"
-    trace_speedup: float = 1.0
-    id_prefix: str = "r"
+    trace: str = ""  # an Azure LLM inference trace CSV to replay
+    arrivals: str = "auto"  # auto | gamma | trace: the rps/cv process, or a trace's timestamps (auto: trace if given)
+    trace_speedup: float = 1.0  # trace replay: arrivals this many times faster
+    id_prefix: str = "r"  # request ids are this prefix and six digits: r000042
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))

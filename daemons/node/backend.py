@@ -44,7 +44,7 @@ BUSY_RATIO = "schedctl_emulator_busy_ratio"
 # environment, so the TGI instances the node launches can still download their weights.
 hub_constants.HF_HUB_OFFLINE = True
 # httpx's default pool of 100 connections would silently queue further streams
-# (REFERENCE.md §2.1); the node bounds concurrency itself, per request, with timeouts.
+# (huggingface_hub inference/_client.py); the node bounds concurrency itself, per request, with timeouts.
 UNBOUNDED = httpx.Limits(max_connections=None)
 #: The pool the client being built should borrow (set by `Backend.stream` around the call).
 _POOL: ContextVar[httpx.AsyncBaseTransport | None] = ContextVar("schedctl_backend_pool", default=None)

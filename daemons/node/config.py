@@ -22,7 +22,7 @@ EMULATOR_LAUNCHER: tuple[str, ...] = (
 )
 # backend = "tgi": TGI's own launcher (or, on a host without a GPU, the emulator installed
 # under its name: schedctl-tgi-launcher). Several instances share a GPU, so each gets its own
-# port, shard socket, torch.distributed port and memory fraction (REFERENCE §1.8).
+# port, shard socket, torch.distributed port and memory fraction (TGI docs, launcher.md).
 TGI_LAUNCHER: tuple[str, ...] = (
     "text-generation-launcher", "--model-id", "{model}", "--port", "{port}", "--hostname", "127.0.0.1",
     "--num-shard", "1", "--max-batch-total-tokens", "{kv_tokens}", "--shard-uds-path",
@@ -39,23 +39,23 @@ DEFAULT_MODELS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class NodeConfig:
-    name: str = "node-0"
+    name: str = "node-0"  # unique in the cluster: state, logs, gossip membership
     bind: str = "tcp://127.0.0.1:5560"  # ROUTER: infer + status
     advertise: str = ""  # endpoint others use to reach `bind`; empty = same as bind
     publish_to: tuple[str, ...] = ("tcp://127.0.0.1:5556",)  # SUB addresses our PUB connects to
-    publish_interval_s: float = 1.0
+    publish_interval_s: float = 1.0  # how often NodeState goes to the coordinator (and collector)
     gpu_backend: str = "auto"  # auto | nvml | emulated
     gpu: str = "a100-80gb"  # the emulated GPU profile (also the emulator's --gpu)
     checkpoint_tier: str = "ssd"  # where this node's checkpoints live: gpu | dram | ssd | remote
     models: tuple[str, ...] = DEFAULT_MODELS  # the catalog this node may load
-    preload: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ()  # models loaded at start-up, before any request (a subset of models)
     backend: str = "emulator"  # emulator | tgi: which launcher runs instances (unless `launcher` is set)
     tgi_launcher: str = "text-generation-launcher"  # backend = "tgi": TGI's launcher, a name on PATH or a path
-    launcher: tuple[str, ...] = EMULATOR_LAUNCHER
+    launcher: tuple[str, ...] = EMULATOR_LAUNCHER  # the instance command; replaces the backend's outright
     kv_tokens: int = 16384  # KV budget per instance, TGI's --max-batch-total-tokens
     init_s: float = 2.0  # start-up of an instance besides copying weights (CUDA context, warm-up)
-    load_timeout_s: float = 300.0
-    request_timeout_s: float = 300.0
+    load_timeout_s: float = 300.0  # an instance not healthy by then is a failed load
+    request_timeout_s: float = 300.0  # longest a request may run (or wait for memory) on this node
     scheduler: str = "centralized"  # centralized | gossip
     # Gossip mode: this node is also a peer that places requests from its gossip view.
     gossip_bind: str = "tcp://127.0.0.1:5561"  # ROUTER for the gossip protocol
@@ -68,7 +68,7 @@ class NodeConfig:
     # Gossip mode: a request no peer in our view can take waits here (admission.py), at most
     # queue_limit per model, at most queue_timeout_s, and is placed again as the view changes.
     queue_limit: int = DEFAULT_LIMIT
-    queue_timeout_s: float = DEFAULT_TIMEOUT_S
+    queue_timeout_s: float = DEFAULT_TIMEOUT_S  # gossip mode: longest wait in that queue (`queue_timeout`)
 
     def __post_init__(self) -> None:
         if self.gpu_backend not in ("auto", "nvml", "emulated"):

@@ -1,4 +1,4 @@
-"""`affinity-score`: the prototype's rule, as its documents meant it (REFERENCE §5.1).
+"""`affinity-score`: the prototype's rule, as its documents meant it (joshSi/Team-4-Decentralized-Scheduler).
 
     score = 1000·has_model − 10·queue − 100·gpu_util
 

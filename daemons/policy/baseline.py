@@ -1,4 +1,4 @@
-"""Baseline policies: round-robin, random, least-loaded (REFERENCE §5.6 C0, C1).
+"""Baseline policies: round-robin, random, least-loaded (the usual baselines).
 
 Round-robin and random ignore load and locality on purpose (they are what the smarter
 policies must beat), but not capacity: a node is taken only if it holds the model or can

@@ -5,7 +5,7 @@ An `Option` is one node a request could go to without disturbing running work:
 - COLD_START: the model is loading there, or the node lists it in its catalog and its
   footprint fits in GPU memory after evicting idle models (LRU first).
 Capacity awareness lives here so no policy can send a COLD_START to a node that cannot
-hold the model (PROTO had no capacity accounting at all, REFERENCE §5.1).
+hold the model (PROTO had no capacity accounting at all, the prototype, joshSi/Team-4-Decentralized-Scheduler).
 
 Evicting a *busy* model is not an option here: that is MIGRATE, decided by the
 startup-optimal policy alone (see `startup.py`).

@@ -1,7 +1,7 @@
 """Decentralized policies: a gossip peer places a request from its own, possibly stale, view.
 
 Each is a pure function of (view, request, rng, me) where `me` is the deciding peer. They
-follow REFERENCE §5.4 and §5.6 (D0-D2): never route to the argmin of a stale table
+follow Sparrow, Ousterhout et al. SOSP'13; Mitzenmacher's power of d choices: never route to the argmin of a stale table
 (that herds every peer onto the same node); sample a few candidates instead, and count
 the peer's own recent placements as pending load (the view's optimistic update).
 

@@ -1,4 +1,4 @@
-"""`startup-optimal`: ServerlessLLM-style placement with MIGRATE (REFERENCE §5.2, §5.6 C3/C4).
+"""`startup-optimal`: ServerlessLLM-style placement with MIGRATE (ServerlessLLM sllm/schedulers).
 
 Every node that can take the request without disturbing running work is an option, costed
 
@@ -66,7 +66,7 @@ from daemons.policy.view import (
     Refusal,
 )
 
-ALPHA_S_PER_TOKEN = 0.01  # SLLM migration resume cost per token (REFERENCE §5.2)
+ALPHA_S_PER_TOKEN = 0.01  # SLLM migration resume cost per token (ServerlessLLM sllm/schedulers)
 BETA_S = 0.1  # SLLM migration fixed cost per request
 TOKENS_EST = 256  # assumed prompt + generated tokens of a running request (uncalibrated)
 EVICT_S = 0.5  # stopping one idle instance (uncalibrated; TGI exits in well under a second)

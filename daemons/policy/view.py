@@ -12,7 +12,8 @@ nodes that matter for a model instead of scanning the whole cluster on every req
 `pending` is the optimistic update PROTO lacked: placements the caller sent to a node
 that the node's published state does not show yet. Counting them as load is what keeps a
 burst of requests against stale state from all landing on the same "best" node
-(REFERENCE §5.1, §5.4). `with_placement` applies one placement to a view.
+(the prototype, joshSi/Team-4-Decentralized-Scheduler; Sparrow, Ousterhout et al. SOSP'13;
+Mitzenmacher's power of d choices). `with_placement` applies one placement to a view.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""GPU memory and load time of one model instance (REFERENCE §3.4, §3.6).
+"""GPU memory and load time of one model instance (the models' config.json; vLLM paper, Kwon et al.
+SOSP'23; ServerlessLLM, OSDI'24, arXiv 2401.14351).
 
 An instance occupies, for its whole life,
 

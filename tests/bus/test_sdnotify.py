@@ -1,4 +1,4 @@
-"""sd_notify without systemd: a datagram socket in a temp dir stands in for PID 1 (REFERENCE.md §8.1)."""
+"""sd_notify without systemd: a datagram socket in a temp dir stands in for PID 1 (sd_notify(3))."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Profiles, memory and latency model: the published figures come back out (REFERENCE §3)."""
+"""Profiles, memory and latency model: the published figures come back out (DistServe, Vidur,
+ServerlessLLM and the models' config.json)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_unknown_names_list_the_known_ones(call: object, listed: str) -> None:
 
 
 def test_kv_bytes_per_token_match_reference() -> None:
-    # REFERENCE §3.4: 512 KiB for Llama-2-7B, 128 KiB for Llama-3-8B (GQA), 800 KB for OPT-13B.
+    # config.json; vLLM paper (SOSP'23): 512 KiB for Llama-2-7B, 128 KiB for Llama-3-8B (GQA), 800 KB for OPT-13B.
     assert memory.kv_bytes_per_token(load_model("meta-llama/Llama-2-7b-hf")) == 524_288
     assert memory.kv_bytes_per_token(load_model("meta-llama/Llama-3.1-8B-Instruct")) == 131_072
     assert memory.kv_bytes_per_token(load_model("facebook/opt-13b")) == 819_200
@@ -77,7 +78,7 @@ def test_footprint_is_weights_plus_overhead_plus_kv() -> None:
     base = memory.footprint_bytes(model, gpu, 0)
     assert base == memory.weights_bytes(model) + memory.overhead_bytes(model, gpu)
     assert memory.footprint_bytes(model, gpu, 1000) - base == 1000 * 131_072
-    # REFERENCE §3.4 worked example: 80 GB x 0.9 - 16 GB - ~3 GB -> ~400k tokens for Llama-3-8B.
+    # Worked example (derived): 80 GB x 0.9 - 16 GB - ~3 GB -> ~400k tokens for Llama-3-8B.
     budget = memory.default_max_batch_total_tokens(model, gpu, 0.9)
     assert 380_000 < budget < 460_000
     assert memory.footprint_bytes(model, gpu, budget) <= gpu.memory_bytes * 0.9
@@ -119,7 +120,7 @@ def test_latency_closed_forms() -> None:
 
 
 def test_7b_decode_step_sits_in_reference_band() -> None:
-    # REFERENCE §3.3: optimized engines 8-12 ms/token on A100, 5-7 ms on H100 for 7-8B at batch 1.
+    # Bandwidth floors: optimized engines reach 8-12 ms/token on A100, 5-7 ms on H100 for 7-8B at batch 1.
     for model_id in ("meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct"):
         model = load_model(model_id)
         a100 = latency.tpot_seconds(model.latency_on(load_gpu("a100-80gb")), 1, 512)

@@ -1,4 +1,4 @@
-"""TGI's wire protocol, byte for byte, against a real emulator process (REFERENCE §1)."""
+"""TGI's wire protocol, byte for byte, against a real emulator process (TGI router/src/server.rs)."""
 
 from __future__ import annotations
 

@@ -78,6 +78,13 @@ def test_short_experiment_runs_both_schedulers_on_one_schedule(tmp_path: Path) -
     assert [r["scheduled_s"] for r in central] == [r["scheduled_s"] for r in gossip]
     assert all(r["hops"] in ("0", "1") for r in gossip)
     assert "Metric" in out.stdout and "Centralized" in out.stdout and "Gossip" in out.stdout
+    # the expected duration up front, then few progress lines, each naming its scheduler
+    lines = out.stdout.splitlines()
+    said = [i for i, line in enumerate(lines) if line.startswith("expected duration: about ")]
+    assert said and said[0] < lines.index("[centralized] starting 4 nodes and the coordinator")
+    beats = [line for line in lines if " sent " in line]
+    assert {line.split("]")[0] for line in beats} == {"[centralized", "[gossip"}
+    assert 2 <= len(beats) <= 12 and all("of arrivals left" in b or "arrivals done" in b for b in beats)
     # torn down: nothing started by the run is left
     assert our_processes() <= before
 

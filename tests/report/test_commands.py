@@ -140,3 +140,17 @@ def test_print_prototype_report(tmp_path: Path, capsys: pytest.CaptureFixture[st
     line = next(x for x in out.splitlines() if x.startswith("Success Rate"))
     assert line.split() == ["Success", "Rate", "(%)", "-", "66.7%", "-"]
     assert err.startswith("warning: gossip run") and "3 missing" in err
+
+
+def test_compare_keeps_an_earlier_comparison_unless_forced(tmp_path: Path) -> None:
+    a = write_run(tmp_path, scheduler="centralized")
+    b = write_run(tmp_path, scheduler="gossip")
+    assert invoke("compare", a, b, "--no-plots")[0] == 0
+    before = (tmp_path / "comparison.csv").read_text()
+    (tmp_path / "comparison.csv").write_text("an earlier comparison\n")
+    code, out, err = invoke("compare", a, b, "--no-plots")
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {tmp_path / 'comparison.csv'}") and "--force" in err and "-o DIR" in err
+    assert (tmp_path / "comparison.csv").read_text() == "an earlier comparison\n"
+    assert invoke("compare", a, b, "--no-plots", "--force")[0] == 0
+    assert (tmp_path / "comparison.csv").read_text() == before

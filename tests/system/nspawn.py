@@ -1,4 +1,4 @@
-"""Real systemd hosts for tests: systemd-nspawn over the host's /usr (REFERENCE.md §8.4, recipes A + C).
+"""Real systemd hosts for tests: systemd-nspawn over the host's /usr (systemd-nspawn(1)).
 
 Each host boots the machine's own /usr read-only with a tmpfs root (`--volatile=yes`), in
 its own network namespace with its own address on a private bridge that only this test

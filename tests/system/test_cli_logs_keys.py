@@ -66,3 +66,60 @@ def test_keys_generate(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.key", "a.key_secret", "b.key", "b.key_secret"]
     again = CliRunner().invoke(app, ["keys", "generate", "--dir", str(tmp_path), "--name", "a"])
     assert again.exit_code == 2 and "exists" in again.output
+
+
+NO_JOURNAL = """#!/usr/bin/env python3
+import sys
+print("No journal files were found.", file=sys.stderr)
+"""
+OTHER_UNITS_ONLY = """#!/usr/bin/env python3
+print("systemd-journald.service\\nsshd.service")
+"""
+
+
+def write_run(results: Path, name: str, logs: dict[str, str]) -> Path:
+    daemons = results / name / "daemons"
+    daemons.mkdir(parents=True)
+    for daemon, text in logs.items():
+        (daemons / f"{daemon}.log").write_text(text)
+    return results / name
+
+
+@pytest.mark.parametrize("journal", [NO_JOURNAL, OTHER_UNITS_ONLY], ids=["no journal", "no schedctl units"])
+def test_without_a_journal_it_reads_the_latest_local_run_and_says_so(tmp_path: Path, journal: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "journalctl").write_text(journal)
+    (bin_dir / "journalctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    old = write_run(tmp_path / "results", "old_gossip",
+                    {"node-0": "2026-01-01 10:00:00,000 node[node-0] INFO x: old\n"})
+    new = write_run(tmp_path / "results", "new_centralized", {
+        "node-0": "2026-01-01 12:00:02,000 node[node-0] INFO x: serving r000007\n"
+                  "2026-01-01 12:00:03,000 node[node-0] ERROR x: boom\nTraceback (most recent call last):\n",
+        "coordinator": "2026-01-01 12:00:01,000 coordinator INFO x: placed r000007 on node-0\n"})
+    __import__("os").utime(old / "daemons", (1, 1))  # older than the other run
+    out = CliRunner().invoke(app, ["logs", "--results-dir", str(tmp_path / "results"), "-r", "r000007"])
+    assert out.exit_code == 0, out.output
+    assert out.stderr.strip() == (f"no journal of schedctl's units on this host: reading the latest local run's "
+                                  f"daemon logs, {new / 'daemons'}/*.log")
+    assert out.stdout.splitlines() == [
+        "coordinator: 2026-01-01 12:00:01,000 coordinator INFO x: placed r000007 on node-0",
+        "node-0: 2026-01-01 12:00:02,000 node[node-0] INFO x: serving r000007"]
+    by_node = CliRunner().invoke(app, ["logs", "--run", str(new), "--node", "node-0"])
+    assert by_node.stdout.splitlines()[-1] == "Traceback (most recent call last):"  # kept with its line
+    nothing = CliRunner().invoke(app, ["logs", "--results-dir", str(tmp_path / "none")])
+    assert nothing.exit_code == 2 and "no local run logs" in nothing.output and "--run DIR" in nothing.output
+
+
+def test_a_host_that_cannot_be_reached_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ssh = tmp_path / "ssh"  # what ssh does when it cannot resolve, connect or log in: exit 255
+    ssh.write_text("#!/bin/sh\necho 'ssh: Could not resolve hostname gpu-9: Name or service not known' >&2\nexit 255\n")
+    ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{__import__('os').environ['PATH']}")
+    out = CliRunner().invoke(app, ["logs", "-H", "root@gpu-9", "-r", "r000001"])
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.strip() == ("error: cannot reach root@gpu-9 over ssh (ssh: Could not resolve hostname gpu-9: "
+                                  "Name or service not known): check the host name and that `ssh root@gpu-9 true` "
+                                  "works without a password")

@@ -1,9 +1,9 @@
-"""The deployment, end to end, on three real systemd hosts (systemd-nspawn, REFERENCE.md §8.4).
+"""The deployment, end to end, on three real systemd hosts (systemd-nspawn(1)).
 
     h1: coordinator + loadgen      h2, h3: gpu_nodes (emulated GPUs, backend = tgi)
 
 `ansible-playbook deploy.yml` installs the suite on them over the nsenter connection
-(REFERENCE.md §9) from a wheelhouse built from this checkout, with CURVE keys, units and
+(the Ansible docs) from a wheelhouse built from this checkout, with CURVE keys, units and
 config; a second run must change nothing. The nodes drive TGI the way a GPU cluster does:
 `schedctl_node_backend: tgi`, each node launching `text-generation-launcher` for its models
 (here the emulator's `schedctl-tgi-launcher` installed under that name by

@@ -1,6 +1,6 @@
 """The unit files in etc/systemd: `systemd-analyze verify` says nothing, exposure stays low.
 
-verify checks that ExecStart exists on the verifying machine (REFERENCE.md §8.2), so the
+verify checks that ExecStart exists on the verifying machine (systemd.service(5), systemd.exec(5)), so the
 units are verified under `--root` of a temporary tree holding the system's own units, the
 units under test and stand-ins for the executables they run (/opt/schedctl/venv/bin/schedctl
 as Ansible installs it, /opt/tgi/bin/text-generation-launcher).
