@@ -49,7 +49,7 @@ TIMELINE = "timeline.png"
 RECOVERY = "recovery.png"
 TTFT_CDF_COMPARE = "ttft_cdf_compare.png"
 
-# REFERENCE §5.7 judges service recovery on a rolling 10 s window; plot the same window.
+# Service recovery is judged on a rolling 10 s window (recovery.py); plot the same window.
 WINDOW_S = 10.0
 _DPI = 110
 _OTHER_EVENT_COLORS = ("tab:orange", "tab:purple", "tab:brown", "tab:gray", "tab:olive")

@@ -1,4 +1,4 @@
-"""Recovery after each fault (REFERENCE.md §5.7), from a run's requests and events.
+"""Recovery after each fault (defined in docs/faults.md), from a run's requests and events.
 
 For a `fault` event on TARGET at t_f:
 
