@@ -20,6 +20,7 @@ import typer
 
 from cli.errors import exit_on_config_error
 from cli.report.compare import compare, prototype_comparison, render_text, write_comparison
+from cli.report.host import saturation_warning
 from cli.report.results import RunData, Slo, load_run
 from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
 from cli.report.text import format_summary
@@ -119,6 +120,8 @@ def print_prototype_report(summaries: Sequence[Summary]) -> None:
     for s in summaries:
         if s.record_check:
             typer.echo(f"warning: {s.scheduler_type} run {s.run_dir}: {s.record_check}", err=True)
+        if warning := saturation_warning(s.host_saturated_fraction, s.host_saturated):
+            typer.echo(f"warning: {s.scheduler_type} run {s.run_dir}: {warning}", err=True)
 
 
 def _run_plots(run: RunData) -> list[Path]:

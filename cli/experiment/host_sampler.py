@@ -1,0 +1,102 @@
+"""Samples the host's CPU and the run's process tree once a second, for host.csv.
+
+The columns and what they mean are in cli/report/host.py, which reads them. The run's
+processes are this process (the runner: load generator, collector) and every descendant
+(coordinators, nodes and the engines they start), found afresh each second so restarts
+count. Their CPU use is the growth of each process's user + system time between two
+samples: a process first seen in a sample was started since the previous one and counts
+with all its time so far; a process gone by the next sample loses its last partial
+second (psutil cannot read a reaped process). A daemon thread; rows are bounded
+(MAX_ROWS, the oldest dropped) and carry Unix time until `write()` makes them relative to
+the load generator's t = 0, like the collector's.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from cli.report.host import HOST_COLUMNS, HOST_CSV
+
+INTERVAL_S = 1.0
+MAX_ROWS = 86_400  # a day of seconds: no run is that long, and memory stays bounded
+
+ProcessKey = tuple[int, float]  # (pid, create time): a reused pid is another process
+
+
+def cpu_growth(before: Mapping[ProcessKey, float], after: Mapping[ProcessKey, float]) -> float:
+    """CPU seconds the processes of `after` used since `before` (new ones: all their time)."""
+    return sum(max(0.0, used - before.get(key, 0.0)) for key, used in after.items())
+
+
+def tree_cpu(root: psutil.Process) -> tuple[dict[ProcessKey, float], dict[ProcessKey, float]]:
+    """CPU seconds (user + system) of `root` and, separately, of each of its descendants."""
+    own: dict[ProcessKey, float] = {}
+    kids: dict[ProcessKey, float] = {}
+    try:
+        children = root.children(recursive=True)
+    except psutil.Error:
+        children = []
+    for proc, into in [(root, own), *((c, kids) for c in children)]:
+        try:
+            with proc.oneshot():
+                times = proc.cpu_times()
+                into[(proc.pid, proc.create_time())] = times.user + times.system
+        except psutil.Error:  # exited (or became a zombie) since it was listed
+            continue
+    return own, kids
+
+
+@dataclass
+class HostSampler:
+    """host.csv's rows for the run of this process; start() and stop() bracket the run."""
+
+    root_pid: int = field(default_factory=os.getpid)
+    interval_s: float = INTERVAL_S
+    rows: deque[list[float]] = field(default_factory=lambda: deque(maxlen=MAX_ROWS))
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="host-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        root = psutil.Process(self.root_pid)
+        cores = psutil.cpu_count() or 1
+        psutil.cpu_percent(None)  # the first call only starts psutil's interval
+        own, kids = tree_cpu(root)
+        last = time.monotonic()
+        while not self._stop.wait(self.interval_s):
+            new_own, new_kids = tree_cpu(root)
+            now = time.monotonic()
+            capacity = max(now - last, 1e-6) * cores  # CPU seconds the host could give
+            runner, daemons = cpu_growth(own, new_own) / capacity, cpu_growth(kids, new_kids) / capacity
+            self.rows.append([time.time(), psutil.cpu_percent(None) / 100.0, runner + daemons, daemons,
+                              len(new_own) + len(new_kids)])
+            own, kids, last = new_own, new_kids, now
+
+    def write(self, run_dir: Path, t0_wall: float, end_s: float) -> Path:
+        """host.csv for 0 <= t <= end_s (the run itself, as nodes.csv)."""
+        path = run_dir / HOST_CSV
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(HOST_COLUMNS)
+            for wall, host, ours, daemons, count in list(self.rows):
+                t = round(wall - t0_wall, 3)
+                if 0 <= t <= end_s:
+                    writer.writerow([t, f"{host:.4f}", f"{ours:.4f}", f"{daemons:.4f}", int(count)])
+        return path
