@@ -80,12 +80,17 @@ class HostSampler:
         psutil.cpu_percent(None)  # the first call only starts psutil's interval
         own, kids = tree_cpu(root)
         last = time.monotonic()
-        while not self._stop.wait(self.interval_s):
+        due = last + self.interval_s
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
             new_own, new_kids = tree_cpu(root)
             now = time.monotonic()
+            # A fixed rate (the time a sample takes does not add up); after a stall, no burst to catch up.
+            due = max(due + self.interval_s, now + self.interval_s / 2)
             capacity = max(now - last, 1e-6) * cores  # CPU seconds the host could give
-            runner, daemons = cpu_growth(own, new_own) / capacity, cpu_growth(kids, new_kids) / capacity
-            self.rows.append([time.time(), psutil.cpu_percent(None) / 100.0, runner + daemons, daemons,
+            # Capped at the whole host: CPU times tick in 10 ms steps, a full second may read 1.01.
+            daemons = min(1.0, cpu_growth(kids, new_kids) / capacity)
+            ours = min(1.0, daemons + cpu_growth(own, new_own) / capacity)
+            self.rows.append([time.time(), psutil.cpu_percent(None) / 100.0, ours, daemons,
                               len(new_own) + len(new_kids)])
             own, kids, last = new_own, new_kids, now
 
