@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
-from cli.report import summarize
+from cli.report import compare_command, report_command, summarize
 from cli.report.host import (
     HOST_COLUMNS,
     HOST_CSV,
@@ -76,3 +78,17 @@ def test_a_bad_cell_is_one_error_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / HOST_CSV).write_text("t_s,host_cpu,schedctl_cpu\n0,busy,0.1\n")
     with pytest.raises(ConfigError, match=r"host\.csv:2: .*numbers"):
         read_host(tmp_path)
+
+
+def test_compare_warns_for_each_saturated_run(tmp_path: Path) -> None:
+    busy, calm = write_run(tmp_path, scheduler="centralized"), write_run(tmp_path, scheduler="gossip")
+    write_host(busy, [0.99] * 10)
+    write_host(calm, [0.2] * 10)
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    app.command("report")(report_command)
+    app.command("compare")(compare_command)
+    result = CliRunner().invoke(app, ["compare", str(busy), str(calm), "--no-plots", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "not the scheduler" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: centralized run {busy}: ")
+    assert "Requests Affected by Faults" in result.stdout and "Queue Depth Jain Index" in result.stdout
