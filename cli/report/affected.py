@@ -38,6 +38,7 @@ from typing import Any
 
 from cli.report.recovery import Recovery, load_recoveries
 from cli.report.results import NOT_SENT, OK
+from daemons.core.errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 120.0  # the runner's default request timeout (cli/experiment/spec.py)
 
@@ -95,9 +96,15 @@ def affected_ids(requests: Sequence[Outcome], faults: Sequence[Exposure], timeou
 
 
 def read_outcomes(path: Path) -> list[Outcome]:
-    """The rows of a requests.csv, as the affected-count needs them."""
+    """The rows of a requests.csv, as the affected-count needs them; a bad cell is a ConfigError."""
     with path.open(newline="", encoding="utf-8") as fh:
-        return [_outcome(row) for row in csv.DictReader(fh)]
+        reader = csv.DictReader(fh)
+        try:
+            return [_outcome(row) for row in reader]
+        except (KeyError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{path}:{reader.line_num}: cannot read a request ({type(exc).__name__}: {exc}); "
+                              "it should be written by `schedctl experiment run`: re-run the experiment or "
+                              "repair the file") from None
 
 
 def _outcome(row: dict[str, str]) -> Outcome:

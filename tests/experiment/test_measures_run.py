@@ -52,6 +52,9 @@ def test_every_arm_has_host_csv_and_the_new_columns(tmp_path: Path) -> None:
         host = check_host_csv(run_dir)
         (summary,) = rows(run_dir / "summary.csv")
         assert all(c in summary for c in NEW_COLUMNS), [c for c in NEW_COLUMNS if c not in summary]
+        # cache hits: served with the model ready (SERVE) over all served
+        assert float(summary["cache_hit_rate"]) == pytest.approx(
+            int(summary["serve_count"]) / int(summary["successful_requests"]))
         # the verdict agrees with the samples it was drawn from
         busy = sum(1 for r in host if float(r["host_cpu"]) > SATURATED_CPU) / len(host)
         assert float(summary["host_saturated_fraction"]) == pytest.approx(busy)

@@ -6,6 +6,8 @@ import csv
 import math
 from pathlib import Path
 
+import pytest
+
 from cli.report import summarize
 from cli.report.affected import (
     Exposure,
@@ -16,6 +18,7 @@ from cli.report.affected import (
     timeout_of,
 )
 from cli.report.recovery import Recovery
+from daemons.core.errors import ConfigError
 from tests.report.builders import NODES, REQUESTS, write_run
 
 NAN = math.nan
@@ -95,3 +98,10 @@ def test_a_run_s_summary(tmp_path: Path) -> None:
     assert summarize(write_run(tmp_path / "a")).requests_affected == 5
     assert requests_affected(tmp_path / "a" / "exp_centralized_20250101_120000", timeout_s=120) == 5
     assert summarize(write_run(tmp_path / "b", requests=REQUESTS, nodes=NODES, events=[])).requests_affected == 0
+
+
+def test_a_bad_cell_is_one_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "requests.csv"
+    path.write_text("request_id,scheduled_s,sent_s,first_token_s,done_s,status,attempts\na,1,1,2,3,ok,two\n")
+    with pytest.raises(ConfigError, match=r"requests\.csv:2: cannot read a request"):
+        read_outcomes(path)
