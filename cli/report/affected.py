@@ -19,8 +19,9 @@ An exposed request is *affected* when any of these holds:
   reroute to another coordinator), or a node that failed it (`failed_nodes` not empty: a
   retry elsewhere, or a gossip peer's Reassigned);
 - it succeeded with a TTFT (from its scheduled time) strictly above the pre-fault p99 TTFT
-  (recovery.py's baseline: the requests of the 10 s before t_f). Without a baseline
-  this criterion does not apply.
+  (recovery.py's baseline: the requests scheduled in the 10 s before t_f and finished by
+  t_f, else all those scheduled before t_f). Without a baseline (nothing had finished by
+  t_f) this criterion does not apply.
 
 `requests_affected` is the number of distinct requests affected by at least one fault; 0
 for a run without faults. Columns `attempts`, `failed_nodes` and `sent_s` may be absent
