@@ -1,12 +1,12 @@
 """Samples the host's CPU and the run's process tree once a second, for host.csv.
 
-The columns and what they mean are in daemons/rundir/hosts.py. The run's
-processes are this process (the runner: load generator, collector) and every descendant
-(coordinators, nodes and the engines they start), found afresh each second so restarts
-count. Their CPU use is the growth of each process's user + system time between two
+The columns and what they mean are in daemons/rundir/hosts.py, which writes the file. The
+run's processes are this process (the runner: load generator, collector) and every
+descendant (coordinators, nodes and the engines they start), found afresh each second so
+restarts count. Their CPU use is the growth of each process's user + system time between two
 samples: a process first seen in a sample was started since the previous one and counts
 with all its time so far; a process gone by the next sample loses its last partial
-second (psutil cannot read a reaped process). A daemon thread; rows are bounded
+second (psutil cannot read a reaped process). A daemon thread; samples are bounded
 (MAX_ROWS, the oldest dropped) and carry Unix time until `write()` makes them relative to
 the load generator's t = 0, like the collector's.
 """
