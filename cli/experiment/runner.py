@@ -26,6 +26,7 @@ from typing import Any
 from cli.experiment.cluster import LocalCluster
 from cli.experiment.collector import Collector
 from cli.experiment.faults import Injector, check_targets, needs_netns, resolve_targets
+from cli.experiment.host_sampler import HostSampler
 from cli.experiment.netns import NetnsError, Network, check_support
 from cli.experiment.progress import Ticker, expected_line
 from cli.experiment.remote import RemoteCluster
@@ -128,6 +129,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         collector, cluster = _local_cluster(spec, scheduler, run_dir)
     start_time = datetime.now(UTC)
     injector: Injector | None = None
+    host = HostSampler()  # the host's and the run's CPU each second: host.csv
+    host.start()
     try:
         coordinators = " and the coordinators" if spec.standby_coordinator else " and the coordinator"
         say(f"[{scheduler}] starting {spec.node_count} nodes" + (coordinators if scheduler == "centralized" else ""))
@@ -169,12 +172,14 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         if injector is not None:
             injector.stop()  # before the teardown: no restart may race it
         collector.stop()  # before the teardown, which it would record as silences
+        host.stop()
         activation.withdraw(collector.address)  # its socket, if it never started to adopt it
         cluster.stop()
     end_time = datetime.now(UTC)
     interrupted = stop is not None and stop.is_set()
     write_requests_csv(run_dir / REQUESTS, results)
     collector.write(run_dir, results.t0_wall_s, results.ended_s)
+    host.write(run_dir, results.t0_wall_s, results.ended_s)
     _write_manifest(run_dir, spec, scheduler, len(schedule), start_time, end_time, results, interrupted,
                     curve=cluster.keys is not None if isinstance(cluster, LocalCluster) else cluster.curve is not None)
     return RunOutcome(scheduler, run_dir, results, interrupted)

@@ -3,6 +3,9 @@
     results.py   load a results directory (its files and readers: daemons/rundir)
     recovery.py  each fault's detection, drain and recovery -> recovery.csv
     summary.py   one run's figures -> summary.csv
+    dispersion.py  how evenly load spreads over the nodes (CV, Jain, max/mean)
+    affected.py  the requests a fault reached
+    host.py      the host's CPU figures and the saturation verdict
     run_report.py  write_report: recovery.csv, summary.csv and the plots of one run
     compare.py   the winners table of several runs -> comparison.csv / comparison.md
     text.py      aligned text and Markdown rendering

@@ -27,6 +27,7 @@ from cli.report.compare import (
     render_text,
     write_comparison,
 )
+from cli.report.host import saturation_warning
 from cli.report.results import load_run
 from cli.report.run_report import write_report
 from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
@@ -106,6 +107,7 @@ def compare_command(
     summaries = [summarize_run(r, slo) for r in runs]
     comparison = compare(summaries)
     typer.echo(render_text(comparison), nl=False)
+    _warn_saturated(summaries)
     written = [*write_comparison(comparison, out_dir)]
     written += [write_summary_csv(s, r.run_dir / SUMMARY) for s, r in zip(summaries, runs, strict=True)]
     if plots:
@@ -140,6 +142,14 @@ def print_prototype_report(summaries: Sequence[Summary]) -> None:
     for s in summaries:
         if s.record_check:
             typer.echo(f"warning: {s.scheduler_type} run {s.run_dir}: {s.record_check}", err=True)
+    _warn_saturated(summaries)
+
+
+def _warn_saturated(summaries: Sequence[Summary]) -> None:
+    """One warning line per run whose host was saturated (cli/report/host.py)."""
+    for s in summaries:
+        if warning := saturation_warning(s.host_saturated_fraction, s.host_saturated):
+            typer.echo(f"warning: {s.scheduler_type} run {s.run_dir}: {warning}", err=True)
 
 
 def _exit_on_mismatch(summaries: Sequence[Summary]) -> None:

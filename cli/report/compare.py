@@ -99,6 +99,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("serve_loading_count", "SERVE_LOADING", "", decimals=0),
     Metric("cold_start_count", "COLD_START", "", decimals=0),
     Metric("migrate_count", "MIGRATE", "", decimals=0),
+    # Spread over the nodes, per second, time-averaged (dispersion.py): 1 = every node equally loaded.
+    Metric("queue_jain", "Queue Depth Jain Index", "higher", decimals=3),
+    Metric("mem_util_jain", "Memory Util Jain Index", "higher", decimals=3),
+    Metric("compute_util_jain", "GPU Compute Jain Index", "higher", decimals=3),
+    Metric("requests_affected", "Requests Affected by Faults", "lower", decimals=0),
+    Metric("host_cpu_p50", "P50 Host CPU (%)", "", PCT, 0, "%"),
 )
 
 

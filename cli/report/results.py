@@ -9,6 +9,7 @@ and the fix.
 recovery.csv is derived (cli/report/recovery.py): `write_report` writes it before loading,
 and a directory without one (written before recovery.csv existed, or by hand) gets its
 recoveries computed here, from the same requests and events, without writing anything.
+host.csv is optional: a run written before the host sampler existed has no host samples.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ from cli.report.recovery import recoveries
 from daemons.core.errors import ConfigError
 from daemons.rundir import (
     EVENTS,
+    HOSTS,
     MANIFEST,
     NODES,
     RECOVERY,
     REQUESTS,
     Event,
+    HostSample,
     Manifest,
     NodeSample,
     Recovery,
     RequestRow,
     read_events,
+    read_hosts,
     read_manifest,
     read_nodes,
     read_recoveries,
@@ -52,6 +56,7 @@ class RunData:
     nodes: tuple[NodeSample, ...]
     events: tuple[Event, ...]
     recoveries: tuple[Recovery, ...]  # one per fault, in fault order
+    hosts: tuple[HostSample, ...]  # () when the run has no host.csv (it predates the sampler)
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -67,4 +72,6 @@ def load_run(run_dir: Path) -> RunData:
     requests = tuple(read_requests(run_dir / REQUESTS))
     events = tuple(read_events(run_dir / EVENTS))
     found = read_recoveries(run_dir / RECOVERY) if (run_dir / RECOVERY).is_file() else recoveries(requests, events)
-    return RunData(run_dir, manifest, requests, tuple(read_nodes(run_dir / NODES)), events, tuple(found))
+    hosts = read_hosts(run_dir / HOSTS) if (run_dir / HOSTS).is_file() else []
+    return RunData(run_dir, manifest, requests, tuple(read_nodes(run_dir / NODES)), events, tuple(found),
+                   tuple(hosts))

@@ -31,6 +31,10 @@ Definitions (vLLM benchmarks/serve.py, vLLM `bench serve`):
 - cluster queue depth: per collector tick, the sum of queue_depth over the nodes alive in
   it; a tick is a run of rows in time order that names no node twice (the collector
   writes each node once per second).
+- per-node dispersion (`queue_*`, `mem_util_*`, `compute_util_*`: CV, Jain's index and
+  max/mean across alive nodes each second, time-averaged), `requests_affected` by a fault
+  and the host's CPU (`host_*`, `schedctl_cpu_*`, from host.csv): defined in dispersion.py,
+  affected.py and host.py;
 - a request recorded `not_sent` (the run was interrupted before its send time) is neither
   a success nor a failure: it is left out of failed_requests and of success_rate's
   denominator and counted in not_sent_count; `interrupted` says the run was stopped early.
@@ -55,6 +59,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cli.report.affected import requests_affected, timeout_of
+from cli.report.dispersion import dispersion_columns
+from cli.report.host import host_columns
 from cli.report.results import CACHE_HITS, RunData, load_run
 from daemons.rundir import NOT_SENT, TIMEOUT, Event, NodeSample, RequestRow, Slo
 
@@ -131,6 +138,27 @@ class Summary:
     run_dir: str
     not_sent_count: int = 0  # never sent: the run was interrupted first (not in success_rate)
     interrupted: bool = False  # the run was stopped early (manifest "interrupted")
+    # Spread over the nodes (dispersion.py): time averages over the seconds with any load.
+    queue_cv: float = NAN
+    queue_jain: float = NAN
+    queue_max_over_mean: float = NAN
+    queue_dispersion_seconds: int = 0
+    mem_util_cv: float = NAN
+    mem_util_jain: float = NAN
+    mem_util_max_over_mean: float = NAN
+    mem_util_dispersion_seconds: int = 0
+    compute_util_cv: float = NAN
+    compute_util_jain: float = NAN
+    compute_util_max_over_mean: float = NAN
+    compute_util_dispersion_seconds: int = 0
+    requests_affected: int = 0  # by an injected fault (affected.py)
+    # The host (host.py, host.csv): fractions 0..1 of all its cores; NaN / empty when not sampled.
+    host_cpu_p50: float = NAN
+    host_cpu_max: float = NAN
+    schedctl_cpu_p50: float = NAN  # the run's process tree
+    schedctl_cpu_max: float = NAN
+    host_saturated_fraction: float = NAN  # of the seconds with host CPU above host.SATURATED_CPU
+    host_saturated: bool | None = None  # the figures measure the host, not the scheduler
 
     @property
     def records_ok(self) -> bool:
@@ -217,6 +245,8 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         max_cluster_queue_depth=totals.max,
         run_dir=str(run.run_dir),
         not_sent_count=not_sent, interrupted=bool(m.raw.get("interrupted", False)),
+        **dispersion_columns(collector_ticks(run.nodes)),
+        requests_affected=requests_affected(run, timeout_of(m.raw)), **host_columns(run.hosts),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from cli.report.host import saturation_warning
 from cli.report.summary import Summary
 
 # The prototype's report was f"{metric:<40} {a:<20} {b:<20} {winner}"; keep those widths
@@ -60,6 +61,8 @@ def format_summary(s: Summary) -> str:
         ["cache hits", f"{num(s.cache_hit_rate, 1, 100, '%')} ({s.cache_hits} successful requests found "
                        "their model ready)"],
         ["recovery", _recovery_line(s)],
+        ["affected", _affected_line(s)],
+        ["host", _host_line(s)],
     ]
     grid = [
         ["", "avg", "p50", "p95", "p99", "min", "max"],
@@ -77,7 +80,10 @@ def format_summary(s: Summary) -> str:
         ["cluster queue", num(s.avg_cluster_queue_depth), "", num(s.p95_cluster_queue_depth), "", "",
          num(s.max_cluster_queue_depth)],
     ]
-    return "\n".join([*align(facts, [11]), "", *align(grid, [13, 10, 10, 10, 10, 10, 10])]) + "\n"
+    warning = saturation_warning(s.host_saturated_fraction, s.host_saturated)
+    return "\n".join([*align(facts, [11]), "", *align(grid, [13, 10, 10, 10, 10, 10, 10]), "",
+                      *align(_spread_grid(s), [13, 10, 10, 10, 10]),
+                      *([f"warning: {warning}"] if warning else [])]) + "\n"
 
 
 def _ms(*values: float) -> list[str]:
@@ -110,3 +116,27 @@ def _recovery_line(s: Summary) -> str:
     if not s.recovery_count:
         return f"- (no recovery events; {s.fault_count} faults)"
     return f"avg {num(s.avg_recovery_time)} s over {s.recovery_count} recoveries ({s.fault_count} faults)"
+
+
+def _affected_line(s: Summary) -> str:
+    if not s.fault_count:
+        return "- (no faults)"
+    return (f"{s.requests_affected} requests failed, were retried or were slower than the pre-fault p99 TTFT "
+            f"while exposed to the {s.fault_count} faults")
+
+
+def _host_line(s: Summary) -> str:
+    if s.host_saturated is None:
+        return "- (not sampled: no host.csv)"
+    pct = [num(v, 0, 100, "%") for v in (s.host_cpu_p50, s.host_cpu_max, s.schedctl_cpu_p50, s.schedctl_cpu_max)]
+    return (f"CPU p50 {pct[0]}, max {pct[1]}; the run's processes p50 {pct[2]}, max {pct[3]} "
+            f"(of all cores); {'SATURATED' if s.host_saturated else 'not saturated'}")
+
+
+def _spread_grid(s: Summary) -> list[list[str]]:
+    """Dispersion across alive nodes, averaged over the seconds with any load."""
+    rows = [["spread", "CV", "Jain", "max/mean", "seconds"]]
+    for label, prefix in (("queue depth", "queue"), ("memory util", "mem_util"), ("GPU compute", "compute_util")):
+        cv, jain, peak = (getattr(s, f"{prefix}_{k}") for k in ("cv", "jain", "max_over_mean"))
+        rows.append([label, num(cv), num(jain), num(peak), str(getattr(s, f"{prefix}_dispersion_seconds"))])
+    return rows

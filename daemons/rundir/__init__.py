@@ -6,6 +6,7 @@
     schedule.csv    the planned requests, replayed by every scheduler (daemons/loadgen/schedule.py)
     requests.csv    one row per planned request and its outcome        (requests.py)
     nodes.csv       every node's telemetry, once a second              (nodes.py)
+    host.csv        the host's and the run's CPU, once a second        (hosts.py)
     events.csv      faults, detections, failovers                      (events.py)
     manifest.json   what was run: config, seed, versions               (manifest.py)
     recovery.csv    per fault: detection, drain, recovery (derived)    (recovery.py)
@@ -22,6 +23,7 @@ file:line errors on reading) are in cells.py.
 
 from daemons.rundir.cells import FIX
 from daemons.rundir.events import EVENT_COLUMNS, EVENTS, FAULT, Event, detail_fields, read_events, write_events
+from daemons.rundir.hosts import HOST_COLUMNS, HOSTS, HostSample, read_hosts, write_hosts
 from daemons.rundir.manifest import MANIFEST, Manifest, Slo, read_manifest, write_manifest
 from daemons.rundir.nodes import NODE_COLUMNS, NODES, NodeSample, read_nodes, write_nodes
 from daemons.rundir.recovery import RECOVERY, RECOVERY_COLUMNS, Recovery, read_recoveries, write_recoveries
@@ -43,6 +45,8 @@ __all__ = [
     "EVENT_COLUMNS",
     "FAULT",
     "FIX",
+    "HOSTS",
+    "HOST_COLUMNS",
     "MANIFEST",
     "NODES",
     "NODE_COLUMNS",
@@ -54,6 +58,7 @@ __all__ = [
     "REQUEST_COLUMNS",
     "TIMEOUT",
     "Event",
+    "HostSample",
     "Manifest",
     "NodeSample",
     "Recovery",
@@ -61,11 +66,13 @@ __all__ = [
     "Slo",
     "detail_fields",
     "read_events",
+    "read_hosts",
     "read_manifest",
     "read_nodes",
     "read_recoveries",
     "read_requests",
     "write_events",
+    "write_hosts",
     "write_manifest",
     "write_nodes",
     "write_recoveries",

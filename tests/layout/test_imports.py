@@ -34,7 +34,8 @@ def loaded_after_importing(packages: list[str], roots: tuple[str, ...] = (),
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("package", ["daemons.core", "daemons.policy", "daemons.profiles", "cli.report"])
+@pytest.mark.parametrize("package", ["daemons.core", "daemons.policy", "daemons.profiles", "daemons.rundir",
+                                     "cli.report"])
 def test_lower_floors_load_neither_wire_nor_web_server(package: str) -> None:
     loaded = loaded_after_importing([package], roots=WIRE_AND_WEB)
     assert not loaded, f"importing {package} loads {sorted(loaded)}"

@@ -14,19 +14,23 @@ import pytest
 from daemons.core.errors import ConfigError
 from daemons.rundir import (
     EVENT_COLUMNS,
+    HOST_COLUMNS,
     NODE_COLUMNS,
     RECOVERY_COLUMNS,
     REQUEST_COLUMNS,
     Event,
+    HostSample,
     NodeSample,
     Recovery,
     RequestRow,
     detail_fields,
     read_events,
+    read_hosts,
     read_nodes,
     read_recoveries,
     read_requests,
     write_events,
+    write_hosts,
     write_nodes,
     write_recoveries,
     write_requests,
@@ -121,6 +125,18 @@ def test_nodes_utilization_from_bytes_when_the_ratio_is_empty(tmp_path: Path) ->
     path.write_text("t_s,node,memory_used,memory_total,memory_utilization,queue_depth\n0,n,300,1000,,1\n")
     (sample,) = read_nodes(path)
     assert (sample.memory_utilization, sample.alive) == (0.3, True)  # no alive column: alive
+
+
+def test_hosts_round_trip(tmp_path: Path) -> None:
+    samples = [HostSample(t_s=0.5, host_cpu=0.9512, schedctl_cpu=0.25, daemons_cpu=0.125, processes=7),
+               HostSample(t_s=1.5, host_cpu=0.1, schedctl_cpu=NAN)]  # a row without the run's figures
+    path = tmp_path / "host.csv"
+    write_hosts(path, samples)
+    assert header(path) == HOST_COLUMNS
+    assert [plain(s) for s in read_hosts(path)] == [plain(s) for s in samples]
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == ["0.5,0.9512,0.25,0.125,7", "1.5,0.1,,,"]
+    path.write_text("t_s,host_cpu\n2,0.5\n")  # only the required columns
+    assert [plain(s) for s in read_hosts(path)] == [plain(HostSample(2.0, 0.5))]
 
 
 def test_events_round_trip(tmp_path: Path) -> None:
