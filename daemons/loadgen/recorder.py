@@ -89,6 +89,10 @@ class RequestRecord:
     placement_deadline: float = math.inf
     node_endpoint: str = ""  # where the current placement sent it
     placed_action: str = ""  # the latest placement's action; `action` ends as the node's (Done)
+    klass: str = ""  # its workload class ("" without classes) and that class's SLOs (0: none)
+    slo_ttft_ms: float = 0.0
+    slo_tpot_ms: float = 0.0
+    priority: int = 0
 
     @property
     def ttft_s(self) -> float | None:
@@ -107,7 +111,9 @@ class RequestRecord:
 
 
 def new_record(req: PlannedRequest) -> RequestRecord:
-    return RequestRecord(req.request_id, req.model, req.prompt_tokens, req.max_new_tokens, req.t_s)
+    return RequestRecord(req.request_id, req.model, req.prompt_tokens, req.max_new_tokens, req.t_s,
+                         klass=req.klass, slo_ttft_ms=req.slo_ttft_ms, slo_tpot_ms=req.slo_tpot_ms,
+                         priority=req.priority)
 
 
 class Recorder:

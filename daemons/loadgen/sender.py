@@ -51,7 +51,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from daemons.bus import ConfigError, WireError, decode, encode, make_socket
 from daemons.bus.security import CurveClient
-from daemons.core.messages import Cancel, Placement, Schedule, StatusReply, StatusRequest
+from daemons.core.messages import Cancel, Placement, StatusReply, StatusRequest
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame
@@ -406,10 +406,9 @@ class Sender:
                 continue
             if self.cfg.mode == "centralized":
                 # The coordinator places it again, on none of the nodes that failed it.
-                msg = Schedule(rec.request_id, rec.model, rec.prompt_tokens, rec.max_new_tokens,
-                               self.cfg.priority, list(rec.failed_nodes))
                 to = self._coordinator()
-                sock, frame = self._links.get(to), encode(msg, self.cfg.name, msg_id=rec.request_id)
+                sock = self._links.get(to)
+                frame = schedule_frame(rec, self.cfg.name, self.cfg.priority, list(rec.failed_nodes))
             else:
                 # The next usable entry peer after the one the last attempt went to; avoid that one.
                 if rec.node_endpoint in self.cfg.entry:

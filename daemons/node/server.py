@@ -75,6 +75,7 @@ from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
 from daemons.node.gossip_mode import GossipMode
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
+from daemons.node.slots import SlotQueue
 
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
@@ -123,6 +124,7 @@ class NodeServer:
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
         self.manager = ModelManager(config, self.catalog, self._memory_total, self._changed.set)
+        self.slots = SlotQueue(config.max_running, config.priority_aging_s, config.priority)
         self.ctx = zmq.asyncio.Context()
         self.security = security or Security(SecurityConfig())
         self.security.start_zap(self.ctx)  # CURVE server sockets need the ZAP handler first
@@ -415,6 +417,11 @@ class NodeServer:
             "SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_MODEL": request.model,
             "SCHEDCTL_ACTION": action, "SCHEDCTL_NODE": self.config.name})
         try:
+            await self.slots.acquire(request.model, request.priority)  # max_running: classes wait here
+        except asyncio.CancelledError:
+            self.manager.release(instance)
+            raise
+        try:
             stream = asyncio.create_task(self._stream(request, instance))
             instance.streams.add(stream)
             await asyncio.wait({stream})
@@ -422,6 +429,7 @@ class NodeServer:
             stream.cancel()
             raise
         finally:
+            self.slots.release(request.model)
             instance.streams.discard(stream)
             self.manager.release(instance)
         if stream.cancelled():  # the instance died under us (ModelManager._fail)
@@ -464,7 +472,7 @@ class NodeServer:
         """The node's state now, at the sequence number of its last publication."""
         readings = self.probe.read(self.manager.ledger_used(), self.manager.busy_ratio())
         gpus = [GpuState(g.index, g.name, g.memory_total, g.memory_used, g.utilization) for g in readings]
-        models = [self._model_state(i) for i in self.manager.instances.values()]
+        models = [self._model_state(i, self.slots.waiting(i.model)) for i in self.manager.instances.values()]
         return NodeState(
             node=self.config.name, endpoint=self.config.endpoint, gen=self.gen, seq=self.seq,
             gpus=gpus, models=models, queue_depth=sum(m.queue_depth for m in models),
@@ -473,8 +481,9 @@ class NodeServer:
             gpu_utilization=compute_utilization(readings))
 
     @staticmethod
-    def _model_state(instance: Instance) -> ModelState:
-        waiting = instance.running if instance.state == "loading" else instance.queue_size
+    def _model_state(instance: Instance, held: int) -> ModelState:
+        """`held`: requests waiting in this node's slot queue, on top of the backend's queue."""
+        waiting = instance.running if instance.state == "loading" else instance.queue_size + held
         return ModelState(instance.model, instance.state, waiting, instance.running,
                           instance.footprint, instance.last_used)
 
