@@ -238,6 +238,9 @@ class NodeState:
     # NVML's utilization.gpu, or on an emulated GPU the busy fraction of its instances'
     # engine steps (daemons/node/gpu.py). None: a node that does not report it.
     gpu_utilization: Annotated[float, Range(0.0, 1.0)] | None = None
+    # Requests waiting in the node's own slot queue per priority (str of the int: wire maps
+    # have string keys), so a policy counts only the work a request would queue behind.
+    waiting_by_priority: Annotated[dict[str, Count], Size(64)] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

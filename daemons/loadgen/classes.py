@@ -56,7 +56,8 @@ class WorkloadClass:
             raise ConfigError(f"class {self.name}: share {self.share!r} must be in (0, 1]")
         for what, value in (("ttft", self.ttft_ms), ("tpot", self.tpot_ms)):
             if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"class {self.name}: {what} SLO {value!r} ms must be >= 0 (0 = none)")
+                raise ConfigError(f"class {self.name}: {what} SLO {value!r} ms must be >= 0; write {what}=MS "
+                                  "with MS >= 0 (0 = no SLO of its own)")
 
     @property
     def priority(self) -> int:

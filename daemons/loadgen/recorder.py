@@ -39,7 +39,7 @@ from daemons.bus.envelope import Envelope
 from daemons.core.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
-from daemons.rundir.requests import ERROR, NOT_SENT, OK, TIMEOUT  # outcomes, as requests.csv spells them
+from daemons.rundir.requests import ERROR, NOT_SENT, OK, SHED, TIMEOUT  # outcomes, as requests.csv spells them
 
 IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed", "stale")
 # The node (or the peer that would forward) failed, not the request: another node may serve it.
@@ -311,7 +311,8 @@ class Recorder:
             self._refused(rec, body, now, source)
         elif not (body.code in RETRYABLE and self._retry(rec, body.node or rec.node)):
             rec.node = body.node or rec.node
-            self.finish(rec, ERROR, now, body.code or "error", body.message)
+            # `shed` (--admission slo) is an outcome of its own: refused on purpose, not a fault.
+            self.finish(rec, SHED if body.code == SHED else ERROR, now, body.code or "error", body.message)
         return None
 
     def _refused(self, rec: RequestRecord, body: Error, now: float, source: str) -> None:

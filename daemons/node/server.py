@@ -478,7 +478,8 @@ class NodeServer:
             gpus=gpus, models=models, queue_depth=sum(m.queue_depth for m in models),
             gpu_backend=self.probe.backend, scheduler=self.config.scheduler,
             in_flight=len(self.active), catalog=self.catalog.entries(),
-            gpu_utilization=compute_utilization(readings))
+            gpu_utilization=compute_utilization(readings),
+            waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
 
     @staticmethod
     def _model_state(instance: Instance, held: int) -> ModelState:

@@ -164,6 +164,12 @@ class AdmissionQueue(Generic[T]):
         """The first request of every lane, in the order they should be offered to the policy."""
         return sorted((lane[0] for lane in self._lanes.values() if lane), key=self._rank)
 
+    def waits_ahead(self, model: str, priority: int) -> bool:
+        """Whether a request of `model` and `priority` arriving now would wait behind others:
+        some of its model wait in its lane or a higher class's (it never overtakes those)."""
+        return any(lane and m == model and p >= priority for (m, p), lane in self._lanes.items()) \
+            if self.by_priority else self.head(model) is not None
+
     def head(self, model: str, priority: int = 0) -> Waiting[T] | None:
         """The first request waiting in the lane of `model` (and `priority`), if any."""
         lane = self._lanes.get(self._lane(model, priority))
