@@ -64,7 +64,7 @@ def test_discard_and_counts_by_priority() -> None:
 def test_bad_aging_and_unknown_class_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="priority_aging_s"):
         PriorityQueue(aging_s=-1.0)
-    with pytest.raises(ConfigError, match="unknown class 'vip'.*interactive"):
+    with pytest.raises(ConfigError, match=r"unknown class 'vip'.*interactive"):
         class_priority("vip")
 
 
