@@ -52,7 +52,8 @@ class Results:
 
     def counts(self) -> dict[str, int]:
         c = Counter(r.status for r in self.records)
-        return {OK: c[OK], ERROR: c[ERROR], TIMEOUT: c[TIMEOUT], SHED: c[SHED], NOT_SENT: c[NOT_SENT]}
+        shed = {SHED: c[SHED]} if c[SHED] else {}  # only runs with --admission slo shed
+        return {OK: c[OK], ERROR: c[ERROR], TIMEOUT: c[TIMEOUT], **shed, NOT_SENT: c[NOT_SENT]}
 
     def summary(self) -> dict[str, Any]:
         """Headline figures; latency percentiles in ms, from the scheduled send times."""
