@@ -76,11 +76,12 @@ def schedule_frame(req: RequestLike, sender: str, priority: int = 0, exclude: li
     return encode(msg, sender, msg_id=req.request_id)
 
 
-def infer_frame(req: RequestLike, sender: str, action: str, epoch: int = 0) -> bytes:
+def infer_frame(req: RequestLike, sender: str, action: str, epoch: int = 0, priority: int = 0) -> bytes:
     """Run `req` on a node; action "" lets a gossip peer decide where it runs; `epoch` is the
-    placing coordinator's (nodes refuse epochs older than the newest they know)."""
+    placing coordinator's (nodes refuse epochs older than the newest they know); `priority`
+    as in `schedule_frame`."""
     msg = Infer(req.request_id, req.model, make_prompt(req.request_id, req.prompt_tokens),
-                req.max_new_tokens, action, epoch=epoch, priority=req.priority,
+                req.max_new_tokens, action, epoch=epoch, priority=req.priority if req.klass else priority,
                 slo_ttft_s=req.slo_ttft_ms / 1000)
     return encode(msg, sender, msg_id=req.request_id)
 

@@ -414,7 +414,7 @@ class Sender:
                 if rec.node_endpoint in self.cfg.entry:
                     self._avoid[rec.node_endpoint] = now + AVOID_ENTRY_S
                 at = zlib.crc32(rec.request_id.encode()) + rec.attempts
-                sock, frame = self._links.get(self._entry_from(at)), infer_frame(rec, self.cfg.name, action="")
+                sock, frame = self._links.get(self._entry_from(at)), infer_frame(rec, self.cfg.name, action="", priority=self.cfg.priority)
                 to = ""
                 # Through the same peer, just before the retry: the old run stops before a new one may begin.
                 for _, node, _ in self._take_cancels(rec.request_id):
@@ -440,7 +440,7 @@ class Sender:
             self.rec.finish(rec, ERROR, now, "bad_placement", str(exc))
             return
         self._node_endpoints[placement.node] = placement.endpoint
-        frame = infer_frame(rec, self.cfg.name, placement.action, placement.epoch)
+        frame = infer_frame(rec, self.cfg.name, placement.action, placement.epoch, self.cfg.priority)
         self._send(sock, frame, rec, now, first=False)
         if placement.endpoint in self._links.down:  # its process died since: do not wait for the timer
             self._link_lost(placement.endpoint)
@@ -461,7 +461,7 @@ class Sender:
         return schedule_frame(req, self.cfg.name, self.cfg.priority)
 
     def _gossip_frame(self, req: PlannedRequest) -> bytes:
-        return infer_frame(req, self.cfg.name, action="")
+        return infer_frame(req, self.cfg.name, action="", priority=self.cfg.priority)
 
 
 def _set_priority(nice: int) -> Callable[[], None]:
