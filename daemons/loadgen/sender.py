@@ -414,7 +414,8 @@ class Sender:
                 if rec.node_endpoint in self.cfg.entry:
                     self._avoid[rec.node_endpoint] = now + AVOID_ENTRY_S
                 at = zlib.crc32(rec.request_id.encode()) + rec.attempts
-                sock, frame = self._links.get(self._entry_from(at)), infer_frame(rec, self.cfg.name, action="", priority=self.cfg.priority)
+                sock = self._links.get(self._entry_from(at))
+                frame = infer_frame(rec, self.cfg.name, action="", priority=self.cfg.priority)
                 to = ""
                 # Through the same peer, just before the retry: the old run stops before a new one may begin.
                 for _, node, _ in self._take_cancels(rec.request_id):
