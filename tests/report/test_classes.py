@@ -55,3 +55,14 @@ def test_a_run_without_classes_has_no_class_columns_or_block(tmp_path: Path) -> 
     assert s.classes == () and s.shed_count == 0
     assert not [k for k in summary_row(s) if k.startswith(("interactive_", "batch_"))]
     assert "SLO met" not in format_summary(s)
+
+
+def test_the_comparison_has_rows_per_class_only_with_classes(tmp_path: Path) -> None:
+    from cli.report.compare import compare
+
+    classed = summarize(classed_run(tmp_path / "a"))
+    plain = summarize(write_run(tmp_path / "b"))
+    rows = {r.metric.label: r for r in compare([classed, classed]).rows}
+    assert rows["interactive: P99 TTFT (ms)"].texts[0] == f"{1000 * classed.classes[0].ttft_p99:.2f}"
+    assert rows["batch: Shed"].texts == ("1", "1") and rows["interactive: SLO Attainment (%)"].texts[0] == "50.0%"
+    assert not [r for r in compare([plain, plain]).rows if ":" in r.metric.label]
