@@ -417,7 +417,9 @@ class NodeServer:
             "SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_MODEL": request.model,
             "SCHEDCTL_ACTION": action, "SCHEDCTL_NODE": self.config.name})
         try:
+            queued = time.monotonic()
             await self.slots.acquire(request.model, request.priority)  # max_running: classes wait here
+            slot_wait_s = time.monotonic() - queued
         except asyncio.CancelledError:
             self.manager.release(instance)
             raise
@@ -437,6 +439,8 @@ class NodeServer:
         tokens, reason, first_s = stream.result()
         timings = {"load_wait_s": first_s[0] - start, "ttft_s": first_s[1] - start,
                    "total_s": time.monotonic() - start}
+        if self.config.max_running:  # its wait in this node's slot queue (part of load_wait_s)
+            timings["slot_wait_s"] = slot_wait_s
         return Done(request.request_id, self.config.name, tokens, reason, action, request.hops, timings)
 
     async def _stream(self, request: Infer, instance: Instance) -> tuple[int, str, tuple[float, float]]:

@@ -10,6 +10,7 @@ batch request completes in both arms. Then `--admission slo` sheds in both sched
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def test_priority_queues_cut_interactive_ttft_and_batch_still_completes(tmp_path
         requests = rows(run_dir / "requests.csv")
         batch = [r for r in requests if r["class"] == "batch"]
         assert len(batch) >= 20 and all(r["status"] == "ok" for r in batch), arm  # aging: none starves
+        # they waited in the node's slot queue (max_running 1), as the node's own timings say
+        assert max(json.loads(r["server_timings"])["slot_wait_s"] for r in batch) > 1.0, arm
         interactive = ttft_ms(requests, "interactive")
         assert len(interactive) == sum(r["class"] == "interactive" for r in requests) >= 5
         (summary,) = rows(run_dir / "summary.csv")
