@@ -55,6 +55,9 @@ OutputTokens = Annotated[str | None, typer.Option("--output-tokens", help="As --
 TraceFile = Annotated[Path | None, typer.Option("--trace", help="Azure-format trace CSV to replay or sample.")]
 Arrivals = Annotated[str, typer.Option("--arrivals", help="auto (trace if --trace) | gamma | trace.")]
 Speedup = Annotated[float, typer.Option("--trace-speedup", help="Replay the trace this many times faster.")]
+Classes = Annotated[str | None, typer.Option(
+    "--classes", help="Workload classes NAME:SHARE[:ttft=MS][:tpot=MS],... (interactive, standard, batch), "
+    "e.g. interactive:0.3:ttft=500,batch:0.7 (default: one class).")]
 
 
 @contextmanager
@@ -69,7 +72,8 @@ def writing(path: Path) -> Iterator[None]:
 
 def workload_spec(duration: float, rps: float, cv: float, seed: int, models: str, zipf: float | None,
                   weights: str | None, prompt_tokens: str | None, output_tokens: str | None,
-                  trace: Path | None, arrivals: str, trace_speedup: float) -> WorkloadSpec:
+                  trace: Path | None, arrivals: str, trace_speedup: float,
+                  classes: str | None = None) -> WorkloadSpec:
     """The WorkloadSpec the workload flags describe."""
     if zipf is not None and weights is not None:
         raise ConfigError("--zipf and --weights both set the popularity; pass only one")
@@ -86,6 +90,8 @@ def workload_spec(duration: float, rps: float, cv: float, seed: int, models: str
         table["prompt_tokens"] = parse_length(prompt_tokens, "--prompt-tokens")
     if output_tokens is not None:
         table["output_tokens"] = parse_length(output_tokens, "--output-tokens")
+    if classes is not None:
+        table["classes"] = classes
     return WorkloadSpec.from_dict(table)
 
 
@@ -104,6 +110,7 @@ def plan_command(
     models: Models = "facebook/opt-125m", zipf: Zipf = None, weights: Weights = None,
     prompt_tokens: PromptTokens = None, output_tokens: OutputTokens = None,
     trace: TraceFile = None, arrivals: Arrivals = "auto", trace_speedup: Speedup = 1.0,
+    classes: Classes = None,
 ) -> None:
     """Write a request schedule (one row per request, with its send time) without sending it.
 
@@ -117,9 +124,10 @@ def plan_command(
       schedctl loadgen plan --duration 300 --rps 5 --cv 8 -o schedule.csv
       schedctl loadgen plan --models a,b,c --zipf 1.1 --prompt-tokens uniform:64-512 -o schedule.csv
       schedctl loadgen plan --trace AzureLLMInferenceTrace_conv.csv --duration 600 -o schedule.csv
+      schedctl loadgen plan --classes interactive:0.3:ttft=500,batch:0.7 -o schedule.csv
     """
     spec = workload_spec(duration, rps, cv, seed, models, zipf, weights, prompt_tokens, output_tokens,
-                         trace, arrivals, trace_speedup)
+                         trace, arrivals, trace_speedup, classes)
     schedule, notes = plan_fitted(spec)  # fitted to each model's context, clipping said
     with writing(out):
         write_schedule_csv(out, schedule)
@@ -152,6 +160,7 @@ def start_loadgen(
     models: Models = "facebook/opt-125m", zipf: Zipf = None, weights: Weights = None,
     prompt_tokens: PromptTokens = None, output_tokens: OutputTokens = None,
     trace: TraceFile = None, arrivals: Arrivals = "auto", trace_speedup: Speedup = 1.0,
+    classes: Classes = None,
 ) -> None:
     """Send a workload open-loop to a coordinator (centralized) or to peers (gossip), recording every request.
 
@@ -182,7 +191,7 @@ def start_loadgen(
         requests = read_schedule_csv(schedule)
     else:
         requests, notes = plan_fitted(workload_spec(duration, rps, cv, seed, models, zipf, weights, prompt_tokens,
-                                                    output_tokens, trace, arrivals, trace_speedup))
+                                                    output_tokens, trace, arrivals, trace_speedup, classes))
     if not out.parent.is_dir():  # fail before a long run, not after it
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist; create it first")
     for note in notes:

@@ -37,6 +37,12 @@ def start_coordinator(
                                                          "(default 64); one more is refused `overloaded`.")] = None,
     queue_timeout: Annotated[float | None, typer.Option(help="Seconds a request may wait for capacity before "
                                                               "it is answered `queue_timeout` (default 120).")] = None,
+    no_priority: Annotated[bool, typer.Option("--no-priority", help="Queue in arrival order whatever the "
+                                              "request's class (default: higher classes first, with aging).")] = False,
+    priority_aging: Annotated[float | None, typer.Option(help="Seconds of waiting worth one priority level "
+                                                              "(default 5; 0 = arrival order).")] = None,
+    admission: Annotated[str | None, typer.Option(help="queue (default: never shed) or slo: shed a request whose "
+                                                       "predicted TTFT exceeds its class's TTFT SLO.")] = None,
     log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
                                            help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
@@ -65,7 +71,8 @@ def start_coordinator(
                  "policy": policy, "dead_after_s": dead_after, "seed": seed, "name": name, "role": role,
                  "peer": peer, "peer_events": peer_events, "epoch_file": epoch_file,
                  "failover_after_s": failover_after, "queue_limit": queue_limit,
-                 "queue_timeout_s": queue_timeout}
+                 "queue_timeout_s": queue_timeout, "priority": False if no_priority else None,
+                 "admission": admission, "priority_aging_s": priority_aging}
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set

@@ -103,7 +103,9 @@ class LocalCluster:
                 gpu_backend="emulated", gpu=group.gpu, checkpoint_tier=group.checkpoint_tier,
                 models=list(group.models), kv_tokens=group.kv_tokens, init_s=group.init_s,
                 scheduler=self.scheduler, queue_limit=self.spec.queue_limit,
-                queue_timeout_s=self.spec.timeout_s, **self._gossip_settings(name))
+                queue_timeout_s=self.spec.timeout_s, max_running=self.spec.max_running,
+                priority=self.spec.priority, priority_aging_s=self.spec.priority_aging_s,
+                admission=self.spec.admission, **self._gossip_settings(name))
             self._spawn(name, ["start", "node", "--config", str(config)])
         self._wait_ready()
 
@@ -111,7 +113,9 @@ class LocalCluster:
         """The coordinator, and with --standby-coordinator its backup (failover.py); their state addresses."""
         self.coordinator, state_bind, self.coordinator_events = (self._endpoint("coordinator") for _ in range(3))
         common = ["--policy", self.spec.policy, "--queue-limit", str(self.spec.queue_limit),
-                  "--queue-timeout", f"{self.spec.timeout_s:g}"]
+                  "--queue-timeout", f"{self.spec.timeout_s:g}", "--admission", self.spec.admission,
+                  "--priority-aging", f"{self.spec.priority_aging_s!r}",
+                  *([] if self.spec.priority else ["--no-priority"])]
         if not self.spec.standby_coordinator:
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
                                         "--events-bind", self.coordinator_events, *common])

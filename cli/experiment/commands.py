@@ -62,6 +62,18 @@ def run_command(
     queue_limit: Annotated[int | None, typer.Option(
         "--queue-limit", help="Requests per model that may wait for capacity at the coordinator or a gossip "
                               "peer (default 64); they wait at most --timeout.")] = None,
+    classes: Annotated[str | None, typer.Option(
+        "--classes", help="Workload classes NAME:SHARE[:ttft=MS][:tpot=MS],... (interactive, standard, batch), "
+                          "e.g. interactive:0.3:ttft=500,batch:0.7; shares add up to 1. Default: one class.")] = None,
+    no_priority: Annotated[bool, typer.Option(
+        "--no-priority", help="Queues serve requests in arrival order whatever their class (default: higher "
+                              "classes first, with aging).")] = False,
+    max_running: Annotated[int | None, typer.Option(
+        "--max-running", help="Requests per model a node sends its backend at once; more wait in the node's "
+                              "priority queue (default 0: no limit).")] = None,
+    admission: Annotated[str | None, typer.Option(
+        "--admission", help="queue (default: never shed) or slo: shed a request whose predicted TTFT exceeds "
+                            "its class's TTFT SLO (outcome `shed`).")] = None,
     standby_coordinator: Annotated[bool, typer.Option(
         "--standby-coordinator", help="Centralized: run a standby coordinator that takes over when the "
                                       "primary dies (Binary Star with the nodes as witnesses).")] = False,
@@ -92,6 +104,8 @@ def run_command(
       schedctl experiment run --duration 20 --rps 2 --fault 4:partition:node-1:5
       schedctl experiment run --scheduler centralized --standby-coordinator \\
           --fault 30:kill:coordinator
+      schedctl experiment run --scheduler centralized --classes interactive:0.3:ttft=500,batch:0.7 \\
+          --max-running 4 --admission slo
 
     A partition fault needs root (network namespaces).
     """
@@ -101,7 +115,8 @@ def run_command(
                        scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
                        results_dir=results_dir, faults=fault, standby_coordinator=standby_coordinator or None,
                        timeout_s=timeout, insecure=insecure or None,
-                       queue_limit=queue_limit,
+                       queue_limit=queue_limit, classes=classes, priority=False if no_priority else None,
+                       max_running=max_running, admission=admission,
                        cluster_file=str(cluster) if cluster is not None else None)
     _run(spec)
 
@@ -159,11 +174,12 @@ def _arm_of(spec: ExperimentSpec, arm: object) -> ExperimentSpec:
 def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
     changes: dict[str, Any] = {}
     workload = {k: v for k, v in (("duration_s", flags["duration"]), ("rps", flags["rps"]),
-                                  ("cv", flags["cv"]), ("seed", flags["seed"])) if v is not None}
+                                  ("cv", flags["cv"]), ("seed", flags["seed"]),
+                                  ("classes", flags["classes"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
     for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator",
-                "timeout_s", "insecure", "queue_limit"):
+                "timeout_s", "insecure", "queue_limit", "priority", "max_running", "admission"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

@@ -16,6 +16,10 @@ An experiment file is TOML:
     failover_after_s = 5            # its patience: primary silence before it asks the nodes to take over
     insecure = false                # local cluster without CURVE (to measure its cost); default: per-run keys
     queue_limit = 64                # requests per model that may wait for capacity (coordinator, peers)
+    priority = true                 # queues serve higher workload classes first, with aging (--no-priority)
+    priority_aging_s = 5.0          # seconds of waiting worth one priority level
+    max_running = 0                 # per model on a node: more wait in the node's priority queue (0: no limit)
+    admission = "queue"             # queue | slo: shed a request predicted to miss its class's TTFT SLO
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -54,6 +58,8 @@ from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy import DEFAULT_GOSSIP_POLICY, DEFAULT_POLICY, get_policy
 from daemons.policy.admission import DEFAULT_LIMIT, check_limits
+from daemons.policy.priority import DEFAULT_AGING_S, check_aging
+from daemons.policy.slo import check_admission
 from daemons.profiles import load_gpu, load_model, load_tier
 
 SCHEDULERS = ("centralized", "gossip")
@@ -130,6 +136,13 @@ class ExperimentSpec:
     insecure: bool = False  # local cluster without CURVE; by default every run makes its own keys
     # Admission queue of the coordinator and of every gossip peer; they wait at most timeout_s.
     queue_limit: int = DEFAULT_LIMIT
+    # Priority classes (daemons/policy/priority.py): the queues of the coordinator, the peers and
+    # the nodes serve higher classes first, with aging; false: arrival order (--no-priority).
+    priority: bool = True
+    priority_aging_s: float = DEFAULT_AGING_S  # seconds of waiting worth one priority level
+    # Requests per model a node sends its backend at once; more wait in its priority queue (0: no limit).
+    max_running: int = 0
+    admission: str = "queue"  # queue | slo: shed a request whose predicted TTFT exceeds its class's SLO
 
     def __post_init__(self) -> None:
         for key in ("name", "policy", "gossip_policy", "gossip_preset", "results_dir", "cluster_file"):
@@ -158,6 +171,7 @@ class ExperimentSpec:
         if not self.failover_after_s >= 2.0:
             raise ConfigError(f"failover_after_s {self.failover_after_s} must be >= 2 (two coordinator heartbeats)")
         check_limits(self.queue_limit, self.timeout_s, "[experiment] ")
+        self._check_priority()
         get_policy(self.policy, "centralized")  # an unknown name fails here, before any process starts
         get_policy(self.gossip_policy, "gossip")
         if self.cluster_file:
@@ -171,6 +185,14 @@ class ExperimentSpec:
             return  # the deployed nodes' catalogs are checked by the cluster itself
         self._check_models()
         check_targets(self.fault_plan, self.node_count, self.schedulers)
+
+    def _check_priority(self) -> None:
+        if not isinstance(self.priority, bool):
+            raise ConfigError(f"priority must be true or false, got {self.priority!r}")
+        check_aging(self.priority_aging_s, "[experiment] ")
+        check_admission(self.admission, "[experiment] ")
+        if isinstance(self.max_running, bool) or not isinstance(self.max_running, int) or self.max_running < 0:
+            raise ConfigError(f"max_running must be a whole number >= 0 (0: no limit), got {self.max_running!r}")
 
     @property
     def fault_plan(self) -> tuple[Fault, ...]:
@@ -200,7 +222,9 @@ class ExperimentSpec:
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo),
                            "cluster_file": self.cluster_file, "standby_coordinator": self.standby_coordinator,
                            "failover_after_s": self.failover_after_s, "insecure": self.insecure,
-                           "queue_limit": self.queue_limit},
+                           "queue_limit": self.queue_limit, "priority": self.priority,
+                           "priority_aging_s": self.priority_aging_s, "max_running": self.max_running,
+                           "admission": self.admission},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],
         }

@@ -48,9 +48,13 @@ class Metric:
     decimals: int = 2
     suffix: str = ""
 
+    def raw(self, summary: Summary) -> float | None:
+        value: float | None = getattr(summary, self.key)
+        return value
+
     def value(self, summary: Summary | None) -> float:
         """The displayed number (NaN when missing), rounded as the table shows it."""
-        raw = None if summary is None else getattr(summary, self.key)
+        raw = None if summary is None else self.raw(summary)
         if raw is None or math.isnan(raw):
             return math.nan
         return round(float(raw) * self.scale, self.decimals)
@@ -139,8 +143,39 @@ def run_labels(summaries: Sequence[Summary]) -> tuple[str, ...]:
     return tuple(names) if len(set(names)) == len(names) else tuple(s.run_dir for s in summaries)
 
 
+@dataclass(frozen=True)
+class ClassMetric(Metric):
+    """A row of one workload class's figures (summary.ClassFigures field `key`)."""
+
+    klass: str = ""
+
+    def raw(self, summary: Summary) -> float | None:
+        figures = next((c for c in summary.classes if c.name == self.klass), None)
+        return None if figures is None else float(getattr(figures, self.key))
+
+
+# Rows per class (key in ClassFigures, label, better, scale, decimals, suffix).
+CLASS_METRICS: tuple[tuple[str, str, Better, float, int, str], ...] = (
+    ("ttft_p50", "P50 TTFT (ms)", "lower", MS, 2, ""),
+    ("ttft_p99", "P99 TTFT (ms)", "lower", MS, 2, ""),
+    ("latency_p99", "P99 Latency (ms)", "lower", MS, 2, ""),
+    ("goodput", "Goodput (req/s)", "higher", 1.0, 3, ""),
+    ("slo_attainment", "SLO Attainment (%)", "higher", PCT, 1, "%"),
+    ("shed", "Shed", "lower", 1.0, 0, ""),
+)
+
+
+def class_metrics(summaries: Sequence[Summary | None]) -> tuple[Metric, ...]:
+    """Rows per workload class when the runs have more than one class (none otherwise)."""
+    names = list(dict.fromkeys(c.name for s in summaries if s is not None for c in s.classes))
+    if len(names) < 2:
+        return ()
+    return tuple(ClassMetric(key, f"{name}: {label}", better, scale, decimals, suffix, name)
+                 for name in names for key, label, better, scale, decimals, suffix in CLASS_METRICS)
+
+
 def compare(summaries: Sequence[Summary | None], labels: Sequence[str] | None = None,
-            metrics: Sequence[Metric] = METRICS) -> Comparison:
+            metrics: Sequence[Metric] | None = None) -> Comparison:
     """Build the table; `labels` (one per summary) default to `run_labels`.
 
     A None summary is a run that did not happen: its column shows "-", and a winner is
@@ -151,6 +186,8 @@ def compare(summaries: Sequence[Summary | None], labels: Sequence[str] | None = 
     headers = tuple(labels)
     if len(headers) != len(summaries):
         raise ValueError("one label per summary")
+    if metrics is None:
+        metrics = (*METRICS, *class_metrics(summaries))
     rows = tuple(_row(m, summaries, headers) for m in metrics)
     return Comparison(headers, rows)
 

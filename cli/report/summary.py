@@ -39,6 +39,15 @@ Definitions (vLLM benchmarks/serve.py, vLLM `bench serve`):
   a success nor a failure: it is left out of failed_requests and of success_rate's
   denominator and counted in not_sent_count; `interrupted` says the run was stopped early.
 
+Workload classes (requests.csv `class`, with the class's `slo_ttft_ms` / `slo_tpot_ms`):
+- a request's SLO is its class's where the class sets one, else the run's (so goodput and
+  good_requests count each request against its own class's objectives);
+- shed_count: requests refused by `--admission slo` (status `shed`): failed, not timeouts;
+- per class (a run with classes), columns `<class>_<figure>`: requests, successful, shed,
+  ttft_p50, ttft_p99, latency_p50, latency_p99 (s, successful requests of the class),
+  goodput (good requests of the class / s of the run's window) and slo_attainment (good /
+  the class's requests that were sent: what fraction met its SLOs, shed ones count as missed).
+
 Faults and recoveries:
 - fault_count: events.csv rows of kind `fault` (or any kind starting with "fault", case-
   insensitive): a fault injected on `target` at `t_s`;
@@ -63,7 +72,7 @@ from cli.report.affected import requests_affected, timeout_of
 from cli.report.dispersion import dispersion_columns
 from cli.report.host import host_columns
 from cli.report.results import CACHE_HITS, RunData, load_run
-from daemons.rundir import NOT_SENT, TIMEOUT, Event, NodeSample, RequestRow, Slo
+from daemons.rundir import NOT_SENT, SHED, TIMEOUT, Event, NodeSample, RequestRow, Slo
 
 SUMMARY = "summary.csv"
 NAN = math.nan
@@ -159,10 +168,28 @@ class Summary:
     schedctl_cpu_max: float = NAN
     host_saturated_fraction: float = NAN  # of the seconds with host CPU above host.SATURATED_CPU
     host_saturated: bool | None = None  # the figures measure the host, not the scheduler
+    shed_count: int = 0  # refused by --admission slo (in failed_requests)
+    classes: tuple[ClassFigures, ...] = ()  # per workload class; () without classes (not a column)
 
     @property
     def records_ok(self) -> bool:
         return not self.record_check
+
+
+@dataclass(frozen=True)
+class ClassFigures:
+    """One workload class's figures: summary.csv columns `<name>_<field>` (see the module doc)."""
+
+    name: str
+    requests: int
+    successful: int
+    shed: int
+    ttft_p50: float
+    ttft_p99: float
+    latency_p50: float
+    latency_p99: float
+    goodput: float
+    slo_attainment: float
 
 
 @dataclass(frozen=True)
@@ -209,7 +236,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     totals = Stats.of(total for _, total in cluster_queue(run.nodes))
     hits, hit_rate = cache_hits(run.requests)
     recoveries = [r.recovery_s for r in run.recoveries if r.recovered]
-    good = sum(1 for r in ok if meets_slo(r, used_slo))
+    good = sum(1 for r in ok if meets_slo(r, request_slo(r, used_slo)))
     duplicates = len(run.requests) - len({r.request_id for r in run.requests})
     return Summary(
         experiment_name=m.name, scheduler_type=m.scheduler, start_time=m.start_time, end_time=m.end_time,
@@ -247,7 +274,34 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         not_sent_count=not_sent, interrupted=bool(m.raw.get("interrupted", False)),
         **dispersion_columns(collector_ticks(run.nodes)),
         requests_affected=requests_affected(run, timeout_of(m.raw)), **host_columns(run.hosts),
+        shed_count=sum(1 for r in run.requests if r.status == SHED),
+        classes=class_figures(run.requests, used_slo, window),
     )
+
+
+def request_slo(r: RequestRow, run_slo: Slo) -> Slo:
+    """The SLO a request is judged by: its class's TTFT / TPOT where set, else the run's."""
+    ttft, tpot = r.slo_ttft_ms, r.slo_tpot_ms
+    if math.isnan(ttft) and math.isnan(tpot):
+        return run_slo
+    return dataclasses.replace(run_slo, ttft_ms=run_slo.ttft_ms if math.isnan(ttft) else ttft,
+                               tpot_ms=run_slo.tpot_ms if math.isnan(tpot) else tpot)
+
+
+def class_figures(requests: Sequence[RequestRow], run_slo: Slo, window: float) -> tuple[ClassFigures, ...]:
+    """Figures per workload class, in order of first appearance; () when no request has a class."""
+    names = list(dict.fromkeys(r.klass for r in requests if r.klass))
+    out = []
+    for name in names:
+        mine = [r for r in requests if r.klass == name]
+        ok = [r for r in mine if r.ok]
+        judged = [r for r in mine if r.status != NOT_SENT]
+        good = sum(1 for r in ok if meets_slo(r, request_slo(r, run_slo)))
+        ttft, latency = Stats.of(r.ttft_s for r in ok), Stats.of(r.latency_s for r in ok)
+        out.append(ClassFigures(name, len(mine), len(ok), sum(1 for r in mine if r.status == SHED),
+                                ttft.p50, ttft.p99, latency.p50, latency.p99, _per_s(good, window),
+                                good / len(judged) if judged else NAN))
+    return tuple(out)
 
 
 def tpot_s(r: RequestRow) -> float:
@@ -352,7 +406,11 @@ def _per_s(count: float, duration: float) -> float:
 
 def summary_row(summary: Summary) -> dict[str, str]:
     """The summary as CSV cells: NaN and None empty, floats to 9 significant digits."""
-    return {f.name: _cell(getattr(summary, f.name)) for f in dataclasses.fields(summary)}
+    row = {f.name: _cell(getattr(summary, f.name)) for f in dataclasses.fields(summary) if f.name != "classes"}
+    for figures in summary.classes:
+        row.update({f"{figures.name}_{f.name}": _cell(getattr(figures, f.name))
+                    for f in dataclasses.fields(figures) if f.name != "name"})
+    return row
 
 
 def _cell(value: object) -> str:

@@ -81,9 +81,23 @@ def format_summary(s: Summary) -> str:
          num(s.max_cluster_queue_depth)],
     ]
     warning = saturation_warning(s.host_saturated_fraction, s.host_saturated)
-    return "\n".join([*align(facts, [11]), "", *align(grid, [13, 10, 10, 10, 10, 10, 10]), "",
-                      *align(_spread_grid(s), [13, 10, 10, 10, 10]),
-                      *([f"warning: {warning}"] if warning else [])]) + "\n"
+    lines = [*align(facts, [11]), "", *align(grid, [13, 10, 10, 10, 10, 10, 10]), "",
+             *align(_spread_grid(s), [13, 10, 10, 10, 10])]
+    if len(s.classes) > 1:
+        lines += ["", *align(_class_grid(s), [13, 9, 9, 7, 11, 11, 13, 13, 10, 10])]
+    lines += [f"warning: {warning}"] if warning else []
+    return "\n".join(lines) + "\n"
+
+
+def _class_grid(s: Summary) -> list[list[str]]:
+    """One row per workload class: its outcomes, TTFT and latency, goodput and SLO attainment."""
+    grid = [["class", "requests", "ok", "shed", "TTFT p50", "TTFT p99", "latency p50", "latency p99",
+             "goodput", "SLO met"]]
+    for c in s.classes:
+        grid.append([c.name, str(c.requests), str(c.successful), str(c.shed),
+                     *_ms(c.ttft_p50, c.ttft_p99, c.latency_p50, c.latency_p99),
+                     num(c.goodput, 3), num(c.slo_attainment, 1, 100, "%")])
+    return grid
 
 
 def _ms(*values: float) -> list[str]:
@@ -91,8 +105,9 @@ def _ms(*values: float) -> list[str]:
 
 
 def _requests_line(s: Summary) -> str:
+    shed = f", {s.shed_count} shed" if s.shed_count else ""
     return (f"{s.total_requests} recorded, {s.successful_requests} ok, {s.failed_requests} failed "
-            f"({s.timeout_count} timeouts), success {num(s.success_rate, 1, 100, '%')}")
+            f"({s.timeout_count} timeouts{shed}), success {num(s.success_rate, 1, 100, '%')}")
 
 
 def _records_line(s: Summary) -> str:

@@ -19,6 +19,10 @@ environment variables, command-line flags. Example file:
     # Requests no node can take now wait (admission.py), per model, in arrival order.
     queue_limit = 64                    # waiting per model; one more is refused `overloaded`
     queue_timeout_s = 120.0             # then it leaves with `queue_timeout` (the request timeout)
+    # Priority classes (daemons/policy/priority.py, slo.py).
+    priority = true                     # lanes per class, higher first with aging; false: arrival order
+    priority_aging_s = 5.0              # seconds of waiting worth one priority level
+    admission = "queue"                 # queue | slo: shed a request predicted to miss its class's TTFT SLO
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from daemons.core.errors import ConfigError
 from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy import DEFAULT_POLICY, get_policy
 from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, QueueLimits, check_limits
+from daemons.policy.priority import DEFAULT_AGING_S, check_aging
+from daemons.policy.slo import check_admission
 
 SCHEMES = ("tcp://", "ipc://", "inproc://")
 ROLES = ("standalone", "primary", "backup")
@@ -65,6 +71,11 @@ class CoordinatorConfig:
     # queue_limit per model, at most queue_timeout_s (a Schedule's own timeout_s may shorten it).
     queue_limit: int = DEFAULT_LIMIT  # requests waiting per model; one more is answered `overloaded`
     queue_timeout_s: float = DEFAULT_TIMEOUT_S  # longest wait for capacity, then `queue_timeout`
+    # Priority classes: the queue's lanes per class, higher first, aging (priority.py);
+    # false keeps arrival order (--no-priority). admission = "slo" sheds (slo.py).
+    priority: bool = True
+    priority_aging_s: float = DEFAULT_AGING_S  # seconds of waiting worth one priority level
+    admission: str = "queue"  # queue | slo
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -86,6 +97,8 @@ class CoordinatorConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         check_limits(self.queue_limit, self.queue_timeout_s, "[coordinator] ")
+        check_aging(self.priority_aging_s, "[coordinator] ")
+        check_admission(self.admission, "[coordinator] ")
         self._check_failover()
 
     @property

@@ -81,6 +81,7 @@ from daemons.core.messages import (
 from daemons.policy import MIGRATE, NO_NODES, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, Outcome, Waiting
 from daemons.policy.capacity import worth_waiting
+from daemons.policy.slo import admit
 
 log = logging.getLogger("schedctl.coordinator")
 
@@ -118,7 +119,7 @@ class Coordinator:
         self.book = ClusterBook(config.dead_after_s, config.settle_s, config.max_nodes, config.reap_after_s)
         self.inbox = StateInbox()
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
-        self.queue: AdmissionQueue[Asked] = AdmissionQueue(config.queue)
+        self.queue: AdmissionQueue[Asked] = AdmissionQueue(config.queue, config.priority, config.priority_aging_s)
         self._states_seen = False  # node states arrived since the queue was last offered to the policy
         self._stop = threading.Event()
         self.ctx: zmq.Context[Any] = zmq.Context()
@@ -419,9 +420,9 @@ class Coordinator:
             return self._refuse_inactive(msg)
         asked = Asked(msg, identity, msg_id)
         rid = msg.request_id
-        if rid in self.queue or self.queue.head(msg.model, msg.priority) is not None:
+        if rid in self.queue or self.queue.waits_ahead(msg.model, msg.priority):
             # Asked again while waiting (a reroute, a retry), or its model has earlier
-            # requests waiting: it queues behind them, never overtaking one.
+            # requests of its class or a higher one waiting: it queues behind them.
             refused = self._hold(asked, time.monotonic())
             if refused is None:
                 self._pump_lane(msg.model, msg.priority)
@@ -435,6 +436,10 @@ class Coordinator:
         return self._refused(msg, result)
 
     def _decide(self, msg: Schedule) -> Decision | Refusal:
+        """The policy's choice, shed if `admission` is slo and it misses the request's SLO."""
+        return admit(self._choose(msg), _request(msg), self.config.admission)
+
+    def _choose(self, msg: Schedule) -> Decision | Refusal:
         """The policy's choice; a MIGRATE is replaced by the best option that serves now."""
         exclude = frozenset(msg.exclude)
         targets: list[str] = []
@@ -550,7 +555,7 @@ class Coordinator:
 
 def _request(msg: Schedule, exclude: frozenset[str] | None = None) -> PlacementRequest:
     return PlacementRequest(msg.model, msg.prompt_tokens, msg.max_new_tokens, msg.priority,
-                            frozenset(msg.exclude) if exclude is None else exclude)
+                            frozenset(msg.exclude) if exclude is None else exclude, msg.slo_ttft_s)
 
 
 @dataclass(frozen=True, slots=True)

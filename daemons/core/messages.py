@@ -70,6 +70,8 @@ class Schedule:
     # Seconds this request may wait for capacity in the coordinator's admission queue before
     # it is answered `queue_timeout` (0: the coordinator's queue_timeout_s; never longer).
     timeout_s: Seconds = 0.0
+    # Its class's TTFT SLO (0: none): `--admission slo` sheds it when the predicted TTFT exceeds it.
+    slo_ttft_s: Seconds = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,10 @@ class Infer:
     # The epoch of the coordinator that placed it: a node that knows a newer epoch refuses
     # it (`stale_epoch`), so a deposed coordinator's placements never run. 0: not fenced.
     epoch: Epoch = 0
+    # Its class (daemons/policy/priority.py): higher waits less in a node's queues; and its
+    # class's TTFT SLO (0: none), for a gossip peer's `--admission slo`.
+    priority: Annotated[int, Range(-1000, 1000)] = 0
+    slo_ttft_s: Seconds = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +238,9 @@ class NodeState:
     # NVML's utilization.gpu, or on an emulated GPU the busy fraction of its instances'
     # engine steps (daemons/node/gpu.py). None: a node that does not report it.
     gpu_utilization: Annotated[float, Range(0.0, 1.0)] | None = None
+    # Requests waiting in the node's own slot queue per priority (str of the int: wire maps
+    # have string keys), so a policy counts only the work a request would queue behind.
+    waiting_by_priority: Annotated[dict[str, Count], Size(64)] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,12 @@ class RequestLike(Protocol):
     def prompt_tokens(self) -> int: ...
     @property
     def max_new_tokens(self) -> int: ...
+    @property
+    def klass(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def slo_ttft_ms(self) -> float: ...
 
 
 def make_prompt(request_id: str, tokens: int) -> str:
@@ -62,17 +68,21 @@ def make_prompt(request_id: str, tokens: int) -> str:
     return " ".join(words)
 
 
-def schedule_frame(req: PlannedRequest, sender: str, priority: int = 0) -> bytes:
-    """Centralized mode, first hop: ask the coordinator where to run `req`."""
-    msg = Schedule(req.request_id, req.model, req.prompt_tokens, req.max_new_tokens, priority)
+def schedule_frame(req: RequestLike, sender: str, priority: int = 0, exclude: list[str] | None = None) -> bytes:
+    """Centralized mode: ask the coordinator where to run `req`; `priority` for a request
+    without a class (`[loadgen] priority`), a classed one carries its class's."""
+    msg = Schedule(req.request_id, req.model, req.prompt_tokens, req.max_new_tokens,
+                   req.priority if req.klass else priority, exclude or [], slo_ttft_s=req.slo_ttft_ms / 1000)
     return encode(msg, sender, msg_id=req.request_id)
 
 
-def infer_frame(req: RequestLike, sender: str, action: str, epoch: int = 0) -> bytes:
+def infer_frame(req: RequestLike, sender: str, action: str, epoch: int = 0, priority: int = 0) -> bytes:
     """Run `req` on a node; action "" lets a gossip peer decide where it runs; `epoch` is the
-    placing coordinator's (nodes refuse epochs older than the newest they know)."""
+    placing coordinator's (nodes refuse epochs older than the newest they know); `priority`
+    as in `schedule_frame`."""
     msg = Infer(req.request_id, req.model, make_prompt(req.request_id, req.prompt_tokens),
-                req.max_new_tokens, action, epoch=epoch)
+                req.max_new_tokens, action, epoch=epoch, priority=req.priority if req.klass else priority,
+                slo_ttft_s=req.slo_ttft_ms / 1000)
     return encode(msg, sender, msg_id=req.request_id)
 
 

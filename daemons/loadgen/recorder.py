@@ -39,7 +39,7 @@ from daemons.bus.envelope import Envelope
 from daemons.core.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
-from daemons.rundir.requests import ERROR, NOT_SENT, OK, TIMEOUT  # outcomes, as requests.csv spells them
+from daemons.rundir.requests import ERROR, NOT_SENT, OK, SHED, TIMEOUT  # outcomes, as requests.csv spells them
 
 IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed", "stale")
 # The node (or the peer that would forward) failed, not the request: another node may serve it.
@@ -89,6 +89,10 @@ class RequestRecord:
     placement_deadline: float = math.inf
     node_endpoint: str = ""  # where the current placement sent it
     placed_action: str = ""  # the latest placement's action; `action` ends as the node's (Done)
+    klass: str = ""  # its workload class ("" without classes) and that class's SLOs (0: none)
+    slo_ttft_ms: float = 0.0
+    slo_tpot_ms: float = 0.0
+    priority: int = 0
 
     @property
     def ttft_s(self) -> float | None:
@@ -107,7 +111,9 @@ class RequestRecord:
 
 
 def new_record(req: PlannedRequest) -> RequestRecord:
-    return RequestRecord(req.request_id, req.model, req.prompt_tokens, req.max_new_tokens, req.t_s)
+    return RequestRecord(req.request_id, req.model, req.prompt_tokens, req.max_new_tokens, req.t_s,
+                         klass=req.klass, slo_ttft_ms=req.slo_ttft_ms, slo_tpot_ms=req.slo_tpot_ms,
+                         priority=req.priority)
 
 
 class Recorder:
@@ -305,7 +311,8 @@ class Recorder:
             self._refused(rec, body, now, source)
         elif not (body.code in RETRYABLE and self._retry(rec, body.node or rec.node)):
             rec.node = body.node or rec.node
-            self.finish(rec, ERROR, now, body.code or "error", body.message)
+            # `shed` (--admission slo) is an outcome of its own: refused on purpose, not a fault.
+            self.finish(rec, SHED if body.code == SHED else ERROR, now, body.code or "error", body.message)
         return None
 
     def _refused(self, rec: RequestRecord, body: Error, now: float, source: str) -> None:

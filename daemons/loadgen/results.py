@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from daemons.loadgen.recorder import RequestRecord
-from daemons.rundir.requests import ERROR, NOT_SENT, OK, TIMEOUT, RequestRow, write_requests
+from daemons.rundir.requests import ERROR, NOT_SENT, OK, SHED, TIMEOUT, RequestRow, write_requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,8 @@ class Results:
 
     def counts(self) -> dict[str, int]:
         c = Counter(r.status for r in self.records)
-        return {OK: c[OK], ERROR: c[ERROR], TIMEOUT: c[TIMEOUT], NOT_SENT: c[NOT_SENT]}
+        shed = {SHED: c[SHED]} if c[SHED] else {}  # only runs with --admission slo shed
+        return {OK: c[OK], ERROR: c[ERROR], TIMEOUT: c[TIMEOUT], **shed, NOT_SENT: c[NOT_SENT]}
 
     def summary(self) -> dict[str, Any]:
         """Headline figures; latency percentiles in ms, from the scheduled send times."""
@@ -92,7 +93,8 @@ def request_row(rec: RequestRecord) -> RequestRow:
         status=rec.status, error=rec.error, error_detail=rec.error_detail, est_wait_s=_nan(rec.est_wait_s),
         decision_s=_nan(rec.decision_s), server_timings=dict(rec.server_timings), attempts=rec.attempts,
         failed_nodes=tuple(rec.failed_nodes), coordinator=rec.coordinator, epoch=rec.epoch,
-        reroutes=rec.reroutes, placed_action=rec.placed_action,
+        reroutes=rec.reroutes, placed_action=rec.placed_action, klass=rec.klass,
+        slo_ttft_ms=rec.slo_ttft_ms or math.nan, slo_tpot_ms=rec.slo_tpot_ms or math.nan,
     )
 
 

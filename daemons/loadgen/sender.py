@@ -51,7 +51,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from daemons.bus import ConfigError, WireError, decode, encode, make_socket
 from daemons.bus.security import CurveClient
-from daemons.core.messages import Cancel, Placement, Schedule, StatusReply, StatusRequest
+from daemons.core.messages import Cancel, Placement, StatusReply, StatusRequest
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame
@@ -406,16 +406,16 @@ class Sender:
                 continue
             if self.cfg.mode == "centralized":
                 # The coordinator places it again, on none of the nodes that failed it.
-                msg = Schedule(rec.request_id, rec.model, rec.prompt_tokens, rec.max_new_tokens,
-                               self.cfg.priority, list(rec.failed_nodes))
                 to = self._coordinator()
-                sock, frame = self._links.get(to), encode(msg, self.cfg.name, msg_id=rec.request_id)
+                sock = self._links.get(to)
+                frame = schedule_frame(rec, self.cfg.name, self.cfg.priority, list(rec.failed_nodes))
             else:
                 # The next usable entry peer after the one the last attempt went to; avoid that one.
                 if rec.node_endpoint in self.cfg.entry:
                     self._avoid[rec.node_endpoint] = now + AVOID_ENTRY_S
                 at = zlib.crc32(rec.request_id.encode()) + rec.attempts
-                sock, frame = self._links.get(self._entry_from(at)), infer_frame(rec, self.cfg.name, action="")
+                sock = self._links.get(self._entry_from(at))
+                frame = infer_frame(rec, self.cfg.name, action="", priority=self.cfg.priority)
                 to = ""
                 # Through the same peer, just before the retry: the old run stops before a new one may begin.
                 for _, node, _ in self._take_cancels(rec.request_id):
@@ -441,7 +441,7 @@ class Sender:
             self.rec.finish(rec, ERROR, now, "bad_placement", str(exc))
             return
         self._node_endpoints[placement.node] = placement.endpoint
-        frame = infer_frame(rec, self.cfg.name, placement.action, placement.epoch)
+        frame = infer_frame(rec, self.cfg.name, placement.action, placement.epoch, self.cfg.priority)
         self._send(sock, frame, rec, now, first=False)
         if placement.endpoint in self._links.down:  # its process died since: do not wait for the timer
             self._link_lost(placement.endpoint)
@@ -462,7 +462,7 @@ class Sender:
         return schedule_frame(req, self.cfg.name, self.cfg.priority)
 
     def _gossip_frame(self, req: PlannedRequest) -> bytes:
-        return infer_frame(req, self.cfg.name, action="")
+        return infer_frame(req, self.cfg.name, action="", priority=self.cfg.priority)
 
 
 def _set_priority(nice: int) -> Callable[[], None]:

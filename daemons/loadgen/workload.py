@@ -26,6 +26,8 @@ schedulers can replay the identical list and the sender never computes while it 
     arrivals = "auto"         # auto (trace if a trace is set) | gamma | trace
     trace_speedup = 1.0       # replay: divide the trace's times by this
     id_prefix = "r"           # request ids are <prefix><index, 6 digits>
+    classes = "interactive:0.3:ttft=500,batch:0.7"   # optional, or [[workload.classes]]
+                              # tables (classes.py): share, SLOs and lengths per class
 
 Context: a request the model cannot take (prompt > max_input_tokens, or prompt +
 max_new_tokens > max_total_tokens) would only measure a validation error, so a schedule is
@@ -47,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from daemons.core.errors import ConfigError
+from daemons.loadgen.classes import WorkloadClass, parse_classes
 from daemons.loadgen.distributions import (
     IntArray,
     LengthDist,
@@ -54,6 +57,7 @@ from daemons.loadgen.distributions import (
     popularity_weights,
 )
 from daemons.loadgen.trace import Trace, read_trace
+from daemons.policy.priority import CLASS_PRIORITY
 
 DEFAULT_MODEL = "facebook/opt-125m"
 # Azure LLM 2023 conversation trace statistics (Azure LLM inference trace 2023).
@@ -73,6 +77,14 @@ class PlannedRequest:
     model: str
     prompt_tokens: int
     max_new_tokens: int
+    klass: str = ""  # its workload class ("": a workload without classes)
+    slo_ttft_ms: float = 0.0  # its class's SLOs (0: none; the run's SLO applies)
+    slo_tpot_ms: float = 0.0
+
+    @property
+    def priority(self) -> int:
+        """Its class's priority (daemons/policy/priority.py); 0 without a class."""
+        return CLASS_PRIORITY.get(self.klass, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +105,11 @@ class WorkloadSpec:
     arrivals: str = "auto"  # auto | gamma | trace: the rps/cv process, or a trace's timestamps (auto: trace if given)
     trace_speedup: float = 1.0  # trace replay: arrivals this many times faster
     id_prefix: str = "r"  # request ids are this prefix and six digits: r000042
+    classes: tuple[WorkloadClass, ...] = ()  # traffic classes (classes.py); () = one class, as before
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "classes", parse_classes(list(self.classes)) if self.classes else ())
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
         self._check_arrivals()
         self._check_models()
@@ -163,6 +177,8 @@ class WorkloadSpec:
             value = getattr(self, f.name)
             if isinstance(value, LengthDist):
                 value = value.describe()
+            elif f.name == "classes":
+                value = [c.to_dict() for c in value] or None
             elif isinstance(value, tuple):
                 value = list(value)
             if value is not None:
@@ -193,6 +209,8 @@ def from_dict(table: dict[str, Any]) -> WorkloadSpec:
             kwargs[key] = value
         elif key in ("models", "weights"):
             kwargs[key] = _sequence(value, str if key == "models" else float, where)
+        elif key == "classes":
+            kwargs[key] = parse_classes(value, where)
         else:
             kwargs[key] = parse_length(value, where)
     return WorkloadSpec(**kwargs)
@@ -234,8 +252,8 @@ def gamma_offsets(rng: np.random.Generator, n: int, rps: float, cv: float) -> np
 def plan(spec: WorkloadSpec) -> list[PlannedRequest]:
     """Generate the whole schedule; the same spec (and trace file) gives the same list."""
     # Independent streams per random part: changing the length model keeps the arrivals.
-    arrival_rng, model_rng, row_rng, prompt_rng, output_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(5))
+    arrival_rng, model_rng, row_rng, prompt_rng, output_rng, class_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(6))
     trace = _load_trace(spec)
     if spec.replays_trace:
         assert trace is not None  # checked by WorkloadSpec
@@ -250,8 +268,22 @@ def plan(spec: WorkloadSpec) -> list[PlannedRequest]:
     prompts = _lengths(spec.prompt_dist(), prompt_rng, n, trace.context_tokens if trace else None, rows)
     outputs = _lengths(spec.output_dist(), output_rng, n, trace.generated_tokens if trace else None, rows)
     width = max(6, len(str(n - 1)))
-    return [PlannedRequest(f"{spec.id_prefix}{i:0{width}d}", float(times[i]), spec.models[model_idx[i]],
-                           int(prompts[i]), int(outputs[i])) for i in range(n)]
+    ids = [f"{spec.id_prefix}{i:0{width}d}" for i in range(n)]
+    if not spec.classes:  # one anonymous class: the schedule of a workload before classes
+        return [PlannedRequest(ids[i], float(times[i]), spec.models[model_idx[i]], int(prompts[i]),
+                               int(outputs[i])) for i in range(n)]
+    shares = np.array([c.share for c in spec.classes])
+    class_idx = class_rng.choice(len(spec.classes), size=n, p=shares / shares.sum())
+    for k, cls in enumerate(spec.classes):  # a class's own lengths replace the workload's for its requests
+        mine = np.flatnonzero(class_idx == k)
+        for dist, rng, column, drawn in ((cls.prompt_tokens, prompt_rng, trace.context_tokens if trace else None,
+                                          prompts),
+                                         (cls.output_tokens, output_rng, trace.generated_tokens if trace else None,
+                                          outputs)):
+            if dist is not None and len(mine):
+                drawn[mine] = _lengths(dist, rng, len(mine), column, rows[mine] if rows is not None else None)
+    return [PlannedRequest(ids[i], float(times[i]), spec.models[model_idx[i]], int(prompts[i]), int(outputs[i]),
+                           (cls := spec.classes[class_idx[i]]).name, cls.ttft_ms, cls.tpot_ms) for i in range(n)]
 
 
 def _load_trace(spec: WorkloadSpec) -> Trace | None:

@@ -11,7 +11,9 @@ import tomli_w
 from daemons.core.errors import ConfigError
 from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, check_limits
+from daemons.policy.priority import DEFAULT_AGING_S, check_aging
 from daemons.policy.registry import DEFAULT_GOSSIP_POLICY, get_policy
+from daemons.policy.slo import check_admission
 
 # The emulator is the default backend: the same flags text-generation-launcher takes.
 # {schedctl} is the console script next to the running interpreter.
@@ -69,6 +71,14 @@ class NodeConfig:
     # queue_limit per model, at most queue_timeout_s, and is placed again as the view changes.
     queue_limit: int = DEFAULT_LIMIT
     queue_timeout_s: float = DEFAULT_TIMEOUT_S  # gossip mode: longest wait in that queue (`queue_timeout`)
+    # Priority classes (daemons/policy/priority.py): at most max_running requests per model go
+    # to its backend at once, the rest wait in this node, highest class first with aging
+    # (0: no limit, the backend queues them in arrival order). `priority = false` keeps
+    # arrival order in that queue and in the gossip admission queue (--no-priority).
+    max_running: int = 0
+    priority: bool = True  # false: arrival order in the slot queue and the gossip admission queue
+    priority_aging_s: float = DEFAULT_AGING_S  # seconds of waiting worth one priority level
+    admission: str = "queue"  # gossip mode: queue | slo (shed a request predicted to miss its TTFT SLO)
 
     def __post_init__(self) -> None:
         if self.gpu_backend not in ("auto", "nvml", "emulated"):
@@ -90,6 +100,11 @@ class NodeConfig:
         if self.publish_interval_s <= 0 or self.kv_tokens <= 0:
             raise ConfigError("publish_interval_s and kv_tokens must be positive")
         check_limits(self.queue_limit, self.queue_timeout_s, "[node] ")
+        check_aging(self.priority_aging_s, "[node] ")
+        check_admission(self.admission, "[node] ")
+        if isinstance(self.max_running, bool) or not isinstance(self.max_running, int) or self.max_running < 0:
+            raise ConfigError(f"[node] max_running must be a whole number >= 0 (0: no limit), "
+                              f"got {self.max_running!r}")
         get_policy(self.gossip_policy, "gossip")  # a typo fails at start-up, in either mode
 
     @property

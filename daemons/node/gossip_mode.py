@@ -81,6 +81,7 @@ from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Re
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
 from daemons.policy.peer import SPARROW
+from daemons.policy.slo import admit as admit_slo
 from daemons.policy.sparrow import Sparrow
 from daemons.policy.view import node_view
 
@@ -145,7 +146,8 @@ class GossipMode:
         self.policy = get_policy(config.gossip_policy, "gossip")
         # A probed peer answers by Sparrow's rule whatever its own policy.
         self.sparrow: Sparrow = self.policy if isinstance(self.policy, Sparrow) else SPARROW
-        self.queue: AdmissionQueue[None] = AdmissionQueue(QueueLimits(config.queue_limit, config.queue_timeout_s))
+        self.queue: AdmissionQueue[None] = AdmissionQueue(QueueLimits(config.queue_limit, config.queue_timeout_s),
+                                                          config.priority, config.priority_aging_s)
         # Gossip shares the node's context, so its ROUTER is checked by the node's ZAP handler.
         self.agent = GossipAgent(
             config.name, config.gossip_bind, advertise=config.gossip_advertise or None, seeds=config.seeds,
@@ -280,7 +282,7 @@ class GossipMode:
         if left <= 0:  # placed from the queue before, not taken after all, and out of time now
             return Refusal(QUEUE_TIMEOUT, f"waited {self.queue.limits.timeout_s:g} s for capacity for "
                                           f"{request.model}: lower the load, add nodes or raise queue_timeout_s")
-        refused = self.queue.offer(rid, request.model, None, now, left)
+        refused = self.queue.offer(rid, request.model, None, now, left, request.priority)
         if refused is not None:
             return Refusal(refused.code, refused.message)
         log.info("%s waits for capacity (%d waiting)", rid, len(self.queue), extra={"SCHEDCTL_REQUEST_ID": rid})
@@ -332,6 +334,7 @@ class GossipMode:
                 decision = probes.choose(await self._first_answer(probes.endpoints, request, probes.timeout_s))
         if decision is None:
             decision = self.policy(view, placement, self.rng, me.node)
+        decision = admit_slo(decision, placement, self.config.admission)  # --admission slo: shed
         if isinstance(decision, Decision) and decision.node != me.node:
             self._pending.setdefault(decision.node, deque()).append((time.monotonic(), request.model))
         return decision
@@ -373,8 +376,8 @@ class GossipMode:
     # ----- forwarding ------------------------------------------------------------------------
     async def _forward(self, client: bytes, request: Infer, decision: Decision, tried: frozenset[str]) -> None:
         """Send `request` on to the chosen peer; its answers come back through `_relay`."""
-        onward = Infer(request.request_id, request.model, request.prompt, request.max_new_tokens,
-                       decision.action, request.hops + 1, request.max_hops, [*request.route, self.config.name])
+        onward = replace(request, action=decision.action, hops=request.hops + 1,
+                         route=[*request.route, self.config.name])
         self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node},
                                                      decision.endpoint)
         log.debug("forwarding %s to %s (%s)", request.request_id, decision.node, decision.reason,
@@ -528,7 +531,8 @@ def verdict_event(event: MemberEvent, observer: str, wall_s: float) -> ClusterEv
 
 
 def _placement(request: Infer, exclude: frozenset[str]) -> PlacementRequest:
-    return PlacementRequest(request.model, len(request.prompt.split()), request.max_new_tokens, exclude=exclude)
+    return PlacementRequest(request.model, len(request.prompt.split()), request.max_new_tokens, request.priority,
+                            exclude, request.slo_ttft_s)
 
 
 def _state_of(member: MemberView) -> NodeState | None:

@@ -75,6 +75,7 @@ from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
 from daemons.node.gossip_mode import GossipMode
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
+from daemons.node.slots import SlotQueue
 
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
@@ -123,6 +124,7 @@ class NodeServer:
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
         self.manager = ModelManager(config, self.catalog, self._memory_total, self._changed.set)
+        self.slots = SlotQueue(config.max_running, config.priority_aging_s, config.priority)
         self.ctx = zmq.asyncio.Context()
         self.security = security or Security(SecurityConfig())
         self.security.start_zap(self.ctx)  # CURVE server sockets need the ZAP handler first
@@ -415,6 +417,13 @@ class NodeServer:
             "SCHEDCTL_REQUEST_ID": request.request_id, "SCHEDCTL_MODEL": request.model,
             "SCHEDCTL_ACTION": action, "SCHEDCTL_NODE": self.config.name})
         try:
+            queued = time.monotonic()
+            await self.slots.acquire(request.model, request.priority)  # max_running: classes wait here
+            slot_wait_s = time.monotonic() - queued
+        except asyncio.CancelledError:
+            self.manager.release(instance)
+            raise
+        try:
             stream = asyncio.create_task(self._stream(request, instance))
             instance.streams.add(stream)
             await asyncio.wait({stream})
@@ -422,6 +431,7 @@ class NodeServer:
             stream.cancel()
             raise
         finally:
+            self.slots.release(request.model)
             instance.streams.discard(stream)
             self.manager.release(instance)
         if stream.cancelled():  # the instance died under us (ModelManager._fail)
@@ -429,6 +439,8 @@ class NodeServer:
         tokens, reason, first_s = stream.result()
         timings = {"load_wait_s": first_s[0] - start, "ttft_s": first_s[1] - start,
                    "total_s": time.monotonic() - start}
+        if self.config.max_running:  # its wait in this node's slot queue (part of load_wait_s)
+            timings["slot_wait_s"] = slot_wait_s
         return Done(request.request_id, self.config.name, tokens, reason, action, request.hops, timings)
 
     async def _stream(self, request: Infer, instance: Instance) -> tuple[int, str, tuple[float, float]]:
@@ -464,17 +476,19 @@ class NodeServer:
         """The node's state now, at the sequence number of its last publication."""
         readings = self.probe.read(self.manager.ledger_used(), self.manager.busy_ratio())
         gpus = [GpuState(g.index, g.name, g.memory_total, g.memory_used, g.utilization) for g in readings]
-        models = [self._model_state(i) for i in self.manager.instances.values()]
+        models = [self._model_state(i, self.slots.waiting(i.model)) for i in self.manager.instances.values()]
         return NodeState(
             node=self.config.name, endpoint=self.config.endpoint, gen=self.gen, seq=self.seq,
             gpus=gpus, models=models, queue_depth=sum(m.queue_depth for m in models),
             gpu_backend=self.probe.backend, scheduler=self.config.scheduler,
             in_flight=len(self.active), catalog=self.catalog.entries(),
-            gpu_utilization=compute_utilization(readings))
+            gpu_utilization=compute_utilization(readings),
+            waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
 
     @staticmethod
-    def _model_state(instance: Instance) -> ModelState:
-        waiting = instance.running if instance.state == "loading" else instance.queue_size
+    def _model_state(instance: Instance, held: int) -> ModelState:
+        """`held`: requests waiting in this node's slot queue, on top of the backend's queue."""
+        waiting = instance.running if instance.state == "loading" else instance.queue_size + held
         return ModelState(instance.model, instance.state, waiting, instance.running,
                           instance.footprint, instance.last_used)
 

@@ -16,9 +16,11 @@ Rules:
   retry) keeps its place and deadline and takes the newer item (where to answer, what
   to exclude).
 
-Priority classes (a later issue): lanes are keyed by `(model, priority)` through
-`lane_key`, and `heads` orders heads by `rank`; today every request has priority 0 and
-`rank` is arrival order, so adding classes means changing those two functions only.
+Priority classes: lanes are keyed by `(model, priority)` through `lane_key` (first come
+first served within a class), and `heads` orders lane heads by `rank`: priority with aging,
+the rule of `priority.py` (higher classes first, and a waiting request gains one level per
+`aging_s`, so a low class is never starved). With `by_priority` off (`--no-priority`) every
+request of a model shares one lane and heads go in arrival order, as before classes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from daemons.core.errors import ConfigError
+from daemons.policy.priority import DEFAULT_AGING_S, check_aging, virtual_arrival
 
 T = TypeVar("T")
 
@@ -82,19 +85,21 @@ class Outcome(Generic[T]):
     message: str
 
 
-def lane_key(model: str, priority: int) -> tuple[str, int]:
-    """The lane a request waits in. Priorities share a lane until classes exist (see module doc)."""
-    return (model, 0)
+def lane_key(model: str, priority: int, by_priority: bool = True) -> tuple[str, int]:
+    """The lane a request waits in: one per model and class (one per model without priorities)."""
+    return (model, priority if by_priority else 0)
 
 
-def rank(entry: Waiting[T]) -> tuple[int, int]:
-    """Order in which lane heads are offered: arrival today; priority class first, later."""
-    return (0, entry.seq)
+def rank(entry: Waiting[T], aging_s: float = DEFAULT_AGING_S) -> tuple[float, int]:
+    """Order in which lane heads are offered: smallest virtual arrival (priority.py), then arrival."""
+    return (virtual_arrival(entry.arrived, entry.priority, aging_s) if aging_s else 0.0, entry.seq)
 
 
 @dataclass
 class AdmissionQueue(Generic[T]):
     limits: QueueLimits = field(default_factory=QueueLimits)
+    by_priority: bool = True  # False: one lane per model, arrival order (--no-priority)
+    aging_s: float = DEFAULT_AGING_S  # seconds of waiting worth one priority level (priority.py)
     _lanes: dict[tuple[str, int], deque[Waiting[T]]] = field(default_factory=dict)
     _by_id: dict[str, Waiting[T]] = field(default_factory=dict)
     _seq: Iterator[int] = field(default_factory=itertools.count)
@@ -104,8 +109,17 @@ class AdmissionQueue(Generic[T]):
     refused: int = 0
     expired: int = 0
 
+    def __post_init__(self) -> None:
+        check_aging(self.aging_s, "[queue] ")
+
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def _lane(self, model: str, priority: int) -> tuple[str, int]:
+        return lane_key(model, priority, self.by_priority)
+
+    def _rank(self, entry: Waiting[T]) -> tuple[float, int]:
+        return rank(entry, self.aging_s if self.by_priority else 0.0)
 
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._by_id
@@ -135,7 +149,7 @@ class AdmissionQueue(Generic[T]):
         limit_s = self.limits.timeout_s
         wait_s = min(timeout_s, limit_s) if timeout_s > 0 else limit_s
         entry = Waiting(request_id, model, item, now, now + wait_s, priority, next(self._seq))
-        lane = self._lanes.setdefault(lane_key(model, priority), deque())
+        lane = self._lanes.setdefault(self._lane(model, priority), deque())
         if len(lane) >= self.limits.limit:
             self.refused += 1
             return Outcome(entry, OVERLOADED,
@@ -148,18 +162,24 @@ class AdmissionQueue(Generic[T]):
 
     def heads(self) -> list[Waiting[T]]:
         """The first request of every lane, in the order they should be offered to the policy."""
-        return sorted((lane[0] for lane in self._lanes.values() if lane), key=rank)
+        return sorted((lane[0] for lane in self._lanes.values() if lane), key=self._rank)
+
+    def waits_ahead(self, model: str, priority: int) -> bool:
+        """Whether a request of `model` and `priority` arriving now would wait behind others:
+        some of its model wait in its lane or a higher class's (it never overtakes those)."""
+        return any(lane and m == model and p >= priority for (m, p), lane in self._lanes.items()) \
+            if self.by_priority else self.head(model) is not None
 
     def head(self, model: str, priority: int = 0) -> Waiting[T] | None:
         """The first request waiting in the lane of `model` (and `priority`), if any."""
-        lane = self._lanes.get(lane_key(model, priority))
+        lane = self._lanes.get(self._lane(model, priority))
         return lane[0] if lane else None
 
     def is_head(self, request_id: str) -> bool:
         entry = self._by_id.get(request_id)
         if entry is None:
             return False
-        lane = self._lanes[lane_key(entry.model, entry.priority)]
+        lane = self._lanes[self._lane(entry.model, entry.priority)]
         return lane[0] is entry
 
     def get(self, request_id: str) -> Waiting[T] | None:
@@ -170,7 +190,7 @@ class AdmissionQueue(Generic[T]):
         entry = self._by_id.pop(request_id, None)
         if entry is None:
             return None
-        key = lane_key(entry.model, entry.priority)
+        key = self._lane(entry.model, entry.priority)
         lane = self._lanes[key]
         lane.remove(entry)  # almost always the head: O(1) there
         if not lane:

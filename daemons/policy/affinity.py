@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from random import Random
 
-from daemons.policy.capacity import SERVICE_S, Option, cold_nodes, holder_nodes, option_for, pick_min, refusal
+from daemons.policy.capacity import Option, cold_nodes, holder_nodes, option_for, pick_min, queue_wait_s, refusal
 from daemons.policy.view import SERVE, ClusterView, Decision, NodeView, PlacementRequest, Refusal
 
 HAS_MODEL_BONUS = 1000.0
@@ -50,11 +50,11 @@ def affinity_score(view: ClusterView, request: PlacementRequest, rng: Random) ->
         return refusal(view, request)
     winner, best = pick_min(nodes, [-s for s in scores], rng)
     option = option_for(winner, request.model)
-    return option.decide(_est_wait(option), _reason(option, -best))
+    return option.decide(_est_wait(option, request), _reason(option, -best))
 
 
-def _est_wait(option: Option) -> float:
-    wait = option.node.load * SERVICE_S
+def _est_wait(option: Option, request: PlacementRequest) -> float:
+    wait = queue_wait_s(option.node, request)
     if option.action != SERVE:
         wait += option.load_s or COLD_WAIT_S
     return wait

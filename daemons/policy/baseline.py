@@ -10,14 +10,15 @@ from __future__ import annotations
 from random import Random
 
 from daemons.policy.capacity import (
-    SERVICE_S,
     Option,
+    ahead,
     all_options,
     cold_nodes,
     fits,
     holder_nodes,
     option_for,
     pick_min,
+    queue_wait_s,
     refusal,
     usable,
 )
@@ -33,8 +34,8 @@ def _option_on(view: ClusterView, name: str, request: PlacementRequest) -> Optio
     return option_for(node, request.model)
 
 
-def _decide(option: Option, why: str) -> Decision:
-    wait = option.node.load * SERVICE_S + option.load_s
+def _decide(option: Option, why: str, request: PlacementRequest) -> Decision:
+    wait = queue_wait_s(option.node, request) + option.load_s
     return option.decide(wait, f"{why}; {option.action} (queue {option.node.load})")
 
 
@@ -44,7 +45,7 @@ def round_robin(view: ClusterView, request: PlacementRequest, rng: Random) -> De
     for step in range(n):
         option = _option_on(view, view.order[(view.cursor + step) % n], request)
         if option is not None:
-            return _decide(option, "round-robin")
+            return _decide(option, "round-robin", request)
     return refusal(view, request)
 
 
@@ -57,11 +58,11 @@ def random_choice(view: ClusterView, request: PlacementRequest, rng: Random) -> 
     for _ in range(RANDOM_TRIES):
         option = _option_on(view, rng.choice(view.order), request)
         if option is not None:
-            return _decide(option, "random")
+            return _decide(option, "random", request)
     options = all_options(view, request)
     if not options:
         return refusal(view, request)
-    return _decide(rng.choice(options), "random")
+    return _decide(rng.choice(options), "random", request)
 
 
 def least_loaded(view: ClusterView, request: PlacementRequest, rng: Random) -> Decision | Refusal:
@@ -73,5 +74,5 @@ def least_loaded(view: ClusterView, request: PlacementRequest, rng: Random) -> D
         why = "least-loaded node (no holder)"
     if not nodes:
         return refusal(view, request)
-    winner, _ = pick_min(nodes, [float(n.load) for n in nodes], rng)
-    return _decide(option_for(winner, request.model), why)
+    winner, _ = pick_min(nodes, [float(ahead(n, request.priority)) for n in nodes], rng)
+    return _decide(option_for(winner, request.model), why, request)

@@ -38,6 +38,19 @@ T = TypeVar("T")
 SERVICE_S = 0.5
 
 
+def ahead(node: NodeView, priority: int) -> int:
+    """The requests at `node` a new request of `priority` would wait behind: all it holds,
+    less the ones waiting in its queues with a lower priority, which it overtakes
+    (priority.py). Every policy that estimates queueing counts this, never `load` alone."""
+    below = sum(n for p, n in node.waiting_by_priority.items() if p < priority)
+    return max(0, node.load - below)
+
+
+def queue_wait_s(node: NodeView, request: PlacementRequest) -> float:
+    """Estimated wait at `node` before `request` starts: the work ahead of it."""
+    return ahead(node, request.priority) * SERVICE_S
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """A node that can take the request, what it must do first and how long loading takes."""

@@ -22,13 +22,14 @@ from __future__ import annotations
 from random import Random
 
 from daemons.policy.capacity import (
-    SERVICE_S,
     Option,
+    ahead,
     cold_options,
     holder_nodes,
     holder_option,
     option_for,
     pick_min,
+    queue_wait_s,
     refusal,
     usable,
 )
@@ -38,29 +39,29 @@ from daemons.policy.view import ClusterView, Decision, PlacementRequest, Refusal
 QUEUE_CAP = 4  # local-first: a queue this long or longer sends work elsewhere
 D = 2  # power of two choices: most of the gain of sampling (Mitzenmacher)
 
-def _decide(option: Option, why: str) -> Decision:
-    wait = option.node.load * SERVICE_S + option.load_s
+def _decide(option: Option, why: str, request: PlacementRequest) -> Decision:
+    wait = queue_wait_s(option.node, request) + option.load_s
     return option.decide(wait, f"{why}; {option.action} (queue {option.node.load})")
 
 
 def local_first(view: ClusterView, request: PlacementRequest, rng: Random, me: str) -> Decision | Refusal:
     mine = usable(view, me, request)
     if mine is not None and mine.is_ready(request.model) and mine.load < QUEUE_CAP:
-        return _decide(holder_option(mine, request.model), "local-first: ready here")
+        return _decide(holder_option(mine, request.model), "local-first: ready here", request)
     holders = [n for n in holder_nodes(view, request) if n.name != me]
     short = [n for n in holders if n.is_ready(request.model) and n.load < QUEUE_CAP]
     if short:
-        return _decide(holder_option(rng.choice(short), request.model), "local-first: forward to a holder")
+        return _decide(holder_option(rng.choice(short), request.model), "local-first: forward to a holder", request)
     if mine is not None:
         here = [o for o in cold_options(view, request) if o.node.name == me]
         if mine.has_model(request.model) or here:
-            return _decide(option_for(mine, request.model), "local-first: here")
+            return _decide(option_for(mine, request.model), "local-first: here", request)
     if holders:
-        best, _ = pick_min(holders, [float(n.load) for n in holders], rng)
-        return _decide(holder_option(best, request.model), "local-first: least loaded holder")
+        best, _ = pick_min(holders, [float(ahead(n, request.priority)) for n in holders], rng)
+        return _decide(holder_option(best, request.model), "local-first: least loaded holder", request)
     cold = cold_options(view, request)
     if cold:
-        return _decide(rng.choice(cold), "local-first: load on a random node")
+        return _decide(rng.choice(cold), "local-first: load on a random node", request)
     return refusal(view, request)
 
 
@@ -68,14 +69,15 @@ def power_of_d(view: ClusterView, request: PlacementRequest, rng: Random, me: st
     holders = holder_nodes(view, request)
     if holders:
         sample = rng.sample(holders, min(D, len(holders)))
-        best, _ = pick_min(sample, [float(n.load) for n in sample], rng)
-        return _decide(holder_option(best, request.model), f"power-of-{D}: less loaded of {len(sample)} holders")
+        best, _ = pick_min(sample, [float(ahead(n, request.priority)) for n in sample], rng)
+        return _decide(holder_option(best, request.model), f"power-of-{D}: less loaded of {len(sample)} holders",
+                       request)
     cold = cold_options(view, request)
     if not cold:
         return refusal(view, request)
     options = rng.sample(cold, min(D, len(cold)))
-    cheapest, _ = pick_min(options, [o.load_s + o.node.load * SERVICE_S for o in options], rng)
-    return _decide(cheapest, f"power-of-{D}: cheapest load of {len(options)} nodes")
+    cheapest, _ = pick_min(options, [o.load_s + queue_wait_s(o.node, request) for o in options], rng)
+    return _decide(cheapest, f"power-of-{D}: cheapest load of {len(options)} nodes", request)
 
 
 # A probed peer answers at once below local-first's queue cap: the same "room here" rule.

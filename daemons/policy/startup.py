@@ -50,6 +50,7 @@ from daemons.policy.capacity import (
     holder_options,
     option_for,
     pick_min,
+    queue_wait_s,
     refusal,
     usable,
 )
@@ -85,7 +86,7 @@ class _Migration:
 def option_cost(option: Option, request: PlacementRequest) -> float:
     """Estimated seconds until this request's prefill is done on the option's node."""
     load = option.load_s + EVICT_S * len(option.evict)
-    return option.node.load * SERVICE_S + load + prefill_s(request)
+    return queue_wait_s(option.node, request) + load + prefill_s(request)
 
 
 def prefill_s(request: PlacementRequest) -> float:

@@ -83,6 +83,9 @@ class NodeView:
     memory_total: int = 0
     memory_used: int = 0
     catalog: Mapping[str, CatalogItem] = field(default_factory=dict)
+    # Requests waiting in the node's own queues, per priority (class): capacity.ahead counts
+    # only the ones a new request would not overtake.
+    waiting_by_priority: Mapping[int, int] = field(default_factory=dict)
     # Derived once at construction, read on every decision.
     gpu_util: float = field(init=False, default=0.0)
     free_bytes: int = field(init=False, default=0)
@@ -131,7 +134,8 @@ class NodeView:
         """This node with one more placement for `model` sent to it."""
         models = self.pending_models if model in self.pending_models else self.pending_models | {model}
         return NodeView(self.name, self.endpoint, self.alive, self.models, self.queue_depth, self.in_flight,
-                        self.pending + 1, models, self.memory_total, self.memory_used, self.catalog)
+                        self.pending + 1, models, self.memory_total, self.memory_used, self.catalog,
+                        self.waiting_by_priority)
 
     def is_ready(self, model: str) -> bool:
         m = self.models.get(model)
@@ -200,6 +204,7 @@ class PlacementRequest:
     max_new_tokens: int = 0
     priority: int = 0
     exclude: frozenset[str] = frozenset()  # nodes that already failed this request
+    slo_ttft_s: float = 0.0  # its class's TTFT SLO (0: none), for `--admission slo` (slo.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,4 +304,4 @@ def node_view(s: NodeState, alive: bool, pending: list[str],
         catalog = catalog_items(s)
     return NodeView(s.node, s.endpoint, alive, models, s.queue_depth, s.in_flight, len(pending),
                     frozenset(pending), sum(g.memory_total for g in s.gpus), sum(g.memory_used for g in s.gpus),
-                    catalog)
+                    catalog, {int(p): n for p, n in s.waiting_by_priority.items() if p.lstrip("-").isdigit()})

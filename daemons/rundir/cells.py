@@ -56,13 +56,18 @@ def cell(value: object, float_format: FloatFormat = exact) -> object:
     return value
 
 
+KEYWORD_ATTRS = {"class": "klass"}
+
+
 def write_rows(path: str | Path, columns: Sequence[str], rows: Iterable[object],
                float_format: FloatFormat = exact) -> None:
-    """A header, then one line per row: each column is the row's attribute of that name."""
+    """A header, then one line per row: each column is the row's attribute of that name
+    (a Python keyword, such as `class`, is the attribute `k`-spelled: `klass`)."""
+    attrs = [KEYWORD_ATTRS.get(name, name) for name in columns]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([cell(getattr(row, name), float_format) for name in columns] for row in rows)
+        writer.writerows([cell(getattr(row, name), float_format) for name in attrs] for row in rows)
 
 
 @dataclass(frozen=True)

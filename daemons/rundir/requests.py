@@ -7,7 +7,10 @@ intended send time (no coordinated omission). `action` is what the serving node 
 (Done.action: SERVE only when the model was ready as the request arrived, SERVE_LOADING
 when it waited on another request's load); `placed_action` is what the coordinator's
 latest placement expected (empty in gossip mode). `failed_nodes` (`;`-joined) are the nodes
-that failed an attempt; `server_timings` is the node's own breakdown as JSON.
+that failed an attempt; `server_timings` is the node's own breakdown as JSON. `class` is
+the request's workload class (empty without classes) and `slo_ttft_ms` / `slo_tpot_ms`
+its class's SLOs (empty: none, the run's apply). Status `shed`: `--admission slo` refused
+it because its predicted TTFT exceeded its class's SLO (daemons/policy/slo.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ OK, ERROR, TIMEOUT = "ok", "error", "timeout"
 # A request the run was stopped before sending: neither a success nor a failure of the
 # system under test, so reports keep it out of success rates and failure counts.
 NOT_SENT = "not_sent"
+# Refused on purpose by SLO admission: its own outcome, neither served nor a fault.
+SHED = "shed"
 
 # The file's columns, in order. ttft_s and latency_s are RequestRow properties.
 REQUEST_COLUMNS = (
@@ -31,7 +36,7 @@ REQUEST_COLUMNS = (
     "scheduled_s", "sent_s", "placed_s", "first_token_s", "done_s", "ttft_s", "latency_s",
     "node", "action", "hops", "tokens", "finish_reason", "status", "error", "error_detail",
     "est_wait_s", "decision_s", "server_timings", "attempts", "failed_nodes",
-    "coordinator", "epoch", "reroutes", "placed_action",
+    "coordinator", "epoch", "reroutes", "placed_action", "class", "slo_ttft_ms", "slo_tpot_ms",
 )
 # What a file needs to be read (a hand-made or older file may have only these).
 REQUEST_REQUIRED = ("request_id", "scheduled_s", "first_token_s", "done_s", "action", "tokens", "status")
@@ -55,7 +60,7 @@ class RequestRow:
     hops: int | None = None
     tokens: int | None = None  # generated; None when no Done came
     finish_reason: str = ""
-    status: str = ""  # ok | error | timeout | not_sent (lower-case)
+    status: str = ""  # ok | error | timeout | shed | not_sent (lower-case)
     error: str = ""  # a stable code, empty if ok
     error_detail: str = ""
     est_wait_s: float = NAN
@@ -67,6 +72,9 @@ class RequestRow:
     epoch: int = 0
     reroutes: int = 0
     placed_action: str = ""
+    klass: str = ""  # column `class`
+    slo_ttft_ms: float = NAN  # its class's SLOs; NaN: none
+    slo_tpot_ms: float = NAN
 
     @property
     def ok(self) -> bool:
@@ -120,5 +128,8 @@ def _request(row: Row) -> RequestRow:
         epoch=row.count("epoch") or 0,
         reroutes=row.count("reroutes") or 0,
         placed_action=row.text("placed_action"),
+        klass=row.text("class"),
+        slo_ttft_ms=row.number("slo_ttft_ms"),
+        slo_tpot_ms=row.number("slo_tpot_ms"),
     )
 

@@ -35,6 +35,7 @@ from daemons.rundir import (
     write_recoveries,
     write_requests,
 )
+from daemons.rundir.cells import KEYWORD_ATTRS
 from daemons.rundir.nodes import NODE_REQUIRED
 from daemons.rundir.requests import REQUEST_REQUIRED
 
@@ -71,14 +72,16 @@ def test_requests_round_trip(tmp_path: Path) -> None:
     # times to the microsecond, derived ttft/latency written, lists ;-joined, JSON maps, empty = did not happen
     assert lines[1].startswith("r1,facebook/opt-125m,80,32,1.500000,1.500001,1.520000,1.625000,2.250000,0.125000,"
                                "0.750000,node-1,SERVE_LOADING,1,32,length,ok,,,0.010000,0.000123,")
-    assert lines[1].endswith(',2,node-0;node-2,coordinator,3,1,SERVE')
+    assert lines[1].endswith(',2,node-0;node-2,coordinator,3,1,SERVE,,,')  # no class, no class SLOs
     assert '"{""prefill_s"":0.25,""queue_s"":0.01}"' in lines[1]
-    assert lines[2] == 'r2,m,8,4,3.000000,,,,,,,,,,,,not_sent,,"the run was stopped, before its send time",,,,0,,,0,0,'
+    assert lines[2] == ('r2,m,8,4,3.000000,,,,,,,,,,,,not_sent,,"the run was stopped, before its send time",'
+                        ',,,0,,,0,0,,,,')
 
 
 def test_request_columns_are_the_rows_attributes() -> None:
     stored = {f.name for f in dataclasses.fields(RequestRow)}
-    assert stored | {"ttft_s", "latency_s"} == set(REQUEST_COLUMNS)
+    columns = {KEYWORD_ATTRS.get(c, c) for c in REQUEST_COLUMNS}  # column `class` is the attribute klass
+    assert stored | {"ttft_s", "latency_s"} == columns
     assert set(REQUEST_REQUIRED) <= set(REQUEST_COLUMNS) and set(NODE_REQUIRED) <= set(NODE_COLUMNS)
     assert (FULL_REQUEST.ttft_s, FULL_REQUEST.latency_s) == (0.125, 0.75)
     assert math.isnan(EMPTY_REQUEST.ttft_s) and not EMPTY_REQUEST.ok
