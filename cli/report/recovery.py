@@ -112,7 +112,7 @@ def _recovery(requests: Sequence[RequestRow], t_f: float, baseline: tuple[float,
         lo, hi = np.searchsorted(sched, t - WINDOW_S, side="right"), np.searchsorted(sched, t, side="right")
         if hi == lo:
             continue
-        rate, p99 = _stats(requests[lo:hi])
+        rate, p99 = _stats(requests[int(lo):int(hi)])
         if rate >= SUCCESS_FRACTION * base_rate and p99 <= TTFT_FACTOR * base_p99:
             return t - t_f
     return math.nan

@@ -210,10 +210,10 @@ def test_a_killed_runs_leftovers_are_removed_by_the_next_run() -> None:
 
 # ----- short runs on a real local cluster in namespaces ------------------------------------------
 
-def start_run(tmp_path: Path, scheduler: str, faults: list[str]) -> subprocess.Popen[str]:
+def start_run(tmp_path: Path, scheduler: str, faults: list[str], duration: float = 12) -> subprocess.Popen[str]:
     config = tmp_path / "exp.toml"
     faults_text = ", ".join(f'"{f}"' for f in faults)
-    config.write_text(EXPERIMENT.format(scheduler=scheduler, nodes=2, duration=12, faults=faults_text))
+    config.write_text(EXPERIMENT.format(scheduler=scheduler, nodes=2, duration=duration, faults=faults_text))
     return subprocess.Popen([schedctl(), "experiment", "run", "-c", str(config), "--results-dir",
                              str(tmp_path / "results")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -232,7 +232,9 @@ def check_left_nothing(pid: int, before: set[int]) -> None:
 
 def run_partition(tmp_path: Path, scheduler: str) -> tuple[Path, list[dict[str, str]]]:
     before = our_processes()
-    proc = start_run(tmp_path, scheduler, ["4:partition:node-1:5"])
+    # Healed at 9 s; recovery is judged on trailing 10 s windows wholly after the fault
+    # (cli/report/recovery.py): the run goes on a window past the heal, plus slack.
+    proc = start_run(tmp_path, scheduler, ["4:partition:node-1:5"], duration=4 + 5 + 10 + 5)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output[-4000:]
     check_left_nothing(proc.pid, before)
