@@ -90,6 +90,10 @@ def ttft_ms(requests: Sequence[RequestRow]) -> tuple[np.ndarray, int]:
 
 
 def plot_ttft_cdf(runs: Sequence[tuple[str, RunData]], path: Path) -> Path:
+    return style.save(ttft_cdf_figure(runs), path)
+
+
+def ttft_cdf_figure(runs: Sequence[tuple[str, RunData]]) -> Figure:
     """One CDF per run over every request it sent (style rule 4), overlaid (rule 6)."""
     names = " vs ".join(label for label, _ in runs)
     what = _run_title(runs[0][1]) if len(runs) == 1 else f"{runs[0][1].manifest.name}: {names}"
@@ -106,7 +110,7 @@ def plot_ttft_cdf(runs: Sequence[tuple[str, RunData]], path: Path) -> Path:
     ax.set(xlabel=style.label("TTFT from scheduled time", "ms"),
            ylabel=style.label("share of sent requests", "0..1, failed = never"), ylim=(0, 1.04))
     style.legend(ax)
-    return style.save(fig, path)
+    return fig
 
 
 def node_types(manifest: Manifest) -> dict[str, str]:
@@ -128,6 +132,10 @@ def node_label(node: str, types: dict[str, str]) -> str:
 
 
 def plot_nodes(run: RunData, path: Path) -> Path:
+    return style.save(nodes_figure(run), path)
+
+
+def nodes_figure(run: RunData) -> Figure:
     fig, (mem, gpu, queue) = style.figure(3, f"Nodes: {_run_title(run)}", sharex=True)
     types = node_types(run.manifest)
     for node in sorted({s.node for s in run.nodes}):
@@ -156,7 +164,7 @@ def plot_nodes(run: RunData, path: Path) -> Path:
         _mark_events(ax, marked, labels=ax is mem)
     style.legend(mem, beside=True)
     style.legend(queue, beside=True)
-    return style.save(fig, path)
+    return fig
 
 
 def action_counts(requests: Sequence[RequestRow]) -> dict[str, tuple[int, int]]:
@@ -253,13 +261,7 @@ def draw_failure_rate(ax: Axes, w: Windows) -> None:
     ax.set_ylim(0, 100)
     ax.set_yticks([0, 1, 10, 100], ["0", "1", "10", "100"])
     ax.set(ylabel=style.label("failed", "% of window"))
-    n = ax.twinx()
-    n.step(w.t, w.n, where="post", color="grey", lw=0.7, alpha=0.6, label="requests per window")
-    n.set(ylabel=style.label("requests", "per window"))
-    n.set_ylim(bottom=0)
-    handles = [*ax.get_legend_handles_labels()[0], *n.get_legend_handles_labels()[0]]
-    ax.legend(handles, [str(h.get_label()) for h in handles], loc="upper left", bbox_to_anchor=(1.08, 1.0),
-              fontsize=7)
+    style.legend(ax, beside=True, also=[style.draw_n(ax, w.t, w.n)])
 
 
 # ----- the fault timeline (recovery.png) --------------------------------------------------
@@ -355,14 +357,15 @@ def plot_recovery(run: RunData, path: Path, window_s: float = WINDOW_S) -> Path:
     succ, lat, strip = top.subplots(3, 1, sharex=True, height_ratios=(3, 3, strip_h))
     succ.set_title(f"Faults and recovery: {_run_title(run)}")
     fine, coarse = windows(run.requests, window_s / 10, window_s / 20), windows(run.requests, window_s, window_s / 20)
-    _draw_service(succ, lat, fine, coarse, window_s)
+    n = _draw_service(succ, lat, fine, coarse, window_s)
     for number, m in enumerate(marks, 1):
         _draw_fault((succ, lat, strip), m, number, window_s)
     _draw_verdicts(strip, rows)
     strip.set(xlabel=TIME)
     for ax in (succ, lat):
         ax.grid(True, alpha=0.3)
-        style.legend(ax, beside=True)
+    style.legend(succ, beside=True, also=[n])
+    style.legend(lat, beside=True)
     for number, (m, sub) in enumerate(zip(marks, zooms, strict=True), 1):
         _draw_zoom(sub, m, number, fine, coarse, window_s)
     return style.save(fig, path)
@@ -382,6 +385,7 @@ def _draw_zoom(sub: SubFigure, m: FaultMarks, number: int, fine: Windows, coarse
     _draw_service(succ, lat, fine, coarse, window_s)
     _draw_fault((succ, lat), m, number, window_s)
     lo, hi = zoom_range(m, window_s)
+    lo = max(lo, min(0.0, m.t_s))  # nothing before t0
     for ax in (succ, lat):
         ax.grid(True, alpha=0.3)
         ax.set_xlim(lo, hi)
@@ -397,9 +401,10 @@ def _fit_y(ax: Axes, coarse: np.ndarray, fine: np.ndarray, ts: tuple[np.ndarray,
     ax.set_ylim(max(-2.0, low - 5.0), 102.0)
 
 
-def _draw_service(succ: Axes, lat: Axes, fine: Windows, coarse: Windows, window_s: float) -> None:
+def _draw_service(succ: Axes, lat: Axes, fine: Windows, coarse: Windows, window_s: float) -> Axes:
     """Success and TTFT of the requests scheduled in (t − window_s, t], recovery.py's window,
-    bold; over a tenth of it, thin: where the failures are."""
+    bold; over a tenth of it, thin: where the failures are. Returns the axis of the requests
+    per window, drawn behind the success rate."""
     f, c = f"{window_s / 10:g}", f"{window_s:g}"
     succ.plot(fine.t, fine.success, color="tab:green", lw=0.7, alpha=0.45, label=f"(t − {f} s, t]")
     succ.plot(coarse.t, coarse.success, color="tab:green", lw=1.6, label=f"(t − {c} s, t]")
@@ -409,6 +414,7 @@ def _draw_service(succ: Axes, lat: Axes, fine: Windows, coarse: Windows, window_
     lat.plot(coarse.t, coarse.p99, color="tab:orange", lw=1.6, label=f"p99 (t − {c} s, t]")
     lat.set(ylabel=style.label("TTFT of successes", "ms"))
     style.log_if_wide(lat, np.concatenate([coarse.p50, coarse.p99, fine.p99]))
+    return style.draw_n(succ, coarse.t, coarse.n)
 
 
 def _draw_fault(axes: Sequence[Axes], m: FaultMarks, number: int, window_s: float) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -67,16 +68,29 @@ def categorical(ax: Axes) -> None:
     ax.set_gid(_CATEGORICAL)
 
 
-def legend(ax: Axes, beside: bool = False) -> None:
-    """One legend entry per label (rule 3); right of the axes when `beside`."""
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
+def legend(ax: Axes, beside: bool = False, also: Sequence[Axes] = ()) -> None:
+    """One legend entry per label (rule 3), with those of the twin axes `also`; right of
+    the axes when `beside` (clear of a twin's right-hand axis)."""
+    unique: dict[str, Artist] = {}
+    for source in (ax, *also):
+        handles, labels = source.get_legend_handles_labels()
+        unique.update((text, h) for h, text in zip(handles, labels, strict=True) if text not in unique)
     if not unique:
         return
     if beside:
-        ax.legend(list(unique.values()), list(unique), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+        ax.legend(list(unique.values()), list(unique), loc="upper left", fontsize=7,
+                  bbox_to_anchor=(1.1 if also else 1.0, 1.0))
     else:
         ax.legend(list(unique.values()), list(unique), loc="best", fontsize=8)
+
+
+def draw_n(ax: Axes, t: np.ndarray, n: np.ndarray) -> Axes:
+    """The requests behind each windowed point (rule 5): a grey step on a right-hand axis."""
+    twin = ax.twinx()
+    twin.step(t, n, where="post", color="grey", lw=0.7, alpha=0.6, label="requests per window")
+    twin.set(ylabel=label("requests", "per window"))
+    twin.set_ylim(bottom=0)
+    return twin
 
 
 def trailing(times: np.ndarray, grid: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
