@@ -385,7 +385,8 @@ def _draw_zoom(sub: SubFigure, m: FaultMarks, number: int, fine: Windows, coarse
     _draw_service(succ, lat, fine, coarse, window_s)
     _draw_fault((succ, lat), m, number, window_s)
     lo, hi = zoom_range(m, window_s)
-    lo = max(lo, min(0.0, m.t_s))  # nothing before t0
+    lo = max(lo, min(0.0, m.t_s))  # nothing before t0 ...
+    hi = min(hi, max(float(coarse.t[-1]), m.t_s) + 1.0)  # ... nor after the last arrival
     for ax in (succ, lat):
         ax.grid(True, alpha=0.3)
         ax.set_xlim(lo, hi)
@@ -395,10 +396,10 @@ def _draw_zoom(sub: SubFigure, m: FaultMarks, number: int, fine: Windows, coarse
 
 def _fit_y(ax: Axes, coarse: np.ndarray, fine: np.ndarray, ts: tuple[np.ndarray, np.ndarray],
            span: tuple[float, float]) -> None:
-    """The success axis of a zoom from just under its lowest visible value to 102 %."""
+    """The success axis of a zoom from just under its lowest visible value to 101 %."""
     seen = [v[(t >= span[0]) & (t <= span[1])] for v, t in zip((coarse, fine), ts, strict=True)]
     low = min((float(np.nanmin(v)) for v in seen if np.isfinite(v).any()), default=0.0)
-    ax.set_ylim(max(-2.0, low - 5.0), 102.0)
+    ax.set_ylim(max(-2.0, low - 5.0), 101.0)
 
 
 def _draw_service(succ: Axes, lat: Axes, fine: Windows, coarse: Windows, window_s: float) -> Axes:

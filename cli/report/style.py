@@ -19,6 +19,8 @@ A plot must not be able to mislead a reader who looks only at the picture:
    (t − w, t] (`trailing`), so nothing appears before its cause.
 8. Wide ranges: latency axes turn logarithmic when values span more than 20x (`log_if_wide`),
    so warm millisecond requests are not flattened to zero by second-long cold starts.
+9. Colours mean one thing: red is a fault or a failure, green a recovery or a success;
+   other series (nodes, runs) cycle through SERIES_COLORS, which hold neither.
 
 Figures are built on `matplotlib.figure.Figure` directly, never through pyplot: no global
 figure registry to leak, no GUI backend to pick up, safe in a long-running process.
@@ -37,6 +39,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 DPI = 110
+SERIES_COLORS = ("tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:cyan", "tab:olive",
+                 "tab:gray", "navy", "gold")  # rule 9: no red, no green
 LOG_SPAN = 20.0  # rule 8: log scale beyond this max/min ratio
 _CATEGORICAL = "categorical"
 
@@ -59,6 +63,7 @@ def figure(rows: int, title: str, sharex: bool = False, height: float | None = N
     axes = list(fig.subplots(rows, 1, sharex=sharex, squeeze=False, height_ratios=ratios)[:, 0])
     for ax in axes:
         ax.grid(True, alpha=0.3)
+        ax.set_prop_cycle(color=SERIES_COLORS)
     axes[0].set_title(title)
     return fig, axes
 

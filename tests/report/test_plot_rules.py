@@ -87,6 +87,9 @@ def test_node_legends_name_the_gpu(tmp_path: Path) -> None:
     fig = nodes_figure(load_run(run_dir))
     legends = [t.get_text() for ax in fig.get_axes() if ax.get_legend() for t in ax.get_legend().get_texts()]
     assert {"node-0 (a100-80gb)", "node-1 (a10g-24gb)"} <= set(legends)
+    # red means a fault (rule 9): no node is drawn in it
+    nodes = [ln for ax in fig.get_axes() for ln in ax.get_lines() if str(ln.get_label()).startswith("node-")]
+    assert nodes and not [ln for ln in nodes if ln.get_color() in ("tab:red", "tab:green")]
 
 
 def test_node_types_follow_the_local_cluster_naming(tmp_path: Path) -> None:
