@@ -261,6 +261,9 @@ def draw_failure_rate(ax: Axes, w: Windows) -> None:
     ax.set_ylim(0, 100)
     ax.set_yticks([0, 1, 10, 100], ["0", "1", "10", "100"])
     ax.set(ylabel=style.label("failed", "% of window"))
+    if not np.nanmax(100 - w.success, initial=0.0) > 0:  # a line on the axis could be missed
+        ax.text(0.5, 0.5, "no request failed", transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                color="grey")
     style.legend(ax, beside=True, also=[style.draw_n(ax, w.t, w.n)])
 
 
