@@ -281,7 +281,8 @@ def test_ctrl_c_during_a_partition_removes_the_network(tmp_path: Path) -> None:
     proc = start_run(tmp_path, "centralized", ["2:partition:node-1:30"])
     assert proc.stdout is not None
     lines: list[str] = []
-    # Interrupt once the load generator is past t = 3 s: node-1 is cut off then.
+    # Interrupt once the partition is in place (its "fault:" line, cli/experiment/progress.py,
+    # follows the cut) and a second has passed: node-1 is cut off then.
 
     def read() -> None:
         for line in proc.stdout or []:
@@ -290,9 +291,10 @@ def test_ctrl_c_during_a_partition_removes_the_network(tmp_path: Path) -> None:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     deadline = time.monotonic() + 90
-    while not any(re.match(r"\s+3\.0s\s+sent", line) for line in lines) and proc.poll() is None:
+    while not any("fault: partition node-1" in line for line in lines) and proc.poll() is None:
         assert time.monotonic() < deadline, "".join(lines)[-3000:]
         time.sleep(0.1)
+    time.sleep(1.0)
     assert len(of_run(proc.pid)) == 5  # the bridge, 2 namespaces, 2 veths
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130, "".join(lines)[-3000:]
