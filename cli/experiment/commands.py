@@ -20,6 +20,7 @@ from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy.registry import DEFAULT_GOSSIP_POLICY, DEFAULT_POLICY, names
 
 if TYPE_CHECKING:
+    from cli.report.run_report import RunReport
     from cli.report.summary import Summary
 
 experiment_app = typer.Typer(help="Run experiments and report on their results.", no_args_is_help=True)
@@ -208,11 +209,13 @@ def _run(spec: ExperimentSpec) -> None:
     from cli.report.run_report import write_report
 
     summaries: list[Summary] = []
+    reports: list[RunReport] = []
 
     def finish(outcome: RunOutcome) -> None:
         """The arm's report (as `experiment report` writes it) as soon as it is written: a later
         arm's failure keeps it."""
-        summaries.append(write_report(outcome.run_dir).summary)
+        reports.append(write_report(outcome.run_dir))
+        summaries.append(reports[-1].summary)
         typer.echo(f"results: {outcome.run_dir}")
 
     stop = threading.Event()
@@ -234,6 +237,8 @@ def _run(spec: ExperimentSpec) -> None:
         _warn_on_mismatch(summaries[0])
     elif summaries:
         print_prototype_report(summaries)
+    if len(reports) > 1:
+        _write_arms_comparison(reports)
     if failed is not None:  # after the finished arms' report: what failed, in one line
         typer.echo(f"error: {failed}", err=True)
         raise typer.Exit(2 if failed.user_error else 1)
@@ -243,6 +248,18 @@ def _run(spec: ExperimentSpec) -> None:
         raise typer.Exit(130)
     if any(s.record_check for s in summaries):
         raise typer.Exit(1)
+
+
+def _write_arms_comparison(reports: list[RunReport]) -> None:
+    """The arms side by side, as `experiment compare` writes them (tables and the overlaid TTFT
+    CDF), in NAME_compare_STAMP beside the arms' NAME_SCHEDULER_STAMP directories."""
+    from cli.report.commands import write_comparison_files
+
+    first = reports[0].run.run_dir
+    head, _, stamp = first.name.rpartition(f"_{reports[0].summary.scheduler_type}_")
+    out_dir = first.parent / f"{head}_compare_{stamp}"
+    written = write_comparison_files([r.run for r in reports], [r.summary for r in reports], out_dir)
+    typer.echo("comparison: " + ", ".join(str(p) for p in written))
 
 
 def _warn_on_mismatch(summary: Summary) -> None:

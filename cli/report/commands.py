@@ -28,7 +28,7 @@ from cli.report.compare import (
     write_comparison,
 )
 from cli.report.host import saturation_warning
-from cli.report.results import load_run
+from cli.report.results import RunData, load_run
 from cli.report.run_report import write_report
 from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
 from cli.report.text import format_summary
@@ -108,14 +108,23 @@ def compare_command(
     comparison = compare(summaries)
     typer.echo(render_text(comparison), nl=False)
     _warn_saturated(summaries)
-    written = [*write_comparison(comparison, out_dir)]
+    written = write_comparison_files(runs, summaries, out_dir, plots)
     written += [write_summary_csv(s, r.run_dir / SUMMARY) for s, r in zip(summaries, runs, strict=True)]
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    _exit_on_mismatch(summaries)
+
+
+def write_comparison_files(runs: Sequence[RunData], summaries: Sequence[Summary], out_dir: Path,
+                           plots: bool = True) -> list[Path]:
+    """comparison.csv, comparison.md and (with `plots`) the overlaid TTFT CDF of the runs in
+    `out_dir`: what `compare` writes, and `experiment run` for both schedulers."""
+    comparison = compare(summaries)
+    written = [*write_comparison(comparison, out_dir)]
     if plots:
         from cli.report.plots import write_compare_plot  # matplotlib is slow to import
 
         written.append(write_compare_plot(list(zip(comparison.headers, runs, strict=True)), out_dir))
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
-    _exit_on_mismatch(summaries)
+    return written
 
 
 def _refuse_overwrite(out_dir: Path, plots: bool, force: bool) -> None:

@@ -9,6 +9,13 @@ decimal of a percent, so no run wins by a difference the reader cannot see):
 - "n/a" when the metric is missing (NaN) in some run: that difference cannot be judged;
 - "-" when the metric has no better direction (counts of one action, GPU compute
   utilisation) or fewer than two runs exist.
+
+A lossy run cannot win on latency alone: TTFT, TPOT and latency are figures of the
+successful requests only, and a run that fails its slow requests looks fast. When the
+runs' success rates differ by more than LOSS_MARGIN (one percentage point), every
+latency cell shows the success rate it was measured on ("812.00 (55.0% ok)"), and a
+latency row won by a run other than the most successful one says so instead of naming
+it: "n/a (gossip lost 45.0% of requests)". The most successful run keeps its latency wins.
 No confidence intervals yet: one run each, a winner means "better in this run".
 
 Column headers are the runs' scheduler types when they are all different (the usual
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -47,6 +54,8 @@ class Metric:
     scale: float = 1.0
     decimals: int = 2
     suffix: str = ""
+    successes_only: bool = False  # a figure of the successful requests (latency): see the docstring
+    cell: Callable[[Summary, str], str] | None = None  # rewrites the shown text ("-" for NaN)
 
     def raw(self, summary: Summary) -> float | None:
         value: float | None = getattr(summary, self.key)
@@ -61,10 +70,25 @@ class Metric:
 
     def text(self, summary: Summary | None) -> str:
         value = self.value(summary)
-        return NONE if math.isnan(value) else f"{value:.{self.decimals}f}{self.suffix}"
+        text = NONE if math.isnan(value) else f"{value:.{self.decimals}f}{self.suffix}"
+        return self.cell(summary, text) if summary is not None and self.cell else text
+
+
+NOT_RECOVERED = "not recovered"
+
+
+def _recovery_cell(s: Summary, text: str) -> str:
+    """"not recovered" in words, never "-" (which reads "nothing to report"), and how many
+    faults the average covers when some did not recover."""
+    if s.fault_count <= s.recovery_count:
+        return text
+    if not s.recovery_count:
+        return NOT_RECOVERED
+    return f"{text} ({s.recovery_count} of {s.fault_count} recovered)"
 
 
 MS, PCT = 1000.0, 100.0
+LOSS_MARGIN = 0.01  # success rates further apart than this (0..1) make latency rows conditional
 
 # Higher memory utilisation wins, as in the prototype's report: the same workload served
 # with more of the GPU memory in use means fewer idle, loaded-but-unused replicas. GPU
@@ -76,17 +100,17 @@ METRICS: tuple[Metric, ...] = (
     Metric("goodput", "Goodput (req/s)", "higher", decimals=3),
     Metric("request_throughput", "Throughput (req/s)", "higher", decimals=3),
     Metric("output_token_throughput", "Output Throughput (tok/s)", "higher", decimals=1),
-    Metric("avg_ttft", "Avg TTFT (ms)", "lower", MS),
-    Metric("p50_ttft", "P50 TTFT (ms)", "lower", MS),
-    Metric("p95_ttft", "P95 TTFT (ms)", "lower", MS),
-    Metric("p99_ttft", "P99 TTFT (ms)", "lower", MS),
-    Metric("avg_tpot", "Avg TPOT (ms)", "lower", MS),
-    Metric("p50_tpot", "P50 TPOT (ms)", "lower", MS),
-    Metric("p99_tpot", "P99 TPOT (ms)", "lower", MS),
-    Metric("avg_latency", "Avg Latency (ms)", "lower", MS),
-    Metric("p50_latency", "P50 Latency (ms)", "lower", MS),
-    Metric("p95_latency", "P95 Latency (ms)", "lower", MS),
-    Metric("p99_latency", "P99 Latency (ms)", "lower", MS),
+    Metric("avg_ttft", "Avg TTFT (ms)", "lower", MS, successes_only=True),
+    Metric("p50_ttft", "P50 TTFT (ms)", "lower", MS, successes_only=True),
+    Metric("p95_ttft", "P95 TTFT (ms)", "lower", MS, successes_only=True),
+    Metric("p99_ttft", "P99 TTFT (ms)", "lower", MS, successes_only=True),
+    Metric("avg_tpot", "Avg TPOT (ms)", "lower", MS, successes_only=True),
+    Metric("p50_tpot", "P50 TPOT (ms)", "lower", MS, successes_only=True),
+    Metric("p99_tpot", "P99 TPOT (ms)", "lower", MS, successes_only=True),
+    Metric("avg_latency", "Avg Latency (ms)", "lower", MS, successes_only=True),
+    Metric("p50_latency", "P50 Latency (ms)", "lower", MS, successes_only=True),
+    Metric("p95_latency", "P95 Latency (ms)", "lower", MS, successes_only=True),
+    Metric("p99_latency", "P99 Latency (ms)", "lower", MS, successes_only=True),
     Metric("avg_memory_utilization", "Avg Memory Util", "higher", PCT, 1, "%"),
     Metric("p95_memory_utilization", "P95 Memory Util", "higher", PCT, 1, "%"),
     Metric("avg_gpu_utilization", "Avg GPU Compute Util", "", PCT, 1, "%"),
@@ -96,7 +120,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("max_queue_depth", "Max Queue Depth", "lower"),
     Metric("avg_cluster_queue_depth", "Avg Cluster Queue", "lower"),
     Metric("max_cluster_queue_depth", "Max Cluster Queue", "lower"),
-    Metric("avg_recovery_time", "Avg Recovery Time (s)", "lower"),
+    Metric("avg_recovery_time", "Avg Recovery Time (s)", "lower", cell=_recovery_cell),
     Metric("timeout_count", "Timeouts", "lower", decimals=0),
     Metric("cache_hit_rate", "Cache Hit Rate (%)", "higher", PCT, 1, "%"),
     Metric("serve_count", "SERVE (warm)", "", decimals=0),
@@ -170,7 +194,8 @@ def class_metrics(summaries: Sequence[Summary | None]) -> tuple[Metric, ...]:
     names = list(dict.fromkeys(c.name for s in summaries if s is not None for c in s.classes))
     if len(names) < 2:
         return ()
-    return tuple(ClassMetric(key, f"{name}: {label}", better, scale, decimals, suffix, name)
+    return tuple(ClassMetric(key, f"{name}: {label}", better, scale, decimals, suffix,
+                             successes_only=key.startswith(("ttft", "latency")), klass=name)
                  for name in names for key, label, better, scale, decimals, suffix in CLASS_METRICS)
 
 
@@ -197,7 +222,27 @@ def _row(metric: Metric, summaries: Sequence[Summary | None], headers: Sequence[
     texts = tuple(metric.text(s) for s in summaries)
     present = [(h, v) for h, v, s in zip(headers, values, summaries, strict=True) if s is not None]
     decided = winner([v for _, v in present], metric.better, [h for h, _ in present])
+    success = {h: s.success_rate for h, s in zip(headers, summaries, strict=True) if s is not None}
+    if metric.successes_only and lossy(success):
+        texts = tuple(t if s is None or t == NONE or math.isnan(s.success_rate) else
+                      f"{t} ({100 * s.success_rate:.1f}% ok)"
+                      for t, s in zip(texts, summaries, strict=True))
+        decided = lossy_winner(decided, success)
     return Row(metric, values, texts, decided)
+
+
+def lossy(success: dict[str, float]) -> bool:
+    """Whether the runs' success rates (0..1) differ by more than LOSS_MARGIN (NaN: no)."""
+    rates = [r for r in success.values() if not math.isnan(r)]
+    return len(rates) >= 2 and max(rates) - min(rates) > LOSS_MARGIN
+
+
+def lossy_winner(decided: str, success: dict[str, float]) -> str:
+    """A latency winner stands only if no run served clearly more of its requests."""
+    best = max(r for r in success.values() if not math.isnan(r))
+    if decided not in success or success[decided] >= best - LOSS_MARGIN:
+        return decided
+    return f"{NOT_JUDGED} ({decided} lost {100 * (1 - success[decided]):.1f}% of requests)"
 
 
 def winner(values: Sequence[float], better: Better, headers: Sequence[str]) -> str:

@@ -1,28 +1,31 @@
-"""PNG plots of one run, and the TTFT CDF of several runs side by side.
+"""PNG plots of one run, and the overlaid TTFT CDF of several runs.
 
-Figures are built on `matplotlib.figure.Figure` directly, never through pyplot: no global
-figure registry to leak, no GUI backend to pick up on a desktop, safe to call from a
-long-running process. PNGs are written by the Agg canvas.
-
-Files (in the run directory unless stated otherwise):
-- ttft_cdf.png          TTFT CDF of the successful requests;
-- nodes.png             per node over time (gaps = dead): memory utilisation, GPU compute
-                        utilisation (NVML's, or the emulator's busy fraction; an empty panel
-                        says "not measured"), queue depth with the cluster-wide total;
+Every figure follows the rules in style.py (titles, units, legends, failures shown, N
+behind each curve, overlays, trailing windows). Files (in the run directory unless
+stated otherwise):
+- ttft_cdf.png          TTFT CDF over every sent request: failed requests count as never
+                        answered, so the curve stops at 1 − the failed share (annotated);
+- nodes.png             per node (legend: node-1 (a100-80gb)) over time (gaps = dead):
+                        memory utilisation, GPU compute utilisation (NVML's, or the
+                        emulator's busy fraction; an empty panel says "not measured"),
+                        queue depth with the cluster-wide total;
 - actions.png           SERVE / SERVE_LOADING / COLD_START / MIGRATE / unplaced counts, split
                         ok vs failed, the cache hit rate in the title;
-- timeline.png          rolling-window p50/p99 TTFT and success rate over scheduled time,
-                        with faults (red), recoveries (green) and other events (grey) marked;
-- recovery.png          only for a run with faults: the fault timeline. Success rate and
-                        p50/p99 TTFT of the requests arriving in [t, t + 10 s) (the window
-                        recovery.py judges recovery on, so the recovery marker sits where the
-                        curves meet the dashed bars) and, thin, in [t, t + 1 s) (where the
-                        failures really are: a window ahead dips before the fault); per
-                        fault its line (shaded while a pause or a restart's downtime lasts),
-                        first detection, drain end and recovery end; below, every verdict
-                        about a faulted target, one row per observer (gossip peers' `by=`,
-                        the collector, the coordinator);
-- ttft_cdf_compare.png  (comparison output dir) one CDF line per run.
+- timeline.png          over trailing 10 s windows: p50/p99 TTFT, and the failure rate on a
+                        symlog axis (0 %, then 1 %, 10 %, 100 %: a few failures are visible
+                        and a healthy run is not half a flat 100 % line) with the requests
+                        per window; faults (red), recoveries (green), other events marked;
+- recovery.png          only for a run with faults. Top: the whole run, success rate and
+                        p50/p99 TTFT over trailing windows (t − 10 s, t], the window
+                        recovery.py judges on, bold, and (t − 1 s, t] thin (where the failures
+                        are); per fault its line (shaded while a pause or a restart's downtime
+                        lasts), first detection, drain end and recovery end (or "not
+                        recovered"); below, every verdict about a faulted target, one row per
+                        observer. Then one zoomed row per fault, fault − 15 s to its recovery
+                        (or the first full window) + 15 s, with the recovery bars and the
+                        window that proved recovery shaded;
+- ttft_cdf_compare.png  (comparison output dir) the runs' CDFs overlaid, each over its sent
+                        requests.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 
+from cli.report import style
 from cli.report.recovery import COORDINATOR, COORDINATOR_DETECTIONS, SUCCESS_FRACTION, TTFT_FACTOR
 from cli.report.results import ACTIONS, RunData
 from cli.report.summary import cache_hits, cluster_queue, is_fault, is_recovery
-from daemons.rundir import FAULT, Event, Recovery, RequestRow
+from daemons.rundir import FAULT, NOT_SENT, Event, Manifest, Recovery, RequestRow
 
 TTFT_CDF = "ttft_cdf.png"
 NODES = "nodes.png"
@@ -49,10 +53,11 @@ TIMELINE = "timeline.png"
 RECOVERY = "recovery.png"
 TTFT_CDF_COMPARE = "ttft_cdf_compare.png"
 
-# Service recovery is judged on a rolling 10 s window (recovery.py); plot the same window.
+# Service recovery is judged on a trailing 10 s window (recovery.py); plot the same window.
 WINDOW_S = 10.0
-_DPI = 110
+ZOOM_MARGIN_S = 15.0  # the zoomed panel of a fault: fault − 15 s to recovery + 15 s
 _OTHER_EVENT_COLORS = ("tab:orange", "tab:purple", "tab:brown", "tab:gray", "tab:olive")
+TIME = style.label("time from t0", "s")
 
 
 def write_run_plots(run: RunData) -> list[Path]:
@@ -71,36 +76,68 @@ def write_run_plots(run: RunData) -> list[Path]:
 
 
 def write_compare_plot(runs: Sequence[tuple[str, RunData]], out_dir: Path) -> Path:
+    """The runs' TTFT CDFs overlaid on one axes (style rule 6) in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     return plot_ttft_cdf(runs, out_dir / TTFT_CDF_COMPARE)
 
 
-def ttft_ms(requests: Sequence[RequestRow]) -> np.ndarray:
-    """TTFTs of the successful requests in ms, sorted; requests without a first token dropped."""
+def ttft_ms(requests: Sequence[RequestRow]) -> tuple[np.ndarray, int]:
+    """(TTFTs of the successful requests in ms, sorted; the number of sent requests that
+    failed). Requests never sent are neither; a success without a first token is dropped."""
     values = np.asarray([1000 * r.ttft_s for r in requests if r.ok], dtype=float)
-    return np.sort(values[~np.isnan(values)])
+    failed = sum(1 for r in requests if not r.ok and r.status != NOT_SENT)
+    return np.sort(values[~np.isnan(values)]), failed
 
 
 def plot_ttft_cdf(runs: Sequence[tuple[str, RunData]], path: Path) -> Path:
-    fig, ax = _figure(1)
-    spans: list[tuple[float, float]] = []
+    return style.save(ttft_cdf_figure(runs), path)
+
+
+def ttft_cdf_figure(runs: Sequence[tuple[str, RunData]]) -> Figure:
+    """One CDF per run over every request it sent (style rule 4), overlaid (rule 6)."""
+    names = " vs ".join(label for label, _ in runs)
+    what = _run_title(runs[0][1]) if len(runs) == 1 else f"{runs[0][1].manifest.name}: {names}"
+    fig, (ax,) = style.figure(1, f"TTFT CDF: {what}")
+    seen: list[np.ndarray] = []
     for label, run in runs:
-        ttft = ttft_ms(run.requests)
-        if ttft.size:
-            frac = np.arange(1, ttft.size + 1) / ttft.size
-            ax[0].step(ttft, frac, where="post", label=f"{label} (n={ttft.size})")
-            spans.append((float(ttft[0]), float(ttft[-1])))
-    _log_if_wide(ax[0], np.asarray([x for span in spans for x in span]), axis="x")
+        ttft, failed = ttft_ms(run.requests)
+        style.draw_cdf(ax, label, ttft, failed)
+        seen.append(ttft)
+    style.log_if_wide(ax, np.concatenate(seen) if seen else np.asarray([]), axis="x")
     for q in (0.5, 0.99):
-        ax[0].axhline(q, color="grey", lw=0.6, ls=":")
-    ax[0].set(xlabel="TTFT from scheduled time (ms)", ylabel="fraction of successful requests",
-              title="TTFT CDF", ylim=(0, 1.02))
-    _legend(ax[0])
-    return _save(fig, path)
+        ax.axhline(q, color="grey", lw=0.6, ls=":")
+    ax.axhline(1.0, color="black", lw=0.6)
+    ax.set(xlabel=style.label("TTFT from scheduled time", "ms"),
+           ylabel=style.label("share of sent requests", "0..1, failed = never"), ylim=(0, 1.04))
+    style.legend(ax)
+    return fig
+
+
+def node_types(manifest: Manifest) -> dict[str, str]:
+    """Node name -> GPU profile of a local run, from the spec in manifest.json.
+
+    The local cluster names its nodes node-0, node-1, ... across the spec's [[nodes]]
+    groups in order, each group `count` times (ExperimentSpec.node_names in
+    cli/experiment/spec.py). A deployed cluster's nodes are its hosts: not known here."""
+    spec = manifest.raw.get("spec")
+    if not isinstance(spec, dict) or (spec.get("experiment") or {}).get("cluster_file"):
+        return {}
+    groups = spec.get("nodes") or []
+    gpus = [str(g.get("gpu", "")) for g in groups if isinstance(g, dict) for _ in range(int(g.get("count", 1)))]
+    return {f"node-{i}": gpu for i, gpu in enumerate(gpus) if gpu}
+
+
+def node_label(node: str, types: dict[str, str]) -> str:
+    return f"{node} ({types[node]})" if node in types else node
 
 
 def plot_nodes(run: RunData, path: Path) -> Path:
-    fig, (mem, gpu, queue) = _figure(3, sharex=True)
+    return style.save(nodes_figure(run), path)
+
+
+def nodes_figure(run: RunData) -> Figure:
+    fig, (mem, gpu, queue) = style.figure(3, f"Nodes: {_run_title(run)}", sharex=True)
+    types = node_types(run.manifest)
     for node in sorted({s.node for s in run.nodes}):
         samples = sorted((s for s in run.nodes if s.node == node), key=lambda s: s.t_s)
         t = np.asarray([s.t_s for s in samples])
@@ -108,25 +145,26 @@ def plot_nodes(run: RunData, path: Path) -> Path:
         util = np.asarray([100 * s.memory_utilization if s.alive else np.nan for s in samples])
         busy = np.asarray([100 * s.gpu_utilization if s.alive else np.nan for s in samples])
         depth = np.asarray([s.queue_depth if s.alive else np.nan for s in samples])
-        mem.plot(t, util, label=node, lw=1.2)
-        gpu.plot(t, busy, label=node, lw=1.2)
-        queue.plot(t, depth, label=node, lw=1.2)
+        name = node_label(node, types)
+        mem.plot(t, util, label=name, lw=1.2)
+        gpu.plot(t, busy, label=name, lw=1.2)
+        queue.plot(t, depth, label=name, lw=1.2)
     totals = cluster_queue(run.nodes)
     if totals:
         queue.plot([t for t, _ in totals], [q for _, q in totals], color="black", lw=1.8, label="cluster total")
     if not any(math.isfinite(s.gpu_utilization) for s in run.nodes):
         gpu.text(0.5, 0.5, "GPU compute utilisation not measured in this run", transform=gpu.transAxes,
                  ha="center", va="center", fontsize=8, color="grey")
-    mem.set(ylabel="memory utilisation (%)", ylim=(0, 105), title=f"Nodes: {_run_title(run)}")
-    gpu.set(ylabel="GPU compute (%)", ylim=(0, 105))
-    queue.set(ylabel="queue depth", xlabel="time (s)")
+    mem.set(ylabel=style.label("memory utilisation", "%"), ylim=(0, 105))
+    gpu.set(ylabel=style.label("GPU compute", "%"), ylim=(0, 105))
+    queue.set(ylabel=style.label("queue depth", "requests"), xlabel=TIME)
     queue.set_ylim(bottom=0)
     marked = recovery_events(run)
     for ax in (mem, gpu, queue):
         _mark_events(ax, marked, labels=ax is mem)
-    _legend(mem)
-    _legend(queue)
-    return _save(fig, path)
+    style.legend(mem, beside=True)
+    style.legend(queue, beside=True)
+    return fig
 
 
 def action_counts(requests: Sequence[RequestRow]) -> dict[str, tuple[int, int]]:
@@ -139,7 +177,7 @@ def action_counts(requests: Sequence[RequestRow]) -> dict[str, tuple[int, int]]:
 
 
 def plot_actions(run: RunData, path: Path) -> Path:
-    fig, (ax,) = _figure(1, height=3.6)
+    fig, (ax,) = style.figure(1, f"Actions taken: {_run_title(run)}, cache hit rate {_hit_rate(run)}", height=3.6)
     counts = action_counts(run.requests)
     names = list(counts)
     ok = np.asarray([counts[n][0] for n in names])
@@ -148,33 +186,38 @@ def plot_actions(run: RunData, path: Path) -> Path:
     ax.bar(names, failed, bottom=ok, color="tab:red", label="failed")
     for i, total in enumerate(ok + failed):
         ax.annotate(str(total), (i, total), ha="center", va="bottom", fontsize=9)
-    ax.set(ylabel="requests", title=f"Actions taken: {_run_title(run)}, cache hit rate {_hit_rate(run)}")
+    ax.set(ylabel=style.label("requests", "count"), xlabel=style.label("action", "what the node did"))
     ax.set_ylim(0, max(1, int((ok + failed).max(initial=0))) * 1.15)
-    _legend(ax)
-    return _save(fig, path)
+    style.legend(ax)
+    return style.save(fig, path)
 
 
 def _hit_rate(run: RunData) -> str:
     rate = cache_hits(run.requests)[1]
-    return "-" if math.isnan(rate) else f"{100 * rate:.1f}%"
+    return "not measured" if math.isnan(rate) else f"{100 * rate:.1f}%"
 
 
-def rolling(requests: Sequence[RequestRow], window_s: float = WINDOW_S, step_s: float = 1.0,
-            ahead: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(t, p50 TTFT ms, p99 TTFT ms, success rate %) of the requests scheduled in the windows
-    (t − window_s, t], or in [t, t + window_s) when `ahead` (recovery.py's window: the
-    service that requests arriving from t on get)."""
-    by_time = sorted(requests, key=lambda r: r.scheduled_s)
+@dataclass(frozen=True)
+class Windows:
+    """Figures of the requests scheduled in the trailing windows (t − w, t], one per t."""
+
+    t: np.ndarray
+    p50: np.ndarray  # TTFT ms of the successes, NaN without one
+    p99: np.ndarray
+    success: np.ndarray  # % of the window's requests, NaN for an empty window
+    n: np.ndarray  # requests in the window
+
+
+def windows(requests: Sequence[RequestRow], window_s: float = WINDOW_S, step_s: float = 1.0) -> Windows:
+    """The trailing windows (style rule 7) at t = step_s, 2 step_s, ... up to the last arrival.
+    Requests never sent are left out: they were not asked of the system."""
+    by_time = sorted((r for r in requests if r.status != NOT_SENT), key=lambda r: r.scheduled_s)
     sched = np.asarray([r.scheduled_s for r in by_time])
     ok = np.asarray([r.ok for r in by_time], dtype=bool)
     ttft = np.asarray([1000 * r.ttft_s if r.ok else np.nan for r in by_time])
     end = float(sched[-1]) if sched.size else 0.0
-    if ahead:
-        grid = np.arange(0.0, end + step_s / 2, step_s)
-        lo, hi = np.searchsorted(sched, grid, side="left"), np.searchsorted(sched, grid + window_s, side="left")
-    else:
-        grid = np.arange(step_s, end + step_s, step_s) if end > 0 else np.asarray([step_s])
-        lo, hi = np.searchsorted(sched, grid - window_s, side="right"), np.searchsorted(sched, grid, side="right")
+    grid = np.arange(step_s, end + step_s, step_s) if end > 0 else np.asarray([step_s])
+    lo, hi = style.trailing(sched, grid, window_s)
     p50, p99, success = (np.full(grid.size, np.nan) for _ in range(3))
     for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
         if b > a:
@@ -182,24 +225,46 @@ def rolling(requests: Sequence[RequestRow], window_s: float = WINDOW_S, step_s: 
             window = ttft[a:b][~np.isnan(ttft[a:b])]
             if window.size:
                 p50[i], p99[i] = np.percentile(window, [50, 99], method="linear")
-    return grid, p50, p99, success
+    return Windows(grid, p50, p99, success, (hi - lo).astype(float))
+
+
+def rolling(requests: Sequence[RequestRow], window_s: float = WINDOW_S,
+            step_s: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t, p50 TTFT ms, p99 TTFT ms, success rate %) of the trailing windows (t − window_s, t]."""
+    w = windows(requests, window_s, step_s)
+    return w.t, w.p50, w.p99, w.success
 
 
 def plot_timeline(run: RunData, path: Path, window_s: float = WINDOW_S) -> Path:
-    fig, (lat, succ) = _figure(2, sharex=True)
+    fig, (lat, fail) = style.figure(2, f"Trailing {window_s:g} s windows: {_run_title(run)}", sharex=True)
     # Steps of a tenth of the window keep long runs to a few thousand points.
-    t, p50, p99, success = rolling(run.requests, window_s, step_s=max(1.0, window_s / 10))
-    lat.plot(t, p50, label="p50 TTFT", lw=1.2)
-    lat.plot(t, p99, label="p99 TTFT", lw=1.2)
-    lat.set(ylabel="TTFT (ms)", title=f"Rolling {window_s:g} s window: {_run_title(run)}")
-    _log_if_wide(lat, np.concatenate([p50, p99]))
-    succ.plot(t, success, color="tab:green", lw=1.2, label="success rate")
-    succ.set(ylabel="success rate (%)", xlabel="scheduled time (s)", ylim=(-2, 102))
+    w = windows(run.requests, window_s, step_s=max(1.0, window_s / 10))
+    lat.plot(w.t, w.p50, label="p50 TTFT", lw=1.2)
+    lat.plot(w.t, w.p99, label="p99 TTFT", lw=1.2)
+    lat.set(ylabel=style.label("TTFT of successes", "ms"))
+    style.log_if_wide(lat, np.concatenate([w.p50, w.p99]))
+    draw_failure_rate(fail, w)
+    fail.set(xlabel=TIME)
     marked = recovery_events(run)
-    for ax in (lat, succ):
+    for ax in (lat, fail):
         _mark_events(ax, marked, labels=ax is lat)
-    _legend(lat)
-    return _save(fig, path)
+    style.legend(lat, beside=True)
+    return style.save(fig, path)
+
+
+def draw_failure_rate(ax: Axes, w: Windows) -> None:
+    """The failure rate on a symlog axis (linear to 1 %, then log to 100 %): one failure in a
+    hundred is as visible as a collapse, and a healthy run is a line at 0, not a wall at 100 %;
+    the requests behind each window (style rule 5) in grey on the right."""
+    ax.plot(w.t, 100 - w.success, color="tab:red", lw=1.2, label="failed")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(0, 100)
+    ax.set_yticks([0, 1, 10, 100], ["0", "1", "10", "100"])
+    ax.set(ylabel=style.label("failed", "% of window"))
+    if not np.nanmax(100 - w.success, initial=0.0) > 0:  # a line on the axis could be missed
+        ax.text(0.5, 0.5, "no request failed", transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                color="grey")
+    style.legend(ax, beside=True, also=[style.draw_n(ax, w.t, w.n)])
 
 
 # ----- the fault timeline (recovery.png) --------------------------------------------------
@@ -284,73 +349,111 @@ def verdict_rows(events: Sequence[Event], targets: set[str]) -> dict[str, list[E
 
 def plot_recovery(run: RunData, path: Path, window_s: float = WINDOW_S) -> Path:
     """The fault timeline (see the module docstring); any fault may lack a detection, a
-    baseline or a recovery: what did not happen is not drawn."""
+    baseline or a recovery: what did not happen is not drawn, and "not recovered" is written."""
     marks = fault_marks(run)
     rows = verdict_rows(run.events, {m.target for m in marks})
-    fig, (succ, lat, strip) = _figure(3, sharex=True, height=7.5 + 0.25 * len(rows),
-                                      ratios=(3, 3, 1 + 0.25 * len(rows)))
+    strip_h = 1 + 0.25 * len(rows)
+    fig = Figure(figsize=(10, 7.5 + 0.25 * len(rows) + 3.0 * len(marks)), dpi=style.DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    top, *zooms = fig.subfigures(1 + len(marks), 1, squeeze=False,
+                                 height_ratios=[7.5 + 0.25 * len(rows)] + [3.0] * len(marks))[:, 0]
+    succ, lat, strip = top.subplots(3, 1, sharex=True, height_ratios=(3, 3, strip_h))
     succ.set_title(f"Faults and recovery: {_run_title(run)}")
-    end = _draw_service(succ, lat, run.requests, window_s)
+    fine, coarse = windows(run.requests, window_s / 10, window_s / 20), windows(run.requests, window_s, window_s / 20)
+    n = _draw_service(succ, lat, fine, coarse, window_s)
     for number, m in enumerate(marks, 1):
-        _draw_fault((succ, lat, strip), m, number)
-        _draw_thresholds(succ, lat, m, end)
+        _draw_fault((succ, lat, strip), m, number, window_s)
     _draw_verdicts(strip, rows)
-    strip.set(xlabel="time from t0 (s)")
+    strip.set(xlabel=TIME)
     for ax in (succ, lat):
-        _legend_beside(ax)
-    return _save(fig, path)
+        ax.grid(True, alpha=0.3)
+    style.legend(succ, beside=True, also=[n])
+    style.legend(lat, beside=True)
+    for number, (m, sub) in enumerate(zip(marks, zooms, strict=True), 1):
+        _draw_zoom(sub, m, number, fine, coarse, window_s)
+    return style.save(fig, path)
 
 
-def _draw_service(succ: Axes, lat: Axes, requests: Sequence[RequestRow], window_s: float) -> float:
-    """Success and TTFT of the requests arriving in [t, t + window_s), recovery.py's window,
-    bold; over a tenth of it, thin: a long window ahead starts falling before the fault."""
-    fine = window_s / 10
-    t, p50, p99, success = rolling(requests, window_s, step_s=fine / 2, ahead=True)
-    tf, _, p99f, successf = rolling(requests, fine, step_s=fine / 2, ahead=True)
-    succ.plot(tf, successf, color="tab:green", lw=0.7, alpha=0.45, label=f"[t, t + {fine:g} s)")
-    succ.plot(t, success, color="tab:green", lw=1.6, label=f"[t, t + {window_s:g} s)")
-    succ.set(ylabel="success rate of arrivals (%)", ylim=(-2, 108))
-    lat.plot(tf, p99f, color="tab:orange", lw=0.7, alpha=0.45, label=f"p99 [t, t + {fine:g} s)")
-    lat.plot(t, p50, color="tab:blue", lw=1.6, label=f"p50 [t, t + {window_s:g} s)")
-    lat.plot(t, p99, color="tab:orange", lw=1.6, label=f"p99 [t, t + {window_s:g} s)")
-    lat.set(ylabel="TTFT of arrivals (ms)")
-    _log_if_wide(lat, np.concatenate([p50, p99, p99f]))
-    return float(t[-1])
+def zoom_range(m: FaultMarks, window_s: float = WINDOW_S) -> tuple[float, float]:
+    """Fault − 15 s to recovery + 15 s; without a recovery, to the first window recovery.py
+    could have judged (fault + window) + 15 s."""
+    end = m.recovered if math.isfinite(m.recovered) else m.t_s + window_s
+    return m.t_s - ZOOM_MARGIN_S, end + ZOOM_MARGIN_S
 
 
-def _draw_fault(axes: Sequence[Axes], m: FaultMarks, number: int) -> None:
-    """Lines on every panel; legend labels on the top one (repeats are merged there)."""
+def _draw_zoom(sub: SubFigure, m: FaultMarks, number: int, fine: Windows, coarse: Windows, window_s: float) -> None:
+    succ, lat = sub.subplots(1, 2)
+    outcome = f"recovered in {m.recovered - m.t_s:.1f} s" if math.isfinite(m.recovered) else "not recovered"
+    sub.suptitle(f"Fault #{number} {m.label} at {m.t_s:.1f} s, zoomed: {outcome}", fontsize=10)
+    _draw_service(succ, lat, fine, coarse, window_s)
+    _draw_fault((succ, lat), m, number, window_s)
+    lo, hi = zoom_range(m, window_s)
+    lo = max(lo, min(0.0, m.t_s))  # nothing before t0 ...
+    hi = min(hi, max(float(coarse.t[-1]), m.t_s) + 1.0)  # ... nor after the last arrival
+    for ax in (succ, lat):
+        ax.grid(True, alpha=0.3)
+        ax.set_xlim(lo, hi)
+        ax.set(xlabel=TIME)
+    _fit_y(succ, coarse.success, fine.success, (coarse.t, fine.t), (lo, hi))
+
+
+def _fit_y(ax: Axes, coarse: np.ndarray, fine: np.ndarray, ts: tuple[np.ndarray, np.ndarray],
+           span: tuple[float, float]) -> None:
+    """The success axis of a zoom from just under its lowest visible value to 101 %."""
+    seen = [v[(t >= span[0]) & (t <= span[1])] for v, t in zip((coarse, fine), ts, strict=True)]
+    low = min((float(np.nanmin(v)) for v in seen if np.isfinite(v).any()), default=0.0)
+    ax.set_ylim(max(-2.0, low - 5.0), 101.0)
+
+
+def _draw_service(succ: Axes, lat: Axes, fine: Windows, coarse: Windows, window_s: float) -> Axes:
+    """Success and TTFT of the requests scheduled in (t − window_s, t], recovery.py's window,
+    bold; over a tenth of it, thin: where the failures are. Returns the axis of the requests
+    per window, drawn behind the success rate."""
+    f, c = f"{window_s / 10:g}", f"{window_s:g}"
+    succ.plot(fine.t, fine.success, color="tab:green", lw=0.7, alpha=0.45, label=f"(t − {f} s, t]")
+    succ.plot(coarse.t, coarse.success, color="tab:green", lw=1.6, label=f"(t − {c} s, t]")
+    succ.set(ylabel=style.label("success of arrivals", "%"), ylim=(-2, 108))
+    lat.plot(fine.t, fine.p99, color="tab:orange", lw=0.7, alpha=0.45, label=f"p99 (t − {f} s, t]")
+    lat.plot(coarse.t, coarse.p50, color="tab:blue", lw=1.6, label=f"p50 (t − {c} s, t]")
+    lat.plot(coarse.t, coarse.p99, color="tab:orange", lw=1.6, label=f"p99 (t − {c} s, t]")
+    lat.set(ylabel=style.label("TTFT of successes", "ms"))
+    style.log_if_wide(lat, np.concatenate([coarse.p50, coarse.p99, fine.p99]))
+    return style.draw_n(succ, coarse.t, coarse.n)
+
+
+def _draw_fault(axes: Sequence[Axes], m: FaultMarks, number: int, window_s: float) -> None:
+    """Lines on every panel; legend labels on the top one (repeats are merged there). The
+    recovery bars run from the first window wholly after the fault to the recovery (or
+    on); the window that proved recovery is shaded green."""
     for i, ax in enumerate(axes):
         ax.axvline(m.t_s, color="tab:red", lw=1.2, label="fault" if i == 0 else None)
         if math.isfinite(m.until_s):
             ax.axvspan(m.t_s, m.until_s, color="tab:red", alpha=0.12, lw=0)
-        for name, (color, style, text) in _MARKERS.items():
+        for name, (color, style_, text) in _MARKERS.items():
             when = getattr(m, name)
             if math.isfinite(when):
-                ax.axvline(when, color=color, ls=style, lw=1.2, label=text if i == 0 else None)
-    note = f"#{number} {m.label}" + ("" if math.isfinite(m.recovered) else " (not recovered)")
+                ax.axvline(when, color=color, ls=style_, lw=1.2, label=text if i == 0 else None)
+        if math.isfinite(m.recovered):
+            ax.axvspan(m.recovered - window_s, m.recovered, color="tab:green", alpha=0.08, lw=0,
+                       label="window proving recovery" if i == 0 else None)
+    note = f"#{number} {m.label}" + ("" if math.isfinite(m.recovered) else ": not recovered")
     axes[0].annotate(note, (m.t_s, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
                      textcoords="offset points", fontsize=8, color="tab:red")
+    _draw_thresholds(axes[0], axes[1], m, window_s)
 
 
-def _draw_thresholds(succ: Axes, lat: Axes, m: FaultMarks, end: float) -> None:
-    """The bars recovery.py sets (≥ 99 % of the baseline success, p99 ≤ 1.2x), until recovery."""
-    stop = m.recovered if math.isfinite(m.recovered) else max(end, m.t_s)
+def _draw_thresholds(succ: Axes, lat: Axes, m: FaultMarks, window_s: float) -> None:
+    """The bars recovery.py sets (>= 99 % of the baseline success, p99 <= 1.2x), over the
+    windows it judges: from fault + window to the recovery, or to the axis' end."""
+    start = m.t_s + window_s
     for ax, bar in ((succ, 100 * SUCCESS_FRACTION * m.base_success), (lat, 1000 * TTFT_FACTOR * m.base_p99_ttft_s)):
         if math.isfinite(bar):
-            ax.hlines(bar, m.t_s, stop, colors="grey", linestyles="--", lw=0.8, label="recovery bar")
-
-
-def _legend_beside(ax: Axes) -> None:
-    """A legend right of the axes, one entry per label (every fault labels its markers)."""
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    if unique:
-        ax.legend(list(unique.values()), list(unique), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+            stop = m.recovered if math.isfinite(m.recovered) else max(start, ax.get_xlim()[1])
+            ax.hlines(bar, start, stop, colors="grey", linestyles="--", lw=0.8, label="recovery bar")
 
 
 def _draw_verdicts(ax: Axes, rows: dict[str, list[Event]]) -> None:
-    ax.grid(False)
+    style.categorical(ax)
     if not rows:
         ax.text(0.5, 0.5, "no verdict about a faulted target", transform=ax.transAxes, ha="center",
                 va="center", fontsize=8, color="grey")
@@ -374,21 +477,11 @@ def _mark_events(ax: Axes, events: Sequence[Event], labels: bool) -> None:
         first = ev.kind not in seen
         if first:
             seen.append(ev.kind)
-        color, style = _event_style(ev, seen.index(ev.kind))
-        ax.axvline(ev.t_s, color=color, ls=style, lw=1.0, label=ev.kind if first and labels else None)
+        color, ls = _event_style(ev, seen.index(ev.kind))
+        ax.axvline(ev.t_s, color=color, ls=ls, lw=1.0, label=ev.kind.replace("_", " ") if first and labels else None)
         if labels and ev.target and is_fault(ev):
             ax.annotate(ev.target, (ev.t_s, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
                         textcoords="offset points", fontsize=8, color=color)
-
-
-def _log_if_wide(ax: Axes, values: np.ndarray, axis: str = "y") -> None:
-    """Log scale when values span over 20x: cold starts put seconds-long TTFTs beside
-    millisecond warm hits, and a linear axis would flatten the warm ones to zero."""
-    finite = values[np.isfinite(values) & (values > 0)]
-    if finite.size and finite.max() / finite.min() > 20:
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-    elif axis == "y":
-        ax.set_ylim(bottom=0)
 
 
 def _event_style(ev: Event, order: int) -> tuple[str, str]:
@@ -402,23 +495,3 @@ def _event_style(ev: Event, order: int) -> tuple[str, str]:
 
 def _run_title(run: RunData) -> str:
     return f"{run.manifest.name} ({run.manifest.scheduler})"
-
-
-def _figure(rows: int, sharex: bool = False, height: float | None = None,
-            ratios: Sequence[float] | None = None) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(9, height or 3.4 * rows), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, 1, sharex=sharex, squeeze=False, height_ratios=ratios)
-    for ax in axes[:, 0]:
-        ax.grid(True, alpha=0.3)
-    return fig, list(axes[:, 0])
-
-
-def _legend(ax: Axes) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=8)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, format="png")
-    return path

@@ -19,9 +19,14 @@ For a `fault` event on TARGET at t_f:
 - recovery_s: baseline = the success rate and p99 TTFT of the requests scheduled in the
   10 s before t_f that had finished by t_f (all those scheduled before t_f when none in
   that window had: the steady state just before the fault, not the run's cold start,
-  which would excuse any slowdown after it). Service is back at the first arrival t >= t_f from which the
-  requests scheduled in [t, t + 10 s) succeed at >= 99 % of the baseline rate
-  with p99 TTFT <= 1.2x the baseline's; recovery_s = t - t_f. No such t: NaN, not recovered.
+  which would excuse any slowdown after it). Windows trail: the window at t holds the
+  requests scheduled in (t − 10 s, t], what a monitor could know at t, never the future.
+  Service is back at the first t >= t_f + 10 s whose window (so wholly after the fault)
+  holds a request and its requests succeed at >= 99 % of the baseline rate with p99 TTFT
+  <= 1.2x the baseline's; recovery_s = t − t_f. It is therefore at least 10 s (a fault
+  that hurt nobody recovers in exactly 10 s, the window it takes to show it), and a bad
+  request holds it back for as long as it stays in the window, 10 s. No such t up to the last arrival: NaN,
+  not recovered.
 
 The result is one `Recovery` per fault (daemons/rundir/recovery.py), with the baseline
 it was judged against. `write_report` (cli/report/run_report.py) writes them to
@@ -102,13 +107,23 @@ def _baseline(requests: Sequence[RequestRow], t_f: float) -> tuple[float, float]
 
 def _recovery(requests: Sequence[RequestRow], t_f: float, baseline: tuple[float, float]) -> float:
     base_rate, base_p99 = baseline
-    after = [r for r in requests if r.scheduled_s >= t_f]
-    for i in range(len(after)):
-        t = after[i].scheduled_s
-        window = [r for r in after[i:] if r.scheduled_s < t + WINDOW_S]
-        rate, p99 = _stats(window)
+    sched = np.asarray([r.scheduled_s for r in requests])
+    for t in _window_ends(sched, t_f):
+        lo, hi = np.searchsorted(sched, t - WINDOW_S, side="right"), np.searchsorted(sched, t, side="right")
+        if hi == lo:
+            continue
+        rate, p99 = _stats(requests[int(lo):int(hi)])
         if rate >= SUCCESS_FRACTION * base_rate and p99 <= TTFT_FACTOR * base_p99:
-            # Back for the requests arriving from this one on (an upper bound: the service may
-            # have come back at any time since the previous arrival).
             return t - t_f
     return math.nan
+
+
+def _window_ends(sched: np.ndarray, t_f: float) -> list[float]:
+    """The times t >= t_f + WINDOW_S at which the window (t − WINDOW_S, t] changes: the first
+    full window after the fault, each later arrival (it enters) and each arrival + WINDOW_S
+    (it leaves), up to the last arrival, in order; a verdict holds until the next of them."""
+    first, last = t_f + WINDOW_S, float(sched[-1]) if sched.size else -math.inf
+    after = sched[sched > t_f]
+    ends = {first, *after.tolist(), *(after + WINDOW_S).tolist()}
+    # Only while load arrives: past the last arrival a window empties out and proves nothing.
+    return sorted(e for e in ends if first <= e <= last)

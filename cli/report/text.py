@@ -128,9 +128,15 @@ def _goodput_line(s: Summary) -> str:
 
 
 def _recovery_line(s: Summary) -> str:
+    """"not recovered" in words: a dash would read as "nothing to report"."""
+    faults = f"{s.fault_count} fault{'' if s.fault_count == 1 else 's'}"
+    if not s.fault_count:
+        return "no faults"
     if not s.recovery_count:
-        return f"- (no recovery events; {s.fault_count} faults)"
-    return f"avg {num(s.avg_recovery_time)} s over {s.recovery_count} recoveries ({s.fault_count} faults)"
+        return f"not recovered ({faults}, none recovered)"
+    line = f"avg {num(s.avg_recovery_time)} s over {s.recovery_count} recoveries ({faults})"
+    missed = s.fault_count - s.recovery_count
+    return line + (f", {missed} not recovered" if missed > 0 else "")
 
 
 def _affected_line(s: Summary) -> str:

@@ -70,7 +70,11 @@ def test_short_experiment_runs_both_schedulers_on_one_schedule(tmp_path: Path) -
                "--results-dir", str(tmp_path / "results")], tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     dirs = {d.name.split("_")[1]: d for d in (tmp_path / "results").iterdir()}
-    assert set(dirs) == {"centralized", "gossip"}
+    assert set(dirs) == {"centralized", "gossip", "compare"}
+    # the arms compared as `experiment compare` would, their TTFT CDFs overlaid in one figure
+    assert sorted(p.name for p in dirs["compare"].iterdir()) == [
+        "comparison.csv", "comparison.md", "ttft_cdf_compare.png"]
+    assert dirs["compare"].name == dirs["gossip"].name.replace("_gossip_", "_compare_")
     central = check_run(dirs["centralized"], "centralized")
     gossip = check_run(dirs["gossip"], "gossip")
     # identical workloads: the same schedule replayed by both

@@ -65,4 +65,6 @@ def test_after_a_gossip_kill_nothing_waits_for_the_attempt_timer_and_service_rec
     assert not waited, waited
 
     (recovery,) = read_recoveries(run_dir / RECOVERY)
-    assert recovery.recovery_s <= 10.0, recovery  # NaN (not recovered) fails too
+    # Back within 10 s, judged on a trailing 10 s window wholly after the kill (cli/report/recovery.py):
+    # declared at most 10 + 10 s after it. NaN (not recovered) fails too.
+    assert recovery.recovery_s <= 10.0 + 10.0, recovery

@@ -11,6 +11,7 @@ import pytest
 
 from cli.report import Summary, compare, prototype_comparison, render_text, summarize, write_comparison
 from cli.report.compare import METRICS, Comparison, winner
+from cli.report.text import format_summary
 from tests.report.builders import RECOVERIES, REQUESTS, req, scaled, write_run
 
 
@@ -32,7 +33,9 @@ def test_lower_and_higher_is_better(tmp_path: Path) -> None:
     c = compare(two_runs(tmp_path))
     assert c.headers == ("centralized", "gossip")
     assert row(c, "success_rate") == (("66.7%", "50.0%"), "centralized")
-    assert row(c, "avg_ttft") == (("468.75", "875.00"), "centralized")
+    # Success differs by 16.7 points: latency cells say what share they are measured on; the
+    # more successful run keeps its latency win.
+    assert row(c, "avg_ttft") == (("468.75 (66.7% ok)", "875.00 (50.0% ok)"), "centralized")
     assert row(c, "timeout_count") == (("1", "1"), "tie")
     # Same node telemetry in both runs: a tie, not a win by float noise.
     assert row(c, "avg_memory_utilization") == (("60.0%", "60.0%"), "tie")
@@ -108,13 +111,42 @@ def test_files(tmp_path: Path) -> None:
     assert md[0] == "# Comparison: centralized vs gossip"
     assert md[2] == "| Metric | centralized | gossip | Winner |"
     assert md[3].startswith("|---|")
-    assert "| Avg TTFT (ms) | 468.75 | 875.00 | centralized |" in md
+    assert "| Avg TTFT (ms) | 468.75 (66.7% ok) | 875.00 (50.0% ok) | centralized |" in md
+
+
+def test_a_lossy_run_cannot_win_on_latency_alone(tmp_path: Path) -> None:
+    """Gossip fails its two slowest requests and so looks faster: its latency wins are marked
+    n/a with what it lost; within one point of success, the latency winner stands."""
+    central = summarize(write_run(tmp_path, scheduler="centralized", requests=REQUESTS[:4]))  # 4/4 ok
+    failed = {"status": "error", "first_token_s": "", "done_s": ""}
+    lossy = summarize(write_run(tmp_path, scheduler="gossip",
+                                requests=[*REQUESTS[:2], REQUESTS[2] | failed, REQUESTS[3] | failed]))
+    c = compare([central, lossy])
+    assert row(c, "success_rate") == (("100.0%", "50.0%"), "centralized")
+    texts, won = row(c, "p99_ttft")
+    assert texts == ("985.00 (100.0% ok)", "248.75 (50.0% ok)")
+    assert won == "n/a (gossip lost 50.0% of requests)"
+    assert all(r.winner.startswith("n/a (gossip lost") for r in c.rows if r.metric.successes_only
+               and r.values[1] < r.values[0])
+    close = dataclasses.replace(lossy, success_rate=0.995)  # half a point: not lossy
+    assert row(compare([central, close]), "p99_ttft") == (("985.00", "248.75"), "gossip")
 
 
 def test_missing_metric_has_no_winner(tmp_path: Path) -> None:
     central, gossip = two_runs(tmp_path)
-    no_faults = dataclasses.replace(gossip, avg_recovery_time=math.nan)
+    no_faults = dataclasses.replace(gossip, avg_recovery_time=math.nan, fault_count=0, recovery_count=0)
     assert row(compare([central, no_faults]), "avg_recovery_time") == (("2.75", "-"), "n/a")
+
+
+def test_not_recovered_is_said_in_words(tmp_path: Path) -> None:
+    """Faults that never recovered read "not recovered", not "-" (nothing to report); an
+    average over some of the faults says how many it covers."""
+    central, gossip = two_runs(tmp_path)
+    never = dataclasses.replace(gossip, avg_recovery_time=math.nan, fault_count=2, recovery_count=0)
+    some = dataclasses.replace(central, fault_count=3)
+    assert row(compare([some, never]), "avg_recovery_time") == (("2.75 (2 of 3 recovered)", "not recovered"), "n/a")
+    assert "recovery    not recovered (2 faults, none recovered)" in format_summary(never)
+    assert "recovery    avg 2.75 s over 2 recoveries (3 faults), 1 not recovered" in format_summary(some)
 
 
 def test_prototype_report_places_runs_by_type(tmp_path: Path) -> None:

@@ -51,8 +51,9 @@ def test_no_fault_no_fault_timeline(tmp_path: Path) -> None:
 
 
 # A gossip run: node-b paused at 5 s for 4 s; requests every second, r6 and r7 fail, r4 was
-# in flight on node-b until 6.25 s. Baseline r0..r3: all ok, p99 TTFT 0.125 s. The window
-# [t, t + 10 s) holds no failure from the arrival at 8 s on: recovered at 8 s.
+# in flight on node-b until 6.25 s. Baseline r0..r3: all ok, p99 TTFT 0.125 s. The trailing
+# window (t − 10 s, t] holds the failure at 7 s until t = 17 s: recovered at 17 s (the forward
+# window [t, t + 10 s) this replaced said 8 s, a verdict that needed the next 10 s to be known).
 PAUSE_REQUESTS = [
     {**req(f"r{i}", i, i + 0.125, i + 0.5), **({"node": "node-b", "done_s": 6.25} if i == 4 else {})}
     if i not in (6, 7) else req(f"r{i}", i, None, None, status="error", error="peer_dead")
@@ -74,7 +75,7 @@ def test_fault_timeline_marks_of_a_pause(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path, scheduler="gossip", requests=PAUSE_REQUESTS, events=PAUSE_EVENTS,
                              planned_requests=20))
     assert fault_marks(run) == [FaultMarks("pause:node-b", "node-b", 5.0, until_s=9.125, detected=5.5,
-                                           drained=6.25, recovered=8.0, base_success=1.0, base_p99_ttft_s=0.125)]
+                                           drained=6.25, recovered=17.0, base_success=1.0, base_p99_ttft_s=0.125)]
     rows = verdict_rows(run.events, {"node-b"})
     assert {k: [e.kind for e in v] for k, v in rows.items()} == {
         "collector": ["silent"], "node-a": ["suspect", "dead", "alive"], "node-c": ["suspect"]}

@@ -202,13 +202,13 @@ def test_recovered_events_are_no_recovery_figures(tmp_path: Path) -> None:
 
 def test_without_recovery_csv_the_figures_are_derived(tmp_path: Path) -> None:
     """A directory from before recovery.csv: the same figures, computed from requests and events."""
-    every_second = [req(f"r{t}", t, t + 0.125, t + 0.25, tokens=2) for t in range(12)]
+    every_second = [req(f"r{t}", t, t + 0.125, t + 0.25, tokens=2) for t in range(20)]
     down = [req(f"d{t}", t + 0.5, None, None, "SERVE", 0, "error") for t in (4, 5)]
     events = [event(4.25, "fault", "node-a", "kind=kill"), event(5, "node_dead", "node-a")]
     run = write_run(tmp_path, requests=every_second + down, events=events, planned_requests=None)
     s = summarize(run)
-    # Arrivals from 6 s on all succeed again: back 6 - 4.25 s after the fault.
-    assert (s.avg_recovery_time, s.recovery_count, s.fault_count) == (1.75, 1, 1)
+    # The last failure (5.5 s) leaves the trailing 10 s window at 15.5 s: back 15.5 - 4.25 s after the fault.
+    assert (s.avg_recovery_time, s.recovery_count, s.fault_count) == (11.25, 1, 1)
     assert not (run / "recovery.csv").exists()  # reading writes nothing
 
 
