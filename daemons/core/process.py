@@ -22,7 +22,7 @@ The life of a `DaemonProcess`:
    have been reused. `stop` returns the exit status (negative: the signal that ended it)
    and may be called again (it only returns the status).
 
-Also here: `schedctl_executable()` (where the `schedctl` console script is),
+Also here: `schedctl_executable()` (where the `schedctl` console script is, `console_script`),
 `free_port()` / `free_endpoint()` (racy: a launcher that can should hand a listening
 socket down instead) and `host_port()`.
 
@@ -54,11 +54,16 @@ class DaemonError(SchedctlError):
     """A daemon exited before it was ready, or did not become ready in time."""
 
 
+def console_script(name: str) -> str:
+    """A console script of this installation: beside the running interpreter (the venv we run
+    from), else the one on PATH, else the bare name (the exec error then names it)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
 def schedctl_executable() -> str:
-    """The `schedctl` console script of this installation: beside the running interpreter (the
-    venv we run from), else the one on PATH."""
-    beside = Path(sys.executable).parent / "schedctl"
-    return str(beside) if beside.exists() else (shutil.which("schedctl") or "schedctl")
+    """The `schedctl` executable: the one place that knows where it is."""
+    return console_script("schedctl")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
