@@ -42,7 +42,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +58,7 @@ from daemons.bus import decode, encode, make_socket
 from daemons.bus.security import CurveClient
 from daemons.coordinator.testing import Client, free_endpoint, node_state, running_coordinator, schedctl
 from daemons.core.messages import Error, NodeState, Placement, Schedule
+from daemons.core.process import DaemonProcess
 
 GOAL_RATIO = 0.5
 GOAL_OVERHEAD_MS = 1.0
@@ -243,21 +243,13 @@ def measure_coordinator(args: argparse.Namespace, frames: list[bytes],
 def curve_coordinator(tmp: Path, args: argparse.Namespace, keys: LocalKeys) -> Iterator[tuple[str, str]]:
     """`schedctl start coordinator` with its per-run keys (as a local cluster starts it): (bind, state_bind)."""
     bind, state_bind, events = free_endpoint(), free_endpoint(), free_endpoint()
-    with open(tmp / "coordinator-curve.log", "wb") as log:
-        proc = subprocess.Popen([schedctl(), "start", "coordinator", "--bind", bind, "--state-bind", state_bind,
-                                 "--events-bind", events, "--policy", args.policy, "--seed", str(args.seed)],
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **keys.env("coordinator")})
-    try:
+    argv = [schedctl(), "start", "coordinator", "--bind", bind, "--state-bind", state_bind, "--events-bind", events,
+            "--policy", args.policy, "--seed", str(args.seed)]
+    with DaemonProcess(argv, name="coordinator", log_path=tmp / "coordinator-curve.log",
+                       env={**os.environ, **keys.env("coordinator")}) as coordinator:
         with Client(bind, curve=keys.client(OPERATOR)) as client:
-            client.wait_answering(30, lambda: proc.poll() is None)
+            coordinator.wait_ready(client.answers, 30)
         yield bind, state_bind
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def measure_curve(args: argparse.Namespace, frames: list[bytes], lat_frames: list[bytes]) -> tuple[Run, Run]:

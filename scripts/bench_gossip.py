@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the gossip layer: real peers on loopback, then the simulated network vs N.
 
-Part (a), real: N agent processes (`python -m daemons.gossip.agent`, default N = 32,
+Part (a), real: N agent processes (`python -m daemons.gossip.testing`, default N = 32,
 LAN preset) on 127.0.0.1. Measures convergence, the time for one peer's record
 change to reach all others (p50 / p99 over several changes), bytes per second per
 peer, false DEAD verdicts while a CPU hog runs beside the cluster, and the time

@@ -44,11 +44,12 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daemons.bus import encode
-from daemons.bus.client import Client, free_endpoint
+from daemons.bus.client import Client
 from daemons.bus.envelope import MAX_FRAME_BYTES
 from daemons.coordinator.testing import Client as CoordinatorClient
 from daemons.coordinator.testing import node_state, running_coordinator
 from daemons.core.messages import EpochNotice, Infer, Schedule, StatusRequest, WitnessQuery
+from daemons.core.process import free_endpoint
 from daemons.core.schema import to_dict
 from daemons.emulator.testing import start_emulator
 from daemons.gossip import messages as gm

@@ -1,11 +1,11 @@
 """A local cluster on loopback: the same `schedctl start ...` processes systemd runs.
 
-Every process is started in this module and stopped in `stop()`, which also runs on
-Ctrl-C and on failure. When this process dies without running `stop()` (SIGKILL, a crash)
-the kernel kills the daemons (PR_SET_PDEATHSIG, set by each daemon at start-up:
-daemons/bus/activation.py), and their backend instances die with their node the same way.
-The signal fires when the *thread* that spawned a daemon exits, so every daemon, restarts
-included, is spawned from one thread that lives until `stop()`.
+Every process is a `DaemonProcess` (daemons/core/process.py) started in this module and
+stopped in `stop()`, which also runs on Ctrl-C and on failure. When this process dies
+without running `stop()` (SIGKILL, a crash) the kernel kills the daemons (PR_SET_PDEATHSIG,
+set by each daemon at start-up: daemons/bus/activation.py), and their backend instances die
+with their node the same way. The signal fires when the *thread* that spawned a daemon exits,
+so every daemon, restarts included, is spawned from one thread that lives until `stop()`.
 
 No port can be taken between choosing and binding it: the cluster binds and listens on
 every endpoint itself (port 0, the kernel picks) and hands the listening sockets to the
@@ -25,17 +25,13 @@ CURVE is on unless the spec says `insecure` (`--insecure`): keys are made per ru
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
-import signal
 import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import psutil
 
 from cli.experiment.keys import COLLECTOR, LOADGEN, OPERATOR, LocalKeys
 from cli.experiment.netns import Network
@@ -44,10 +40,12 @@ from daemons.bus import activation
 from daemons.bus.client import Client
 from daemons.bus.security import CurveClient, Security
 from daemons.core.errors import SchedctlError
+from daemons.core.process import DaemonProcess, host_port, schedctl_executable, stop_all
 from daemons.node.config import write_node_config
-from daemons.node.instances import schedctl_command
 
 READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0  # SIGTERM to SIGKILL
+GRACE_S = 10.0  # for what a daemon leaves behind (DaemonProcess.stop)
 # A node alone in its namespace owns every port of its address: the daemons' default ports.
 NODE_PORT, GOSSIP_PORT = 5560, 5561
 
@@ -57,22 +55,35 @@ class ClusterError(SchedctlError):
 
 
 @dataclass
-class Daemon:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
-
-
-@dataclass
 class LocalCluster:
+    """The daemons of one arm of an experiment, as processes of this one (see the module docstring).
+
+    `start()` makes the per-run CURVE keys, binds every endpoint (the listening sockets are
+    handed down, so all addresses are known up front), then spawns, in this order: with
+    centralized scheduling the coordinator (and with --standby-coordinator the standby),
+    then the nodes, each `schedctl start node` with a config written into `workdir` (its log
+    beside it, `NAME.log`). It returns once every one answers a status request: a node at
+    once, a coordinator or gossip peer once it sees every node alive, the primary of a pair
+    once it is active. A daemon that exits meanwhile, or the 60 s deadline, raises
+    `DaemonError` with the end of its log.
+
+    `stop()` sends every daemon SIGCONT and SIGTERM at once, gives them 15 s together, then
+    SIGKILLs; whatever a daemon left behind gets 10 s more, then SIGKILL (DaemonProcess.stop).
+    Then the keys are deleted, the spawner thread ends, unused listening sockets close and
+    the network (if any) is removed. On Ctrl-C or SIGTERM the terminal's signal reaches only
+    `schedctl experiment run` (each daemon runs in its own process group): the runner stops
+    the load generator and the collector first, then calls `stop()` (cli/experiment/runner.py);
+    a second Ctrl-C aborts that, and the spawner thread's end takes the daemons with it
+    (PR_SET_PDEATHSIG).
+
+    Faults (cli/experiment/faults.py) act through `signal`, `restart`, `cut` and `heal`.
+    """
+
     spec: ExperimentSpec
     scheduler: str
     workdir: Path
     collector_address: str
-    daemons: list[Daemon] = field(default_factory=list)
+    daemons: list[DaemonProcess] = field(default_factory=list)  # restarts append: the latest of a name counts
     node_endpoints: dict[str, str] = field(default_factory=dict)
     coordinator: str = ""
     coordinator_events: str = ""
@@ -170,28 +181,26 @@ class LocalCluster:
         return endpoint
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        """Start `name` from the spawner thread, handing it its listening sockets."""
+        """Start `name` from the spawner thread, handing it its listening sockets and its CURVE identity."""
         self._args[name] = args
         sockets = self._listening.pop(name, [])
+        keys = self.keys.env(name) if self.keys else {}  # cli/experiment/keys.py
+        spawn = functools.partial(
+            DaemonProcess, [*self._spawn_prefix(name), schedctl_executable(), *args], name=name,
+            log_path=self.workdir / f"{name}.log", append=True, hand_down=sockets,
+            env=activation.child_env(sockets, {**os.environ, **keys}))
         try:
-            proc = self._spawner.submit(self._popen, name, args, sockets).result()
-        finally:
-            for sock in sockets:  # the daemon has its own copies (or never will)
+            daemon = self._spawner.submit(spawn).result()
+        except BaseException:
+            for sock in sockets:  # closed by DaemonProcess once it ran; not if it never did
                 sock.close()
-        self.daemons.append(Daemon(name, proc, self.workdir / f"{name}.log"))
-
-    def _popen(self, name: str, args: list[str], sockets: list[socket.socket]) -> subprocess.Popen[bytes]:
-        keys = self.keys.env(name) if self.keys else {}  # its CURVE identity (cli/experiment/keys.py)
-        with open(self.workdir / f"{name}.log", "ab") as log:
-            return subprocess.Popen([*self._spawn_prefix(name), schedctl_command(), *args], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    pass_fds=[s.fileno() for s in sockets],
-                                    env=activation.child_env(sockets, {**os.environ, **keys}))
+            raise
+        self.daemons.append(daemon)
 
     def _listen_again(self, name: str) -> None:
         """A restart serves the same endpoints: hold them again (free since the old process exited)."""
         for endpoint in self._endpoints.get(name, []):
-            host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+            host, port = host_port(endpoint)
             try:
                 self._listening.setdefault(name, []).append(activation.listen(host, int(port)))
             except OSError as exc:
@@ -207,12 +216,9 @@ class LocalCluster:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for name, endpoint in self._status_endpoints().items():
-            client = Client(endpoint, curve=self.keys.client(OPERATOR) if self.keys else None)
-            try:
-                while not self._answers(client, name, deadline):
-                    pass
-            finally:
-                client.close()
+            with Client(endpoint, curve=self.keys.client(OPERATOR) if self.keys else None) as client:
+                self.current(name).wait_ready(functools.partial(self._answers, client, name),
+                                              max(0.0, deadline - time.monotonic()))
 
     def _status_endpoints(self) -> dict[str, str]:
         endpoints = dict(self.node_endpoints)
@@ -222,10 +228,9 @@ class LocalCluster:
             endpoints["standby"] = self.standby
         return endpoints
 
-    def _answers(self, client: Client, name: str, deadline: float) -> bool:
-        self._check_alive()
-        if time.monotonic() > deadline:
-            raise ClusterError(f"{name} did not become ready within {READY_TIMEOUT_S:.0f} s")
+    def _answers(self, client: Client, name: str) -> bool:
+        for d in self.daemons:  # any daemon's exit fails the start, not only the one asked
+            d.check_running("while the cluster started")
         try:
             reply = client.status(0.5)
         except TimeoutError:
@@ -238,13 +243,8 @@ class LocalCluster:
             return sum(1 for n in reply.nodes if n.get("alive") and n.get("endpoint")) >= len(self.node_endpoints)
         return True
 
-    def _check_alive(self) -> None:
-        for d in self.daemons:
-            if d.proc.poll() is not None:
-                raise ClusterError(f"{d.name} exited with {d.proc.returncode} while starting:\n{d.tail()}")
-
     # ----- faults (cli/experiment/faults.py) ------------------------------------------
-    def current(self, name: str) -> Daemon:
+    def current(self, name: str) -> DaemonProcess:
         """The latest process of `name` (a restart appends a new one; old ones stay listed)."""
         for d in reversed(self.daemons):
             if d.name == name:
@@ -252,21 +252,11 @@ class LocalCluster:
         raise ClusterError(f"no process named {name!r} in this cluster")
 
     def signal(self, name: str, sig: int) -> None:
-        proc = self.current(name).proc
-        if proc.poll() is None:
-            proc.send_signal(sig)
+        self.current(name).send_signal(sig)
 
     def restart(self, name: str, downtime_s: float) -> None:
-        """SIGTERM, wait for the exit, stay down `downtime_s`, then the same command again."""
-        proc = self.current(name).proc
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """Stop it (SIGTERM, then SIGKILL), stay down `downtime_s`, then the same command again."""
+        self.current(name).stop(STOP_TIMEOUT_S, GRACE_S)
         time.sleep(downtime_s)
         self._listen_again(name)
         self._spawn(name, self._args[name])
@@ -286,7 +276,7 @@ class LocalCluster:
     def stop(self) -> None:
         """SIGTERM everything, wait, then SIGKILL whatever (or whoever's child) remains; then the network."""
         try:
-            self._stop_processes()
+            stop_all(self.daemons, STOP_TIMEOUT_S, GRACE_S)
         finally:
             if self.keys is not None:
                 self.keys.remove()
@@ -297,29 +287,3 @@ class LocalCluster:
             self._listening.clear()
             if self.network is not None:
                 self.network.close()
-
-    def _stop_processes(self) -> None:
-        procs = [d.proc for d in self.daemons]
-        kids = [k for p in procs for k in _children(p.pid)]
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGCONT)  # a paused process (fault) would never see SIGTERM
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        _, alive = psutil.wait_procs(kids, timeout=10)
-        for k in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                k.kill()
-
-
-def _children(pid: int) -> list[psutil.Process]:
-    try:
-        kids: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
-        return kids
-    except psutil.NoSuchProcess:
-        return []

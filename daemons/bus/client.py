@@ -7,7 +7,6 @@ waits: `schedctl` subcommands, the local cluster launcher, the test kits.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -19,13 +18,6 @@ from daemons.bus.envelope import Envelope, decode, encode
 from daemons.bus.security import CurveClient
 from daemons.bus.sockets import make_socket
 from daemons.core.messages import StatusReply, StatusRequest
-
-
-def free_endpoint(host: str = "127.0.0.1") -> str:
-    """A TCP address on `host` (loopback by default) nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return f"tcp://{host}:{s.getsockname()[1]}"
 
 
 class Client:
@@ -65,6 +57,14 @@ class Client:
             env = self.recv(max(0.01, deadline - time.monotonic()))
             if isinstance(env.body, StatusReply) and env.id == msg_id:
                 return env.body
+
+    def answers(self, timeout_s: float = 0.5) -> bool:
+        """Whether the daemon answers a status request within `timeout_s` (a readiness probe)."""
+        try:
+            self.status(timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def wait_answering(self, timeout_s: float, alive: Callable[[], bool] = lambda: True,
                        poll_s: float = 0.5) -> StatusReply:

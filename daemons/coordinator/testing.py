@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +30,6 @@ import zmq
 
 from daemons.bus import activation, encode, make_socket
 from daemons.bus.client import Client as BusClient
-from daemons.bus.client import free_endpoint as free_endpoint  # re-exported for tests (still racy)
 from daemons.bus.envelope import Envelope
 from daemons.core.messages import (
     CatalogEntry,
@@ -42,13 +39,12 @@ from daemons.core.messages import (
     Schedule,
     StatusReply,
 )
+from daemons.core.process import DaemonProcess
+from daemons.core.process import free_endpoint as free_endpoint  # re-exported for tests (still racy)
+from daemons.core.process import schedctl_executable as schedctl  # re-exported for tests
 
 GIB = 1 << 30
 ENDS = ("bind", "state_bind", "events_bind")  # a coordinator's three sockets
-
-
-def schedctl() -> str:
-    return str(Path(sys.executable).parent / "schedctl")
 
 
 def node_state(name: str, *, gen: int = 1, seq: int = 1, ready: tuple[str, ...] | list[str] = (),
@@ -158,24 +154,27 @@ class Client(BusClient):
 
 @dataclass
 class CoordinatorProcess:
-    """`schedctl start coordinator` as a child process on free loopback ports."""
+    """`schedctl start coordinator` as a child process (daemons/core/process.py) on free loopback ports."""
 
-    proc: subprocess.Popen[bytes]
+    daemon: DaemonProcess
     bind: str
     state_bind: str
     events_bind: str
-    log_path: Path
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.daemon.popen
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.daemon.log_path
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.daemon.log()
 
     def wait_ready(self, timeout_s: float = 20.0) -> None:
         with Client(self.bind) as client:
-            try:
-                client.wait_answering(timeout_s, lambda: self.proc.poll() is None, poll_s=0.3)
-            except (RuntimeError, TimeoutError) as exc:
-                raise type(exc)(f"coordinator at {self.bind}: {exc} (exit {self.proc.poll()}): "
-                                f"{self.log()[-2000:]}") from None
+            self.daemon.wait_ready(lambda: client.answers(0.3), timeout_s)
 
     def ha(self, timeout_s: float = 2.0) -> dict[str, Any]:
         """Its failover state from a status reply: name, role, state, epoch, peer..."""
@@ -183,15 +182,7 @@ class CoordinatorProcess:
             return client.status(timeout_s).info
 
     def stop(self, timeout_s: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # a paused one (a test's SIGSTOP) must see the SIGTERM
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return self.daemon.stop(timeout_s)
 
 
 @contextlib.contextmanager
@@ -242,14 +233,9 @@ def coordinator_process(log_dir: Path, extra: list[str], flags: dict[str, Any],
     for key, value in {**ends, **flags}.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     log_path = log_dir / f"{flags.get('name', 'coordinator')}-{uuid.uuid4().hex[:6]}.log"
-    try:
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, pass_fds=[h.fileno() for h in held],
-                                    env=activation.child_env(held, die_with_parent=False))
-    finally:
-        for sock in held:  # the coordinator has its own copies
-            sock.close()
-    coord = CoordinatorProcess(proc, ends["bind"], ends["state_bind"], ends["events_bind"], log_path)
+    daemon = DaemonProcess(args, name=f"coordinator at {ends['bind']}", log_path=log_path, hand_down=held,
+                           env=activation.child_env(held, die_with_parent=False))
+    coord = CoordinatorProcess(daemon, ends["bind"], ends["state_bind"], ends["events_bind"])
     try:
         yield coord
     finally:

@@ -5,8 +5,8 @@
     with start_emulator("facebook/opt-125m", gpu="a100-80gb") as emu:
         httpx.post(f"{emu.base_url}/generate", json={"inputs": "hi"})
 
-The process is `schedctl start emulator ...` (the console script next to the running
-interpreter), on a free port, with no load time unless asked (`checkpoint_tier="gpu"`,
+The process is `schedctl start emulator ...` (a `DaemonProcess`, daemons/core/process.py),
+on a free port, with no load time unless asked (`checkpoint_tier="gpu"`,
 `init_seconds=0`).  By default the context waits for `/health` to answer 200; with
 `wait="listening"` it returns as soon as the port answers at all (to watch the 503s of
 the load phase), with `wait="none"` at once.  On exit the process gets SIGTERM, then
@@ -17,65 +17,52 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
+
+from daemons.core.process import DaemonError, DaemonProcess, console_script, free_port, schedctl_executable
 
 Wait = Literal["healthy", "listening", "none"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (bind to port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def schedctl_command() -> list[str]:
-    """How to run `schedctl`: the console script beside this interpreter, else `python -m`."""
-    script = Path(sys.executable).with_name("schedctl")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+ATTEMPTS = 3  # a port chosen free may be taken before the emulator binds it: try another
 
 
 @dataclass
 class RunningEmulator:
-    """One emulator process; `base_url` is what a TGI client takes."""
+    """One emulator process (daemons/core/process.py); `base_url` is what a TGI client takes."""
 
     base_url: str
     port: int
-    process: subprocess.Popen[bytes]
-    _stderr: IO[bytes]
+    daemon: DaemonProcess
+
+    @classmethod
+    def start(cls, argv: Sequence[str], port: int, log_path: Path, host: str = "127.0.0.1",
+              env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None) -> RunningEmulator:
+        """Spawn `argv` (which serves on `port`); its stderr goes to `log_path`, stdout nowhere."""
+        daemon = DaemonProcess(argv, name=f"emulator on port {port}", log_path=log_path, stdout=subprocess.DEVNULL,
+                               env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
+        return cls(f"http://{host}:{port}", port, daemon)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.daemon.popen
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.daemon.pid
 
     def stderr_text(self) -> str:
         """Everything the process wrote to stderr so far."""
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", errors="replace")
+        return self.daemon.log()
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait, SIGKILL if needed; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return self.daemon.stop(timeout)
 
 
 def http_status(url: str, timeout: float = 1.0) -> int | None:
@@ -91,18 +78,15 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
 
 
 def wait_for(emu: RunningEmulator, wait: Wait, timeout: float) -> None:
-    """Block until the emulator is `wait` (healthy / listening), or raise RuntimeError."""
+    """Block until the emulator is `wait` (healthy / listening), or raise DaemonError."""
     if wait == "none":
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if emu.process.poll() is not None:
-            raise RuntimeError(f"emulator exited with {emu.process.returncode}: {emu.stderr_text()[-2000:]}")
+
+    def ready() -> bool:
         status = http_status(f"{emu.base_url}/health")
-        if status == 200 or (wait == "listening" and status is not None):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"emulator not {wait} after {timeout} s: {emu.stderr_text()[-2000:]}")
+        return status == 200 or (wait == "listening" and status is not None)
+
+    emu.daemon.wait_ready(ready, timeout)
 
 
 def emulator_args(
@@ -110,19 +94,33 @@ def emulator_args(
     extra_args: Sequence[str],
 ) -> list[str]:
     return [
-        *schedctl_command(), "start", "emulator", "--model-id", model_id, "--gpu", gpu,
+        schedctl_executable(), "start", "emulator", "--model-id", model_id, "--gpu", gpu,
         "--port", str(port), "--hostname", host, "--init-seconds", str(init_seconds),
         "--checkpoint-tier", checkpoint_tier, *extra_args,
     ]
 
 
-def _spawn(args: list[str], port: int, host: str, env: dict[str, str] | None,
-           stderr: IO[bytes]) -> RunningEmulator:
-    stderr.seek(0)
-    stderr.truncate()
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                            env={**os.environ, **(env or {})})
-    return RunningEmulator(f"http://{host}:{port}", port, proc, stderr)
+@contextlib.contextmanager
+def _running(argv_for: Callable[[int], list[str]], port: int | None, host: str, wait: Wait, timeout: float,
+             stop_timeout: float, env: dict[str, str] | None,
+             preexec_fn: Callable[[], None] | None = None) -> Iterator[RunningEmulator]:
+    """`argv_for(port)` on `port` (None: a free one, another if it was taken meanwhile); stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="emulator-") as tmp:
+        for attempt in range(ATTEMPTS):
+            chosen = port if port is not None else free_port(host)
+            emu = RunningEmulator.start(argv_for(chosen), chosen, Path(tmp) / "stderr.log", host, env, preexec_fn)
+            try:
+                wait_for(emu, wait, timeout)
+                break
+            except DaemonError:
+                emu.stop(stop_timeout)
+                if port is None and "already in use" in emu.stderr_text() and attempt < ATTEMPTS - 1:
+                    continue  # another process took the port between free_port() and bind()
+                raise
+        try:
+            yield emu
+        finally:
+            emu.stop(stop_timeout)
 
 
 @contextlib.contextmanager
@@ -141,29 +139,16 @@ def start_emulator(
     env: dict[str, str] | None = None,
 ) -> Iterator[RunningEmulator]:
     """Start `schedctl start emulator` on a free loopback port; stop and reap it on exit."""
-    with tempfile.TemporaryFile() as stderr:
-        for attempt in range(3):
-            chosen = port if port is not None else free_port(host)
-            args = emulator_args(model_id, gpu, chosen, host, init_seconds, checkpoint_tier, extra_args)
-            emu = _spawn(args, chosen, host, env, stderr)
-            try:
-                wait_for(emu, wait, timeout)
-                break
-            except RuntimeError:
-                emu.stop(stop_timeout)
-                if port is None and "already in use" in emu.stderr_text() and attempt < 2:
-                    continue  # another process took the port between free_port() and bind()
-                raise
-        try:
-            yield emu
-        finally:
-            emu.stop(stop_timeout)
+    def argv(chosen: int) -> list[str]:
+        return emulator_args(model_id, gpu, chosen, host, init_seconds, checkpoint_tier, extra_args)
+
+    with _running(argv, port, host, wait, timeout, stop_timeout, env) as emu:
+        yield emu
 
 
 def launcher_command() -> list[str]:
-    """How to run `schedctl-tgi-launcher`: the console script beside this interpreter, else `python -m`."""
-    script = Path(sys.executable).with_name("schedctl-tgi-launcher")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "daemons.emulator.launcher"]
+    """How to run `schedctl-tgi-launcher`: the console script of this installation."""
+    return [console_script("schedctl-tgi-launcher")]
 
 
 @contextlib.contextmanager
@@ -180,25 +165,9 @@ def start_launcher(
     """`schedctl-tgi-launcher ARGS --port P --hostname HOST` (fast load unless ARGS say otherwise),
     on a free port; SIGTERM, then SIGKILL, and reaped on exit. `preexec_fn` runs in the child
     (e.g. to lower its file-descriptor limit)."""
-    with tempfile.TemporaryFile() as stderr:
-        for attempt in range(3):
-            port = free_port(host)
-            argv = [*launcher_command(), "--init-seconds", "0", "--checkpoint-tier", "gpu", *args,
-                    "--port", str(port), "--hostname", host]
-            stderr.seek(0)
-            stderr.truncate()
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                    env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
-            emu = RunningEmulator(f"http://{host}:{port}", port, proc, stderr)
-            try:
-                wait_for(emu, wait, timeout)
-                break
-            except RuntimeError:
-                emu.stop(stop_timeout)
-                if "already in use" in emu.stderr_text() and attempt < 2:
-                    continue  # another process took the port between free_port() and bind()
-                raise
-        try:
-            yield emu
-        finally:
-            emu.stop(stop_timeout)
+    def argv(port: int) -> list[str]:
+        return [*launcher_command(), "--init-seconds", "0", "--checkpoint-tier", "gpu", *args,
+                "--port", str(port), "--hostname", host]
+
+    with _running(argv, None, host, wait, timeout, stop_timeout, env, preexec_fn) as emu:
+        yield emu

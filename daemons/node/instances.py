@@ -36,12 +36,12 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from daemons.core.errors import ConfigError
+from daemons.core.process import describe_exit, free_port, schedctl_executable
 from daemons.node.backend import Backend, BackendRequestError, httpx
 from daemons.node.catalog import Catalog
 from daemons.node.config import NodeConfig
@@ -152,7 +152,7 @@ class ModelManager:
         existing = self.instances.get(model)
         if existing is not None:  # another request started it while we waited for room
             return existing
-        port = _free_port()
+        port = free_port()
         instance = Instance(model, port, footprint, Backend(f"http://127.0.0.1:{port}", self._probe))
         self.instances[model] = instance
         self._on_change()
@@ -212,7 +212,7 @@ class ModelManager:
                 if attempt == PORT_ATTEMPTS:
                     raise BackendRequestError("load_failed", f"{exc}; gave up after {attempt} ports") from None
                 old = instance.port
-                await self._move(instance, _free_port())
+                await self._move(instance, free_port())
                 self.port_retries += 1
                 log.warning("%s: %s; launching again on port %d", instance.model, exc, instance.port,
                             extra={"SCHEDCTL_MODEL": instance.model})
@@ -247,7 +247,7 @@ class ModelManager:
         values = {"model": instance.model, "port": str(instance.port), "gpu": self.config.gpu,
                   "tier": self.config.checkpoint_tier, "kv_tokens": str(self.config.kv_tokens),
                   "init_s": str(self.config.init_s), "master_port": str(instance.port + 20000),
-                  "memory_fraction": f"{fraction:.4f}", "schedctl": schedctl_command()}
+                  "memory_fraction": f"{fraction:.4f}", "schedctl": schedctl_executable()}
         return [arg.format(**values) for arg in self.template]
 
     async def _until_healthy(self, instance: Instance, proc: asyncio.subprocess.Process) -> None:
@@ -256,9 +256,9 @@ class ModelManager:
             if proc.returncode is not None:
                 if await asyncio.to_thread(port_in_use, instance.port):
                     raise PortTaken(f"port {instance.port} is held by another process "
-                                    f"(the launcher exited with {_describe_exit(proc.returncode)})")
+                                    f"(the launcher exited with {describe_exit(proc.returncode)})")
                 raise BackendRequestError("load_failed", f"the launcher (pid {proc.pid}) exited with "
-                                          f"{_describe_exit(proc.returncode)} before it was ready")
+                                          f"{describe_exit(proc.returncode)} before it was ready")
             if await instance.backend.healthy():
                 if await asyncio.to_thread(listener_is_ours, instance.port, proc.pid):
                     return
@@ -271,7 +271,7 @@ class ModelManager:
         code = await proc.wait()
         if instance.state != "evicting":
             await self._fail(instance, f"instance of {instance.model} (pid {proc.pid}) exited with "
-                             f"{_describe_exit(code)}")
+                             f"{describe_exit(code)}")
 
     async def _fail(self, instance: Instance, why: str) -> None:
         """Mark the instance dead, fail its streams at once, and free its memory."""
@@ -338,17 +338,6 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _describe_exit(code: int) -> str:
-    return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True if binding host:port fails because something holds it."""
     with socket.socket() as s:
@@ -388,12 +377,6 @@ def check_launcher(backend: str, template: tuple[str, ...]) -> None:
             "(text-generation-launcher) or set tgi_launcher to its path; on a host without a GPU, "
             "tgi_launcher = \"schedctl-tgi-launcher\" runs the emulator behind TGI's launcher")
     raise ConfigError(f"launcher {program!r} is not on PATH: install it or fix `launcher` in [node]")
-
-
-def schedctl_command() -> str:
-    """The `schedctl` console script of this installation (the venv we run from)."""
-    beside = Path(sys.executable).parent / "schedctl"
-    return str(beside) if beside.exists() else (shutil.which("schedctl") or "schedctl")
 
 
 def _die_with_parent() -> None:

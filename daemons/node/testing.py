@@ -7,8 +7,6 @@ and system tests start nodes the same way.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -20,35 +18,31 @@ import psutil
 
 from daemons.bus import activation
 from daemons.bus.client import Client
-from daemons.bus.client import free_endpoint as free_endpoint  # re-exported for tests (still racy)
+from daemons.core.process import DaemonProcess
+from daemons.core.process import free_endpoint as free_endpoint  # re-exported for tests (still racy)
+from daemons.core.process import schedctl_executable as schedctl  # re-exported for tests
 from daemons.node.config import write_node_config
-from daemons.node.instances import schedctl_command
-
-
-def schedctl() -> str:
-    return schedctl_command()
 
 
 class NodeProcess:
-    """`schedctl start node` as a child process, with its config in a temp file."""
+    """`schedctl start node` as a child process (daemons/core/process.py), with its config in a file."""
 
     def __init__(self, config_path: Path, bind: str, log_path: Path, held: Sequence[socket.socket] = ()) -> None:
         """`held`: listening sockets handed to the node (daemons/bus/activation.py), e.g. its bind."""
         self.bind = bind
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         # DEBUG: tests read the per-request lines (serving, forwarding), which a deployment keeps quiet.
         command = [schedctl(), "start", "node", "--config", str(config_path), "--log-level", "DEBUG"]
-        self.proc = subprocess.Popen(command,
-                                     stdout=self._log, stderr=subprocess.STDOUT, pass_fds=[h.fileno() for h in held],
-                                     env=activation.child_env(held, die_with_parent=False))
+        self.daemon = DaemonProcess(command, name=f"node at {bind}", log_path=log_path, hand_down=held,
+                                    env=activation.child_env(held, die_with_parent=False))
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.daemon.popen
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         with Client(self.bind) as client:
-            try:
-                client.wait_answering(timeout_s, lambda: self.proc.poll() is None)
-            except (RuntimeError, TimeoutError) as exc:
-                raise type(exc)(f"node at {self.bind}: {exc} (exit {self.proc.poll()}): {self.log()}") from None
+            self.daemon.wait_ready(client.answers, timeout_s)
 
     def children(self) -> list[psutil.Process]:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -58,19 +52,11 @@ class NodeProcess:
 
     def log(self) -> str:
         """The node's whole log, also after it stopped."""
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.daemon.log()
 
-    def stop(self, timeout_s: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+    def stop(self, timeout_s: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL; none of its backend instances outlives it."""
+        return self.daemon.stop(timeout_s)
 
 
 @contextlib.contextmanager
@@ -84,22 +70,18 @@ def running_node(tmp: Path, name: str = "node-0", **fields: Any) -> Iterator[Nod
     fields.setdefault("gpu_backend", "emulated")
     fields.setdefault("init_s", 0.2)  # fast-starting instances keep tests short
     fields.setdefault("publish_to", [])
-    config = write_node_config(tmp / f"{name}.toml", name=name, bind=bind, **fields)
     try:
-        node = NodeProcess(config, bind, tmp / f"{name}.log", held)
-    finally:
+        config = write_node_config(tmp / f"{name}.toml", name=name, bind=bind, **fields)
+    except BaseException:
         for sock in held:
             sock.close()
+        raise
+    node = NodeProcess(config, bind, tmp / f"{name}.log", held)
     try:
         node.wait_ready()
         yield node
     finally:
-        kids = node.children()
         node.stop()
-        _, alive = psutil.wait_procs(kids, timeout=10)
-        for p in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                os.kill(p.pid, signal.SIGKILL)
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:

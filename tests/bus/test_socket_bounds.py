@@ -7,8 +7,8 @@ from typing import Any
 
 import zmq
 
-from daemons.bus.client import free_endpoint
 from daemons.bus.sockets import SUBSCRIPTION_MAX_BYTES, SocketOptions, make_socket, receive_hwm
+from daemons.core.process import free_endpoint
 
 
 def test_the_receive_queue_holds_a_bounded_number_of_bytes() -> None:

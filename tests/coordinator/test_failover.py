@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from daemons.bus.client import free_endpoint
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, VoteRound, next_epoch
 from daemons.coordinator.testing import Client, CoordinatorProcess, coordinator_process, running_pair
 from daemons.core.errors import ConfigError
 from daemons.core.messages import Error, Infer, Placement
+from daemons.core.process import free_endpoint
 from daemons.node.testing import NodeProcess, running_node
 
 SMALL = "facebook/opt-125m"

@@ -6,12 +6,23 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from huggingface_hub import AsyncInferenceClient
+from huggingface_hub import AsyncInferenceClient, constants
 from huggingface_hub.errors import OverloadedError, ValidationError
 
 from daemons.emulator.testing import RunningEmulator, start_emulator
 
 PROMPT = "Once upon a time there was"
+# Nothing listens on the discard port: a call meant for the Hub fails at once, on loopback.
+NO_HUB = "http://127.0.0.1:9"
+
+
+@pytest.fixture(autouse=True)
+def hub_client_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub (2.x) refuses every request of its default client in offline mode, the
+    emulator's on loopback included, and online it may ask the Hub for a registry of agent
+    harnesses when it builds a user-agent. So: online, with the Hub's endpoint on loopback."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", NO_HUB)
 
 
 @pytest.fixture

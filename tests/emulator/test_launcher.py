@@ -15,7 +15,8 @@ import time
 import httpx2
 import psutil
 
-from daemons.emulator.testing import free_port, launcher_command, start_launcher
+from daemons.core.process import free_port
+from daemons.emulator.testing import launcher_command, start_launcher
 
 TGI_FLAGS = [  # real TGI flags the emulator has no use for, in both boolean and valued forms
     "--num-shard", "1", "--sharded", "false", "--trust-remote-code", "--shard-uds-path", "/tmp/tgi-test",

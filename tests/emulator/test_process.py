@@ -11,18 +11,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
 
-from daemons.emulator.testing import (
-    RunningEmulator,
-    free_port,
-    http_status,
-    schedctl_command,
-    start_emulator,
-    wait_for,
-)
+from daemons.core.process import free_port, schedctl_executable
+from daemons.emulator.testing import RunningEmulator, http_status, start_emulator, wait_for
 from tests.emulator.conftest import Validate
 
 PROMPT = "the slow model answers this prompt"
@@ -111,7 +106,7 @@ def test_health_is_503_until_the_load_time_has_passed(validate: Validate) -> Non
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*schedctl_command(), "start", "emulator", *args], capture_output=True, text=True,
+    return subprocess.run([schedctl_executable(), "start", "emulator", *args], capture_output=True, text=True,
                           timeout=30, env={**os.environ, **(env or {})})
 
 
@@ -157,10 +152,9 @@ def test_signals_stop_it_cleanly(sig: signal.Signals) -> None:
 def test_launcher_env_vars_like_tgi() -> None:
     port = free_port()
     env = {"MODEL_ID": "facebook/opt-125m", "PORT": str(port), "MAX_CONCURRENT_REQUESTS": "7"}
-    args = [*schedctl_command(), "start", "emulator", "--checkpoint-tier", "gpu", "--init-seconds", "0"]
-    with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(args, env={**os.environ, **env}, stderr=stderr, stdout=subprocess.DEVNULL)
-        emu = RunningEmulator(f"http://127.0.0.1:{port}", port, proc, stderr)
+    args = [schedctl_executable(), "start", "emulator", "--checkpoint-tier", "gpu", "--init-seconds", "0"]
+    with tempfile.TemporaryDirectory() as tmp:
+        emu = RunningEmulator.start(args, port, Path(tmp) / "stderr.log", env=env)
         try:
             wait_for(emu, "healthy", 20)
             info = httpx2.get(f"{emu.base_url}/info").json()

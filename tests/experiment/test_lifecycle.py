@@ -20,6 +20,7 @@ from cli.experiment.cluster import LocalCluster
 from cli.experiment.spec import MODELS, ExperimentSpec, NodeGroup
 from daemons.bus import activation
 from daemons.bus.client import Client
+from daemons.core.process import DaemonProcess
 from daemons.core.sdnotify import parse_endpoints
 from daemons.node.testing import schedctl
 
@@ -68,22 +69,18 @@ def test_a_handed_down_endpoint_is_held_before_the_daemon_starts_and_served_by_i
     notify.settimeout(60)
     env = {**activation.child_env(held), "NOTIFY_SOCKET": str(tmp_path / "notify")}
     # The events socket binds a port the kernel picks: READY=1 reports which.
-    proc = subprocess.Popen([schedctl(), "start", "coordinator", "--bind", bind, "--state-bind", state,
-                             "--events-bind", "tcp://127.0.0.1:*"], env=env, pass_fds=[s.fileno() for s in held],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for s in held:
-        s.close()
+    argv = [schedctl(), "start", "coordinator", "--bind", bind, "--state-bind", state,
+            "--events-bind", "tcp://127.0.0.1:*"]
     try:
-        datagram = notify.recv(4096).decode()
-        assert "READY=1" in datagram
-        bound = parse_endpoints(datagram)
-        assert bound["bind"] == bind and bound["state_bind"] == state
-        assert bound["events_bind"].startswith("tcp://127.0.0.1:") and not bound["events_bind"].endswith(":*")
-        with Client(bind) as client:
-            assert client.status(10).role == "coordinator"
+        with DaemonProcess(argv, env=env, hand_down=held, log_path=tmp_path / "coordinator.log"):
+            datagram = notify.recv(4096).decode()
+            assert "READY=1" in datagram
+            bound = parse_endpoints(datagram)
+            assert bound["bind"] == bind and bound["state_bind"] == state
+            assert bound["events_bind"].startswith("tcp://127.0.0.1:") and not bound["events_bind"].endswith(":*")
+            with Client(bind) as client:
+                assert client.status(10).role == "coordinator"
     finally:
-        proc.terminate()
-        proc.wait(15)
         notify.close()
 
 

@@ -18,10 +18,11 @@ import tomli_w
 import zmq
 
 from daemons.bus import encode, make_socket
-from daemons.bus.client import Client, free_endpoint
+from daemons.bus.client import Client
 from daemons.bus.security import CurveClient, Security, SecurityConfig
 from daemons.coordinator.testing import schedctl
 from daemons.core.messages import NodeState, WitnessQuery
+from daemons.core.process import DaemonProcess, free_endpoint
 
 HOSTS = {"coord-1": "coordinator", "gpu-1": "node", "load-1": "loadgen"}
 BOGUS = "tcp://127.0.0.1:9"
@@ -65,31 +66,25 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         "nodes": [{"name": "gpu-1", "host": "gpu-1", "endpoint": node}],
         "security": {"curve_dir": str(keys), "server_key": "server", "client_key": "controller",
                      "allowed_keys_dir": str(sec["coord-1"]["allowed_keys_dir"])}}))
-    procs = []
     with contextlib.ExitStack() as stack:
-        for what in ("coordinator", "node"):
-            log = stack.enter_context(open(tmp / f"{what}.log", "wb"))
-            config = tmp / ("coord.toml" if what == "coordinator" else "node.toml")
-            procs.append(subprocess.Popen([schedctl(), "start", what, "--config", str(config)], stdout=log,
-                                          stderr=subprocess.STDOUT))
-        try:
-            operator = Security(SecurityConfig(curve_dir=str(keys), client_key="controller",
-                                               allowed_keys_dir=sec["coord-1"]["allowed_keys_dir"])).client
-            with Client(coord, curve=operator) as client:
-                deadline = time.monotonic() + 60
-                while not any(r.get("alive") for r in client.wait_answering(60).nodes):
-                    assert time.monotonic() < deadline, (tmp / "coordinator.log").read_text()[-2000:]
-                    time.sleep(0.2)
-            yield {"tmp": tmp, "coord": coord, "state": state, "node": node, "sec": sec, "operator": operator}
-        finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        def start(what: str, config: str) -> DaemonProcess:
+            argv = [schedctl(), "start", what, "--config", str(tmp / config)]
+            return stack.enter_context(DaemonProcess(argv, name=what, log_path=tmp / f"{what}.log"))
+
+        coordinator = start("coordinator", "coord.toml")
+        start("node", "node.toml")
+        operator = Security(SecurityConfig(curve_dir=str(keys), client_key="controller",
+                                           allowed_keys_dir=sec["coord-1"]["allowed_keys_dir"])).client
+        with Client(coord, curve=operator) as client:
+            coordinator.wait_ready(lambda: sees_a_node(client), 60)
+        yield {"tmp": tmp, "coord": coord, "state": state, "node": node, "sec": sec, "operator": operator}
+
+
+def sees_a_node(client: Client) -> bool:
+    try:
+        return any(r.get("alive") for r in client.status(1).nodes)
+    except TimeoutError:
+        return False
 
 
 def host_key(d: dict[str, Any], host: str) -> CurveClient | None:

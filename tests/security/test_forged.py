@@ -24,10 +24,11 @@ from cli.experiment.cluster import LocalCluster
 from cli.experiment.commands import _scaled_nodes
 from cli.experiment.spec import ExperimentSpec
 from daemons.bus import encode, make_socket
-from daemons.bus.client import Client, free_endpoint
+from daemons.bus.client import Client
 from daemons.bus.security import CurveClient, generate
 from daemons.coordinator.testing import schedctl
 from daemons.core.messages import EpochNotice, Infer, NodeState, WitnessQuery
+from daemons.core.process import free_endpoint
 from daemons.gossip.messages import Alive, Message
 from daemons.gossip.messages import encode as gossip_encode
 
