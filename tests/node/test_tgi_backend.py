@@ -38,7 +38,8 @@ def tgi_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 def serve(client: Client, rid: str, tokens: int = 5) -> list[str]:
     client.send(Infer(rid, SMALL, "one two three", tokens), rid)
     got = client.until({"done", "error"}, timeout_s=60)
-    return [e.type for e in got]
+    # Progress beats come once a second while the request is held (a slow cold start under load).
+    return [e.type for e in got if e.type != "progress"]
 
 
 def test_tgi_backend_serves_through_text_generation_launcher(tmp_path: Path, tgi_on_path: Path) -> None:
