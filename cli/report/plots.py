@@ -423,8 +423,8 @@ def _draw_service(succ: Axes, lat: Axes, fine: Windows, coarse: Windows, window_
 
 def _draw_fault(axes: Sequence[Axes], m: FaultMarks, number: int, window_s: float) -> None:
     """Lines on every panel; legend labels on the top one (repeats are merged there). The
-    recovery bars run from the first window wholly after the fault to the recovery (or
-    on); the window that proved recovery is shaded green."""
+    recovery bars run from the fault to the recovery (or on); the window that proved
+    recovery (it starts no earlier than the fault) is shaded green."""
     for i, ax in enumerate(axes):
         ax.axvline(m.t_s, color="tab:red", lw=1.2, label="fault" if i == 0 else None)
         if math.isfinite(m.until_s):
@@ -434,7 +434,7 @@ def _draw_fault(axes: Sequence[Axes], m: FaultMarks, number: int, window_s: floa
             if math.isfinite(when):
                 ax.axvline(when, color=color, ls=style_, lw=1.2, label=text if i == 0 else None)
         if math.isfinite(m.recovered):
-            ax.axvspan(m.recovered - window_s, m.recovered, color="tab:green", alpha=0.08, lw=0,
+            ax.axvspan(max(m.t_s, m.recovered - window_s), m.recovered, color="tab:green", alpha=0.08, lw=0,
                        label="window proving recovery" if i == 0 else None)
     note = f"#{number} {m.label}" + ("" if math.isfinite(m.recovered) else ": not recovered")
     axes[0].annotate(note, (m.t_s, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
@@ -444,8 +444,8 @@ def _draw_fault(axes: Sequence[Axes], m: FaultMarks, number: int, window_s: floa
 
 def _draw_thresholds(succ: Axes, lat: Axes, m: FaultMarks, window_s: float) -> None:
     """The bars recovery.py sets (>= 99 % of the baseline success, p99 <= 1.2x), over the
-    windows it judges: from fault + window to the recovery, or to the axis' end."""
-    start = m.t_s + window_s
+    windows it judges: from the fault to the recovery, or to the axis' end."""
+    start = m.t_s
     for ax, bar in ((succ, 100 * SUCCESS_FRACTION * m.base_success), (lat, 1000 * TTFT_FACTOR * m.base_p99_ttft_s)):
         if math.isfinite(bar):
             stop = m.recovered if math.isfinite(m.recovered) else max(start, ax.get_xlim()[1])

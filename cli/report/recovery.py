@@ -19,14 +19,15 @@ For a `fault` event on TARGET at t_f:
 - recovery_s: baseline = the success rate and p99 TTFT of the requests scheduled in the
   10 s before t_f that had finished by t_f (all those scheduled before t_f when none in
   that window had: the steady state just before the fault, not the run's cold start,
-  which would excuse any slowdown after it). Windows trail: the window at t holds the
-  requests scheduled in (t − 10 s, t], what a monitor could know at t, never the future.
-  Service is back at the first t >= t_f + 10 s whose window (so wholly after the fault)
-  holds a request and its requests succeed at >= 99 % of the baseline rate with p99 TTFT
-  <= 1.2x the baseline's; recovery_s = t − t_f. It is therefore at least 10 s (a fault
-  that hurt nobody recovers in exactly 10 s, the window it takes to show it), and a bad
-  request holds it back for as long as it stays in the window, 10 s. No such t up to the last arrival: NaN,
-  not recovered.
+  which would excuse any slowdown after it). Windows trail and start at the fault: the
+  window at t holds the requests scheduled in (max(t_f, t − 10 s), t], what a monitor
+  could know at t — never the future, and nothing from before the fault. Service is back
+  at the first t >= t_f whose window holds enough evidence (at least MIN_EVIDENCE
+  requests, or a whole 10 s) and whose requests succeed at >= 99 % of the baseline rate
+  with p99 TTFT <= 1.2x the baseline's; recovery_s = t − t_f. A fault that hurt nobody
+  recovers as soon as MIN_EVIDENCE requests after it were served well; a bad request holds
+  recovery back while it stays in the window (10 s), unless enough good ones outweigh it.
+  No such t up to the last arrival: NaN, not recovered.
 
 The result is one `Recovery` per fault (daemons/rundir/recovery.py), with the baseline
 it was judged against. `write_report` (cli/report/run_report.py) writes them to
@@ -50,6 +51,9 @@ COORDINATOR = "coordinator"  # the fault target naming the coordinator (cli/expe
 WINDOW_S = 10.0
 SUCCESS_FRACTION = 0.99
 TTFT_FACTOR = 1.2
+# Fewer requests than this after a fault prove nothing unless they span a whole window: one
+# lucky request on a healthy node must not declare a recovery.
+MIN_EVIDENCE = 5
 
 
 def recoveries(requests: Sequence[RequestRow], events: Sequence[Event]) -> list[Recovery]:
@@ -109,8 +113,9 @@ def _recovery(requests: Sequence[RequestRow], t_f: float, baseline: tuple[float,
     base_rate, base_p99 = baseline
     sched = np.asarray([r.scheduled_s for r in requests])
     for t in _window_ends(sched, t_f):
-        lo, hi = np.searchsorted(sched, t - WINDOW_S, side="right"), np.searchsorted(sched, t, side="right")
-        if hi == lo:
+        start = max(t_f, t - WINDOW_S)
+        lo, hi = np.searchsorted(sched, start, side="right"), np.searchsorted(sched, t, side="right")
+        if (hi - lo < MIN_EVIDENCE and t < t_f + WINDOW_S) or hi == lo:
             continue
         rate, p99 = _stats(requests[int(lo):int(hi)])
         if rate >= SUCCESS_FRACTION * base_rate and p99 <= TTFT_FACTOR * base_p99:
@@ -119,11 +124,11 @@ def _recovery(requests: Sequence[RequestRow], t_f: float, baseline: tuple[float,
 
 
 def _window_ends(sched: np.ndarray, t_f: float) -> list[float]:
-    """The times t >= t_f + WINDOW_S at which the window (t − WINDOW_S, t] changes: the first
-    full window after the fault, each later arrival (it enters) and each arrival + WINDOW_S
-    (it leaves), up to the last arrival, in order; a verdict holds until the next of them."""
-    first, last = t_f + WINDOW_S, float(sched[-1]) if sched.size else -math.inf
+    """The times t >= t_f at which the window (max(t_f, t − WINDOW_S), t] changes: each
+    arrival after the fault (it enters), each such arrival + WINDOW_S (it leaves) and the
+    first whole window, up to the last arrival, in order; a verdict holds until the next."""
+    last = float(sched[-1]) if sched.size else -math.inf
     after = sched[sched > t_f]
-    ends = {first, *after.tolist(), *(after + WINDOW_S).tolist()}
+    ends = {t_f + WINDOW_S, *after.tolist(), *(after + WINDOW_S).tolist()}
     # Only while load arrives: past the last arrival a window empties out and proves nothing.
-    return sorted(e for e in ends if first <= e <= last)
+    return sorted(e for e in ends if t_f < e <= last)

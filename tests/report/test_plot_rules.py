@@ -12,7 +12,7 @@ from cli.experiment.commands import _write_arms_comparison
 from cli.experiment.spec import ExperimentSpec, NodeGroup
 from cli.report import load_run, write_report
 from cli.report.plots import TTFT_CDF_COMPARE, fault_marks, node_types, nodes_figure, ttft_cdf_figure, windows
-from cli.report.recovery import WINDOW_S, recoveries
+from cli.report.recovery import MIN_EVIDENCE, WINDOW_S, recoveries
 from cli.report.style import check, figure, label
 from cli.report.text import format_summary
 from daemons.rundir import Event, RequestRow
@@ -52,17 +52,21 @@ def test_recovery_windows_never_precede_their_fault() -> None:
     assert found.recovery_s >= WINDOW_S  # never judged on a window reaching back before the fault
 
 
-def test_a_harmless_fault_recovers_in_one_window() -> None:
+def test_a_harmless_fault_recovers_on_evidence_from_after_it_only() -> None:
+    """One request a second, all served well: recovered at the MIN_EVIDENCE-th arrival after
+    the fault, judged on post-fault requests only (no window floor, no look-ahead)."""
     requests = [RequestRow(f"r{i}", float(i), sent_s=float(i), first_token_s=i + 0.1, done_s=i + 0.2,
                            status="ok", node="node-0") for i in range(40)]
     (found,) = recoveries(requests, [Event(20.0, "fault", "node-1", "kind=kill")])
-    assert found.recovery_s == WINDOW_S
+    assert found.recovery_s == MIN_EVIDENCE
+    assert found.recovery_s < WINDOW_S
 
 
 def test_a_fault_too_close_to_the_end_is_not_recovered(tmp_path: Path) -> None:
-    """No full window after the fault before the last arrival: not recovered, and it says so."""
+    """Too little evidence after the fault before the last arrival (3 requests, under
+    MIN_EVIDENCE, and no whole window): not recovered, and it says so."""
     requests = [req(f"r{i}", i, i + 0.125, i + 0.5) for i in range(12)]
-    run_dir = write_run(tmp_path, requests=requests, events=[event(5.0, "fault", "node-a", "kind=kill")],
+    run_dir = write_run(tmp_path, requests=requests, events=[event(8.0, "fault", "node-a", "kind=kill")],
                         planned_requests=12)
     report = write_report(run_dir)
     (mark,) = fault_marks(report.run)
