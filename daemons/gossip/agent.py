@@ -42,7 +42,9 @@ from typing import Any
 import zmq.asyncio
 
 from daemons.bus import activation
+from daemons.bus.metrics import Endpoint, parse_bind
 from daemons.bus.security import CurveClient, CurveServer
+from daemons.core.errors import ConfigError
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.memberlist import MemberEvent, Memberlist
 from daemons.gossip.transport import ZmqTransport
@@ -272,6 +274,7 @@ async def run_agent(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await agent.start()
+    endpoint = _serve_metrics(agent, args.metrics_bind) if args.metrics_bind else None
     agent.update_local_record(json.loads(args.record) if args.record else _sample_record(agent, 0))
     _emit({"ev": "ready", "t": time.time(), "node": args.id, "addr": agent.addr, "gen": agent.generation})
     tasks = [asyncio.create_task(_read_commands(agent, stop))]
@@ -292,8 +295,22 @@ async def run_agent(args: argparse.Namespace) -> int:
         task.cancel()
     _emit(_stats_json(agent))
     await agent.stop(leave=not args.no_leave)
+    if endpoint is not None:
+        endpoint.close()
     _emit({"ev": "stopped", "t": time.time(), "node": args.id})
     return 0
+
+
+def _serve_metrics(agent: GossipAgent, bind: str) -> Endpoint:
+    """The peer's Prometheus endpoint, on its own registry (imported here: metrics.py imports us)."""
+    from prometheus_client import CollectorRegistry
+
+    from daemons.bus.metrics import serve
+    from daemons.gossip.metrics import GossipMetrics
+
+    registry = CollectorRegistry()
+    GossipMetrics(agent, registry)
+    return serve(registry, bind)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -308,10 +325,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stats-interval", type=float, default=0.0, help="print stats every S seconds")
     p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: run until signalled)")
     p.add_argument("--no-leave", action="store_true", help="stop without announcing a leave")
+    p.add_argument("--metrics-bind", default="", help="HOST:PORT of a Prometheus /metrics endpoint (default: none)")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
     if not args.bind.startswith(("tcp://", "ipc://")):
         p.error("--bind must be a tcp:// or ipc:// address")
+    if args.metrics_bind:
+        try:
+            parse_bind(args.metrics_bind)
+        except ConfigError as exc:
+            p.error(str(exc))
     return args
 
 
@@ -324,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # zmq.ZMQError is an OSError: e.g. address in use
         print(f"gossip agent: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # the metrics endpoint could not bind
+        print(f"gossip agent: {exc}", file=sys.stderr)
+        return 2
 
 
 __all__ = ["GossipAgent", "MemberView", "main", "run_agent"]
