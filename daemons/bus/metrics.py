@@ -128,6 +128,12 @@ def serve(registry: CollectorRegistry, bind: str, flag: str = "--metrics-bind") 
     return Endpoint(server, thread, host)
 
 
+# The sample names of each metric type (the exposition format's suffixes), from a family name.
+SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count", "_created"),
+            "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
+
+
 def exported_names(registry: CollectorRegistry) -> set[str]:
-    """Every sample name the registry exports now (a histogram's _bucket, _sum, _count...)."""
-    return {sample.name for family in registry.collect() for sample in family.samples}
+    """Every sample name the registry's families can export (a histogram's _bucket, _sum,
+    _count...), whether or not a labelled family has a sample yet."""
+    return {family.name + suffix for family in registry.collect() for suffix in SUFFIXES.get(family.type, ("",))}

@@ -309,7 +309,7 @@ def _serve_metrics(agent: GossipAgent, bind: str) -> Endpoint:
     from daemons.gossip.metrics import GossipMetrics
 
     registry = CollectorRegistry()
-    GossipMetrics(agent, registry)
+    GossipMetrics.of(agent, registry)
     return serve(registry, bind)
 
 

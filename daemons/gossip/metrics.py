@@ -9,7 +9,7 @@ suspicions raised, deaths declared, refutations and the Lifeguard health score.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
@@ -17,27 +17,42 @@ from prometheus_client.metrics_core import Metric
 
 from daemons.bus.metrics import name, read_at_scrape
 from daemons.gossip.agent import GossipAgent
+from daemons.gossip.memberlist import Memberlist
+from daemons.gossip.transport import TransportStats
 
 SUB = "gossip"
 
 
-class GossipMetrics:
-    """Registers a gossip peer's metrics in `registry` (a node's, or the agent CLI's own)."""
+Sources = Callable[[], tuple[Memberlist, TransportStats] | None]
 
-    def __init__(self, agent: GossipAgent, registry: CollectorRegistry) -> None:
-        self.agent = agent
+
+class GossipMetrics:
+    """Registers a gossip peer's metrics in `registry` (a node's, or the agent CLI's own);
+    `sources` gives the running peer's memberlist and transport counters (None: not running)."""
+
+    def __init__(self, sources: Sources, registry: CollectorRegistry) -> None:
+        self._sources = sources
         read_at_scrape(registry, self._collect)
 
+    @classmethod
+    def of(cls, agent: GossipAgent, registry: CollectorRegistry) -> GossipMetrics:
+        def sources() -> tuple[Memberlist, TransportStats] | None:
+            try:
+                return agent.memberlist, agent.transport.stats
+            except RuntimeError:  # not started, or stopped
+                return None
+        return cls(sources, registry)
+
     def _collect(self) -> Iterable[Metric]:
-        try:
-            ml, transport = self.agent.memberlist, self.agent.transport
-        except RuntimeError:  # not started, or stopped
+        running = self._sources()
+        if running is None:
             return []
+        ml, st = running
         members = GaugeMetricFamily(name(SUB, "members"), "Members in this peer's view (itself included), "
                                     "by state", labels=["state"])
         for state, count in ml.count_by_status().items():
             members.add_metric([state], count)
-        st, ps = transport.stats, ml.stats
+        ps = ml.stats
         out: list[Metric] = [members]
         for what, value, doc in (
             ("messages_sent", st.msgs_out, "Gossip messages sent"),

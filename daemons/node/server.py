@@ -149,7 +149,7 @@ class NodeServer:
             await self.gossip.start()
             self.endpoints["gossip_bind"] = self.gossip.bound
             if self.metrics is not None:
-                GossipMetrics(self.gossip.agent, self.metrics.registry)
+                GossipMetrics.of(self.gossip.agent, self.metrics.registry)
         log.info("node %s serving on %s (%s)", self.config.name, self.endpoints["bind"], self.probe.reason)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

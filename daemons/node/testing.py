@@ -32,13 +32,18 @@ def schedctl() -> str:
 class NodeProcess:
     """`schedctl start node` as a child process, with its config in a temp file."""
 
-    def __init__(self, config_path: Path, bind: str, log_path: Path, held: Sequence[socket.socket] = ()) -> None:
-        """`held`: listening sockets handed to the node (daemons/bus/activation.py), e.g. its bind."""
+    def __init__(self, config_path: Path, bind: str, log_path: Path, held: Sequence[socket.socket] = (),
+                 metrics_bind: str = "") -> None:
+        """`held`: listening sockets handed to the node (daemons/bus/activation.py), e.g. its bind;
+        `metrics_bind`: HOST:PORT of its Prometheus endpoint (none when empty)."""
         self.bind = bind
+        self.metrics_bind = metrics_bind
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         # DEBUG: tests read the per-request lines (serving, forwarding), which a deployment keeps quiet.
         command = [schedctl(), "start", "node", "--config", str(config_path), "--log-level", "DEBUG"]
+        if metrics_bind:
+            command += ["--metrics-bind", metrics_bind]
         self.proc = subprocess.Popen(command,
                                      stdout=self._log, stderr=subprocess.STDOUT, pass_fds=[h.fileno() for h in held],
                                      env=activation.child_env(held, die_with_parent=False))
@@ -74,9 +79,9 @@ class NodeProcess:
 
 
 @contextlib.contextmanager
-def running_node(tmp: Path, name: str = "node-0", **fields: Any) -> Iterator[NodeProcess]:
+def running_node(tmp: Path, name: str = "node-0", metrics_bind: str = "", **fields: Any) -> Iterator[NodeProcess]:
     """Start a node (emulated GPU, fast-loading emulator instances) and stop it afterwards,
-    making sure none of its backend instances outlive it."""
+    making sure none of its backend instances outlive it; `metrics_bind` opens its /metrics."""
     bind = fields.pop("bind", None)
     # Without a bind: a loopback port held listening and handed to the node, so nothing takes it first.
     held = [] if bind else [activation.listen()]
@@ -86,7 +91,7 @@ def running_node(tmp: Path, name: str = "node-0", **fields: Any) -> Iterator[Nod
     fields.setdefault("publish_to", [])
     config = write_node_config(tmp / f"{name}.toml", name=name, bind=bind, **fields)
     try:
-        node = NodeProcess(config, bind, tmp / f"{name}.log", held)
+        node = NodeProcess(config, bind, tmp / f"{name}.log", held, metrics_bind)
     finally:
         for sock in held:
             sock.close()
