@@ -12,7 +12,8 @@ from daemons.gossip.testing import free_ports, peer_cluster
 from daemons.loadgen import LoadgenConfig, PlannedRequest, run
 from daemons.loadgen.metrics import LoadgenMetrics
 from daemons.node.testing import running_node, wait_until
-from tests.metrics.scrape import loopback_bind, needs_promtool, promtool_check, scrape, value
+from tests.metrics.scrape import loopback_bind, needs_promtool, promtool_check, samples, scrape, value
+from tests.metrics.test_dashboard import every_exported_name
 
 SMALL = "facebook/opt-125m"
 REQUESTS = 6
@@ -43,6 +44,8 @@ def test_coordinator_node_and_loadgen_count_the_same_run(tmp_path: Path) -> None
         coord_text, node_text = scrape(coord_bind), scrape(node_bind)
         for text in (coord_text, node_text, loadgen):
             promtool_check(text)
+            # what the dashboard test takes for exported is what the processes really export
+            assert {name for name, _ in samples(text)} <= every_exported_name()
 
     decisions = sum(value(coord_text, "schedctl_coordinator_decisions_total", action=a, policy="affinity-score")
                     for a in ("SERVE", "COLD_START", "MIGRATE"))
