@@ -192,7 +192,7 @@ def start_loadgen(
     for note in notes:
         typer.echo(note, err=True)
     security = Security.load(config)  # [security]: CURVE to the coordinator and nodes
-    metrics = MetricsConfig.load(config, {"bind": metrics_bind})  # [metrics]: Prometheus endpoint
+    metrics = MetricsConfig.load(config, {"bind": metrics_bind}, "loadgen")  # [metrics]: Prometheus endpoint
     with serving_metrics(metrics) as counted:
         results = _run_with_signals(cfg, requests, quiet, security.client, counted)
     summary_path = out.with_suffix(".summary.json")

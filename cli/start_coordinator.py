@@ -73,6 +73,6 @@ def start_coordinator(
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
-    metrics = MetricsConfig.load(config, {"bind": metrics_bind})  # [metrics]: Prometheus endpoint
+    metrics = MetricsConfig.load(config, {"bind": metrics_bind}, "coordinator")  # [metrics]: Prometheus endpoint
     setup_logging("coordinator", log_level)
     run(cfg, security, metrics)

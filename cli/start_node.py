@@ -53,7 +53,7 @@ def start_node(
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = NodeConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
-    metrics = MetricsConfig.load(config, {"bind": metrics_bind})  # [metrics]: Prometheus endpoint
+    metrics = MetricsConfig.load(config, {"bind": metrics_bind}, "node")  # [metrics]: Prometheus endpoint
     setup_logging(f"node[{cfg.name}]", log_level, {"SCHEDCTL_NODE": cfg.name})
     run(cfg, security, metrics)
 

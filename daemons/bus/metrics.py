@@ -3,6 +3,9 @@
     [metrics]
     bind = "127.0.0.1:9464"   # HOST:PORT of GET /metrics; empty (the default) = no metrics
 
+    [metrics.node]            # one daemon's own, where one host runs several (one file each host)
+    bind = "127.0.0.1:9465"
+
 Every daemon exports on its own `CollectorRegistry`, never prometheus_client's global one:
 several daemons may share a process (tests, simulators), and each must export only its own
 series. Names follow the Prometheus naming conventions (https://prometheus.io/docs/practices/naming/):
@@ -36,6 +39,7 @@ from daemons.core.errors import ConfigError
 from daemons.core.settings import build, env_overrides, read_section
 
 PREFIX = "schedctl_"
+DAEMONS = ("coordinator", "node", "loadgen")  # [metrics.<daemon>] sub-tables
 # Buckets (seconds) for a placement decision: tens of microseconds to tens of milliseconds.
 DECISION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 # Buckets (seconds) for what a request waits for: a token, a model load, a whole answer.
@@ -60,9 +64,12 @@ class MetricsConfig:
         return bool(self.bind)
 
     @classmethod
-    def load(cls, path: Path | None, overrides: dict[str, Any] | None = None) -> MetricsConfig:
-        """[metrics] of the file, then SCHEDCTL_METRICS_* environment, then flags (None ignored)."""
+    def load(cls, path: Path | None, overrides: dict[str, Any] | None = None, daemon: str = "") -> MetricsConfig:
+        """[metrics] of the file, then its [metrics.<daemon>], then SCHEDCTL_METRICS_* environment,
+        then flags (None ignored)."""
         data = read_section(path, "metrics")
+        own = {name: data.pop(name) for name in DAEMONS if isinstance(data.get(name), dict)}
+        data.update(own.get(daemon, {}))
         data.update(env_overrides(cls, "metrics"))
         data.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return build(cls, data, f"[metrics] of {path}" if path else "metrics config")

@@ -23,6 +23,15 @@ def test_off_by_default_and_read_from_file_env_and_flag(tmp_path: Path, monkeypa
     assert MetricsConfig.load(path, {"bind": ""}).enabled is False  # the flag turns it off again
 
 
+def test_a_daemon_table_overrides_the_host_default(tmp_path: Path) -> None:
+    path = tmp_path / "schedctl.toml"
+    path.write_text('[metrics]\nbind = "10.0.0.1:9464"\n[metrics.node]\nbind = "10.0.0.1:9465"\n')
+    assert MetricsConfig.load(path, daemon="coordinator").bind == "10.0.0.1:9464"
+    assert MetricsConfig.load(path, daemon="node").bind == "10.0.0.1:9465"
+    path.write_text('[metrics.loadgen]\nbind = "10.0.0.1:9466"\n')
+    assert not MetricsConfig.load(path, daemon="node").enabled
+
+
 @pytest.mark.parametrize(("text", "host", "port"), [("127.0.0.1:9464", "127.0.0.1", 9464), (":9464", "0.0.0.0", 9464),
                                                     ("[::1]:9100", "::1", 9100), ("gpu-1.lab:9465", "gpu-1.lab", 9465)])
 def test_bind_forms(text: str, host: str, port: int) -> None:
