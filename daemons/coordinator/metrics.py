@@ -40,9 +40,9 @@ class Snapshot:
 class CoordinatorMetrics:
     """The coordinator's registry; `placed` / `refused` are on the decision path (cheap)."""
 
-    def __init__(self, policy: str, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, policy: str, snapshot: Callable[[], Snapshot | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
-        self._snapshot = snapshot
+        self.snapshot = snapshot  # the coordinator sets it: what a scrape reads
         decisions = Counter(name(SUB, "decisions"), "Placement decisions answered, by action and policy",
                             ["action", "policy"], registry=self.registry)
         self._decisions = {action: decisions.labels(action, policy)
@@ -65,7 +65,9 @@ class CoordinatorMetrics:
         self._refusals.labels(code).inc()
 
     def _collect(self) -> Iterable[Metric]:
-        snap = self._snapshot()
+        snap = self.snapshot()
+        if snap is None:  # no coordinator attached yet
+            return []
         states = CounterMetricFamily(name(SUB, "node_states_received"), "NodeState frames received from node agents")
         states.add_metric([], snap.states)
         dropped = CounterMetricFamily(name(SUB, "dropped_frames"), "Frames dropped: malformed, unexpected "

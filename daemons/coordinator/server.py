@@ -113,8 +113,9 @@ ROLES = {"bind": "request ROUTER", "state_bind": "state SUB", "events_bind": "ev
 class Coordinator:
     """The centralized scheduler. Not thread-safe: one thread calls serve_forever."""
 
-    def __init__(self, config: CoordinatorConfig, security: Security | None = None, metrics: bool = False) -> None:
-        """`metrics`: count for Prometheus (`self.metrics.registry`; run() serves it)."""
+    def __init__(self, config: CoordinatorConfig, security: Security | None = None,
+                 metrics: CoordinatorMetrics | None = None) -> None:
+        """`metrics`: count for Prometheus in it (run() serves its registry)."""
         self.config = config
         self.policy = get_policy(config.policy, "centralized")
         self.rng = Random(config.seed)
@@ -122,7 +123,9 @@ class Coordinator:
         self.inbox = StateInbox()
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
         self.states_received = 0  # state frames read from the SUB (before coalescing)
-        self.metrics = CoordinatorMetrics(config.policy, self._metrics_snapshot) if metrics else None
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.snapshot = self._metrics_snapshot
         self.queue: AdmissionQueue[Asked] = AdmissionQueue(config.queue)
         self._states_seen = False  # node states arrived since the queue was last offered to the policy
         self._stop = threading.Event()
@@ -594,15 +597,18 @@ def run(config: CoordinatorConfig, security: Security | None = None, metrics: Me
     """Run a coordinator in the foreground until SIGTERM or SIGINT, then close cleanly;
     with `metrics` enabled, its Prometheus endpoint runs alongside."""
     metrics = metrics or MetricsConfig()
-    coord = Coordinator(config, security, metrics=metrics.enabled)
-    coord.bind()
-    try:
-        endpoint = serve(coord.metrics.registry, metrics.bind) if coord.metrics is not None else None
-    except ConfigError:
-        coord.close()
-        raise
+    counted = CoordinatorMetrics(config.policy) if metrics.enabled else None
+    # Opened first: a taken port then stops the coordinator before it holds any socket or thread.
+    endpoint = serve(counted.registry, metrics.bind) if counted is not None else None
     if endpoint is not None:
         log.info("metrics on http://%s/metrics", endpoint.address)
+    try:
+        coord = Coordinator(config, security, counted)
+        coord.bind()
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
     sdnotify.ready(f"scheduling on {coord.endpoints['bind']} with {config.policy}", coord.endpoints)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -28,9 +28,9 @@ class NodeMetrics:
     """The node's registry. `answered`, `backend_error` and the ModelManager's observer
     calls (`loaded`, `load_failed`, `evicted`) happen on the event loop; they only count."""
 
-    def __init__(self, state: Callable[[], NodeState | None]) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._state = state
+        self.state: Callable[[], NodeState | None] = lambda: None  # the node sets it: its last NodeState
         self._requests = Counter(name(SUB, "requests"), "Requests this node served to an answer, by outcome "
                                  "(ok or the error code sent)", ["outcome"], registry=self.registry)
         self._ok = self._requests.labels("ok")
@@ -63,7 +63,7 @@ class NodeMetrics:
         self._evictions.inc()
 
     def _collect(self) -> Iterable[Metric]:
-        state = self._state()
+        state = self.state()
         if state is None:  # nothing published yet
             return []
         queue = GaugeMetricFamily(name(SUB, "queue_depth"), "Requests waiting in this node's model queues",

@@ -111,8 +111,9 @@ class NodeServer:
     It is the `HostNode` of its gossip mode: `local_state`, `serve_locally`, `send`, `announce`.
     """
 
-    def __init__(self, config: NodeConfig, security: Security | None = None, metrics: bool = False) -> None:
-        """`metrics`: count for Prometheus (`self.metrics.registry`; run() serves it)."""
+    def __init__(self, config: NodeConfig, security: Security | None = None,
+                 metrics: NodeMetrics | None = None) -> None:
+        """`metrics`: count for Prometheus in it (run() serves its registry)."""
         self.config = config
         self.catalog = Catalog(config.models, config.gpu, config.checkpoint_tier, config.kv_tokens,
                                config.init_s)
@@ -139,8 +140,10 @@ class NodeServer:
         self._witness_probes = 0
         self.gossip = GossipMode(config, self.ctx, self, self.security) if config.scheduler == "gossip" else None
         self.last_state: NodeState | None = None  # the last NodeState published (metrics read it)
-        self.metrics = NodeMetrics(lambda: self.last_state) if metrics else None
-        self.manager.observer = self.metrics
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.state = lambda: self.last_state
+            self.manager.observer = metrics
 
     # ----- lifecycle -------------------------------------------------------------
     async def serve(self) -> None:
@@ -535,12 +538,13 @@ def run(config: NodeConfig, security: Security | None = None, metrics: MetricsCo
     """Run a node agent until SIGTERM or SIGINT; with `metrics` enabled, its Prometheus
     endpoint runs alongside (on its own thread)."""
     metrics = metrics or MetricsConfig()
-    node = NodeServer(config, security, metrics=metrics.enabled)
-    endpoint = serve(node.metrics.registry, metrics.bind) if node.metrics is not None else None
+    counted = NodeMetrics() if metrics.enabled else None
+    # Opened first: a taken port then stops the node before it holds any socket or thread.
+    endpoint = serve(counted.registry, metrics.bind) if counted is not None else None
     if endpoint is not None:
         log.info("metrics on http://%s/metrics", endpoint.address)
     try:
-        asyncio.run(node.serve())
+        asyncio.run(NodeServer(config, security, counted).serve())
     finally:
         if endpoint is not None:
             endpoint.close()

@@ -25,7 +25,8 @@ METRIC = re.compile(r"\bschedctl_[a-z0-9_]+")
 
 def every_exported_name() -> set[str]:
     coordinator = CoordinatorMetrics("affinity-score", lambda: Snapshot(0, 0, 0, 0, 0, 0, "standalone", "active"))
-    node = NodeMetrics(lambda: node_state("n"))
+    node = NodeMetrics()
+    node.state = lambda: node_state("n")
     gossip = CollectorRegistry()
     GossipMetrics(lambda: (Memberlist("n", "tcp://127.0.0.1:1", generation=1, now=0.0), TransportStats()), gossip)
     registries = [coordinator.registry, node.registry, gossip, LoadgenMetrics().registry]
