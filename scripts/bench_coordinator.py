@@ -627,7 +627,8 @@ def main(argv: list[str]) -> int:
         figures["metrics_in_process_cost_pct"] = round(100 * in_process / (total + in_process), 2)
         print(f"metrics on vs off (same run, {extra['metrics_rounds']} alternating pairs): medians "
               f"{extra['metrics_on_decisions_per_s']:,} vs {extra['metrics_off_decisions_per_s']:,} decisions/s, "
-              f"median pair {extra['metrics_cost_pct']:.1f} % lower (goal <= {extra['goal_metrics_cost_pct']:.0f} %): "
+              f"cost {extra['metrics_cost_pct']:.1f} % (1 - the median pair's on/off ratio; goal <= "
+              f"{extra['goal_metrics_cost_pct']:.0f} %): "
               f"{verdict}; in process, counting a decision costs {in_process:.2f} us, "
               f"{figures['metrics_in_process_cost_pct']:.1f} % of a decision's {total + in_process:.1f} us; "
               f"{extra['metrics_decisions_counted']:,} decisions counted for "

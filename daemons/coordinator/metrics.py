@@ -1,10 +1,10 @@
 """The coordinator's Prometheus metrics (daemons/bus/metrics.py has the conventions).
 
-Counted as they happen (the decision loop calls `placed` and `refused`): decisions by
-action and policy, the decision latency, refusals by code. Read when Prometheus scrapes,
-from what the coordinator keeps anyway: node states received and dropped frames (its
-counters), nodes alive and dead (its cluster book), requests waiting for capacity, its
-epoch and its failover role and state.
+Counted by the decision loop as they happen, lock-free (`placed`, `refused`): decisions by
+action and policy, the decision latency, refusals by code. Read from what the coordinator
+keeps anyway: node states received and dropped frames (its counters), nodes alive and dead
+(its cluster book), requests waiting for capacity, its epoch and its failover role and
+state. Everything becomes a metric family only when Prometheus scrapes.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from daemons.bus.metrics import DECISION_BUCKETS, name, read_at_scrape
+from daemons.bus.metrics import DECISION_BUCKETS, Buckets, counter_family, name, read_at_scrape
 from daemons.core.messages import ACTIONS
 
 SUB = "coordinator"
-STATES = ("active", "passive")  # a failover state (failover.py); a standalone one is active
 
 
 @dataclass(frozen=True)
@@ -38,41 +37,40 @@ class Snapshot:
 
 
 class CoordinatorMetrics:
-    """The coordinator's registry; `placed` / `refused` are on the decision path (cheap)."""
+    """The coordinator's registry; `placed` / `refused` run on the decision path (plain adds)."""
 
     def __init__(self, policy: str, snapshot: Callable[[], Snapshot | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
+        self.policy = policy
         self.snapshot = snapshot  # the coordinator sets it: what a scrape reads
-        decisions = Counter(name(SUB, "decisions"), "Placement decisions answered, by action and policy",
-                            ["action", "policy"], registry=self.registry)
-        self._decisions = {action: decisions.labels(action, policy)
-                           for action in ACTIONS}
-        self._decisions_of: Callable[[str], Counter] = lambda action: decisions.labels(action, policy)
-        self._latency = Histogram(name(SUB, "decision_seconds"), "Time the policy took to place a request "
-                                  "(as sent in the Placement)", buckets=DECISION_BUCKETS, registry=self.registry)
-        self._refusals = Counter(name(SUB, "refusals"), "Schedule requests answered with an error, by code",
-                                 ["code"], registry=self.registry)
+        self.decisions = dict.fromkeys(ACTIONS, 0)  # action -> placements answered with it
+        self.latency = Buckets(DECISION_BUCKETS)
+        self.refusals: dict[str, int] = {}  # error code -> Schedule requests answered with it
         read_at_scrape(self.registry, self._collect)
 
     def placed(self, action: str, seconds: float) -> None:
-        child = self._decisions.get(action)
-        if child is None:  # an action added to messages.ACTIONS later: still a handful of values
-            child = self._decisions[action] = self._decisions_of(action)
-        child.inc()
-        self._latency.observe(seconds)
+        self.decisions[action] = self.decisions.get(action, 0) + 1
+        self.latency.observe(seconds)
 
     def refused(self, code: str) -> None:
-        self._refusals.labels(code).inc()
+        self.refusals[code] = self.refusals.get(code, 0) + 1
 
     def _collect(self) -> Iterable[Metric]:
+        out: list[Metric] = [
+            counter_family(name(SUB, "decisions"), "Placement decisions answered, by action and policy", "action",
+                           self.decisions, {"policy": self.policy}),
+            self.latency.family(name(SUB, "decision_seconds"), "Time the policy took to place a request "
+                                "(as sent in the Placement)"),
+            counter_family(name(SUB, "refusals"), "Schedule requests answered with an error, by code", "code",
+                           self.refusals),
+        ]
         snap = self.snapshot()
         if snap is None:  # no coordinator attached yet
-            return []
-        states = CounterMetricFamily(name(SUB, "node_states_received"), "NodeState frames received from node agents")
-        states.add_metric([], snap.states)
+            return out
+        states = CounterMetricFamily(name(SUB, "node_states_received"), "NodeState frames received from node agents",
+                                     value=snap.states)
         dropped = CounterMetricFamily(name(SUB, "dropped_frames"), "Frames dropped: malformed, unexpected "
-                                      "or not allowed for their sender")
-        dropped.add_metric([], snap.dropped)
+                                      "or not allowed for their sender", value=snap.dropped)
         nodes = GaugeMetricFamily(name(SUB, "nodes"), "Nodes in the coordinator's view, by state", labels=["state"])
         nodes.add_metric(["alive"], snap.alive)
         nodes.add_metric(["dead"], snap.dead)
@@ -84,4 +82,4 @@ class CoordinatorMetrics:
         role.add_metric([snap.role, snap.state], 1)
         active = GaugeMetricFamily(name(SUB, "active"), "1 while this coordinator answers placements",
                                    value=1 if snap.state == "active" else 0)
-        return [states, dropped, nodes, queued, epoch, role, active]
+        return [*out, states, dropped, nodes, queued, epoch, role, active]
