@@ -638,8 +638,8 @@ def main(argv: list[str]) -> int:
               f"{extra['metrics_decisions_counted']:,} decisions counted for "
               f"{extra['metrics_placements_seen']:,} pipelined placements")
         if extra["metrics_off_spread_pct"] > 100 * GOAL_METRICS_COST:
-            print(f"  (runs with metrics off alone vary by {extra['metrics_off_spread_pct']:.0f} %: this machine is too "
-                  "busy for the on/off figure; the in-process cost is the one to trust)")
+            print(f"  (runs with metrics off alone vary by {extra['metrics_off_spread_pct']:.0f} %: this machine is "
+                  "too busy for the on/off figure; the in-process cost is the one to trust)")
     print(json.dumps(figures, sort_keys=True))
     return 0
 
