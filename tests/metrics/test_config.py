@@ -66,6 +66,16 @@ def test_a_bad_flag_is_one_line_and_exit_2() -> None:
         out.stderr
 
 
+@pytest.mark.parametrize("command", [["node"], ["loadgen", "--out", "requests.csv", "--duration", "1",
+                                                "--coordinator", "tcp://127.0.0.1:1"]])
+def test_every_daemon_command_refuses_a_bad_bind_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    out = subprocess.run([schedctl(), "start", *command, "--metrics-bind", "127.0.0.1:http"], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: [metrics] bind must be HOST:PORT"), out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_a_taken_port_is_one_line_and_exit_2() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
