@@ -16,8 +16,9 @@ Run one peer from a shell (used by the benchmark and the integration tests)::
     python -m daemons.gossip.agent --id n1 --bind tcp://127.0.0.1:7001 \\
         --seed tcp://127.0.0.1:7000 --preset ci
 
-It writes one JSON object per line on stdout: ``ready``, every membership
-``event``, periodic ``stats``, and a ``view`` on request. It reads JSON commands
+With ``--metrics-bind HOST:PORT`` it also serves its Prometheus metrics
+(daemons/gossip/metrics.py). It writes one JSON object per line on stdout:
+``ready``, every membership ``event``, periodic ``stats``, and a ``view`` on request. It reads JSON commands
 on stdin: ``{"cmd": "record", "body": {...}}``, ``{"cmd": "view"}``,
 ``{"cmd": "leave"}``, ``{"cmd": "stop"}``. SIGTERM / SIGINT stop it gracefully.
 """
