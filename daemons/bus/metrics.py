@@ -14,8 +14,8 @@ take a handful of values each (an action, an outcome, a state), never a request 
 
 Cheap on the hot path. A daemon whose one thread decides (the coordinator's decision loop, the
 load generator's sending thread) counts into plain ints and a `Buckets` histogram, lock-free
-(a prometheus_client Counter + Histogram cost ~5 us per decision, 12 % of one, measured by
-scripts/bench_coordinator.py); what a daemon keeps anyway (queue depth, members by state, its
+(a prometheus_client Counter + Histogram cost 2-5 us per decision, up to 12 % of one, as
+scripts/bench_coordinator.py measured; these cost 0.2-0.6 us); what a daemon keeps anyway (queue depth, members by state, its
 own counters) is read the same way. A `Collector` (`read_at_scrape`) turns them into metric
 families only when Prometheus scrapes, on the endpoint's thread, so a decision pays a few
 hundred nanoseconds. Elsewhere (the node's event loop, where a request costs milliseconds)
