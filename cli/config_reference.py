@@ -38,6 +38,7 @@ class Table:
 
 def tables() -> list[Table]:
     from cli.experiment.spec import DEFAULT_WORKLOAD, ExperimentSpec, NodeGroup, Slo
+    from daemons.bus.metrics import MetricsConfig
     from daemons.bus.security import SecurityConfig
     from daemons.coordinator.config import CoordinatorConfig
     from daemons.loadgen.config import LoadgenConfig
@@ -50,6 +51,9 @@ def tables() -> list[Table]:
         Table("[coordinator]", CoordinatorConfig, daemon.format("COORDINATOR"), ("start", "coordinator")),
         Table("[loadgen]", LoadgenConfig, daemon.format("LOADGEN"), ("start", "loadgen")),
         Table("[security]", SecurityConfig, daemon.format("SECURITY") + "; every daemon and `schedctl status`"),
+        Table("[metrics]", MetricsConfig, daemon.format("METRICS") + "; the coordinator, node agent and load "
+              "generator (`--metrics-bind` on their `schedctl start` commands), each also from its own "
+              "`[metrics.coordinator]`, `[metrics.node]` or `[metrics.loadgen]` table (docs/metrics.md)"),
         Table("[experiment]", ExperimentSpec, "an experiment file (`schedctl experiment run --config FILE`)",
               ("experiment", "run"), skip=("workload", "nodes", "slo")),
         Table("[experiment.slo]", Slo, "an experiment file: the SLOs goodput counts"),

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import exit_on_config_error
+from daemons.bus.metrics import MetricsConfig, serve
 from daemons.bus.security import CurveClient, Security
 from daemons.core.errors import ConfigError
 from daemons.core.logs import setup_logging
@@ -37,6 +38,7 @@ from daemons.loadgen import (
     write_schedule_csv,
     write_summary_json,
 )
+from daemons.loadgen.metrics import LoadgenMetrics
 
 loadgen_app = typer.Typer(help="Plan load-generator workloads (see also `schedctl start loadgen`).",
                           no_args_is_help=True)
@@ -156,6 +158,8 @@ def start_loadgen(
     nice: Annotated[int | None, typer.Option("--nice", help="Nice value of the sending thread during the run "
                                              "(e.g. -10 on a busy host; needs root or CAP_SYS_NICE).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+    metrics_bind: Annotated[str | None, typer.Option("--metrics-bind", help="HOST:PORT of a Prometheus /metrics "
+                                                     "endpoint during the run ([metrics] bind; empty = off).")] = None,
     duration: Duration = 300.0, rps: Rps = 5.0, cv: Cv = 8.0, seed: Seed = 42,
     models: Models = "facebook/opt-125m", zipf: Zipf = None, weights: Weights = None,
     prompt_tokens: PromptTokens = None, output_tokens: OutputTokens = None,
@@ -197,7 +201,9 @@ def start_loadgen(
     for note in notes:
         typer.echo(note, err=True)
     security = Security.load(config)  # [security]: CURVE to the coordinator and nodes
-    results = _run_with_signals(cfg, requests, quiet, security.client)
+    metrics = MetricsConfig.load(config, {"bind": metrics_bind}, "loadgen")  # [metrics]: Prometheus endpoint
+    with serving_metrics(metrics) as counted:
+        results = _run_with_signals(cfg, requests, quiet, security.client, counted)
     summary_path = out.with_suffix(".summary.json")
     with writing(out):
         write_requests_csv(out, results)
@@ -216,8 +222,22 @@ def _overrides(coordinator: str | None, entry: list[str], timeout: float | None,
     return flags
 
 
+@contextmanager
+def serving_metrics(config: MetricsConfig) -> Iterator[LoadgenMetrics | None]:
+    """The run's metrics, served on [metrics] bind while it lasts; None when that is empty."""
+    if not config.enabled:
+        yield None
+        return
+    metrics = LoadgenMetrics()
+    endpoint = serve(metrics.registry, config.bind)
+    try:
+        yield metrics
+    finally:
+        endpoint.close()
+
+
 def _run_with_signals(config: LoadgenConfig, requests: list[PlannedRequest], quiet: bool,
-                      curve: CurveClient | None) -> Results:
+                      curve: CurveClient | None, metrics: LoadgenMetrics | None = None) -> Results:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -225,7 +245,8 @@ def _run_with_signals(config: LoadgenConfig, requests: list[PlannedRequest], qui
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return run(config, requests, progress=None if quiet else _print_progress, stop=stop, curve=curve)
+        return run(config, requests, progress=None if quiet else _print_progress, stop=stop, curve=curve,
+                   metrics=metrics)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -43,6 +43,8 @@ def start_coordinator(
                                                               "(default 5; 0 = arrival order).")] = None,
     admission: Annotated[str | None, typer.Option(help="queue (default: never shed) or slo: shed a request whose "
                                                        "predicted TTFT exceeds its class's TTFT SLO.")] = None,
+    metrics_bind: Annotated[str | None, typer.Option(help="HOST:PORT of a Prometheus /metrics endpoint "
+                                                          "([metrics] bind; empty = off, the default).")] = None,
     log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
                                            help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
@@ -59,11 +61,13 @@ def start_coordinator(
     \b
       schedctl start coordinator
       schedctl start coordinator --policy startup-optimal --dead-after 2
+      schedctl start coordinator --metrics-bind 127.0.0.1:9464
       SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
       schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555 \\
           --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
     """
     from daemons.bus import activation
+    from daemons.bus.metrics import MetricsConfig
     from daemons.bus.security import Security
     from daemons.coordinator import CoordinatorConfig, run
 
@@ -76,5 +80,6 @@ def start_coordinator(
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
+    metrics = MetricsConfig.load(config, {"bind": metrics_bind}, "coordinator")  # [metrics]: Prometheus endpoint
     setup_logging("coordinator", log_level)
-    run(cfg, security)
+    run(cfg, security, metrics)

@@ -23,6 +23,8 @@ def start_node(
     publish_to: Annotated[list[str] | None, typer.Option(help="SUB address to publish state to.")] = None,
     gpu_backend: Annotated[str | None, typer.Option(help="auto | nvml | emulated")] = None,
     gpu: Annotated[str | None, typer.Option(help="Emulated GPU profile, e.g. a100-80gb.")] = None,
+    metrics_bind: Annotated[str | None, typer.Option(help="HOST:PORT of a Prometheus /metrics endpoint "
+                                                          "([metrics] bind; empty = off, the default).")] = None,
     log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
                                            help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
@@ -34,12 +36,14 @@ def start_node(
     limits...) and the [security] table (CURVE keys) are config-only: every key is in
     docs/configuration.md.
 
-    Example:
+    Examples:
 
     \b
       schedctl start node --config /etc/schedctl/schedctl.toml
+      schedctl start node --config /etc/schedctl/schedctl.toml --metrics-bind 127.0.0.1:9465
     """
     from daemons.bus import activation
+    from daemons.bus.metrics import MetricsConfig
     from daemons.bus.security import Security
     from daemons.node.config import NodeConfig
     from daemons.node.server import run
@@ -49,8 +53,9 @@ def start_node(
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = NodeConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set
+    metrics = MetricsConfig.load(config, {"bind": metrics_bind}, "node")  # [metrics]: Prometheus endpoint
     setup_logging(f"node[{cfg.name}]", log_level, {"SCHEDCTL_NODE": cfg.name})
-    run(cfg, security)
+    run(cfg, security, metrics)
 
 
 @node_app.command("gpu")

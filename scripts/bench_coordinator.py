@@ -30,6 +30,13 @@ identity check (daemons/bus/authz.py) are all paid. The cost of authentication p
 is the difference of the two runs (µs per decision at saturation, and the light-load round
 trip), and the ratio of their throughputs.
 
+With `--metrics`, the coordinator is also measured with its Prometheus endpoint on
+(`--metrics-bind`, scraped every second as Prometheus would) and off, alternating for
+`--metrics-rounds` pairs in the same run: the cost of counting is the drop in decisions/s
+(median of each), goal <= 5 %.
+
+    python scripts/bench_coordinator.py --quick --no-node --no-curve --metrics
+
 The output ends with exactly one line of JSON holding every figure and goal verdict.
 """
 
@@ -44,7 +51,9 @@ import os
 import random
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,10 +67,12 @@ from daemons.bus import decode, encode, make_socket
 from daemons.bus.security import CurveClient
 from daemons.coordinator.testing import Client, free_endpoint, node_state, running_coordinator, schedctl
 from daemons.core.messages import Error, NodeState, Placement, Schedule
-from daemons.core.process import DaemonProcess
+from daemons.core.process import DaemonProcess, free_port
 
 GOAL_RATIO = 0.5
 GOAL_OVERHEAD_MS = 1.0
+GOAL_METRICS_COST = 0.05  # decisions/s at most 5 % lower with the Prometheus endpoint on
+SCRAPE_EVERY_S = 1.0
 MAX_RUN_S = 120.0  # any single measurement loop gives up after this long
 
 
@@ -220,11 +231,16 @@ def _stop_echo(endpoint: str) -> None:
     ctx.term()
 
 
-def measure_coordinator(args: argparse.Namespace, frames: list[bytes],
-                        lat_frames: list[bytes]) -> tuple[Run, Run, dict[str, Any], str]:
+def measure_coordinator(args: argparse.Namespace, frames: list[bytes], lat_frames: list[bytes],
+                        metrics: bool = False) -> tuple[Run, Run, dict[str, Any], str]:
+    """Throughput and light-load latency; with `metrics`, its /metrics on and scraped every second
+    meanwhile (then `checks["metrics_decisions"]` is what it counted)."""
     states = cluster_states(args.nodes, args.models, args.seed)
+    bind = f"127.0.0.1:{free_port()}" if metrics else ""
+    flags: dict[str, Any] = {"metrics_bind": bind} if metrics else {}
     with tempfile.TemporaryDirectory() as tmp, \
-            running_coordinator(Path(tmp), policy=args.policy, seed=args.seed) as coord:
+            running_coordinator(Path(tmp), policy=args.policy, seed=args.seed, **flags) as coord, \
+            scraping(bind) as last:
         proc = mp.get_context("spawn").Process(target=publisher,
                                                args=(coord.state_bind, states, args.state_hz, MAX_RUN_S * 3))
         proc.start()
@@ -236,7 +252,75 @@ def measure_coordinator(args: argparse.Namespace, frames: list[bytes],
         finally:
             proc.terminate()
             proc.join(10)
-        return throughput, latency, check_replies(throughput, frames), coord.bind
+        checks = check_replies(throughput, frames)
+        if metrics:
+            checks["metrics_decisions"] = decisions_counted(scrape(bind))
+            checks["metrics_scrapes"] = last["scrapes"]
+        return throughput, latency, checks, coord.bind
+
+
+@contextlib.contextmanager
+def scraping(bind: str) -> Iterator[dict[str, int]]:
+    """Scrape http://BIND/metrics every SCRAPE_EVERY_S on a thread while the block runs (as Prometheus
+    would, so the cost of rendering the exposition is paid too); nothing when `bind` is empty."""
+    done = threading.Event()
+    count = {"scrapes": 0}
+
+    def loop() -> None:
+        while not done.wait(SCRAPE_EVERY_S):
+            with contextlib.suppress(OSError):
+                scrape(bind)
+                count["scrapes"] += 1
+
+    thread = threading.Thread(target=loop, daemon=True)
+    if bind:
+        thread.start()
+    try:
+        yield count
+    finally:
+        done.set()
+        if bind:
+            thread.join(10)
+
+
+def scrape(bind: str) -> str:
+    with urllib.request.urlopen(f"http://{bind}/metrics", timeout=5) as reply:
+        return str(reply.read().decode())
+
+
+def decisions_counted(text: str) -> int:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return int(sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "schedctl_coordinator_decisions_total"))
+
+
+def measure_metrics(args: argparse.Namespace, frames: list[bytes], lat_frames: list[bytes]) -> dict[str, Any]:
+    """Decisions/s with the Prometheus endpoint off and on, alternating pairs (a shared machine's
+    drift hits both alike); medians, and the relative cost."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    counted = placements = 0
+    for _ in range(args.metrics_rounds):
+        for on in (False, True):
+            throughput, _, checks, _ = measure_coordinator(args, frames, lat_frames, metrics=on)
+            rates[on].append(throughput.rate)
+            if on:
+                counted, placements = checks["metrics_decisions"], checks["placements"]
+    off, on = float(np.median(rates[False])), float(np.median(rates[True]))
+    # each pair ran back to back: the median of the pairs' ratios is the least drift-prone figure
+    ratios = [b / a for a, b in zip(rates[False], rates[True], strict=True) if a]
+    cost = 1 - float(np.median(ratios)) if ratios else 0.0
+    # How much the same configuration varies from run to run: a busy machine's noise, beside which
+    # a few per cent of difference means nothing (the in-process cost is then the figure to trust).
+    spread = (max(rates[False]) / min(rates[False]) - 1) if min(rates[False]) else 0.0
+    return {"metrics_off_decisions_per_s": round(off), "metrics_on_decisions_per_s": round(on),
+            "metrics_rounds": args.metrics_rounds, "metrics_off_rates": [round(r) for r in rates[False]],
+            "metrics_on_rates": [round(r) for r in rates[True]], "metrics_cost_pct": round(100 * cost, 2),
+            "metrics_off_spread_pct": round(100 * spread, 1),
+            "goal_metrics_cost_pct": 100 * GOAL_METRICS_COST, "metrics_goal_met": cost <= GOAL_METRICS_COST,
+            # the last run with metrics: decisions it counted >= placements its client saw (the
+            # latency run's placements come on top)
+            "metrics_decisions_counted": counted, "metrics_placements_seen": placements}
 
 
 @contextlib.contextmanager
@@ -312,7 +396,20 @@ def breakdown(args: argparse.Namespace, frames: list[bytes]) -> dict[str, float]
                for (d, _), b in zip(placed, bodies, strict=False)]
     out["encode_placement_us"] = _per_item(lambda: [encode(r, "coordinator", r.request_id) for r in replies],
                                            len(replies))
+    out["metrics_us"] = metrics_cost_us(replies)
     return {k: round(v, 2) for k, v in out.items()}
+
+
+def metrics_cost_us(replies: list[Placement]) -> float:
+    """Microseconds per decision that counting it for Prometheus adds (CoordinatorMetrics.placed:
+    a counter and a histogram), the coordinator's only per-decision metrics work."""
+    from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
+
+    metrics = CoordinatorMetrics("bench", lambda: Snapshot(0, 0, 0, 0, 0, 0, "standalone", "active"))
+    # The least disturbed of five passes (as timeit advises): a sub-microsecond step is easily
+    # swamped by one preemption on a busy machine.
+    return min(_per_item(lambda: [metrics.placed(r.action, r.decision_s) for r in replies], len(replies))
+               for _ in range(5))
 
 
 def _per_item(fn: Any, n: int) -> float:
@@ -489,6 +586,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ttft-requests", type=int, default=0, help="TTFT pairs with a node (300, 30 quick)")
     p.add_argument("--no-node", action="store_true", help="skip the TTFT measurement with a node agent")
     p.add_argument("--no-curve", action="store_true", help="skip the second coordinator run with CURVE")
+    p.add_argument("--metrics", action="store_true", help="also measure decisions/s with the Prometheus "
+                   "endpoint on vs off")
+    p.add_argument("--metrics-rounds", type=int, default=3, help="on/off pairs with --metrics (medians)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     args.requests = args.requests or (5_000 if args.quick else 100_000)
@@ -516,6 +616,24 @@ def main(argv: list[str]) -> int:
               f"us per decision at saturation, {extra['curve_added_rtt_p50_ms'] * 1000:.0f} us on the light-load "
               f"round trip p50 ({extra['curve_decision_rtt_p50_ms']:.3f} ms); replies {extra['curve_replies']}/"
               f"{extra['curve_requests']}")
+    if args.metrics:
+        extra = measure_metrics(args, frames, lat_frames)
+        figures.update(extra)
+        verdict = "met" if extra["metrics_goal_met"] else "MISSED"
+        in_process = figures["cost_metrics_us"]
+        total = sum(figures[f"cost_{k}_us"] for k in ("decode_schedule", "policy", "bookkeeping", "encode_placement"))
+        figures["metrics_in_process_cost_pct"] = round(100 * in_process / (total + in_process), 2)
+        print(f"metrics on vs off (same run, {extra['metrics_rounds']} alternating pairs): medians "
+              f"{extra['metrics_on_decisions_per_s']:,} vs {extra['metrics_off_decisions_per_s']:,} decisions/s, "
+              f"cost {extra['metrics_cost_pct']:.1f} % (1 - the median pair's on/off ratio; goal <= "
+              f"{extra['goal_metrics_cost_pct']:.0f} %): "
+              f"{verdict}; in process, counting a decision costs {in_process:.2f} us, "
+              f"{figures['metrics_in_process_cost_pct']:.1f} % of a decision's {total + in_process:.1f} us; "
+              f"{extra['metrics_decisions_counted']:,} decisions counted for "
+              f"{extra['metrics_placements_seen']:,} pipelined placements")
+        if extra["metrics_off_spread_pct"] > 100 * GOAL_METRICS_COST:
+            print(f"  (runs with metrics off alone vary by {extra['metrics_off_spread_pct']:.0f} %: this machine is "
+                  "too busy for the on/off figure; the in-process cost is the one to trust)")
     print(json.dumps(figures, sort_keys=True))
     return 0
 

@@ -1,4 +1,5 @@
-"""The wire: envelope and codec, sockets (one factory for every socket), security, client.
+"""The wire: envelope and codec, sockets (one factory for every socket), security, client;
+and (imported on its own, `daemons.bus.metrics`) every daemon's Prometheus endpoint.
 
 The plain messages and the exception tree live on the ground floor (`daemons.core`);
 this package adds what needs ZeroMQ and msgpack. It knows no daemon.

@@ -55,6 +55,7 @@ from typing import Any
 import zmq
 
 from daemons.bus import activation, encode, make_socket, parse_frame, split_router_frames
+from daemons.bus.metrics import MetricsConfig, serve
 from daemons.bus.security import Security, SecurityConfig, refused, stop_zap
 from daemons.bus.sockets import authenticated, guard
 from daemons.coordinator.cluster import ClusterBook, Event
@@ -62,6 +63,7 @@ from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, state_sender
+from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
 from daemons.coordinator.witnesses import Witnesses
 from daemons.core import sdnotify
 from daemons.core.errors import ConfigError
@@ -112,13 +114,19 @@ ROLES = {"bind": "request ROUTER", "state_bind": "state SUB", "events_bind": "ev
 class Coordinator:
     """The centralized scheduler. Not thread-safe: one thread calls serve_forever."""
 
-    def __init__(self, config: CoordinatorConfig, security: Security | None = None) -> None:
+    def __init__(self, config: CoordinatorConfig, security: Security | None = None,
+                 metrics: CoordinatorMetrics | None = None) -> None:
+        """`metrics`: count for Prometheus in it (run() serves its registry)."""
         self.config = config
         self.policy = get_policy(config.policy, "centralized")
         self.rng = Random(config.seed)
         self.book = ClusterBook(config.dead_after_s, config.settle_s, config.max_nodes, config.reap_after_s)
         self.inbox = StateInbox()
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
+        self.states_received = 0  # state frames read from the SUB (before coalescing)
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.snapshot = self._metrics_snapshot
         self.queue: AdmissionQueue[Asked] = AdmissionQueue(config.queue, config.priority, config.priority_aging_s)
         self._states_seen = False  # node states arrived since the queue was last offered to the policy
         self._stop = threading.Event()
@@ -264,6 +272,7 @@ class Coordinator:
         if self._secure and not guard(identity, "state", state_sender(frames[0]) or ""):
             self.counts["dropped"] += 1
             return
+        self.states_received += 1
         self.inbox.put(frames[0])
 
     def _on_state(self, frame: bytes) -> None:
@@ -359,6 +368,8 @@ class Coordinator:
     def _refuse_inactive(self, msg: Schedule) -> Error:
         assert self.star is not None
         self.counts["refusals"] += 1
+        if self.metrics is not None:
+            self.metrics.refused("not_active")
         return Error(msg.request_id, "not_active",
                      f"coordinator {self.config.name} is {self.star.state} (epoch {self.star.epoch}): "
                      f"its peer {self.config.peer} serves")
@@ -459,6 +470,8 @@ class Coordinator:
     def _placed(self, msg: Schedule, result: Decision, took: float) -> Placement:
         self.book.placed(result, msg.model, time.monotonic())
         self.counts["decisions"] += 1
+        if self.metrics is not None:
+            self.metrics.placed(result.action, took)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s -> %s %s: %s", msg.request_id, result.node, result.action, result.reason,
                       extra={"SCHEDCTL_REQUEST_ID": msg.request_id, "SCHEDCTL_NODE": result.node,
@@ -468,6 +481,8 @@ class Coordinator:
 
     def _refused(self, msg: Schedule, result: Refusal | Outcome[Asked]) -> Error:
         self.counts["refusals"] += 1
+        if self.metrics is not None:
+            self.metrics.refused(result.code)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s refused: %s", msg.request_id, result.message,
                       extra={"SCHEDCTL_REQUEST_ID": msg.request_id})
@@ -552,6 +567,14 @@ class Coordinator:
     def _summary(self) -> None:
         log.info("%s", self._counts_text())
 
+    def _metrics_snapshot(self) -> Snapshot:
+        """For a Prometheus scrape, on the endpoint's thread: reads plain values only (a list
+        copy of the records is one step under the GIL, so the loop may change the book meanwhile)."""
+        records = list(self.book.records.values())
+        alive = sum(1 for r in records if r.alive)
+        return Snapshot(self.states_received, self.counts["dropped"], alive, len(records) - alive, len(self.queue),
+                        self.epoch, self.config.role, self.star.state.value if self.star else "active")
+
 
 def _request(msg: Schedule, exclude: frozenset[str] | None = None) -> PlacementRequest:
     return PlacementRequest(msg.model, msg.prompt_tokens, msg.max_new_tokens, msg.priority,
@@ -575,10 +598,22 @@ def _bind_error(key: str, address: str, exc: zmq.ZMQError) -> str:
     return f"cannot bind the {ROLES[key]} socket to {address}: {exc.strerror}: pass {flag} with a valid address"
 
 
-def run(config: CoordinatorConfig, security: Security | None = None) -> None:
-    """Run a coordinator in the foreground until SIGTERM or SIGINT, then close cleanly."""
-    coord = Coordinator(config, security)
-    coord.bind()
+def run(config: CoordinatorConfig, security: Security | None = None, metrics: MetricsConfig | None = None) -> None:
+    """Run a coordinator in the foreground until SIGTERM or SIGINT, then close cleanly;
+    with `metrics` enabled, its Prometheus endpoint runs alongside."""
+    metrics = metrics or MetricsConfig()
+    counted = CoordinatorMetrics(config.policy) if metrics.enabled else None
+    # Opened first: a taken port then stops the coordinator before it holds any socket or thread.
+    endpoint = serve(counted.registry, metrics.bind) if counted is not None else None
+    if endpoint is not None:
+        log.info("metrics on http://%s/metrics", endpoint.address)
+    try:
+        coord = Coordinator(config, security, counted)
+        coord.bind()
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
     sdnotify.ready(f"scheduling on {coord.endpoints['bind']} with {config.policy}", coord.endpoints)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -596,3 +631,5 @@ def run(config: CoordinatorConfig, security: Security | None = None) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         coord.close()
+        if endpoint is not None:
+            endpoint.close()

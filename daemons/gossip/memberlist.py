@@ -199,6 +199,8 @@ class Stats:
     suspicions_raised: int = 0
     deaths_declared: int = 0
     refutations: int = 0
+    probe_acks: int = 0  # direct or indirect probes answered in time
+    probe_rtt_s: float = 0.0  # their round trips summed (probe sent -> ack), for a mean
     gossip_messages: int = 0
     push_pulls: int = 0
     ignored_pings: int = 0
@@ -401,6 +403,14 @@ class Memberlist:
         t = self._now if now is None else now
         return [self._info(m, t) for m in self._members.values()]
 
+    def count_by_status(self) -> dict[str, int]:
+        """Members by status name (lower case), this one included. Safe from another thread
+        (a metrics scrape): the table is copied in one step under the GIL, then only read."""
+        counts = {status.name.lower(): 0 for status in Status}
+        for m in list(self._members.values()):
+            counts[m.status.name.lower()] += 1
+        return counts
+
     def member(self, node: str, now: float | None = None) -> MemberInfo | None:
         m = self._members.get(node)
         return None if m is None else self._info(m, self._now if now is None else now)
@@ -520,6 +530,8 @@ class Memberlist:
         if probe is not None and probe.seq == seq:
             self._probe = None
             self._awareness.apply_delta(-1)
+            self.stats.probe_acks += 1
+            self.stats.probe_rtt_s += now - probe.start
             return
         relay = self._relays.pop(seq, None)
         if relay is not None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from daemons.bus import activation
+from daemons.bus.metrics import Endpoint
 from daemons.core.process import DaemonProcess, stop_all
 from daemons.gossip.agent import GossipAgent
 from daemons.gossip.config import GossipConfig
@@ -286,6 +287,7 @@ async def run_agent(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await agent.start()
+    endpoint = _serve_metrics(agent, args.metrics_bind) if args.metrics_bind else None
     agent.update_local_record(json.loads(args.record) if args.record else _sample_record(agent, 0))
     _emit({"ev": "ready", "t": time.time(), "node": args.id, "addr": agent.addr, "gen": agent.generation})
     tasks = [asyncio.create_task(_read_commands(agent, stop))]
@@ -306,8 +308,22 @@ async def run_agent(args: argparse.Namespace) -> int:
         task.cancel()
     _emit(_stats_json(agent))
     await agent.stop(leave=not args.no_leave)
+    if endpoint is not None:
+        endpoint.close()
     _emit({"ev": "stopped", "t": time.time(), "node": args.id})
     return 0
+
+
+def _serve_metrics(agent: GossipAgent, bind: str) -> Endpoint:
+    """The peer's Prometheus endpoint, on its own registry."""
+    from prometheus_client import CollectorRegistry
+
+    from daemons.bus.metrics import serve
+    from daemons.gossip.metrics import GossipMetrics
+
+    registry = CollectorRegistry()
+    GossipMetrics.of(agent, registry)
+    return serve(registry, bind)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -322,6 +338,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stats-interval", type=float, default=0.0, help="print stats every S seconds")
     p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: run until signalled)")
     p.add_argument("--no-leave", action="store_true", help="stop without announcing a leave")
+    p.add_argument("--metrics-bind", default="", help="HOST:PORT of a Prometheus /metrics endpoint (default: none)")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
     if not args.bind.startswith(("tcp://", "ipc://")):

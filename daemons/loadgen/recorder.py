@@ -34,12 +34,15 @@ import heapq
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from daemons.bus.envelope import Envelope
 from daemons.core.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
 from daemons.rundir.requests import ERROR, NOT_SENT, OK, SHED, TIMEOUT  # outcomes, as requests.csv spells them
+
+OUTCOMES = (OK, ERROR, TIMEOUT, NOT_SENT)
 
 IGNORED_KINDS = ("late", "duplicate", "unknown", "unexpected", "malformed", "stale")
 # The node (or the peer that would forward) failed, not the request: another node may serve it.
@@ -105,9 +108,25 @@ class RequestRecord:
         return None if self.done_s is None else self.done_s - self.scheduled_s
 
     @property
+    def tpot_s(self) -> float | None:
+        """Time per output token after the first, for a completed request of 2+ tokens (the
+        report's TPOT, cli/report/summary.py, which counts 0 for a single token)."""
+        latency, ttft, tokens = self.latency_s, self.ttft_s, self.tokens or 0
+        if latency is None or ttft is None or tokens < 2:
+            return None
+        return (latency - ttft) / (tokens - 1)
+
+    @property
     def send_lag_s(self) -> float | None:
         """How late the generator itself sent the request."""
         return None if self.sent_s is None else self.sent_s - self.scheduled_s
+
+
+class RequestObserver(Protocol):
+    """Told of each request's first send and its outcome (the load generator's metrics)."""
+
+    def sent(self, rec: RequestRecord) -> None: ...
+    def finished(self, rec: RequestRecord) -> None: ...
 
 
 def new_record(req: PlannedRequest) -> RequestRecord:
@@ -128,7 +147,7 @@ class Recorder:
         self._mode = mode
         self._in_flight: deque[RequestRecord] = deque()  # in send order = deadline order
         self.ignored: Counter[str] = Counter({k: 0 for k in IGNORED_KINDS})
-        self.outcomes: Counter[str] = Counter({OK: 0, ERROR: 0, TIMEOUT: 0, NOT_SENT: 0})
+        self.outcomes: Counter[str] = Counter(dict.fromkeys(OUTCOMES, 0))
         self.sent = 0
         self._sent_finished = 0
         self._retries = retries
@@ -142,6 +161,7 @@ class Recorder:
         self._delayed: list[tuple[float, str]] = []  # reroutes waiting out their back-off
         # (request id, node, endpoint it reports through): the sender sends each a Cancel, then clears it
         self.cancels: list[tuple[str, str, str]] = []
+        self.observer: RequestObserver | None = None  # told of first sends and outcomes (metrics)
 
     @property
     def finished(self) -> int:
@@ -166,6 +186,8 @@ class Recorder:
         rec.attempts = 1
         self._asked(rec, to, now)
         self._progress(rec, now)
+        if self.observer is not None:
+            self.observer.sent(rec)
 
     def on_resent(self, rec: RequestRecord, now: float, to: str = "") -> None:
         """Attempt number `attempts + 1` of `rec` has just been sent (to coordinator `to`, if any)."""
@@ -277,6 +299,8 @@ class Recorder:
         self.outcomes[status] += 1
         if rec.sent_s is not None:
             self._sent_finished += 1
+        if self.observer is not None:
+            self.observer.finished(rec)
 
     def on_reply(self, env: Envelope, now: float, source: str = "") -> tuple[RequestRecord, Placement] | None:
         """Apply one decoded reply that came from endpoint `source`; returns a placement the

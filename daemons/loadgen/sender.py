@@ -55,6 +55,7 @@ from daemons.core.messages import Cancel, Placement, StatusReply, StatusRequest
 from daemons.loadgen.config import LoadgenConfig, check_endpoint
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.frames import FrameWindow, infer_frame, schedule_frame
+from daemons.loadgen.metrics import LoadgenMetrics
 from daemons.loadgen.recorder import Recorder, RequestRecord
 from daemons.loadgen.results import Progress, Results
 from daemons.loadgen.workload import PlannedRequest
@@ -154,7 +155,8 @@ class Sender:
     def __init__(self, config: LoadgenConfig, schedule: list[PlannedRequest],
                  progress: ProgressFn | None = None, stop: threading.Event | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 on_start: Callable[[float], None] | None = None, curve: CurveClient | None = None) -> None:
+                 on_start: Callable[[float], None] | None = None, curve: CurveClient | None = None,
+                 metrics: LoadgenMetrics | None = None) -> None:
         _check_schedule(schedule)
         self._on_start = on_start
         self.cfg = config
@@ -162,6 +164,9 @@ class Sender:
         coordinators = (CoordinatorSet(config.coordinators) if config.mode == "centralized" else None)
         self.rec = Recorder(schedule, config.timeout_s, config.mode, config.retries, config.attempt_timeout_s,
                             coordinators, config.coordinator_timeout_s, config.coordinator_retries)
+        if metrics is not None:  # counted as the recorder decides (on this thread)
+            self.rec.observer = metrics
+            metrics.in_flight = lambda: self.rec.in_flight
         self._progress = progress
         self._stop = stop
         self._clock = clock
@@ -497,13 +502,13 @@ def _check_schedule(schedule: list[PlannedRequest]) -> None:
 
 def run(config: LoadgenConfig, schedule: list[PlannedRequest], progress: ProgressFn | None = None,
         stop: threading.Event | None = None, on_start: Callable[[float], None] | None = None,
-        curve: CurveClient | None = None) -> Results:
+        curve: CurveClient | None = None, metrics: LoadgenMetrics | None = None) -> Results:
     """Send `schedule` open-loop as `config` says; returns one record per request.
 
     `progress` is called about once a second (and once at the end) from the sending thread:
     keep it quick. Setting `stop` ends the run early; requests without an outcome are then
     recorded as error `cancelled`. `on_start(t0)` is called once, just before sending, with
     t = 0 on the time.monotonic() clock. `curve` makes every socket a CURVE client (a
-    deployed cluster's [security]).
+    deployed cluster's [security]). `metrics` counts sends and outcomes for Prometheus.
     """
-    return Sender(config, schedule, progress, stop, on_start=on_start, curve=curve).run()
+    return Sender(config, schedule, progress, stop, on_start=on_start, curve=curve, metrics=metrics).run()

@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -75,6 +75,14 @@ class Instance:
     streams: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
+class LoadObserver(Protocol):
+    """Told of loads and evictions as they happen (the node's metrics, daemons/node/metrics.py)."""
+
+    def loaded(self, model: str, seconds: float) -> None: ...
+    def load_failed(self, model: str) -> None: ...
+    def evicted(self, model: str) -> None: ...
+
+
 class ModelManager:
     """Owns the instances of one node and its GPU memory ledger."""
 
@@ -90,6 +98,7 @@ class ModelManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()  # set whenever an instance may have become evictable or left
         self.port_retries = 0  # launches repeated because another process held the port
+        self.observer: LoadObserver | None = None
 
     def ledger_used(self) -> int:
         return sum(i.footprint for i in self.instances.values())
@@ -180,6 +189,8 @@ class ModelManager:
                 continue
             log.info("evicting %s (idle, least recently used) to load %s", victim.model, model,
                      extra={"SCHEDCTL_MODEL": victim.model, "SCHEDCTL_ACTION": "EVICT"})
+            if self.observer is not None:
+                self.observer.evicted(victim.model)
             await self.stop(victim)
 
     def _lru_idle(self) -> Instance | None:
@@ -191,13 +202,18 @@ class ModelManager:
         try:
             await asyncio.wait_for(self._launch_until_ready(instance), self.config.load_timeout_s)
         except (OSError, TimeoutError, BackendRequestError) as exc:
+            if self.observer is not None:
+                self.observer.load_failed(instance.model)
             await self._fail(instance, f"loading {instance.model} failed: {exc or type(exc).__name__}")
             return
         instance.state = "ready"
         instance.ready.set()
         self._spawn(self._watch(instance, instance.proc))
-        log.info("loaded %s on port %d in %.2f s", instance.model, instance.port, time.monotonic() - started,
+        took = time.monotonic() - started
+        log.info("loaded %s on port %d in %.2f s", instance.model, instance.port, took,
                  extra={"SCHEDCTL_MODEL": instance.model})
+        if self.observer is not None:
+            self.observer.loaded(instance.model, took)
         self._on_change()
 
     async def _launch_until_ready(self, instance: Instance) -> None:

@@ -45,6 +45,7 @@ import zmq
 import zmq.asyncio
 
 from daemons.bus import activation, encode, make_socket, parse_frame, split_router_frames
+from daemons.bus.metrics import MetricsConfig, serve
 from daemons.bus.security import Security, SecurityConfig, stop_zap
 from daemons.bus.sockets import authenticated, guard
 from daemons.core import sdnotify
@@ -68,6 +69,7 @@ from daemons.core.messages import (
     WitnessVote,
 )
 from daemons.core.schema import to_dict
+from daemons.gossip.metrics import GossipMetrics
 from daemons.node.actions import served_action
 from daemons.node.backend import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
@@ -75,6 +77,7 @@ from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
 from daemons.node.gossip_mode import GossipMode
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
+from daemons.node.metrics import NodeMetrics
 from daemons.node.slots import SlotQueue
 
 log = logging.getLogger("schedctl.node")
@@ -109,7 +112,9 @@ class NodeServer:
     It is the `HostNode` of its gossip mode: `local_state`, `serve_locally`, `send`, `announce`.
     """
 
-    def __init__(self, config: NodeConfig, security: Security | None = None) -> None:
+    def __init__(self, config: NodeConfig, security: Security | None = None,
+                 metrics: NodeMetrics | None = None) -> None:
+        """`metrics`: count for Prometheus in it (run() serves its registry)."""
         self.config = config
         self.catalog = Catalog(config.models, config.gpu, config.checkpoint_tier, config.kv_tokens,
                                config.init_s)
@@ -136,6 +141,11 @@ class NodeServer:
         self.epoch = 0  # the newest coordinator epoch seen; placements of older ones are refused
         self._witness_probes = 0
         self.gossip = GossipMode(config, self.ctx, self, self.security) if config.scheduler == "gossip" else None
+        self.last_state: NodeState | None = None  # the last NodeState published (metrics read it)
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.state = lambda: self.last_state
+            self.manager.observer = metrics
 
     # ----- lifecycle -------------------------------------------------------------
     async def serve(self) -> None:
@@ -143,6 +153,8 @@ class NodeServer:
         if self.gossip is not None:
             await self.gossip.start()
             self.endpoints["gossip_bind"] = self.gossip.bound
+            if self.metrics is not None:
+                GossipMetrics.of(self.gossip.agent, self.metrics.registry)
         log.info("node %s serving on %s (%s)", self.config.name, self.endpoints["bind"], self.probe.reason)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -380,6 +392,8 @@ class NodeServer:
                 answer = Error(rid, "cancelled", "cancelled: another node serves this request", self.config.name)
             finally:
                 beat.cancel()
+            if self.metrics is not None:
+                self.metrics.answered("ok" if isinstance(answer, Done) else answer.code)
             await self._tell(rid, answer)
         finally:
             self._listeners.pop(rid, None)
@@ -393,6 +407,8 @@ class NodeServer:
             self._remember(done)
             return done
         except BackendRequestError as exc:
+            if self.metrics is not None:
+                self.metrics.backend_error(exc.code)
             return Error(rid, exc.code, str(exc), self.config.name)
         except TimeoutError:
             return Error(rid, "timeout", f"no answer within {self.config.request_timeout_s:.0f} s", self.config.name)
@@ -498,7 +514,7 @@ class NodeServer:
                 await asyncio.wait_for(self._changed.wait(), self.config.publish_interval_s)
             self._changed.clear()
             self.seq += 1
-            state = self.snapshot()
+            state = self.last_state = self.snapshot()
             with contextlib.suppress(zmq.Again):
                 await self.pub.send(encode(state, self.config.name), flags=zmq.DONTWAIT)
             if self.gossip is not None:
@@ -532,6 +548,17 @@ def compute_utilization(readings: list[GpuReading]) -> float | None:
     return round(sum(g.utilization for g in readings) / len(readings), 4)
 
 
-def run(config: NodeConfig, security: Security | None = None) -> None:
-    """Run a node agent until SIGTERM or SIGINT."""
-    asyncio.run(NodeServer(config, security).serve())
+def run(config: NodeConfig, security: Security | None = None, metrics: MetricsConfig | None = None) -> None:
+    """Run a node agent until SIGTERM or SIGINT; with `metrics` enabled, its Prometheus
+    endpoint runs alongside (on its own thread)."""
+    metrics = metrics or MetricsConfig()
+    counted = NodeMetrics() if metrics.enabled else None
+    # Opened first: a taken port then stops the node before it holds any socket or thread.
+    endpoint = serve(counted.registry, metrics.bind) if counted is not None else None
+    if endpoint is not None:
+        log.info("metrics on http://%s/metrics", endpoint.address)
+    try:
+        asyncio.run(NodeServer(config, security, counted).serve())
+    finally:
+        if endpoint is not None:
+            endpoint.close()

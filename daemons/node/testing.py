@@ -27,12 +27,17 @@ from daemons.node.config import write_node_config
 class NodeProcess:
     """`schedctl start node` as a child process (daemons/core/process.py), with its config in a file."""
 
-    def __init__(self, config_path: Path, bind: str, log_path: Path, held: Sequence[socket.socket] = ()) -> None:
-        """`held`: listening sockets handed to the node (daemons/bus/activation.py), e.g. its bind."""
+    def __init__(self, config_path: Path, bind: str, log_path: Path, held: Sequence[socket.socket] = (),
+                 metrics_bind: str = "") -> None:
+        """`held`: listening sockets handed to the node (daemons/bus/activation.py), e.g. its bind;
+        `metrics_bind`: HOST:PORT of its Prometheus endpoint (none when empty)."""
         self.bind = bind
+        self.metrics_bind = metrics_bind
         self.log_path = log_path
         # DEBUG: tests read the per-request lines (serving, forwarding), which a deployment keeps quiet.
         command = [schedctl(), "start", "node", "--config", str(config_path), "--log-level", "DEBUG"]
+        if metrics_bind:
+            command += ["--metrics-bind", metrics_bind]
         self.daemon = DaemonProcess(command, name=f"node at {bind}", log_path=log_path, hand_down=held,
                                     env=activation.child_env(held, die_with_parent=False))
 
@@ -60,9 +65,9 @@ class NodeProcess:
 
 
 @contextlib.contextmanager
-def running_node(tmp: Path, name: str = "node-0", **fields: Any) -> Iterator[NodeProcess]:
+def running_node(tmp: Path, name: str = "node-0", metrics_bind: str = "", **fields: Any) -> Iterator[NodeProcess]:
     """Start a node (emulated GPU, fast-loading emulator instances) and stop it afterwards,
-    making sure none of its backend instances outlive it."""
+    making sure none of its backend instances outlive it; `metrics_bind` opens its /metrics."""
     bind = fields.pop("bind", None)
     # Without a bind: a loopback port held listening and handed to the node, so nothing takes it first.
     held = [] if bind else [activation.listen()]
@@ -76,7 +81,7 @@ def running_node(tmp: Path, name: str = "node-0", **fields: Any) -> Iterator[Nod
         for sock in held:
             sock.close()
         raise
-    node = NodeProcess(config, bind, tmp / f"{name}.log", held)
+    node = NodeProcess(config, bind, tmp / f"{name}.log", held, metrics_bind)
     try:
         node.wait_ready()
         yield node

@@ -31,3 +31,18 @@ def test_quick_benchmark_ends_with_one_json_line() -> None:
     # The same decisions with CURVE on, in the same run: every request answered, the cost printed.
     assert figures["curve_replies"] == figures["curve_requests"] == 5000
     assert isinstance(figures["curve_cost_us_per_decision"], float) and "CURVE on (same run)" in out.stdout
+
+
+@pytest.mark.timeout(300)
+def test_metrics_switch_measures_the_endpoint_on_and_off() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_coordinator.py"), "--quick", "--no-node",
+                          "--no-curve", "--metrics", "--metrics-rounds", "1", "--requests", "2000",
+                          "--latency-requests", "100"], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["metrics_off_decisions_per_s"] > 0 and figures["metrics_on_decisions_per_s"] > 0
+    assert isinstance(figures["metrics_goal_met"], bool) and "metrics on vs off" in out.stdout
+    # the coordinator with metrics on counted every placement it answered: the 2000 pipelined, the
+    # latency run's 100, and each of the two runs' warm-up request
+    assert figures["metrics_decisions_counted"] == figures["metrics_placements_seen"] + 100 + 2 == 2102
+    assert 0 < figures["cost_metrics_us"] < figures["cost_policy_us"]

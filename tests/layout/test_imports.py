@@ -41,6 +41,13 @@ def test_lower_floors_load_neither_wire_nor_web_server(package: str) -> None:
     assert not loaded, f"importing {package} loads {sorted(loaded)}"
 
 
+@pytest.mark.parametrize("package", ["daemons.core", "daemons.policy", "daemons.profiles"])
+def test_the_pure_floors_and_policies_count_nothing_for_prometheus(package: str) -> None:
+    # Metrics are counted by the daemons around a policy call (daemons/*/metrics.py), never inside.
+    loaded = loaded_after_importing([package], roots=("prometheus_client",))
+    assert not loaded, f"importing {package} loads {sorted(loaded)}"
+
+
 def test_the_node_loads_neither_coordinator_nor_emulator_web_server() -> None:
     loaded = loaded_after_importing(["daemons.node"], roots=("uvicorn", "starlette"),
                                     prefixes=("daemons.coordinator", "daemons.emulator.daemon",

@@ -19,20 +19,26 @@ ROLE = Path(__file__).resolve().parents[2] / "ansible" / "roles" / "schedctl"
 DEFAULTS = {"schedctl_coordinator_port": 5555, "schedctl_coordinator_state_port": 5556,
             "schedctl_coordinator_events_port": 5557, "schedctl_node_port": 5560,
             "schedctl_config_dir": "/etc/schedctl", "schedctl_security": False, "ansible_managed": "managed"}
+METRICS = {"schedctl_metrics_coordinator_port": 9464, "schedctl_metrics_node_port": 9465,
+           "schedctl_metrics_loadgen_port": 9466}
 GROUPS = {"coordinator": ["coord-1", "coord-2"], "gpu_nodes": ["gpu-1"], "loadgen": ["load-1"]}
 ADDRESSES = {"coord-1": "10.0.0.10", "coord-2": "10.0.0.13", "gpu-1": "10.0.0.11", "load-1": "10.0.0.20"}
 
 
 def render(host: str, groups: dict[str, list[str]]) -> dict[str, Any]:
+    return tomllib.loads(render_text(host, groups))
+
+
+def render_text(host: str, groups: dict[str, list[str]], **extra: Any) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), undefined=jinja2.StrictUndefined,
                              extensions=["jinja2.ext.do"])
     env.filters.update(comment=lambda text: f"# {text}", to_json=json.dumps, bool=bool)
     hostvars = {h: {"schedctl_address": a, "ansible_host": a} for h, a in ADDRESSES.items()}
     group_names = [g for g, hosts in groups.items() if host in hosts]
-    text = env.get_template("schedctl.toml.j2").render(
-        **DEFAULTS, groups=groups, hostvars=hostvars, group_names=group_names, inventory_hostname=host,
+    variables = {**DEFAULTS, **METRICS, "schedctl_metrics_address": "", **extra}
+    return env.get_template("schedctl.toml.j2").render(
+        **variables, groups=groups, hostvars=hostvars, group_names=group_names, inventory_hostname=host,
         schedctl_address=ADDRESSES[host])
-    return tomllib.loads(text)
 
 
 def load(tmp: Path, table: dict[str, Any], section: str) -> Any:
@@ -59,3 +65,49 @@ def test_every_host_gets_a_config_its_daemon_accepts(tmp_path: Path, coordinator
     assert backup.epoch_file == "/var/lib/schedctl/epoch"  # the unit's StateDirectory
     assert node.publish_to[1] == backup.state_bind
     assert (loadgen.coordinator, loadgen.standby) == (primary.bind, backup.bind)
+
+
+
+def test_every_daemon_gets_its_own_metrics_endpoint(tmp_path: Path) -> None:
+    from daemons.bus.metrics import MetricsConfig
+
+    both = {**GROUPS, "gpu_nodes": ["gpu-1", "coord-1"]}  # one host running a coordinator and a node
+    expected = {("coord-1", "coordinator"): "10.0.0.10:9464", ("coord-1", "node"): "10.0.0.10:9465",
+                ("gpu-1", "node"): "10.0.0.11:9465", ("load-1", "loadgen"): "10.0.0.20:9466"}
+    for (host, daemon), bind in expected.items():
+        path = tmp_path / f"{host}.toml"
+        path.write_text(render_text(host, both, schedctl_metrics_address=ADDRESSES[host]))
+        assert MetricsConfig.load(path, daemon=daemon).bind == bind, (host, daemon)
+    off = tmp_path / "off.toml"
+    off.write_text(render_text("gpu-1", GROUPS, schedctl_metrics_address=""))
+    assert "metrics" not in tomllib.loads(off.read_text())
+    assert not MetricsConfig.load(off, daemon="node").enabled
+
+
+def test_the_scrape_configuration_lists_every_daemon(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    import yaml
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE.parents[1] / "templates"),
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(comment=lambda text: f"# {text}")
+    hostvars = {h: {"schedctl_address": a, "ansible_host": a} for h, a in ADDRESSES.items()}
+    hostvars["load-1"]["schedctl_metrics_address"] = ""  # its metrics turned off: left out
+    text = env.get_template("prometheus.yml.j2").render(
+        groups=GROUPS, hostvars=hostvars, schedctl_cluster_name="lab", ansible_managed="managed", **METRICS)
+    config = yaml.safe_load(text)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"schedctl-coordinator", "schedctl-node"}
+    targets = {(t["labels"]["node"], t["labels"]["daemon"]): t["targets"]
+               for job in jobs.values() for t in job["static_configs"]}
+    assert targets == {("coord-1", "coordinator"): ["10.0.0.10:9464"], ("coord-2", "coordinator"): ["10.0.0.13:9464"],
+                       ("gpu-1", "node"): ["10.0.0.11:9465"]}
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian's `prometheus` package; scripts/ci-system-deps.sh)")
+    path = tmp_path / "prometheus.yml"
+    path.write_text(text)
+    out = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -78,6 +78,7 @@ def playbook(inv: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_NOCOLOR": "1"}
     extra = {"schedctl_keys_dir": str(tmp / "keys"), "schedctl_cluster_file": str(tmp / "keys/cluster.toml"),
+             "schedctl_prometheus_file": str(tmp / "keys/prometheus.yml"),
              "schedctl_cluster_name": "systemtest",
              "schedctl_fault_become": False}  # nsenter is root already; there is no sudo in the hosts
     return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), "deploy.yml", "-e", json.dumps(extra)],
