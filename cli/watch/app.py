@@ -28,7 +28,7 @@ from daemons.rundir import Event
 REFRESH_S = 1.0
 GIB = float(1 << 30)
 BAR = 12
-NODE_COLUMNS = ("NODE", "STATE", "GPU MEMORY", "COMPUTE", "QUEUE", "IN FLIGHT", "LOADED", "LOADING", "HEARD")
+NODE_COLUMNS = ("NODE", "STATE", "HEARD", "GPU MEMORY", "COMPUTE", "QUEUE", "IN FLIGHT", "LOADED", "LOADING")
 EVENT_STYLES = {"fault": "bold red", "bad": "yellow", "good": "green", "info": ""}
 
 
@@ -37,7 +37,7 @@ class WatchApp(App[None]):
 
     TITLE = "schedctl watch"
     CSS = """
-    #head { height: 1; background: $boost; }
+    #head { height: 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
     #nodes { height: auto; max-height: 50%; }
     #control { height: auto; }
     #figures { height: auto; max-height: 12; }
@@ -120,9 +120,14 @@ def node_cells(node: NodeView) -> list[Text]:
                                        f"{(node.memory_used or 0) / GIB:.1f}/{(node.memory_total or 0) / GIB:.0f}G")
     compute = "-" if node.gpu_utilization is None else f"{100 * node.gpu_utilization:3.0f}%"
     heard = "never" if node.heard_s_ago is None else f"{node.heard_s_ago:.1f}s ago"
-    cells = [node.name, node.state.upper() if dead else node.state, memory, compute, _opt(node.queue_depth),
-             _opt(node.in_flight), ", ".join(node.ready) or "-", ", ".join(node.loading) or "-", heard]
+    cells = [node.name, node.state.upper() if dead else node.state, heard, memory, compute, _opt(node.queue_depth),
+             _opt(node.in_flight), _models(node.ready), _models(node.loading)]
     return [Text(c, style=style) for c in cells]
+
+
+def _models(models: tuple[str, ...]) -> str:
+    """Model names without their organisation (meta-llama/Llama-2-7b-hf: Llama-2-7b-hf): the row fits."""
+    return ", ".join(m.rsplit("/", 1)[-1] for m in models) or "-"
 
 
 def _bar(fraction: float) -> str:
