@@ -177,11 +177,11 @@ class WatchModel:
         for coordinator in self._coordinators.values():
             if coordinator.reply is None or coordinator.answered_at is None:
                 continue
-            row = next((r for r in coordinator.reply.nodes if r.get("node") == name), None)
-            if row is not None:
-                heard = _number(row.get("last_heard_s"))
-                ago = None if heard is None else heard + now - coordinator.answered_at
-                return _node_row(name, "alive" if row.get("alive", True) else "dead", row, ago)
+            seen = next((r for r in coordinator.reply.nodes if r.get("node") == name), None)
+            if seen is not None:
+                heard = _number(seen.get("last_heard_s"))
+                since = None if heard is None else heard + now - coordinator.answered_at
+                return _node_row(name, "alive" if seen.get("alive", True) else "dead", seen, since)
         return NodeView(name, "unknown")
 
     def _coordinator_view(self, name: str, src: _Source, now: float) -> CoordinatorView:

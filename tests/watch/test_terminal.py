@@ -38,7 +38,9 @@ class Pane:
     def __init__(self, command: list[str], tmp: Path) -> None:
         assert TMUX is not None
         self.base = [TMUX, "-L", f"watch-test-{uuid.uuid4().hex[:8]}"]
-        env = ["env", "-u", "COLUMNS", "-u", "LINES", f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}", f"PATH={os.environ.get('PATH', '')}"]
+        # pytest's environment may say COLUMNS=80: the terminal's own size must rule
+        env = ["env", "-u", "COLUMNS", "-u", "LINES", f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}",
+               f"PATH={os.environ.get('PATH', '')}"]
         line = f"cd {shlex.quote(str(tmp))} && exec {shlex.join([*env, *command])}"
         self.tmux("new-session", "-d", "-s", "w", "-x", "160", "-y", "48", line)
         self.tmux("resize-window", "-t", "w", "-x", "160", "-y", "48")  # no client attached: say it again
@@ -96,6 +98,10 @@ def wait_for_run(results: Path, timeout_s: float = 60.0) -> Path:
     raise AssertionError(f"no run started under {results}")
 
 
+def shows(*patterns: str) -> Callable[[str], bool]:
+    return lambda screen: all(re.search(p, screen) for p in patterns)
+
+
 def gone(pids: list[int], timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -112,14 +118,13 @@ def test_the_watch_shows_nodes_figures_a_fault_and_a_dead_node_and_quits_clean(t
         wait_for_run(tmp_path / "results")
         pane = Pane([SCHEDCTL, "watch", "--results-dir", str(tmp_path / "results")], tmp_path)
         try:
-            pane.wait_for("both nodes alive", lambda s: all(re.search(rf"{n}\s+alive", s) for n in ("node-0", "node-1")))
+            pane.wait_for("both nodes alive", shows(r"node-0\s+alive", r"node-1\s+alive"))
             watcher = [pane.pid, *(c.pid for c in psutil.Process(pane.pid).children(recursive=True))]
-            screen = pane.wait_for("the coordinator", lambda s: re.search(r"coordinator\s+yes\s+standalone\s+active", s)
-                                   is not None)
+            screen = pane.wait_for("the coordinator", shows(r"coordinator\s+yes\s+standalone\s+active"))
             assert "GPU MEMORY" in screen and "█" in screen  # the memory bar
-            pane.wait_for("request figures", lambda s: re.search(r"centralized\s+\d+\.\d\s+\d+%\s+\d+ ms", s) is not None)
-            pane.wait_for("the fault", lambda s: re.search(r"fault\s+node-1\s+kind=kill", s) is not None)
-            screen = pane.wait_for("node-1 dead", lambda s: re.search(r"node-1\s+DEAD", s) is not None, 30)
+            pane.wait_for("request figures", shows(r"centralized\s+\d+\.\d\s+\d+%\s+\d+ ms"))
+            pane.wait_for("the fault", shows(r"fault\s+node-1\s+kind=kill"))
+            screen = pane.wait_for("node-1 dead", shows(r"node-1\s+DEAD"), 30)
             assert re.search(r"node-0\s+alive", screen)
             print(screen)
             pane.tmux("send-keys", "-t", "w", "q")
@@ -135,7 +140,7 @@ def test_experiment_run_watch_goes_on_after_the_dashboard_quits(tmp_path: Path) 
                  "--rps", "2", "--cv", "1", "--nodes", "1", "--scheduler", "gossip", "--timeout", "10",
                  "--name", "watching", "--watch"], tmp_path)
     try:
-        pane.wait_for("the dashboard", lambda s: re.search(r"node-0\s+alive", s) is not None)
+        pane.wait_for("the dashboard", shows(r"node-0\s+alive"))
         pane.tmux("send-keys", "-t", "w", "q")
         screen = pane.wait_for("the run's report", lambda s: "results:" in s and pane.dead(), 120)
         assert "[gossip] starting 1 nodes" in screen  # said while the dashboard was open, printed after it
