@@ -152,6 +152,10 @@ def _control(snap: Snapshot) -> Table | str:
         table = Table("PEER", "SEES ALIVE", "SUSPECT", "DEAD", "VIEW AGE PER PEER (s)", box=None, pad_edge=False)
         for p in snap.peers:
             ages = "  ".join(f"{m} {a:.1f}" for m, a in sorted(p.ages.items()))
+            if not p.answering:  # a silent peer's last view: dimmed, its name red
+                table.add_row(Text(f"{p.observer} (silent: last view)", "bold red"), str(p.alive), str(p.suspect),
+                              str(p.dead), ages, style="dim")
+                continue
             table.add_row(p.observer, str(p.alive), Text(str(p.suspect), "yellow" if p.suspect else ""),
                           Text(str(p.dead), "red" if p.dead else ""), ages)
         return table

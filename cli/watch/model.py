@@ -79,6 +79,7 @@ class PeerView:
     suspect: int
     dead: int
     ages: dict[str, float]  # member -> age of its record, as the observer holds it (s)
+    answering: bool = True  # False: the observer itself is silent, this view is its last
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,8 @@ class WatchModel:
         return Snapshot(
             nodes=tuple(self._node_view(name, src, now) for name, src in sorted(self._nodes.items())),
             coordinators=tuple(self._coordinator_view(name, src, now) for name, src in self._coordinators.items()),
-            peers=tuple(p for name, src in sorted(self._nodes.items()) if (p := _peer_view(name, src)) is not None),
+            peers=tuple(p for name, src in sorted(self._nodes.items())
+                        if (p := _peer_view(name, src, now)) is not None),
             arms=tuple(self._arm(arm, rows, now) for arm, rows in self._requests.items()),
             events=tuple(sorted(self._events, key=lambda e: e.t_s)),
         )
@@ -215,14 +217,15 @@ def _node_row(name: str, state: str, row: dict[str, Any], heard_s_ago: float | N
         tuple(str(m.get("model")) for m in models if m.get("state") == "loading"), heard_s_ago)
 
 
-def _peer_view(name: str, src: _Source) -> PeerView | None:
-    if src.reply is None or src.reply.role != "gossip-peer":
+def _peer_view(name: str, src: _Source, now: float) -> PeerView | None:
+    if src.reply is None or src.answered_at is None or src.reply.role != "gossip-peer":
         return None
     members = [r for r in src.reply.nodes if r.get("node") != name]
     states = [str(r.get("status", "alive")) for r in members]
     ages = {str(r.get("node")): float(r["record_age_s"]) for r in members
             if isinstance(r.get("record_age_s"), int | float)}
-    return PeerView(name, states.count("alive"), states.count("suspect"), states.count("dead"), ages)
+    return PeerView(name, states.count("alive"), states.count("suspect"), states.count("dead"), ages,
+                    now - src.answered_at < DEAD_AFTER_S)
 
 
 def _history(rows: deque[tuple[float, RequestRow]], now: float) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -85,7 +85,8 @@ def test_a_gossip_peer_shows_its_view_of_the_others() -> None:
     (peer,) = model.snapshot(T0).peers
     assert (peer.observer, peer.alive, peer.suspect, peer.dead) == ("node-0", 1, 1, 1)
     assert peer.ages == {"node-1": 2.5, "node-2": 9.0, "node-3": 0.4}
-    assert model.snapshot(T0).nodes[0].state == "alive"
+    assert model.snapshot(T0).nodes[0].state == "alive" and peer.answering
+    assert not model.snapshot(T0 + DEAD_AFTER_S).peers[0].answering  # its last view, kept but marked
 
 
 def test_request_figures_are_over_the_last_window_by_the_reports_rules() -> None:
