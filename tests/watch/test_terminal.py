@@ -144,7 +144,9 @@ def test_experiment_run_watch_goes_on_after_the_dashboard_quits(tmp_path: Path) 
         pane.tmux("send-keys", "-t", "w", "q")
         screen = pane.wait_for("the run's report", lambda s: "results:" in s and pane.dead(), 120)
         assert "[gossip] starting 1 nodes" in screen  # said while the dashboard was open, printed after it
-        assert (tmp_path / "results").is_dir() and list((tmp_path / "results").glob("watching_gossip_*/requests.csv"))
+        (run_dir,) = (tmp_path / "results").glob("watching_gossip_*")
+        assert (run_dir / "requests.csv").is_file() and (run_dir / "timeline.html").is_file()  # reported as ever
+        assert (run_dir / "live" / "ended").exists()
         status = pane.tmux("display-message", "-p", "-t", "w", "#{pane_dead_status}").strip()
         assert status == "0", screen
     finally:
