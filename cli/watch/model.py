@@ -12,6 +12,11 @@ tested by feeding observations (tests/watch/test_model.py). Observations:
   coordinator's events PUB).
 - `request(t, row, arm)`: one finished request of the load generator (its requests.csv row).
 
+Some events are the watch's own, from differences between what the cluster said: a node's
+loads started, finished and failed and its evictions (its models between two answers), a
+request's cold start or migration (the action its node reported), and a coordinator's
+change of state or epoch (a failover, as its answers show it).
+
 A daemon that has not answered for DEAD_AFTER_S is "dead": the screen turns its row red.
 Request figures are over the last WINDOW_S seconds of finishes, by the report's own rules
 (cli/report/summary.py: tpot_s, meets_slo), and sparklines over the last HISTORY_S seconds.
@@ -144,8 +149,13 @@ class WatchModel:
         """`kind`: "node" or "coordinator"; `reply` None: asked, no answer."""
         book = self._nodes if kind == "node" else self._coordinators
         source = book.setdefault(name, _Source())
-        if reply is not None:
-            source.reply, source.answered_at = reply, now
+        if reply is None:
+            return
+        changes = (_model_changes(name, _own_models(source.reply, name), _own_models(reply, name)) if kind == "node"
+                   else _coordinator_changes(name, source.reply, reply))
+        if source.reply is not None:  # the first answer is where we start, not a change
+            self._events.extend(Event(now, kind_, target, detail) for kind_, target, detail in changes)
+        source.reply, source.answered_at = reply, now
 
     def event(self, event: Event) -> None:
         self._events.append(event)
@@ -154,6 +164,8 @@ class WatchModel:
         if row.status == NOT_SENT:
             return  # never sent: not a figure of the system under test
         self._requests.setdefault(arm, deque()).append((t, row))
+        if row.action in ("COLD_START", "MIGRATE"):  # what the node did for it (its Done)
+            self._events.append(Event(t, row.action.lower(), row.node, f"model={row.model};request={row.request_id}"))
         self._totals[arm] = self._totals.get(arm, 0) + 1
 
     # ----- the screen ---------------------------------------------------------------------
@@ -206,6 +218,43 @@ class WatchModel:
             arm, len(recent), len(recent) / WINDOW_S, len(ok) / len(recent) if recent else math.nan,
             _percentile(ttfts, 50), _percentile(ttfts, 99), sum(tpots) / len(tpots) if tpots else math.nan,
             good / WINDOW_S if self.slo.configured else math.nan, self._totals.get(arm, 0), rate_hist, ttft_hist)
+
+
+def _own_models(reply: StatusReply | None, name: str) -> dict[str, str]:
+    """model -> state in a node's own row of its reply ({} without one)."""
+    row = next((r for r in reply.nodes if r.get("node") == name), {}) if reply is not None else {}
+    return {str(m.get("model")): str(m.get("state")) for m in row.get("models") or [] if isinstance(m, dict)}
+
+
+def _model_changes(node: str, before: dict[str, str], after: dict[str, str]) -> list[tuple[str, str, str]]:
+    """Loads started and finished, failed loads and evictions between two answers of a node."""
+    changes = []
+    for model in sorted(before.keys() | after.keys()):
+        was, now = before.get(model), after.get(model)
+        if was == now:
+            continue
+        if now == "loading":
+            kind = "load_started"
+        elif now == "ready":
+            kind = "loaded"
+        elif now == "failed":
+            kind = "load_failed"
+        elif was == "ready" or now == "evicting":
+            kind = "evicted"
+        else:
+            continue  # a load that vanished between two answers: no state to name
+        changes.append((kind, node, f"model={model}"))
+    return changes
+
+
+def _coordinator_changes(name: str, before: StatusReply | None, after: StatusReply) -> list[tuple[str, str, str]]:
+    """A coordinator whose Binary Star state or epoch changed (a failover, seen from its answers)."""
+    if before is None:
+        return []
+    was, now = before.info, after.info
+    if (was.get("state"), was.get("epoch")) == (now.get("state"), now.get("epoch")):
+        return []
+    return [("coordinator_state", name, f"{was.get('state')} -> {now.get('state')};epoch={now.get('epoch')}")]
 
 
 def _node_row(name: str, state: str, row: dict[str, Any], heard_s_ago: float | None) -> NodeView:
@@ -263,7 +312,8 @@ def severity(event: Event) -> str:
     """How the event log colours an event: fault, bad (a node or coordinator lost), good, info."""
     if is_fault(event):
         return "fault"
-    if event.kind in ("dead", "node_dead", "silent", "suspect", "coordinator_silent", "failover", "takeover"):
+    if event.kind in ("dead", "node_dead", "silent", "suspect", "coordinator_silent", "failover", "takeover",
+                      "load_failed", "coordinator_state"):
         return "bad"
     if event.kind in ("alive", "node_recovered", "heard_again", "coordinator_heard_again", "resumed", "healed",
                       "started_again", "node_restarted"):

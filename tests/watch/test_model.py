@@ -135,3 +135,22 @@ def test_the_next_arm_keeps_the_earlier_arms_figures_and_events() -> None:
     snap = second.snapshot(T0 + 1)
     assert [a.arm for a in snap.arms] == ["centralized", "gossip"] and len(snap.events) == 1
     assert [n.name for n in snap.nodes] == ["node-0", "node-1"]
+
+
+def test_loads_evictions_cold_starts_and_failovers_are_events_of_their_own() -> None:
+    model = WatchModel(nodes=["node-0"], coordinators=["coordinator"])
+    model.status("node", "node-0", node_reply("node-0", loading=True), T0)  # where we start: no event
+    model.status("coordinator", "coordinator", coordinator_reply([], state="passive", epoch=1), T0)
+    assert model.snapshot(T0).events == ()
+    model.status("node", "node-0", node_reply("node-0"), T0 + 1)  # llama loaded
+    evicted = StatusReply("node", [{"node": "node-0", "models": [{"model": "llama", "state": "ready"}]}], {})
+    model.status("node", "node-0", evicted, T0 + 2)  # opt gone
+    model.status("node", "node-0", None, T0 + 3)  # no answer: no change
+    model.status("coordinator", "coordinator", coordinator_reply([], state="active", epoch=2), T0 + 3)
+    cold = RequestRow("r9", 0, model="llama", node="node-0", action="COLD_START", status="ok", done_s=1.0,
+                      first_token_s=0.5)
+    model.request(T0 + 4, cold, "centralized")
+    seen = [(e.t_s - T0, e.kind, e.target, e.detail) for e in model.snapshot(T0 + 5).events]
+    assert seen == [(1, "loaded", "node-0", "model=llama"), (2, "evicted", "node-0", "model=opt"),
+                    (3, "coordinator_state", "coordinator", "passive -> active;epoch=2"),
+                    (4, "cold_start", "node-0", "model=llama;request=r9")]

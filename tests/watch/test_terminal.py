@@ -125,6 +125,7 @@ def test_the_watch_shows_nodes_figures_a_fault_and_a_dead_node_and_quits_clean(t
             assert "GPU MEMORY" in screen and "█" in screen  # the memory bar
             pane.wait_for("request figures", shows(r"centralized\s+\d+\.\d\s+\d+%\s+\d+ ms"))
             pane.wait_for("the fault", shows(r"fault\s+node-1\s+kind=kill"))
+            pane.wait_for("a model load", shows(r"(cold_start|load_started|loaded)\s+node-\d\s+model="))
             screen = pane.wait_for("node-1 dead", shows(r"node-1\s+DEAD"), 30)
             assert re.search(r"node-0\s+alive", screen)
             print(screen)
@@ -141,7 +142,7 @@ def test_experiment_run_watch_goes_on_after_the_dashboard_quits(tmp_path: Path) 
                  "--rps", "2", "--cv", "1", "--nodes", "1", "--scheduler", "gossip", "--timeout", "10",
                  "--name", "watching", "--watch"], tmp_path)
     try:
-        pane.wait_for("the dashboard", shows(r"node-0\s+alive"))
+        pane.wait_for("the dashboard", shows(r"node-0\s+alive", r"PEER\s+SEES ALIVE\s+SUSPECT\s+DEAD"))
         pane.tmux("send-keys", "-t", "w", "q")
         screen = pane.wait_for("the run's report", lambda s: "results:" in s and "[exit" in s, 120)
         assert "[gossip] starting 1 nodes" in screen  # said while the dashboard was open, printed after it
