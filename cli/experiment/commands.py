@@ -244,8 +244,9 @@ def _run_watched(spec: ExperimentSpec, stop: threading.Event, finish: Callable[[
     dashboard leaves the run going. What the run says while the dashboard has the terminal
     is printed when it closes; Ctrl-C then stops the run as without --watch."""
     from cli.experiment.runner import run_experiment
-    from cli.watch.command import watch_run
+    from cli.watch.command import check_terminal, watch_run
 
+    check_terminal()  # before anything starts
     said: list[str] = []
     watching = threading.Event()
     watching.set()
@@ -266,7 +267,9 @@ def _run_watched(spec: ExperimentSpec, stop: threading.Event, finish: Callable[[
     runner = threading.Thread(target=work, name="experiment")
     runner.start()
     try:
-        watch_run(Path(spec.results_dir), os.getpid())
+        watch_run(Path(spec.results_dir), os.getpid(), stop)
+    except Exception as exc:  # the dashboard failed, not the run: it goes on as without --watch
+        said.append(f"warning: the dashboard closed on an error ({type(exc).__name__}: {exc}); the run goes on")
     finally:
         watching.clear()
         for line in said:

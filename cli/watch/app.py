@@ -10,6 +10,7 @@ nothing here decides what a figure means.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
@@ -48,9 +49,10 @@ class WatchApp(App[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [("q", "quit", "Quit")]
 
-    def __init__(self, feed: Feed, describe: str, follow: Callable[[Feed], Feed] | None = None) -> None:
+    def __init__(self, feed: Feed, describe: str, follow: Callable[[Feed], Feed] | None = None,
+                 stop: threading.Event | None = None) -> None:
         super().__init__()
-        self.feed, self.describe, self.follow = feed, describe, follow
+        self.feed, self.describe, self.follow, self.stop = feed, describe, follow, stop
         self._shown: set[tuple[float, str, str, str]] = set()
 
     def compose(self) -> ComposeResult:
@@ -77,6 +79,9 @@ class WatchApp(App[None]):
         self.feed.close()
 
     def refresh_view(self) -> None:
+        if self.stop is not None and self.stop.is_set():  # the run was stopped (SIGTERM): give the terminal back
+            self.exit()
+            return
         if self.follow is not None:
             feed = self.follow(self.feed)
             if feed is not self.feed:

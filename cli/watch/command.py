@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,19 +63,28 @@ def watch(
     run_app(local_feed(newest) or _waiting(), f"runs under {results_dir}/", follower(results_dir))
 
 
-def run_app(feed: Feed, describe: str, follow: Callable[[Feed], Feed] | None = None) -> None:
+def check_terminal() -> None:
+    """The dashboard draws on a terminal: say so in one line when there is none."""
+    if not (sys.stdin.isatty() and sys.__stderr__ is not None and sys.__stderr__.isatty()):
+        raise ConfigError("schedctl watch draws a dashboard and needs a terminal: run it in one "
+                          "(in scripts, `schedctl status` prints a snapshot)")
+
+
+def run_app(feed: Feed, describe: str, follow: Callable[[Feed], Feed] | None = None,
+            stop: threading.Event | None = None) -> None:
     from cli.watch.app import WatchApp  # Textual loads only for the dashboard itself
 
+    check_terminal()
     try:
-        WatchApp(feed, describe, follow).run()
+        WatchApp(feed, describe, follow, stop).run()
     finally:
         feed.close()
 
 
-def watch_run(results_dir: Path, pid: int) -> None:
+def watch_run(results_dir: Path, pid: int, stop: threading.Event) -> None:
     """The dashboard of the run process `pid` is making (`experiment run --watch`): it waits for
-    the run's first arm and follows each next arm."""
-    run_app(_waiting(), f"this run (results under {results_dir}/)", follower(results_dir, pid))
+    the run's first arm, follows each next arm, and closes when the run is stopped."""
+    run_app(_waiting(), f"this run (results under {results_dir}/)", follower(results_dir, pid), stop)
 
 
 def follower(results_dir: Path, pid: int | None = None) -> Callable[[Feed], Feed]:

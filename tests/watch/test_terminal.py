@@ -155,3 +155,21 @@ def test_experiment_run_watch_goes_on_after_the_dashboard_quits(tmp_path: Path) 
             for child in psutil.Process(pane.pid).children(recursive=True):
                 child.kill()
         pane.close()
+
+
+def test_a_stopped_watched_run_gives_the_terminal_back_and_reports(tmp_path: Path) -> None:
+    """SIGTERM (a supervisor, `timeout`) stops the run as without --watch, and closes the dashboard."""
+    pane = Pane([SCHEDCTL, "experiment", "run", "--results-dir", str(tmp_path / "results"), "--duration", "60",
+                 "--rps", "1", "--cv", "1", "--nodes", "1", "--scheduler", "gossip", "--timeout", "10",
+                 "--name", "stopped", "--watch"], tmp_path)
+    try:
+        pane.wait_for("the dashboard", shows(r"node-0\s+alive"))
+        (run,) = [p for p in psutil.Process(pane.pid).children() if "experiment" in " ".join(p.cmdline())]
+        run.send_signal(signal.SIGTERM)
+        screen = pane.wait_for("the run's end", shows(r"\[exit \d+\]"), 120)
+        assert "[exit 130]" in screen and "interrupted" in screen and "results:" in screen, screen
+    finally:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(pane.pid).children(recursive=True):
+                child.kill()
+        pane.close()
