@@ -1,8 +1,9 @@
 """timeline.html: the run on one zoomable time axis, in one self-contained HTML file.
 
 The same data as the PNGs (plots.py), read from the same RunData: per-node memory
-utilisation and queue depth (nodes.csv; gaps where a node was dead), every request's TTFT
-at its scheduled time (requests.csv; failures drawn at the bottom), and every event
+utilisation, GPU compute utilisation and queue depth (nodes.csv; gaps where a node was
+dead), every request's TTFT at its scheduled time (requests.csv; failures drawn at the
+bottom), and every event
 (events.csv) as a marker on its own row with its detail on hover; faults are also drawn as
 red lines across every panel. All panels share one x range, so zooming or panning one
 moves them all.
@@ -47,8 +48,8 @@ def write_timeline(run: RunData, path: Path | None = None) -> Path:
     out = path or run.run_dir / TIMELINE_HTML
     start, end = _time_span(run)
     x_range = Range1d(start=start, end=end)
-    panels = [_memory_panel(run, x_range), _queue_panel(run, x_range), _ttft_panel(run, x_range),
-              _event_panel(run, x_range)]
+    panels = [_memory_panel(run, x_range), _compute_panel(run, x_range), _queue_panel(run, x_range),
+              _ttft_panel(run, x_range), _event_panel(run, x_range)]
     for panel in panels[:-1]:
         _mark_faults(panel, run.events)
     title = f"{run.manifest.name} · {run.manifest.scheduler} · {run.run_dir.name}"
@@ -103,6 +104,13 @@ def _node_lines(fig: Figure, run: RunData, value: str, scale: float) -> None:
 def _memory_panel(run: RunData, x_range: Range1d) -> Figure:
     fig = _figure("GPU memory used per node (%)", "memory %", x_range)
     _node_lines(fig, run, "memory_utilization", 100.0)
+    return fig
+
+
+def _compute_panel(run: RunData, x_range: Range1d) -> Figure:
+    """NVML's utilization.gpu, or the emulator's busy fraction; empty where not measured (NaN)."""
+    fig = _figure("GPU compute utilisation per node (%)", "compute %", x_range)
+    _node_lines(fig, run, "gpu_utilization", 100.0)
     return fig
 
 

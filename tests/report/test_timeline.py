@@ -35,8 +35,8 @@ def test_the_timeline_is_one_self_contained_file_with_the_runs_data(tmp_path: Pa
     assert page.name == TIMELINE_HTML
     assert not re.search(r"<script[^>]+src=", html), "every script is inlined"
     assert "Bokeh" in html and len(html) > 500_000  # BokehJS itself is in the file
-    for name in ("node-a", "node-b", "kill -9", "sigstop", "GPU memory used per node", "Queue depth per node",
-                 "Request TTFT", "Events"):
+    for name in ("node-a", "node-b", "kill -9", "sigstop", "GPU memory used per node", "GPU compute",
+                 "Queue depth per node", "Request TTFT", "Events"):
         assert name in html, name
 
 
