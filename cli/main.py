@@ -15,6 +15,7 @@ from cli.start_coordinator import start_coordinator
 from cli.start_emulator import start_emulator
 from cli.start_node import node_app, start_node
 from cli.status import status
+from cli.watch.command import watch
 
 app = typer.Typer(
     name="schedctl",
@@ -54,6 +55,7 @@ start_app.command("emulator")(start_emulator)
 start_app.command("node")(start_node)
 start_app.command("coordinator")(start_coordinator)
 app.command("status")(status)
+app.command("watch")(watch)
 app.add_typer(node_app, name="node")
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(keys_app, name="keys")

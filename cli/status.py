@@ -80,7 +80,7 @@ def _queue_line(info: dict[str, Any]) -> str:
 
 
 def _cells(row: dict[str, Any], role: str) -> tuple[str, ...]:
-    used, total = _memory(row)
+    used, total = row_memory(row)
     memory = "-" if total is None else f"{(used or 0) / GIB:.1f}/{total / GIB:.1f} GiB"
     heard = row.get("last_heard_s", row.get("record_age_s"))
     return (str(row.get("node", "?")), _state(row, role), _num(row.get("queue_depth")), _num(row.get("in_flight")),
@@ -97,7 +97,8 @@ def _state(row: dict[str, Any], role: str) -> str:
     return "alive" if role == "node" else "-"  # a node describing itself is alive: it answered
 
 
-def _memory(row: dict[str, Any]) -> tuple[int | None, int | None]:
+def row_memory(row: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(used, total) GPU memory bytes of a status row: a coordinator's sums or a node's GPUs."""
     if "memory_total" in row:
         return row.get("memory_used"), row["memory_total"]
     gpus = row.get("gpus")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +22,7 @@ from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy.registry import DEFAULT_GOSSIP_POLICY, DEFAULT_POLICY, names
 
 if TYPE_CHECKING:
+    from cli.experiment.runner import RunOutcome
     from cli.report.run_report import RunReport
     from cli.report.summary import Summary
 
@@ -81,6 +84,9 @@ def run_command(
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Run the local cluster without CURVE (by default every run makes its own keys "
                            "and every daemon checks who sends what): to measure what CURVE costs.")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Open the live dashboard (`schedctl watch`) on this run; q closes it and the run "
+                        "goes on, printing its progress and report as without --watch.")] = False,
 ) -> None:
     """Run a workload through a local cluster of emulated GPU nodes and report.
 
@@ -107,6 +113,7 @@ def run_command(
           --fault 30:kill:coordinator
       schedctl experiment run --scheduler centralized --classes interactive:0.3:ttft=500,batch:0.7 \\
           --max-running 4 --admission slo
+      schedctl experiment run --duration 60 --fault 20:kill:node-1 --watch
 
     A partition fault needs root (network namespaces).
     """
@@ -119,7 +126,7 @@ def run_command(
                        queue_limit=queue_limit, classes=classes, priority=False if no_priority else None,
                        max_running=max_running, admission=admission,
                        cluster_file=str(cluster) if cluster is not None else None)
-    _run(spec)
+    _run(spec, watch)
 
 
 def _scheduler_flag(scheduler: str | None, centralized_only: bool, gossip_only: bool) -> str | None:
@@ -204,8 +211,8 @@ def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup,
     return tuple(dataclasses.replace(k, count=n) for k, n in merged.items())
 
 
-def _run(spec: ExperimentSpec) -> None:
-    from cli.experiment.runner import ArmFailed, RunOutcome, run_experiment
+def _run(spec: ExperimentSpec, watch: bool = False) -> None:
+    from cli.experiment.runner import ArmFailed, run_experiment
     from cli.report.run_report import write_report
 
     summaries: list[Summary] = []
@@ -223,7 +230,10 @@ def _run(spec: ExperimentSpec) -> None:
     previous = {sig: signal.signal(sig, lambda *_: _interrupt(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
     failed: ArmFailed | None = None
     try:
-        run_experiment(spec, typer.echo, stop=stop, on_outcome=finish)
+        if watch:
+            _run_watched(spec, stop, finish)
+        else:
+            run_experiment(spec, typer.echo, stop=stop, on_outcome=finish)
     except ArmFailed as exc:
         failed = exc
     except KeyboardInterrupt:  # a second Ctrl-C: the cluster's teardown has run on the way out
@@ -260,6 +270,47 @@ def _write_arms_comparison(reports: list[RunReport]) -> None:
     out_dir = first.parent / f"{head}_compare_{stamp}"
     written = write_comparison_files([r.run for r in reports], [r.summary for r in reports], out_dir)
     typer.echo("comparison: " + ", ".join(str(p) for p in written))
+
+
+def _run_watched(spec: ExperimentSpec, stop: threading.Event, finish: Callable[[RunOutcome], None]) -> None:
+    """The run in a thread of its own, the dashboard in this (main) thread: quitting the
+    dashboard leaves the run going. What the run says while the dashboard has the terminal
+    is printed when it closes; Ctrl-C then stops the run as without --watch."""
+    from cli.experiment.runner import run_experiment
+    from cli.watch.command import check_terminal, watch_run
+
+    check_terminal()  # before anything starts
+    said: list[str] = []
+    watching = threading.Event()
+    watching.set()
+    failure: list[BaseException] = []
+
+    def say(line: str) -> None:
+        if watching.is_set():
+            said.append(line)
+        else:
+            typer.echo(line)
+
+    def work() -> None:
+        try:
+            run_experiment(spec, say, stop=stop, on_outcome=finish)
+        except BaseException as exc:  # handed to the main thread, which reports it as without --watch
+            failure.append(exc)
+
+    runner = threading.Thread(target=work, name="experiment")
+    runner.start()
+    try:
+        watch_run(Path(spec.results_dir), os.getpid(), stop)
+    except Exception as exc:  # the dashboard failed, not the run: it goes on as without --watch
+        said.append(f"warning: the dashboard closed on an error ({type(exc).__name__}: {exc}); the run goes on")
+    finally:
+        watching.clear()
+        for line in said:
+            typer.echo(line)
+    while runner.is_alive():
+        runner.join(0.5)  # in slices: Ctrl-C (the main thread's signal handler) still stops the run
+    if failure:
+        raise failure[0]
 
 
 def _warn_on_mismatch(summary: Summary) -> None:

@@ -11,6 +11,7 @@ An arm stopped early (Ctrl-C, SIGTERM) is marked `"interrupted": true` in its ma
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import subprocess
 import threading
@@ -31,6 +32,7 @@ from cli.experiment.netns import NetnsError, Network, check_support
 from cli.experiment.progress import Ticker, expected_line
 from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
+from cli.watch.journal import Journal, LiveRun, start_journal
 from daemons.bus import activation
 from daemons.core.errors import ConfigError, SchedctlError
 from daemons.loadgen.config import LoadgenConfig
@@ -38,7 +40,7 @@ from daemons.loadgen.results import Progress, Results, write_requests_csv
 from daemons.loadgen.schedule import write_schedule_csv
 from daemons.loadgen.sender import run as run_loadgen
 from daemons.loadgen.workload import PlannedRequest, plan_fitted
-from daemons.rundir import MANIFEST, REQUESTS, write_manifest
+from daemons.rundir import MANIFEST, REQUESTS, Slo, write_manifest
 
 Say = Callable[[str], None]
 
@@ -129,6 +131,7 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         collector, cluster = _local_cluster(spec, scheduler, run_dir)
     start_time = datetime.now(UTC)
     injector: Injector | None = None
+    journal: Journal | None = None
     host = HostSampler()  # the host's and the run's CPU each second: host.csv
     host.start()
     try:
@@ -141,6 +144,7 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         # Started once the coordinator's events address is known: the collector's thread
         # owns its socket and connects only at start. The nodes' PUBs reconnect to it.
         collector.start()
+        journal = start_journal(run_dir, _live_run(spec, scheduler, cluster), collector.events)  # schedctl watch
         names = list(cluster.node_endpoints) if spec.cluster_file else [n for n, _ in spec.node_names()]
         faults = resolve_targets(spec.fault_plan, names, spec.workload.seed)
         ticker, t0 = Ticker(scheduler, spec.workload.duration_s), [time.monotonic()]
@@ -152,6 +156,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
                 say(line)
 
         def beat(p: Progress) -> None:
+            if journal is not None:
+                journal.take_records(p.records, time.time() - (time.monotonic() - t0[0]))
             progress(p)
             line = ticker.beat(p)
             if line is not None:
@@ -172,6 +178,8 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
         if injector is not None:
             injector.stop()  # before the teardown: no restart may race it
         collector.stop()  # before the teardown, which it would record as silences
+        if journal is not None:
+            journal.stop()
         host.stop()
         activation.withdraw(collector.address)  # its socket, if it never started to adopt it
         cluster.stop()
@@ -198,6 +206,15 @@ def _local_cluster(spec: ExperimentSpec, scheduler: str, run_dir: Path) -> tuple
             with contextlib.suppress(NetnsError):  # the first error is the one to show
                 network.close()
         raise
+
+
+def _live_run(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster | RemoteCluster) -> LiveRun:
+    """What `schedctl watch` needs to find this arm's daemons (cli/watch/journal.py)."""
+    coordinators = {k: v for k, v in (("coordinator", cluster.coordinator), ("standby", cluster.standby)) if v}
+    keys = cluster.keys.directory if isinstance(cluster, LocalCluster) and cluster.keys else None
+    slo = Slo(spec.slo.ttft_ms, spec.slo.tpot_ms, spec.slo.e2el_ms)
+    return LiveRun(os.getpid(), scheduler, spec.name, slo, coordinators, dict(cluster.node_endpoints),
+                   None if keys is None else str(keys))
 
 
 def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster | RemoteCluster) -> LoadgenConfig:

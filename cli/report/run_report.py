@@ -1,4 +1,4 @@
-"""One run's report, written into its directory: recovery.csv, summary.csv and the plots.
+"""One run's report, written into its directory: recovery.csv, summary.csv, the plots and timeline.html.
 
 The one code path behind both `schedctl experiment run` (each arm, as soon as its files
 are written) and `schedctl experiment report` (re-rendering, e.g. with other SLOs or after
@@ -29,15 +29,17 @@ class RunReport:
 
 
 def write_report(run_dir: Path, slo: Slo | None = None, plots: bool = True) -> RunReport:
-    """Write recovery.csv, summary.csv and (with `plots`) the PNGs; `slo` overrides the manifest's."""
+    """Write recovery.csv, summary.csv and (with `plots`) the PNGs and timeline.html; `slo` overrides the manifest's."""
     written = [write_recovery(run_dir)]
     run = load_run(run_dir)
     summary = summarize_run(run, slo)
     written.append(write_summary_csv(summary, run_dir / SUMMARY))
     if plots:
         from cli.report.plots import write_run_plots  # matplotlib is slow to import
+        from cli.report.timeline import write_timeline  # so is bokeh
 
         written += write_run_plots(run)
+        written.append(write_timeline(run))
     return RunReport(run, summary, written)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,9 @@ class Progress:
     error: int
     timeout: int
     in_flight: int
+    # The run's records themselves (not a copy: free to hand over), for a live view that reads
+    # finished ones from its own thread (cli/watch/journal.py); a record is final once its status is set.
+    records: Sequence[RequestRecord] = ()
 
     def line(self) -> str:
         return (f"{self.elapsed_s:7.1f}s  sent {self.sent}/{self.total}  ok {self.ok}  error {self.error}  "

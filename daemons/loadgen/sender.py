@@ -461,7 +461,7 @@ class Sender:
             return
         out = self.rec.outcomes
         self._progress(Progress(now, len(self.schedule), self.rec.sent, out[OK], out[ERROR], out[TIMEOUT],
-                                self.rec.in_flight))
+                                self.rec.in_flight, self.rec.records))
 
     def _schedule_frame(self, req: PlannedRequest) -> bytes:
         return schedule_frame(req, self.cfg.name, self.cfg.priority)
