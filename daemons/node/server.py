@@ -467,9 +467,14 @@ class NodeServer:
         return Progress(rid, served.node, served.tokens)  # after a handover: the destination's
 
     async def _tell(self, rid: str, body: Any) -> None:
-        """Send `body` to everyone waiting on request `rid` served here."""
-        for identity in list(self._listeners.get(rid, ())):
-            await self._reply(identity, body, rid)
+        """Send `body` to everyone waiting on request `rid` served here. A request resumed here
+        for a migration's source that is gone (and nobody else) is stopped: nobody would hear it,
+        and its client retries it elsewhere."""
+        listeners = list(self._listeners.get(rid, ()))
+        heard = [await self._reply(identity, body, rid) for identity in listeners]
+        served = self._served.get(rid)
+        if listeners and not any(heard) and served is not None and served.offset:
+            self._cancel(Cancel(rid, self.config.name, "the migration's source is gone"))
 
     async def _run(self, served: Served) -> Done | None:
         """Generate the rest of `served` here: its Done, or None once a migration switched it."""
@@ -730,13 +735,16 @@ class NodeServer:
             await asyncio.sleep(PROGRESS_EVERY_S)
             await self._reply(identity, Progress(rid, self.config.name, 0), rid)
 
-    async def _reply(self, identity: bytes, body: Any, msg_id: str) -> None:
+    async def _reply(self, identity: bytes, body: Any, msg_id: str) -> bool:
+        """Send `body` to `identity`; False if it could not go."""
         try:
             await self.router.send_multipart([identity, encode(body, self.config.name, msg_id)],
                                              flags=zmq.DONTWAIT)
         except zmq.ZMQError as exc:  # the asker is gone (ROUTER_MANDATORY) or its queue is full
             log.warning("could not answer %s with %s: %s", msg_id, body.TYPE, exc.strerror,
                         extra={"SCHEDCTL_REQUEST_ID": msg_id})
+            return False
+        return True
 
     # ----- state -------------------------------------------------------------------
     def _memory_total(self) -> int:
