@@ -93,6 +93,10 @@ def request_row(rec: RequestRecord) -> RequestRow:
         decision_s=_nan(rec.decision_s), server_timings=dict(rec.server_timings), attempts=rec.attempts,
         failed_nodes=tuple(rec.failed_nodes), coordinator=rec.coordinator, epoch=rec.epoch,
         reroutes=rec.reroutes, placed_action=rec.placed_action,
+        migrated_from=rec.migrated_from, migrated_to=rec.migrated_to, migration_tokens=rec.migration_tokens,
+        migration_s=_nan(rec.migration_s),
+        migration_resume_s=_nan(rec.server_timings.get("migration_resume_s") if rec.migrated_to else None),
+        migration_gap_s=_nan(rec.server_timings.get("migration_gap_s") if rec.migrated_to else None),
     )
 
 

@@ -8,6 +8,12 @@ intended send time (no coordinated omission). `action` is what the serving node 
 when it waited on another request's load); `placed_action` is what the coordinator's
 latest placement expected (empty in gossip mode). `failed_nodes` (`;`-joined) are the nodes
 that failed an attempt; `server_timings` is the node's own breakdown as JSON.
+
+A request moved by a live migration (daemons/node/migration.py) names its first move:
+`migrated_from` and `migrated_to` (empty: never migrated), `migration_tokens` (tokens the
+client had at the switch), `migration_s` (when the client heard of the switch, from t = 0),
+and the source's figures `migration_resume_s` (switch to the destination's first token)
+and `migration_gap_s` (the longest wait between two tokens from the switch on).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ REQUEST_COLUMNS = (
     "node", "action", "hops", "tokens", "finish_reason", "status", "error", "error_detail",
     "est_wait_s", "decision_s", "server_timings", "attempts", "failed_nodes",
     "coordinator", "epoch", "reroutes", "placed_action",
+    "migrated_from", "migrated_to", "migration_tokens", "migration_s", "migration_resume_s", "migration_gap_s",
 )
 # What a file needs to be read (a hand-made or older file may have only these).
 REQUEST_REQUIRED = ("request_id", "scheduled_s", "first_token_s", "done_s", "action", "tokens", "status")
@@ -67,6 +74,16 @@ class RequestRow:
     epoch: int = 0
     reroutes: int = 0
     placed_action: str = ""
+    migrated_from: str = ""  # a live migration's source, "" when it was never migrated
+    migrated_to: str = ""
+    migration_tokens: int | None = None  # tokens the client had at the switch
+    migration_s: float = NAN  # when the client heard of the switch
+    migration_resume_s: float = NAN  # switch to the destination's first token (the source's clock)
+    migration_gap_s: float = NAN  # longest wait between two tokens from the switch on
+
+    @property
+    def migrated(self) -> bool:
+        return bool(self.migrated_to)
 
     @property
     def ok(self) -> bool:
@@ -120,5 +137,11 @@ def _request(row: Row) -> RequestRow:
         epoch=row.count("epoch") or 0,
         reroutes=row.count("reroutes") or 0,
         placed_action=row.text("placed_action"),
+        migrated_from=row.text("migrated_from"),
+        migrated_to=row.text("migrated_to"),
+        migration_tokens=row.count("migration_tokens"),
+        migration_s=row.number("migration_s"),
+        migration_resume_s=row.number("migration_resume_s"),
+        migration_gap_s=row.number("migration_gap_s"),
     )
 
