@@ -158,7 +158,9 @@ class StreamToken:
 
 @dataclass(frozen=True, slots=True)
 class Migrate:
-    """Move a running request from `node` (which this goes to) to `to_node` at `endpoint`."""
+    """Move a running request from `node` (which this goes to) to `to_node` at `endpoint`.
+
+    `request_id` "": the node picks one of its running requests (of `model`, if given)."""
 
     TYPE: ClassVar[str] = "migrate"
     request_id: Name
@@ -166,6 +168,7 @@ class Migrate:
     to_node: Name
     endpoint: Endpoint
     reason: Text = ""
+    model: Name = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,18 @@ class Relay:
         return Verdict.PASS
 
 
+def pick(candidates: list[tuple[str, str, int, int]], model: str = "") -> str:
+    """Which request to move when the order names none: `candidates` are (request id, model,
+    tokens generated, tokens still to generate) of the requests running here. The one with
+    the fewest tokens so far (the cheapest context to recompute; Llumnix's "shortest
+    running" choice), among those of `model` (if given) that have started and still have
+    more than MIGRATION_DELTA tokens to go (a request about to finish is not worth moving).
+    "" if none qualifies."""
+    fit = [(tokens, rid) for rid, m, tokens, left in candidates
+           if (not model or m == model) and tokens > 0 and left > MIGRATION_DELTA]
+    return min(fit)[1] if fit else ""
+
+
 def detail(source: str, request_id: str, to_node: str, tokens: int, figures: dict[str, float]) -> str:
     """The `migrated` ClusterEvent's detail (events.csv): `by=` first, as the bus requires of
     a node's event (daemons/bus/authz.py), then the request and its figures."""

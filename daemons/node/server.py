@@ -81,7 +81,7 @@ from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
 from daemons.node.gossip_mode import GossipMode
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
-from daemons.node.migration import SILENCE_S, Relay, Rounds, Step, Verdict, detail
+from daemons.node.migration import SILENCE_S, Relay, Rounds, Step, Verdict, detail, pick
 
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
@@ -539,13 +539,15 @@ class NodeServer:
     # ----- live migration (daemons/node/migration.py: the rules and their sources) ----------
     def _migrate(self, order: Migrate) -> None:
         """Source side: start moving a request served here to `order.to_node` (rounds first)."""
-        rid = order.request_id
+        rid = order.request_id or pick([(r, s.request.model, s.tokens, s.request.max_new_tokens - s.tokens)
+                                        for r, s in self._served.items()
+                                        if s.order is None and s.node == self.config.name], order.model)
         served = self._served.get(rid)
         why = ""
         if order.node != self.config.name:
             why = f"it names {order.node[:64]!r}, not this node"
         elif served is None:
-            why = "it is not being served here"
+            why = "it is not being served here" if rid else "no request here is worth moving"
         elif served.order is not None or served.node != self.config.name:
             why = "it is migrating or migrated already"
         elif order.to_node == self.config.name:
@@ -553,7 +555,7 @@ class NodeServer:
         elif not order.endpoint.startswith(("tcp://", "ipc://")):
             why = f"{order.endpoint[:64]!r} is no node endpoint"
         if served is None or why:
-            log.warning("migration of %s refused: %s", rid, why, extra={"SCHEDCTL_REQUEST_ID": rid})
+            log.warning("migration of %s refused: %s", rid or "a request", why, extra={"SCHEDCTL_REQUEST_ID": rid})
             return
         log.info("migrating %s to %s (%s)", rid, order.to_node, order.reason or "asked",
                  extra={"SCHEDCTL_REQUEST_ID": rid, "SCHEDCTL_ACTION": "MIGRATE"})
@@ -759,8 +761,12 @@ class NodeServer:
             node=self.config.name, endpoint=self.config.endpoint, gen=self.gen, seq=self.seq,
             gpus=gpus, models=models, queue_depth=sum(m.queue_depth for m in models),
             gpu_backend=self.probe.backend, scheduler=self.config.scheduler,
-            in_flight=len(self.active), catalog=self.catalog.entries(),
+            in_flight=len(self.active) - self._handed_over(), catalog=self.catalog.entries(),
             gpu_utilization=compute_utilization(readings))
+
+    def _handed_over(self) -> int:
+        """Requests this node only relays now: their migration's destination generates them."""
+        return sum(1 for s in self._served.values() if s.node != self.config.name)
 
     @staticmethod
     def _model_state(instance: Instance) -> ModelState:

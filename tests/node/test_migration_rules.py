@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemons.node.migration import MAX_ROUNDS, MIGRATION_DELTA, Relay, Rounds, Step, Verdict, detail
+from daemons.node.migration import MAX_ROUNDS, MIGRATION_DELTA, Relay, Rounds, Step, Verdict, detail, pick
 
 
 def test_rounds_switch_once_a_round_leaves_at_most_delta_tokens_behind() -> None:
@@ -32,3 +32,11 @@ def test_relay_passes_each_token_once_in_order_and_measures_the_gap() -> None:
 def test_event_detail_names_its_observer_first() -> None:
     text = detail("node-0", "r1", "node-1", 42, {"migration_gap_s": 0.25})
     assert text == "by=node-0;request=r1;to=node-1;tokens=42;migration_gap_s=0.250000"
+
+
+def test_pick_moves_the_shortest_running_request_worth_moving() -> None:
+    running = [("long", "m", 500, 400), ("short", "m", 30, 400), ("other", "n", 10, 400),
+               ("queued", "m", 0, 400), ("ending", "m", 5, MIGRATION_DELTA)]
+    assert pick(running) == "other"
+    assert pick(running, "m") == "short"  # not queued (nothing to move yet), not about to end
+    assert pick(running, "absent") == "" and pick([]) == ""
