@@ -37,6 +37,10 @@ def start_coordinator(
                                                          "(default 64); one more is refused `overloaded`.")] = None,
     queue_timeout: Annotated[float | None, typer.Option(help="Seconds a request may wait for capacity before "
                                                               "it is answered `queue_timeout` (default 120).")] = None,
+    rebalance: Annotated[bool | None, typer.Option("--rebalance/--no-rebalance",
+                                                   help="Every second, live-migrate a running request from the "
+                                                        "most to the least loaded node when that narrows their "
+                                                        "gap (Llumnix pair migration).")] = None,
     log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
                                            help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
@@ -53,6 +57,7 @@ def start_coordinator(
     \b
       schedctl start coordinator
       schedctl start coordinator --policy startup-optimal --dead-after 2
+      schedctl start coordinator --rebalance
       SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
       schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555 \\
           --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
@@ -65,7 +70,7 @@ def start_coordinator(
                  "policy": policy, "dead_after_s": dead_after, "seed": seed, "name": name, "role": role,
                  "peer": peer, "peer_events": peer_events, "epoch_file": epoch_file,
                  "failover_after_s": failover_after, "queue_limit": queue_limit,
-                 "queue_timeout_s": queue_timeout}
+                 "queue_timeout_s": queue_timeout, "rebalance": rebalance}
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set

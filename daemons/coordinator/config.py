@@ -19,6 +19,10 @@ environment variables, command-line flags. Example file:
     # Requests no node can take now wait (admission.py), per model, in arrival order.
     queue_limit = 64                    # waiting per model; one more is refused `overloaded`
     queue_timeout_s = 120.0             # then it leaves with `queue_timeout` (the request timeout)
+    # Live migration (mover.py): every second, move a running request from the most to the
+    # least loaded node when that narrows their gap (Llumnix pair migration).
+    rebalance = false
+    rebalance_threshold = 8             # a destination's requests after a move, at most
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from daemons.core.errors import ConfigError
 from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy import DEFAULT_POLICY, get_policy
 from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, QueueLimits, check_limits
+from daemons.policy.rebalance import DEFAULT_THRESHOLD
 
 SCHEMES = ("tcp://", "ipc://", "inproc://")
 ROLES = ("standalone", "primary", "backup")
@@ -65,6 +70,10 @@ class CoordinatorConfig:
     # queue_limit per model, at most queue_timeout_s (a Schedule's own timeout_s may shorten it).
     queue_limit: int = DEFAULT_LIMIT  # requests waiting per model; one more is answered `overloaded`
     queue_timeout_s: float = DEFAULT_TIMEOUT_S  # longest wait for capacity, then `queue_timeout`
+    # The periodic rebalancer (daemons/policy/rebalance.py, sent by mover.py): live-migrate
+    # running requests from the most to the least loaded nodes, every second.
+    rebalance: bool = False
+    rebalance_threshold: int = DEFAULT_THRESHOLD  # a destination holds at most this many requests after a move
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -86,6 +95,11 @@ class CoordinatorConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         check_limits(self.queue_limit, self.queue_timeout_s, "[coordinator] ")
+        if not isinstance(self.rebalance, bool):
+            raise ConfigError(f"rebalance must be true or false, got {self.rebalance!r}")
+        if not isinstance(self.rebalance_threshold, int) or isinstance(self.rebalance_threshold, bool) \
+                or self.rebalance_threshold < 1:
+            raise ConfigError(f"rebalance_threshold must be an integer >= 1, got {self.rebalance_threshold!r}")
         self._check_failover()
 
     @property

@@ -62,6 +62,7 @@ from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, state_sender
+from daemons.coordinator.mover import Mover
 from daemons.coordinator.witnesses import Witnesses
 from daemons.core import sdnotify
 from daemons.core.errors import ConfigError
@@ -70,6 +71,7 @@ from daemons.core.messages import (
     CoordinatorState,
     EpochNotice,
     Error,
+    Migrate,
     NodeState,
     Placement,
     Progress,
@@ -139,6 +141,7 @@ class Coordinator:
         self.poller = zmq.Poller()  # only to sleep until something arrives; the loop reads the sockets
         self.poller.register(self.sub, zmq.POLLIN)
         self.poller.register(self.router, zmq.POLLIN)
+        self.mover = Mover(self.ctx, config.name, config.rebalance_threshold, self.security.client)
         self._init_failover()
 
     def _init_failover(self) -> None:
@@ -189,6 +192,7 @@ class Coordinator:
         if self.star is not None:
             self.peer_sub.close(0)
             self.witnesses.close()
+        self.mover.close()
         stop_zap(self.ctx)
         self.ctx.term()
 
@@ -219,6 +223,8 @@ class Coordinator:
                 self._pump(now)
             elif self._states_seen:
                 self._pump(now)
+            if self.config.rebalance and (self.star is None or self.star.active):
+                self.mover.tick(self.book.view(), now)
             if now >= next_held_beat:
                 self._held_beat()
                 next_held_beat = now + HELD_BEAT_S
@@ -409,6 +415,10 @@ class Coordinator:
             if omitted:  # the reply stays under the frame limit at any cluster size
                 info = {**info, "omitted_nodes": omitted, "refused_nodes": self.book.refused_nodes}
             self._reply(identity, StatusReply("coordinator", rows, info), env.id)
+        elif isinstance(body, Migrate):
+            why = self.mover.forward(body, self.book.view(), time.monotonic())
+            if why:
+                self._reply(identity, Error(body.request_id, "bad_migration", why), env.id)
         else:
             self._drop(f"{env.type!r} from {env.sender!r} on the request socket "
                        "(expected schedule or status_request)")
