@@ -38,6 +38,7 @@ from pathlib import Path
 import psutil
 
 from cli.experiment.keys import COLLECTOR, LOADGEN, OPERATOR, LocalKeys
+from cli.experiment.moves import order_migration
 from cli.experiment.netns import Network
 from cli.experiment.spec import ExperimentSpec
 from daemons.bus import activation
@@ -266,6 +267,9 @@ class LocalCluster:
         time.sleep(downtime_s)
         self._listen_again(name)
         self._spawn(name, self._args[name])
+
+    def migrate(self, name: str) -> str:
+        return order_migration(self.node_endpoints, name, self.keys.client(OPERATOR) if self.keys else None)
 
     def cut(self, name: str, duration_s: float = 0.0) -> None:
         self._network().cut(name)  # healed by the injector after duration_s
