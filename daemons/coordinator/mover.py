@@ -7,8 +7,8 @@ A node that was part of a move sits out the next MOVE_COOLDOWN_S: its migration'
 and switch take about a second, and its next published state must show the result before
 it is judged again (Llumnix migrates one request per instance at a time).
 
-An operator's `Migrate` (e.g. `schedctl` tools, tests, the benchmark) sent to the coordinator
-is forwarded the same way, the destination's endpoint filled in from the view.
+An operator's `Migrate` (tests, the benchmark, an operator's tool) sent to the coordinator is
+forwarded the same way, the destination's endpoint filled in from the view.
 
 One DEALER per source endpoint, made on first use; nothing is read from them (a node does
 not answer a Migrate: the outcome shows in its state, its log and its `migrated` event).

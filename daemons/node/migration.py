@@ -8,8 +8,7 @@ the tokens generated so far, in rounds; after each round the source has produced
 tokens, and once a round left at most `migration_delta` (20) tokens behind, the source
 stops and the destination continues from the last token the client has.
 
-schedctl drives both ends through TGI's own protocol, so the same code works against real
-TGI: a round is a generate call with `inputs` = prompt + generated text and
+Both ends are driven through TGI's own protocol, so the same code works against real TGI: a round is a generate call with `inputs` = prompt + generated text and
 `max_new_tokens` = 1 (its output is thrown away), and the switch is one more call with the
 whole text and `max_new_tokens` = what remains. TGI keeps no KV cache between calls unless
 its prefix cache holds it, so the final call recomputes the context again: the client's
