@@ -41,6 +41,10 @@ def start_coordinator(
                                                    help="Every second, live-migrate a running request from the "
                                                         "most to the least loaded node when that narrows their "
                                                         "gap (Llumnix pair migration).")] = None,
+    live_migration: Annotated[bool | None, typer.Option(
+        "--live-migration/--no-live-migration",
+        help="Carry out a policy's MIGRATE by live-migrating running requests (default); off: the "
+             "policy's next best option instead.")] = None,
     log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
                                            help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
@@ -70,7 +74,8 @@ def start_coordinator(
                  "policy": policy, "dead_after_s": dead_after, "seed": seed, "name": name, "role": role,
                  "peer": peer, "peer_events": peer_events, "epoch_file": epoch_file,
                  "failover_after_s": failover_after, "queue_limit": queue_limit,
-                 "queue_timeout_s": queue_timeout, "rebalance": rebalance}
+                 "queue_timeout_s": queue_timeout, "rebalance": rebalance,
+                 "live_migration": live_migration}
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set

@@ -112,7 +112,8 @@ class LocalCluster:
         """The coordinator, and with --standby-coordinator its backup (failover.py); their state addresses."""
         self.coordinator, state_bind, self.coordinator_events = (self._endpoint("coordinator") for _ in range(3))
         common = ["--policy", self.spec.policy, "--queue-limit", str(self.spec.queue_limit),
-                  "--queue-timeout", f"{self.spec.timeout_s:g}", *(["--rebalance"] if self.spec.rebalance else [])]
+                  "--queue-timeout", f"{self.spec.timeout_s:g}", *(["--rebalance"] if self.spec.rebalance else []),
+                  *([] if self.spec.live_migration else ["--no-live-migration"])]
         if not self.spec.standby_coordinator:
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
                                         "--events-bind", self.coordinator_events, *common])

@@ -68,6 +68,9 @@ def run_command(
     rebalance: Annotated[bool, typer.Option(
         "--rebalance", help="Centralized: every second the coordinator live-migrates a running request from "
                             "the most to the least loaded node when that narrows their gap (Llumnix).")] = False,
+    no_live_migration: Annotated[bool, typer.Option(
+        "--no-live-migration", help="Centralized: never carry out a policy's MIGRATE (startup-optimal); take "
+                                    "its next best option instead, to compare with live migration.")] = False,
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Run the local cluster without CURVE (by default every run makes its own keys "
                            "and every daemon checks who sends what): to measure what CURVE costs.")] = False,
@@ -103,7 +106,7 @@ def run_command(
                        gossip_policy=gossip_policy, seed=seed,
                        scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
                        results_dir=results_dir, faults=fault, standby_coordinator=standby_coordinator or None,
-                       rebalance=rebalance or None,
+                       rebalance=rebalance or None, live_migration=False if no_live_migration else None,
                        timeout_s=timeout, insecure=insecure or None,
                        queue_limit=queue_limit,
                        cluster_file=str(cluster) if cluster is not None else None)
@@ -168,7 +171,7 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
     for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator",
-                "timeout_s", "insecure", "queue_limit", "rebalance"):
+                "timeout_s", "insecure", "queue_limit", "rebalance", "live_migration"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

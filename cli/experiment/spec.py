@@ -15,6 +15,7 @@ An experiment file is TOML:
     standby_coordinator = false     # centralized: a backup coordinator takes over if the primary dies
     failover_after_s = 5            # its patience: primary silence before it asks the nodes to take over
     rebalance = false               # centralized: live-migrate running requests to even out load (Llumnix)
+    live_migration = true           # centralized: carry out the policy's MIGRATE (false: its next best option)
     insecure = false                # local cluster without CURVE (to measure its cost); default: per-run keys
     queue_limit = 64                # requests per model that may wait for capacity (coordinator, peers)
 
@@ -131,6 +132,9 @@ class ExperimentSpec:
     # Centralized: the coordinator's periodic rebalancer live-migrates running requests
     # (daemons/policy/rebalance.py); the gossip arm has no such thing and runs without it.
     rebalance: bool = False
+    # Centralized: a policy's MIGRATE (startup-optimal) is carried out by live migrations;
+    # false: its next best option instead, to measure what migration changes.
+    live_migration: bool = True
     insecure: bool = False  # local cluster without CURVE; by default every run makes its own keys
     # Admission queue of the coordinator and of every gossip peer; they wait at most timeout_s.
     queue_limit: int = DEFAULT_LIMIT
@@ -139,7 +143,7 @@ class ExperimentSpec:
         for key in ("name", "policy", "gossip_policy", "gossip_preset", "results_dir", "cluster_file"):
             if not isinstance(getattr(self, key), str):
                 raise ConfigError(f"{key} must be a string, got {getattr(self, key)!r}")
-        for key in ("standby_coordinator", "rebalance"):
+        for key in ("standby_coordinator", "rebalance", "live_migration"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
@@ -173,9 +177,10 @@ class ExperimentSpec:
             if self.insecure:
                 raise ConfigError("--insecure turns CURVE off in a local cluster: a deployed cluster's security is "
                                   "set by its deployment (the cluster file's [security]); drop the flag with --cluster")
-            if self.rebalance:
-                raise ConfigError("--rebalance configures a local coordinator: a deployed coordinator's is set in "
-                                  "its [coordinator] table (rebalance = true); drop the flag with --cluster")
+            if self.rebalance or not self.live_migration:
+                raise ConfigError("--rebalance and --no-live-migration configure a local coordinator: a deployed "
+                                  "coordinator's are set in its [coordinator] table (rebalance, live_migration); "
+                                  "drop the flag with --cluster")
             if self.standby_coordinator:
                 raise ConfigError("--standby-coordinator starts a local standby: a deployed cluster's standby is "
                                   "deployed with it (ansible); drop the flag with --cluster")
@@ -211,7 +216,7 @@ class ExperimentSpec:
                            "results_dir": self.results_dir, "slo": dataclasses.asdict(self.slo),
                            "cluster_file": self.cluster_file, "standby_coordinator": self.standby_coordinator,
                            "failover_after_s": self.failover_after_s, "insecure": self.insecure,
-                           "rebalance": self.rebalance,
+                           "rebalance": self.rebalance, "live_migration": self.live_migration,
                            "queue_limit": self.queue_limit},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],

@@ -23,6 +23,7 @@ environment variables, command-line flags. Example file:
     # least loaded node when that narrows their gap (Llumnix pair migration).
     rebalance = false
     rebalance_threshold = 8             # a destination's requests after a move, at most
+    live_migration = true               # carry out a policy's MIGRATE (false: its next best option)
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class CoordinatorConfig:
     # running requests from the most to the least loaded nodes, every second.
     rebalance: bool = False
     rebalance_threshold: int = DEFAULT_THRESHOLD  # a destination holds at most this many requests after a move
+    # A policy's MIGRATE (startup-optimal) is carried out by live migrations; false: the
+    # policy's next best option instead (the comparison without migration).
+    live_migration: bool = True
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -95,8 +99,9 @@ class CoordinatorConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         check_limits(self.queue_limit, self.queue_timeout_s, "[coordinator] ")
-        if not isinstance(self.rebalance, bool):
-            raise ConfigError(f"rebalance must be true or false, got {self.rebalance!r}")
+        for key in ("rebalance", "live_migration"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if not isinstance(self.rebalance_threshold, int) or isinstance(self.rebalance_threshold, bool) \
                 or self.rebalance_threshold < 1:
             raise ConfigError(f"rebalance_threshold must be an integer >= 1, got {self.rebalance_threshold!r}")

@@ -19,8 +19,15 @@ With a peer (role primary/backup, failover.py):
           SUB    `peer_events` the peer's CoordinatorState heartbeats
           DEALER per node      WitnessQuery/WitnessVote around a takeover, then EpochNotice
 
+MIGRATE (live migration, daemons/node/migration.py): a policy's MIGRATE places the request
+on its node and sends that node one `Migrate` per running request of the busy models it
+must evict (mover.py; startup.py `room_moves` picks where each goes); the node's load
+waits until they have left. With `live_migration = false` (or when nothing can be moved)
+the policy is asked again without the MIGRATE target instead. `rebalance = true` adds the
+periodic rebalancer (daemons/policy/rebalance.py), also through mover.py.
+
 Admission (admission.py): a request no node can take now (the policy refuses with
-`no_nodes`, or answers MIGRATE, which no node can carry out yet) is held in a bounded
+`no_nodes`, or answers only MIGRATE that cannot be carried out) is held in a bounded
 queue per model and answered once the policy places it: the queue's heads are offered
 to the policy again after every batch of node states (a model went idle, a load
 finished, a node joined) and on every failure-detector tick. It leaves with `overloaded`
@@ -80,9 +87,10 @@ from daemons.core.messages import (
     StatusRequest,
     WitnessQuery,
 )
-from daemons.policy import MIGRATE, NO_NODES, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy import MIGRATE, NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, Outcome, Waiting
 from daemons.policy.capacity import worth_waiting
+from daemons.policy.startup import room_moves
 
 log = logging.getLogger("schedctl.coordinator")
 
@@ -103,8 +111,8 @@ HELD_BEAT_S = 1.0  # a Progress to each asker whose request waits in the queue (
 # Refusals that may clear up as capacity frees: the request waits in the admission queue.
 # (unknown_model never clears up: it is answered at once.)
 QUEUEABLE = frozenset({NO_NODES})
-# MIGRATE needs live migration, which nodes do not do yet: the policy is asked again without
-# the MIGRATE target, this many times, for the best option that serves the request now.
+# A MIGRATE that is not carried out (live_migration off, nothing to move): the policy is asked
+# again without the MIGRATE target, this many times, for the best option that serves it now.
 MIGRATE_FALLBACKS = 3
 FLAGS = {"bind": "--bind", "state_bind": "--state-bind", "events_bind": "--events-bind"}
 ROLES = {"bind": "request ROUTER", "state_bind": "state SUB", "events_bind": "events PUB"}
@@ -445,12 +453,16 @@ class Coordinator:
         return self._refused(msg, result)
 
     def _decide(self, msg: Schedule) -> Decision | Refusal:
-        """The policy's choice; a MIGRATE is replaced by the best option that serves now."""
+        """The policy's choice; a MIGRATE is carried out (its room made by live migrations) or,
+        when it cannot be, replaced by the best option that serves now."""
         exclude = frozenset(msg.exclude)
         targets: list[str] = []
         for _ in range(MIGRATE_FALLBACKS):
             request = _request(msg, exclude)
-            result = self.policy(self.book.view(), request, self.rng)
+            view = self.book.view()
+            result = self.policy(view, request, self.rng)
+            if isinstance(result, Decision) and result.action == MIGRATE and self._make_room(view, result):
+                return result
             if not (isinstance(result, Decision) and result.action == MIGRATE):
                 if targets and isinstance(result, Decision):
                     result = replace(result, reason=f"{result.reason} (MIGRATE to {', '.join(targets)} "
@@ -458,8 +470,20 @@ class Coordinator:
                 return result
             targets.append(result.node)
             exclude = exclude | {result.node}
-        return Refusal(NO_NODES, f"only MIGRATE to {', '.join(targets)} would take {msg.model} now, and nodes "
-                                 "cannot migrate yet: waiting for memory to free there")
+        return Refusal(NO_NODES, f"only MIGRATE to {', '.join(targets)} would take {msg.model} now, and its "
+                                 "running requests cannot be moved: waiting for memory to free there")
+
+    def _make_room(self, view: ClusterView, decision: Decision) -> bool:
+        """Order the live migrations a MIGRATE needs; False if off, or if there is nothing to move."""
+        moves = room_moves(view, decision) if self.config.live_migration else []
+        if moves:
+            log.info("MIGRATE on %s: moving %d running request(s) of %s off it", decision.node, len(moves),
+                     ", ".join(sorted({m.model for m in moves})), extra={"SCHEDCTL_ACTION": "MIGRATE"})
+        now = time.monotonic()
+        for move in moves:
+            self.mover.order(Migrate("", move.source, move.destination, move.destination_endpoint, move.reason,
+                                     move.model), move.source_endpoint, now)
+        return bool(moves)
 
     def _placed(self, msg: Schedule, result: Decision, took: float) -> Placement:
         self.book.placed(result, msg.model, time.monotonic())

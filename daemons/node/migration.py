@@ -8,14 +8,15 @@ the tokens generated so far, in rounds; after each round the source has produced
 tokens, and once a round left at most `migration_delta` (20) tokens behind, the source
 stops and the destination continues from the last token the client has.
 
-Both ends are driven through TGI's own protocol, so the same code works against real TGI: a round is a generate call with `inputs` = prompt + generated text and
-`max_new_tokens` = 1 (its output is thrown away), and the switch is one more call with the
-whole text and `max_new_tokens` = what remains. TGI keeps no KV cache between calls unless
-its prefix cache holds it, so the final call recomputes the context again: the client's
-stall is then about one prefill of the context (plus one step), which is what the rounds'
-figures predict. Rounds are bounded (`MAX_ROUNDS`, as Llumnix bounds its KV pre-copy
-stages: Sun et al., OSDI'24, arXiv 2406.03243, §4.3): a destination slower at prefilling than
-the source is at generating `delta` tokens would otherwise never catch up.
+Both ends are driven through TGI's own protocol, so the same code works against real TGI:
+a round is a generate call with `inputs` = prompt + generated text and `max_new_tokens` = 1
+(its output is thrown away), and the switch is one more call with the whole text and
+`max_new_tokens` = what remains. TGI keeps no KV cache between calls unless its prefix
+cache holds it, so the final call recomputes the context again: the client's stall is then
+about one prefill of the context (plus one step), which is what the rounds' figures
+predict. Rounds are bounded (`MAX_ROUNDS`, as Llumnix bounds its KV pre-copy stages: Sun et
+al., OSDI'24, arXiv 2406.03243, §4.3): a destination slower at prefilling than the source
+is at generating `delta` tokens would otherwise never catch up.
 
 `Rounds` decides when to switch; `Relay` is the source's view of the destination's stream
 after the switch (which tokens to pass on, the client-visible gap, when to fall back).
