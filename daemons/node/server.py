@@ -97,6 +97,10 @@ class MigrationFailed(Exception):
     """The destination of a migration failed or fell silent: the source keeps the request."""
 
 
+class MigrationCancelled(MigrationFailed):
+    """The destination was told to stop the request (its client's Cancel reached it first)."""
+
+
 @dataclass(eq=False)
 class Served:
     """A request served here: what it generated, and its migration if one is under way.
@@ -444,10 +448,11 @@ class NodeServer:
         rid = request.request_id
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                done = await self._run(served)  # replies go to every listener (_tell)
+                done: Done | Error | None = await self._run(served)  # replies go to every listener (_tell)
                 while done is None:  # switched to a migration's destination; if that fails, resumed here
                     done = await self._hand_over(served) or await self._run(served)
-            self._remember(done)
+            if isinstance(done, Done):
+                self._remember(done)
             return done
         except BackendRequestError as exc:
             return Error(rid, exc.code, str(exc), self.config.name)
@@ -599,6 +604,8 @@ class NodeServer:
             env = parse_frame(await served.link.recv(), peer="migration destination")
             if env is None or getattr(env.body, "request_id", None) != rid:
                 continue
+            if isinstance(env.body, Error) and env.body.code == "cancelled":
+                raise MigrationCancelled(env.body.message)
             if isinstance(env.body, Error):
                 raise MigrationFailed(f"the destination answered {env.body.code}: {env.body.message[:200]}")
             return env
@@ -629,10 +636,11 @@ class NodeServer:
         return Resume(req.request_id, req.model, req.prompt, served.generated, served.tokens,
                       req.max_new_tokens - served.tokens, round_, final)
 
-    async def _hand_over(self, served: Served) -> Done | None:
+    async def _hand_over(self, served: Served) -> Done | Error | None:
         """The switch: the client hears a Handover, the destination continues, and its tokens and
         Done reach the client through us. If the destination fails, this node resumes the request
-        from the last token the client has (None: _answer runs it here again)."""
+        from the last token the client has (None: _answer runs it here again); if the client's
+        Cancel stopped it there (a gossip peer relays a Cancel to the node it names), it ends."""
         order = served.order
         assert order is not None
         rid = served.request.request_id
@@ -643,6 +651,9 @@ class NodeServer:
         try:
             await served.link.send(encode(self._resume_msg(served, served.rounds, True), self.config.name, rid))
             done = await self._relay(served, relay)
+        except MigrationCancelled as exc:
+            self._drop_migration(served)
+            return Error(rid, "cancelled", f"cancelled on {order.to_node}: {exc}"[:500], order.to_node)
         except (MigrationFailed, zmq.ZMQError) as exc:
             log.warning("migration of %s to %s failed after the switch (%s): resuming it here at token %d",
                         rid, order.to_node, exc, served.tokens, extra={"SCHEDCTL_REQUEST_ID": rid})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from daemons.bus.client import Client
 from daemons.bus.envelope import Envelope
-from daemons.core.messages import Done, Error, Handover, Infer, Migrate, StreamToken
+from daemons.core.messages import Cancel, Done, Error, Handover, Infer, Migrate, StreamToken
 from daemons.node.testing import NodeProcess, running_node
 
 SMALL = "facebook/opt-125m"
@@ -169,3 +169,22 @@ def test_destination_killed_after_the_switch_source_resumes(tmp_path: Path) -> N
                     and stream.tokens[i - 1].node == "node-1")
         assert stream.handovers[1].tokens == back
         assert "failed after the switch" in src.log()
+
+
+def test_a_cancel_that_reaches_the_destination_ends_the_request_once(tmp_path: Path) -> None:
+    """A gossip peer relays a client's Cancel to the node it names, the destination: the
+    source does not take the request back, and the client hears one `cancelled`."""
+    with two_nodes(tmp_path) as (src, dst), Client(src.bind) as client, Client(dst.bind) as admin:
+        client.send(Infer("r5", SMALL, "a b c d e f", 2000, stream=True), "r5")
+        stream = Stream()
+        receive(client, stream, until=20)
+        client.send(Migrate("r5", "node-0", "node-1", dst.bind, "test"), "r5")
+        deadline = time.monotonic() + 30
+        while not any(t.node == "node-1" for t in stream.tokens[-1:]):
+            assert time.monotonic() < deadline and not stream.finals, "no token from the destination"
+            stream.take(client.recv(10))
+        admin.send(Cancel("r5", "node-1", "the client gave up"), "r5")
+        receive(client, stream)
+        [final] = stream.finals
+        assert isinstance(final.body, Error) and final.body.code == "cancelled", final.body
+        assert "resuming it here" not in src.log() and stream.nodes() == ["node-0", "node-1"]
