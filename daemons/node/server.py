@@ -555,6 +555,8 @@ class NodeServer:
             why = "it is not being served here" if rid else "no request here is worth moving"
         elif served.order is not None or served.node != self.config.name:
             why = "it is migrating or migrated already"
+        elif served.tokens == 0:
+            why = "it has not generated a token yet (a queued request has nothing to move)"
         elif order.to_node == self.config.name:
             why = "its destination is this node"
         elif not order.endpoint.startswith(("tcp://", "ipc://")):
