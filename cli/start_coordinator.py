@@ -45,6 +45,14 @@ def start_coordinator(
                                                        "predicted TTFT exceeds its class's TTFT SLO.")] = None,
     metrics_bind: Annotated[str | None, typer.Option(help="HOST:PORT of a Prometheus /metrics endpoint "
                                                           "([metrics] bind; empty = off, the default).")] = None,
+    rebalance: Annotated[bool | None, typer.Option("--rebalance/--no-rebalance",
+                                                   help="Every second, live-migrate a running request from the "
+                                                        "most to the least loaded node when that narrows their "
+                                                        "gap (Llumnix pair migration).")] = None,
+    live_migration: Annotated[bool | None, typer.Option(
+        "--live-migration/--no-live-migration",
+        help="Carry out a policy's MIGRATE by live-migrating running requests (default); off: the "
+             "policy's next best option instead.")] = None,
     log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
                                            help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
@@ -62,6 +70,7 @@ def start_coordinator(
       schedctl start coordinator
       schedctl start coordinator --policy startup-optimal --dead-after 2
       schedctl start coordinator --metrics-bind 127.0.0.1:9464
+      schedctl start coordinator --rebalance
       SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
       schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555 \\
           --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
@@ -76,7 +85,8 @@ def start_coordinator(
                  "peer": peer, "peer_events": peer_events, "epoch_file": epoch_file,
                  "failover_after_s": failover_after, "queue_limit": queue_limit,
                  "queue_timeout_s": queue_timeout, "priority": False if no_priority else None,
-                 "admission": admission, "priority_aging_s": priority_aging}
+                 "admission": admission, "priority_aging_s": priority_aging, "rebalance": rebalance,
+                 "live_migration": live_migration}
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set

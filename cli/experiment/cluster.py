@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.experiment.keys import COLLECTOR, LOADGEN, OPERATOR, LocalKeys
+from cli.experiment.moves import order_migration
 from cli.experiment.netns import Network
 from cli.experiment.spec import ExperimentSpec
 from daemons.bus import activation
@@ -126,7 +127,9 @@ class LocalCluster:
         common = ["--policy", self.spec.policy, "--queue-limit", str(self.spec.queue_limit),
                   "--queue-timeout", f"{self.spec.timeout_s:g}", "--admission", self.spec.admission,
                   "--priority-aging", f"{self.spec.priority_aging_s!r}",
-                  *([] if self.spec.priority else ["--no-priority"])]
+                  *([] if self.spec.priority else ["--no-priority"]),
+                  *(["--rebalance"] if self.spec.rebalance else []),
+                  *([] if self.spec.live_migration else ["--no-live-migration"])]
         if not self.spec.standby_coordinator:
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
                                         "--events-bind", self.coordinator_events, *common])
@@ -260,6 +263,9 @@ class LocalCluster:
         time.sleep(downtime_s)
         self._listen_again(name)
         self._spawn(name, self._args[name])
+
+    def migrate(self, name: str) -> str:
+        return order_migration(self.node_endpoints, name, self.keys.client(OPERATOR) if self.keys else None)
 
     def cut(self, name: str, duration_s: float = 0.0) -> None:
         self._network().cut(name)  # healed by the injector after duration_s

@@ -81,6 +81,12 @@ def run_command(
     standby_coordinator: Annotated[bool, typer.Option(
         "--standby-coordinator", help="Centralized: run a standby coordinator that takes over when the "
                                       "primary dies (Binary Star with the nodes as witnesses).")] = False,
+    rebalance: Annotated[bool, typer.Option(
+        "--rebalance", help="Centralized: every second the coordinator live-migrates a running request from "
+                            "the most to the least loaded node when that narrows their gap (Llumnix).")] = False,
+    no_live_migration: Annotated[bool, typer.Option(
+        "--no-live-migration", help="Centralized: never carry out a policy's MIGRATE (startup-optimal); take "
+                                    "its next best option instead, to compare with live migration.")] = False,
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Run the local cluster without CURVE (by default every run makes its own keys "
                            "and every daemon checks who sends what): to measure what CURVE costs.")] = False,
@@ -122,6 +128,7 @@ def run_command(
                        gossip_policy=gossip_policy, seed=seed,
                        scheduler=_scheduler_flag(scheduler, centralized_only, gossip_only),
                        results_dir=results_dir, faults=fault, standby_coordinator=standby_coordinator or None,
+                       rebalance=rebalance or None, live_migration=False if no_live_migration else None,
                        timeout_s=timeout, insecure=insecure or None,
                        queue_limit=queue_limit, classes=classes, priority=False if no_priority else None,
                        max_running=max_running, admission=admission,
@@ -174,7 +181,8 @@ def _arm_of(spec: ExperimentSpec, arm: object) -> ExperimentSpec:
         return spec
     try:
         return dataclasses.replace(spec, schedulers=(arm,),
-                                   standby_coordinator=spec.standby_coordinator and arm == "centralized")
+                                   standby_coordinator=spec.standby_coordinator and arm == "centralized",
+                                   rebalance=spec.rebalance and arm == "centralized")
     except ConfigError:
         return spec
 
@@ -187,7 +195,8 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
     for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator",
-                "timeout_s", "insecure", "queue_limit", "priority", "max_running", "admission"):
+                "timeout_s", "insecure", "queue_limit", "priority", "max_running", "admission", "rebalance",
+                "live_migration"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

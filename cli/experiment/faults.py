@@ -7,7 +7,9 @@ A fault is `AT:KIND:TARGET[:DURATION]`, e.g. `5:kill:node-1`, `4:pause:random-no
   for DURATION seconds, then SIGCONT: a hung process that comes back), `restart` (SIGTERM,
   wait for the exit, DURATION seconds of downtime (default 0), then the same command and
   config again: a new generation), `partition` (the node is cut off from everyone else for
-  DURATION seconds, then reconnected: a pulled cable, the process keeps running);
+  DURATION seconds, then reconnected: a pulled cable, the process keeps running),
+  `migrate` (not a failure: the node live-migrates one running request to the next node,
+  cli/experiment/moves.py; recorded as `migrate_ordered`, not as a fault);
 - TARGET: `coordinator`, `node-K`, or `random-node` (picked with the workload seed, so a
   repeated run breaks the same node); `partition` takes nodes only.
 
@@ -34,7 +36,7 @@ from typing import Protocol
 
 from daemons.core.errors import ConfigError
 
-KINDS = ("kill", "stop", "pause", "restart", "partition")
+KINDS = ("kill", "stop", "pause", "restart", "partition", "migrate")
 FORMAT = "AT:KIND:TARGET[:DURATION] (e.g. 5:kill:node-1, 4:pause:random-node:6, 4:partition:node-1:5)"
 TIMED = ("pause", "partition")  # a DURATION > 0 is required: the fault ends by itself
 
@@ -65,6 +67,9 @@ def parse_fault(text: str) -> Fault:
         raise ConfigError(f"fault {text!r}: target {target!r} must be coordinator, node-K or random-node")
     if kind in TIMED and duration_s <= 0:
         raise ConfigError(f"fault {text!r}: {kind} needs a DURATION > 0 in {FORMAT}")
+    if kind == "migrate" and (target == "coordinator" or duration_s):
+        raise ConfigError(f"fault {text!r}: migrate takes node-K or random-node (the node to move a request "
+                          "off) and no DURATION")
     if kind == "partition" and target == "coordinator":
         # The coordinator runs in the root namespace beside the load generator and the collector
         # (cli/experiment/netns.py): it has no link of its own to cut.
@@ -144,6 +149,7 @@ class Target(Protocol):
     def restart(self, name: str, downtime_s: float) -> None: ...
     def cut(self, name: str, duration_s: float) -> None: ...  # partition: no traffic to or from `name` ...
     def heal(self, name: str) -> None: ...  # ... until this
+    def migrate(self, name: str) -> str: ...  # a Migrate to `name`; returns the destination
 
 
 Record = Callable[[str, str, str], None]  # (kind, target, detail) into events.csv
@@ -188,8 +194,12 @@ class Injector:
 
     def _fire(self, fault: Fault) -> None:
         detail = f"kind={fault.kind}" + (f";duration_s={fault.duration_s:g}" if fault.duration_s else "")
-        self._record("fault", fault.target, detail)
+        if fault.kind != "migrate":  # an order, not a failure: recorded with its destination below
+            self._record("fault", fault.target, detail)
         try:
+            if fault.kind == "migrate":
+                self._record("migrate_ordered", fault.target, f"to={self._cluster.migrate(fault.target)}")
+                return
             if fault.kind == "kill":
                 self._cluster.signal(fault.target, signal.SIGKILL)
             elif fault.kind == "stop":

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.experiment.hosts import HostControl
+from cli.experiment.moves import order_migration
 from daemons.bus.client import Client
 from daemons.bus.security import CurveClient, Security, SecurityConfig
 from daemons.core.errors import ConfigError
@@ -92,6 +93,9 @@ class RemoteCluster:
 
     def cut(self, name: str, duration_s: float = 0.0) -> None:
         self._control().cut(self._host(name), duration_s)
+
+    def migrate(self, name: str) -> str:
+        return order_migration(self.node_endpoints, name, self.curve)
 
     def heal(self, name: str) -> None:
         self._control().heal(self._host(name))

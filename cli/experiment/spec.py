@@ -14,6 +14,8 @@ An experiment file is TOML:
     attempt_timeout_s = 10          # an attempt silent this long is resent elsewhere (0 = never)
     standby_coordinator = false     # centralized: a backup coordinator takes over if the primary dies
     failover_after_s = 5            # its patience: primary silence before it asks the nodes to take over
+    rebalance = false               # centralized: live-migrate running requests to even out load (Llumnix)
+    live_migration = true           # centralized: carry out the policy's MIGRATE (false: its next best option)
     insecure = false                # local cluster without CURVE (to measure its cost); default: per-run keys
     queue_limit = 64                # requests per model that may wait for capacity (coordinator, peers)
     priority = true                 # queues serve higher workload classes first, with aging (--no-priority)
@@ -133,6 +135,12 @@ class ExperimentSpec:
     cluster_file: str = ""  # a deployed cluster (written by deploy.yml) instead of a local one
     standby_coordinator: bool = False  # centralized: a Binary Star backup (daemons/coordinator/failover.py)
     failover_after_s: float = 5.0  # the standby's patience: primary silence before it asks the nodes
+    # Centralized: the coordinator's periodic rebalancer live-migrates running requests
+    # (daemons/policy/rebalance.py); the gossip arm has no such thing and runs without it.
+    rebalance: bool = False
+    # Centralized: a policy's MIGRATE (startup-optimal) is carried out by live migrations;
+    # false: its next best option instead, to measure what migration changes.
+    live_migration: bool = True
     insecure: bool = False  # local cluster without CURVE; by default every run makes its own keys
     # Admission queue of the coordinator and of every gossip peer; they wait at most timeout_s.
     queue_limit: int = DEFAULT_LIMIT
@@ -148,8 +156,9 @@ class ExperimentSpec:
         for key in ("name", "policy", "gossip_policy", "gossip_preset", "results_dir", "cluster_file"):
             if not isinstance(getattr(self, key), str):
                 raise ConfigError(f"{key} must be a string, got {getattr(self, key)!r}")
-        if not isinstance(self.standby_coordinator, bool):
-            raise ConfigError(f"standby_coordinator must be true or false, got {self.standby_coordinator!r}")
+        for key in ("standby_coordinator", "rebalance", "live_migration"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
         if bad or not self.schedulers:
             raise ConfigError(f"scheduler {bad or '(none)'} unknown; use centralized, gossip or both")
@@ -159,6 +168,9 @@ class ExperimentSpec:
             raise ConfigError(f"timeout_s {self.timeout_s} must be > 0 (--timeout SECONDS)")
         if self.standby_coordinator and "centralized" not in self.schedulers:
             raise ConfigError("--standby-coordinator backs up the centralized coordinator: add "
+                              "--scheduler centralized (or both), or drop it")
+        if self.rebalance and "centralized" not in self.schedulers:
+            raise ConfigError("--rebalance is the centralized coordinator's (gossip peers do not migrate): add "
                               "--scheduler centralized (or both), or drop it")
         if not (isinstance(self.retries, int) and 0 <= self.retries <= MAX_RETRIES):
             raise ConfigError(f"retries {self.retries} must be a whole number in 0..{MAX_RETRIES}")
@@ -179,6 +191,10 @@ class ExperimentSpec:
             if self.insecure:
                 raise ConfigError("--insecure turns CURVE off in a local cluster: a deployed cluster's security is "
                                   "set by its deployment (the cluster file's [security]); drop the flag with --cluster")
+            if self.rebalance or not self.live_migration:
+                raise ConfigError("--rebalance and --no-live-migration configure a local coordinator: a deployed "
+                                  "coordinator's are set in its [coordinator] table (rebalance, live_migration); "
+                                  "drop the flag with --cluster")
             if self.standby_coordinator:
                 raise ConfigError("--standby-coordinator starts a local standby: a deployed cluster's standby is "
                                   "deployed with it (ansible); drop the flag with --cluster")
@@ -224,7 +240,8 @@ class ExperimentSpec:
                            "failover_after_s": self.failover_after_s, "insecure": self.insecure,
                            "queue_limit": self.queue_limit, "priority": self.priority,
                            "priority_aging_s": self.priority_aging_s, "max_running": self.max_running,
-                           "admission": self.admission},
+                           "admission": self.admission,
+                           "rebalance": self.rebalance, "live_migration": self.live_migration},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],
         }

@@ -25,6 +25,8 @@ Definitions (vLLM benchmarks/serve.py, vLLM `bench serve`):
   the model was loaded and ready as the request reached the node. SERVE_LOADING (it
   waited for another request's load), COLD_START and MIGRATE are misses; failed requests
   are left out (their action is the coordinator's guess, not what a node did);
+- migrate_count: requests moved by a live migration (requests.csv `migrated_to` set), not
+  the MIGRATE label of the action mix, which only says how a placement was served;
 - memory, GPU compute and queue statistics over the per-second samples of nodes that are
   alive (a dead node's zeros would otherwise flatter the cluster); GPU compute utilisation
   is NaN when nodes.csv has no `gpu_utilization` column or no value in it;
@@ -252,7 +254,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         avg_recovery_time=float(np.mean(recoveries)) if recoveries else NAN,
         serve_count=_count_action(run.requests, "SERVE"),
         cold_start_count=_count_action(run.requests, "COLD_START"),
-        migrate_count=_count_action(run.requests, "MIGRATE"),
+        migrate_count=sum(1 for r in run.requests if r.migrated),
         policy=m.policy, planned_requests=m.planned_requests, duplicate_requests=duplicates,
         record_check=record_check(m.planned_requests, len(run.requests), duplicates),
         timeout_count=sum(1 for r in run.requests if r.status == TIMEOUT),

@@ -41,6 +41,8 @@ RULES: dict[str, frozenset[str]] = {
     "state": frozenset({"node"}),
     "event": frozenset({"node"}),  # a gossip peer's verdicts, on its state PUB to the collector
     "probe": frozenset({"node"}),
+    "migrate": frozenset({"coordinator", "operator"}),  # move a running request off a node
+    "resume": frozenset({"node"}),  # a migration's source asks its destination to take over
     "witness_query": frozenset({"coordinator"}),
     "epoch_notice": frozenset({"coordinator"}),
     "gossip": frozenset({"node"}),  # every frame of the gossip protocol (daemons/gossip)
@@ -49,7 +51,8 @@ RULES: dict[str, frozenset[str]] = {
 ANYONE = frozenset({"status_request"})
 # Messages that travel from a server we connected to (identity None): allowed from it.
 FROM_SERVER = frozenset({"event", "coordinator_state", "status", "placement", "first_token", "progress", "done",
-                         "error", "reassigned", "probe_reply", "witness_vote"})
+                         "error", "reassigned", "probe_reply", "witness_vote", "token", "handover",
+                         "resume_ready"})
 # Roles whose name carries authority: a message only they may send must carry their own name
 # as its sender (requests, status questions and schedules are answered whoever asks).
 NAMED_ROLES = frozenset({"coordinator", "node"})

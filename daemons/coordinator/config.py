@@ -23,6 +23,11 @@ environment variables, command-line flags. Example file:
     priority = true                     # lanes per class, higher first with aging; false: arrival order
     priority_aging_s = 5.0              # seconds of waiting worth one priority level
     admission = "queue"                 # queue | slo: shed a request predicted to miss its class's TTFT SLO
+    # Live migration (mover.py): every second, move a running request from the most to the
+    # least loaded node when that narrows their gap (Llumnix pair migration).
+    rebalance = false
+    rebalance_threshold = 8             # a destination's requests after a move, at most
+    live_migration = true               # carry out a policy's MIGRATE (false: its next best option)
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy import DEFAULT_POLICY, get_policy
 from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, QueueLimits, check_limits
 from daemons.policy.priority import DEFAULT_AGING_S, check_aging
+from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.policy.slo import check_admission
 
 SCHEMES = ("tcp://", "ipc://", "inproc://")
@@ -76,6 +82,13 @@ class CoordinatorConfig:
     priority: bool = True
     priority_aging_s: float = DEFAULT_AGING_S  # seconds of waiting worth one priority level
     admission: str = "queue"  # queue | slo
+    # The periodic rebalancer (daemons/policy/rebalance.py, sent by mover.py): live-migrate
+    # running requests from the most to the least loaded nodes, every second.
+    rebalance: bool = False
+    rebalance_threshold: int = DEFAULT_THRESHOLD  # a destination holds at most this many requests after a move
+    # A policy's MIGRATE (startup-optimal) is carried out by live migrations; false: the
+    # policy's next best option instead (the comparison without migration).
+    live_migration: bool = True
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -99,6 +112,12 @@ class CoordinatorConfig:
         check_limits(self.queue_limit, self.queue_timeout_s, "[coordinator] ")
         check_aging(self.priority_aging_s, "[coordinator] ")
         check_admission(self.admission, "[coordinator] ")
+        for key in ("rebalance", "live_migration"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if not isinstance(self.rebalance_threshold, int) or isinstance(self.rebalance_threshold, bool) \
+                or self.rebalance_threshold < 1:
+            raise ConfigError(f"rebalance_threshold must be an integer >= 1, got {self.rebalance_threshold!r}")
         self._check_failover()
 
     @property

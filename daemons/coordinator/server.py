@@ -19,8 +19,15 @@ With a peer (role primary/backup, failover.py):
           SUB    `peer_events` the peer's CoordinatorState heartbeats
           DEALER per node      WitnessQuery/WitnessVote around a takeover, then EpochNotice
 
+MIGRATE (live migration, daemons/node/migration.py): a policy's MIGRATE places the request
+on its node and sends that node one `Migrate` per running request of the busy models it
+must evict (mover.py; startup.py `room_moves` picks where each goes); the node's load
+waits until they have left. With `live_migration = false` (or when nothing can be moved)
+the policy is asked again without the MIGRATE target instead. `rebalance = true` adds the
+periodic rebalancer (daemons/policy/rebalance.py), also through mover.py.
+
 Admission (admission.py): a request no node can take now (the policy refuses with
-`no_nodes`, or answers MIGRATE, which no node can carry out yet) is held in a bounded
+`no_nodes`, or answers only MIGRATE that cannot be carried out) is held in a bounded
 queue per model and answered once the policy places it: the queue's heads are offered
 to the policy again after every batch of node states (a model went idle, a load
 finished, a node joined) and on every failure-detector tick. It leaves with `overloaded`
@@ -64,6 +71,7 @@ from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, state_sender
 from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
+from daemons.coordinator.mover import Mover
 from daemons.coordinator.witnesses import Witnesses
 from daemons.core import sdnotify
 from daemons.core.errors import ConfigError
@@ -72,6 +80,7 @@ from daemons.core.messages import (
     CoordinatorState,
     EpochNotice,
     Error,
+    Migrate,
     NodeState,
     Placement,
     Progress,
@@ -80,10 +89,11 @@ from daemons.core.messages import (
     StatusRequest,
     WitnessQuery,
 )
-from daemons.policy import MIGRATE, NO_NODES, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy import MIGRATE, NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, Outcome, Waiting
 from daemons.policy.capacity import worth_waiting
 from daemons.policy.slo import admit
+from daemons.policy.startup import room_moves
 
 log = logging.getLogger("schedctl.coordinator")
 
@@ -104,8 +114,8 @@ HELD_BEAT_S = 1.0  # a Progress to each asker whose request waits in the queue (
 # Refusals that may clear up as capacity frees: the request waits in the admission queue.
 # (unknown_model never clears up: it is answered at once.)
 QUEUEABLE = frozenset({NO_NODES})
-# MIGRATE needs live migration, which nodes do not do yet: the policy is asked again without
-# the MIGRATE target, this many times, for the best option that serves the request now.
+# A MIGRATE that is not carried out (live_migration off, nothing to move): the policy is asked
+# again without the MIGRATE target, this many times, for the best option that serves it now.
 MIGRATE_FALLBACKS = 3
 FLAGS = {"bind": "--bind", "state_bind": "--state-bind", "events_bind": "--events-bind"}
 ROLES = {"bind": "request ROUTER", "state_bind": "state SUB", "events_bind": "events PUB"}
@@ -148,6 +158,7 @@ class Coordinator:
         self.poller = zmq.Poller()  # only to sleep until something arrives; the loop reads the sockets
         self.poller.register(self.sub, zmq.POLLIN)
         self.poller.register(self.router, zmq.POLLIN)
+        self.mover = Mover(self.ctx, config.name, config.rebalance_threshold, self.security.client)
         self._init_failover()
 
     def _init_failover(self) -> None:
@@ -198,6 +209,7 @@ class Coordinator:
         if self.star is not None:
             self.peer_sub.close(0)
             self.witnesses.close()
+        self.mover.close()
         stop_zap(self.ctx)
         self.ctx.term()
 
@@ -228,6 +240,8 @@ class Coordinator:
                 self._pump(now)
             elif self._states_seen:
                 self._pump(now)
+            if self.config.rebalance and (self.star is None or self.star.active):
+                self.mover.tick(self.book.view(), now)
             if now >= next_held_beat:
                 self._held_beat()
                 next_held_beat = now + HELD_BEAT_S
@@ -421,6 +435,10 @@ class Coordinator:
             if omitted:  # the reply stays under the frame limit at any cluster size
                 info = {**info, "omitted_nodes": omitted, "refused_nodes": self.book.refused_nodes}
             self._reply(identity, StatusReply("coordinator", rows, info), env.id)
+        elif isinstance(body, Migrate):
+            why = self.mover.forward(body, self.book.view(), time.monotonic())
+            if why:
+                self._reply(identity, Error(body.request_id, "bad_migration", why), env.id)
         else:
             self._drop(f"{env.type!r} from {env.sender!r} on the request socket "
                        "(expected schedule or status_request)")
@@ -451,12 +469,16 @@ class Coordinator:
         return admit(self._choose(msg), _request(msg), self.config.admission)
 
     def _choose(self, msg: Schedule) -> Decision | Refusal:
-        """The policy's choice; a MIGRATE is replaced by the best option that serves now."""
+        """The policy's choice; a MIGRATE is carried out (its room made by live migrations) or,
+        when it cannot be, replaced by the best option that serves now."""
         exclude = frozenset(msg.exclude)
         targets: list[str] = []
         for _ in range(MIGRATE_FALLBACKS):
             request = _request(msg, exclude)
-            result = self.policy(self.book.view(), request, self.rng)
+            view = self.book.view()
+            result = self.policy(view, request, self.rng)
+            if isinstance(result, Decision) and result.action == MIGRATE and self._make_room(view, result):
+                return result
             if not (isinstance(result, Decision) and result.action == MIGRATE):
                 if targets and isinstance(result, Decision):
                     result = replace(result, reason=f"{result.reason} (MIGRATE to {', '.join(targets)} "
@@ -464,8 +486,20 @@ class Coordinator:
                 return result
             targets.append(result.node)
             exclude = exclude | {result.node}
-        return Refusal(NO_NODES, f"only MIGRATE to {', '.join(targets)} would take {msg.model} now, and nodes "
-                                 "cannot migrate yet: waiting for memory to free there")
+        return Refusal(NO_NODES, f"only MIGRATE to {', '.join(targets)} would take {msg.model} now, and its "
+                                 "running requests cannot be moved: waiting for memory to free there")
+
+    def _make_room(self, view: ClusterView, decision: Decision) -> bool:
+        """Order the live migrations a MIGRATE needs; False if off, or if there is nothing to move."""
+        moves = room_moves(view, decision) if self.config.live_migration else []
+        if moves:
+            log.info("MIGRATE on %s: moving %d running request(s) of %s off it", decision.node, len(moves),
+                     ", ".join(sorted({m.model for m in moves})), extra={"SCHEDCTL_ACTION": "MIGRATE"})
+        now = time.monotonic()
+        for move in moves:
+            self.mover.order(Migrate("", move.source, move.destination, move.destination_endpoint, move.reason,
+                                     move.model), move.source_endpoint, now)
+        return bool(moves)
 
     def _placed(self, msg: Schedule, result: Decision, took: float) -> Placement:
         self.book.placed(result, msg.model, time.monotonic())

@@ -8,6 +8,16 @@ Request flow:
     loadgen -> node          Infer               node -> loadgen          FirstToken, Done | Error
                                                  node -> loadgen          Progress (about once a second)
     loadgen -> node          Cancel              (another node won the race: stop, free the slot)
+                                                 node -> loadgen          StreamToken (each token, if Infer.stream)
+
+Live migration of a running request (daemons/node/migration.py; ServerlessLLM's token-based
+migration, Fu et al., OSDI'24, sllm/routers/migration_router.py):
+    coordinator/operator -> source node   Migrate       (move `request_id` to `to_node`)
+    source -> destination                 Resume        (prompt + text generated so far; `final`:
+                                                         the source has stopped, serve the rest)
+    destination -> source                 ResumeReady   (a non-final round's prefill is done)
+    source -> loadgen                     Handover      (later tokens come from `to_node`, relayed
+                                                         by the source: one stream, one outcome)
                                                  peer -> loadgen          Reassigned (gossip: its serving
                                                                           peer is gone, placed again)
     node -> PUB              NodeState           coordinator -> PUB       ClusterEvent
@@ -109,6 +119,9 @@ class Infer:
     # class's TTFT SLO (0: none), for a gossip peer's `--admission slo`.
     priority: Annotated[int, Range(-1000, 1000)] = 0
     slo_ttft_s: Seconds = 0.0
+    # Send every generated token to the asker (StreamToken): for tests and benchmarks that
+    # check a stream token by token; off by default (server.py says why Progress suffices).
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +148,75 @@ class Progress:
     request_id: Name
     node: Name
     tokens: Tokens = 0  # generated so far (0 while it waits for a load or a batch slot)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToken:
+    """One generated token of a request sent with `Infer.stream`; `index` counts from 0 over
+    the whole request, across a migration (the destination continues the source's count)."""
+
+    TYPE: ClassVar[str] = "token"
+    request_id: Name
+    node: Name
+    index: Tokens
+    text: Text = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Migrate:
+    """Move a running request from `node` (which this goes to) to `to_node` at `endpoint`.
+
+    `request_id` "": the node picks one of its running requests (of `model`, if given)."""
+
+    TYPE: ClassVar[str] = "migrate"
+    request_id: Name
+    node: Name
+    to_node: Name
+    endpoint: Endpoint
+    reason: Text = ""
+    model: Name = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Source -> destination: recompute the request's context (`prompt` + `generated`, no KV
+    bytes) and, when `final`, continue it: `tokens` were generated already (the next index),
+    `max_new_tokens` remain. A non-final round only prefills and answers ResumeReady."""
+
+    TYPE: ClassVar[str] = "resume"
+    request_id: Name
+    model: Name
+    prompt: Annotated[str, Size(MAX_PROMPT_CHARS)]
+    generated: Annotated[str, Size(MAX_PROMPT_CHARS)]
+    tokens: Tokens
+    max_new_tokens: Tokens
+    round: Annotated[int, Range(0, 1024)] = 0
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReady:
+    """Destination -> source: round `round` recomputed `tokens` generated tokens in `prefill_s`."""
+
+    TYPE: ClassVar[str] = "resume_ready"
+    request_id: Name
+    node: Name
+    round: Annotated[int, Range(0, 1024)]
+    tokens: Tokens
+    prefill_s: Seconds = 0.0
+    load_s: Seconds = 0.0  # waiting for the model's instance (a load, if it was not there)
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """Source -> loadgen: from token `tokens` on, `to_node` generates the request (its
+    reports reach the asker through `node`, which relays them)."""
+
+    TYPE: ClassVar[str] = "handover"
+    request_id: Name
+    node: Name
+    to_node: Name
+    tokens: Tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,5 +420,6 @@ MESSAGE_TYPES: dict[str, type] = {
     cls.TYPE: cls
     for cls in (Schedule, Placement, Infer, FirstToken, Done, Error, NodeState, ClusterEvent, Probe,
                 ProbeReply, StatusRequest, StatusReply, CoordinatorState, WitnessQuery, WitnessVote,
-                EpochNotice, Progress, Cancel, Reassigned)
+                EpochNotice, Progress, Cancel, Reassigned, StreamToken, Migrate, Resume, ResumeReady,
+                Handover)
 }

@@ -22,7 +22,9 @@ request, and every report of the serving node restarts that timer.
 Exactly one server: the first node to report a token is the request's `serving` node. A
 report from any other node while it serves is a late duplicate: it is ignored and the
 sender cancels it (`cancels`), and an Error from another node (a retry's refusal) never
-decides a request that is being served. The first final answer decides the outcome; answers
+decides a request that is being served. Only the serving node can pass that role on: its
+`Handover` (a live migration, daemons/node/migration.py) makes the destination the serving
+node, whose reports then reach us through the source. The first final answer decides the outcome; answers
 of the other attempts are then `late`. Times are seconds from the run's
 start on the monotonic clock; latencies are taken from `scheduled_s`, never from the
 actual send (no coordinated omission, wrk2 README; HdrHistogram recordValueWithExpectedInterval).
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from daemons.bus.envelope import Envelope
-from daemons.core.messages import Done, Error, FirstToken, Placement, Progress, Reassigned
+from daemons.core.messages import Done, Error, FirstToken, Handover, Placement, Progress, Reassigned, StreamToken
 from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.workload import PlannedRequest
 from daemons.rundir.requests import ERROR, NOT_SENT, OK, SHED, TIMEOUT  # outcomes, as requests.csv spells them
@@ -96,6 +98,11 @@ class RequestRecord:
     slo_ttft_ms: float = 0.0
     slo_tpot_ms: float = 0.0
     priority: int = 0
+    migrated_from: str = ""  # its first live migration: source, destination, tokens at the switch, when
+    migrated_to: str = ""
+    migration_tokens: int | None = None
+    migration_s: float | None = None
+    handovers: int = 0  # Handovers heard (a failed migration's way back counts too)
 
     @property
     def ttft_s(self) -> float | None:
@@ -306,7 +313,8 @@ class Recorder:
         """Apply one decoded reply that came from endpoint `source`; returns a placement the
         sender must act on, else None."""
         body = env.body
-        if not isinstance(body, Placement | FirstToken | Progress | Done | Error | Reassigned):
+        if not isinstance(body, Placement | FirstToken | Progress | Done | Error | Reassigned | Handover
+                          | StreamToken):
             self.ignored["unexpected"] += 1
             return None
         rec = self._by_id.get(body.request_id)
@@ -323,6 +331,11 @@ class Recorder:
         elif isinstance(body, FirstToken | Progress):
             if self._owner(rec, body.node, source):
                 self._reported(rec, body, now, source)
+        elif isinstance(body, StreamToken):
+            if self._owner(rec, body.node, source):
+                self._progress(rec, now)
+        elif isinstance(body, Handover):
+            self._handover(rec, body, now)
         elif isinstance(body, Reassigned):
             self._reassigned(rec, body, now)
         elif isinstance(body, Done):
@@ -394,6 +407,19 @@ class Recorder:
                 return
             rec.first_token_s = now
             rec.node = body.node or rec.node
+        self._progress(rec, now)
+
+    def _handover(self, rec: RequestRecord, body: Handover, now: float) -> None:
+        """The serving node moved `rec` to `body.to_node` (or took it back): its reports are
+        the request's from now on. A Handover from any other node changes nothing."""
+        if rec.serving and body.node != rec.serving:
+            self.ignored["duplicate"] += 1
+            return
+        rec.serving = body.to_node
+        rec.handovers += 1
+        if not rec.migrated_to:
+            rec.migrated_from, rec.migrated_to = body.node, body.to_node
+            rec.migration_tokens, rec.migration_s = body.tokens, now
         self._progress(rec, now)
 
     def _held(self, rec: RequestRecord, now: float) -> None:

@@ -99,6 +99,10 @@ def request_row(rec: RequestRecord) -> RequestRow:
         failed_nodes=tuple(rec.failed_nodes), coordinator=rec.coordinator, epoch=rec.epoch,
         reroutes=rec.reroutes, placed_action=rec.placed_action, klass=rec.klass,
         slo_ttft_ms=rec.slo_ttft_ms or math.nan, slo_tpot_ms=rec.slo_tpot_ms or math.nan,
+        migrated_from=rec.migrated_from, migrated_to=rec.migrated_to, migration_tokens=rec.migration_tokens,
+        migration_s=_nan(rec.migration_s),
+        migration_resume_s=_nan(rec.server_timings.get("migration_resume_s") if rec.migrated_to else None),
+        migration_gap_s=_nan(rec.server_timings.get("migration_gap_s") if rec.migrated_to else None),
     )
 
 

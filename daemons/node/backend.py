@@ -130,11 +130,13 @@ class Backend:
             finally:
                 _POOL.reset(lend)
             async for event in events:
+                # TGI's last event carries the last token as well as the details: yield it too,
+                # so that a consumer sees every generated token (the migration resumes after it).
+                yield Token(event.token.text, int(event.index))
                 if event.details is not None:
                     details = event.details
                     finished = Finished(int(details.generated_tokens), str(details.finish_reason))
                     break
-                yield Token(event.token.text, int(event.index))
         except Exception as exc:
             raise _classify(exc) from exc
         finally:

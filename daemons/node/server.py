@@ -39,6 +39,7 @@ import signal
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import zmq
@@ -58,13 +59,18 @@ from daemons.core.messages import (
     Error,
     FirstToken,
     GpuState,
+    Handover,
     Infer,
+    Migrate,
     ModelState,
     NodeState,
     Probe,
     Progress,
+    Resume,
+    ResumeReady,
     StatusReply,
     StatusRequest,
+    StreamToken,
     WitnessQuery,
     WitnessVote,
 )
@@ -78,6 +84,7 @@ from daemons.node.gossip_mode import GossipMode
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.instances import Instance, ModelManager
 from daemons.node.metrics import NodeMetrics
+from daemons.node.migration import SILENCE_S, Relay, Rounds, Step, Verdict, detail, pick
 from daemons.node.slots import SlotQueue
 
 log = logging.getLogger("schedctl.node")
@@ -86,6 +93,50 @@ MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publicati
 MAX_WITNESS_PROBES = 4  # concurrent witness probes; a flood of queries gets "busy" votes
 WITNESS_PROBE_MAX_S = 5.0
 MAX_LISTENERS = 4  # askers attached to one running request (the first and its retries)
+SWITCHED = -1  # what _stream returns as its token count when a migration stopped it
+MAX_RESUME_ROUNDS = 64  # migration rounds this node prefills at once as a destination
+
+
+class MigrationFailed(Exception):
+    """The destination of a migration failed or fell silent: the source keeps the request."""
+
+
+class MigrationCancelled(MigrationFailed):
+    """The destination was told to stop the request (its client's Cancel reached it first)."""
+
+
+@dataclass(eq=False)
+class Served:
+    """A request served here: what it generated, and its migration if one is under way.
+
+    `offset` tokens (text `history`) were generated elsewhere before a migration brought it
+    here; `texts` are the ones generated here (or relayed from a destination), so the
+    request's context is always prompt + history + texts, and its next token index
+    `tokens`. `node` is who generates it now: this node, or its migration's destination."""
+
+    request: Infer
+    node: str
+    offset: int = 0
+    history: str = ""
+    texts: list[str] = field(default_factory=list)
+    last_token_t: float = 0.0
+    switch: asyncio.Event = field(default_factory=asyncio.Event)  # stop at the next token: hand over
+    order: Migrate | None = None  # the migration under way
+    link: Any = None  # DEALER to the migration's destination
+    migration: asyncio.Task[None] | None = None  # its rounds
+    started_t: float = 0.0  # when the Migrate arrived
+    rounds: int = 0
+    action: str = ""  # what this node did for it (Done.action), kept across a handover
+    run_t: float = 0.0  # when this node started serving it
+    timings: dict[str, float] = field(default_factory=dict)  # Done.timings of its first run here
+
+    @property
+    def tokens(self) -> int:
+        return self.offset + len(self.texts)
+
+    @property
+    def generated(self) -> str:
+        return self.history + "".join(self.texts)
 
 
 class NodeServer:
@@ -124,7 +175,8 @@ class NodeServer:
         self.active: dict[str, asyncio.Task[None]] = {}
         self.completed: OrderedDict[str, Done] = OrderedDict()  # only successes: failures may be retried
         self._listeners: dict[str, list[bytes]] = {}  # request served here -> who hears its replies
-        self._tokens: dict[str, int] = {}  # request served here -> tokens generated so far
+        self._served: dict[str, Served] = {}  # request served here -> its tokens and migration
+        self._rounds: set[str] = set()  # requests this node prefills as a migration's destination
         self._cancelled: set[str] = set()  # requests a Cancel stopped (their task ends as "cancelled")
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -223,6 +275,10 @@ class NodeServer:
                 self._spawn(self._witness(identity, env.body, env.id))
             elif isinstance(env.body, Cancel):
                 self._cancel(env.body)
+            elif isinstance(env.body, Migrate):
+                self._migrate(env.body)
+            elif isinstance(env.body, Resume):
+                self._resume(identity, env.body)
             elif isinstance(env.body, EpochNotice):
                 self._learn_epoch(env.body.epoch, f"notice from {env.body.coordinator}")
             else:
@@ -281,13 +337,14 @@ class NodeServer:
             listeners.append(identity)
         log.info("duplicate request %s attached to the running one, not served twice", rid,
                  extra={"SCHEDCTL_REQUEST_ID": rid})
-        self._spawn(self._reply(identity, Progress(rid, self.config.name, self._tokens.get(rid, 0)), rid))
+        self._spawn(self._reply(identity, self._progress(rid), rid))
 
     def _cancel(self, cancel: Cancel) -> None:
         """Stop a request another node serves: its task is cancelled, which closes the backend
         stream and releases the instance; a Cancel naming another node is relayed to it."""
         rid = cancel.request_id
-        if cancel.node != self.config.name:
+        served = self._served.get(rid)
+        if cancel.node != self.config.name and not (served is not None and served.node == cancel.node):
             if self.gossip is not None:
                 self.gossip.relay_cancel(cancel)
             return
@@ -378,14 +435,16 @@ class NodeServer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _serve_request(self, identity: bytes, request: Infer) -> None:
+    async def _serve_request(self, identity: bytes, request: Infer, offset: int = 0, history: str = "") -> None:
+        """Serve `request` here; `offset` tokens (text `history`) came before it, elsewhere."""
         rid = request.request_id
         self._listeners[rid] = [identity]
-        self._tokens[rid] = 0
+        served = Served(request, self.config.name, offset, history)
+        self._served[rid] = served
         beat = asyncio.create_task(self._beat(rid))
         try:
             try:
-                answer = await self._answer(request)
+                answer = await self._answer(served)
             except asyncio.CancelledError:
                 if rid not in self._cancelled:
                     raise  # shutting down
@@ -397,14 +456,19 @@ class NodeServer:
             await self._tell(rid, answer)
         finally:
             self._listeners.pop(rid, None)
-            self._tokens.pop(rid, None)
+            self._served.pop(rid, None)
+            await self._end_migration(served)
 
-    async def _answer(self, request: Infer) -> Done | Error:
+    async def _answer(self, served: Served) -> Done | Error:
+        request = served.request
         rid = request.request_id
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                done = await self._run(b"", request)  # no identity: replies go to every listener (_tell)
-            self._remember(done)
+                done: Done | Error | None = await self._run(served)  # replies go to every listener (_tell)
+                while done is None:  # switched to a migration's destination; if that fails, resumed here
+                    done = await self._hand_over(served) or await self._run(served)
+            if isinstance(done, Done):
+                self._remember(done)
             return done
         except BackendRequestError as exc:
             if self.metrics is not None:
@@ -417,14 +481,27 @@ class NodeServer:
         """Progress of one request, every PROGRESS_EVERY_S until its answer (module doc: why)."""
         while True:
             await asyncio.sleep(PROGRESS_EVERY_S)
-            await self._tell(rid, Progress(rid, self.config.name, self._tokens.get(rid, 0)))
+            await self._tell(rid, self._progress(rid))
+
+    def _progress(self, rid: str) -> Progress:
+        served = self._served.get(rid)
+        if served is None:
+            return Progress(rid, self.config.name, 0)
+        return Progress(rid, served.node, served.tokens)  # after a handover: the destination's
 
     async def _tell(self, rid: str, body: Any) -> None:
-        """Send `body` to everyone waiting on request `rid` served here."""
-        for identity in list(self._listeners.get(rid, ())):
-            await self._reply(identity, body, rid)
+        """Send `body` to everyone waiting on request `rid` served here. A request resumed here
+        for a migration's source that is gone (and nobody else) is stopped: nobody would hear it,
+        and its client retries it elsewhere."""
+        listeners = list(self._listeners.get(rid, ()))
+        heard = [await self._reply(identity, body, rid) for identity in listeners]
+        served = self._served.get(rid)
+        if listeners and not any(heard) and served is not None and served.offset:
+            self._cancel(Cancel(rid, self.config.name, "the migration's source is gone"))
 
-    async def _run(self, identity: bytes, request: Infer) -> Done:
+    async def _run(self, served: Served) -> Done | None:
+        """Generate the rest of `served` here: its Done, or None once a migration switched it."""
+        request = served.request
         start = time.monotonic()
         ready = self.manager.ready(request.model)  # as the request arrives, before any wait
         instance, cold = await self.manager.acquire(request.model)
@@ -440,7 +517,7 @@ class NodeServer:
             self.manager.release(instance)
             raise
         try:
-            stream = asyncio.create_task(self._stream(request, instance))
+            stream = asyncio.create_task(self._stream(served, instance))
             instance.streams.add(stream)
             await asyncio.wait({stream})
         except asyncio.CancelledError:
@@ -453,36 +530,264 @@ class NodeServer:
         if stream.cancelled():  # the instance died under us (ModelManager._fail)
             raise BackendRequestError("backend_died", instance.failure or "backend instance died")
         tokens, reason, first_s = stream.result()
-        timings = {"load_wait_s": first_s[0] - start, "ttft_s": first_s[1] - start,
-                   "total_s": time.monotonic() - start}
-        if self.config.max_running:  # its wait in this node's slot queue (part of load_wait_s)
-            timings["slot_wait_s"] = slot_wait_s
-        return Done(request.request_id, self.config.name, tokens, reason, action, request.hops, timings)
+        if not served.timings:  # the first run here: a handover's Done keeps its figures
+            served.action, served.run_t = action, start
+            served.timings = {"load_wait_s": first_s[0] - start, "ttft_s": first_s[1] - start}
+            if self.config.max_running:  # its wait in this node's slot queue (part of load_wait_s)
+                served.timings["slot_wait_s"] = slot_wait_s
+        if tokens == SWITCHED:
+            return None  # switched: the destination's Done will carry this run's figures
+        timings = {**served.timings, "total_s": time.monotonic() - start}
+        return Done(request.request_id, self.config.name, served.tokens, reason, served.action or action,
+                    request.hops, timings)
 
-    async def _stream(self, request: Infer, instance: Instance) -> tuple[int, str, tuple[float, float]]:
+    async def _stream(self, served: Served, instance: Instance) -> tuple[int, str, tuple[float, float]]:
+        """Stream the rest of `served` from the backend: (tokens, finish reason, (start, first
+        token)); tokens SWITCHED when a migration's switch stopped it at a token boundary."""
+        request = served.request
         rid = request.request_id
         began = time.monotonic()
         first = 0.0
         # aclosing: a cancelled stream closes its HTTP response now, so the backend stops generating.
         stream = cast(AsyncGenerator[Any, None],  # Backend.stream is an async generator: it can be closed
-                      instance.backend.stream(request.prompt, request.max_new_tokens))
+                      instance.backend.stream(request.prompt + served.generated,
+                                              request.max_new_tokens - served.tokens))
         async with contextlib.aclosing(stream) as items:
             async for item in items:
-                if isinstance(item, Finished):
+                if isinstance(item, Finished):  # before the switch: a finished request has nothing to move
                     return item.generated_tokens, item.finish_reason, (began, first or time.monotonic())
-                self._tokens[rid] = self._tokens.get(rid, 0) + 1
+                if served.switch.is_set():  # this token is dropped: the destination generates it
+                    return SWITCHED, "", (began, first or time.monotonic())
+                index = served.tokens
+                served.texts.append(item.text)
+                served.last_token_t = time.monotonic()
                 if not first:
-                    first = time.monotonic()
-                    await self._tell(rid, FirstToken(rid, self.config.name, item.text))
+                    first = served.last_token_t
+                    if index == 0:  # a resumed request's client has its first token already
+                        await self._tell(rid, FirstToken(rid, self.config.name, item.text))
+                if request.stream:
+                    await self._tell(rid, StreamToken(rid, self.config.name, index, item.text))
         raise BackendRequestError("incomplete_generation", "stream ended without its final event")
 
-    async def _reply(self, identity: bytes, body: Any, msg_id: str) -> None:
+    # ----- live migration (daemons/node/migration.py: the rules and their sources) ----------
+    def _migrate(self, order: Migrate) -> None:
+        """Source side: start moving a request served here to `order.to_node` (rounds first)."""
+        rid = order.request_id or pick([(r, s.request.model, s.tokens, s.request.max_new_tokens - s.tokens)
+                                        for r, s in self._served.items()
+                                        if s.order is None and s.node == self.config.name], order.model)
+        served = self._served.get(rid)
+        why = ""
+        if order.node != self.config.name:
+            why = f"it names {order.node[:64]!r}, not this node"
+        elif served is None:
+            why = "it is not being served here" if rid else "no request here is worth moving"
+        elif served.order is not None or served.node != self.config.name:
+            why = "it is migrating or migrated already"
+        elif served.tokens == 0:
+            why = "it has not generated a token yet (a queued request has nothing to move)"
+        elif order.to_node == self.config.name:
+            why = "its destination is this node"
+        elif not order.endpoint.startswith(("tcp://", "ipc://")):
+            why = f"{order.endpoint[:64]!r} is no node endpoint"
+        if served is None or why:
+            log.warning("migration of %s refused: %s", rid or "a request", why, extra={"SCHEDCTL_REQUEST_ID": rid})
+            return
+        log.info("migrating %s to %s (%s)", rid, order.to_node, order.reason or "asked",
+                 extra={"SCHEDCTL_REQUEST_ID": rid, "SCHEDCTL_ACTION": "MIGRATE"})
+        served.order, served.started_t = order, time.monotonic()
+        served.link = make_socket(self.ctx, zmq.DEALER, curve=self.security.client)
+        served.link.connect(order.endpoint)
+        served.migration = asyncio.create_task(self._migration_rounds(served))
+
+    async def _migration_rounds(self, served: Served) -> None:
+        """Prefill rounds on the destination while this node keeps decoding, then the switch."""
+        assert served.order is not None
+        rid = served.request.request_id
+        rounds = Rounds()
+        try:
+            while True:
+                sent = served.tokens
+                await served.link.send(encode(self._resume_msg(served, rounds.done, False), self.config.name, rid))
+                await self._round_answer(served, rounds.done)
+                if rounds.after_round(sent, served.tokens) is Step.SWITCH:
+                    break
+            served.rounds = rounds.done
+            served.switch.set()  # the stream stops at its next token, then _hand_over
+        except (MigrationFailed, zmq.ZMQError) as exc:
+            log.warning("migration of %s to %s abandoned: %s; it stays here", rid, served.order.to_node, exc,
+                        extra={"SCHEDCTL_REQUEST_ID": rid})
+            self._drop_migration(served)
+
+    async def _round_answer(self, served: Served, round_: int) -> ResumeReady:
+        while True:
+            env = await self._from_destination(served)
+            if isinstance(env.body, ResumeReady) and env.body.round == round_:
+                return env.body
+
+    async def _from_destination(self, served: Served) -> Any:
+        """The next message about `served` from its migration's destination; MigrationFailed on
+        an Error or after SILENCE_S without a word (it sends Progress every second)."""
+        rid = served.request.request_id
+        while True:
+            if not await served.link.poll(int(SILENCE_S * 1000)):
+                raise MigrationFailed(f"the destination was silent for {SILENCE_S:g} s")
+            env = parse_frame(await served.link.recv(), peer="migration destination")
+            if env is None or getattr(env.body, "request_id", None) != rid:
+                continue
+            if isinstance(env.body, Error) and env.body.code == "cancelled":
+                raise MigrationCancelled(env.body.message)
+            if isinstance(env.body, Error):
+                raise MigrationFailed(f"the destination answered {env.body.code}: {env.body.message[:200]}")
+            return env
+
+    def _drop_migration(self, served: Served) -> None:
+        if served.link is not None:
+            served.link.close(0)
+        served.link, served.order = None, None
+        served.switch.clear()
+        served.node = self.config.name
+
+    async def _end_migration(self, served: Served) -> None:
+        """The request ended here: stop its rounds, if any, and close the link."""
+        if served.migration is not None and not served.migration.done():
+            served.migration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await served.migration
+        if served.link is not None:
+            if served.node != self.config.name:  # cancelled after the switch: stop the destination too
+                with contextlib.suppress(zmq.ZMQError):
+                    await served.link.send(encode(Cancel(served.request.request_id, served.node, "cancelled"),
+                                                  self.config.name), flags=zmq.DONTWAIT)
+            served.link.close(linger=500)
+            served.link = None
+
+    def _resume_msg(self, served: Served, round_: int, final: bool) -> Resume:
+        req = served.request
+        return Resume(req.request_id, req.model, req.prompt, served.generated, served.tokens,
+                      req.max_new_tokens - served.tokens, round_, final)
+
+    async def _hand_over(self, served: Served) -> Done | Error | None:
+        """The switch: the client hears a Handover, the destination continues, and its tokens and
+        Done reach the client through us. If the destination fails, this node resumes the request
+        from the last token the client has (None: _answer runs it here again); if the client's
+        Cancel stopped it there (a gossip peer relays a Cancel to the node it names), it ends."""
+        order = served.order
+        assert order is not None
+        rid = served.request.request_id
+        switch_t = time.monotonic()
+        relay = Relay(served.tokens, served.last_token_t)
+        served.node = order.to_node
+        await self._tell(rid, Handover(rid, self.config.name, order.to_node, served.tokens))
+        try:
+            await served.link.send(encode(self._resume_msg(served, served.rounds, True), self.config.name, rid))
+            done = await self._relay(served, relay)
+        except MigrationCancelled as exc:
+            self._drop_migration(served)
+            return Error(rid, "cancelled", f"cancelled on {order.to_node}: {exc}"[:500], order.to_node)
+        except (MigrationFailed, zmq.ZMQError) as exc:
+            log.warning("migration of %s to %s failed after the switch (%s): resuming it here at token %d",
+                        rid, order.to_node, exc, served.tokens, extra={"SCHEDCTL_REQUEST_ID": rid})
+            with contextlib.suppress(zmq.ZMQError):  # it may be alive and still generating: stop it
+                await served.link.send(encode(Cancel(rid, order.to_node, "migration abandoned"), self.config.name,
+                                              rid), flags=zmq.DONTWAIT)
+            self._drop_migration(served)
+            await self._tell(rid, Handover(rid, order.to_node, self.config.name, served.tokens))
+            return None
+        served.link.close(0)  # the destination is done with it: nothing left to cancel there
+        served.link = None
+        first_t = relay.first_t if relay.first_t is not None else time.monotonic()
+        figures = {"migration_resume_s": first_t - switch_t, "migration_gap_s": relay.gap_s,
+                   "migration_total_s": first_t - served.started_t}
+        self.announce(ClusterEvent("migrated", self.config.name,
+                                   detail(self.config.name, rid, order.to_node, relay.switched_at, figures),
+                                   time.time()))
+        log.info("migrated %s to %s at token %d: resumed in %.3f s, longest gap %.3f s", rid, order.to_node,
+                 relay.switched_at, figures["migration_resume_s"], relay.gap_s, extra={"SCHEDCTL_REQUEST_ID": rid})
+        timings = {**served.timings, "total_s": time.monotonic() - served.run_t, **figures,
+                   "migration_tokens": float(relay.switched_at), "migration_rounds": float(served.rounds)}
+        return Done(rid, done.node, served.tokens, done.finish_reason, served.action, served.request.hops, timings)
+
+    async def _relay(self, served: Served, relay: Relay) -> Done:
+        """Pass the destination's tokens on (in order, once each) until its Done."""
+        rid = served.request.request_id
+        while True:
+            body = (await self._from_destination(served)).body
+            if isinstance(body, StreamToken):
+                verdict = relay.token(body.index, time.monotonic())
+                if verdict is Verdict.BROKEN:
+                    raise MigrationFailed(f"token {body.index} arrived where {relay.next_index} was due")
+                if verdict is Verdict.PASS:
+                    served.texts.append(body.text)
+                    served.last_token_t = relay.last_token_t
+                    if served.request.stream:
+                        await self._tell(rid, body)
+            elif isinstance(body, Done):
+                if body.tokens != served.tokens:
+                    raise MigrationFailed(f"it reported {body.tokens} tokens, {served.tokens} reached us")
+                return body
+
+    def _resume(self, identity: bytes, msg: Resume) -> None:
+        """Destination side: a round prefills the context and answers ResumeReady; the final
+        Resume is served like a request, from token `msg.tokens` on, its replies to the source."""
+        rid = msg.request_id
+        busy = rid in self.active or rid in self._rounds
+        if msg.final and not busy:
+            request = Infer(rid, msg.model, msg.prompt, msg.tokens + msg.max_new_tokens, "MIGRATE", stream=True)
+            task = asyncio.create_task(self._serve_request(identity, request, msg.tokens, msg.generated))
+            self.active[rid] = task
+            self._changed.set()
+            task.add_done_callback(lambda _: self._finished(rid))
+        elif not busy and len(self._rounds) < MAX_RESUME_ROUNDS:
+            self._rounds.add(rid)
+            self._spawn(self._prefill_round(identity, msg))
+        else:
+            why = "it is running here already" if busy else "too many migrations under way here"
+            self._spawn(self._reply(identity, Error(rid, "busy", f"cannot take over {rid}: {why}",
+                                                    self.config.name), rid))
+
+    async def _prefill_round(self, identity: bytes, msg: Resume) -> None:
+        """Recompute the context (one generate call, 1 new token thrown away): loads the model
+        first if it is not here, and says Progress every second meanwhile."""
+        rid = msg.request_id
+        beat = asyncio.create_task(self._beat_to(identity, rid))
+        try:
+            began = time.monotonic()
+            async with asyncio.timeout(self.config.request_timeout_s):
+                instance, _ = await self.manager.acquire(msg.model)
+                loaded = time.monotonic()
+                try:
+                    stream = cast(AsyncGenerator[Any, None], instance.backend.stream(msg.prompt + msg.generated, 1))
+                    async with contextlib.aclosing(stream) as items:
+                        async for _ in items:
+                            pass
+                finally:
+                    self.manager.release(instance)
+            answer: Any = ResumeReady(rid, self.config.name, msg.round, msg.tokens, time.monotonic() - loaded,
+                                      loaded - began)
+        except BackendRequestError as exc:
+            answer = Error(rid, exc.code, str(exc), self.config.name)
+        except TimeoutError:
+            answer = Error(rid, "timeout", "the migration round took too long", self.config.name)
+        finally:
+            beat.cancel()
+            self._rounds.discard(rid)
+        await self._reply(identity, answer, rid)
+
+    async def _beat_to(self, identity: bytes, rid: str) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            await self._reply(identity, Progress(rid, self.config.name, 0), rid)
+
+    async def _reply(self, identity: bytes, body: Any, msg_id: str) -> bool:
+        """Send `body` to `identity`; False if it could not go."""
         try:
             await self.router.send_multipart([identity, encode(body, self.config.name, msg_id)],
                                              flags=zmq.DONTWAIT)
         except zmq.ZMQError as exc:  # the asker is gone (ROUTER_MANDATORY) or its queue is full
             log.warning("could not answer %s with %s: %s", msg_id, body.TYPE, exc.strerror,
                         extra={"SCHEDCTL_REQUEST_ID": msg_id})
+            return False
+        return True
 
     # ----- state -------------------------------------------------------------------
     def _memory_total(self) -> int:
@@ -497,9 +802,13 @@ class NodeServer:
             node=self.config.name, endpoint=self.config.endpoint, gen=self.gen, seq=self.seq,
             gpus=gpus, models=models, queue_depth=sum(m.queue_depth for m in models),
             gpu_backend=self.probe.backend, scheduler=self.config.scheduler,
-            in_flight=len(self.active), catalog=self.catalog.entries(),
+            in_flight=len(self.active) - self._handed_over(), catalog=self.catalog.entries(),
             gpu_utilization=compute_utilization(readings),
             waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
+
+    def _handed_over(self) -> int:
+        """Requests this node only relays now: their migration's destination generates them."""
+        return sum(1 for s in self._served.values() if s.node != self.config.name)
 
     @staticmethod
     def _model_state(instance: Instance, held: int) -> ModelState:

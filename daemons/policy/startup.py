@@ -26,14 +26,13 @@ cost per byte beyond). MIGRATE's cost = load_s here + EVICT_S per evicted model 
 cost + the remaining queue + prefill; it is taken only if strictly cheaper than the best
 SERVE/COLD_START option, or when there is no other option.
 
-What a node is expected to do with an `Infer` whose action is MIGRATE: make room for the
-model by moving the running and queued requests of the models it must evict (this
-decision's `evict`; the node recomputes the cheapest such set from its own, fresher
-state) to other nodes, token-based: re-schedule each through the scheduler with itself
-excluded, start it on the destination with prompt + tokens so far, relay the stream so
-the client never notices; then evict them, load the model and serve the request. A node
-that cannot do so answers `Error(code="no_capacity")` and the client retries with the
-node excluded.
+How a MIGRATE is carried out: the coordinator orders the node to live-migrate the running
+requests of the busy models it must evict (`room_moves`: one `Migrate` per running
+request, to the best other node for that model: ready there and least loaded, else the
+fastest to load it), and sends the request there with action MIGRATE. The node's load of
+the new model waits until those models go idle (daemons/node/instances.py: a busy
+instance is never evicted), which the migrations bring about; requests of theirs that
+have not started yet finish there first.
 """
 
 from __future__ import annotations
@@ -54,6 +53,7 @@ from daemons.policy.capacity import (
     refusal,
     usable,
 )
+from daemons.policy.rebalance import Move
 from daemons.policy.view import (
     FAILED,
     MIGRATE,
@@ -226,3 +226,31 @@ def _migrate_decision(mig: _Migration, alternative: float) -> Decision:
     reason = (f"startup-optimal: MIGRATE requests of {', '.join(mig.victims)} off (moving {mig.move_s:.2f} s) "
               f"to load here, est {mig.cost:.2f} s vs {alt}")
     return Decision(node.name, node.endpoint, MIGRATE, mig.cost, reason, idle + mig.victims)
+
+
+def room_moves(view: ClusterView, decision: Decision) -> list[Move]:
+    """The live migrations that make room for a MIGRATE `decision`: one per running request
+    of each busy model it evicts, to that model's best other node (none if nowhere)."""
+    node = view.nodes.get(decision.node)
+    if node is None or decision.action != MIGRATE:
+        return []
+    moves: list[Move] = []
+    for name in decision.evict:
+        m = node.models.get(name)
+        if m is None or not m.running:
+            continue
+        dst = _move_destination(view, node, name)
+        if dst is not None:
+            moves += [Move(node.name, node.endpoint, dst.name, dst.endpoint, name,
+                           f"startup-optimal: room for a load on {node.name}")] * m.running
+    return moves
+
+
+def _move_destination(view: ClusterView, src: NodeView, model: str) -> NodeView | None:
+    """Ready elsewhere and least loaded; else where it loads fastest (as `_move_cost` costs it)."""
+    ready = [view.nodes[n] for n in view.holders.get(model, ()) if n != src.name and view.nodes[n].is_ready(model)]
+    if ready:
+        return min(ready, key=lambda n: (n.load, n.name))
+    cold = [(o.load_s, n) for n in view.catalog.listing.get(model, ())
+            if n != src.name and (o := cold_option(view.nodes[n], model)) is not None]
+    return view.nodes[min(cold)[1]] if cold else None

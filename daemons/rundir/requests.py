@@ -11,6 +11,12 @@ that failed an attempt; `server_timings` is the node's own breakdown as JSON. `c
 the request's workload class (empty without classes) and `slo_ttft_ms` / `slo_tpot_ms`
 its class's SLOs (empty: none, the run's apply). Status `shed`: `--admission slo` refused
 it because its predicted TTFT exceeded its class's SLO (daemons/policy/slo.py).
+
+A request moved by a live migration (daemons/node/migration.py) names its first move:
+`migrated_from` and `migrated_to` (empty: never migrated), `migration_tokens` (tokens the
+client had at the switch), `migration_s` (when the client heard of the switch, from t = 0),
+and the source's figures `migration_resume_s` (switch to the destination's first token)
+and `migration_gap_s` (the longest wait between two tokens from the switch on).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ REQUEST_COLUMNS = (
     "node", "action", "hops", "tokens", "finish_reason", "status", "error", "error_detail",
     "est_wait_s", "decision_s", "server_timings", "attempts", "failed_nodes",
     "coordinator", "epoch", "reroutes", "placed_action", "class", "slo_ttft_ms", "slo_tpot_ms",
+    "migrated_from", "migrated_to", "migration_tokens", "migration_s", "migration_resume_s", "migration_gap_s",
 )
 # What a file needs to be read (a hand-made or older file may have only these).
 REQUEST_REQUIRED = ("request_id", "scheduled_s", "first_token_s", "done_s", "action", "tokens", "status")
@@ -75,6 +82,16 @@ class RequestRow:
     klass: str = ""  # column `class`
     slo_ttft_ms: float = NAN  # its class's SLOs; NaN: none
     slo_tpot_ms: float = NAN
+    migrated_from: str = ""  # a live migration's source, "" when it was never migrated
+    migrated_to: str = ""
+    migration_tokens: int | None = None  # tokens the client had at the switch
+    migration_s: float = NAN  # when the client heard of the switch
+    migration_resume_s: float = NAN  # switch to the destination's first token (the source's clock)
+    migration_gap_s: float = NAN  # longest wait between two tokens from the switch on
+
+    @property
+    def migrated(self) -> bool:
+        return bool(self.migrated_to)
 
     @property
     def ok(self) -> bool:
@@ -131,5 +148,11 @@ def _request(row: Row) -> RequestRow:
         klass=row.text("class"),
         slo_ttft_ms=row.number("slo_ttft_ms"),
         slo_tpot_ms=row.number("slo_tpot_ms"),
+        migrated_from=row.text("migrated_from"),
+        migrated_to=row.text("migrated_to"),
+        migration_tokens=row.count("migration_tokens"),
+        migration_s=row.number("migration_s"),
+        migration_resume_s=row.number("migration_resume_s"),
+        migration_gap_s=row.number("migration_gap_s"),
     )
 

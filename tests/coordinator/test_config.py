@@ -39,6 +39,7 @@ def test_toml_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ({"dead_after_s": 0}, "dead_after_s must be a positive number"),
         ({"dead_after_s": "soon"}, "dead_after_s must be a float"),
         ({"colour": "blue"}, "unknown key"),
+        ({"rebalance_threshold": 0}, "rebalance_threshold must be an integer >= 1"),
     ],
 )
 def test_bad_values_name_the_problem(overrides: dict[str, object], match: str) -> None:

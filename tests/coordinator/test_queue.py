@@ -120,20 +120,27 @@ def test_a_schedule_asked_again_while_held_is_answered_once(coordinator: Coordin
         assert no_answer(client, 0.5), "one placement per request, however often it was asked"
 
 
-def test_migrate_is_replaced_by_the_best_option_that_serves_now(tmp_path: Path) -> None:
+@pytest.mark.parametrize("live", [False, True])
+def test_migrate_makes_room_by_live_migration_or_is_replaced(tmp_path: Path, live: bool) -> None:
     # startup-optimal picks MIGRATE on `near` (loads m2 in 1 s, but m1 is busy there) over a
-    # 30 s cold start on `far`; nodes cannot migrate, so the request goes to `far` now.
+    # 30 s cold start on `far`. With live migration the request goes to `near` and near is told
+    # to move its m1 request to `far` (m1 is ready there); without, the request goes to `far` now.
     near, far = unique("near"), unique("far")
     states = [crowded(near, busy=True, load_s=1.0),
               dataclasses.replace(crowded(far, busy=True, memory_gib=80, load_s=30.0), node=far,
                                   endpoint="tcp://127.0.0.1:29999")]
-    with running_coordinator(tmp_path, policy="startup-optimal") as coord, \
+    flags = () if live else ("--no-live-migration",)
+    with running_coordinator(tmp_path, *flags, policy="startup-optimal") as coord, \
             Heartbeat(coord.state_bind, states, interval_s=0.1), Client(coord.bind) as client:
         client.wait_for_nodes({near, far})
         placed = client.schedule("mig-1", "m2").body
         assert isinstance(placed, Placement), placed
-        assert (placed.node, placed.action) == (far, "COLD_START")
-        assert f"MIGRATE to {near} needs live migration" in placed.reason
+        if live:
+            assert (placed.node, placed.action) == (near, "MIGRATE")
+            assert f"MIGRATE on {near}: moving 1 running request(s) of m1 off it" in coord.log()
+        else:
+            assert (placed.node, placed.action) == (far, "COLD_START")
+            assert f"MIGRATE to {near} needs live migration" in placed.reason
 
 
 @pytest.mark.parametrize("value", ["0", "-3"])

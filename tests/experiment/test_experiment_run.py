@@ -103,6 +103,7 @@ def test_short_experiment_runs_both_schedulers_on_one_schedule(tmp_path: Path) -
                                                 "of local-first, power-of-d, sparrow"),
         (["--scheduler", "telepathy"], "centralized, gossip or both"),
         (["--centralized-only", "--gossip-only"], "pick one"),
+        (["--gossip-only", "--rebalance"], "--rebalance is the centralized coordinator's"),
         (["--config", "missing.toml"], "not found"),
         (["--from", "missing.json"], "manifest"),
     ],

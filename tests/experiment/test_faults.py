@@ -28,10 +28,12 @@ def test_fault_text_parses() -> None:
     assert parse_fault("2:restart:coordinator") == Fault(2.0, "restart", "coordinator")
     assert [f.at_s for f in parse_faults(["9:stop:node-0", "1:kill:node-1"])] == [1.0, 9.0]
     assert str(parse_fault("4:pause:node-0:6")) == "4:pause:node-0:6"
+    assert parse_fault("3:migrate:node-0") == Fault(3.0, "migrate", "node-0")
 
 
 @pytest.mark.parametrize("text", ["5:kill", "x:kill:node-1", "5:explode:node-1", "5:kill:gpu-1",
-                                  "5:pause:node-1", "5:kill:node-1:3", "-1:kill:node-1", "5:partition:node-1"])
+                                  "5:pause:node-1", "5:kill:node-1:3", "-1:kill:node-1", "5:partition:node-1",
+                                  "5:migrate:coordinator", "5:migrate:node-1:2"])
 def test_bad_fault_text_is_a_config_error_naming_the_format(text: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_fault(text)
@@ -279,3 +281,50 @@ def test_pause_a_gossip_peer_past_its_suspicion_timeout(tmp_path: Path) -> None:
     assert observers(events, "alive", "node-1") == {"node-0", "node-2"}
     assert not [e for e in events if e["kind"] == "dead" and e["target"] != "node-1"], events
     check_recovered(run_dir, events)
+
+
+MIGRATING = """
+[experiment]
+name = "migrate"
+scheduler = "centralized"
+policy = "round-robin"              # both nodes serve: node-0 has requests to move
+timeout_s = 60
+faults = ["3:migrate:node-0"]
+[workload]
+duration_s = 5
+rps = 3
+cv = 1
+seed = 7
+models = ["facebook/opt-125m"]
+prompt_tokens = 100
+output_tokens = 1500
+[[nodes]]
+count = 2
+models = ["facebook/opt-125m"]
+init_s = 0.5
+"""
+
+
+def test_a_migrate_fault_moves_a_running_request_and_is_recorded(tmp_path: Path) -> None:
+    """On the embedded default cluster (real coordinator, nodes, emulators, load generator):
+    node-0 moves one running request to node-1; every request still ends once, whole."""
+    config = tmp_path / "exp.toml"
+    config.write_text(MIGRATING)
+    out = subprocess.run([schedctl(), "experiment", "run", "-c", str(config), "--results-dir",
+                          str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    requests = read_requests(run_dir / "requests.csv")
+    assert [r.status for r in requests] == [OK] * len(requests) and all(r.tokens == 1500 for r in requests)
+    [moved] = [r for r in requests if r.migrated]
+    assert (moved.migrated_from, moved.migrated_to, moved.node) == ("node-0", "node-1", "node-1")
+    assert moved.migration_tokens is not None and 0 < moved.migration_tokens < 1500
+    assert moved.migration_gap_s > 0 and moved.migration_resume_s > 0 and moved.migration_s > 3.0
+    events = read_events(run_dir / "events.csv")
+    assert [(e.target, e.fields()["to"]) for e in events if e.kind == "migrate_ordered"] == [("node-0", "node-1")]
+    [migrated] = [e for e in events if e.kind == "migrated"]
+    assert migrated.target == "node-0" and migrated.fields()["request"] == moved.request_id
+    assert not [e for e in events if e.kind == "fault"]  # an order, not a failure
+    with open(run_dir / "summary.csv", newline="") as fh:
+        (summary,) = list(csv.DictReader(fh))
+    assert int(summary["migrate_count"]) == 1

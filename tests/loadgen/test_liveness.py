@@ -24,15 +24,18 @@ from daemons.core.messages import (
     Done,
     Error,
     FirstToken,
+    Handover,
     Infer,
     Placement,
     Progress,
     Reassigned,
     Schedule,
     StatusReply,
+    StreamToken,
 )
 from daemons.loadgen import LoadgenConfig, PlannedRequest, Results, run
 from daemons.loadgen.recorder import Recorder
+from daemons.loadgen.results import request_row
 from daemons.loadgen.sink import Reply, running_sink
 from daemons.node.testing import NodeProcess, running_node, wait_until
 
@@ -221,3 +224,24 @@ def test_recorder_a_reassigned_request_takes_the_new_servers_reports() -> None:
     # A node the coordinator or a peer declares dead: what it served is retried at once.
     rec.node_gone("b", "tcp://b", 2.0)
     assert rec.retry_due == [r] and "b" in r.failed_nodes
+
+
+def test_recorder_a_handover_passes_the_request_to_the_migrations_destination() -> None:
+    rec = Recorder([PlannedRequest("r", 0.0, "m", 4, 40)], timeout_s=600, mode="centralized", retries=2,
+                   attempt_timeout_s=3.0)
+    [r] = rec.records
+    rec.on_sent(r, 0.0, "")
+    rec.on_reply(_env(FirstToken("r", "a", "x")), 0.5, "tcp://a")
+    # Only the serving node can hand a request over: another node's Handover changes nothing.
+    rec.on_reply(_env(Handover("r", "z", "b", 10)), 0.8, "tcp://z")
+    assert r.serving == "a" and rec.ignored["duplicate"] == 1
+    rec.on_reply(_env(Handover("r", "a", "b", 12)), 1.0, "tcp://a")
+    # The destination's reports (relayed by the source) are the request's, not a duplicate's.
+    rec.on_reply(_env(Progress("r", "b", tokens=20)), 1.5, "tcp://a")
+    rec.on_reply(_env(StreamToken("r", "b", 21, " w")), 1.6, "tcp://a")
+    timings = {"migration_resume_s": 0.05, "migration_gap_s": 0.06}
+    rec.on_reply(_env(Done("r", "b", 40, "length", "SERVE", timings=timings)), 2.0, "tcp://a")
+    assert rec.cancels == [] and (r.status, r.node, r.tokens) == ("ok", "b", 40)
+    row = request_row(r)
+    assert (row.migrated_from, row.migrated_to, row.migration_tokens, row.migration_s) == ("a", "b", 12, 1.0)
+    assert (row.migration_resume_s, row.migration_gap_s) == (0.05, 0.06) and row.migrated

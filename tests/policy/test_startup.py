@@ -5,7 +5,7 @@ from __future__ import annotations
 from random import Random
 
 from daemons.policy import ClusterView, Decision, PlacementRequest
-from daemons.policy.startup import startup_optimal
+from daemons.policy.startup import room_moves, startup_optimal
 from tests.policy.helpers import catalog, node, ready, view
 
 
@@ -85,3 +85,17 @@ def test_migrate_picks_the_cheapest_set_of_instances() -> None:
     d = decide(view(fast, spare))
     # Freeing 30 GiB: m3 + m4 (2 requests) is cheaper than m2 (5 requests).
     assert d.action == "MIGRATE" and sorted(d.evict) == ["m3", "m4"]
+
+
+def test_room_moves_send_each_running_request_of_the_evicted_models_to_their_best_node() -> None:
+    models = {**ready("m2", 40, running=5), **ready("m3", 20, running=1), **ready("m4", 20, running=2)}
+    fast = node("fast", models, cat=catalog("m1", "m2", "m3", "m4", gib=30, load_s=1))
+    spare = node("spare", {**ready("m3", 1)}, in_flight=1, total_gib=80, cat=catalog("m2", "m3", "m4", gib=1, load_s=4))
+    idle = node("idle", {**ready("m3", 1)}, total_gib=80, cat=catalog("m3", "m4", gib=1, load_s=2))
+    v = view(fast, spare, idle)
+    d = decide(v)
+    moves = room_moves(v, d)
+    # m3 is ready on both others: the less loaded takes it; m4 is ready nowhere: the fastest loader.
+    assert sorted((m.model, m.source, m.destination) for m in moves) == [
+        ("m3", "fast", "idle"), ("m4", "fast", "idle"), ("m4", "fast", "idle")]
+    assert room_moves(v, decide(view(node("a"), node("b", ready("m1"))))) == []  # no MIGRATE, no moves

@@ -12,7 +12,7 @@ from daemons.rundir import RECOVERY, RECOVERY_COLUMNS
 
 REQUEST_HEADER = ["request_id", "model", "prompt_tokens", "max_new_tokens", "scheduled_s", "sent_s",
                   "placed_s", "first_token_s", "done_s", "node", "action", "hops", "tokens", "status",
-                  "error", "some_future_column"]
+                  "error", "migrated_from", "migrated_to", "some_future_column"]
 NODE_HEADER = ["t_s", "node", "memory_used", "memory_total", "memory_utilization", "queue_depth",
                "in_flight", "loaded_models", "alive", "gpu_utilization"]
 EVENT_HEADER = ["t_s", "kind", "target", "detail"]
@@ -56,7 +56,7 @@ REQUESTS = [
     req("r1", 0, 0.125, 1.125, "SERVE", 9),
     req("r2", 1, 1.25, 2.25, "SERVE", 5),
     req("r3", 2, 2.5, 4.5, "COLD_START", 5),
-    req("r4", 3, 4.0, 4.0, "MIGRATE", 1),
+    {**req("r4", 3, 4.0, 4.0, "MIGRATE", 1), "migrated_from": "node-b", "migrated_to": "node-a"},
     req("r5", 4, None, None, "SERVE", 0, "timeout", "deadline exceeded"),
     req("r6", 5, None, None, "", 0, "error", "no node holds the model"),
 ]
@@ -98,7 +98,7 @@ def manifest(name: str, scheduler: str, **overrides: Any) -> dict[str, Any]:
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[dict[str, object]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(header))
+        writer = csv.DictWriter(fh, fieldnames=list(header), restval="")
         writer.writeheader()
         writer.writerows(rows)
 
