@@ -52,6 +52,7 @@ ACTIONS_PNG = "actions.png"
 TIMELINE = "timeline.png"
 RECOVERY = "recovery.png"
 TTFT_CDF_COMPARE = "ttft_cdf_compare.png"
+TTFT_CDF_BY_CLASS = "ttft_cdf_by_class.png"
 
 # Service recovery is judged on a trailing 10 s window (recovery.py); plot the same window.
 WINDOW_S = 10.0
@@ -72,6 +73,8 @@ def write_run_plots(run: RunData) -> list[Path]:
     ]
     if any(e.kind == FAULT for e in run.events):
         paths.append(plot_recovery(run, d / RECOVERY))
+    if len(by_class(run.requests)) > 1:
+        paths.append(style.save(class_cdf_figure(run), d / TTFT_CDF_BY_CLASS))
     return paths
 
 
@@ -97,10 +100,27 @@ def ttft_cdf_figure(runs: Sequence[tuple[str, RunData]]) -> Figure:
     """One CDF per run over every request it sent (style rule 4), overlaid (rule 6)."""
     names = " vs ".join(label for label, _ in runs)
     what = _run_title(runs[0][1]) if len(runs) == 1 else f"{runs[0][1].manifest.name}: {names}"
-    fig, (ax,) = style.figure(1, f"TTFT CDF: {what}")
+    return _cdf_figure(f"TTFT CDF: {what}", [(label, run.requests) for label, run in runs])
+
+
+def class_cdf_figure(run: RunData) -> Figure:
+    """One CDF per workload class of one run (its requests sent), overlaid."""
+    return _cdf_figure(f"TTFT CDF by class: {_run_title(run)}", sorted(by_class(run.requests).items()))
+
+
+def by_class(requests: Sequence[RequestRow]) -> dict[str, list[RequestRow]]:
+    """The requests per workload class ("" without classes)."""
+    groups: dict[str, list[RequestRow]] = {}
+    for r in requests:
+        groups.setdefault(r.klass, []).append(r)
+    return groups
+
+
+def _cdf_figure(title: str, groups: Sequence[tuple[str, Sequence[RequestRow]]]) -> Figure:
+    fig, (ax,) = style.figure(1, title)
     seen: list[np.ndarray] = []
-    for label, run in runs:
-        ttft, failed = ttft_ms(run.requests)
+    for label, requests in groups:
+        ttft, failed = ttft_ms(requests)
         style.draw_cdf(ax, label, ttft, failed)
         seen.append(ttft)
     style.log_if_wide(ax, np.concatenate(seen) if seen else np.asarray([]), axis="x")

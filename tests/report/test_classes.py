@@ -66,3 +66,16 @@ def test_the_comparison_has_rows_per_class_only_with_classes(tmp_path: Path) -> 
     assert rows["interactive: P99 TTFT (ms)"].texts[0] == f"{1000 * classed.classes[0].ttft_p99:.2f}"
     assert rows["batch: Shed"].texts == ("1", "1") and rows["interactive: SLO Attainment (%)"].texts[0] == "50.0%"
     assert not [r for r in compare([plain, plain]).rows if ":" in r.metric.label]
+
+
+def test_a_run_with_classes_plots_one_ttft_cdf_per_class(tmp_path: Path) -> None:
+    from cli.report.plots import TTFT_CDF_BY_CLASS, by_class, class_cdf_figure, write_run_plots
+    from cli.report.results import load_run
+
+    run = load_run(classed_run(tmp_path / "classed"))
+    assert sorted(by_class(run.requests)) == ["batch", "interactive"]
+    (ax,) = class_cdf_figure(run).axes
+    assert sorted(t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()) == ["batch", "interactive"]
+    assert (run.run_dir / TTFT_CDF_BY_CLASS) in write_run_plots(run)
+    plain = load_run(write_run(tmp_path / "plain"))  # one class: no per-class plot
+    assert (plain.run_dir / TTFT_CDF_BY_CLASS) not in write_run_plots(plain)
