@@ -11,8 +11,8 @@ from typing import Any
 
 import zmq
 
-from daemons.bus.client import free_endpoint
 from daemons.bus.sockets import SocketOptions, make_socket
+from daemons.core.process import free_endpoint
 from daemons.gossip.config import MAX_FRAME_BYTES
 from daemons.gossip.memberlist import Memberlist
 from daemons.gossip.transport import GOSSIP_SOCKETS, ZmqTransport
