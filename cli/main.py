@@ -12,6 +12,7 @@ from cli.start_coordinator import start_coordinator
 from cli.start_emulator import start_emulator
 from cli.start_node import node_app, start_node
 from cli.status import status
+from cli.study.commands import study_app
 
 app = typer.Typer(
     name="schedctl",
@@ -32,6 +33,7 @@ start_app.command("coordinator")(start_coordinator)
 app.command("status")(status)
 app.add_typer(node_app, name="node")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(study_app, name="study")
 app.add_typer(keys_app, name="keys")
 app.command("logs")(logs)
 

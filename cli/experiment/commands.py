@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import exit_on_config_error
-from cli.experiment.spec import ExperimentSpec, NodeGroup, from_dict, load_file, parse_schedulers
+from cli.experiment.spec import ExperimentSpec, from_dict, load_file, parse_schedulers, scaled_nodes
 from cli.report.commands import compare_command, print_prototype_report, report_command
 from daemons.core.errors import ConfigError
 from daemons.loadgen.workload import from_dict as workload_from_dict
@@ -141,38 +141,19 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
     if flags["scheduler"] is not None:
         changes["schedulers"] = parse_schedulers(flags["scheduler"])
     if flags["nodes"] is not None:
-        changes["nodes"] = _scaled_nodes(spec.nodes, flags["nodes"])
+        changes["nodes"] = scaled_nodes(spec.nodes, flags["nodes"])
     return dataclasses.replace(spec, **changes) if changes else spec
 
 
-def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup, ...]:
-    """`count` nodes cycling through the groups' kinds, so --nodes keeps the GPU mix."""
-    if count < 1:
-        raise ConfigError(f"--nodes must be at least 1, got {count}")
-    kinds = [dataclasses.replace(g, count=1) for g in groups]
-    picked = [kinds[i % len(kinds)] for i in range(count)]
-    merged: dict[NodeGroup, int] = {}
-    for kind in picked:
-        merged[kind] = merged.get(kind, 0) + 1
-    return tuple(dataclasses.replace(k, count=n) for k, n in merged.items())
-
-
 def _run(spec: ExperimentSpec) -> None:
-    from cli.experiment.runner import ArmFailed, RunOutcome, run_experiment
-    from cli.report.results import load_run
-    from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
+    from cli.experiment.runner import ArmFailed, RunOutcome, finish_run, run_experiment
+    from cli.report.summary import Summary
 
     summaries: list[Summary] = []
 
     def finish(outcome: RunOutcome) -> None:
         """Summary and plots of an arm as soon as it is written: a later arm's failure keeps them."""
-        from cli.report.plots import write_run_plots
-
-        run = load_run(outcome.run_dir)
-        summary = summarize_run(run)
-        write_summary_csv(summary, outcome.run_dir / SUMMARY)
-        write_run_plots(run)
-        summaries.append(summary)
+        summaries.append(finish_run(outcome.run_dir))
         typer.echo(f"results: {outcome.run_dir}")
 
     stop = threading.Event()

@@ -30,6 +30,8 @@ from cli.experiment.netns import NetnsError, Network, check_support
 from cli.experiment.remote import RemoteCluster
 from cli.experiment.spec import ExperimentSpec
 from cli.report.recovery import write_recoveries
+from cli.report.results import load_run
+from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
 from daemons.bus import activation
 from daemons.core.errors import ConfigError, SchedctlError
 from daemons.loadgen.config import LoadgenConfig
@@ -104,6 +106,17 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
         if outcome.interrupted:
             break
     return outcomes
+
+
+def finish_run(run_dir: Path) -> Summary:
+    """Write a finished arm's summary.csv and plots into its directory; its summary."""
+    from cli.report.plots import write_run_plots  # matplotlib: only once there is something to draw
+
+    run = load_run(run_dir)
+    summary = summarize_run(run)
+    write_summary_csv(summary, run_dir / SUMMARY)
+    write_run_plots(run)
+    return summary
 
 
 def _write_error(run_dir: Path, exc: BaseException) -> None:

@@ -205,6 +205,18 @@ class ExperimentSpec:
         }
 
 
+def scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup, ...]:
+    """`count` nodes cycling through the groups' kinds, so --nodes keeps the GPU mix."""
+    if count < 1:
+        raise ConfigError(f"--nodes must be at least 1, got {count}")
+    kinds = [dataclasses.replace(g, count=1) for g in groups]
+    picked = [kinds[i % len(kinds)] for i in range(count)]
+    merged: dict[NodeGroup, int] = {}
+    for kind in picked:
+        merged[kind] = merged.get(kind, 0) + 1
+    return tuple(dataclasses.replace(k, count=n) for k, n in merged.items())
+
+
 def parse_schedulers(value: str | list[str]) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(value)

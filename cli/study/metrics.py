@@ -1,0 +1,107 @@
+"""One run's figures as a study reads them, and how each is shown.
+
+A run's figures are its summary.csv (cli/report/summary.py defines them) plus three read
+from the `recovered` / `not_recovered` rows cli/report/recovery.py writes into events.csv:
+avg_detection_time and avg_drain_time (seconds, mean over the run's faults that have
+one) and recovered_fraction (faults recovered / faults judged). A column a run does not
+have (an older run, or a measure not written yet) is simply absent: its metric is "n/a".
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli.report.compare import METRICS
+from cli.report.results import EVENTS
+from cli.report.summary import SUMMARY, detail_fields
+from cli.study.stats import Better
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    key: str
+    label: str  # with its unit, as axes and tables show it
+    better: Better
+    scale: float = 1.0  # shown value = stored value × scale
+
+
+_MS, _PCT = 1000.0, 100.0
+_EXTRA = {
+    "avg_detection_time": MetricInfo("avg_detection_time", "Avg detection time (s)", "lower"),
+    "avg_drain_time": MetricInfo("avg_drain_time", "Avg drain time (s)", "lower"),
+    "recovered_fraction": MetricInfo("recovered_fraction", "Faults recovered (%)", "higher", _PCT),
+    "failed_requests": MetricInfo("failed_requests", "Failed requests", "lower"),
+    "requests_affected": MetricInfo("requests_affected", "Requests affected by the fault", "lower"),
+    "avg_queue_cv": MetricInfo("avg_queue_cv", "Queue depth CV across nodes (time avg)", "lower"),
+    "avg_queue_jain": MetricInfo("avg_queue_jain", "Jain's index of queue depth (time avg)", "higher"),
+    "avg_queue_max_mean": MetricInfo("avg_queue_max_mean", "Queue depth max/mean (time avg)", "lower"),
+    "avg_gpu_cv": MetricInfo("avg_gpu_cv", "GPU compute util CV across nodes (time avg)", "lower"),
+    "avg_memory_cv": MetricInfo("avg_memory_cv", "GPU memory util CV across nodes (time avg)", "lower"),
+}
+_UNIT = {"ms": "(ms)", "%": "(%)"}
+
+
+def info(key: str) -> MetricInfo:
+    """How `key` is labelled and judged: the comparison table's row when it has one."""
+    if key in _EXTRA:
+        return _EXTRA[key]
+    for m in METRICS:
+        if m.key == key:
+            return MetricInfo(key, m.label.replace(" Util", " Util (%)") if m.suffix == "%" and "(%)" not in m.label
+                              else m.label, m.better, m.scale)
+    return MetricInfo(key, key, "")
+
+
+def read_run_metrics(run_dir: Path) -> dict[str, float]:
+    """Every numeric cell of the run's summary.csv (empty = NaN) and the recovery figures."""
+    values: dict[str, float] = {}
+    with (run_dir / SUMMARY).open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            for key, cell in row.items():
+                number = _number(cell)
+                if number is not None:
+                    values[key] = number
+    values.update(_recovery_figures(run_dir / EVENTS))
+    return values
+
+
+def _number(cell: str | None) -> float | None:
+    if cell is None:
+        return None
+    if cell == "":
+        return math.nan
+    if cell in ("True", "False"):
+        return float(cell == "True")
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _recovery_figures(events: Path) -> dict[str, float]:
+    if not events.is_file():
+        return {}
+    detection: list[float] = []
+    drain: list[float] = []
+    judged = recovered = 0
+    with events.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            kind = (row.get("kind") or "").lower()
+            if kind not in ("recovered", "not_recovered"):
+                continue
+            judged += 1
+            recovered += kind == "recovered"
+            fields = detail_fields(row.get("detail") or "")
+            for key, into in (("detection_s", detection), ("drain_s", drain)):
+                number = _number(fields.get(key, ""))
+                if number is not None and not math.isnan(number):
+                    into.append(number)
+    if not judged:
+        return {}
+    return {"avg_detection_time": statistics.fmean(detection) if detection else math.nan,
+            "avg_drain_time": statistics.fmean(drain) if drain else math.nan,
+            "recovered_fraction": recovered / judged}
