@@ -47,12 +47,14 @@ def _metric_plot(agg: Aggregate, metric: str) -> Path | None:
             ns.append(c.n)
         ax.bar(xs, means, width, yerr=errs, capsize=4, label=arm)
         for x, y, n in zip(xs, means, ns, strict=True):
-            if not math.isnan(y):
-                ax.annotate(f"N={n}", (x, y), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
-    ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0, fontsize=8)
+            if not math.isnan(y):  # at the bar's foot, clear of the error bar
+                ax.annotate(f"N={n}", (x, 0), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+    ticks = labels if agg.study.vary else ["all runs"]
+    ax.set_xticks(range(len(labels)), ticks, rotation=20 if len(labels) > 3 else 0, fontsize=8)
     ax.set_xlabel("parameter point" if agg.study.vary else "")
     ax.set_ylabel(shown.label)
-    ax.set_title(f"{agg.study.name}: {shown.label}, mean and 95% CI (t) over repeats")
+    ax.set_title(f"{agg.study.name}: {shown.label}\nmean and 95% CI (Student t) over repeats; N = runs per bar",
+                 fontsize=10)
     ax.legend(title="arm")
     fig.tight_layout()
     path = agg.study_dir / f"metric_{metric}.png"
@@ -92,7 +94,8 @@ def _sweep_plot(agg: Aggregate, metric: str) -> Path | None:
     unit = "(req/s)" if sweep == "rps" else ""
     ax.set_xlabel(f"{'offered load' if sweep == 'rps' else sweep} {unit}".strip())
     ax.set_ylabel(shown.label)
-    ax.set_title(f"{agg.study.name}: {shown.label} vs {sweep} (★ = saturation: peak goodput)")
+    ax.set_title(f"{agg.study.name}: {shown.label} vs {sweep}\nmean and 95% CI; ★ = saturation (peak goodput)",
+                 fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = agg.study_dir / f"sweep_{metric}.png"

@@ -75,7 +75,7 @@ def fields() -> tuple[str, ...]:
     """Every experiment field a study may set or vary."""
     d = ExperimentSpec().to_dict()
     exp = [k for k in d["experiment"] if k not in _RESERVED and k != "slo"]
-    return (*exp, *d["workload"], *SLO_KEYS, "nodes")
+    return (*exp, *(k for k in d["workload"] if k != "seed"), *SLO_KEYS, "nodes")  # seeds are the study's
 
 
 @dataclass(frozen=True)
