@@ -60,8 +60,10 @@ GOSSIP_PRESETS = ("lan", "wan", "local", "ci")  # daemons/gossip/config.py Gossi
 MAX_RETRIES = 100
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
 # Azure-conversation-like shapes, capped so every request fits OPT's 2048-token context.
+# 60 s of arrivals (the prototype's experiment length) keeps the first run to a few minutes;
+# the prototype's load-generator default of 300 s is `--duration 300`.
 DEFAULT_WORKLOAD: dict[str, Any] = {
-    "duration_s": 300.0, "rps": 5.0, "cv": 8.0, "seed": 42, "models": list(MODELS),
+    "duration_s": 60.0, "rps": 5.0, "cv": 8.0, "seed": 42, "models": list(MODELS),
     "popularity": "zipf", "zipf_s": 1.0,
     "prompt_tokens": "lognormal:mean=512,median=400,max=1500",
     "output_tokens": "lognormal:mean=128,median=96,max=500",

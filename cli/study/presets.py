@@ -32,15 +32,15 @@ LATENCY = ["p50_ttft", "p99_ttft", "avg_ttft", "p50_latency", "p99_latency", "av
 
 def performance(quick: bool, duration: float | None) -> Tables:
     """Experiment 1. Default: 10 nodes, 60 s at 5 req/s (CV 8), 4 repeats × 2 arms = 8 runs, ~12 min.
-    Quick: 4 nodes, 6 s at 2 req/s, 2 repeats = 4 runs, ~1 min."""
-    seconds = duration or (6.0 if quick else 60.0)
+    Quick: 3 nodes, 5 s at 2 req/s, 2 repeats = 4 runs, ~1.5 min."""
+    seconds = duration or (5.0 if quick else 60.0)
     return {
         "study": {"name": "performance", "repeats": 2 if quick else 4, "seed": 1000,
                   "description": "Experiment 1: centralized vs decentralized performance on identical schedules "
-                                 f"({'4' if quick else '10'} nodes, {seconds:g} s at "
+                                 f"({'3' if quick else '10'} nodes, {seconds:g} s at "
                                  f"{'2' if quick else '5'} req/s, CV 8).",
                   "metrics": ["cache_hit_rate", *LATENCY, "goodput", "request_throughput", "success_rate"]},
-        "base": {"nodes": 4 if quick else 10, "duration_s": seconds, "rps": 2.0 if quick else 5.0, "cv": 8.0},
+        "base": {"nodes": 3 if quick else 10, "duration_s": seconds, "rps": 2.0 if quick else 5.0, "cv": 8.0},
         "arms": BOTH_ARMS,
         "hypotheses": [{"text": "Centralized approach achieves higher cache hit rate due to global state.",
                         "metric": "cache_hit_rate", "direction": "higher", "arms": ["centralized", "gossip"]}],
