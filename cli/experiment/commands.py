@@ -25,7 +25,8 @@ experiment_app.command("compare")(compare_command)
 @experiment_app.command("run")
 @exit_on_config_error
 def run_command(
-    duration: Annotated[float | None, typer.Option(help="Seconds of arrivals (default 60; the prototype's 300: --duration 300).")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="Seconds of arrivals (default 60; the prototype's 300: --duration 300).")] = None,
     rps: Annotated[float | None, typer.Option(help="Mean requests per second (default 5).")] = None,
     cv: Annotated[float | None, typer.Option(help="CV of inter-arrival gaps; 1 = Poisson (default 8).")] = None,
     name: Annotated[str | None, typer.Option(help="Experiment name, used in result directory names.")] = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 from cli.report.compare import METRICS
 from cli.report.results import EVENTS
 from cli.report.summary import SUMMARY, detail_fields
-from cli.study.stats import Better
+from cli.study.stats import Better, Interval
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,23 @@ def info(key: str) -> MetricInfo:
             return MetricInfo(key, m.label.replace(" Util", " Util (%)") if m.suffix == "%" and "(%)" not in m.label
                               else m.label, m.better, m.scale)
     return MetricInfo(key, key, "")
+
+
+def shown_value(value: float, scale: float = 1.0) -> str:
+    """A figure in its shown unit, 3 significant digits (whole numbers from 100 up); NaN is n/a."""
+    if math.isnan(value):
+        return "n/a"
+    v = value * scale
+    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def shown_interval(i: Interval, scale: float) -> str:
+    """`mean [low, high] (N=n)`; without an interval (one value) `mean (N=1, no CI)`; none: n/a."""
+    if i.n == 0:
+        return "n/a"
+    if not i.defined:
+        return f"{shown_value(i.mean, scale)} (N={i.n}, no CI)"
+    return f"{shown_value(i.mean, scale)} [{shown_value(i.low, scale)}, {shown_value(i.high, scale)}] (N={i.n})"
 
 
 def read_run_metrics(run_dir: Path) -> dict[str, float]:

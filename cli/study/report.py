@@ -17,8 +17,7 @@ from pathlib import Path
 
 from cli.study.aggregate import Aggregate, Verdict
 from cli.study.ledger import DONE, point_label
-from cli.study.metrics import info
-from cli.study.stats import Interval
+from cli.study.metrics import info, shown_interval
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 HOST_FLAG = "host_saturated"  # summary.csv's flag: the host, not the scheduler, was the bottleneck
@@ -32,25 +31,10 @@ class Block:
     links: tuple[tuple[str, str], ...] = ()  # table cells that link: (text, href)
 
 
-def _fmt(value: float, scale: float = 1.0) -> str:
-    if math.isnan(value):
-        return "n/a"
-    v = value * scale
-    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-
-
-def _ci(i: Interval, scale: float) -> str:
-    if i.n == 0:
-        return "n/a"
-    if not i.defined:
-        return f"{_fmt(i.mean, scale)} (N={i.n}, no CI)"
-    return f"{_fmt(i.mean, scale)} [{_fmt(i.low, scale)}, {_fmt(i.high, scale)}] (N={i.n})"
-
-
 def _verdict_row(v: Verdict, labels: list[str]) -> tuple[str, ...]:
     shown = info(v.hypothesis.metric)
     d = v.difference
-    effect = (f"{v.hypothesis.arm} − {v.hypothesis.other} = {_ci(d.diff, shown.scale)}"
+    effect = (f"{v.hypothesis.arm} − {v.hypothesis.other} = {shown_interval(d.diff, shown.scale)}"
               if d.diff.n else "n/a")
     extra = []
     if not math.isnan(d.relative):
@@ -107,9 +91,10 @@ def _metric_blocks(agg: Aggregate, labels: list[str]) -> list[Block]:
         rows: list[tuple[str, ...]] = [("metric", *arms, "paired differences [95% CI] → decision")]
         for m in agg.metrics:
             shown = info(m)
-            diffs = [f"{q.difference.a} − {q.difference.b}: {_ci(q.difference.diff, shown.scale)} → {q.decision}"
-                     for q in agg.pairs if q.point == p and q.metric == m]
-            rows.append((shown.label, *(_ci(agg.cell(p, a, m), shown.scale) for a in arms), "; ".join(diffs)))
+            diffs = [f"{q.difference.a} − {q.difference.b}: {shown_interval(q.difference.diff, shown.scale)} "
+                     f"→ {q.decision}" for q in agg.pairs if q.point == p and q.metric == m]
+            means = (shown_interval(agg.cell(p, a, m), shown.scale) for a in arms)
+            rows.append((shown.label, *means, "; ".join(diffs)))
         out.append(Block("table", rows=tuple(rows)))
     out += [Block("img", f"metric_{m}.png") for m in agg.metrics if (agg.study_dir / f"metric_{m}.png").exists()]
     return out

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
+K = TypeVar("K", bound=Hashable)  # what pairs two arms' runs: the seed
 CONFIDENCE = 0.95
 Better = Literal["lower", "higher", ""]
 SUPPORTED, REFUTED, INCONCLUSIVE = "supported", "refuted", "inconclusive"
@@ -92,9 +93,9 @@ def mean_ci(values: Sequence[float]) -> Interval:
     return Interval(mean, mean - half, mean + half, n, sd)
 
 
-def paired_differences(a: dict[int, float], b: dict[int, float]) -> list[float]:
+def paired_differences(a: Mapping[K, float], b: Mapping[K, float]) -> list[float]:
     """a − b for every seed both arms measured (NaN on either side drops the pair)."""
-    return [a[s] - b[s] for s in sorted(set(a) & set(b)) if not (math.isnan(a[s]) or math.isnan(b[s]))]
+    return [a[s] - b[s] for s in a if s in b and not (math.isnan(a[s]) or math.isnan(b[s]))]
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Difference:
         return self.a if a_higher == (better == "higher") else self.b
 
 
-def compare_paired(a_name: str, a: dict[int, float], b_name: str, b: dict[int, float]) -> Difference:
+def compare_paired(a_name: str, a: Mapping[K, float], b_name: str, b: Mapping[K, float]) -> Difference:
     """The paired difference a − b over the seeds both arms share."""
     diffs = paired_differences(a, b)
     interval = mean_ci(diffs)
