@@ -122,3 +122,41 @@ arms = ["gossip", "centralized"]
     ledger = check_study(study_dir, planned=8)
     assert sorted({json.dumps(r["point"]) for r in ledger["runs"]}) == ['{"rps": 1.0}', '{"rps": 2.0}']  # type: ignore[index]
     assert len(rows(study_dir / "hypotheses.csv")) == 2  # one verdict per point
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_resume_runs_only_what_is_not_done(tmp_path: Path) -> None:
+    """Three runs done (written by hand, so a rerun would show), one interrupted: --resume runs that one."""
+    from cli.study.ledger import DONE, INTERRUPTED, Ledger
+    from cli.study.spec import load
+
+    (tmp_path / "s.toml").write_text("""
+[study]
+name = "resumed"
+repeats = 2
+metrics = ["cache_hit_rate"]
+
+[base]
+nodes = 2
+duration_s = 2
+rps = 1.0
+""")
+    (tmp_path / "study").mkdir()
+    ledger = Ledger.new(tmp_path / "study", load(tmp_path / "s.toml"))
+    *done, last = ledger.runs
+    for entry in done:
+        run_dir = ledger.study_dir / "runs" / entry.id
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.csv").write_text("cache_hit_rate\n0.25\n")
+        ledger.update(entry, status=DONE, run_dir=f"runs/{entry.id}")
+    ledger.update(last, status=INTERRUPTED, run_dir="runs/gone")
+    out = study(["run", "--resume", str(ledger.study_dir)], tmp_path, timeout=240)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "3 of 4 runs already done; running the other 1" in out.stdout and "run 4 of 4" in out.stdout
+    runs = json.loads((ledger.study_dir / "study.json").read_text())["runs"]
+    assert all(r["status"] == "done" for r in runs)
+    assert [r["run_dir"] for r in runs[:3]] == [f"runs/{e.id}" for e in done]  # untouched
+    assert all((ledger.study_dir / r["run_dir"] / "summary.csv").read_text() == "cache_hit_rate\n0.25\n"
+               for r in runs[:3])
+    assert (ledger.study_dir / runs[3]["run_dir"] / "requests.csv").is_file()  # the one real run
