@@ -76,12 +76,16 @@ def _resolve(name: str, repeats: int | None, duration: float | None, quick: bool
 
 
 def _run(ledger: Ledger) -> None:
+    from cli.experiment.runner import ArmFailed
     from cli.study.runner import run_study
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: _interrupt(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run_study(ledger, typer.echo, stop)
+    except ArmFailed as exc:  # a mistake in the study's input, which every run would repeat
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo(f"aborted: resume with `schedctl study run --resume {ledger.study_dir}`", err=True)
         raise typer.Exit(130) from None

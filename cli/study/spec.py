@@ -38,7 +38,8 @@ A study file is TOML (presets are the same tables, built in cli/study/presets.py
 
 A field is any experiment setting: the [experiment] keys of an experiment file (scheduler,
 policy, gossip_policy, faults, standby_coordinator, timeout_s, queue_limit, ...), the
-[workload] keys (duration_s, rps, cv, models, popularity, ...), `slo.ttft_ms`-style SLO keys,
+[workload] keys (duration_s, rps, cv, models, popularity, ...; not seed: the seeds are the
+study's), `slo.ttft_ms`-style SLO keys,
 and `nodes` (a count: the base cluster's GPU mix, scaled as `experiment run --nodes`).
 Every run's experiment is built (and so validated) when the study is loaded, before any
 process starts.
