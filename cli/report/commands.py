@@ -23,7 +23,6 @@ from cli.report.compare import compare, prototype_comparison, render_text, write
 from cli.report.results import RunData, Slo, load_run
 from cli.report.summary import SUMMARY, Summary, summarize_run, write_summary_csv
 from cli.report.text import format_summary
-from cli.study.paired import paired_comparison
 from daemons.core.errors import ConfigError
 
 RECORD_MISMATCH_EXIT = 1
@@ -98,6 +97,8 @@ def compare_command(
     summaries = [summarize_run(r, slo) for r in runs]
     comparison = compare(summaries)
     typer.echo(render_text(comparison), nl=False)
+    from cli.study.paired import paired_comparison  # cli.study reads cli.report: imported when used
+
     paired = paired_comparison(summaries, [r.manifest.raw.get("seed") for r in runs])
     if paired is not None:  # several runs of the same arms: means, intervals, paired differences
         typer.echo(paired, nl=False)

@@ -30,19 +30,22 @@ class MetricInfo:
 
 
 _MS, _PCT = 1000.0, 100.0
+_DISPERSION: tuple[tuple[str, str, Better], ...] = (
+    ("cv", "CV", "lower"), ("jain", "Jain's index", "higher"), ("max_over_mean", "max/mean", "lower"))
 _EXTRA = {
     "avg_detection_time": MetricInfo("avg_detection_time", "Avg detection time (s)", "lower"),
     "avg_drain_time": MetricInfo("avg_drain_time", "Avg drain time (s)", "lower"),
     "recovered_fraction": MetricInfo("recovered_fraction", "Faults recovered (%)", "higher", _PCT),
     "failed_requests": MetricInfo("failed_requests", "Failed requests", "lower"),
     "requests_affected": MetricInfo("requests_affected", "Requests affected by the fault", "lower"),
-    "avg_queue_cv": MetricInfo("avg_queue_cv", "Queue depth CV across nodes (time avg)", "lower"),
-    "avg_queue_jain": MetricInfo("avg_queue_jain", "Jain's index of queue depth (time avg)", "higher"),
-    "avg_queue_max_mean": MetricInfo("avg_queue_max_mean", "Queue depth max/mean (time avg)", "lower"),
-    "avg_gpu_cv": MetricInfo("avg_gpu_cv", "GPU compute util CV across nodes (time avg)", "lower"),
-    "avg_memory_cv": MetricInfo("avg_memory_cv", "GPU memory util CV across nodes (time avg)", "lower"),
+    # Per-node dispersion and host columns of summary.csv (cli/report/dispersion.py, host.py), labelled
+    # here too so that a study reads them whatever the comparison table shows.
+    **{f"{prefix}_{k}": MetricInfo(f"{prefix}_{k}", f"{what} {label} across nodes (time avg)", better)
+       for prefix, what in (("queue", "Queue depth"), ("mem_util", "GPU memory util"),
+                            ("compute_util", "GPU compute util"))
+       for k, label, better in _DISPERSION},
+    "host_saturated": MetricInfo("host_saturated", "Host saturated (1 = yes)", ""),
 }
-_UNIT = {"ms": "(ms)", "%": "(%)"}
 
 
 def info(key: str) -> MetricInfo:

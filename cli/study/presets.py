@@ -87,16 +87,18 @@ def utilization(quick: bool, duration: float | None) -> Tables:
                   "description": "Experiment 3: per-node queue depth and GPU memory/compute utilisation; their "
                                  "dispersion across nodes each second (CV, Jain's index, max/mean), averaged "
                                  "over the run.",
-                  "metrics": ["avg_queue_cv", "avg_queue_jain", "avg_queue_max_mean", "avg_gpu_cv",
-                              "avg_memory_cv", "avg_queue_depth", "avg_gpu_utilization",
-                              "avg_memory_utilization", "p99_ttft"]},
+                  "metrics": ["queue_cv", "queue_jain", "queue_max_over_mean", "compute_util_cv",
+                              "compute_util_jain", "mem_util_cv", "mem_util_jain", "avg_queue_depth",
+                              "avg_gpu_utilization", "avg_memory_utilization", "p99_ttft"]},
         "base": {"nodes": 3 if quick else 6, "duration_s": seconds, "rps": 3.0 if quick else 6.0, "cv": 8.0},
         "arms": BOTH_ARMS,
         "hypotheses": [
-            {"text": "Centralized approach achieves more even resource distribution (queue depth CV).",
-             "metric": "avg_queue_cv", "direction": "lower", "arms": ["centralized", "gossip"]},
-            {"text": "Centralized approach achieves more even resource distribution (Jain's index of queue depth).",
-             "metric": "avg_queue_jain", "direction": "higher", "arms": ["centralized", "gossip"]},
+            {"text": "Centralized approach achieves more even resource distribution (queue depth CV across "
+                     "nodes).",
+             "metric": "queue_cv", "direction": "lower", "arms": ["centralized", "gossip"]},
+            {"text": "Centralized approach achieves more even resource distribution (Jain's index of queue "
+                     "depth).",
+             "metric": "queue_jain", "direction": "higher", "arms": ["centralized", "gossip"]},
         ],
     }
 
