@@ -105,10 +105,10 @@ def utilization(quick: bool, duration: float | None) -> Tables:
 
 def scaling(quick: bool, duration: float | None) -> Tables:
     """Offered load past saturation at two cluster sizes. Default: nodes 4 and 8 × 3 rates (2, 6, 12 req/s,
-    CV 1) × 2 arms × 2 repeats = 24 runs of 15 s, requests waiting at most 20 s, ~17 min. 16 and 32
+    CV 1) × 2 arms × 2 repeats = 24 runs of 10 s, requests waiting at most 20 s, ~16 min. 16 and 32
     nodes do not fit a 2-core machine in 20 minutes: add them with a study file on a bigger host.
     Quick: nodes 2 and 3 × rates 1 and 4, 5 s, 1 repeat = 8 runs, ~2 min."""
-    seconds = duration or (5.0 if quick else 15.0)
+    seconds = duration or (5.0 if quick else 10.0)
     return {
         "study": {"name": "scaling", "repeats": 1 if quick else 2, "seed": 4000, "sweep": "rps",
                   "description": "Goodput and p99 TTFT vs offered load per arm and cluster size; the saturation "
