@@ -93,6 +93,8 @@ def _metric_blocks(agg: Aggregate, labels: list[str]) -> list[Block]:
             shown = info(m)
             diffs = [f"{q.difference.a} − {q.difference.b}: {shown_interval(q.difference.diff, shown.scale)} "
                      f"→ {q.decision}" for q in agg.pairs if q.point == p and q.metric == m]
+            if all(agg.cell(p, a, m).n == 0 for a in arms):
+                diffs = ["not measured: no run's summary.csv has this column"]
             means = (shown_interval(agg.cell(p, a, m), shown.scale) for a in arms)
             rows.append((shown.label, *means, "; ".join(diffs)))
         out.append(Block("table", rows=tuple(rows)))
