@@ -132,13 +132,26 @@ def _render(ledger: Ledger) -> None:
 @exit_on_config_error
 def report_command(
     study_dir: Annotated[Path, typer.Argument(help="A study directory: studies/<name>_<time>/.")],
+    resummarize: Annotated[bool, typer.Option(
+        "--resummarize", help="First rewrite every run's summary.csv from its requests/nodes/events CSVs "
+                              "(figures a newer schedctl measures).")] = False,
 ) -> None:
     """Re-render a study's aggregates, plots and report from its run directories.
 
     A run whose directory was deleted is listed as missing and left out of the figures.
 
-    Example:
+    Examples:
 
         schedctl study report studies/performance_20261204_180000
+
+        schedctl study report studies/utilization_20261204_180000 --resummarize
     """
-    _render(Ledger.load(study_dir))
+    ledger = Ledger.load(study_dir)
+    if resummarize:
+        from cli.report.summary import SUMMARY, summarize, write_summary_csv
+
+        for entry in ledger.runs:
+            if ledger.finished(entry):
+                run_dir = ledger.study_dir / entry.run_dir
+                write_summary_csv(summarize(run_dir), run_dir / SUMMARY)
+    _render(ledger)

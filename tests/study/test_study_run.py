@@ -89,6 +89,11 @@ def test_performance_quick_end_to_end_and_resume(tmp_path: Path) -> None:
     out = study(["run", "--resume", str(study_dir)], tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in (study_dir / "runs").iterdir()) == dirs
+    # summaries rewritten from the runs' own CSVs: the same aggregates
+    aggregates = (study_dir / "aggregates.csv").read_text()
+    out = study(["report", str(study_dir), "--resummarize"], tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (study_dir / "aggregates.csv").read_text() == aggregates
     assert our_processes() <= before
 
 
