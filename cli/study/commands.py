@@ -42,13 +42,11 @@ def run_command(
 
     Examples:
 
-        schedctl study run performance --quick
-
-        schedctl study run performance --repeats 5 --duration 300
-
-        schedctl study run my_study.toml
-
-        schedctl study run --resume studies/performance_20261204_180000
+    \b
+      schedctl study run performance --quick
+      schedctl study run performance --repeats 5 --duration 300
+      schedctl study run my_study.toml
+      schedctl study run --resume studies/performance_20261204_180000
     """
     if resume is not None:
         if study is not None or repeats is not None or duration is not None or quick:
@@ -143,9 +141,9 @@ def report_command(
 
     Examples:
 
-        schedctl study report studies/performance_20261204_180000
-
-        schedctl study report studies/utilization_20261204_180000 --resummarize
+    \b
+      schedctl study report studies/performance_20261204_180000
+      schedctl study report studies/utilization_20261204_180000 --resummarize
     """
     ledger = Ledger.load(study_dir)
     if resummarize:
