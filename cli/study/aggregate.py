@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.study.ledger import DONE, MISSING, Ledger, RunEntry, point_label
-from cli.study.metrics import info, read_run_metrics
+from cli.study.metrics import GOOD_SHARE, info, read_run_metrics
 from cli.study.spec import Hypothesis, Settings, Study
 from cli.study.stats import INCONCLUSIVE, Difference, Interval, compare_paired, mean_ci, verdict
 
@@ -62,7 +62,7 @@ class Verdict:
     note: str = ""  # why it is inconclusive when no interval could be formed
 
 
-GOODPUT_SHARE = 0.9  # saturated once goodput falls below this share of the offered load
+GOODPUT_SHARE = 0.9  # saturated once fewer than this share of the sent requests meet every SLO
 
 
 @dataclass(frozen=True)
@@ -78,22 +78,21 @@ class LoadPoint:
     """One point of a sweep curve: mean figures over the repeats (NaN: not measured)."""
 
     x: float  # the sweep value
-    offered_rps: float
-    goodput: float  # req/s meeting every SLO
+    good_share: float  # goodput in requests: requests meeting every SLO / requests sent
     p99_ttft_s: float
 
 
 def knee(curve: list[LoadPoint], slo_ttft_s: float | None) -> tuple[float | None, str]:
-    """The saturation point: the lowest sweep value at which mean goodput is below
-    GOODPUT_SHARE of the offered load, or mean p99 TTFT is above the TTFT SLO; (None, "")
-    when no measured point is. A peak of goodput is not the rule: past its capacity an open-loop
-    cluster keeps completing about as much per second while queues and TTFT grow, so
-    goodput flattens rather than falls, and a peak may never show within the swept range."""
+    """The saturation point: the lowest sweep value at which goodput falls below GOODPUT_SHARE
+    of the offered load, or mean p99 TTFT is above the TTFT SLO; (None, "") when no measured
+    point does. A peak of goodput is not the rule: past its capacity an open-loop cluster keeps
+    completing about as much per second while queues and TTFT grow, so goodput flattens rather
+    than falls, and a peak may never show within the swept range. Goodput is compared with the
+    offered load in requests (good / sent), not per second of the measured window, which also
+    counts the drain after the last arrival and would put a short run below any share."""
     for p in sorted(curve, key=lambda q: q.x):
-        if math.isnan(p.goodput) and math.isnan(p.p99_ttft_s):
-            continue
-        if not math.isnan(p.goodput) and p.goodput < GOODPUT_SHARE * p.offered_rps:
-            return p.x, f"goodput {p.goodput:.3g} req/s < {GOODPUT_SHARE:.0%} of {p.offered_rps:g} offered"
+        if not math.isnan(p.good_share) and p.good_share < GOODPUT_SHARE:
+            return p.x, f"{p.good_share:.0%} of requests met the SLOs, < {GOODPUT_SHARE:.0%}"
         if slo_ttft_s is not None and not math.isnan(p.p99_ttft_s) and p.p99_ttft_s > slo_ttft_s:
             return p.x, f"p99 TTFT {p.p99_ttft_s:.3g} s > SLO {slo_ttft_s:g} s"
     return None, ""
@@ -190,11 +189,11 @@ def _saturation(agg: Aggregate, series: dict[tuple[int, str, str], dict[int, flo
             ttft_ms = spec.slo.ttft_ms
             slos[(a.name, others)] = None if ttft_ms is None else ttft_ms / 1000.0
             curves.setdefault((a.name, others), []).append(LoadPoint(
-                float(settings[sweep]), spec.workload.rps, _mean(series, index, a.name, "goodput"),
+                float(settings[sweep]), _mean(series, index, a.name, GOOD_SHARE),
                 _mean(series, index, a.name, "p99_ttft")))
     out = []
     for (arm, others), curve in curves.items():
-        if all(math.isnan(p.goodput) and math.isnan(p.p99_ttft_s) for p in curve):
+        if all(math.isnan(p.good_share) and math.isnan(p.p99_ttft_s) for p in curve):
             continue
         x, why = knee(curve, slos[(arm, others)])
         out.append(Saturation(arm, others, x, why))

@@ -3,7 +3,8 @@
 A run's figures are its summary.csv (cli/report/summary.py defines them) plus three read
 from its recovery.csv (daemons/rundir/recovery.py; cli/report/recovery.py defines each
 figure): avg_detection_time and avg_drain_time (seconds, mean over the run's faults that
-have one) and recovered_fraction (faults recovered / faults). A column a run does not have
+have one) and recovered_fraction (faults recovered / faults); and slo_attainment, goodput
+counted in requests (good_requests / total_requests; absent without an SLO). A column a run does not have
 (an older run, or a measure not written yet) is simply absent: its metric is "n/a".
 Labels come from the comparison table's rows (cli/report/compare.py METRICS) where it has
 one; only the figures it does not show are labelled here.
@@ -32,6 +33,8 @@ class MetricInfo:
 
 
 _MS, _PCT = 1000.0, 100.0
+NAN = math.nan
+GOOD_SHARE = "slo_attainment"  # requests meeting every SLO / requests recorded: what a run adds to summary.csv
 _DISPERSION: tuple[tuple[str, str, Better], ...] = (
     ("cv", "CV", "lower"), ("jain", "Jain's index", "higher"), ("max_over_mean", "max/mean", "lower"))
 _COMPARED = {m.key for m in METRICS}
@@ -39,7 +42,8 @@ _EXTRA = {key: m for key, m in {
     "avg_detection_time": MetricInfo("avg_detection_time", "Avg detection time (s)", "lower"),
     "avg_drain_time": MetricInfo("avg_drain_time", "Avg drain time (s)", "lower"),
     "recovered_fraction": MetricInfo("recovered_fraction", "Faults recovered (%)", "higher", _PCT),
-    "failed_requests": MetricInfo("failed_requests", "Failed requests", "lower"),
+    "slo_attainment": MetricInfo("slo_attainment", "Requests meeting every SLO (%)", "higher", _PCT),
+    "failed_requests": MetricInfo("failed_requests", "Failed requests (count)", "lower"),
     # Per-node dispersion and host columns of summary.csv (cli/report/dispersion.py, host.py), labelled
     # here too so that a study reads them whatever the comparison table shows.
     **{f"{prefix}_{k}": MetricInfo(f"{prefix}_{k}", f"{what} {label} across nodes, time avg (ratio)", better)
@@ -98,6 +102,8 @@ def read_run_metrics(run_dir: Path) -> dict[str, float]:
                 if number is not None:
                     values[key] = number
     values.update(_recovery_figures(run_dir / RECOVERY))
+    if values.get("total_requests") and "good_requests" in values and not math.isnan(values.get("goodput", NAN)):
+        values[GOOD_SHARE] = values["good_requests"] / values["total_requests"]  # goodput in requests, not per s
     return values
 
 

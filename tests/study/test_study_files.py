@@ -185,3 +185,6 @@ def test_labels_are_the_comparison_tables_and_carry_a_unit() -> None:
             label = info(m.key).label
             assert label.startswith(m.label) and label.endswith(")"), (m.key, label)
     assert info("queue_cv").label.endswith("(ratio)")
+    for name in presets.PRESETS:  # every figure a preset shows can be an axis (cli/report/style.py `save`)
+        for metric in presets.preset(name)["study"]["metrics"]:
+            assert info(metric).label.endswith(")"), (name, metric, info(metric).label)
