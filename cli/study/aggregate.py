@@ -92,7 +92,7 @@ def knee(curve: list[LoadPoint], slo_ttft_s: float | None) -> tuple[float | None
     counts the drain after the last arrival and would put a short run below any share."""
     for p in sorted(curve, key=lambda q: q.x):
         if not math.isnan(p.good_share) and p.good_share < GOODPUT_SHARE:
-            return p.x, f"{p.good_share:.0%} of requests met the SLOs, < {GOODPUT_SHARE:.0%}"
+            return p.x, f"{p.good_share:.1%} of requests met the SLOs, < {GOODPUT_SHARE:.0%}"
         if slo_ttft_s is not None and not math.isnan(p.p99_ttft_s) and p.p99_ttft_s > slo_ttft_s:
             return p.x, f"p99 TTFT {p.p99_ttft_s:.3g} s > SLO {slo_ttft_s:g} s"
     return None, ""
