@@ -63,6 +63,7 @@ class Verdict:
 
 
 GOODPUT_SHARE = 0.9  # saturated once fewer than this share of the sent requests meet every SLO
+_EPS = 1e-9  # a mean of 0.95 and 0.85 is 0.8999999999999999 in floating point: still 90%
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def knee(curve: list[LoadPoint], slo_ttft_s: float | None) -> tuple[float | None
     offered load in requests (good / sent), not per second of the measured window, which also
     counts the drain after the last arrival and would put a short run below any share."""
     for p in sorted(curve, key=lambda q: q.x):
-        if not math.isnan(p.good_share) and p.good_share < GOODPUT_SHARE:
+        if not math.isnan(p.good_share) and p.good_share < GOODPUT_SHARE - _EPS:
             return p.x, f"{p.good_share:.1%} of requests met the SLOs, < {GOODPUT_SHARE:.0%}"
         if slo_ttft_s is not None and not math.isnan(p.p99_ttft_s) and p.p99_ttft_s > slo_ttft_s:
             return p.x, f"p99 TTFT {p.p99_ttft_s:.3g} s > SLO {slo_ttft_s:g} s"
