@@ -15,6 +15,7 @@ from cli.start_coordinator import start_coordinator
 from cli.start_emulator import start_emulator
 from cli.start_node import node_app, start_node
 from cli.status import status
+from cli.study.commands import study_app
 from cli.watch.command import watch
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ app.command("status")(status)
 app.command("watch")(watch)
 app.add_typer(node_app, name="node")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(study_app, name="study")
 app.add_typer(keys_app, name="keys")
 app.command("logs")(logs)
 

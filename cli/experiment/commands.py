@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.errors import exit_on_config_error
-from cli.experiment.spec import ExperimentSpec, NodeGroup, from_dict, load_file, parse_schedulers
+from cli.experiment.spec import ExperimentSpec, from_dict, load_file, parse_schedulers, scaled_nodes
 from cli.report.commands import compare_command, print_prototype_report, report_command
 from cli.report.text import format_summary
 from daemons.core.errors import ConfigError
@@ -34,7 +34,8 @@ experiment_app.command("compare")(compare_command)
 @experiment_app.command("run")
 @exit_on_config_error
 def run_command(
-    duration: Annotated[float | None, typer.Option(help="Seconds of arrivals (default 300).")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="Seconds of arrivals (default 60; the prototype's 300: --duration 300).")] = None,
     rps: Annotated[float | None, typer.Option(help="Mean requests per second (default 5).")] = None,
     cv: Annotated[float | None, typer.Option(help="CV of inter-arrival gaps; 1 = Poisson (default 8).")] = None,
     name: Annotated[str | None, typer.Option(help="Experiment name, used in result directory names.")] = None,
@@ -204,20 +205,8 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
     if flags["scheduler"] is not None:
         changes["schedulers"] = parse_schedulers(flags["scheduler"])
     if flags["nodes"] is not None:
-        changes["nodes"] = _scaled_nodes(spec.nodes, flags["nodes"])
+        changes["nodes"] = scaled_nodes(spec.nodes, flags["nodes"])
     return dataclasses.replace(spec, **changes) if changes else spec
-
-
-def _scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup, ...]:
-    """`count` nodes cycling through the groups' kinds, so --nodes keeps the GPU mix."""
-    if count < 1:
-        raise ConfigError(f"--nodes must be at least 1, got {count}")
-    kinds = [dataclasses.replace(g, count=1) for g in groups]
-    picked = [kinds[i % len(kinds)] for i in range(count)]
-    merged: dict[NodeGroup, int] = {}
-    for kind in picked:
-        merged[kind] = merged.get(kind, 0) + 1
-    return tuple(dataclasses.replace(k, count=n) for k, n in merged.items())
 
 
 def _run(spec: ExperimentSpec, watch: bool = False) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from daemons.loadgen.results import Progress
 
-EVERY_S = 10.0  # one line per 10 s of arrivals: 30 lines for a default 300 s arm, not 300
+EVERY_S = 10.0  # one line per 10 s of arrivals: 6 lines for a default 60 s arm, not 60
 START_S = 10.0  # a local cluster's start-up (measured 3..8 s on 2 cores), rounded up
 STOP_S = 10.0  # teardown, collection, summary and plots of one arm
 # The injector's records that are worth a line as they happen (events.csv keeps every one).

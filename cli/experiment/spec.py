@@ -69,8 +69,10 @@ GOSSIP_PRESETS = ("lan", "wan", "local", "ci")  # daemons/gossip/config.py Gossi
 MAX_RETRIES = 100
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
 # Azure-conversation-like shapes, capped so every request fits OPT's 2048-token context.
+# 60 s of arrivals (the prototype's experiment length) keeps the first run to a few minutes;
+# the prototype's load-generator default of 300 s is `--duration 300`.
 DEFAULT_WORKLOAD: dict[str, Any] = {
-    "duration_s": 300.0, "rps": 5.0, "cv": 8.0, "seed": 42, "models": list(MODELS),
+    "duration_s": 60.0, "rps": 5.0, "cv": 8.0, "seed": 42, "models": list(MODELS),
     "popularity": "zipf", "zipf_s": 1.0,
     "prompt_tokens": "lognormal:mean=512,median=400,max=1500",
     "output_tokens": "lognormal:mean=128,median=96,max=500",
@@ -245,6 +247,18 @@ class ExperimentSpec:
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],
         }
+
+
+def scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup, ...]:
+    """`count` nodes cycling through the groups' kinds, so --nodes keeps the GPU mix."""
+    if count < 1:
+        raise ConfigError(f"--nodes must be at least 1, got {count}")
+    kinds = [dataclasses.replace(g, count=1) for g in groups]
+    picked = [kinds[i % len(kinds)] for i in range(count)]
+    merged: dict[NodeGroup, int] = {}
+    for kind in picked:
+        merged[kind] = merged.get(kind, 0) + 1
+    return tuple(dataclasses.replace(k, count=n) for k, n in merged.items())
 
 
 def parse_schedulers(value: str | list[str]) -> tuple[str, ...]:

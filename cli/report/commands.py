@@ -108,6 +108,11 @@ def compare_command(
     comparison = compare(summaries)
     typer.echo(render_text(comparison), nl=False)
     _warn_saturated(summaries)
+    from cli.study.paired import paired_comparison  # cli.study reads cli.report: imported when used
+
+    paired = paired_comparison(summaries, [r.manifest.raw.get("seed") for r in runs])
+    if paired is not None:  # several runs of the same arms: means, intervals, paired differences
+        typer.echo(paired, nl=False)
     written = write_comparison_files(runs, summaries, out_dir, plots)
     written += [write_summary_csv(s, r.run_dir / SUMMARY) for s, r in zip(summaries, runs, strict=True)]
     typer.echo("wrote " + ", ".join(str(p) for p in written))
