@@ -18,7 +18,7 @@ from cli.study.ledger import DONE, Ledger
 from cli.study.metrics import info, read_run_metrics
 from cli.study.spec import from_dict, load
 from daemons.node.testing import schedctl
-from daemons.rundir import RECOVERY, Recovery, write_recoveries
+from daemons.rundir import RECOVERY, REQUESTS, Recovery, RequestRow, write_recoveries, write_requests
 
 CUSTOM = """
 [study]
@@ -168,6 +168,22 @@ def test_recovery_figures_come_from_recovery_csv(tmp_path: Path) -> None:
     assert values["avg_detection_time"] == pytest.approx(1.5)
     assert values["avg_drain_time"] == pytest.approx(3.0)  # the fault without a drain is left out
     assert values["recovered_fraction"] == pytest.approx(0.5)
+    assert math.isnan(values["recovery_time_censored"])  # no requests.csv: no last arrival to bound it
+
+
+def test_a_fault_never_recovered_counts_at_its_lower_bound(tmp_path: Path) -> None:
+    """Censored recovery time: a recovered fault at its time, an unrecovered one at the time
+    from the fault to the last arrival (it had not recovered by then), so the worst run of a
+    pair is not dropped from the comparison."""
+    with (tmp_path / "summary.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["experiment_name"], ["x"]])
+    write_requests(tmp_path / REQUESTS, [RequestRow(f"r{i}", float(t)) for i, t in enumerate((1, 30, 58))])
+    write_recoveries(tmp_path / RECOVERY, [
+        Recovery(t_s=20.0, target="node-1", fault="kill", detection_s=1.0, drain_s=3.0, recovery_s=4.5),
+        Recovery(t_s=40.0, target="coordinator", fault="kill", detection_s=2.0, drain_s=math.nan,
+                 recovery_s=math.nan),
+    ])
+    assert read_run_metrics(tmp_path)["recovery_time_censored"] == pytest.approx((4.5 + 18.0) / 2)
 
 
 def test_a_run_without_faults_has_no_recovery_figures(tmp_path: Path) -> None:
