@@ -21,8 +21,7 @@ import pytest
 import zmq
 
 from cli.experiment.cluster import LocalCluster
-from cli.experiment.commands import _scaled_nodes
-from cli.experiment.spec import ExperimentSpec
+from cli.experiment.spec import ExperimentSpec, scaled_nodes
 from daemons.bus import encode, make_socket
 from daemons.bus.client import Client
 from daemons.bus.security import CurveClient, generate
@@ -37,7 +36,7 @@ BOGUS = "tcp://127.0.0.1:9"  # where a forger would like node-0's prompts to go
 
 def spec(scheduler: str) -> ExperimentSpec:
     base = ExperimentSpec(name="security", schedulers=(scheduler,), gossip_preset="local")
-    return dataclasses.replace(base, nodes=_scaled_nodes(base.nodes, 2))
+    return dataclasses.replace(base, nodes=scaled_nodes(base.nodes, 2))
 
 
 @pytest.fixture(scope="module")
