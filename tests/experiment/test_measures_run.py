@@ -47,7 +47,8 @@ def test_every_arm_has_host_csv_and_the_new_columns(tmp_path: Path) -> None:
                           "--name", "measures", "--seed", "7", "--results-dir", str(tmp_path / "results")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    run_dirs = sorted((tmp_path / "results").iterdir())
+    # the arms, not the NAME_compare_STAMP directory beside them
+    run_dirs = sorted(d for d in (tmp_path / "results").iterdir() if (d / "manifest.json").is_file())
     assert [d.name.split("_")[1] for d in run_dirs] == ["centralized", "gossip"]
     for run_dir in run_dirs:
         host = check_host_csv(run_dir)

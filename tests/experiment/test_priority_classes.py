@@ -63,7 +63,9 @@ def run(tmp_path: Path, name: str, *flags: str) -> tuple[list[Path], str]:
                           "--results-dir", str(tmp_path / "results"), *flags],
                          cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return sorted((tmp_path / "results").glob(f"{name}_*")), out.stdout
+    # the arms, not the NAME_compare_STAMP directory beside them
+    arms = [d for d in (tmp_path / "results").glob(f"{name}_*") if (d / "manifest.json").is_file()]
+    return sorted(arms), out.stdout
 
 
 def rows(path: Path) -> list[dict[str, str]]:
