@@ -78,6 +78,7 @@ def ttft_ms(requests: list[dict[str, str]], klass: str) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two whole experiment runs: past the suite's 120 s default on a loaded machine
 def test_priority_queues_cut_interactive_ttft_and_batch_still_completes(tmp_path: Path) -> None:
     (with_priority,), text = run(tmp_path, "prio")
     (without,), _ = run(tmp_path, "fifo", "--no-priority")
@@ -103,6 +104,7 @@ def test_priority_queues_cut_interactive_ttft_and_batch_still_completes(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two whole experiment runs: past the suite's 120 s default on a loaded machine
 def test_slo_admission_sheds_in_both_schedulers(tmp_path: Path) -> None:
     # Batch with a TTFT objective no queue can meet: every batch request that would wait is shed.
     run_dirs, text = run(tmp_path, "shed", "--scheduler", "both", "--admission", "slo", "--duration", "4",
