@@ -93,7 +93,7 @@ def test_priority_queues_cut_interactive_ttft_and_batch_still_completes(tmp_path
         interactive = ttft_ms(requests, "interactive")
         assert len(interactive) == sum(r["class"] == "interactive" for r in requests) >= 5
         (summary,) = rows(run_dir / "summary.csv")
-        assert float(summary["interactive_ttft_p99"]) * 1000 == pytest.approx(np.percentile(interactive, 99))
+        assert float(summary["interactive_ttft_p99"]) * 1000 == pytest.approx(np.percentile(interactive, 99), rel=1e-4)
         assert int(summary["batch_successful"]) == len(batch)
         figures[arm] = (np.percentile(interactive, 50), np.percentile(interactive, 99),
                         np.percentile(ttft_ms(requests, "batch"), 99))
