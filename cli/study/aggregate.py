@@ -80,22 +80,22 @@ class LoadPoint:
 
     x: float  # the sweep value
     good_share: float  # goodput in requests: requests meeting every SLO / requests sent
-    p99_ttft_s: float
 
 
-def knee(curve: list[LoadPoint], slo_ttft_s: float | None) -> tuple[float | None, str]:
+def knee(curve: list[LoadPoint]) -> tuple[float | None, str]:
     """The saturation point: the lowest sweep value at which goodput falls below GOODPUT_SHARE
-    of the offered load, or mean p99 TTFT is above the TTFT SLO; (None, "") when no measured
-    point does. A peak of goodput is not the rule: past its capacity an open-loop cluster keeps
-    completing about as much per second while queues and TTFT grow, so goodput flattens rather
-    than falls, and a peak may never show within the swept range. Goodput is compared with the
-    offered load in requests (good / sent), not per second of the measured window, which also
-    counts the drain after the last arrival and would put a short run below any share."""
+    of the offered load; (None, "") when no measured point does. A peak of goodput is not the
+    rule: past its capacity an open-loop cluster keeps completing about as much per second while
+    queues and TTFT grow, so goodput flattens rather than falls, and a peak may never show within
+    the swept range. Goodput is compared with the offered load in requests (good / sent), not per
+    second of the measured window, which also counts the drain after the last arrival and would
+    put a short run below any share. Tail TTFT is not a rule of its own: a short run's p99 is its
+    cold starts (a model load takes seconds), above a seconds-scale SLO at any load, so it marked
+    every curve saturated at its lightest point; the requests it delays already count against
+    the share through the TTFT SLO."""
     for p in sorted(curve, key=lambda q: q.x):
         if not math.isnan(p.good_share) and p.good_share < GOODPUT_SHARE - _EPS:
             return p.x, f"{p.good_share:.1%} of requests met the SLOs, < {GOODPUT_SHARE:.0%}"
-        if slo_ttft_s is not None and not math.isnan(p.p99_ttft_s) and p.p99_ttft_s > slo_ttft_s:
-            return p.x, f"p99 TTFT {p.p99_ttft_s:.3g} s > SLO {slo_ttft_s:g} s"
     return None, ""
 
 
@@ -176,27 +176,22 @@ def _verdict(h: Hypothesis, point: int, series: dict[tuple[int, str, str], dict[
 
 def _saturation(agg: Aggregate, series: dict[tuple[int, str, str], dict[int, float]]) -> tuple[Saturation, ...]:
     """Per arm and value of the other axes, the sweep's knee (`knee`), whether or not the
-    study shows goodput and p99 TTFT."""
+    study shows goodput."""
     sweep = agg.study.sweep
     if not sweep:
         return ()
     curves: dict[tuple[str, str], list[LoadPoint]] = {}
-    slos: dict[tuple[str, str], float | None] = {}
     for index, point in enumerate(agg.points):
         settings = dict(point)
         others = point_label({k: v for k, v in settings.items() if k != sweep})
         for a in agg.study.arms:
-            spec = agg.study.experiment(a, point, agg.study.seeds[0])
-            ttft_ms = spec.slo.ttft_ms
-            slos[(a.name, others)] = None if ttft_ms is None else ttft_ms / 1000.0
-            curves.setdefault((a.name, others), []).append(LoadPoint(
-                float(settings[sweep]), _mean(series, index, a.name, GOOD_SHARE),
-                _mean(series, index, a.name, "p99_ttft")))
+            curves.setdefault((a.name, others), []).append(
+                LoadPoint(float(settings[sweep]), _mean(series, index, a.name, GOOD_SHARE)))
     out = []
     for (arm, others), curve in curves.items():
-        if all(math.isnan(p.good_share) and math.isnan(p.p99_ttft_s) for p in curve):
+        if all(math.isnan(p.good_share) for p in curve):
             continue
-        x, why = knee(curve, slos[(arm, others)])
+        x, why = knee(curve)
         out.append(Saturation(arm, others, x, why))
     return tuple(out)
 

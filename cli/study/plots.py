@@ -69,7 +69,7 @@ def _sweep_plot(agg: Aggregate, metric: str) -> Path | None:
     if not curves:
         return None
     fig, (ax,) = style.figure(1, f"{agg.study.name}: {shown.label} vs {sweep}\nmean and 95% CI; "
-                                 "★ = saturation point (< 90% of requests within SLO, or p99 TTFT > SLO)", height=4.5)
+                                 "★ = saturation point (< 90% of requests within SLO)", height=4.5)
     saturation = {(s.arm, s.others): s.x for s in agg.saturation}
     for (arm, others), points in sorted(curves.items()):
         points.sort()

@@ -115,7 +115,7 @@ def scaling(quick: bool, duration: float | None) -> Tables:
         "study": {"name": "scaling", "repeats": 1 if quick else 2, "seed": 4000, "sweep": "rps",
                   "description": "Goodput and p99 TTFT vs offered load per arm and cluster size; the saturation "
                                  "point marked: the lowest offered load at which fewer than 90% of the "
-                                 "requests meet the SLOs or p99 TTFT is above the TTFT SLO.",
+                                 "requests meet the SLOs.",
                   "metrics": ["goodput", "slo_attainment", "request_throughput", "p99_ttft", "success_rate",
                               "cache_hit_rate"]},
         "base": {"duration_s": seconds, "cv": 1.0, "timeout_s": 20.0},

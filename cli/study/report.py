@@ -75,8 +75,7 @@ def blocks(agg: Aggregate) -> list[Block]:
         sweep = agg.study.sweep
         out.append(Block("p", "The saturation point of a curve is the lowest offered load at which goodput falls "
                               f"below {GOODPUT_SHARE:.0%} of the offered load (fewer than {GOODPUT_SHARE:.0%} of "
-                              "the requests sent meet every SLO, mean over repeats), or mean p99 TTFT is above "
-                              "the TTFT SLO (cli/study/aggregate.py `knee`)."))
+                              "the requests sent meet every SLO, mean over repeats; cli/study/aggregate.py `knee`)."))
         out.append(Block("p", "; ".join(
             f"{s.arm} {s.others}: " + (f"saturated at {sweep}={s.x:g} ({s.why})" if s.x is not None
                                        else f"not saturated up to the largest {sweep}")
