@@ -237,7 +237,7 @@ class GossipMode:
             if decision.node != me:
                 await self._forward(client, request, decision, tried)
                 return
-            if await self.node.serve_locally(client, request):
+            if await self.node.serve_locally(client, self._prepared(request, decision)):
                 return
             tried = tried | {me}
         why = f"no peer could take it (tried {', '.join(sorted(tried)) or 'none'})"
@@ -325,6 +325,21 @@ class GossipMode:
     async def decide(self, request: Infer, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
         """The policy's decision on our view now (after its probe step, if it has one); a
         decision for a peer counts as load there until its gossiped state shows it."""
+        decision = await self.choose(request, exclude)
+        self._count_pending(decision, request.model)
+        return decision
+
+    def _count_pending(self, decision: Decision | Refusal, model: str) -> None:
+        if isinstance(decision, Decision) and decision.node != self.config.name:
+            self._pending.setdefault(decision.node, deque()).append((time.monotonic(), model))
+
+    def _prepared(self, request: Infer, decision: Decision) -> Infer:
+        """The request as it is served here or forwarded for `decision` (hybrid mode marks
+        who decided it); the gossip peer sends it unchanged."""
+        return request
+
+    async def choose(self, request: Infer, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
+        """The policy's decision on our view now (after its probe step, if it has one)."""
         me = self.node.local_state()
         view, placement = self.view(me), _placement(request, exclude)
         decision: Decision | Refusal | None = None
@@ -334,10 +349,7 @@ class GossipMode:
                 decision = probes.choose(await self._first_answer(probes.endpoints, request, probes.timeout_s))
         if decision is None:
             decision = self.policy(view, placement, self.rng, me.node)
-        decision = admit_slo(decision, placement, self.config.admission)  # --admission slo: shed
-        if isinstance(decision, Decision) and decision.node != me.node:
-            self._pending.setdefault(decision.node, deque()).append((time.monotonic(), request.model))
-        return decision
+        return admit_slo(decision, placement, self.config.admission)  # --admission slo: shed
 
     # ----- probes (Sparrow's I/O) ----------------------------------------------------------
     async def _first_answer(self, endpoints: list[str], request: Infer, timeout_s: float) -> str | None:
@@ -376,7 +388,7 @@ class GossipMode:
     # ----- forwarding ------------------------------------------------------------------------
     async def _forward(self, client: bytes, request: Infer, decision: Decision, tried: frozenset[str]) -> None:
         """Send `request` on to the chosen peer; its answers come back through `_relay`."""
-        onward = replace(request, action=decision.action, hops=request.hops + 1,
+        onward = replace(self._prepared(request, decision), action=decision.action, hops=request.hops + 1,
                          route=[*request.route, self.config.name])
         self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node},
                                                      decision.endpoint)
