@@ -196,8 +196,14 @@ class GossipMode:
         for member in self.agent.view():
             state = None if member.is_self else _state_of(member)
             if state is not None:
-                nodes.append(node_view(state, member.status == "alive", self._pending_models(state.node, now)))
+                pending = self._pending_models(state.node, now) + self._expected(state, member.record_age_s)
+                nodes.append(node_view(state, member.status == "alive", pending))
         return ClusterView.build(nodes)
+
+    def _expected(self, state: NodeState, record_age_s: float | None) -> list[str]:
+        """Models a peer will hold that its gossiped `state` does not show yet (hybrid mode:
+        the coordinator's map); a gossip peer knows of none."""
+        return []
 
     def _pending_models(self, node: str, now: float) -> list[str]:
         queue = self._pending.get(node)

@@ -10,9 +10,10 @@ same policies, same forwarding, admission queue and failure handling) with three
   coordinator: a `Schedule` on a DEALER to its request ROUTER, answered with its `Placement`
   (which the peer carries out: serve here or forward, with its action and epoch) or `Error`;
   a held request's `Progress` beats say the coordinator is alive (`decided_by = coordinator`).
-- the coordinator's events PUB: its `CoordinatorState` heartbeats and its `ModelMap`. A
-  (node, model) pair new in the map counts as a load ordered there (the view's pending
-  placements), so the requests that follow a coordinator's cold start stay with the peers.
+- the coordinator's events PUB: its `CoordinatorState` heartbeats and its `ModelMap`. What
+  the map says a node holds and its gossiped state (older than the map) does not show yet
+  counts as a placement on its way there, so the requests that follow a coordinator's cold
+  start stay with the peers.
 - degraded mode: a referral unanswered for `referral_timeout_s`, a send the coordinator's
   socket cannot take (no connection), or heartbeats silent that long make the peer decide
   cold starts itself (`decided_by = peer-degraded`), keeping the last map; it announces a
@@ -29,7 +30,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,6 +45,7 @@ from daemons.core.messages import (
     Error,
     Infer,
     ModelMap,
+    NodeState,
     Placement,
     Progress,
     Schedule,
@@ -53,7 +54,7 @@ from daemons.core.messages import (
 from daemons.node.config import NodeConfig
 from daemons.node.gossip_mode import GossipMode, HostNode
 from daemons.policy import Decision, Refusal
-from daemons.policy.hybrid import COORDINATOR, PATHS, PEER, PEER_DEGRADED, new_pairs, peer_decides
+from daemons.policy.hybrid import COORDINATOR, PATHS, PEER, PEER_DEGRADED, by_node, expected, peer_decides
 
 log = logging.getLogger("schedctl.node.hybrid_mode")
 WATCH_EVERY_S = 0.25  # how often heartbeat silence is checked
@@ -127,6 +128,8 @@ class HybridMode(GossipMode):
         self.standing = Standing(config.referral_timeout_s, time.monotonic())
         self.counts = Counts()
         self.map: ModelMap | None = None  # the last one heard: kept while the coordinator is gone
+        self._map_at = 0.0  # when it came (our clock)
+        self._mapped: dict[str, tuple[str, ...]] = {}  # node -> models, by the map
         self._referrals: dict[str, Referral] = {}
         self._paths: dict[str, tuple[str, int]] = {}  # request id -> (decided_by, epoch) of its decision
         self._coordinator: Any = None  # DEALER to its request ROUTER
@@ -239,14 +242,16 @@ class HybridMode(GossipMode):
                 self._take_map(env.body)
 
     def _take_map(self, new: ModelMap) -> None:
-        """Pairs new in the map are loads the coordinator ordered: pending there until gossip shows them."""
-        old = self.map.models if self.map is not None else {}
-        now = time.monotonic()
-        for node, model in new_pairs(old, new.models):
-            self._pending.setdefault(node, deque()).append((now, model))
-        self.map = new
+        self.map, self._map_at, self._mapped = new, time.monotonic(), by_node(new.models)
         self.counts.maps += 1
-        self._view_changed.set()
+        self._view_changed.set()  # a held request's model may be warm somewhere now
+
+    def _expected(self, state: NodeState, record_age_s: float | None) -> list[str]:
+        """What the map says `state`'s node holds and its state (older than the map) does not show."""
+        mapped = self._mapped.get(state.node)
+        if not mapped:
+            return []
+        return expected(mapped, (m.model for m in state.models), time.monotonic() - self._map_at, record_age_s)
 
     async def _watch_heartbeats(self) -> None:
         while True:

@@ -15,16 +15,17 @@ steer around them. Here the split is by what a request needs of the cluster's me
   and the centralized policy (`COORDINATOR`).
 - with the coordinator unreachable, the peer decides those itself too (`PEER_DEGRADED`).
 
-The coordinator publishes its model -> nodes map (`model_map`); a peer treats a pair that
-is new in it as a load ordered there (the view's pending placements), so the requests that
-follow a coordinator's cold start are placed by peers, on that node, before gossip shows
-the load. Pure functions: the node (daemons/node/hybrid_mode.py), the coordinator
-(daemons/coordinator/referrals.py) and a simulator run the same rules.
+The coordinator publishes its model -> nodes map (`model_map`); a peer adds what the map
+says a node holds to that node's gossiped state as placements on their way (`expected`),
+unless that state is fresher than the map, so the requests that follow a coordinator's
+cold start are placed by peers, on that node, before gossip shows the load. Pure functions:
+the node (daemons/node/hybrid_mode.py), the coordinator (daemons/coordinator/referrals.py)
+and a simulator run the same rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from daemons.policy.view import MIGRATE, ClusterView, Decision, Refusal
 
@@ -46,7 +47,20 @@ def model_map(view: ClusterView) -> dict[str, list[str]]:
     return {model: list(nodes) for model, nodes in sorted(view.holders.items()) if nodes}
 
 
-def new_pairs(old: Mapping[str, Sequence[str]], new: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
-    """(node, model) pairs in `new` and not in `old`: loads the coordinator ordered since."""
-    return [(node, model) for model, nodes in sorted(new.items())
-            for node in nodes if node not in old.get(model, ())]
+def by_node(models: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """A model -> nodes map turned around: node -> the models it holds by the map."""
+    out: dict[str, list[str]] = {}
+    for model, nodes in models.items():
+        for node in nodes:
+            out.setdefault(node, []).append(model)
+    return {node: tuple(sorted(held)) for node, held in out.items()}
+
+
+def expected(mapped: Sequence[str], shown: Iterable[str], map_age_s: float, record_age_s: float | None) -> list[str]:
+    """Of the models the map gives a node (`mapped`), those its gossiped state does not show
+    (`shown`): loads the coordinator placed there, on their way. None when the state is
+    fresher than the map (it already says what became of them), or there is no state age."""
+    if record_age_s is None or record_age_s < map_age_s:
+        return []
+    have = set(shown)
+    return [m for m in mapped if m not in have]
