@@ -299,6 +299,8 @@ class Coordinator:
         if env is None:
             self.counts["dropped"] += 1
             return
+        if isinstance(env.body, ClusterEvent):
+            return  # a node's own events (verdicts, migrations, hybrid_*) share its PUB: for the collector
         if not isinstance(env.body, NodeState):
             self._drop(f"{env.type!r} from {env.sender!r} on the state socket (expected state)")
             return
