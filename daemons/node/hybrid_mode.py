@@ -161,12 +161,13 @@ class HybridMode(GossipMode):
         path = PEER
         epoch = 0
         if not peer_decides(self.view(self.node.local_state()), decision, request.model):
-            referred = None if self.standing.degraded else await self._refer(request, exclude)
-            if referred is None:
-                path = PEER_DEGRADED
-                decision = await self.choose(request, exclude)  # the referral may have taken a while
-            else:
-                path, (decision, epoch) = COORDINATOR, referred
+            path = PEER_DEGRADED
+            if not self.standing.degraded:
+                referred = await self._refer(request, exclude)
+                if referred is not None:
+                    path, (decision, epoch) = COORDINATOR, referred
+                else:  # it did not answer: we decide, on the view as it is after the wait
+                    decision = await self.choose(request, exclude)
         if isinstance(decision, Decision):
             self._count_pending(decision, request.model)
             self._paths[request.request_id] = (path, epoch)
