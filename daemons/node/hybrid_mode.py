@@ -265,8 +265,7 @@ class HybridMode(GossipMode):
         back = self.standing.heard(now)
         if back is not None:
             log.warning("hybrid: %s: deferring to it again", back)
-            self.node.announce(ClusterEvent("hybrid_recovered", self.config.name,
-                                            f"coordinator={self.config.coordinator};{back}", time.time()))
+            self.node.announce(ClusterEvent("hybrid_recovered", self.config.name, self._detail(back), time.time()))
 
     def _degrade(self, why: str) -> None:
         if self.standing.silent(time.monotonic(), why) is not None:
@@ -275,8 +274,11 @@ class HybridMode(GossipMode):
     def _announce_degraded(self, why: str) -> None:
         self.counts.degraded_spells += 1
         log.warning("hybrid: degraded: %s: deciding cold starts here, on the last map", why)
-        self.node.announce(ClusterEvent("hybrid_degraded", self.config.name,
-                                        f"coordinator={self.config.coordinator};{why}", time.time()))
+        self.node.announce(ClusterEvent("hybrid_degraded", self.config.name, self._detail(why), time.time()))
+
+    def _detail(self, why: str) -> str:
+        # `by=` first: the collector admits a node's event only about itself (daemons/bus/authz.py).
+        return f"by={self.config.name};coordinator={self.config.coordinator};{why}"
 
     def status_reply(self, info: dict[str, Any]) -> StatusReply:
         reply = super().status_reply(info)
