@@ -105,3 +105,15 @@ def test_a_hybrid_node_without_its_coordinator_is_refused_at_start() -> None:
     with pytest.raises(ConfigError, match="centralized, gossip or hybrid"):
         NodeConfig(scheduler="hybird")
     assert NodeConfig(scheduler="hybrid", coordinator="tcp://127.0.0.1:1", coordinator_events="tcp://127.0.0.1:2")
+
+
+def test_a_study_takes_hybrid_as_a_third_arm() -> None:
+    from cli.study.spec import from_dict as study_from_dict
+
+    arms = [{"name": n, "scheduler": n} for n in ("centralized", "gossip", "hybrid")]
+    study = study_from_dict({"study": {"name": "three"}, "base": {"duration_s": 5, "nodes": 3}, "arms": arms},
+                            "test")
+    assert [study.experiment(a, p, 1).schedulers for a in study.arms for p in study.points()] == [
+        ("centralized",), ("gossip",), ("hybrid",)]
+    with pytest.raises(ConfigError, match="an arm is one scheduler"):
+        study_from_dict({"study": {"name": "x"}, "arms": [{"name": "a", "scheduler": "gossip,hybrid"}]}, "test")
