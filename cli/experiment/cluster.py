@@ -130,7 +130,8 @@ class LocalCluster:
                   "--queue-timeout", f"{self.spec.timeout_s:g}", "--admission", self.spec.admission,
                   "--priority-aging", f"{self.spec.priority_aging_s!r}",
                   *([] if self.spec.priority else ["--no-priority"]),
-                  *(["--rebalance"] if self.spec.rebalance else []),
+                  # the rebalancer is the centralized arm's (spec.py); a hybrid coordinator migrates only on referral
+                  *(["--rebalance"] if self.spec.rebalance and self.scheduler == "centralized" else []),
                   *([] if self.spec.live_migration else ["--no-live-migration"])]
         if self.scheduler == "hybrid":  # standalone (a standby is the centralized arm's), and it publishes its map
             common += ["--model-map-every", f"{MODEL_MAP_S:g}"]
