@@ -38,6 +38,10 @@ DEAD, or alive again (a refuted suspicion, or a restart rejoining with a new gen
 the node is asked to `announce` a `ClusterEvent` (kinds `suspect`, `dead`, `alive`; detail
 `by=<us>;incarnation=<n>[;accuser=<first accuser>|;restarted]`), which it publishes on its
 state PUB so the experiment's collector logs each peer's own observation.
+
+Hybrid mode (daemons/node/hybrid_mode.py) is this class with three hooks overridden: `decide`
+(refer what is not warm to the coordinator), `_prepared` (mark who decided a request) and
+`_expected` (models the coordinator's map says a peer holds, not yet in its gossip record).
 """
 
 from __future__ import annotations

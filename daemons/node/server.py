@@ -11,6 +11,8 @@
 Gossip mode (`scheduler = "gossip"`) is all in daemons/node/gossip_mode.py: a request
 that arrives without an action is handed to it to place (here, or forwarded to a peer),
 and it comes back only through `HostNode` (local_state, serve_locally, send, announce).
+Hybrid mode (`scheduler = "hybrid"`, daemons/node/hybrid_mode.py) is gossip mode that refers
+cold starts to a coordinator; the node serves both alike (`peer_mode` picks the one).
 
 Coordinator failover: a placement carries its coordinator's epoch (`Infer.epoch`); the node
 keeps the newest epoch it has seen (from placements and `EpochNotice`) and refuses older
