@@ -53,6 +53,9 @@ def start_coordinator(
         "--live-migration/--no-live-migration",
         help="Carry out a policy's MIGRATE by live-migrating running requests (default); off: the "
              "policy's next best option instead.")] = None,
+    model_map_every: Annotated[float | None, typer.Option(
+        help="Hybrid scheduling: publish the model -> nodes map on the events PUB every SECONDS, and "
+             "soon after each placement that loads a model (default 0: never).")] = None,
     log_level: Annotated[str, typer.Option(envvar="SCHEDCTL_LOG_LEVEL",
                                            help="DEBUG (a line per request), INFO, WARNING")] = "INFO",
 ) -> None:
@@ -71,6 +74,7 @@ def start_coordinator(
       schedctl start coordinator --policy startup-optimal --dead-after 2
       schedctl start coordinator --metrics-bind 127.0.0.1:9464
       schedctl start coordinator --rebalance
+      schedctl start coordinator --model-map-every 1
       SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
       schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555 \\
           --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
@@ -86,7 +90,7 @@ def start_coordinator(
                  "failover_after_s": failover_after, "queue_limit": queue_limit,
                  "queue_timeout_s": queue_timeout, "priority": False if no_priority else None,
                  "admission": admission, "priority_aging_s": priority_aging, "rebalance": rebalance,
-                 "live_migration": live_migration}
+                 "live_migration": live_migration, "model_map_s": model_map_every}
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set

@@ -49,6 +49,8 @@ STOP_TIMEOUT_S = 15.0  # SIGTERM to SIGKILL
 GRACE_S = 10.0  # for what a daemon leaves behind (DaemonProcess.stop)
 # A node alone in its namespace owns every port of its address: the daemons' default ports.
 NODE_PORT, GOSSIP_PORT = 5560, 5561
+WITH_COORDINATOR = ("centralized", "hybrid")  # the arms that start a coordinator
+MODEL_MAP_S = 1.0  # hybrid: the coordinator's map every second (and soon after each load it places)
 
 
 class ClusterError(SchedctlError):
@@ -103,7 +105,7 @@ class LocalCluster:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._make_keys()
-        state_binds = self._start_coordinators() if self.scheduler == "centralized" else []
+        state_binds = self._start_coordinators() if self.scheduler in WITH_COORDINATOR else []
         names = self.spec.node_names()
         self.gossip_addresses = {name: self._endpoint(name, name, GOSSIP_PORT) for name, _ in names}
         for name, group in names:
@@ -117,7 +119,7 @@ class LocalCluster:
                 scheduler=self.scheduler, queue_limit=self.spec.queue_limit,
                 queue_timeout_s=self.spec.timeout_s, max_running=self.spec.max_running,
                 priority=self.spec.priority, priority_aging_s=self.spec.priority_aging_s,
-                admission=self.spec.admission, **self._gossip_settings(name))
+                admission=self.spec.admission, **self._gossip_settings(name), **self._hybrid_settings())
             self._spawn(name, ["start", "node", "--config", str(config)])
         self._wait_ready()
 
@@ -128,9 +130,12 @@ class LocalCluster:
                   "--queue-timeout", f"{self.spec.timeout_s:g}", "--admission", self.spec.admission,
                   "--priority-aging", f"{self.spec.priority_aging_s!r}",
                   *([] if self.spec.priority else ["--no-priority"]),
-                  *(["--rebalance"] if self.spec.rebalance else []),
+                  # the rebalancer is the centralized arm's (spec.py); a hybrid coordinator migrates only on referral
+                  *(["--rebalance"] if self.spec.rebalance and self.scheduler == "centralized" else []),
                   *([] if self.spec.live_migration else ["--no-live-migration"])]
-        if not self.spec.standby_coordinator:
+        if self.scheduler == "hybrid":  # standalone (a standby is the centralized arm's), and it publishes its map
+            common += ["--model-map-every", f"{MODEL_MAP_S:g}"]
+        if not self.spec.standby_coordinator or self.scheduler == "hybrid":
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
                                         "--events-bind", self.coordinator_events, *common])
             return [state_bind]
@@ -151,7 +156,7 @@ class LocalCluster:
         if self.spec.insecure or self.keys is not None:
             return
         daemons = dict.fromkeys((n for n, _ in self.spec.node_names()), "node")
-        if self.scheduler == "centralized":
+        if self.scheduler in WITH_COORDINATOR:
             daemons.update(dict.fromkeys(("coordinator", "standby"), "coordinator"))
         self.keys = LocalKeys.create(daemons)
 
@@ -163,8 +168,14 @@ class LocalCluster:
     def security_for(self, who: str = COLLECTOR) -> Security | None:
         return self.keys.security(who) if self.keys else None
 
+    def _hybrid_settings(self) -> dict[str, object]:
+        """A hybrid peer's coordinator: where it refers cold starts, where its map comes from."""
+        if self.scheduler != "hybrid":
+            return {}
+        return {"coordinator": self.coordinator, "coordinator_events": self.coordinator_events}
+
     def _gossip_settings(self, name: str) -> dict[str, object]:
-        if self.scheduler != "gossip":
+        if self.scheduler not in ("gossip", "hybrid"):
             return {}
         first = next(iter(self.gossip_addresses))
         seed = self.gossip_addresses[first if name != first else list(self.gossip_addresses)[-1]]

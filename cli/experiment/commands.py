@@ -47,7 +47,9 @@ def run_command(
                                                            f"{', '.join(names('gossip'))} "
                                                            f"(default {DEFAULT_GOSSIP_POLICY}).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the request schedule.")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="centralized | gossip | both.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="centralized | gossip | hybrid | both (centralized,gossip) | all, or a comma-separated list "
+             "such as centralized,gossip,hybrid: each arm replays the identical schedule.")] = None,
     centralized_only: Annotated[bool, typer.Option("--centralized-only",
                                                    help="Same as --scheduler centralized.")] = False,
     gossip_only: Annotated[bool, typer.Option("--gossip-only", help="Same as --scheduler gossip.")] = False,
@@ -121,6 +123,8 @@ def run_command(
       schedctl experiment run --scheduler centralized --classes interactive:0.3:ttft=500,batch:0.7 \\
           --max-running 4 --admission slo
       schedctl experiment run --duration 60 --fault 20:kill:node-1 --watch
+      schedctl experiment run --scheduler centralized,gossip,hybrid --nodes 10 --seed 42
+      schedctl experiment run --scheduler hybrid --fault 20:kill:coordinator
 
     A partition fault needs root (network namespaces).
     """

@@ -93,7 +93,8 @@ def check_targets(faults: tuple[Fault, ...], node_count: int, schedulers: tuple[
         if index is not None and index >= node_count:
             raise ConfigError(f"fault {f}: the cluster has nodes node-0..node-{node_count - 1}")
         if f.target == "coordinator" and "gossip" in schedulers:
-            raise ConfigError(f"fault {f}: gossip mode has no coordinator; run it with --scheduler centralized")
+            raise ConfigError(f"fault {f}: gossip mode has no coordinator; run it with --scheduler centralized "
+                              "or hybrid")
 
 
 def check_timing(faults: tuple[Fault, ...], duration_s: float) -> None:

@@ -71,6 +71,10 @@ class ArmFailed(SchedctlError):
 
 
 ERROR_FILE = "error.txt"
+# manifest.json `policy` of each arm; hybrid: the peers' policy for warm requests + the coordinator's for the rest.
+POLICY_OF: dict[str, Callable[[ExperimentSpec], str]] = {
+    "centralized": lambda spec: spec.policy, "gossip": lambda spec: spec.gossip_policy,
+    "hybrid": lambda spec: f"{spec.gossip_policy}+{spec.policy}"}
 
 
 def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress], None] = lambda _: None,
@@ -136,7 +140,9 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     host.start()
     try:
         coordinators = " and the coordinators" if spec.standby_coordinator else " and the coordinator"
-        say(f"[{scheduler}] starting {spec.node_count} nodes" + (coordinators if scheduler == "centralized" else ""))
+        say(f"[{scheduler}] starting {spec.node_count} nodes" + (coordinators if scheduler == "centralized" else
+                                                                  " and the coordinator" if scheduler == "hybrid"
+                                                                  else ""))
         cluster.start()
         if isinstance(cluster, LocalCluster):  # CURVE on: the collector's SUB is checked by ZAP
             collector.security = cluster.security_for()
@@ -223,6 +229,7 @@ def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster 
     if scheduler == "centralized":
         return LoadgenConfig(mode="centralized", coordinator=cluster.coordinator,
                              standby=cluster.standby, **common)
+    # Hybrid: requests enter at the peers, as in gossip; the peers refer cold starts to the coordinator.
     return LoadgenConfig(mode="gossip", entry=tuple(cluster.node_endpoints.values()), **common)
 
 
@@ -231,7 +238,7 @@ def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned
                     curve: bool = False) -> None:
     manifest = {
         "name": spec.name, "scheduler": scheduler,
-        "policy": spec.policy if scheduler == "centralized" else spec.gossip_policy,
+        "policy": POLICY_OF[scheduler](spec),
         "start_time": start.isoformat(), "end_time": end.isoformat(),
         "duration_s": spec.workload.duration_s, "seed": spec.workload.seed,
         "slo": {"ttft_ms": spec.slo.ttft_ms, "tpot_ms": spec.slo.tpot_ms, "e2el_ms": spec.slo.e2el_ms},

@@ -4,7 +4,7 @@ An experiment file is TOML:
 
     [experiment]
     name = "my_comparison"
-    scheduler = "both"              # centralized | gossip | both
+    scheduler = "both"              # centralized | gossip | hybrid | both | all | "centralized,hybrid"
     policy = "affinity-score"       # the coordinator's policy (centralized)
     gossip_policy = "power-of-d"    # the peers' policy (gossip)
     timeout_s = 120                 # per-request timeout in the load generator
@@ -64,7 +64,12 @@ from daemons.policy.priority import DEFAULT_AGING_S, check_aging
 from daemons.policy.slo import check_admission
 from daemons.profiles import load_gpu, load_model, load_tier
 
-SCHEDULERS = ("centralized", "gossip")
+# The arms: centralized (one coordinator places all), gossip (peers place all), hybrid (peers
+# place warm requests, the coordinator cold starts: daemons/policy/hybrid.py). `both` is the
+# first two, as it always was; `all` is every arm; or a comma-separated list of them.
+BOTH = ("centralized", "gossip")
+SCHEDULERS = (*BOTH, "hybrid")
+SCHEDULER_HELP = "centralized, gossip, hybrid, a comma-separated list of them (e.g. centralized,hybrid), both or all"
 GOSSIP_PRESETS = ("lan", "wan", "local", "ci")  # daemons/gossip/config.py GossipConfig.preset
 MAX_RETRIES = 100
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
@@ -121,7 +126,7 @@ class Slo:
 @dataclass(frozen=True)
 class ExperimentSpec:
     name: str = "scheduler_comparison"  # in the result directories' names
-    schedulers: tuple[str, ...] = SCHEDULERS  # both, on the identical schedule
+    schedulers: tuple[str, ...] = BOTH  # the arms, each on the identical schedule
     policy: str = DEFAULT_POLICY  # the coordinator's placement policy (centralized)
     gossip_policy: str = DEFAULT_GOSSIP_POLICY  # the peers' placement policy (gossip)
     gossip_preset: str = "lan"  # lan | local | ci: memberlist timings of the peers
@@ -163,7 +168,9 @@ class ExperimentSpec:
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         bad = [s for s in self.schedulers if s not in SCHEDULERS]
         if bad or not self.schedulers:
-            raise ConfigError(f"scheduler {bad or '(none)'} unknown; use centralized, gossip or both")
+            raise ConfigError(f"scheduler {', '.join(map(repr, bad)) or '(none)'} unknown; use {SCHEDULER_HELP}")
+        if len(set(self.schedulers)) != len(self.schedulers):
+            raise ConfigError(f"scheduler list {','.join(self.schedulers)} names an arm twice; name each once")
         if not self.name or "/" in self.name or " " in self.name:
             raise ConfigError(f"experiment name {self.name!r} must be non-empty, without spaces or '/'")
         if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
@@ -262,9 +269,17 @@ def scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup, 
 
 
 def parse_schedulers(value: str | list[str]) -> tuple[str, ...]:
+    """The arms a `scheduler` setting names: one, `both`, `all`, a comma-separated list, or a
+    TOML list (ExperimentSpec checks the names)."""
     if isinstance(value, list):
-        return tuple(value)
-    return SCHEDULERS if value == "both" else (value,)
+        return tuple(str(v).strip() for v in value)
+    if not isinstance(value, str):
+        raise ConfigError(f"scheduler must be {SCHEDULER_HELP}, got {value!r}")
+    if value.strip() == "both":
+        return BOTH
+    if value.strip() == "all":
+        return SCHEDULERS
+    return tuple(v.strip() for v in value.split(","))
 
 
 def from_dict(data: dict[str, Any], where: str) -> ExperimentSpec:

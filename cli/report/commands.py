@@ -146,7 +146,8 @@ def _refuse_overwrite(out_dir: Path, plots: bool, force: bool) -> None:
 
 
 def print_prototype_report(summaries: Sequence[Summary]) -> None:
-    """Print the prototype's report (Metric | Centralized | Gossip | Winner) for 1 or 2 runs.
+    """Print the prototype's report (Metric | Centralized | Gossip | Winner) for 1 or 2 runs;
+    three or more (a hybrid arm beside them) get a column each.
 
     What `schedctl experiment run` prints at the end; a scheduler that did not run
     (--centralized-only, --gossip-only) shows "-". Record mismatches follow as warnings;

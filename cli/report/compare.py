@@ -189,6 +189,19 @@ CLASS_METRICS: tuple[tuple[str, str, Better, float, int, str], ...] = (
 )
 
 
+# Hybrid runs (daemons/policy/hybrid.py): which path placed the served requests.
+HYBRID_METRICS = (
+    Metric("decided_by_peer", "Decided by Peer", "", decimals=0),
+    Metric("decided_by_coordinator", "Decided by Coordinator", "", decimals=0),
+    Metric("decided_by_peer_degraded", "Decided by Peer (degraded)", "", decimals=0),
+)
+
+
+def hybrid_metrics(summaries: Sequence[Summary | None]) -> tuple[Metric, ...]:
+    """The decided-by rows when a hybrid run is compared (none otherwise: all 0 elsewhere)."""
+    return HYBRID_METRICS if any(s is not None and s.scheduler_type == "hybrid" for s in summaries) else ()
+
+
 def class_metrics(summaries: Sequence[Summary | None]) -> tuple[Metric, ...]:
     """Rows per workload class when the runs have more than one class (none otherwise)."""
     names = list(dict.fromkeys(c.name for s in summaries if s is not None for c in s.classes))
@@ -212,7 +225,7 @@ def compare(summaries: Sequence[Summary | None], labels: Sequence[str] | None = 
     if len(headers) != len(summaries):
         raise ValueError("one label per summary")
     if metrics is None:
-        metrics = (*METRICS, *class_metrics(summaries))
+        metrics = (*METRICS, *hybrid_metrics(summaries), *class_metrics(summaries))
     rows = tuple(_row(m, summaries, headers) for m in metrics)
     return Comparison(headers, rows)
 
@@ -263,10 +276,13 @@ def prototype_comparison(summaries: Sequence[Summary]) -> Comparison:
     """Columns Centralized | Gossip as in the prototype's report; a missing run shows "-".
 
     Runs are placed by scheduler type; runs of other types (or two of one type) fill the
-    columns in the order given.
+    columns in the order given. Three or more runs (e.g. centralized, gossip, hybrid) get a
+    column each, headed by their scheduler types when those differ (`run_labels`).
     """
-    if not 1 <= len(summaries) <= 2:
-        raise ValueError("the prototype report takes one or two summaries")
+    if not summaries:
+        raise ValueError("the prototype report takes at least one summary")
+    if len(summaries) > 2:
+        return compare(summaries)
     slots: list[Summary | None] = [None, None]
     kinds = [s.scheduler_type.lower() for s in summaries]
     if len(set(kinds)) == len(kinds) and set(kinds) <= set(PROTOTYPE_COLUMNS):

@@ -45,6 +45,8 @@ Workload classes (requests.csv `class`, with the class's `slo_ttft_ms` / `slo_tp
 - a request's SLO is its class's where the class sets one, else the run's (so goodput and
   good_requests count each request against its own class's objectives);
 - shed_count: requests refused by `--admission slo` (status `shed`): failed, not timeouts;
+- decided_by_peer / _coordinator / _peer_degraded (hybrid runs): requests.csv rows per
+  `decided_by` path; degraded_count: events.csv rows of kind `hybrid_degraded`;
 - per class (a run with classes), columns `<class>_<figure>`: requests, successful, shed,
   ttft_p50, ttft_p99, latency_p50, latency_p99 (s, successful requests of the class),
   goodput (good requests of the class / s of the run's window) and slo_attainment (good /
@@ -74,10 +76,12 @@ from cli.report.affected import requests_affected, timeout_of
 from cli.report.dispersion import dispersion_columns
 from cli.report.host import host_columns
 from cli.report.results import CACHE_HITS, RunData, load_run
+from daemons.policy.hybrid import COORDINATOR, PATHS, PEER, PEER_DEGRADED
 from daemons.rundir import NOT_SENT, SHED, TIMEOUT, Event, NodeSample, RequestRow, Slo
 
 SUMMARY = "summary.csv"
 NAN = math.nan
+HYBRID_DEGRADED = "hybrid_degraded"  # events.csv kind a hybrid peer announces (daemons/node/hybrid_mode.py)
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,11 @@ class Summary:
     host_saturated_fraction: float = NAN  # of the seconds with host CPU above host.SATURATED_CPU
     host_saturated: bool | None = None  # the figures measure the host, not the scheduler
     shed_count: int = 0  # refused by --admission slo (in failed_requests)
+    # Hybrid runs: requests served as placed by each path (requests.csv decided_by); 0 in other arms.
+    decided_by_peer: int = 0
+    decided_by_coordinator: int = 0
+    decided_by_peer_degraded: int = 0
+    degraded_count: int = 0  # hybrid_degraded events: a peer found the coordinator unreachable
     classes: tuple[ClassFigures, ...] = ()  # per workload class; () without classes (not a column)
 
     @property
@@ -240,6 +249,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
     recoveries = [r.recovery_s for r in run.recoveries if r.recovered]
     good = sum(1 for r in ok if meets_slo(r, request_slo(r, used_slo)))
     duplicates = len(run.requests) - len({r.request_id for r in run.requests})
+    decided = decided_counts(run.requests)
     return Summary(
         experiment_name=m.name, scheduler_type=m.scheduler, start_time=m.start_time, end_time=m.end_time,
         duration=duration, total_requests=len(run.requests), successful_requests=len(ok),
@@ -277,6 +287,9 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         **dispersion_columns(collector_ticks(run.nodes)),
         requests_affected=requests_affected(run, timeout_of(m.raw)), **host_columns(run.hosts),
         shed_count=sum(1 for r in run.requests if r.status == SHED),
+        decided_by_peer=decided[PEER], decided_by_coordinator=decided[COORDINATOR],
+        decided_by_peer_degraded=decided[PEER_DEGRADED],
+        degraded_count=sum(1 for e in run.events if e.kind == HYBRID_DEGRADED),
         classes=class_figures(run.requests, used_slo, window),
     )
 
@@ -396,6 +409,11 @@ def is_fault(event: Event) -> bool:
 
 def is_recovery(event: Event) -> bool:
     return event.kind in ("recovered", "recovery")
+
+
+def decided_counts(requests: Sequence[RequestRow]) -> dict[str, int]:
+    """Rows per `decided_by` path of a hybrid run (all 0 in other arms)."""
+    return {path: sum(1 for r in requests if r.decided_by == path) for path in PATHS}
 
 
 def _count_action(requests: Sequence[RequestRow], action: str) -> int:

@@ -60,6 +60,9 @@ def format_summary(s: Summary) -> str:
                     f"COLD_START {s.cold_start_count}, MIGRATE {s.migrate_count}"],
         ["cache hits", f"{num(s.cache_hit_rate, 1, 100, '%')} ({s.cache_hits} successful requests found "
                        "their model ready)"],
+        *([["decided by", f"peer {s.decided_by_peer}, coordinator {s.decided_by_coordinator}, "
+                          f"peer-degraded {s.decided_by_peer_degraded} ({s.degraded_count} degraded spell(s))"]]
+          if s.scheduler_type == "hybrid" else []),
         ["recovery", _recovery_line(s)],
         ["affected", _affected_line(s)],
         ["host", _host_line(s)],

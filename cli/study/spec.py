@@ -23,6 +23,10 @@ A study file is TOML (presets are the same tables, built in cli/study/presets.py
     name = "gossip"
     scheduler = "gossip"
 
+    [[arms]]                        # a third arm: peers place warm requests, the coordinator the rest
+    name = "hybrid"
+    scheduler = "hybrid"
+
     [vary]                          # the cartesian product of the axes: one point each
     rps = [2, 4]
 
@@ -223,7 +227,7 @@ def check(study: Study, where: str) -> Study:
             spec = study.experiment(arm, point, study.seed)
             if len(spec.schedulers) != 1:
                 raise ConfigError(f"{where}: arm {arm.name!r} runs {' and '.join(spec.schedulers)}; an arm is one "
-                                  "scheduler: set scheduler = \"centralized\" or \"gossip\" in the arm")
+                                  "scheduler: set scheduler = \"centralized\", \"gossip\" or \"hybrid\" in the arm")
     return study
 
 

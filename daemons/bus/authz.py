@@ -34,7 +34,7 @@ MAX_NAME = 128
 # message type -> the roles that may send it to a bound socket. A type not listed is
 # never accepted from a client (replies, placements and events travel the other way).
 RULES: dict[str, frozenset[str]] = {
-    "schedule": frozenset({"loadgen", "operator"}),
+    "schedule": frozenset({"loadgen", "operator", "node"}),  # node: a hybrid peer refers a cold start
     "infer": frozenset({"loadgen", "operator", "node"}),  # node: a gossip peer forwards a request
     "cancel": frozenset({"loadgen", "operator", "node"}),  # node: a gossip peer relays it to the server
     "status_request": frozenset(ROLES),
@@ -52,7 +52,7 @@ ANYONE = frozenset({"status_request"})
 # Messages that travel from a server we connected to (identity None): allowed from it.
 FROM_SERVER = frozenset({"event", "coordinator_state", "status", "placement", "first_token", "progress", "done",
                          "error", "reassigned", "probe_reply", "witness_vote", "token", "handover",
-                         "resume_ready"})
+                         "resume_ready", "model_map"})
 # Roles whose name carries authority: a message only they may send must carry their own name
 # as its sender (requests, status questions and schedules are answered whoever asks).
 NAMED_ROLES = frozenset({"coordinator", "node"})

@@ -28,6 +28,8 @@ environment variables, command-line flags. Example file:
     rebalance = false
     rebalance_threshold = 8             # a destination's requests after a move, at most
     live_migration = true               # carry out a policy's MIGRATE (false: its next best option)
+    # Hybrid scheduling: peers refer cold starts here and follow this map (referrals.py).
+    model_map_s = 0.0                   # publish the model -> nodes map this often (0: never)
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class CoordinatorConfig:
     # A policy's MIGRATE (startup-optimal) is carried out by live migrations; false: the
     # policy's next best option instead (the comparison without migration).
     live_migration: bool = True
+    # Hybrid scheduling (referrals.py): publish the model -> nodes map on the events PUB this
+    # often, and soon after each placement that loads a model; 0: never (centralized runs).
+    model_map_s: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -118,6 +123,9 @@ class CoordinatorConfig:
         if not isinstance(self.rebalance_threshold, int) or isinstance(self.rebalance_threshold, bool) \
                 or self.rebalance_threshold < 1:
             raise ConfigError(f"rebalance_threshold must be an integer >= 1, got {self.rebalance_threshold!r}")
+        if not isinstance(self.model_map_s, int | float) or isinstance(self.model_map_s, bool) \
+                or not 0 <= self.model_map_s <= 3600:
+            raise ConfigError(f"model_map_s must be seconds in 0..3600 (0: no map), got {self.model_map_s!r}")
         self._check_failover()
 
     @property

@@ -14,7 +14,8 @@ Sockets:  ROUTER `bind`        Schedule -> Placement | Error, StatusRequest -> S
           SUB    `state_bind`  NodeState from node agents (their PUB connects here)
           PUB    `events_bind` ClusterEvent: node_joined, node_dead, node_restarted, node_recovered,
                                coordinator_active/passive, failover_vote/refused; and a
-                               CoordinatorState heartbeat every `heartbeat_s`
+                               CoordinatorState heartbeat every `heartbeat_s`; with `model_map_s`
+                               the ModelMap hybrid peers follow (referrals.py)
 With a peer (role primary/backup, failover.py):
           SUB    `peer_events` the peer's CoordinatorState heartbeats
           DEALER per node      WitnessQuery/WitnessVote around a takeover, then EpochNotice
@@ -72,6 +73,7 @@ from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, state_sender
 from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
 from daemons.coordinator.mover import Mover
+from daemons.coordinator.referrals import MapPublisher
 from daemons.coordinator.witnesses import Witnesses
 from daemons.core import sdnotify
 from daemons.core.errors import ConfigError
@@ -159,6 +161,7 @@ class Coordinator:
         self.poller.register(self.sub, zmq.POLLIN)
         self.poller.register(self.router, zmq.POLLIN)
         self.mover = Mover(self.ctx, config.name, config.rebalance_threshold, self.security.client)
+        self.maps = MapPublisher(config.name, config.model_map_s)  # hybrid peers' map (referrals.py)
         self._init_failover()
 
     def _init_failover(self) -> None:
@@ -242,6 +245,8 @@ class Coordinator:
                 self._pump(now)
             if self.config.rebalance and (self.star is None or self.star.active):
                 self.mover.tick(self.book.view(), now)
+            if self.maps.due(now) and (self.star is None or self.star.active):
+                self._publish(self.maps.frame(self.book.view(), self.epoch, now))
             if now >= next_held_beat:
                 self._held_beat()
                 next_held_beat = now + HELD_BEAT_S
@@ -294,6 +299,8 @@ class Coordinator:
         if env is None:
             self.counts["dropped"] += 1
             return
+        if isinstance(env.body, ClusterEvent):
+            return  # a node's own events (verdicts, migrations, hybrid_*) share its PUB: for the collector
         if not isinstance(env.body, NodeState):
             self._drop(f"{env.type!r} from {env.sender!r} on the state socket (expected state)")
             return
@@ -387,6 +394,12 @@ class Coordinator:
         return Error(msg.request_id, "not_active",
                      f"coordinator {self.config.name} is {self.star.state} (epoch {self.star.epoch}): "
                      f"its peer {self.config.peer} serves")
+
+    def _publish(self, frame: bytes) -> None:
+        try:
+            self.pub.send(frame, zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # a PUB only fails when shutting down
+            log.warning("could not publish: %s", exc)
 
     def _beat(self) -> None:
         """Our CoordinatorState on the events PUB: for the peer, the collector, operators."""
@@ -503,6 +516,7 @@ class Coordinator:
 
     def _placed(self, msg: Schedule, result: Decision, took: float) -> Placement:
         self.book.placed(result, msg.model, time.monotonic())
+        self.maps.placed(result.action)
         self.counts["decisions"] += 1
         if self.metrics is not None:
             self.metrics.placed(result.action, took)

@@ -21,6 +21,11 @@ migration, Fu et al., OSDI'24, sllm/routers/migration_router.py):
                                                  peer -> loadgen          Reassigned (gossip: its serving
                                                                           peer is gone, placed again)
     node -> PUB              NodeState           coordinator -> PUB       ClusterEvent
+
+Hybrid scheduling (daemons/node/hybrid_mode.py): a peer refers a request that needs a cold
+start, an eviction or a migration to the coordinator with a `Schedule` (answered Placement
+| Error, Progress while it waits), and follows the coordinator's map:
+                                                 coordinator -> PUB       ModelMap
     anyone -> daemon         StatusRequest       daemon -> asker          StatusReply
 
 Coordinator failover (Binary Star, `daemons/coordinator/failover.py`):
@@ -122,6 +127,9 @@ class Infer:
     # Send every generated token to the asker (StreamToken): for tests and benchmarks that
     # check a stream token by token; off by default (server.py says why Progress suffices).
     stream: bool = False
+    # Hybrid scheduling (daemons/node/hybrid_mode.py): which path placed it, `peer`,
+    # `coordinator` or `peer-degraded`; the serving node echoes it in Done. "": another arm.
+    decided_by: Word = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +265,7 @@ class Done:
     action: Word = "SERVE"
     hops: Hops = 0
     timings: Annotated[dict[str, Seconds], Size(32)] = field(default_factory=dict)
+    decided_by: Word = ""  # Infer.decided_by of the request served (hybrid), for requests.csv
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +364,19 @@ class ProbeReply:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelMap:
+    """Hybrid scheduling: the coordinator's model -> nodes map (ready, loading or just placed
+    there), on its events PUB; peers place warm requests on it (daemons/node/hybrid_mode.py)."""
+
+    TYPE: ClassVar[str] = "model_map"
+    coordinator: Name
+    epoch: Epoch
+    seq: Nonce  # grows with every map one coordinator process publishes
+    models: Annotated[dict[str, Annotated[list[Name], Size(MAX_NODES)]], Size(1024)]
+    ts: WallClock = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class StatusRequest:
     TYPE: ClassVar[str] = "status_request"
 
@@ -421,5 +443,5 @@ MESSAGE_TYPES: dict[str, type] = {
     for cls in (Schedule, Placement, Infer, FirstToken, Done, Error, NodeState, ClusterEvent, Probe,
                 ProbeReply, StatusRequest, StatusReply, CoordinatorState, WitnessQuery, WitnessVote,
                 EpochNotice, Progress, Cancel, Reassigned, StreamToken, Migrate, Resume, ResumeReady,
-                Handover)
+                Handover, ModelMap)
 }

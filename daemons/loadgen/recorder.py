@@ -94,6 +94,7 @@ class RequestRecord:
     placement_deadline: float = math.inf
     node_endpoint: str = ""  # where the current placement sent it
     placed_action: str = ""  # the latest placement's action; `action` ends as the node's (Done)
+    decided_by: str = ""  # hybrid: which path placed it (Done.decided_by); "" in other arms
     klass: str = ""  # its workload class ("" without classes) and that class's SLOs (0: none)
     slo_ttft_ms: float = 0.0
     slo_tpot_ms: float = 0.0
@@ -447,6 +448,7 @@ class Recorder:
         rec.node, rec.action, rec.hops = body.node or rec.node, body.action or rec.action, body.hops
         rec.tokens, rec.finish_reason = body.tokens, body.finish_reason
         rec.server_timings = dict(body.timings)
+        rec.decided_by = body.decided_by
         if rec.first_token_s is None and body.tokens > 0:
             # No FirstToken seen (a node may skip it): the first token came no later than Done.
             rec.first_token_s = now

@@ -103,6 +103,7 @@ def request_row(rec: RequestRecord) -> RequestRow:
         migration_s=_nan(rec.migration_s),
         migration_resume_s=_nan(rec.server_timings.get("migration_resume_s") if rec.migrated_to else None),
         migration_gap_s=_nan(rec.server_timings.get("migration_gap_s") if rec.migrated_to else None),
+        decided_by=rec.decided_by,
     )
 
 

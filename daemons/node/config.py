@@ -31,6 +31,7 @@ TGI_LAUNCHER: tuple[str, ...] = (
     "/tmp/tgi-{port}", "--master-port", "{master_port}", "--cuda-memory-fraction", "{memory_fraction}",
 )
 BACKENDS = ("emulator", "tgi")
+SCHEDULERS = ("centralized", "gossip", "hybrid")
 # A Progress to everyone waiting on a request this node holds (serving it, or placing it in
 # gossip mode), this often: a fifth or less of any sane attempt timeout (server.py says why).
 PROGRESS_EVERY_S = 1.0
@@ -58,8 +59,8 @@ class NodeConfig:
     init_s: float = 2.0  # start-up of an instance besides copying weights (CUDA context, warm-up)
     load_timeout_s: float = 300.0  # an instance not healthy by then is a failed load
     request_timeout_s: float = 300.0  # longest a request may run (or wait for memory) on this node
-    scheduler: str = "centralized"  # centralized | gossip
-    # Gossip mode: this node is also a peer that places requests from its gossip view.
+    scheduler: str = "centralized"  # centralized | gossip | hybrid (gossip, referring cold starts to a coordinator)
+    # Gossip and hybrid mode: this node is also a peer that places requests from its gossip view.
     gossip_bind: str = "tcp://127.0.0.1:5561"  # ROUTER for the gossip protocol
     gossip_advertise: str = ""  # how peers reach gossip_bind; empty = same
     seeds: tuple[str, ...] = ()  # gossip addresses of peers to join through
@@ -79,14 +80,26 @@ class NodeConfig:
     priority: bool = True  # false: arrival order in the slot queue and the gossip admission queue
     priority_aging_s: float = DEFAULT_AGING_S  # seconds of waiting worth one priority level
     admission: str = "queue"  # gossip mode: queue | slo (shed a request predicted to miss its TTFT SLO)
+    # Hybrid mode (daemons/node/hybrid_mode.py): requests needing a cold start, an eviction or a
+    # migration are referred to this coordinator; its events PUB carries its map and heartbeats.
+    coordinator: str = ""  # the coordinator's request ROUTER (its `bind`)
+    coordinator_events: str = ""  # the coordinator's events PUB (its `events_bind`)
+    # A referral the coordinator leaves unanswered this long (no Placement, Error or Progress),
+    # or its heartbeats silent this long, puts the peer in degraded mode: it decides cold starts itself.
+    referral_timeout_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.gpu_backend not in ("auto", "nvml", "emulated"):
             raise ConfigError(f"gpu_backend must be auto, nvml or emulated, not {self.gpu_backend!r}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be emulator or tgi, not {self.backend!r}")
-        if self.scheduler not in ("centralized", "gossip"):
-            raise ConfigError(f"scheduler must be centralized or gossip, not {self.scheduler!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler must be centralized, gossip or hybrid, not {self.scheduler!r}")
+        if self.scheduler == "hybrid" and not (self.coordinator and self.coordinator_events):
+            raise ConfigError("scheduler = \"hybrid\" refers cold starts to a coordinator: set coordinator "
+                              "(its bind) and coordinator_events (its events_bind) in [node]")
+        if not self.referral_timeout_s > 0:
+            raise ConfigError(f"referral_timeout_s must be > 0, got {self.referral_timeout_s}")
         if not isinstance(self.gossip_max_members, int) or isinstance(self.gossip_max_members, bool) \
                 or self.gossip_max_members < 2:
             raise ConfigError(f"gossip_max_members must be an integer >= 2, got {self.gossip_max_members!r}")

@@ -38,6 +38,10 @@ DEAD, or alive again (a refuted suspicion, or a restart rejoining with a new gen
 the node is asked to `announce` a `ClusterEvent` (kinds `suspect`, `dead`, `alive`; detail
 `by=<us>;incarnation=<n>[;accuser=<first accuser>|;restarted]`), which it publishes on its
 state PUB so the experiment's collector logs each peer's own observation.
+
+Hybrid mode (daemons/node/hybrid_mode.py) is this class with three hooks overridden: `decide`
+(refer what is not warm to the coordinator), `_prepared` (mark who decided a request) and
+`_expected` (models the coordinator's map says a peer holds, not yet in its gossip record).
 """
 
 from __future__ import annotations
@@ -196,8 +200,14 @@ class GossipMode:
         for member in self.agent.view():
             state = None if member.is_self else _state_of(member)
             if state is not None:
-                nodes.append(node_view(state, member.status == "alive", self._pending_models(state.node, now)))
+                pending = self._pending_models(state.node, now) + self._expected(state, member.record_age_s)
+                nodes.append(node_view(state, member.status == "alive", pending))
         return ClusterView.build(nodes)
+
+    def _expected(self, state: NodeState, record_age_s: float | None) -> list[str]:
+        """Models a peer will hold that its gossiped `state` does not show yet (hybrid mode:
+        the coordinator's map); a gossip peer knows of none."""
+        return []
 
     def _pending_models(self, node: str, now: float) -> list[str]:
         queue = self._pending.get(node)
@@ -237,7 +247,7 @@ class GossipMode:
             if decision.node != me:
                 await self._forward(client, request, decision, tried)
                 return
-            if await self.node.serve_locally(client, request):
+            if await self.node.serve_locally(client, self._prepared(request, decision)):
                 return
             tried = tried | {me}
         why = f"no peer could take it (tried {', '.join(sorted(tried)) or 'none'})"
@@ -325,6 +335,21 @@ class GossipMode:
     async def decide(self, request: Infer, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
         """The policy's decision on our view now (after its probe step, if it has one); a
         decision for a peer counts as load there until its gossiped state shows it."""
+        decision = await self.choose(request, exclude)
+        self._count_pending(decision, request.model)
+        return decision
+
+    def _count_pending(self, decision: Decision | Refusal, model: str) -> None:
+        if isinstance(decision, Decision) and decision.node != self.config.name:
+            self._pending.setdefault(decision.node, deque()).append((time.monotonic(), model))
+
+    def _prepared(self, request: Infer, decision: Decision) -> Infer:
+        """The request as it is served here or forwarded for `decision` (hybrid mode marks
+        who decided it); the gossip peer sends it unchanged."""
+        return request
+
+    async def choose(self, request: Infer, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
+        """The policy's decision on our view now (after its probe step, if it has one)."""
         me = self.node.local_state()
         view, placement = self.view(me), _placement(request, exclude)
         decision: Decision | Refusal | None = None
@@ -334,10 +359,7 @@ class GossipMode:
                 decision = probes.choose(await self._first_answer(probes.endpoints, request, probes.timeout_s))
         if decision is None:
             decision = self.policy(view, placement, self.rng, me.node)
-        decision = admit_slo(decision, placement, self.config.admission)  # --admission slo: shed
-        if isinstance(decision, Decision) and decision.node != me.node:
-            self._pending.setdefault(decision.node, deque()).append((time.monotonic(), request.model))
-        return decision
+        return admit_slo(decision, placement, self.config.admission)  # --admission slo: shed
 
     # ----- probes (Sparrow's I/O) ----------------------------------------------------------
     async def _first_answer(self, endpoints: list[str], request: Infer, timeout_s: float) -> str | None:
@@ -376,7 +398,7 @@ class GossipMode:
     # ----- forwarding ------------------------------------------------------------------------
     async def _forward(self, client: bytes, request: Infer, decision: Decision, tried: frozenset[str]) -> None:
         """Send `request` on to the chosen peer; its answers come back through `_relay`."""
-        onward = replace(request, action=decision.action, hops=request.hops + 1,
+        onward = replace(self._prepared(request, decision), action=decision.action, hops=request.hops + 1,
                          route=[*request.route, self.config.name])
         self._forwards[request.request_id] = Forward(client, decision.node, request, tried | {decision.node},
                                                      decision.endpoint)

@@ -11,6 +11,8 @@
 Gossip mode (`scheduler = "gossip"`) is all in daemons/node/gossip_mode.py: a request
 that arrives without an action is handed to it to place (here, or forwarded to a peer),
 and it comes back only through `HostNode` (local_state, serve_locally, send, announce).
+Hybrid mode (`scheduler = "hybrid"`, daemons/node/hybrid_mode.py) is gossip mode that refers
+cold starts to a coordinator; the node serves both alike (`peer_mode` picks the one).
 
 Coordinator failover: a placement carries its coordinator's epoch (`Infer.epoch`); the node
 keeps the newest epoch it has seen (from placements and `EpochNotice`) and refuses older
@@ -80,8 +82,8 @@ from daemons.node.actions import served_action
 from daemons.node.backend import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
 from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
-from daemons.node.gossip_mode import GossipMode
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
+from daemons.node.hybrid_mode import peer_mode
 from daemons.node.instances import Instance, ModelManager
 from daemons.node.metrics import NodeMetrics
 from daemons.node.migration import SILENCE_S, Relay, Rounds, Step, Verdict, detail, pick
@@ -192,7 +194,7 @@ class NodeServer:
         self._background: set[asyncio.Task[None]] = set()
         self.epoch = 0  # the newest coordinator epoch seen; placements of older ones are refused
         self._witness_probes = 0
-        self.gossip = GossipMode(config, self.ctx, self, self.security) if config.scheduler == "gossip" else None
+        self.gossip = peer_mode(config, self.ctx, self, self.security)
         self.last_state: NodeState | None = None  # the last NodeState published (metrics read it)
         self.metrics = metrics
         if metrics is not None:
@@ -539,7 +541,7 @@ class NodeServer:
             return None  # switched: the destination's Done will carry this run's figures
         timings = {**served.timings, "total_s": time.monotonic() - start}
         return Done(request.request_id, self.config.name, served.tokens, reason, served.action or action,
-                    request.hops, timings)
+                    request.hops, timings, request.decided_by)
 
     async def _stream(self, served: Served, instance: Instance) -> tuple[int, str, tuple[float, float]]:
         """Stream the rest of `served` from the backend: (tokens, finish reason, (start, first
@@ -705,7 +707,8 @@ class NodeServer:
                  relay.switched_at, figures["migration_resume_s"], relay.gap_s, extra={"SCHEDCTL_REQUEST_ID": rid})
         timings = {**served.timings, "total_s": time.monotonic() - served.run_t, **figures,
                    "migration_tokens": float(relay.switched_at), "migration_rounds": float(served.rounds)}
-        return Done(rid, done.node, served.tokens, done.finish_reason, served.action, served.request.hops, timings)
+        return Done(rid, done.node, served.tokens, done.finish_reason, served.action, served.request.hops, timings,
+                    served.request.decided_by)
 
     async def _relay(self, served: Served, relay: Relay) -> Done:
         """Pass the destination's tokens on (in order, once each) until its Done."""

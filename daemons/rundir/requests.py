@@ -17,6 +17,10 @@ A request moved by a live migration (daemons/node/migration.py) names its first 
 client had at the switch), `migration_s` (when the client heard of the switch, from t = 0),
 and the source's figures `migration_resume_s` (switch to the destination's first token)
 and `migration_gap_s` (the longest wait between two tokens from the switch on).
+
+`decided_by` (hybrid runs, daemons/policy/hybrid.py): which path placed a request that was
+served: `peer` (warm, the gossip policy), `coordinator` (a cold start, an eviction or a
+migration, referred), `peer-degraded` (the coordinator unreachable); empty in other arms.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ REQUEST_COLUMNS = (
     "est_wait_s", "decision_s", "server_timings", "attempts", "failed_nodes",
     "coordinator", "epoch", "reroutes", "placed_action", "class", "slo_ttft_ms", "slo_tpot_ms",
     "migrated_from", "migrated_to", "migration_tokens", "migration_s", "migration_resume_s", "migration_gap_s",
+    "decided_by",
 )
 # What a file needs to be read (a hand-made or older file may have only these).
 REQUEST_REQUIRED = ("request_id", "scheduled_s", "first_token_s", "done_s", "action", "tokens", "status")
@@ -88,6 +93,7 @@ class RequestRow:
     migration_s: float = NAN  # when the client heard of the switch
     migration_resume_s: float = NAN  # switch to the destination's first token (the source's clock)
     migration_gap_s: float = NAN  # longest wait between two tokens from the switch on
+    decided_by: str = ""  # hybrid: peer | coordinator | peer-degraded (daemons/policy/hybrid.py); "" else
 
     @property
     def migrated(self) -> bool:
@@ -154,5 +160,6 @@ def _request(row: Row) -> RequestRow:
         migration_s=row.number("migration_s"),
         migration_resume_s=row.number("migration_resume_s"),
         migration_gap_s=row.number("migration_gap_s"),
+        decided_by=row.text("decided_by"),
     )
 

@@ -101,7 +101,8 @@ def test_short_experiment_runs_both_schedulers_on_one_schedule(tmp_path: Path) -
         (["--policy", "teleport"], "affinity-score"),
         (["--gossip-policy", "affinity-score"], "serves the centralized coordinator, not gossip peers: choose one "
                                                 "of local-first, power-of-d, sparrow"),
-        (["--scheduler", "telepathy"], "centralized, gossip or both"),
+        (["--scheduler", "telepathy"], "use centralized, gossip, hybrid, a comma-separated list of them"),
+        (["--scheduler", "centralized,telepathy"], "scheduler 'telepathy' unknown"),
         (["--centralized-only", "--gossip-only"], "pick one"),
         (["--gossip-only", "--rebalance"], "--rebalance is the centralized coordinator's"),
         (["--config", "missing.toml"], "not found"),

@@ -164,7 +164,12 @@ def test_prototype_report_with_one_run(tmp_path: Path) -> None:
     assert "COMPARISON REPORT: CENTRALIZED VS GOSSIP" in render_text(c)
 
 
-def test_prototype_report_takes_one_or_two(tmp_path: Path) -> None:
+def test_prototype_report_gives_three_arms_a_column_each(tmp_path: Path) -> None:
     central, gossip = two_runs(tmp_path)
+    hybrid = dataclasses.replace(gossip, scheduler_type="hybrid", decided_by_peer=5, decided_by_coordinator=2)
+    c = prototype_comparison([central, gossip, hybrid])
+    assert c.headers == ("centralized", "gossip", "hybrid")
+    assert row(c, "decided_by_coordinator") == (("0", "0", "2"), "-")
+    assert "decided_by_peer" not in {r.metric.key for r in prototype_comparison([central, gossip]).rows}
     with pytest.raises(ValueError):
-        prototype_comparison([central, gossip, central])
+        prototype_comparison([])

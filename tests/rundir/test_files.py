@@ -49,7 +49,7 @@ FULL_REQUEST = RequestRow(
     est_wait_s=0.01, decision_s=0.000123, server_timings={"queue_s": 0.01, "prefill_s": 0.25}, attempts=2,
     failed_nodes=("node-0", "node-2"), coordinator="coordinator", epoch=3, reroutes=1, placed_action="SERVE",
     migrated_from="node-3", migrated_to="node-1", migration_tokens=12, migration_s=1.8, migration_resume_s=0.0625,
-    migration_gap_s=0.07,
+    migration_gap_s=0.07, decided_by="coordinator",
 )
 # A request the run never sent: every "did not happen" cell empty.
 EMPTY_REQUEST = RequestRow(request_id="r2", scheduled_s=3.0, model="m", prompt_tokens=8, max_new_tokens=4,
@@ -74,11 +74,12 @@ def test_requests_round_trip(tmp_path: Path) -> None:
     # times to the microsecond, derived ttft/latency written, lists ;-joined, JSON maps, empty = did not happen
     assert lines[1].startswith("r1,facebook/opt-125m,80,32,1.500000,1.500001,1.520000,1.625000,2.250000,0.125000,"
                                "0.750000,node-1,SERVE_LOADING,1,32,length,ok,,,0.010000,0.000123,")
-    # no class, no class SLOs; then the live migration's source, destination, tokens and times
-    assert lines[1].endswith(',2,node-0;node-2,coordinator,3,1,SERVE,,,,node-3,node-1,12,1.800000,0.062500,0.070000')
+    # no class, no class SLOs; then the live migration's source, destination, tokens and times; the hybrid path
+    assert lines[1].endswith(',2,node-0;node-2,coordinator,3,1,SERVE,,,,node-3,node-1,12,1.800000,0.062500,0.070000,'
+                             'coordinator')
     assert '"{""prefill_s"":0.25,""queue_s"":0.01}"' in lines[1]
     assert lines[2] == ('r2,m,8,4,3.000000,,,,,,,,,,,,not_sent,,"the run was stopped, before its send time",'
-                        ',,,0,,,0,0,,,,,,,,,,')
+                        ',,,0,,,0,0,,,,,,,,,,,')
 
 
 def test_request_columns_are_the_rows_attributes() -> None:

@@ -43,7 +43,8 @@ def test_only_coordinators_send_epochs_and_witness_queries(mtype: str, body: obj
 def test_requests_and_status() -> None:
     infer = Infer("r-1", "m", "p", 4)
     assert check(LOADGEN, "schedule", "loadgen-x", Schedule("r-1", "m", 1, 4)) is None  # a loadgen's name is free
-    assert check(NODE0, "schedule", "node-0", Schedule("r-1", "m", 1, 4)) is not None
+    assert check(NODE0, "schedule", "node-0", Schedule("r-1", "m", 1, 4)) is None  # a hybrid peer refers a cold start
+    assert check(COORD, "schedule", "coordinator", Schedule("r-1", "m", 1, 4)) is not None
     assert check(NODE0, "infer", "node-0", infer) is None  # a gossip peer forwards
     assert check(COORD, "infer", "coordinator", infer) is not None
     assert check(NOBODY, "status_request", "anyone") is None  # a role-less key may only ask for status

@@ -1,0 +1,52 @@
+"""One hybrid peer and a real coordinator, as processes on loopback: a cold start goes to the
+coordinator, a warm request stays with the peer, a stopped coordinator (SIGSTOP: connected but
+silent) turns the peer degraded, and SIGCONT brings the coordinator's decisions back."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from daemons.coordinator.testing import Client as CoordinatorClient
+from daemons.coordinator.testing import running_coordinator
+from daemons.core.messages import Done, Infer
+from daemons.node.testing import Client, free_endpoint, running_node, wait_until
+
+OPT, LLAMA2, LLAMA3 = "facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def served(client: Client, rid: str, model: str) -> Done:
+    client.send(Infer(rid, model, "a b c d", 4, action=""), rid)  # no action: the peer places it
+    finals = [e.body for e in client.until({"done", "error"}, timeout_s=30) if e.id == rid]
+    assert finals and isinstance(finals[-1], Done), finals
+    return finals[-1]
+
+
+def test_cold_to_the_coordinator_warm_to_the_peer_degraded_without_it(tmp_path: Path) -> None:
+    with running_coordinator(tmp_path, model_map_every=0.2) as coord, \
+            running_node(tmp_path, scheduler="hybrid", coordinator=coord.bind, coordinator_events=coord.events_bind,
+                         publish_to=[coord.state_bind], gossip_bind=free_endpoint(), gossip_preset="ci",
+                         models=[OPT, LLAMA2, LLAMA3], checkpoint_tier="gpu", referral_timeout_s=1.0) as node, \
+            Client(node.bind) as client:
+        with CoordinatorClient(coord.bind) as asker:
+            asker.wait_for_nodes({"node-0"})
+        cold = served(client, "r1", OPT)
+        assert (cold.action, cold.decided_by) == ("COLD_START", "coordinator")
+        warm = served(client, "r2", OPT)
+        assert (warm.action, warm.decided_by) == ("SERVE", "peer")
+        info = client.status().info
+        assert not info["degraded"] and info["maps"] >= 1, info
+
+        coord.proc.send_signal(signal.SIGSTOP)  # connected, but it answers nothing: the referral times out
+        try:
+            alone = served(client, "r3", LLAMA2)
+            assert (alone.action, alone.decided_by) == ("COLD_START", "peer-degraded")
+            assert served(client, "r4", OPT).decided_by == "peer"  # warm requests never needed it
+            assert client.status().info["degraded"]
+        finally:
+            coord.proc.send_signal(signal.SIGCONT)
+        wait_until("the peer defers to the coordinator again", lambda: not client.status().info["degraded"], 10)
+        back = served(client, "r5", LLAMA3)
+        assert (back.action, back.decided_by) == ("COLD_START", "coordinator")
+        info = client.status().info
+        assert info["decided"] == {"peer": 2, "coordinator": 2, "peer-degraded": 1} and info["degraded_spells"] == 1
