@@ -64,7 +64,7 @@ import zmq
 from daemons.bus import activation, encode, make_socket, parse_frame, split_router_frames
 from daemons.bus.metrics import MetricsConfig, serve
 from daemons.bus.security import Security, SecurityConfig, refused, stop_zap
-from daemons.bus.sockets import authenticated, guard
+from daemons.bus.sockets import authenticated, guard, recv_routed, send_routed
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
@@ -252,25 +252,31 @@ class Coordinator:
 
     def _rounds(self) -> None:
         for _ in range(MAX_ROUNDS):
-            collected = self._drain(self.sub, self._collect_state, STATE_COLLECT)
+            collected = self._drain(self._recv_state, self._collect_state, STATE_COLLECT)
             for _ in range(STATE_BATCH):
                 frame = self.inbox.pop()
                 if frame is None:
                     break
                 self._on_state(frame)
-            requests = self._drain(self.router, self._on_request_frames, REQUEST_BATCH)
+            requests = self._drain(self._recv_request, self._on_request_frames, REQUEST_BATCH)
             if not self.inbox and collected < STATE_COLLECT and requests < REQUEST_BATCH:
                 return
 
-    def _drain(self, sock: Any, handle: Any, limit: int) -> int:
+    def _drain(self, recv: Any, handle: Any, limit: int) -> int:
         """Handle up to `limit` waiting messages; how many there were."""
         for done in range(limit):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=not self._secure)
+                frames = recv()
             except zmq.Again:
                 return done
             handle(frames)
         return limit
+
+    def _recv_state(self) -> list[Any]:
+        return self.sub.recv_multipart(zmq.NOBLOCK, copy=not self._secure)  # type: ignore[no-any-return]
+
+    def _recv_request(self) -> list[Any]:
+        return recv_routed(self.router, copy=not self._secure)
 
     def _state_backlog(self) -> bool:
         """Unread state frames: a node is not dead while its beat may sit in our own queue."""
@@ -416,7 +422,7 @@ class Coordinator:
             self.counts["dropped"] += 1
             return
         identity, payload = parts
-        env = parse_frame(payload, f"client {identity.hex()}")
+        env = parse_frame(payload, identity)
         if env is None:
             self.counts["dropped"] += 1
             return
@@ -447,12 +453,10 @@ class Coordinator:
         """The answer to a Schedule, or None while it waits in the admission queue."""
         if self.star is not None and not self.star.active:
             return self._refuse_inactive(msg)
-        asked = Asked(msg, identity, msg_id)
-        rid = msg.request_id
-        if rid in self.queue or self.queue.waits_ahead(msg.model, msg.priority):
+        if self.queue and (msg.request_id in self.queue or self.queue.waits_ahead(msg.model, msg.priority)):
             # Asked again while waiting (a reroute, a retry), or its model has earlier
             # requests of its class or a higher one waiting: it queues behind them.
-            refused = self._hold(asked, time.monotonic())
+            refused = self._hold(Asked(msg, identity, msg_id), time.monotonic())
             if refused is None:
                 self._pump_lane(msg.model, msg.priority)
             return refused
@@ -461,20 +465,22 @@ class Coordinator:
         if isinstance(result, Decision):
             return self._placed(msg, result, time.perf_counter() - started)
         if result.code in QUEUEABLE and worth_waiting(self.book.view(), _request(msg)):
-            return self._hold(asked, time.monotonic())
+            return self._hold(Asked(msg, identity, msg_id), time.monotonic())
         return self._refused(msg, result)
 
     def _decide(self, msg: Schedule) -> Decision | Refusal:
         """The policy's choice, shed if `admission` is slo and it misses the request's SLO."""
-        return admit(self._choose(msg), _request(msg), self.config.admission)
+        request = _request(msg)
+        return admit(self._choose(msg, request), request, self.config.admission)
 
-    def _choose(self, msg: Schedule) -> Decision | Refusal:
-        """The policy's choice; a MIGRATE is carried out (its room made by live migrations) or,
-        when it cannot be, replaced by the best option that serves now."""
-        exclude = frozenset(msg.exclude)
+    def _choose(self, msg: Schedule, request: PlacementRequest) -> Decision | Refusal:
+        """The policy's choice for `request` (made of `msg`); a MIGRATE is carried out (its room
+        made by live migrations) or, when it cannot be, replaced by the best option that serves now."""
+        exclude = request.exclude
         targets: list[str] = []
-        for _ in range(MIGRATE_FALLBACKS):
-            request = _request(msg, exclude)
+        for attempt in range(MIGRATE_FALLBACKS):
+            if attempt:
+                request = _request(msg, exclude)
             view = self.book.view()
             result = self.policy(view, request, self.rng)
             if isinstance(result, Decision) and result.action == MIGRATE and self._make_room(view, result):
@@ -581,7 +587,7 @@ class Coordinator:
 
     def _reply(self, identity: bytes, body: Any, msg_id: str) -> None:
         try:
-            self.router.send_multipart([identity, encode(body, self.config.name, msg_id)], zmq.NOBLOCK)
+            send_routed(self.router, identity, encode(body, self.config.name, msg_id))
         except zmq.ZMQError as exc:  # the asker vanished (ROUTER_MANDATORY) or its pipe is full
             log.warning("could not answer %s with %s: %s", msg_id, body.TYPE, exc.strerror,
                         extra={"SCHEDCTL_REQUEST_ID": msg_id})

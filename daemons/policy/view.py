@@ -90,6 +90,12 @@ class NodeView:
     gpu_util: float = field(init=False, default=0.0)
     free_bytes: int = field(init=False, default=0)
     reclaimable_bytes: int = field(init=False, default=0)
+    # Requests at this node, plus the ones we sent that it has not reported yet.
+    # `in_flight` (every request the node agent holds, queued or running) is counted the
+    # moment a request arrives, while `queue_depth` may come from a periodic scrape of the
+    # backends; the larger of the two is the fresher estimate. A field, not a property:
+    # policies read it several times per candidate node on every decision.
+    load: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         # Plain loops: this runs after every decision (with_pending), generators cost 2x.
@@ -108,16 +114,8 @@ class NodeView:
         object.__setattr__(self, "free_bytes", free)
         object.__setattr__(self, "reclaimable_bytes", free + idle)
         object.__setattr__(self, "gpu_util", min(1.0, self.memory_used / total) if total > 0 else 0.0)
-
-    @property
-    def load(self) -> int:
-        """Requests at this node, plus the ones we sent that it has not reported yet.
-
-        `in_flight` (every request the node agent holds, queued or running) is counted
-        the moment a request arrives, while `queue_depth` may come from a periodic scrape
-        of the backends; the larger of the two is the fresher estimate.
-        """
-        return max(self.queue_depth, self.in_flight) + self.pending
+        held = self.queue_depth if self.queue_depth > self.in_flight else self.in_flight
+        object.__setattr__(self, "load", held + self.pending)
 
     def is_idle(self, m: LoadedModel) -> bool:
         """Idle instances may be evicted to make room; busy or just-placed ones may not."""
