@@ -120,7 +120,7 @@ def timed(fn: Callable[[], Any], n: int) -> float:
 
 def run_loop(coord: Coordinator, frames: list[bytes], states: list[bytes], every: int) -> None:
     """The handler as the serving loop calls it: one state frame per `every` requests."""
-    on_request, on_state = coord._on_request_frames, coord._on_state
+    on_request, on_state, flush = coord._on_request_frames, coord._on_state, getattr(coord, "_flush", None)
     identity = b"\x00k\x8bEg"
     s = 0
     for i, frame in enumerate(frames):
@@ -128,6 +128,10 @@ def run_loop(coord: Coordinator, frames: list[bytes], states: list[bytes], every
             on_state(states[s])
             s += 1
         on_request([identity, frame])
+        if flush is not None and i % 32 == 31:  # a round's answers leave together (REQUEST_BATCH)
+            flush()
+    if flush is not None:
+        flush()
 
 
 def stages(coord: Coordinator, frames: list[bytes], state_frames: list[bytes]) -> dict[str, float]:

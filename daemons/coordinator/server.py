@@ -135,6 +135,7 @@ class Coordinator:
         self.inbox = StateInbox()
         self.counts = {"decisions": 0, "refusals": 0, "dropped": 0, "status": 0}
         self.states_received = 0  # state frames read from the SUB (before coalescing)
+        self._outbox: list[tuple[bytes, bytes, str, str]] = []  # answers not sent yet (_flush)
         self.metrics = metrics
         if metrics is not None:
             metrics.snapshot = self._metrics_snapshot
@@ -249,6 +250,7 @@ class Coordinator:
             if now >= next_summary:
                 self._summary()
                 next_summary = now + SUMMARY_EVERY_S
+            self._flush()
         log.info("coordinator stopping: %s", self._counts_text())
 
     def _rounds(self) -> None:
@@ -260,6 +262,7 @@ class Coordinator:
                     break
                 self._on_state(frame)
             requests = self._drain(self._recv_request, self._on_request_frames, REQUEST_BATCH)
+            self._flush()
             if not self.inbox and collected < STATE_COLLECT and requests < REQUEST_BATCH:
                 return
 
@@ -587,11 +590,21 @@ class Coordinator:
         self._reply(entry.item.identity, body, entry.item.msg_id)
 
     def _reply(self, identity: bytes, body: Any, msg_id: str) -> None:
-        try:
-            send_routed(self.router, identity, encode(body, self.config.name, msg_id))
-        except zmq.ZMQError as exc:  # the asker vanished (ROUTER_MANDATORY) or its pipe is full
-            log.warning("could not answer %s with %s: %s", msg_id, body.TYPE, exc.strerror,
-                        extra={"SCHEDCTL_REQUEST_ID": msg_id})
+        """Answer on the ROUTER at the next `_flush` (within the same round of the loop)."""
+        self._outbox.append((identity, encode(body, self.config.name, msg_id), msg_id, body.TYPE))
+
+    def _flush(self) -> None:
+        """Send every answer of the round, back to back. Sent one per decision, each reply woke
+        the ZeroMQ I/O thread (a syscall, and on a busy machine a context switch) for one TCP
+        write: ~10 µs a reply, as much as the decision. A round's replies leave together, at
+        most REQUEST_BATCH decisions (< 1 ms) after the first; one request alone leaves at once."""
+        for identity, frame, msg_id, kind in self._outbox:
+            try:
+                send_routed(self.router, identity, frame)
+            except zmq.ZMQError as exc:  # the asker vanished (ROUTER_MANDATORY) or its pipe is full
+                log.warning("could not answer %s with %s: %s", msg_id, kind, exc.strerror,
+                            extra={"SCHEDCTL_REQUEST_ID": msg_id})
+        self._outbox.clear()
 
     def _drop(self, what: str) -> None:
         self.counts["dropped"] += 1
