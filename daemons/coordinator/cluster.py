@@ -62,6 +62,8 @@ class NodeRecord:
 
     def set_state(self, state: NodeState, now: float) -> bool:
         """Take a newer state; True if its catalog differs from the previous one."""
+        # The decoder hands out the same entries for an unchanged catalog (schema.Memo), so
+        # this compares identical objects, not 20 dataclasses field by field.
         changed = not self.catalog or state.catalog != self.state.catalog
         if changed:
             self.catalog = catalog_items(state)

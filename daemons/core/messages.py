@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-from daemons.core.schema import MAX_FRAME_BYTES, U63, Pattern, Range, Size
+from daemons.core.schema import MAX_FRAME_BYTES, U63, Memo, Pattern, Range, Size
 
 # Bounds of every field, declared once here and compiled by `schema.py`. A field left
 # plain still gets its type's default bound (ints within ±2**53, finite floats, strs of
@@ -48,12 +48,16 @@ from daemons.core.schema import MAX_FRAME_BYTES, U63, Pattern, Range, Size
 # no control characters (no newline, escape or NUL), so they are safe in logs, CSV cells and
 # journal fields. Endpoints are checked for form where they are used (a bad one is a
 # `bad_placement` outcome, not a silently dropped frame).
-NAME_PATTERN = Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,256}", "name (at most 256 characters, no control characters)")
-ENDPOINT_PATTERN = Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,256}", "endpoint (e.g. tcp://10.0.0.3:5560)")
+# `printable_ascii`: an ASCII str is accepted on str.isprintable() alone, without the regex (schema.py).
+NAME_PATTERN = Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,256}", "name (at most 256 characters, no control characters)",
+                       printable_ascii=True)
+ENDPOINT_PATTERN = Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,256}", "endpoint (e.g. tcp://10.0.0.3:5560)",
+                           printable_ascii=True)
 Name = Annotated[str, Size(256), NAME_PATTERN]
 Endpoint = Annotated[str, Size(256), ENDPOINT_PATTERN]
 # codes, kinds, states, roles: short, no control characters
-Word = Annotated[str, Size(64), Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,64}", "word (no control characters)")]
+Word = Annotated[str, Size(64), Pattern(r"[^\x00-\x1f\x7f-\x9f]{0,64}", "word (no control characters)",
+                                          printable_ascii=True)]
 Text = Annotated[str, Size(4096)]  # free text: reasons, error messages
 MAX_TOKENS = 1 << 20  # per request, prompt or output: well above any model's context
 Tokens = Annotated[int, Range(0, MAX_TOKENS)]
@@ -324,7 +328,8 @@ class NodeState:
     gpu_backend: Word = "emulated"
     scheduler: Word = "centralized"
     in_flight: Count = 0
-    catalog: Annotated[list[CatalogEntry], Size(1024)] = field(default_factory=list)
+    # The same in almost every state a node publishes: validated once, then recognised (Memo).
+    catalog: Annotated[list[CatalogEntry], Size(1024), Memo()] = field(default_factory=list)
     # GPU compute utilisation 0..1 over about the last second (mean over the node's GPUs):
     # NVML's utilization.gpu, or on an emulated GPU the busy fraction of its instances'
     # engine steps (daemons/node/gpu.py). None: a node that does not report it.

@@ -42,7 +42,10 @@ def ahead(node: NodeView, priority: int) -> int:
     """The requests at `node` a new request of `priority` would wait behind: all it holds,
     less the ones waiting in its queues with a lower priority, which it overtakes
     (priority.py). Every policy that estimates queueing counts this, never `load` alone."""
-    below = sum(n for p, n in node.waiting_by_priority.items() if p < priority)
+    waiting = node.waiting_by_priority
+    if not waiting:  # the common case, on every decision: nothing to overtake
+        return node.load
+    below = sum(n for p, n in waiting.items() if p < priority)
     return max(0, node.load - below)
 
 

@@ -55,3 +55,12 @@ def test_int_is_accepted_for_float_but_bool_is_not_int() -> None:
 def test_hostile_frames_raise_wire_errors(frame: bytes, match: str) -> None:
     with pytest.raises((DecodeError, SchemaError), match=match):
         decode(frame)
+
+
+def test_encode_writes_what_msgpack_packb_writes_also_after_a_failed_encode() -> None:
+    msg = Schedule("r1", "m", 10, 5, exclude=["n1"])
+    expected = msgpack.packb([1, "schedule", "lg", "r1", to_dict(msg)], use_bin_type=True)
+    assert encode(msg, "lg", "r1") == expected
+    with pytest.raises(TypeError):  # an unpackable value: the thread's Packer must start clean after it
+        encode(Schedule("r2", "m", 10, 5, exclude=[object()]), "lg", "r2")  # type: ignore[list-item]
+    assert encode(msg, "lg", "r1") == expected

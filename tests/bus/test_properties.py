@@ -131,6 +131,13 @@ def test_property_every_valid_message_round_trips(msg: Any) -> None:
     assert env.body == msg and env.type == msg.TYPE
 
 
+@given(ANY_MESSAGE)
+def test_property_encode_writes_the_bytes_msgpack_packb_writes(msg: Any) -> None:
+    # encode reuses one Packer per thread (envelope.py): the same bytes as a fresh packb.
+    expected = msgpack.packb([1, msg.TYPE, "node-1", "r-1", to_dict(msg)], use_bin_type=True)
+    assert encode(msg, sender="node-1", msg_id="r-1") == expected
+
+
 @given(ANY_MESSAGE, st.data())
 def test_property_a_value_out_of_bounds_is_refused_naming_the_field(msg: Any, data: st.DataObject) -> None:
     hints = typing.get_type_hints(type(msg), include_extras=True)

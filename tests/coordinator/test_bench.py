@@ -46,3 +46,14 @@ def test_metrics_switch_measures_the_endpoint_on_and_off() -> None:
     # latency run's 100, and each of the two runs' warm-up request
     assert figures["metrics_decisions_counted"] == figures["metrics_placements_seen"] + 100 + 2 == 2102
     assert 0 < figures["cost_metrics_us"] < figures["cost_policy_us"]
+
+
+def test_the_in_process_profile_answers_every_request_and_ends_with_json() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_coordinator.py"), "--requests", "2000"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sum(figures["actions"].values()) == figures["requests"] == 2000
+    assert set(figures["actions"]) <= {"SERVE", "COLD_START"}  # every request placed, none refused
+    for stage in ("decode_schedule_us", "policy_us", "bookkeeping_us", "encode_placement_us", "decode_state_us"):
+        assert 0 < figures[stage] < figures["handler_us_per_decision"] * 100

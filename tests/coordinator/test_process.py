@@ -192,6 +192,35 @@ def test_hostile_frames_are_dropped_and_the_coordinator_keeps_answering(
         assert "state message with 2 frames" in log
 
 
+def test_a_changed_catalog_is_seen_and_a_malformed_one_dropped(coordinator: CoordinatorProcess,
+                                                               client: Client) -> None:
+    # The decoder recognises a catalog it has validated before (schema.Memo): a new one must
+    # still be read, and a bad one refused, from a node whose earlier catalog was accepted.
+    (a,) = names("catalog", 1)
+    old, new = f"{a}-old", f"{a}-new"
+    seq = iter(range(1, 10**6))
+    with StatePublisher(coordinator.state_bind) as pub:
+        client.wait_for_nodes({a}, publish=lambda: pub.publish(node_state(a, seq=next(seq), catalog=[old])))
+        refused = client.schedule(f"{a}-r1", new).body
+        assert isinstance(refused, Error) and refused.code == "unknown_model"
+        bad = to_dict(node_state(a, seq=next(seq), catalog=[old, new]))
+        bad["catalog"][1]["load_s"] = -1.0  # below its bound: the whole state is refused
+        before = next(r["seq"] for r in client.status().nodes if r["node"] == a)
+        pub.send_raw([msgpack.packb([1, "state", a, "", bad], use_bin_type=True)])
+        deadline = time.monotonic() + 5
+        while "catalog[1].load_s" not in coordinator.log():
+            assert time.monotonic() < deadline, "the malformed state was not logged"
+            time.sleep(0.05)
+        row = next(r for r in client.status().nodes if r["node"] == a)
+        assert row["seq"] == before and isinstance(client.schedule(f"{a}-r2", old).body, Placement)
+        pub.publish(node_state(a, seq=next(seq), catalog=[old, new]))
+        deadline = time.monotonic() + 5
+        while not isinstance(placed := client.schedule(f"{a}-r{next(seq)}", new).body, Placement):
+            assert time.monotonic() < deadline, f"the new catalog was not taken: {placed}"
+            time.sleep(0.05)
+        assert (placed.node, placed.action) == (a, "COLD_START")
+
+
 def test_status_command_prints_the_table(coordinator: CoordinatorProcess, client: Client) -> None:
     a, b = names("table", 2)
     with cluster(coordinator, client, [node_state(a, ready=["m1"]), node_state(b)]) as beat:

@@ -106,6 +106,26 @@ def test_full_queue_refuses_overloaded_and_the_deadline_answers_queue_timeout(
         assert 2.5 < waited < 6.0, waited  # queue_timeout 3 s
 
 
+def test_an_answer_to_an_asker_gone_meanwhile_is_logged_and_the_next_one_still_sent(
+        coordinator: CoordinatorProcess) -> None:
+    # Answers leave at the end of a round (server.py, _flush): one that cannot be delivered
+    # (ROUTER_MANDATORY: its asker is gone) is logged, and the others of the round still go.
+    node = unique("n")
+    with Heartbeat(coordinator.state_bind, [crowded(node, busy=True, want="m5")], interval_s=0.1) as beat:
+        with Client(coordinator.bind) as gone:
+            gone.wait_for_nodes({node})
+            gone.send(Schedule("gone-1", "m5", 100, 50), "gone-1")
+            assert no_answer(gone, 0.3)
+        with Client(coordinator.bind) as client:
+            beat.set(dataclasses.replace(crowded(node, busy=False, want="m5"), seq=beat.states[node].seq + 1))
+            deadline = time.monotonic() + 5
+            while "could not answer gone-1 with placement" not in coordinator.log():
+                assert time.monotonic() < deadline, "the undeliverable answer was not logged"
+                time.sleep(0.05)
+            env = client.schedule("after-gone", "m1")
+            assert isinstance(env.body, Placement) and env.id == "after-gone"
+
+
 def test_a_schedule_asked_again_while_held_is_answered_once(coordinator: CoordinatorProcess) -> None:
     node = unique("n")
     with Heartbeat(coordinator.state_bind, [crowded(node, busy=True, want="m4")], interval_s=0.1) as beat, \

@@ -60,3 +60,20 @@ def test_busy_means_running_queued_or_loading() -> None:
     assert LoadedModel("m", "ready", queue_depth=1).busy
     assert LoadedModel("m", "loading").busy
     assert not LoadedModel("m", "ready").busy
+
+
+def test_one_more_pending_placement_equals_the_node_built_afresh() -> None:
+    # with_pending copies a node whose model is pending already instead of deriving it again:
+    # the copy must be the node __init__ would build, derived fields included.
+    from daemons.policy.view import CatalogItem, LoadedModel, NodeView
+
+    node = NodeView("n0", "tcp://x:1", True, {"a": LoadedModel("a", "ready", 1, 1, 10), "b": LoadedModel("b", "ready")},
+                    queue_depth=2, in_flight=3, memory_total=100, memory_used=40,
+                    catalog={"c": CatalogItem("c", 30, 1.0)}, waiting_by_priority={0: 1})
+    once = node.with_pending("c")
+    twice = once.with_pending("c")
+    fresh = NodeView("n0", "tcp://x:1", True, node.models, 2, 3, 2, frozenset({"c"}), 100, 40, node.catalog, {0: 1})
+    assert twice == fresh
+    assert (twice.load, twice.free_bytes, twice.reclaimable_bytes, twice.gpu_util) == \
+        (fresh.load, fresh.free_bytes, fresh.reclaimable_bytes, fresh.gpu_util) == (5, 30, 30, 0.4)
+    assert once.load == 4 and node.load == 3  # the originals are untouched

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Profile the coordinator's decision path in process: real code, no sockets, no other process.
+
+A `Coordinator` (daemons/coordinator/server.py) is built but never bound; pre-encoded
+Schedule frames go through its request handler (`_on_request_frames`: envelope decode,
+authorisation, policy, bookkeeping, reply encode) and pre-encoded NodeState frames through
+its state handler (`_on_state`), interleaved as in `scripts/bench_coordinator.py` (100
+nodes publishing 10 times a second against a coordinator deciding `--rate` times a second).
+Replies go to a sink that keeps them, so nothing is sent and the figures are the Python work
+alone: what the serving loop adds on top (ZeroMQ recv/send, polling) is the difference to
+the benchmark's decisions per second.
+
+    python scripts/profile_coordinator.py            # µs per decision, per stage
+    python scripts/profile_coordinator.py --cprofile # and the 25 costliest functions
+
+The output ends with one line of JSON: µs per decision of the whole handler and of each stage,
+µs per NodeState received, and the decisions per second that the handler alone would allow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import json
+import pstats
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import zmq
+
+from daemons.bus import decode, encode
+from daemons.coordinator.config import CoordinatorConfig
+from daemons.coordinator.server import Coordinator, _request
+from daemons.coordinator.testing import node_state
+from daemons.core.messages import NodeState, Placement, Schedule
+from daemons.policy import Decision
+
+MORE = int(zmq.SNDMORE)
+
+
+class Sink:
+    """Stands in for the ROUTER: keeps every reply's last frame (the envelope)."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def send(self, frame: bytes, flags: int = 0) -> None:
+        if not flags & MORE:
+            self.frames.append(frame)
+
+    def send_multipart(self, frames: list[bytes], flags: int = 0) -> None:  # as the coordinator sent before
+        self.frames.append(frames[-1])
+
+    def close(self, linger: int = 0) -> None:
+        pass
+
+
+def cluster_states(nodes: int, models: int, seed: int) -> list[NodeState]:
+    """As the benchmark's: every node lists every model, two of them loaded."""
+    rng = random.Random(seed)
+    names = [f"m{i}" for i in range(models)]
+    return [node_state(f"node-{i:03d}", ready=rng.sample(names, 2), catalog=names,
+                       endpoint=f"tcp://127.0.0.1:{30000 + i}") for i in range(nodes)]
+
+
+def schedule_frames(n: int, models: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [encode(Schedule(f"req-{i:07d}", f"m{rng.randrange(models)}", rng.randint(50, 2000), 128),
+                   "bench", f"req-{i:07d}") for i in range(n)]
+
+
+def state_stream(states: list[NodeState], n: int) -> list[bytes]:
+    """`n` state frames, node after node, each a newer seq of its node (as the publisher sends)."""
+    out = []
+    current = list(states)
+    for i in range(n):
+        k = i % len(current)
+        current[k] = replace(current[k], seq=current[k].seq + 1)
+        out.append(encode(current[k], current[k].node))
+    return out
+
+
+def make_coordinator(policy: str, seed: int, states: list[NodeState]) -> tuple[Coordinator, Sink]:
+    coord = Coordinator(CoordinatorConfig(policy=policy, seed=seed, dead_after_s=1e6))
+    coord.router.close(0)
+    sink = Sink()
+    coord.router = sink
+    for s in states:
+        coord._on_state(encode(s, s.node))
+    return coord, sink
+
+
+@contextlib.contextmanager
+def fresh(args: argparse.Namespace, states: list[NodeState]) -> Iterator[tuple[Coordinator, Sink]]:
+    coord, sink = make_coordinator(args.policy, args.seed, states)
+    try:
+        yield coord, sink
+    finally:
+        coord.close()
+
+
+def timed(fn: Callable[[], Any], n: int) -> float:
+    """µs per item of one pass of `fn`, the collector off (see bench_coordinator._per_item)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) / max(1, n) * 1e6
+    finally:
+        gc.enable()
+
+
+def run_loop(coord: Coordinator, frames: list[bytes], states: list[bytes], every: int) -> None:
+    """The handler as the serving loop calls it: one state frame per `every` requests."""
+    on_request, on_state, flush = coord._on_request_frames, coord._on_state, getattr(coord, "_flush", None)
+    identity = b"\x00k\x8bEg"
+    s = 0
+    for i, frame in enumerate(frames):
+        if i % every == 0 and s < len(states):
+            on_state(states[s])
+            s += 1
+        on_request([identity, frame])
+        if flush is not None and i % 32 == 31:  # a round's answers leave together (REQUEST_BATCH)
+            flush()
+    if flush is not None:
+        flush()
+
+
+def stages(coord: Coordinator, frames: list[bytes], state_frames: list[bytes]) -> dict[str, float]:
+    """µs per item of each stage, on a fresh copy of the same coordinator's state."""
+    bodies = [decode(f).body for f in frames]
+    policy, rng = coord.policy, coord.rng
+    book = coord.book
+    decisions: list[Any] = []
+    out = {
+        "decode_schedule_us": timed(lambda: [decode(f) for f in frames], len(frames)),
+        "policy_us": timed(lambda: decisions.extend(policy(book.view(), _request(b), rng) for b in bodies),
+                           len(bodies)),
+    }
+    placed = [(d, b.model) for d, b in zip(decisions, bodies, strict=True) if isinstance(d, Decision)]
+    now = time.monotonic()
+    out["bookkeeping_us"] = timed(lambda: [book.placed(d, m, now) for d, m in placed], len(placed))
+    replies = [Placement(b.request_id, d.node, d.endpoint, d.action, d.est_wait_s, d.reason, 1e-5)
+               for (d, _), b in zip(placed, bodies, strict=False)]
+    out["encode_placement_us"] = timed(lambda: [encode(r, "coordinator", r.request_id) for r in replies],
+                                       len(replies))
+    out["decode_state_us"] = timed(lambda: [decode(f) for f in state_frames], len(state_frames))
+    envs = [decode(f).body for f in state_frames]
+    out["ingest_state_us"] = timed(lambda: [book.ingest(s, time.monotonic()) for s in envs], len(envs))
+    return out
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--nodes", type=int, default=100)
+    p.add_argument("--models", type=int, default=20)
+    p.add_argument("--policy", default="affinity-score")
+    p.add_argument("--requests", type=int, default=20_000)
+    p.add_argument("--state-hz", type=float, default=10.0, help="state publications per node per second")
+    p.add_argument("--rate", type=float, default=50_000.0,
+                   help="decisions per second assumed when interleaving states (the 0.5x echo goal)")
+    p.add_argument("--cprofile", action="store_true", help="also print the 25 costliest functions")
+    p.add_argument("--seed", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    states = cluster_states(args.nodes, args.models, args.seed)
+    every = max(1, round(args.rate / (args.state_hz * args.nodes)))
+    frames = schedule_frames(args.requests, args.models, args.seed)
+    state_frames = state_stream(states, args.requests // every + 1)
+    # Each measurement on a fresh coordinator holding the same 100 states, fed the same frames.
+    with fresh(args, states) as (coord, sink):
+        loop_us = timed(lambda: run_loop(coord, frames, state_frames, every), len(frames))
+        if len(sink.frames) != len(frames):
+            raise SystemExit(f"{len(sink.frames)} replies for {len(frames)} requests")
+        actions = Counter(getattr(decode(f).body, "action", "error") for f in sink.frames)
+    with fresh(args, states) as (coord, _):
+        parts = stages(coord, frames[:5000], state_frames[:1000])
+    if args.cprofile:
+        with fresh(args, states) as (coord, _):
+            profiler = cProfile.Profile()
+            profiler.runcall(run_loop, coord, frames, state_frames, every)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    figures = {"nodes": args.nodes, "models": args.models, "policy": args.policy, "requests": len(frames),
+               "state_every_requests": every, "handler_us_per_decision": round(loop_us, 2),
+               "handler_decisions_per_s": round(1e6 / loop_us), "actions": dict(actions),
+               **{k: round(v, 2) for k, v in parts.items()}}
+    state_share = (parts["decode_state_us"] + parts["ingest_state_us"]) / every
+    print(f"coordinator in process: {loop_us:.1f} us per decision through the request handler "
+          f"({1e6 / loop_us:,.0f} decisions/s), one NodeState per {every} decisions; stages (us): decode "
+          f"{parts['decode_schedule_us']:.1f}, policy {parts['policy_us']:.1f}, bookkeeping "
+          f"{parts['bookkeeping_us']:.1f}, encode {parts['encode_placement_us']:.1f}; per NodeState decode "
+          f"{parts['decode_state_us']:.1f} + ingest {parts['ingest_state_us']:.1f} ({state_share:.1f} per decision)")
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
