@@ -75,9 +75,6 @@ class RemoteCluster:
         if self.scheduler == "hybrid" and not self.coordinator_events:
             raise ConfigError(f"{self.path}: a hybrid cluster needs [coordinator] events_endpoint (its model map "
                               "and heartbeats, which the run records)")
-        if self.scheduler == "hybrid" and self.standby:
-            raise ConfigError(f"{self.path}: a hybrid cluster runs one coordinator (its peers follow one model "
-                              "map): drop [standby], or deploy a centralized cluster for a failover pair")
 
     def start(self) -> None:
         """Check that the deployed daemons answer; nothing is started."""

@@ -140,7 +140,7 @@ class ExperimentSpec:
     # Longer than any healthy wait between replies (a cold start, a queue), shorter than timeout_s.
     attempt_timeout_s: float = 10.0
     cluster_file: str = ""  # a deployed cluster (written by deploy.yml) instead of a local one
-    standby_coordinator: bool = False  # centralized: a Binary Star backup (daemons/coordinator/failover.py)
+    standby_coordinator: bool = False  # centralized, hybrid: a Binary Star backup (daemons/coordinator/failover.py)
     failover_after_s: float = 5.0  # the standby's patience: primary silence before it asks the nodes
     # Centralized: the coordinator's periodic rebalancer live-migrates running requests
     # (daemons/policy/rebalance.py); the gossip arm has no such thing and runs without it.
@@ -171,9 +171,9 @@ class ExperimentSpec:
             raise ConfigError(f"experiment name {self.name!r} must be non-empty, without spaces or '/'")
         if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise ConfigError(f"timeout_s {self.timeout_s} must be > 0 (--timeout SECONDS)")
-        if self.standby_coordinator and "centralized" not in self.schedulers:
-            raise ConfigError("--standby-coordinator backs up the centralized coordinator: add "
-                              "--scheduler centralized (or both), or drop it")
+        if self.standby_coordinator and not {"centralized", "hybrid"} & set(self.schedulers):
+            raise ConfigError("--standby-coordinator backs up the coordinator of a centralized or hybrid arm: add "
+                              "--scheduler centralized (or both, or hybrid), or drop it")
         if self.rebalance and "centralized" not in self.schedulers:
             raise ConfigError("--rebalance is the centralized coordinator's (gossip peers do not migrate): add "
                               "--scheduler centralized (or both), or drop it")

@@ -49,14 +49,17 @@ def one_arm_each(arms: Arms) -> list[dict[str, Any]]:
 
 def fault_arms(arms: Arms, at: float) -> list[dict[str, Any]]:
     """Experiment 2's arms per scheduler. A hybrid cluster's single point of failure is its
-    coordinator, as a centralized one's: it is killed (its peers carry on in degraded mode)."""
+    coordinator, as a centralized one's: it is killed, alone (its peers carry on in degraded
+    mode) and with a standby (the peers follow it once it takes over)."""
     kill_coordinator = [f"{at:g}:kill:coordinator"]
     per_scheduler: dict[str, list[dict[str, Any]]] = {
         "centralized": [{"name": "centralized", "scheduler": "centralized", "faults": kill_coordinator},
                         {"name": "centralized-standby", "scheduler": "centralized", "standby_coordinator": True,
                          "faults": kill_coordinator}],
         "gossip": [{"name": "gossip", "scheduler": "gossip", "faults": [f"{at:g}:kill:random-node"]}],
-        "hybrid": [{"name": "hybrid", "scheduler": "hybrid", "faults": kill_coordinator}],
+        "hybrid": [{"name": "hybrid", "scheduler": "hybrid", "faults": kill_coordinator},
+                   {"name": "hybrid-standby", "scheduler": "hybrid", "standby_coordinator": True,
+                    "faults": kill_coordinator}],
     }
     return [arm for s in arms for arm in per_scheduler[s]]
 

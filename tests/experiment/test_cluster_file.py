@@ -92,8 +92,6 @@ def test_an_experiment_drives_a_deployed_hybrid_cluster(tmp_path: Path) -> None:
     ({"cluster": {"scheduler": "hybrid"}}, "a hybrid cluster needs [coordinator] endpoint"),
     ({"cluster": {"scheduler": "hybrid"}, "coordinator": {"endpoint": "tcp://10.0.0.1:5555"}},
      "a hybrid cluster needs [coordinator] events_endpoint"),
-    ({"cluster": {"scheduler": "hybrid"}, "coordinator": {"endpoint": "tcp://a:1", "events_endpoint": "tcp://a:2"},
-      "standby": {"endpoint": "tcp://b:1", "events_endpoint": "tcp://b:2"}}, "a hybrid cluster runs one coordinator"),
 ])
 def test_a_cluster_file_names_a_scheduler_it_can_run(tmp_path: Path, tables: dict[str, object], says: str) -> None:
     path = tmp_path / "cluster.toml"

@@ -57,9 +57,11 @@ def test_every_preset_runs_any_arm_set() -> None:
 
 def test_fault_tolerance_kills_the_hybrid_coordinator() -> None:
     study = from_dict(presets.preset("fault-tolerance", arms=THREE), "ft")
-    assert [a.name for a in study.arms] == ["centralized", "centralized-standby", "gossip", "hybrid"]
-    hybrid = study.experiment(study.arms[-1], (), 1)
+    assert [a.name for a in study.arms] == ["centralized", "centralized-standby", "gossip", "hybrid",
+                                            "hybrid-standby"]
+    hybrid, standby = (study.experiment(a, (), 1) for a in study.arms[-2:])
     assert [f.split(":")[2] for f in hybrid.faults] == ["coordinator"] and hybrid.schedulers == ("hybrid",)
+    assert not hybrid.standby_coordinator and standby.standby_coordinator and standby.faults == hybrid.faults
     assert {(h.arm, h.other) for h in study.hypotheses} == {
         ("gossip", "centralized-standby"), ("gossip", "centralized"), ("hybrid", "centralized")}
     # without hybrid its hypothesis goes; without gossip, both of gossip's

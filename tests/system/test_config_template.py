@@ -85,6 +85,11 @@ def test_a_hybrid_cluster_gets_peers_that_refer_to_its_coordinator(tmp_path: Pat
     assert [n.seeds for n in nodes] == [("tcp://10.0.0.12:5561",), ("tcp://10.0.0.11:5561",)]
     loadgen = config("load-1", "loadgen")
     assert loadgen.mode == "gossip" and loadgen.entry == ("tcp://10.0.0.11:5560", "tcp://10.0.0.12:5560")
+    assert not nodes[0].standby  # one coordinator: no standby; with a failover pair, both named
+    pair = {**groups, "coordinator": ["coord-1", "coord-2"]}
+    node = load(tmp_path, tomllib.loads(render_text("gpu-1", pair, schedctl_scheduler="hybrid"))["node"], "node")
+    backup = load(tmp_path, render("coord-2", pair)["coordinator"], "coordinator")
+    assert (node.standby, node.standby_events) == (backup.bind, backup.events_bind)
     # the default stays centralized: no gossip, no map
     centralized = render("gpu-1", groups)
     assert "scheduler" not in centralized["node"] and "model_map_s" not in render("coord-1", groups)["coordinator"]
