@@ -133,9 +133,9 @@ class LocalCluster:
                   # the rebalancer is the centralized arm's (spec.py); a hybrid coordinator migrates only on referral
                   *(["--rebalance"] if self.spec.rebalance and self.scheduler == "centralized" else []),
                   *([] if self.spec.live_migration else ["--no-live-migration"])]
-        if self.scheduler == "hybrid":  # standalone (a standby is the centralized arm's), and it publishes its map
+        if self.scheduler == "hybrid":  # it publishes its map (while active, with a standby)
             common += ["--model-map-every", f"{MODEL_MAP_S:g}"]
-        if not self.spec.standby_coordinator or self.scheduler == "hybrid":
+        if not self.spec.standby_coordinator:
             self._spawn("coordinator", ["start", "coordinator", "--bind", self.coordinator, "--state-bind", state_bind,
                                         "--events-bind", self.coordinator_events, *common])
             return [state_bind]
@@ -172,7 +172,8 @@ class LocalCluster:
         """A hybrid peer's coordinator: where it refers cold starts, where its map comes from."""
         if self.scheduler != "hybrid":
             return {}
-        return {"coordinator": self.coordinator, "coordinator_events": self.coordinator_events}
+        standby = {"standby": self.standby, "standby_events": self.standby_events} if self.standby else {}
+        return {"coordinator": self.coordinator, "coordinator_events": self.coordinator_events, **standby}
 
     def _gossip_settings(self, name: str) -> dict[str, object]:
         if self.scheduler not in ("gossip", "hybrid"):

@@ -82,7 +82,7 @@ def run_command(
         "--admission", help="queue (default: never shed) or slo: shed a request whose predicted TTFT exceeds "
                             "its class's TTFT SLO (outcome `shed`).")] = None,
     standby_coordinator: Annotated[bool, typer.Option(
-        "--standby-coordinator", help="Centralized: run a standby coordinator that takes over when the "
+        "--standby-coordinator", help="Centralized, hybrid: run a standby coordinator that takes over when the "
                                       "primary dies (Binary Star with the nodes as witnesses).")] = False,
     rebalance: Annotated[bool, typer.Option(
         "--rebalance", help="Centralized: every second the coordinator live-migrates a running request from "
@@ -186,7 +186,7 @@ def _arm_of(spec: ExperimentSpec, arm: object) -> ExperimentSpec:
         return spec
     try:
         return dataclasses.replace(spec, schedulers=(arm,),
-                                   standby_coordinator=spec.standby_coordinator and arm == "centralized",
+                                   standby_coordinator=spec.standby_coordinator and arm in ("centralized", "hybrid"),
                                    rebalance=spec.rebalance and arm == "centralized")
     except ConfigError:
         return spec

@@ -1,7 +1,7 @@
 """A deployed cluster, named by the cluster file `ansible-playbook deploy.yml` writes.
 
-    [cluster]      name, scheduler = "centralized" | "gossip", ansible_dir, inventory, become
-    [coordinator]  host, endpoint, events_endpoint    (centralized)
+    [cluster]      name, scheduler = "centralized" | "gossip" | "hybrid", ansible_dir, inventory, become
+    [coordinator]  host, endpoint, events_endpoint    (centralized, hybrid: its peers' coordinator)
     [standby]      host, endpoint, events_endpoint    (optional: its failover partner)
     [[nodes]]      name, host, endpoint               (one per GPU node)
     [security]     curve_dir, server_key, client_key, allowed_keys_dir   (CURVE, optional)
@@ -62,14 +62,23 @@ class RemoteCluster:
         return cluster
 
     def _check(self) -> None:
+        from cli.experiment.cluster import WITH_COORDINATOR  # here: `schedctl status` imports this module
+        from cli.experiment.spec import SCHEDULERS
+
         if not self.node_endpoints:
             raise ConfigError(f"{self.path}: no [[nodes]] with name and endpoint")
-        if self.scheduler == "centralized" and not self.coordinator:
-            raise ConfigError(f"{self.path}: a centralized cluster needs [coordinator] endpoint")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"{self.path}: [cluster] scheduler {self.scheduler!r} is unknown; use "
+                              f"{', '.join(SCHEDULERS)} (what the cluster was deployed with)")
+        if self.scheduler in WITH_COORDINATOR and not self.coordinator:
+            raise ConfigError(f"{self.path}: a {self.scheduler} cluster needs [coordinator] endpoint")
+        if self.scheduler == "hybrid" and not self.coordinator_events:
+            raise ConfigError(f"{self.path}: a hybrid cluster needs [coordinator] events_endpoint (its model map "
+                              "and heartbeats, which the run records)")
 
     def start(self) -> None:
         """Check that the deployed daemons answer; nothing is started."""
-        targets = {"coordinator": self.coordinator} if self.scheduler == "centralized" else {}
+        targets = {"coordinator": self.coordinator} if self.scheduler != "gossip" else {}
         if self.standby:
             targets["standby"] = self.standby
         targets.update(self.node_endpoints)

@@ -140,9 +140,7 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     host.start()
     try:
         coordinators = " and the coordinators" if spec.standby_coordinator else " and the coordinator"
-        say(f"[{scheduler}] starting {spec.node_count} nodes" + (coordinators if scheduler == "centralized" else
-                                                                  " and the coordinator" if scheduler == "hybrid"
-                                                                  else ""))
+        say(f"[{scheduler}] starting {spec.node_count} nodes" + (coordinators if scheduler != "gossip" else ""))
         cluster.start()
         if isinstance(cluster, LocalCluster):  # CURVE on: the collector's SUB is checked by ZAP
             collector.security = cluster.security_for()

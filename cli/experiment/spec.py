@@ -140,7 +140,7 @@ class ExperimentSpec:
     # Longer than any healthy wait between replies (a cold start, a queue), shorter than timeout_s.
     attempt_timeout_s: float = 10.0
     cluster_file: str = ""  # a deployed cluster (written by deploy.yml) instead of a local one
-    standby_coordinator: bool = False  # centralized: a Binary Star backup (daemons/coordinator/failover.py)
+    standby_coordinator: bool = False  # centralized, hybrid: a Binary Star backup (daemons/coordinator/failover.py)
     failover_after_s: float = 5.0  # the standby's patience: primary silence before it asks the nodes
     # Centralized: the coordinator's periodic rebalancer live-migrates running requests
     # (daemons/policy/rebalance.py); the gossip arm has no such thing and runs without it.
@@ -166,18 +166,14 @@ class ExperimentSpec:
         for key in ("standby_coordinator", "rebalance", "live_migration"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
-        bad = [s for s in self.schedulers if s not in SCHEDULERS]
-        if bad or not self.schedulers:
-            raise ConfigError(f"scheduler {', '.join(map(repr, bad)) or '(none)'} unknown; use {SCHEDULER_HELP}")
-        if len(set(self.schedulers)) != len(self.schedulers):
-            raise ConfigError(f"scheduler list {','.join(self.schedulers)} names an arm twice; name each once")
+        check_schedulers(self.schedulers)
         if not self.name or "/" in self.name or " " in self.name:
             raise ConfigError(f"experiment name {self.name!r} must be non-empty, without spaces or '/'")
         if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise ConfigError(f"timeout_s {self.timeout_s} must be > 0 (--timeout SECONDS)")
-        if self.standby_coordinator and "centralized" not in self.schedulers:
-            raise ConfigError("--standby-coordinator backs up the centralized coordinator: add "
-                              "--scheduler centralized (or both), or drop it")
+        if self.standby_coordinator and not {"centralized", "hybrid"} & set(self.schedulers):
+            raise ConfigError("--standby-coordinator backs up the coordinator of a centralized or hybrid arm: add "
+                              "--scheduler centralized (or both, or hybrid), or drop it")
         if self.rebalance and "centralized" not in self.schedulers:
             raise ConfigError("--rebalance is the centralized coordinator's (gossip peers do not migrate): add "
                               "--scheduler centralized (or both), or drop it")
@@ -266,6 +262,15 @@ def scaled_nodes(groups: tuple[NodeGroup, ...], count: int) -> tuple[NodeGroup, 
     for kind in picked:
         merged[kind] = merged.get(kind, 0) + 1
     return tuple(dataclasses.replace(k, count=n) for k, n in merged.items())
+
+
+def check_schedulers(schedulers: tuple[str, ...], what: str = "scheduler") -> None:
+    """Every arm named is known, and named once (`what`: the setting, for the message)."""
+    bad = [s for s in schedulers if s not in SCHEDULERS]
+    if bad or not schedulers:
+        raise ConfigError(f"{what} {', '.join(map(repr, bad)) or '(none)'} unknown; use {SCHEDULER_HELP}")
+    if len(set(schedulers)) != len(schedulers):
+        raise ConfigError(f"{what} list {','.join(schedulers)} names an arm twice; name each once")
 
 
 def parse_schedulers(value: str | list[str]) -> tuple[str, ...]:

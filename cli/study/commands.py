@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 
 from cli.errors import exit_on_config_error
+from cli.experiment.spec import BOTH
 from cli.study.ledger import DONE, FAILED, Ledger
-from cli.study.presets import PRESETS, preset
+from cli.study.presets import PRESETS, parse_arms, preset
 from cli.study.spec import Study, from_dict, load
 from daemons.core.errors import ConfigError
 
@@ -27,6 +28,9 @@ def run_command(
     repeats: Annotated[int | None, typer.Option(help="Seeds per point (every arm replays each).")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds of arrivals per run (overrides the study's).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A 1-2 minute version of the study (CI).")] = False,
+    arms: Annotated[str | None, typer.Option(
+        help="A preset's schedulers: centralized, gossip, hybrid, a comma-separated list, both or all "
+             "(default: centralized,gossip).", show_default=False)] = None,
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Finish an interrupted study directory; runs already done are never redone.")] = None,
     studies_dir: Annotated[Path, typer.Option(help="Where study directories go.")] = Path("studies"),
@@ -45,20 +49,21 @@ def run_command(
     \b
       schedctl study run performance --quick
       schedctl study run performance --repeats 5 --duration 300
+      schedctl study run performance --arms centralized,gossip,hybrid
       schedctl study run my_study.toml
       schedctl study run --resume studies/performance_20261204_180000
     """
     if resume is not None:
-        if study is not None or repeats is not None or duration is not None or quick:
+        if study is not None or repeats is not None or duration is not None or quick or arms is not None:
             raise ConfigError("--resume finishes a study as it was planned: drop the study name and "
-                              "--repeats/--duration/--quick")
+                              "--repeats/--duration/--quick/--arms")
         ledger = Ledger.load(resume)
     else:
         if study is None:
             raise ConfigError(f"name a study: a preset ({', '.join(PRESETS)}) or a study file (.toml)")
         if duration is not None and not duration > 0:
             raise ConfigError(f"--duration must be > 0 seconds, got {duration:g}")
-        resolved = _resolve(study, repeats, duration, quick)
+        resolved = _resolve(study, repeats, duration, quick, arms)
         from cli.study.runner import new_study_dir
 
         ledger = Ledger.new(new_study_dir(resolved, studies_dir), resolved)
@@ -66,11 +71,15 @@ def run_command(
     _run(ledger)
 
 
-def _resolve(name: str, repeats: int | None, duration: float | None, quick: bool) -> Study:
+def _resolve(name: str, repeats: int | None, duration: float | None, quick: bool, arms: str | None) -> Study:
     path = Path(name)
     if name.endswith(".toml") or path.is_file():
+        if arms is not None:
+            raise ConfigError(f"--arms picks a preset's schedulers; study file {name} lists its own [[arms]]: "
+                              "edit them there, or drop --arms")
         return load(path, quick, duration, repeats)
-    return from_dict(preset(name, quick, duration), f"preset {name}", repeats=repeats)
+    chosen = parse_arms(arms) if arms is not None else BOTH
+    return from_dict(preset(name, quick, duration, chosen), f"preset {name}", repeats=repeats)
 
 
 def _run(ledger: Ledger) -> None:

@@ -16,6 +16,11 @@ Sizes (defaults) are chosen to finish within 20 minutes on a 2-core machine, mea
 there: a run costs its duration plus ~15-20 s of cluster start, drain and plots (10
 nodes: ~20 s). `--quick` shrinks each to a 1-2 minute smoke test (CI); `--repeats` and
 `--duration` scale it up (the prototype's own runs were 60 s; 300 s is `--duration 300`).
+
+`--arms` picks the schedulers a preset compares (default centralized and gossip; e.g.
+`centralized,gossip,hybrid`): one arm each, except in fault-tolerance, where the arms are the
+faults each scheduler is exposed to (`fault_arms`). A hypothesis naming an arm left out is
+left out with it.
 """
 
 from __future__ import annotations
@@ -23,14 +28,50 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cli.experiment.spec import BOTH, check_schedulers, parse_schedulers
 from daemons.core.errors import ConfigError
 
 Tables = dict[str, Any]
-BOTH_ARMS = [{"name": "centralized", "scheduler": "centralized"}, {"name": "gossip", "scheduler": "gossip"}]
+Arms = tuple[str, ...]  # the schedulers a preset compares
 LATENCY = ["p50_ttft", "p99_ttft", "avg_ttft", "p50_latency", "p99_latency", "avg_tpot", "p99_tpot"]
 
 
-def performance(quick: bool, duration: float | None) -> Tables:
+def parse_arms(value: str) -> Arms:
+    """`--arms`: centralized, gossip, hybrid, a comma-separated list of them, both or all."""
+    arms = parse_schedulers(value)
+    check_schedulers(arms, "--arms")
+    return arms
+
+
+def one_arm_each(arms: Arms) -> list[dict[str, Any]]:
+    return [{"name": s, "scheduler": s} for s in arms]
+
+
+def fault_arms(arms: Arms, at: float) -> list[dict[str, Any]]:
+    """Experiment 2's arms per scheduler. A hybrid cluster's single point of failure is its
+    coordinator, as a centralized one's: it is killed, alone (its peers carry on in degraded
+    mode) and with a standby (the peers follow it once it takes over)."""
+    kill_coordinator = [f"{at:g}:kill:coordinator"]
+    per_scheduler: dict[str, list[dict[str, Any]]] = {
+        "centralized": [{"name": "centralized", "scheduler": "centralized", "faults": kill_coordinator},
+                        {"name": "centralized-standby", "scheduler": "centralized", "standby_coordinator": True,
+                         "faults": kill_coordinator}],
+        "gossip": [{"name": "gossip", "scheduler": "gossip", "faults": [f"{at:g}:kill:random-node"]}],
+        "hybrid": [{"name": "hybrid", "scheduler": "hybrid", "faults": kill_coordinator},
+                   {"name": "hybrid-standby", "scheduler": "hybrid", "standby_coordinator": True,
+                    "faults": kill_coordinator}],
+    }
+    return [arm for s in arms for arm in per_scheduler[s]]
+
+
+def _compared(tables: Tables) -> Tables:
+    """The tables without the hypotheses naming an arm they do not run."""
+    names = {a["name"] for a in tables["arms"]}
+    tables["hypotheses"] = [h for h in tables["hypotheses"] if set(h["arms"]) <= names]
+    return tables
+
+
+def performance(quick: bool, duration: float | None, arms: Arms = BOTH) -> Tables:
     """Experiment 1. Default: 10 nodes, 60 s at 5 req/s (CV 8), 4 repeats × 2 arms = 8 runs, ~12 min.
     Quick: 3 nodes, 5 s at 2 req/s, 2 repeats = 4 runs, ~1.5 min."""
     seconds = duration or (5.0 if quick else 60.0)
@@ -41,13 +82,13 @@ def performance(quick: bool, duration: float | None) -> Tables:
                                  f"{'2' if quick else '5'} req/s, CV 8).",
                   "metrics": ["cache_hit_rate", *LATENCY, "goodput", "request_throughput", "success_rate"]},
         "base": {"nodes": 3 if quick else 10, "duration_s": seconds, "rps": 2.0 if quick else 5.0, "cv": 8.0},
-        "arms": BOTH_ARMS,
+        "arms": one_arm_each(arms),
         "hypotheses": [{"text": "Centralized approach achieves higher cache hit rate due to global state.",
                         "metric": "cache_hit_rate", "direction": "higher", "arms": ["centralized", "gossip"]}],
     }
 
 
-def fault_tolerance(quick: bool, duration: float | None) -> Tables:
+def fault_tolerance(quick: bool, duration: float | None, arms: Arms = BOTH) -> Tables:
     """Experiment 2. Default: 4 nodes, 40 s of Poisson arrivals at 4 req/s, the fault at 40% of the run;
     3 arms × 3 repeats = 9 runs, ~9 min. The gossip arm's victim is `random-node`, drawn from each
     repeat's seed. Requests wait at most 20 s (a dead coordinator's requests would otherwise hold the
@@ -63,23 +104,21 @@ def fault_tolerance(quick: bool, duration: float | None) -> Tables:
                               "success_rate", "requests_affected", "failed_requests", "p99_ttft", "goodput"]},
         "base": {"nodes": 3 if quick else 4, "duration_s": seconds, "rps": 2.0 if quick else 4.0, "cv": 1.0,
                  "timeout_s": 20.0},
-        "arms": [
-            {"name": "centralized", "scheduler": "centralized", "faults": [f"{at:g}:kill:coordinator"]},
-            {"name": "centralized-standby", "scheduler": "centralized", "standby_coordinator": True,
-             "faults": [f"{at:g}:kill:coordinator"]},
-            {"name": "gossip", "scheduler": "gossip", "faults": [f"{at:g}:kill:random-node"]},
-        ],
+        "arms": fault_arms(arms, at),
         "hypotheses": [
             {"text": "Decentralized approach recovers faster from node failures (than a coordinator with a standby).",
              "metric": "recovery_time_censored", "direction": "lower", "arms": ["gossip", "centralized-standby"]},
             {"text": "Decentralized approach keeps a higher request success rate through the failure "
                      "(than a lone coordinator).",
              "metric": "success_rate", "direction": "higher", "arms": ["gossip", "centralized"]},
+            {"text": "Hybrid peers keep a higher request success rate than a lone coordinator when it is "
+                     "killed (they place cold starts themselves, degraded).",
+             "metric": "success_rate", "direction": "higher", "arms": ["hybrid", "centralized"]},
         ],
     }
 
 
-def utilization(quick: bool, duration: float | None) -> Tables:
+def utilization(quick: bool, duration: float | None, arms: Arms = BOTH) -> Tables:
     """Experiment 3. Default: 6 nodes, 60 s at 6 req/s (CV 8), 4 repeats × 2 arms = 8 runs, ~11 min.
     Quick: 3 nodes, 6 s at 3 req/s, 2 repeats = 4 runs, ~1 min."""
     seconds = duration or (6.0 if quick else 60.0)
@@ -92,7 +131,7 @@ def utilization(quick: bool, duration: float | None) -> Tables:
                               "compute_util_jain", "mem_util_cv", "mem_util_jain", "avg_queue_depth",
                               "avg_gpu_utilization", "avg_memory_utilization", "p99_ttft"]},
         "base": {"nodes": 3 if quick else 6, "duration_s": seconds, "rps": 3.0 if quick else 6.0, "cv": 8.0},
-        "arms": BOTH_ARMS,
+        "arms": one_arm_each(arms),
         "hypotheses": [
             {"text": "Centralized approach achieves more even resource distribution (queue depth CV across "
                      "nodes).",
@@ -104,7 +143,7 @@ def utilization(quick: bool, duration: float | None) -> Tables:
     }
 
 
-def scaling(quick: bool, duration: float | None) -> Tables:
+def scaling(quick: bool, duration: float | None, arms: Arms = BOTH) -> Tables:
     """Offered load past saturation at two cluster sizes. Default: nodes 4 and 8 × 3 rates (3, 12, 30 req/s,
     CV 1) × 2 arms × 2 repeats = 24 runs of 10 s, requests waiting at most 20 s, ~15-18 min (at 2, 6 and
     12 req/s goodput still rose at both sizes on a 2-core host, 15 min). 16 and 32
@@ -119,7 +158,7 @@ def scaling(quick: bool, duration: float | None) -> Tables:
                   "metrics": ["goodput", "slo_attainment", "request_throughput", "p99_ttft", "success_rate",
                               "cache_hit_rate"]},
         "base": {"duration_s": seconds, "cv": 1.0, "timeout_s": 20.0},
-        "arms": BOTH_ARMS,
+        "arms": one_arm_each(arms),
         "vary": {"nodes": [2, 3] if quick else [4, 8], "rps": [1.0, 4.0] if quick else [3.0, 12.0, 30.0]},
         "hypotheses": [{"text": "Centralized placement sustains a higher goodput (schedctl's question; the "
                                 "prototype states none for scaling).",
@@ -127,13 +166,13 @@ def scaling(quick: bool, duration: float | None) -> Tables:
     }
 
 
-PRESETS: dict[str, Callable[[bool, float | None], Tables]] = {
+PRESETS: dict[str, Callable[[bool, float | None, Arms], Tables]] = {
     "performance": performance, "fault-tolerance": fault_tolerance, "utilization": utilization, "scaling": scaling,
 }
 
 
-def preset(name: str, quick: bool = False, duration: float | None = None) -> Tables:
+def preset(name: str, quick: bool = False, duration: float | None = None, arms: Arms = BOTH) -> Tables:
     if name not in PRESETS:
         raise ConfigError(f"unknown study {name!r}: use a preset ({', '.join(PRESETS)}) or the path of a "
                           "study file (.toml)")
-    return PRESETS[name](quick, duration)
+    return _compared(PRESETS[name](quick, duration, arms))

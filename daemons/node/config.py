@@ -84,6 +84,10 @@ class NodeConfig:
     # migration are referred to this coordinator; its events PUB carries its map and heartbeats.
     coordinator: str = ""  # the coordinator's request ROUTER (its `bind`)
     coordinator_events: str = ""  # the coordinator's events PUB (its `events_bind`)
+    # Its failover partner (daemons/coordinator/failover.py), if it has one: the peer follows
+    # whichever of the two says it is active, with the newest epoch.
+    standby: str = ""  # the standby coordinator's request ROUTER
+    standby_events: str = ""  # the standby coordinator's events PUB
     # A referral the coordinator leaves unanswered this long (no Placement, Error or Progress),
     # or its heartbeats silent this long, puts the peer in degraded mode: it decides cold starts itself.
     referral_timeout_s: float = 2.0
@@ -98,6 +102,9 @@ class NodeConfig:
         if self.scheduler == "hybrid" and not (self.coordinator and self.coordinator_events):
             raise ConfigError("scheduler = \"hybrid\" refers cold starts to a coordinator: set coordinator "
                               "(its bind) and coordinator_events (its events_bind) in [node]")
+        if bool(self.standby) != bool(self.standby_events) or (self.standby and self.scheduler != "hybrid"):
+            raise ConfigError("standby and standby_events name a hybrid peer's standby coordinator: set both "
+                              "(its bind and events_bind) with scheduler = \"hybrid\", or neither")
         if not self.referral_timeout_s > 0:
             raise ConfigError(f"referral_timeout_s must be > 0, got {self.referral_timeout_s}")
         if not isinstance(self.gossip_max_members, int) or isinstance(self.gossip_max_members, bool) \

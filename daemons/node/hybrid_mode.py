@@ -19,6 +19,10 @@ same policies, same forwarding, admission queue and failure handling) with three
   cold starts itself (`decided_by = peer-degraded`), keeping the last map; it announces a
   `hybrid_degraded` event (events.csv). The next heartbeat or answer ends it
   (`hybrid_recovered`), and it defers to the coordinator again.
+- a failover pair (`standby`, `standby_events`): the peer hears both coordinators' events and
+  refers to the one whose heartbeat last said active with the newest epoch (`Following`); a
+  `not_active` answer sends the referral to the other at once. After a takeover the standby's
+  heartbeats end the degraded spell and its map is the one followed.
 
 The serving node echoes `Infer.decided_by` in `Done`, so requests.csv says per request which
 path decided it.
@@ -105,6 +109,35 @@ class Standing:
 
 
 @dataclass
+class Following:
+    """Which coordinator of a failover pair the peer refers to: sans-IO.
+
+    `active` (a heartbeat saying active, or a map) follows its sender unless an older epoch
+    says so (a deposed primary not yet told, failover.py); `refused` (`not_active`) turns to
+    the other. Returns whether the one followed changed."""
+
+    endpoints: tuple[str, ...]  # the coordinator first, then its standby (if any)
+    current: str = ""
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        self.current = self.current or self.endpoints[0]
+
+    def active(self, endpoint: str, epoch: int) -> bool:
+        if endpoint not in self.endpoints or epoch < self.epoch:
+            return False
+        changed, self.current, self.epoch = endpoint != self.current, endpoint, epoch
+        return changed
+
+    def refused(self, endpoint: str) -> bool:
+        others = [e for e in self.endpoints if e != endpoint]
+        if endpoint != self.current or not others:
+            return False
+        self.current = others[0]
+        return True
+
+
+@dataclass
 class Referral:
     """A request referred to the coordinator: its answer, once it comes, and when it last spoke."""
 
@@ -132,26 +165,32 @@ class HybridMode(GossipMode):
         self._mapped: dict[str, tuple[str, ...]] = {}  # node -> models, by the map
         self._referrals: dict[str, Referral] = {}
         self._paths: dict[str, tuple[str, int]] = {}  # request id -> (decided_by, epoch) of its decision
-        self._coordinator: Any = None  # DEALER to its request ROUTER
-        self._events: Any = None  # SUB to its events PUB
+        ends = (config.coordinator, *([config.standby] if config.standby else []))
+        self.following = Following(ends)
+        self._coordinators: dict[str, Any] = {}  # request ROUTER -> our DEALER to it
+        # request ROUTER -> its events PUB: a frame's socket says who sent it, whatever its bind says
+        self._event_ends = dict(zip(ends, (config.coordinator_events, config.standby_events), strict=False))
+        self._events: list[Any] = []  # a SUB to each events PUB
 
     async def start(self) -> None:
         await super().start()
-        self._coordinator = make_socket(self.ctx, zmq.DEALER, curve=self.security.client)
-        # No queueing for a coordinator that is not connected: the send fails and we decide.
-        self._coordinator.setsockopt(zmq.IMMEDIATE, 1)
-        self._coordinator.connect(self.config.coordinator)
-        self._events = make_socket(self.ctx, zmq.SUB, curve=self.security.client)
-        self._events.connect(self.config.coordinator_events)
+        for endpoint in self.following.endpoints:
+            dealer = self._coordinators[endpoint] = make_socket(self.ctx, zmq.DEALER, curve=self.security.client)
+            # No queueing for a coordinator that is not connected: the send fails and we decide.
+            dealer.setsockopt(zmq.IMMEDIATE, 1)
+            dealer.connect(endpoint)
+            self._spawn(self._read_answers(dealer))
+            sub = make_socket(self.ctx, zmq.SUB, curve=self.security.client)
+            sub.connect(self._event_ends[endpoint])
+            self._events.append(sub)
+            self._spawn(self._read_events(endpoint, sub))
         self.standing.last_heard = time.monotonic()  # its first heartbeat gets a full timeout
-        for loop in (self._read_answers(), self._read_events(), self._watch_heartbeats()):
-            self._spawn(loop)
+        self._spawn(self._watch_heartbeats())
 
     async def stop(self) -> None:
         await super().stop()  # cancels our readers with the rest of the background tasks
-        for sock in (self._coordinator, self._events):
-            if sock is not None:
-                sock.close(0)
+        for sock in (*self._coordinators.values(), *self._events):
+            sock.close(0)
 
     # ----- deciding --------------------------------------------------------------------
     async def decide(self, request: Infer, exclude: frozenset[str] = frozenset()) -> Decision | Refusal:
@@ -184,17 +223,22 @@ class HybridMode(GossipMode):
         rid = request.request_id
         ask = Schedule(rid, request.model, len(request.prompt.split()), request.max_new_tokens, request.priority,
                        sorted(exclude)[:256], 0.0, request.slo_ttft_s)
-        referral = Referral(asyncio.get_running_loop().create_future(), time.monotonic())
-        self._referrals[rid] = referral
-        try:
+        for _ in self.following.endpoints:  # a passive one says so: then its partner, at once
+            target = self.following.current
+            referral = Referral(asyncio.get_running_loop().create_future(), time.monotonic())
+            self._referrals[rid] = referral
             try:
-                await self._coordinator.send(encode(ask, self.config.name, rid), flags=zmq.DONTWAIT)
-            except zmq.ZMQError as exc:  # IMMEDIATE: no connection to the coordinator
-                self._degrade(f"cannot reach the coordinator ({exc.strerror})")
-                return None
-            answer = await self._answer(referral)
-        finally:
-            self._referrals.pop(rid, None)
+                try:
+                    await self._coordinators[target].send(encode(ask, self.config.name, rid), flags=zmq.DONTWAIT)
+                except zmq.ZMQError as exc:  # IMMEDIATE: no connection to the coordinator
+                    self._degrade(f"cannot reach the coordinator {target} ({exc.strerror})")
+                    return None
+                answer = await self._answer(referral)
+            finally:
+                self._referrals.pop(rid, None)
+            if not (isinstance(answer, Error) and answer.code in NOT_DECIDING and self.following.refused(target)):
+                break
+            log.info("hybrid: %s is not active: referring to %s", target, self.following.current)
         if answer is None:
             self._degrade(f"referral of {rid} unanswered for {self.config.referral_timeout_s:g} s")
             return None
@@ -216,9 +260,9 @@ class HybridMode(GossipMode):
                 return referral.answer.result()
 
     # ----- the coordinator's sockets -----------------------------------------------------
-    async def _read_answers(self) -> None:
+    async def _read_answers(self, dealer: Any) -> None:
         while True:
-            env = parse_frame(await self._coordinator.recv(), "coordinator")
+            env = parse_frame(await dealer.recv(), "coordinator")
             if env is None:
                 continue
             now = time.monotonic()
@@ -231,16 +275,23 @@ class HybridMode(GossipMode):
             elif isinstance(env.body, (Placement, Error)) and not referral.answer.done():
                 referral.answer.set_result(env.body)
 
-    async def _read_events(self) -> None:
+    async def _read_events(self, endpoint: str, sub: Any) -> None:
+        """`endpoint`'s heartbeats and maps (the coordinator publishes maps only while active)."""
         while True:
-            env = parse_frame(await self._events.recv(), "coordinator events")
+            env = parse_frame(await sub.recv(), "coordinator events")
             if env is None:
                 continue
-            if isinstance(env.body, CoordinatorState) and env.body.state == "active":
-                self._heard(time.monotonic())
-            elif isinstance(env.body, ModelMap):
-                self._heard(time.monotonic())
-                self._take_map(env.body)
+            body = env.body
+            if not isinstance(body, CoordinatorState | ModelMap) or \
+                    (isinstance(body, CoordinatorState) and body.state != "active"):
+                continue
+            if self.following.active(endpoint, body.epoch):
+                log.warning("hybrid: following coordinator %s (epoch %d)", endpoint, body.epoch)
+            if endpoint != self.following.current:
+                continue  # a deposed coordinator that has not heard yet
+            self._heard(time.monotonic())
+            if isinstance(body, ModelMap):
+                self._take_map(body)
 
     def _take_map(self, new: ModelMap) -> None:
         self.map, self._map_at, self._mapped = new, time.monotonic(), by_node(new.models)
@@ -278,11 +329,12 @@ class HybridMode(GossipMode):
 
     def _detail(self, why: str) -> str:
         # `by=` first: the collector admits a node's event only about itself (daemons/bus/authz.py).
-        return f"by={self.config.name};coordinator={self.config.coordinator};{why}"
+        return f"by={self.config.name};coordinator={self.following.current};{why}"
 
     def status_reply(self, info: dict[str, Any]) -> StatusReply:
         reply = super().status_reply(info)
         hybrid = {"scheduler": "hybrid", "degraded": self.standing.degraded, "decided": dict(self.counts.decided),
                   "degraded_spells": self.counts.degraded_spells, "maps": self.counts.maps,
-                  "map_models": len(self.map.models) if self.map is not None else 0}
+                  "map_models": len(self.map.models) if self.map is not None else 0,
+                  "following": self.following.current, "following_epoch": self.following.epoch}
         return status_reply(reply.role, reply.nodes, {**reply.info, **hybrid})

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+import pytest
 import tomli_w
 
+from cli.experiment.remote import RemoteCluster
 from daemons.coordinator.testing import running_coordinator
-from daemons.node.testing import running_node, schedctl
+from daemons.core.errors import ConfigError
+from daemons.node.testing import NodeProcess, free_endpoint, running_node, schedctl
 
 SMALL = "facebook/opt-125m"
 
@@ -46,3 +51,50 @@ def test_an_unreachable_cluster_is_one_clear_error(tmp_path: Path) -> None:
     out = subprocess.run([schedctl(), "experiment", "run", "--cluster", str(cluster), "--duration", "1",
                           "--results-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "did not answer" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_experiment_drives_a_deployed_hybrid_cluster(tmp_path: Path) -> None:
+    """Two hybrid peers and their coordinator, already running: requests enter at the peers, the
+    first cold start of each model is the coordinator's, and the run records who decided."""
+    gossip = {name: free_endpoint() for name in ("gpu-1", "gpu-2")}
+    with running_coordinator(tmp_path, model_map_every=0.5) as coordinator:
+        def peer(name: str, other: str) -> AbstractContextManager[NodeProcess]:
+            return running_node(tmp_path, name, models=[SMALL], checkpoint_tier="gpu", scheduler="hybrid",
+                                coordinator=coordinator.bind, coordinator_events=coordinator.events_bind,
+                                publish_to=[coordinator.state_bind], gossip_bind=gossip[name], seeds=[gossip[other]],
+                                gossip_preset="ci")
+        with peer("gpu-1", "gpu-2") as one, peer("gpu-2", "gpu-1") as two:
+            cluster = tmp_path / "cluster.toml"
+            cluster.write_text(tomli_w.dumps({
+                "cluster": {"name": "test", "scheduler": "hybrid"},
+                "coordinator": {"endpoint": coordinator.bind, "events_endpoint": coordinator.events_bind},
+                "nodes": [{"name": "gpu-1", "endpoint": one.bind}, {"name": "gpu-2", "endpoint": two.bind}]}))
+            exp = tmp_path / "exp.toml"
+            exp.write_text(tomli_w.dumps({"workload": {"models": [SMALL], "duration_s": 4, "rps": 2, "cv": 1}}))
+            run = [schedctl(), "experiment", "run", "--cluster", str(cluster), "-c", str(exp), "--name", "deployed",
+                   "--results-dir", str(tmp_path / "r")]
+            out = subprocess.run(run, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+            assert out.returncode == 2 and "runs hybrid scheduling: pass --scheduler hybrid" in out.stderr
+            out = subprocess.run([*run, "--scheduler", "hybrid"], capture_output=True, text=True, timeout=120,
+                                 cwd=tmp_path)
+            assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+            (run_dir,) = (tmp_path / "r").iterdir()
+            assert run_dir.name.startswith("deployed_hybrid_")
+            rows = list(csv.DictReader((run_dir / "requests.csv").read_text().splitlines()))
+            assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+            decided = [r["decided_by"] for r in rows]
+            assert "coordinator" in decided and set(decided) <= {"peer", "coordinator"}, decided  # never degraded
+            assert all(p.proc.poll() is None for p in (one, two, coordinator))  # left running
+
+
+@pytest.mark.parametrize(("tables", "says"), [
+    ({"cluster": {"scheduler": "hybird"}}, "[cluster] scheduler 'hybird' is unknown; use centralized, gossip"),
+    ({"cluster": {"scheduler": "hybrid"}}, "a hybrid cluster needs [coordinator] endpoint"),
+    ({"cluster": {"scheduler": "hybrid"}, "coordinator": {"endpoint": "tcp://10.0.0.1:5555"}},
+     "a hybrid cluster needs [coordinator] events_endpoint"),
+])
+def test_a_cluster_file_names_a_scheduler_it_can_run(tmp_path: Path, tables: dict[str, object], says: str) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text(tomli_w.dumps({**tables, "nodes": [{"name": "gpu-1", "endpoint": "tcp://10.0.0.2:5560"}]}))
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        RemoteCluster.load(path)

@@ -10,6 +10,9 @@ others, so no load evicts another and a warm model stays warm (a cold start is a
 - `test_a_killed_coordinator_loses_nothing`: the coordinator is killed at 3 s and started
   again at 8 s; Llama-2-7B's first request (5.3 s) is a cold start decided by a degraded
   peer, Llama-3.1-8B's (13.6 s) one decided by the coordinator again.
+- `test_with_a_standby_the_peers_follow_it_after_the_kill`: the same kill, never restarted,
+  with a standby coordinator (3 s of patience): it takes over before 13.6 s, and the peers
+  refer Llama-3.1-8B's cold start to it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ scheduler = "hybrid"
 timeout_s = 60
 attempt_timeout_s = 8
 faults = [{faults}]
+standby_coordinator = {standby}
+failover_after_s = 3.0
 [workload]
 duration_s = {duration}
 rps = 2
@@ -51,9 +56,11 @@ init_s = 0.5
 LLAMA2, LLAMA3 = "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct"
 
 
-def run(tmp_path: Path, duration: float, faults: list[str]) -> tuple[Path, list[dict[str, str]], list[dict[str, str]]]:
+def run(tmp_path: Path, duration: float, faults: list[str],
+        standby: bool = False) -> tuple[Path, list[dict[str, str]], list[dict[str, str]]]:
     config = tmp_path / "exp.toml"
-    config.write_text(EXPERIMENT.format(duration=duration, faults=", ".join(f'"{f}"' for f in faults)))
+    config.write_text(EXPERIMENT.format(duration=duration, faults=", ".join(f'"{f}"' for f in faults),
+                                        standby=str(standby).lower()))
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     out = subprocess.run([schedctl(), "experiment", "run", "-c", str(config), "--results-dir",
                           str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=150)
@@ -108,4 +115,15 @@ def test_a_killed_coordinator_loses_nothing(tmp_path: Path) -> None:
     # Warm requests kept being served by the peers meanwhile.
     down = [r for r in requests if 3 < float(r["scheduled_s"]) < 8 and r["action"] == "SERVE"]
     assert down and {r["decided_by"] for r in down} == {"peer"}
+    assert set(paths(requests, "SERVE")) == {"peer"}
+
+
+@pytest.mark.timeout(180)
+def test_with_a_standby_the_peers_follow_it_after_the_kill(tmp_path: Path) -> None:
+    _, requests, events = run(tmp_path, duration=16, faults=["3:kill:coordinator"], standby=True)
+    active = [e for e in events if e["kind"] == "coordinator_active" and float(e["t_s"]) > 3]
+    assert active and float(active[0]["t_s"]) < 13.6, events  # the standby took over in time
+    llama3 = min((r for r in requests if r["model"] == LLAMA3), key=lambda r: float(r["scheduled_s"]))
+    # the primary is dead for good: only the standby can have decided this cold start
+    assert (llama3["action"], llama3["decided_by"]) == ("COLD_START", "coordinator"), llama3
     assert set(paths(requests, "SERVE")) == {"peer"}

@@ -22,7 +22,8 @@ DEFAULTS = {"schedctl_coordinator_port": 5555, "schedctl_coordinator_state_port"
 METRICS = {"schedctl_metrics_coordinator_port": 9464, "schedctl_metrics_node_port": 9465,
            "schedctl_metrics_loadgen_port": 9466}
 GROUPS = {"coordinator": ["coord-1", "coord-2"], "gpu_nodes": ["gpu-1"], "loadgen": ["load-1"]}
-ADDRESSES = {"coord-1": "10.0.0.10", "coord-2": "10.0.0.13", "gpu-1": "10.0.0.11", "load-1": "10.0.0.20"}
+ADDRESSES = {"coord-1": "10.0.0.10", "coord-2": "10.0.0.13", "gpu-1": "10.0.0.11", "gpu-2": "10.0.0.12",
+             "load-1": "10.0.0.20"}
 
 
 def render(host: str, groups: dict[str, list[str]]) -> dict[str, Any]:
@@ -66,6 +67,53 @@ def test_every_host_gets_a_config_its_daemon_accepts(tmp_path: Path, coordinator
     assert node.publish_to[1] == backup.state_bind
     assert (loadgen.coordinator, loadgen.standby) == (primary.bind, backup.bind)
 
+
+def test_a_hybrid_cluster_gets_peers_that_refer_to_its_coordinator(tmp_path: Path) -> None:
+    """schedctl_scheduler: hybrid: the nodes are gossip peers seeded with each other, naming the
+    coordinator, which publishes its model map; the load generator sends to the peers."""
+    groups = {**GROUPS, "coordinator": ["coord-1"], "gpu_nodes": ["gpu-1", "gpu-2"]}
+
+    def config(host: str, section: str) -> Any:
+        return load(tmp_path, tomllib.loads(render_text(host, groups, schedctl_scheduler="hybrid"))[section], section)
+
+    coordinator = config("coord-1", "coordinator")
+    assert coordinator.model_map_s == 1.0 and coordinator.role == "standalone"
+    nodes = [config(h, "node") for h in ("gpu-1", "gpu-2")]
+    assert all(n.scheduler == "hybrid" and n.coordinator == coordinator.bind and n.coordinator_events ==
+               coordinator.events_bind for n in nodes)
+    assert [n.gossip_bind for n in nodes] == ["tcp://10.0.0.11:5561", "tcp://10.0.0.12:5561"]
+    assert [n.seeds for n in nodes] == [("tcp://10.0.0.12:5561",), ("tcp://10.0.0.11:5561",)]
+    loadgen = config("load-1", "loadgen")
+    assert loadgen.mode == "gossip" and loadgen.entry == ("tcp://10.0.0.11:5560", "tcp://10.0.0.12:5560")
+    assert not nodes[0].standby  # one coordinator: no standby; with a failover pair, both named
+    pair = {**groups, "coordinator": ["coord-1", "coord-2"]}
+    node = load(tmp_path, tomllib.loads(render_text("gpu-1", pair, schedctl_scheduler="hybrid"))["node"], "node")
+    backup = load(tmp_path, render("coord-2", pair)["coordinator"], "coordinator")
+    assert (node.standby, node.standby_events) == (backup.bind, backup.events_bind)
+    # the default stays centralized: no gossip, no map
+    centralized = render("gpu-1", groups)
+    assert "scheduler" not in centralized["node"] and "model_map_s" not in render("coord-1", groups)["coordinator"]
+
+
+@pytest.mark.parametrize("scheduler", ["centralized", "hybrid"])
+def test_the_cluster_file_names_the_deployed_scheduler(tmp_path: Path, scheduler: str) -> None:
+    """What deploy.yml writes for `experiment run --cluster` is what RemoteCluster reads."""
+    from cli.experiment.remote import RemoteCluster
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE.parents[1] / "templates"),
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(comment=lambda text: f"# {text}", bool=bool, realpath=lambda p: p)
+    hostvars = {h: {"schedctl_address": a, "ansible_host": a} for h, a in ADDRESSES.items()}
+    groups = {**GROUPS, "coordinator": ["coord-1"], "gpu_nodes": ["gpu-1", "gpu-2"]}
+    path = tmp_path / "cluster.toml"
+    path.write_text(env.get_template("cluster.toml.j2").render(
+        groups=groups, hostvars=hostvars, schedctl_cluster_name="lab", ansible_managed="managed",
+        playbook_dir="/srv/ansible", ansible_inventory_sources=["/srv/ansible/inventory.yml"],
+        schedctl_security=False, schedctl_scheduler=scheduler))
+    cluster = RemoteCluster.load(path)
+    assert cluster.scheduler == scheduler and cluster.coordinator == "tcp://10.0.0.10:5555"
+    assert cluster.coordinator_events == "tcp://10.0.0.10:5557"
+    assert cluster.node_endpoints == {"gpu-1": "tcp://10.0.0.11:5560", "gpu-2": "tcp://10.0.0.12:5560"}
 
 
 def test_every_daemon_gets_its_own_metrics_endpoint(tmp_path: Path) -> None:

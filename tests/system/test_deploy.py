@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,13 +75,14 @@ def inventory(hosts: list[Host], tmp: Path) -> Path:
     return path
 
 
-def playbook(inv: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
+def playbook(inv: Path, tmp: Path, **more: object) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_NOCOLOR": "1"}
     extra = {"schedctl_keys_dir": str(tmp / "keys"), "schedctl_cluster_file": str(tmp / "keys/cluster.toml"),
              "schedctl_prometheus_file": str(tmp / "keys/prometheus.yml"),
              "schedctl_cluster_name": "systemtest",
-             "schedctl_fault_become": False}  # nsenter is root already; there is no sudo in the hosts
+             "schedctl_fault_become": False,  # nsenter is root already; there is no sudo in the hosts
+             **more}
     return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), "deploy.yml", "-e", json.dumps(extra)],
                           cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=600)
 
@@ -283,3 +285,50 @@ def test_faults_run_on_the_deployed_hosts(cluster: tuple[Hosts, Path]) -> None:
 def csv_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+HYBRID = """
+[experiment]
+name = "deployed_hybrid"
+scheduler = "hybrid"
+timeout_s = 60
+[workload]
+duration_s = 4
+rps = 2
+cv = 1
+seed = 5
+models = ["{model}"]
+prompt_tokens = "lognormal:mean=32,median=32,max=64"
+output_tokens = "lognormal:mean=8,median=8,max=16"
+"""
+
+
+def test_a_hybrid_deployment_runs_the_hybrid_arm(cluster: tuple[Hosts, Path]) -> None:
+    """Last (it redeploys): `schedctl_scheduler: hybrid` turns the nodes into gossip peers of
+    their coordinator over CURVE; `experiment run --cluster --scheduler hybrid` sends to them."""
+    hosts, tmp = cluster
+    inv = tmp / "inventory.yml"
+    run = playbook(inv, tmp, schedctl_scheduler="hybrid")
+    (tmp / "ansible-hybrid.log").write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, f"{run.stdout[-5000:]}\n{run.stderr[-1000:]}\n{journals(hosts.hosts)}"
+    assert 'scheduler = "hybrid"' in (tmp / "keys/cluster.toml").read_text()
+    config = tmp / "hybrid.toml"
+    config.write_text(HYBRID.format(model=MODEL))
+    out = subprocess.run([str(BIN / "schedctl"), "experiment", "run", "-c", str(config), "--cluster",
+                          str(tmp / "keys/cluster.toml"), "--results-dir", str(tmp / "hybrid")],
+                         cwd=tmp, capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + journals(hosts.hosts)
+    (run_dir,) = (tmp / "hybrid").iterdir()
+    requests = csv_rows(run_dir / "requests.csv")
+    assert len(requests) == 8 and all(r["status"] == "ok" for r in requests), requests
+    assert {r["node"] for r in requests} <= {"h2", "h3"}
+    # the model is preloaded everywhere: the peers place every request (never degraded)
+    assert {r["decided_by"] for r in requests} <= {"peer", "coordinator"}, requests
+    assert "hybrid_degraded" not in (run_dir / "events.csv").read_text()
+    # each peer hears its coordinator over CURVE: its model maps arrive, it never went degraded
+    for endpoint in (n["endpoint"] for n in tomllib.loads((tmp / "keys/cluster.toml").read_text())["nodes"]):
+        status = sh(str(BIN / "schedctl"), "status", "--node", endpoint, "--cluster", str(tmp / "keys/cluster.toml"),
+                    "--json").stdout
+        info = json.loads(status)["info"]
+        assert info["maps"] >= 1 and not info["degraded"] and info["degraded_spells"] == 0, info
