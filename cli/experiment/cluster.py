@@ -117,7 +117,7 @@ class LocalCluster:
                 scheduler=self.scheduler, queue_limit=self.spec.queue_limit,
                 queue_timeout_s=self.spec.timeout_s, max_running=self.spec.max_running,
                 priority=self.spec.priority, priority_aging_s=self.spec.priority_aging_s,
-                admission=self.spec.admission, **self._gossip_settings(name))
+                admission=self.spec.admission, backend=self.spec.backend, **self._gossip_settings(name))
             self._spawn(name, ["start", "node", "--config", str(config)])
         self._wait_ready()
 
