@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # Typer's own Click (vendored as typer._click since 0.2x), wh
 Spec = tuple[str, str]
 
 
-class LazyCommands(MutableMapping[str, Command]):
+class LazyCommands(MutableMapping[str, "Command"]):
     """A group's subcommands by name, each imported and built on first access."""
 
     def __init__(self, loaded: MutableMapping[str, Command], specs: dict[str, Spec],
