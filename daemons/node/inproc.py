@@ -4,10 +4,12 @@ Each instance is the emulator's `Service` (daemons/emulator/instance.py: the con
 batching engine, its metrics and its readiness clock), resolved from the same launcher flags
 the node would pass to `schedctl start emulator` (daemons/node/config.py EMULATOR_LAUNCHER)
 and driven directly on the node's event loop: no process, no port, no HTTP. So batching,
-load time, KV budget, eviction and per-token latency are the HTTP emulator's own; what
-differs is only what HTTP added (a process start before the load clock runs, request and
-SSE encoding). The HTTP emulator stays the default and the fidelity path (a drop-in for
-TGI); this backend is for many nodes on one machine (scripts/bench_scale.py).
+load time, KV budget, eviction and per-token latency are the HTTP emulator's own. What
+differs: no process start before the load clock runs, no request or SSE encoding, and the
+engine's steps share the node's event loop (a node too busy to keep time delays its steps,
+where an emulator process would have its own loop). The HTTP emulator stays the default and
+the fidelity path (a drop-in for TGI); this backend is for many nodes on one machine
+(scripts/bench_scale.py).
 
 The engine task plays the instance's process: it starts when the instance is launched, and
 if it ends while the instance is not being evicted, the instance fails (its streams fail at

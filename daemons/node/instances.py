@@ -226,8 +226,8 @@ class ModelManager:
         instance.ready.set()
         self._spawn(self._watch(instance, instance.proc))
         took = time.monotonic() - started
-        log.info("loaded %s on port %d in %.2f s", instance.model, instance.port, took,
-                 extra={"SCHEDCTL_MODEL": instance.model})
+        where = f"on port {instance.port}" if instance.port else "in-process"
+        log.info("loaded %s %s in %.2f s", instance.model, where, took, extra={"SCHEDCTL_MODEL": instance.model})
         if self.observer is not None:
             self.observer.loaded(instance.model, took)
         self._on_change()
