@@ -92,11 +92,12 @@ def one_node(tmp: Path, backend: str, requests: int) -> dict[str, Any]:
 # ----- 2. growing clusters ---------------------------------------------------------------------
 @dataclass
 class DaemonSampler:
-    """RSS / PSS of the `schedctl start node` processes under `root`, every `every_s`, while it runs."""
+    """RSS / PSS of the node agents and emulator processes under `root`, every `every_s`, while it runs."""
 
     root: int
     every_s: float = 3.0
     peak: dict[int, dict[str, float]] = field(default_factory=dict)  # pid -> the largest figures seen
+    kind: dict[int, str] = field(default_factory=dict)  # pid -> node | emulator
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -118,18 +119,27 @@ class DaemonSampler:
                 return
             for proc in procs:
                 try:
-                    if started(proc.cmdline()) != "node":
+                    kind = started(proc.cmdline())
+                    if kind not in ("node", "emulator"):
                         continue
                     figures = process_memory(proc)
                 except psutil.Error:
                     continue
+                self.kind[proc.pid] = kind
                 seen = self.peak.setdefault(proc.pid, figures)
                 for key, value in figures.items():
                     seen[key] = max(seen[key], value)
 
-    def median(self, key: str) -> float:
-        values = [p[key] for p in self.peak.values()]
+    def median(self, key: str, kind: str = "node") -> float:
+        values = [p[key] for pid, p in self.peak.items() if self.kind[pid] == kind]
         return statistics.median(values) if values else float("nan")
+
+    def per_node(self, key: str, nodes: int) -> float:
+        """Every node agent's and emulator's peak, summed, per node: what one node of the cluster costs."""
+        return sum(p[key] for p in self.peak.values()) / max(nodes, 1)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for k in self.kind.values() if k == kind)
 
 
 def started(argv: list[str]) -> str:
@@ -158,7 +168,11 @@ def run_cluster(out: Path, nodes: int, backend: str, args: argparse.Namespace) -
     row: dict[str, Any] = {"nodes": nodes, "backend": backend, "rps": rps, "exit_code": code,
                            "wall_s": round(time.monotonic() - began, 1),
                            "node_rss_mib": round(sampler.median("rss_mib"), 1),
-                           "node_pss_mib": round(sampler.median("pss_mib"), 1)}
+                           "node_pss_mib": round(sampler.median("pss_mib"), 1),
+                           "emulators": sampler.count("emulator"),
+                           "emulator_rss_mib": round(sampler.median("rss_mib", "emulator"), 1),
+                           "per_node_rss_mib": round(sampler.per_node("rss_mib", nodes), 1),
+                           "per_node_pss_mib": round(sampler.per_node("pss_mib", nodes), 1)}
     if code != 0 or run_dir is None or not (run_dir / "requests.csv").exists():
         tail = (out / f"{name}.log").read_text()[-1500:]
         return {**row, "passed": False, "why": f"the run failed (exit {code}): {tail}"}
@@ -203,8 +217,10 @@ def say_cluster(r: dict[str, Any]) -> None:
         return
     print(f"{r['nodes']:4d} nodes ({r['backend']}, {r['rps']:g} rps, {r['requests']} requests): "
           f"success {r['success']:.2%}, run CPU {r['run_cpu_mean']:.0%} of the host (p90 {r['cpu_p90']:.0%}), "
-          f"host CPU {r['host_cpu_mean']:.0%}, node agent RSS {r['node_rss_mib']:.1f} MiB "
-          f"(PSS {r['node_pss_mib']:.1f}), {r['wall_s']:.0f} s  -> {'pass' if r['passed'] else 'FAIL: ' + r['why']}")
+          f"host CPU {r['host_cpu_mean']:.0%}; node agent RSS {r['node_rss_mib']:.1f} MiB (PSS {r['node_pss_mib']:.1f})"
+          + (f", {r['emulators']} emulators of RSS {r['emulator_rss_mib']:.1f} MiB" if r["emulators"] else "")
+          + f", per node {r['per_node_rss_mib']:.1f} MiB RSS ({r['per_node_pss_mib']:.1f} PSS); {r['wall_s']:.0f} s"
+          + f"  -> {'pass' if r['passed'] else 'FAIL: ' + r['why']}")
 
 
 def main() -> int:
