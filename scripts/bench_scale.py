@@ -170,7 +170,8 @@ def run_cluster(out: Path, nodes: int, backend: str, args: argparse.Namespace) -
                            "node_rss_mib": round(sampler.median("rss_mib"), 1),
                            "node_pss_mib": round(sampler.median("pss_mib"), 1),
                            "emulators": sampler.count("emulator"),
-                           "emulator_rss_mib": round(sampler.median("rss_mib", "emulator"), 1),
+                           "emulator_rss_mib": round(sampler.median("rss_mib", "emulator"), 1)
+                           if sampler.count("emulator") else None,
                            "per_node_rss_mib": round(sampler.per_node("rss_mib", nodes), 1),
                            "per_node_pss_mib": round(sampler.per_node("pss_mib", nodes), 1)}
     if code != 0 or run_dir is None or not (run_dir / "requests.csv").exists():
