@@ -45,6 +45,8 @@ from daemons.core.process import DaemonProcess, host_port, schedctl_executable, 
 from daemons.node.config import write_node_config
 
 READY_TIMEOUT_S = 60.0
+# Each node is a Python process whose start costs CPU: a large cluster on a few cores gets longer.
+READY_PER_NODE_S = 0.5
 STOP_TIMEOUT_S = 15.0  # SIGTERM to SIGKILL
 GRACE_S = 10.0  # for what a daemon leaves behind (DaemonProcess.stop)
 # A node alone in its namespace owns every port of its address: the daemons' default ports.
@@ -67,7 +69,7 @@ class LocalCluster:
     then the nodes, each `schedctl start node` with a config written into `workdir` (its log
     beside it, `NAME.log`). It returns once every one answers a status request: a node at
     once, a coordinator or gossip peer once it sees every node alive, the primary of a pair
-    once it is active. A daemon that exits meanwhile, or the 60 s deadline, raises
+    once it is active. A daemon that exits meanwhile, or the deadline (60 s, plus 0.5 s per node), raises
     `DaemonError` with the end of its log.
 
     `stop()` sends every daemon SIGCONT and SIGTERM at once, gives them 15 s together, then
@@ -119,7 +121,8 @@ class LocalCluster:
                 scheduler=self.scheduler, queue_limit=self.spec.queue_limit,
                 queue_timeout_s=self.spec.timeout_s, max_running=self.spec.max_running,
                 priority=self.spec.priority, priority_aging_s=self.spec.priority_aging_s,
-                admission=self.spec.admission, **self._gossip_settings(name), **self._hybrid_settings())
+                admission=self.spec.admission, backend=self.spec.backend, **self._gossip_settings(name),
+                **self._hybrid_settings())
             self._spawn(name, ["start", "node", "--config", str(config)])
         self._wait_ready()
 
@@ -229,7 +232,7 @@ class LocalCluster:
         return self.network.exec_prefix(name)
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + READY_TIMEOUT_S + READY_PER_NODE_S * len(self.node_endpoints)
         for name, endpoint in self._status_endpoints().items():
             with Client(endpoint, curve=self.keys.client(OPERATOR) if self.keys else None) as client:
                 self.current(name).wait_ready(functools.partial(self._answers, client, name),

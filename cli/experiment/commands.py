@@ -93,6 +93,10 @@ def run_command(
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Run the local cluster without CURVE (by default every run makes its own keys "
                            "and every daemon checks who sends what): to measure what CURVE costs.")] = False,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="How each node serves its emulated GPU: emulator (an emulator process per loaded "
+                          "model, speaking TGI's HTTP; the default) or emulator-inproc (the same engine inside "
+                          "the node: one process per node, for large clusters).")] = None,
     watch: Annotated[bool, typer.Option(
         "--watch", help="Open the live dashboard (`schedctl watch`) on this run; q closes it and the run "
                         "goes on, printing its progress and report as without --watch.")] = False,
@@ -125,6 +129,7 @@ def run_command(
       schedctl experiment run --duration 60 --fault 20:kill:node-1 --watch
       schedctl experiment run --scheduler centralized,gossip,hybrid --nodes 10 --seed 42
       schedctl experiment run --scheduler hybrid --fault 20:kill:coordinator
+      schedctl experiment run --nodes 32 --backend emulator-inproc --rps 4
 
     A partition fault needs root (network namespaces).
     """
@@ -136,7 +141,7 @@ def run_command(
                        rebalance=rebalance or None, live_migration=False if no_live_migration else None,
                        timeout_s=timeout, insecure=insecure or None,
                        queue_limit=queue_limit, classes=classes, priority=False if no_priority else None,
-                       max_running=max_running, admission=admission,
+                       max_running=max_running, admission=admission, backend=backend,
                        cluster_file=str(cluster) if cluster is not None else None)
     _run(spec, watch)
 
@@ -201,7 +206,7 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
     for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator",
                 "timeout_s", "insecure", "queue_limit", "priority", "max_running", "admission", "rebalance",
-                "live_migration"):
+                "live_migration", "backend"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

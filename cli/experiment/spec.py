@@ -22,6 +22,7 @@ An experiment file is TOML:
     priority_aging_s = 5.0          # seconds of waiting worth one priority level
     max_running = 0                 # per model on a node: more wait in the node's priority queue (0: no limit)
     admission = "queue"             # queue | slo: shed a request predicted to miss its class's TTFT SLO
+    backend = "emulator"            # emulator (a process per loaded model) | emulator-inproc (one process per node)
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -70,6 +71,9 @@ from daemons.profiles import load_gpu, load_model, load_tier
 BOTH = ("centralized", "gossip")
 SCHEDULERS = (*BOTH, "hybrid")
 SCHEDULER_HELP = "centralized, gossip, hybrid, a comma-separated list of them (e.g. centralized,hybrid), both or all"
+# A local cluster's nodes serve their emulated GPUs through emulator processes (TGI's HTTP
+# protocol, the fidelity path) or in their own process (daemons/node/inproc.py: one process per node).
+LOCAL_BACKENDS = ("emulator", "emulator-inproc")
 GOSSIP_PRESETS = ("lan", "wan", "local", "ci")  # daemons/gossip/config.py GossipConfig.preset
 MAX_RETRIES = 100
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
@@ -158,6 +162,8 @@ class ExperimentSpec:
     # Requests per model a node sends its backend at once; more wait in its priority queue (0: no limit).
     max_running: int = 0
     admission: str = "queue"  # queue | slo: shed a request whose predicted TTFT exceeds its class's SLO
+    # Local cluster: each node's instances are emulator processes (HTTP, as TGI) or run inside the node.
+    backend: str = "emulator"
 
     def __post_init__(self) -> None:
         for key in ("name", "policy", "gossip_policy", "gossip_preset", "results_dir", "cluster_file"):
@@ -189,6 +195,7 @@ class ExperimentSpec:
             raise ConfigError(f"failover_after_s {self.failover_after_s} must be >= 2 (two coordinator heartbeats)")
         check_limits(self.queue_limit, self.timeout_s, "[experiment] ")
         self._check_priority()
+        self._check_backend()
         get_policy(self.policy, "centralized")  # an unknown name fails here, before any process starts
         get_policy(self.gossip_policy, "gossip")
         if self.cluster_file:
@@ -206,6 +213,14 @@ class ExperimentSpec:
             return  # the deployed nodes' catalogs are checked by the cluster itself
         self._check_models()
         check_targets(self.fault_plan, self.node_count, self.schedulers)
+
+    def _check_backend(self) -> None:
+        if self.backend not in LOCAL_BACKENDS:
+            raise ConfigError(f"backend {self.backend!r} is unknown; use emulator (an emulator process per model, "
+                              "the default) or emulator-inproc (the emulator inside each node: one process per node)")
+        if self.cluster_file and self.backend != "emulator":
+            raise ConfigError("--backend configures a local cluster's nodes: a deployed node's backend is set in "
+                              "its [node] table (backend); drop the flag with --cluster")
 
     def _check_priority(self) -> None:
         if not isinstance(self.priority, bool):
@@ -245,7 +260,7 @@ class ExperimentSpec:
                            "failover_after_s": self.failover_after_s, "insecure": self.insecure,
                            "queue_limit": self.queue_limit, "priority": self.priority,
                            "priority_aging_s": self.priority_aging_s, "max_running": self.max_running,
-                           "admission": self.admission,
+                           "admission": self.admission, "backend": self.backend,
                            "rebalance": self.rebalance, "live_migration": self.live_migration},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],

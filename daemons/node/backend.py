@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 from huggingface_hub import AsyncInferenceClient, set_async_client_factory
 from huggingface_hub import constants as hub_constants
@@ -32,7 +31,7 @@ from huggingface_hub.errors import (
 # exception classes we catch are the ones its client raises.
 from huggingface_hub.utils import httpx  # type: ignore[attr-defined]
 
-from daemons.core.errors import BackendError
+from daemons.node.backend_api import BackendRequestError, Finished, Load, Token
 
 __all__ = ["Backend", "BackendRequestError", "Finished", "Load", "Token", "httpx", "parse_gauges"]
 
@@ -72,35 +71,6 @@ def _client_factory() -> httpx.AsyncClient:
 
 
 set_async_client_factory(_client_factory)
-
-
-class BackendRequestError(BackendError):
-    """A request failed at the backend; `code` is what the node reports on the wire."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    text: str
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    generated_tokens: int
-    finish_reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Load:
-    queue_size: int
-    batch_size: int
-    # The emulator's `schedctl_emulator_busy_ratio` (fraction of the last second its engine spent
-    # in steps: the emulated GPU's compute utilisation); None from real TGI, which has no such series.
-    busy_ratio: float | None = None
 
 
 class Backend:

@@ -30,7 +30,10 @@ TGI_LAUNCHER: tuple[str, ...] = (
     "--num-shard", "1", "--max-batch-total-tokens", "{kv_tokens}", "--shard-uds-path",
     "/tmp/tgi-{port}", "--master-port", "{master_port}", "--cuda-memory-fraction", "{memory_fraction}",
 )
-BACKENDS = ("emulator", "tgi")
+# backend = "emulator-inproc": the emulator's engine inside the node's own process, no HTTP and
+# no process per instance (daemons/node/inproc.py): one process per node, for large local clusters.
+INPROC = "emulator-inproc"
+BACKENDS = ("emulator", "tgi", INPROC)
 SCHEDULERS = ("centralized", "gossip", "hybrid")
 # A Progress to everyone waiting on a request this node holds (serving it, or placing it in
 # gossip mode), this often: a fifth or less of any sane attempt timeout (server.py says why).
@@ -52,7 +55,7 @@ class NodeConfig:
     checkpoint_tier: str = "ssd"  # where this node's checkpoints live: gpu | dram | ssd | remote
     models: tuple[str, ...] = DEFAULT_MODELS  # the catalog this node may load
     preload: tuple[str, ...] = ()  # models loaded at start-up, before any request (a subset of models)
-    backend: str = "emulator"  # emulator | tgi: which launcher runs instances (unless `launcher` is set)
+    backend: str = "emulator"  # emulator | tgi | emulator-inproc (the emulator's engine in this process)
     tgi_launcher: str = "text-generation-launcher"  # backend = "tgi": TGI's launcher, a name on PATH or a path
     launcher: tuple[str, ...] = EMULATOR_LAUNCHER  # the instance command; replaces the backend's outright
     kv_tokens: int = 16384  # KV budget per instance, TGI's --max-batch-total-tokens
@@ -96,7 +99,7 @@ class NodeConfig:
         if self.gpu_backend not in ("auto", "nvml", "emulated"):
             raise ConfigError(f"gpu_backend must be auto, nvml or emulated, not {self.gpu_backend!r}")
         if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be emulator or tgi, not {self.backend!r}")
+            raise ConfigError(f"[node] backend must be emulator, tgi or {INPROC}, not {self.backend!r}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler must be centralized, gossip or hybrid, not {self.scheduler!r}")
         if self.scheduler == "hybrid" and not (self.coordinator and self.coordinator_events):

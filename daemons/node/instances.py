@@ -11,7 +11,9 @@ taken a request) is served late rather than failed. The request's own timeout bo
 Instances are the node's own children (`backend = "emulator"`: `schedctl start
 emulator`; `backend = "tgi"`: `text-generation-launcher`, TGI's or the emulator's
 `schedctl-tgi-launcher` installed under that name), supervised here: a death fails the
-instance's streams at once and frees its memory.
+instance's streams at once and frees its memory. With `backend = "emulator-inproc"` an
+instance is the emulator's engine inside this process instead (`make_manager` picks
+daemons/node/inproc.py's manager): the same ledger, eviction and supervision, no port.
 
 Ports: the node picks a free port and the launcher binds it later, so another process
 can take it in between. That race is harmless: an instance counts as ready only when
@@ -36,15 +38,18 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
 from daemons.core.errors import ConfigError
 from daemons.core.process import describe_exit, free_port, schedctl_executable
-from daemons.node.backend import Backend, BackendRequestError, httpx
+from daemons.node.backend_api import BackendRequestError, InstanceBackend
 from daemons.node.catalog import Catalog
-from daemons.node.config import NodeConfig
+from daemons.node.config import INPROC, NodeConfig
+
+if TYPE_CHECKING:  # loaded when the first HTTP instance is made: an in-process node never needs it
+    from daemons.node.backend import httpx
 
 log = logging.getLogger("schedctl.node.instances")
 STOP_GRACE_S = 5.0
@@ -62,7 +67,7 @@ class Instance:
     model: str
     port: int
     footprint: int
-    backend: Backend
+    backend: InstanceBackend
     state: str = "loading"  # loading | ready | failed | evicting
     running: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -94,7 +99,7 @@ class ModelManager:
         self.instances: dict[str, Instance] = {}
         self.template = config.launch_template
         check_launcher(config.backend, self.template)
-        self._probe = httpx.AsyncClient(timeout=2.0)
+        self._probe: httpx.AsyncClient | None = None  # health and /metrics of every HTTP instance
         self._tasks: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()  # set whenever an instance may have become evictable or left
         self.port_retries = 0  # launches repeated because another process held the port
@@ -161,12 +166,23 @@ class ModelManager:
         existing = self.instances.get(model)
         if existing is not None:  # another request started it while we waited for room
             return existing
-        port = free_port()
-        instance = Instance(model, port, footprint, Backend(f"http://127.0.0.1:{port}", self._probe))
+        instance = self._new_instance(model, footprint)
         self.instances[model] = instance
         self._on_change()
         self._spawn(self._load(instance))
         return instance
+
+    def _new_instance(self, model: str, footprint: int) -> Instance:
+        """An instance to be launched as a process serving HTTP on a port of its own."""
+        port = free_port()
+        return Instance(model, port, footprint, self._http_backend(port))
+
+    def _http_backend(self, port: int) -> InstanceBackend:
+        from daemons.node.backend import Backend, httpx
+
+        if self._probe is None:
+            self._probe = httpx.AsyncClient(timeout=2.0)
+        return Backend(f"http://127.0.0.1:{port}", self._probe)
 
     async def _make_room(self, model: str, need: int) -> None:
         total = self._memory_total()
@@ -210,8 +226,8 @@ class ModelManager:
         instance.ready.set()
         self._spawn(self._watch(instance, instance.proc))
         took = time.monotonic() - started
-        log.info("loaded %s on port %d in %.2f s", instance.model, instance.port, took,
-                 extra={"SCHEDCTL_MODEL": instance.model})
+        where = f"on port {instance.port}" if instance.port else "in-process"
+        log.info("loaded %s %s in %.2f s", instance.model, where, took, extra={"SCHEDCTL_MODEL": instance.model})
         if self.observer is not None:
             self.observer.loaded(instance.model, took)
         self._on_change()
@@ -240,7 +256,7 @@ class ModelManager:
     async def _move(self, instance: Instance, port: int) -> None:
         await instance.backend.close()
         instance.port = port
-        instance.backend = Backend(f"http://127.0.0.1:{port}", self._probe)
+        instance.backend = self._http_backend(port)
 
     async def _launch(self, instance: Instance) -> asyncio.subprocess.Process:
         argv = self._argv(instance)
@@ -326,7 +342,8 @@ class ModelManager:
         await asyncio.gather(*(self.stop(i) for i in list(self.instances.values())))
         for task in list(self._tasks):
             task.cancel()
-        await self._probe.aclose()
+        if self._probe is not None:
+            await self._probe.aclose()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -393,6 +410,17 @@ def check_launcher(backend: str, template: tuple[str, ...]) -> None:
             "(text-generation-launcher) or set tgi_launcher to its path; on a host without a GPU, "
             "tgi_launcher = \"schedctl-tgi-launcher\" runs the emulator behind TGI's launcher")
     raise ConfigError(f"launcher {program!r} is not on PATH: install it or fix `launcher` in [node]")
+
+
+def make_manager(config: NodeConfig, catalog: Catalog, memory_total: Callable[[], int],
+                 on_change: Callable[[], None]) -> ModelManager:
+    """The node's model manager for its `backend`: instances as processes (emulator, tgi), or
+    the emulator's engine inside this process (emulator-inproc, daemons/node/inproc.py)."""
+    if config.backend == INPROC:
+        from daemons.node.inproc import InprocModelManager
+
+        return InprocModelManager(config, catalog, memory_total, on_change)
+    return ModelManager(config, catalog, memory_total, on_change)
 
 
 def _die_with_parent() -> None:

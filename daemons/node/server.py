@@ -79,12 +79,12 @@ from daemons.core.messages import (
 from daemons.core.schema import to_dict
 from daemons.gossip.metrics import GossipMetrics
 from daemons.node.actions import served_action
-from daemons.node.backend import BackendRequestError, Finished
+from daemons.node.backend_api import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
 from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.hybrid_mode import peer_mode
-from daemons.node.instances import Instance, ModelManager
+from daemons.node.instances import Instance, make_manager
 from daemons.node.metrics import NodeMetrics
 from daemons.node.migration import SILENCE_S, Relay, Rounds, Step, Verdict, detail, pick
 from daemons.node.slots import SlotQueue
@@ -182,7 +182,7 @@ class NodeServer:
         self._cancelled: set[str] = set()  # requests a Cancel stopped (their task ends as "cancelled")
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.manager = ModelManager(config, self.catalog, self._memory_total, self._changed.set)
+        self.manager = make_manager(config, self.catalog, self._memory_total, self._changed.set)
         self.slots = SlotQueue(config.max_running, config.priority_aging_s, config.priority)
         self.ctx = zmq.asyncio.Context()
         self.security = security or Security(SecurityConfig())

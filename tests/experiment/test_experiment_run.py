@@ -107,6 +107,7 @@ def test_short_experiment_runs_both_schedulers_on_one_schedule(tmp_path: Path) -
         (["--gossip-only", "--rebalance"], "--rebalance is the centralized coordinator's"),
         (["--config", "missing.toml"], "not found"),
         (["--from", "missing.json"], "manifest"),
+        (["--backend", "tgi"], "use emulator (an emulator process per model, the default) or emulator-inproc"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], needle: str) -> None:

@@ -49,10 +49,63 @@ def test_the_pure_floors_and_policies_count_nothing_for_prometheus(package: str)
 
 
 def test_the_node_loads_neither_coordinator_nor_emulator_web_server() -> None:
+    # The emulator's engine and Service may load (backend = "emulator-inproc"), its web server never.
     loaded = loaded_after_importing(["daemons.node"], roots=("uvicorn", "starlette"),
                                     prefixes=("daemons.coordinator", "daemons.emulator.daemon",
-                                              "daemons.emulator.tgi_routes", "daemons.emulator.instance"))
+                                              "daemons.emulator.tgi_routes", "daemons.emulator.route_helpers"))
     assert not loaded, f"the node agent loads {sorted(loaded)}"
+
+
+# What `schedctl start node` imports (cli/lazy.py builds only the command asked for) and then the
+# node agent of an in-process node (cli/start_node.py, daemons/node/inproc.py). A node agent
+# carries these for its life, once per node of a local cluster: nothing of the CLI's other
+# commands, of the report, plot or dashboard stacks, nor (in-process) the HTTP client stack.
+START_NODE = """
+import sys, typer
+from cli.main import app
+typer.main.get_command(app).commands["start"].commands["{daemon}"]
+{imports}
+print(" ".join(sorted(sys.modules)))
+"""
+NODE_AGENT = ("daemons.bus.activation", "daemons.bus.metrics", "daemons.bus.security", "daemons.node.config",
+              "daemons.node.server", "daemons.node.inproc")
+NEVER_IN_A_DAEMON = ("numpy", "pandas", "matplotlib", "bokeh", "textual", "rich", "cli.experiment", "cli.report",
+                     "cli.study", "cli.watch", "cli.loadgen", "daemons.loadgen", "daemons.coordinator")
+NEVER_IN_AN_INPROC_NODE = ("huggingface_hub", "httpx", "httpx2", "uvicorn", "starlette")
+
+
+def modules_of_a_started(daemon: str, imports: tuple[str, ...]) -> set[str]:
+    code = START_NODE.format(daemon=daemon, imports="\n".join(f"import {m}" for m in imports))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return set(out.stdout.split())
+
+
+def offenders(loaded: set[str], banned: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in loaded if any(m == b or m.startswith(b + ".") for b in banned))
+
+
+def test_a_node_agent_loads_only_what_a_node_needs() -> None:
+    loaded = modules_of_a_started("node", NODE_AGENT)
+    assert "daemons.node.server" in loaded and "daemons.emulator.engine" in loaded  # the probe sees the node
+    bad = offenders(loaded, NEVER_IN_A_DAEMON + NEVER_IN_AN_INPROC_NODE)
+    assert not bad, f"schedctl start node (emulator-inproc) loads {bad}"
+
+
+def test_an_emulator_loads_no_cli_stack_beside_its_web_server() -> None:
+    loaded = modules_of_a_started("emulator", ("daemons.emulator.daemon",))
+    assert "uvicorn" in loaded  # the probe sees the emulator's own server
+    bad = offenders(loaded, (*NEVER_IN_A_DAEMON, "daemons.node", "huggingface_hub"))
+    assert not bad, f"schedctl start emulator loads {bad}"
+
+
+def test_the_command_tree_is_whole_when_listed() -> None:
+    # Lazy loading must not hide a command: listing the tree builds every one of them.
+    code = ("import typer; from cli.main import app; root = typer.main.get_command(app); "
+            "print(' '.join(f'{n}:{len(getattr(c, \"commands\", {}))}' for n, c in root.commands.items()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    listed = dict(item.split(":") for item in out.stdout.split())
+    assert list(listed) == ["status", "watch", "logs", "start", "loadgen", "node", "experiment", "study", "keys"]
+    assert listed["start"] == "4" and int(listed["experiment"]) >= 3
 
 
 def test_the_probe_sees_what_a_package_loads() -> None:
