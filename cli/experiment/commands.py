@@ -94,6 +94,13 @@ def run_command(
     watch: Annotated[bool, typer.Option(
         "--watch", help="Open the live dashboard (`schedctl watch`) on this run; q closes it and the run "
                         "goes on, printing its progress and report as without --watch.")] = False,
+    engine: Annotated[str | None, typer.Option(
+        "--engine", help="real (default): the daemons as processes on loopback; sim: the same logic in one "
+                         "process on a virtual clock, for clusters far larger than this machine.")] = None,
+    decision_cost_us: Annotated[float | None, typer.Option(
+        "--decision-cost-us", help="--engine sim: CPU microseconds the coordinator spends per decision (default: "
+                                   "the simulator's measured figure; scripts/bench_coordinator.py measures "
+                                   "yours).")] = None,
 ) -> None:
     """Run a workload through a local cluster of emulated GPU nodes and report.
 
@@ -121,6 +128,7 @@ def run_command(
       schedctl experiment run --scheduler centralized --classes interactive:0.3:ttft=500,batch:0.7 \\
           --max-running 4 --admission slo
       schedctl experiment run --duration 60 --fault 20:kill:node-1 --watch
+      schedctl experiment run --engine sim --nodes 1000 --rps 500 --duration 600
 
     A partition fault needs root (network namespaces).
     """
@@ -132,8 +140,12 @@ def run_command(
                        rebalance=rebalance or None, live_migration=False if no_live_migration else None,
                        timeout_s=timeout, insecure=insecure or None,
                        queue_limit=queue_limit, classes=classes, priority=False if no_priority else None,
-                       max_running=max_running, admission=admission,
+                       max_running=max_running, admission=admission, engine=engine,
+                       decision_cost_us=decision_cost_us,
                        cluster_file=str(cluster) if cluster is not None else None)
+    if watch and spec.engine == "sim":
+        raise ConfigError("--watch is the real engine's live dashboard (a simulated run takes no wall time to "
+                          "watch): drop --watch, or run with --engine real")
     _run(spec, watch)
 
 
@@ -197,7 +209,7 @@ def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
     for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator",
                 "timeout_s", "insecure", "queue_limit", "priority", "max_running", "admission", "rebalance",
-                "live_migration"):
+                "live_migration", "engine", "decision_cost_us"):
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:

@@ -171,6 +171,7 @@ class Summary:
     host_saturated_fraction: float = NAN  # of the seconds with host CPU above host.SATURATED_CPU
     host_saturated: bool | None = None  # the figures measure the host, not the scheduler
     shed_count: int = 0  # refused by --admission slo (in failed_requests)
+    engine: str = "real"  # real | sim: a simulated run's figures are the model's (manifest "engine")
     classes: tuple[ClassFigures, ...] = ()  # per workload class; () without classes (not a column)
 
     @property
@@ -277,6 +278,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         **dispersion_columns(collector_ticks(run.nodes)),
         requests_affected=requests_affected(run, timeout_of(m.raw)), **host_columns(run.hosts),
         shed_count=sum(1 for r in run.requests if r.status == SHED),
+        engine=str(m.raw.get("engine") or "real"),
         classes=class_figures(run.requests, used_slo, window),
     )
 

@@ -48,7 +48,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -77,7 +77,7 @@ from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.memberlist import EventKind, MemberEvent
 from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
-from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy import NO_NODES, ClusterView, Decision, PeerPolicy, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
 from daemons.policy.peer import SPARROW
@@ -192,12 +192,9 @@ class GossipMode:
     # ----- the view --------------------------------------------------------------------
     def view(self, me: NodeState) -> ClusterView:
         now = time.monotonic()
-        nodes = [node_view(me, True, self._pending_models(me.node, now))]
-        for member in self.agent.view():
-            state = None if member.is_self else _state_of(member)
-            if state is not None:
-                nodes.append(node_view(state, member.status == "alive", self._pending_models(state.node, now)))
-        return ClusterView.build(nodes)
+        others = ((s, m.status == "alive") for m in self.agent.view()
+                  if not m.is_self and (s := _state_of(m)) is not None)
+        return peer_view(me, others, lambda node: self._pending_models(node, now))
 
     def _pending_models(self, node: str, now: float) -> list[str]:
         queue = self._pending.get(node)
@@ -332,9 +329,7 @@ class GossipMode:
             probes = self.policy.probes(view, placement, self.rng, me.node)
             if probes is not None:
                 decision = probes.choose(await self._first_answer(probes.endpoints, request, probes.timeout_s))
-        if decision is None:
-            decision = self.policy(view, placement, self.rng, me.node)
-        decision = admit_slo(decision, placement, self.config.admission)  # --admission slo: shed
+        decision = peer_decide(self.policy, view, placement, self.rng, me.node, self.config.admission, decision)
         if isinstance(decision, Decision) and decision.node != me.node:
             self._pending.setdefault(decision.node, deque()).append((time.monotonic(), request.model))
         return decision
@@ -505,6 +500,24 @@ class GossipMode:
         log.log(level, "gossip verdict: %s is %s (%s)", verdict.node, verdict.kind, verdict.detail,
                 extra={"SCHEDCTL_NODE": verdict.node})
         self.node.announce(verdict)
+
+
+def peer_view(me: NodeState, others: Iterable[tuple[NodeState, bool]],
+              pending: Callable[[str], list[str]]) -> ClusterView:
+    """A peer's ClusterView: itself (alive), each other member's gossiped state (alive or not),
+    and the placements it sent each node that their state does not show yet (`pending`).
+    The simulator's peers (daemons/sim/peer.py) build theirs with it too."""
+    nodes = [node_view(me, True, pending(me.node))]
+    nodes.extend(node_view(state, alive, pending(state.node)) for state, alive in others)
+    return ClusterView.build(nodes)
+
+
+def peer_decide(policy: PeerPolicy, view: ClusterView, placement: PlacementRequest, rng: random.Random, me: str,
+                admission: str, probed: Decision | Refusal | None = None) -> Decision | Refusal:
+    """A peer's decision: the probe step's answer if it had one, else the policy's on `view`;
+    shed with `--admission slo` when it misses the request's SLO."""
+    decision = probed if probed is not None else policy(view, placement, rng, me)
+    return admit_slo(decision, placement, admission)
 
 
 # Memberlist events that are failure verdicts, under the kind events.csv gives them.

@@ -1,0 +1,235 @@
+"""The simulated coordinator: the real one's book, decision step and admission queue on
+the virtual clock.
+
+It is the decision server (daemons/coordinator/server.py) without its sockets: node
+states go into the same `ClusterBook` (ordering, liveness, pending placements), every
+Schedule is answered by the same `decide` (daemons/coordinator/decide.py) on the same
+view with the same seeded `Random`, and a request no node can take waits in the same
+`AdmissionQueue`, offered to the policy again after node states and on every
+failure-detector tick. So for one sequence of states and requests both engines place
+identically.
+
+Time. The real coordinator is one thread: every state it ingests and every decision it
+makes takes CPU time, and requests queue behind it. Here each costs what `Costs` says
+(measure them on the target machine with scripts/bench_coordinator.py), served in arrival
+order by one virtual server, so a cluster that asks for more decisions per second than
+that server makes shows the same growing wait as the real one.
+
+Live migration is not simulated: a MIGRATE is answered as with `live_migration = false`
+(the policy's next best option), and `rebalance` is not available in this engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from random import Random
+from typing import Any
+
+from daemons.coordinator.cluster import ClusterBook, Event
+from daemons.coordinator.decide import decide
+from daemons.core.messages import Error, NodeState, Placement, Progress
+from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy.admission import AdmissionQueue, QueueLimits, Waiting
+from daemons.policy.capacity import worth_waiting
+from daemons.sim.clock import Clock
+
+HELD_BEAT_S = 1.0  # as server.py: a Progress to each asker whose request waits in the queue
+
+
+@dataclass(frozen=True)
+class Costs:
+    """CPU seconds the coordinator spends per decision and per node state it ingests."""
+
+    decision_s: float = 60e-6
+    state_s: float = 30e-6
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    policy: str
+    seed: int = 0
+    dead_after_s: float = 3.0
+    settle_s: float = 0.1
+    max_nodes: int = 10_000
+    queue_limit: int = 64
+    queue_timeout_s: float = 120.0
+    priority: bool = True
+    priority_aging_s: float = 5.0
+    admission: str = "queue"
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A Schedule: what the policy looks at, and where the answer goes."""
+
+    request_id: str
+    request: PlacementRequest
+    timeout_s: float
+    reply: Callable[[Any], None]
+
+
+class SimCoordinator:
+    def __init__(self, settings: CoordinatorSettings, clock: Clock, costs: Costs,
+                 emit: Callable[[str, str, str], None]) -> None:
+        self.settings, self.clock, self.costs = settings, clock, costs
+        self._emit = emit
+        self.up = True
+        self.decisions = 0
+        self.busy_s = 0.0
+        self._boot()
+
+    def _boot(self) -> None:
+        s = self.settings
+        self.policy = get_policy(s.policy, "centralized")
+        self.rng = Random(s.seed)
+        self.book = ClusterBook(s.dead_after_s, s.settle_s, s.max_nodes)
+        self.queue: AdmissionQueue[Ask] = AdmissionQueue(QueueLimits(s.queue_limit, s.queue_timeout_s),
+                                                         s.priority, s.priority_aging_s)
+        self._free_at = 0.0  # when the one virtual CPU is free again
+        self.paused = False
+        self._no_expiry_until = 0.0
+        self._life = getattr(self, "_life", 0) + 1
+
+    def start(self) -> None:
+        life = self._life
+        check_every = min(0.1, self.settings.dead_after_s / 10)
+        self._tick(life, check_every)
+        self._held_beat(life)
+
+    def kill(self) -> None:
+        self.up = False
+
+    def pause(self) -> None:
+        """SIGSTOP: its timers stop (the wire holds what is sent to it meanwhile)."""
+        self.paused = True
+
+    def resume(self, backlog_s: float = 0.01) -> None:
+        """SIGCONT: the states that waited in its socket are read before anyone is judged
+        silent (server.py `_state_backlog`): no expiry until they are in."""
+        self.paused = False
+        self._no_expiry_until = self.clock.now + backlog_s
+
+    def restart(self) -> None:
+        """A new process: an empty book and queue, filled again by the nodes' next states."""
+        self.up = True
+        self._boot()
+        self.start()
+
+    # ----- one CPU ------------------------------------------------------------------------
+    def _serve(self, cost: float, work: Callable[[], None]) -> None:
+        """Run `work` once the CPU is free and `cost` seconds of it are spent: arrival order."""
+        now = self.clock.now
+        start = max(now, self._free_at)
+        self._free_at = start + cost
+        self.busy_s += cost
+        life = self._life
+        self.clock.at(self._free_at, lambda: self._run(life, work))
+
+    def _run(self, life: int, work: Callable[[], None]) -> None:
+        if self._alive(life):
+            work()
+
+    def _alive(self, life: int) -> bool:
+        return self.up and life == self._life
+
+    # ----- node states ----------------------------------------------------------------------
+    def on_state(self, state: NodeState) -> None:
+        self._serve(self.costs.state_s, lambda: self._ingest(state))
+
+    def _ingest(self, state: NodeState) -> None:
+        self._events(self.book.ingest(state, self.clock.now))
+        self._pump()
+
+    def _events(self, events: list[Event]) -> None:
+        for kind, node, detail in events:
+            self._emit(kind, node, detail)
+
+    def _tick(self, life: int, every: float) -> None:
+        if not self._alive(life):
+            return
+        if not self.paused and self.clock.now >= self._no_expiry_until:
+            self._events(self.book.expire(self.clock.now))
+            self._expire_queue()
+            self._pump()
+        self.clock.after(every, lambda: self._tick(life, every))
+
+    # ----- requests ------------------------------------------------------------------------
+    def on_schedule(self, ask: Ask) -> None:
+        self._serve(self.costs.decision_s, lambda: self._schedule(ask))
+
+    def _schedule(self, ask: Ask) -> None:
+        """server.py `_schedule`: queue behind waiting requests of its lane, or decide now."""
+        req = ask.request
+        if ask.request_id in self.queue or self.queue.waits_ahead(req.model, req.priority):
+            if self._hold(ask):
+                self._pump_lane(req.model, req.priority)
+            return
+        result = self._decide(req)
+        if isinstance(result, Decision):
+            ask.reply(self._placed(ask, result))
+        elif result.code == NO_NODES and worth_waiting(self.book.view(), req):
+            self._hold(ask)
+        else:
+            ask.reply(Error(ask.request_id, result.code, result.message))
+
+    def _decide(self, request: PlacementRequest) -> Decision | Refusal:
+        return decide(self.policy, self.book.view, request, self.rng, _no_room, self.settings.admission)
+
+    def _placed(self, ask: Ask, result: Decision) -> Placement:
+        self.book.placed(result, ask.request.model, self.clock.now)
+        self.decisions += 1
+        return Placement(ask.request_id, result.node, result.endpoint, result.action, result.est_wait_s,
+                         result.reason, self.costs.decision_s)
+
+    def _hold(self, ask: Ask) -> bool:
+        """Queue `ask`; False (answered `overloaded`) when its lane is full."""
+        req = ask.request
+        refused = self.queue.offer(ask.request_id, req.model, ask, self.clock.now, ask.timeout_s, req.priority)
+        if refused is not None:
+            ask.reply(Error(ask.request_id, refused.code, refused.message))
+            return False
+        return True
+
+    def _expire_queue(self) -> None:
+        for out in self.queue.expire(self.clock.now):
+            ask = out.entry.item
+            ask.reply(Error(ask.request_id, out.code, out.message))
+
+    def _pump(self) -> None:
+        if not self.queue:
+            return
+        for head in self.queue.heads():
+            self._pump_lane(head.model, head.priority)
+
+    def _pump_lane(self, model: str, priority: int) -> None:
+        while (head := self.queue.head(model, priority)) is not None:
+            result = self._decide(head.item.request)
+            if isinstance(result, Refusal) and result.code == NO_NODES:
+                return
+            self.queue.remove(head.request_id, placed=isinstance(result, Decision))
+            self._answer(head, result)
+
+    def _answer(self, head: Waiting[Ask], result: Decision | Refusal) -> None:
+        ask = head.item
+        if isinstance(result, Decision):
+            ask.reply(self._placed(ask, result))
+        else:
+            ask.reply(Error(ask.request_id, result.code, result.message))
+
+    def _held_beat(self, life: int) -> None:
+        if not self._alive(life):
+            return
+        for entry in [] if self.paused else self.queue.waiting():
+            entry.item.reply(Progress(entry.request_id, "coordinator", 0))
+        self.clock.after(HELD_BEAT_S, lambda: self._held_beat(life))
+
+    # ----- what the load generator asks ---------------------------------------------------------
+    def gone_nodes(self) -> list[tuple[str, str]]:
+        """(node, endpoint) of every node this coordinator holds dead (its status reply)."""
+        return [(name, r.state.endpoint) for name, r in self.book.records.items() if not r.alive]
+
+
+def _no_room(view: ClusterView, decision: Decision) -> bool:
+    """Live migration is not simulated: a MIGRATE falls back to the next best option."""
+    return False
