@@ -60,6 +60,7 @@ class SimConfig:
     seed: int = 0
     publish_interval_s: float = 1.0
     silent_after_s: float = 3.0  # the collector's silence detector
+    sample_every_s: float = 1.0  # nodes.csv rows, per node (as the real collector)
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Simulation:
         self.events: list[Event] = []
         self.wire.add(LOADGEN)
         self.wire.add(COLLECTOR)
-        self.collector = SimCollector(self.clock, self.emit, config.silent_after_s)
+        self.collector = SimCollector(self.clock, self.emit, config.silent_after_s, config.sample_every_s)
         self.nodes: dict[str, SimNode] = {}
         self.peers: dict[str, SimPeer] = {}
         self.coordinator: SimCoordinator | None = None
@@ -115,7 +116,9 @@ class Simulation:
         self.events.append(Event(round(self.clock.now, 3), kind, target, detail))
 
     # ----- running ------------------------------------------------------------------------------
-    def run(self) -> SimResult:
+    def run(self, wall_limit_s: float = 0.0) -> SimResult:
+        """Run to the end (every request decided); with `wall_limit_s` > 0, stop once that much wall
+        time has passed (the requests without an outcome then end `cancelled`; `stats["cut"]`)."""
         started = time.perf_counter()
         net = self.clock.net
         if self.config.mode == "gossip":
@@ -131,11 +134,18 @@ class Simulation:
         self.collector.start()
         schedule_faults(self, list(self.config.faults))
         self.client.start()
-        net.run_until(_horizon(self), until=lambda: self.client.done, check_every=1.0)
+        cut = [False]
+
+        def over() -> bool:
+            cut[0] = wall_limit_s > 0 and time.perf_counter() - started > wall_limit_s
+            return self.client.done or cut[0]
+
+        net.run_until(_horizon(self), until=over, check_every=1.0)
         ended = self.clock.now
         self.recorder.cancel(ended, "the simulation ended")
+        stats = {**self._stats(), "cut": cut[0] and not self.client.done}
         return SimResult(self.recorder.records, self.collector.samples, self.events, ended,
-                         dict(self.recorder.ignored), time.perf_counter() - started, self._stats())
+                         dict(self.recorder.ignored), time.perf_counter() - started, stats)
 
     def _stats(self) -> dict[str, Any]:
         net = self.clock.net
@@ -235,5 +245,5 @@ def _horizon(sim: Simulation) -> float:
     return last + sim.config.timeout_s + 1.0
 
 
-def simulate(config: SimConfig, schedule: list[PlannedRequest]) -> SimResult:
-    return Simulation(config, schedule).run()
+def simulate(config: SimConfig, schedule: list[PlannedRequest], wall_limit_s: float = 0.0) -> SimResult:
+    return Simulation(config, schedule).run(wall_limit_s)
