@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemons.core.messages import Placement
 from daemons.coordinator.testing import Client, StatePublisher, node_state, running_coordinator
+from daemons.core.messages import Placement
 from daemons.gossip.config import GossipConfig
 from daemons.policy import PlacementRequest
 from daemons.sim.clock import Clock
