@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemons.core.messages import CatalogEntry, Done, Error, FirstToken, GpuState, ModelState, NodeState
+from daemons.core.messages import CatalogEntry, Done, Error, FirstToken, GpuState, ModelState, NodeState, Progress
 from daemons.emulator.daemon import EmulatorConfig, resolve
 from daemons.node.actions import served_action
 from daemons.node.catalog import Catalog
+from daemons.node.config import PROGRESS_EVERY_S
 from daemons.node.eviction import fits_after_eviction, lru_idle
 from daemons.sim.batch import Seq, SimBatch
 from daemons.sim.clock import Clock
@@ -92,6 +93,7 @@ class SimNode:
         self.up = True
         self._changed = False
         self._next_publish = 0.0
+        self._last_publish = -1e9
         self._publish_due = False
         self.loads = 0
         self.evictions = 0
@@ -99,6 +101,17 @@ class SimNode:
     # ----- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
         self._beat(self.gen)
+        gen = self.gen
+        self.clock.after(PROGRESS_EVERY_S, lambda: self._progress(gen))
+
+    def _progress(self, gen: int) -> None:
+        """A Progress to the asker of every request held here, each PROGRESS_EVERY_S (server.py
+        `_beat`): its attempt is alive, so the load generator's silence timer starts again."""
+        if not self.up or gen != self.gen:
+            return
+        for asked in list(self.active.values()):
+            asked.reply(Progress(asked.request_id, self.name, 0 if asked.first_token is None else 1))
+        self.clock.after(PROGRESS_EVERY_S, lambda: self._progress(gen))
 
     def kill(self) -> None:
         """The process dies: its instances with it, its requests unanswered."""
@@ -248,12 +261,17 @@ class SimNode:
         if not self.up or gen != self.gen:
             return
         self.seq += 1
+        self._last_publish = self.clock.now
         self._next_publish = self.clock.now + MIN_PUBLISH_GAP_S
         self._publish(self.snapshot())
 
     def _beat(self, gen: int) -> None:
+        """The agent's publish loop: a state at least every publish_interval_s after the last one
+        (server.py waits for a change or the interval, whichever comes first)."""
         if not self.up or gen != self.gen:
             return
-        if not self._publish_due:
+        due = self._last_publish + self.publish_interval_s
+        if self.clock.now >= due - 1e-9 and not self._publish_due:
             self._emit(gen)
-        self.clock.after(self.publish_interval_s, lambda: self._beat(gen))
+            due = self.clock.now + self.publish_interval_s
+        self.clock.at(due, lambda: self._beat(gen))
