@@ -13,8 +13,11 @@ from cli.experiment.spec import ExperimentSpec
 from cli.study.spec import Study
 
 REAL_OVERHEAD_S = 20.0
-# arm -> (µs per request, µs per node per virtual second), scripts/bench_sim.py on a 2-core host
-SIM_COSTS_US = {"centralized": (150.0, 40.0), "gossip": (900.0, 600.0)}
+# arm -> (µs per request, µs per node per virtual second), each times the cluster size for
+# gossip (a peer builds its view of every member per decision, and record gossip grows with
+# the membership); scripts/bench_sim.py on a 2-core host (docs/simulation.md, "Figures").
+SIM_COSTS_US = {"centralized": (150.0, 40.0), "gossip": (10.0, 5.0)}
+PER_NODE = {"centralized": False, "gossip": True}
 ASK_ABOVE_S = 24 * 3600.0  # a study estimated to run longer needs --yes
 DRAIN_S = 10.0  # virtual seconds after the last arrival, while the last requests finish
 
@@ -28,8 +31,9 @@ def run_seconds(spec: ExperimentSpec) -> float:
             total += duration + REAL_OVERHEAD_S
             continue
         per_request, per_node_s = SIM_COSTS_US[arm]
+        scale = spec.node_count if PER_NODE[arm] else 1
         requests = spec.workload.rps * duration
-        total += (requests * per_request + spec.node_count * (duration + DRAIN_S) * per_node_s) / 1e6
+        total += (requests * per_request + spec.node_count * (duration + DRAIN_S) * per_node_s) * scale / 1e6
     return total
 
 

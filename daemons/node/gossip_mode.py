@@ -77,7 +77,7 @@ from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.memberlist import EventKind, MemberEvent
 from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
-from daemons.policy import NO_NODES, ClusterView, Decision, PeerPolicy, PlacementRequest, Refusal, get_policy
+from daemons.policy import NO_NODES, ClusterView, Decision, NodeView, PeerPolicy, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
 from daemons.policy.peer import SPARROW
@@ -502,13 +502,14 @@ class GossipMode:
         self.node.announce(verdict)
 
 
-def peer_view(me: NodeState, others: Iterable[tuple[NodeState, bool]],
-              pending: Callable[[str], list[str]]) -> ClusterView:
+def peer_view(me: NodeState, others: Iterable[tuple[NodeState, bool]], pending: Callable[[str], list[str]],
+              view_of: Callable[[NodeState, bool, list[str]], NodeView] = node_view) -> ClusterView:
     """A peer's ClusterView: itself (alive), each other member's gossiped state (alive or not),
     and the placements it sent each node that their state does not show yet (`pending`).
-    The simulator's peers (daemons/sim/peer.py) build theirs with it too."""
-    nodes = [node_view(me, True, pending(me.node))]
-    nodes.extend(node_view(state, alive, pending(state.node)) for state, alive in others)
+    The simulator's peers (daemons/sim/peer.py) build theirs with it too (`view_of`: a
+    `node_view` that remembers the views it made, shared by its thousands of peers)."""
+    nodes = [view_of(me, True, pending(me.node))]
+    nodes.extend(view_of(state, alive, pending(state.node)) for state, alive in others)
     return ClusterView.build(nodes)
 
 

@@ -30,9 +30,10 @@ from daemons.gossip.memberlist import MemberInfo
 from daemons.gossip.messages import Status
 from daemons.node.config import PROGRESS_EVERY_S
 from daemons.node.gossip_mode import MAX_PLACEMENTS, RETRY_S, SETTLE_S, peer_decide, peer_view
-from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy import NO_NODES, ClusterView, Decision, NodeView, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
+from daemons.policy.view import node_view
 from daemons.sim.clock import Clock
 from daemons.sim.node import Asked, SimNode
 
@@ -50,26 +51,60 @@ class PeerSettings:
 
 
 class RecordCache:
-    """Gossiped records parsed once per version for all peers (they all hold the same body)."""
+    """Gossiped records as NodeStates and NodeViews, made once per version for all peers.
+
+    Every peer holds the same bodies (the owner's `to_dict(state)`), some a version behind:
+    the owner's states are remembered by (node, generation, version) when it publishes, so
+    no peer parses a body the simulator itself wrote (a body it does not know is parsed, as
+    gossip_mode._state_of does), and a member's NodeView without pending placements is the
+    same object for every peer that sees that version alive or dead.
+    """
+
+    KEEP = 16  # versions per node: peers lag the owner by a few at most
 
     def __init__(self) -> None:
-        self._states: dict[str, tuple[tuple[int, int], NodeState | None]] = {}
+        self._states: dict[str, dict[tuple[int, int], NodeState | None]] = {}
+        self._views: dict[tuple[str, int, int, bool], NodeView] = {}
+        self._keys: dict[int, tuple[int, int]] = {}  # id(state) -> its record key, for view_of
+
+    def remember(self, node: str, key: tuple[int, int], state: NodeState) -> None:
+        versions = self._states.setdefault(node, {})
+        versions[key] = state
+        self._keys[id(state)] = key
+        if len(versions) > self.KEEP:
+            oldest = min(versions)
+            gone = versions.pop(oldest)
+            self._keys.pop(id(gone), None)
+            self._views.pop((node, *oldest, True), None)
+            self._views.pop((node, *oldest, False), None)
 
     def state(self, member: MemberInfo) -> NodeState | None:
         record = member.record
         if record is None:
             return None
-        cached = self._states.get(member.node)
-        if cached is not None and cached[0] == record.key:
-            return cached[1]
+        versions = self._states.get(member.node)
+        if versions is not None and record.key in versions:
+            return versions[record.key]
         try:
             state: NodeState | None = from_dict(NodeState, dict(record.body), f"record of {member.node}")
         except SchemaError:
             state = None
         if state is not None and state.node != member.node:
             state = None  # a record speaks for its own member only (gossip_mode._state_of)
-        self._states[member.node] = (record.key, state)
+        if state is not None:
+            self.remember(member.node, record.key, state)
         return state
+
+    def view_of(self, state: NodeState, alive: bool, pending: list[str]) -> NodeView:
+        """node_view, remembered for a known record version without pending placements."""
+        key = self._keys.get(id(state))
+        if pending or key is None:
+            return node_view(state, alive, pending)
+        cache_key = (state.node, key[0], key[1], alive)
+        view = self._views.get(cache_key)
+        if view is None:
+            view = self._views[cache_key] = node_view(state, alive, pending)
+        return view
 
 
 @dataclass
@@ -107,7 +142,12 @@ class SimPeer:
 
     def publish(self, state: NodeState) -> None:
         """The node published: gossip it (GossipMode.publish)."""
-        self.clock.net.set_record(self.name, to_dict(state))
+        net = self.clock.net
+        before = net.ml(self.name).local_record
+        net.set_record(self.name, to_dict(state))
+        after = net.ml(self.name).local_record
+        if after is not None and after is not before:  # published now (not staged for later): it is `state`
+            self.records.remember(self.name, after.key, state)
 
     # ----- the view -----------------------------------------------------------------------------
     def view(self) -> ClusterView:
@@ -115,7 +155,7 @@ class SimPeer:
         me = self.node.snapshot()
         others = ((s, m.status == Status.ALIVE) for m in self.clock.net.ml(self.name).members(now)
                   if not m.is_self and (s := self.records.state(m)) is not None)
-        return peer_view(me, others, lambda node: self._pending_models(node, now))
+        return peer_view(me, others, lambda node: self._pending_models(node, now), self.records.view_of)
 
     def _pending_models(self, node: str, now: float) -> list[str]:
         queue = self._pending.get(node)
