@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.experiment.collector import SILENT_AFTER_S
+from cli.experiment.collector import COORDINATOR_SILENT_S, SILENT_AFTER_S
 from cli.experiment.faults import resolve_targets
 from cli.experiment.spec import ExperimentSpec
 from daemons.loadgen.results import Results, write_requests_csv
@@ -41,7 +41,8 @@ def sim_config(spec: ExperimentSpec, scheduler: str) -> SimConfig:
         queue_limit=spec.queue_limit, priority=spec.priority, priority_aging_s=spec.priority_aging_s,
         admission=spec.admission, gossip_preset=spec.gossip_preset, costs=costs,
         faults=tuple(SimFault(f.at_s, f.kind, f.target, f.duration_s) for f in faults),
-        seed=spec.workload.seed, silent_after_s=SILENT_AFTER_S)
+        seed=spec.workload.seed, silent_after_s=SILENT_AFTER_S,
+        coordinator_silent_s=COORDINATOR_SILENT_S)
 
 
 def run_sim_arm(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest], run_dir: Path,

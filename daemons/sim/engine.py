@@ -61,6 +61,7 @@ class SimConfig:
     publish_interval_s: float = 1.0
     silent_after_s: float = 3.0  # the collector's silence detector
     sample_every_s: float = 1.0  # nodes.csv rows, per node (as the real collector)
+    coordinator_silent_s: float = 2.5  # the collector's coordinator silence detector
 
 
 @dataclass
@@ -82,6 +83,7 @@ class Simulation:
         self.clock = Clock(gossip, config.seed, (lat * 0.5, lat * 1.5))
         self.wire = Wire(self.clock, lat)
         self.events: list[Event] = []
+        self.coordinator_silent = False  # the collector has reported the coordinator silent
         self.wire.add(LOADGEN)
         self.wire.add(COLLECTOR)
         self.collector = SimCollector(self.clock, self.emit, config.silent_after_s, config.sample_every_s)

@@ -63,6 +63,7 @@ def _down(sim: Simulation, target: str, graceful: bool) -> None:
         assert sim.coordinator is not None
         sim.coordinator.kill()
         sim.clock.after(sim.config.latency_s, lambda: sim.client.link_lost("coordinator"))
+        _coordinator_silence(sim)
         return
     node = sim.nodes[target]
     node.kill()
@@ -82,6 +83,7 @@ def _up(sim: Simulation, target: str) -> None:
     if target == "coordinator":
         assert sim.coordinator is not None
         sim.coordinator.restart()
+        _coordinator_heard(sim)
     else:
         node = sim.nodes[target]
         sim.client.link_back(node.endpoint)
@@ -99,12 +101,14 @@ def _pause(sim: Simulation, target: str, paused: bool) -> None:
             sim.clock.net.pause(target)
         if target == "coordinator" and sim.coordinator is not None:
             sim.coordinator.pause()
+            _coordinator_silence(sim)
         return
     sim.wire.resume(target)
     if target in sim.peers:
         sim.clock.net.resume(target)
     if target == "coordinator" and sim.coordinator is not None:
         sim.coordinator.resume(4 * sim.config.latency_s + sim.config.costs.state_s * len(sim.nodes))
+        _coordinator_heard(sim)
     sim.emit("resumed", target, "kind=pause;SIGCONT")
 
 
@@ -118,3 +122,23 @@ def _cut(sim: Simulation, target: str, cut: bool) -> None:
     if target in sim.peers:
         sim.clock.net.heal()
     sim.emit("healed", target, "kind=partition")
+
+
+def _coordinator_silence(sim: Simulation) -> None:
+    """The collector's view of a coordinator that stopped beating (cli/experiment/collector.py):
+    `coordinator_silent` once its heartbeats (1 s apart) are missing for coordinator_silent_s."""
+    party = sim.wire.parties["coordinator"]
+    gen = party.gen
+
+    def check() -> None:
+        if not party.reachable and party.gen in (gen, gen + 1) and not sim.coordinator_silent:
+            sim.coordinator_silent = True
+            sim.emit("coordinator_silent", "coordinator", f"no heartbeat for {sim.config.coordinator_silent_s:.1f} s")
+
+    sim.clock.after(sim.config.coordinator_silent_s, check)
+
+
+def _coordinator_heard(sim: Simulation) -> None:
+    if sim.coordinator_silent:
+        sim.coordinator_silent = False
+        sim.clock.after(sim.config.latency_s, lambda: sim.emit("coordinator_heard_again", "coordinator", "active"))
