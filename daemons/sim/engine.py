@@ -118,10 +118,13 @@ class Simulation:
         self.events.append(Event(round(self.clock.now, 3), kind, target, detail))
 
     # ----- running ------------------------------------------------------------------------------
-    def run(self, wall_limit_s: float = 0.0) -> SimResult:
+    def run(self, wall_limit_s: float = 0.0, cpu_limit: bool = False) -> SimResult:
         """Run to the end (every request decided); with `wall_limit_s` > 0, stop once that much wall
-        time has passed (the requests without an outcome then end `cancelled`; `stats["cut"]`)."""
+        time (`cpu_limit`: this process's CPU time) has passed (the requests without an outcome
+        then end `cancelled`; `stats["cut"]`)."""
         started = time.perf_counter()
+        clock = time.process_time if cpu_limit else time.perf_counter
+        budget_from = clock()
         net = self.clock.net
         if self.config.mode == "gossip":
             for name, node in self.nodes.items():
@@ -139,7 +142,7 @@ class Simulation:
         cut = [False]
 
         def over() -> bool:
-            cut[0] = wall_limit_s > 0 and time.perf_counter() - started > wall_limit_s
+            cut[0] = wall_limit_s > 0 and clock() - budget_from > wall_limit_s
             return self.client.done or cut[0]
 
         net.run_until(_horizon(self), until=over, check_every=1.0)
@@ -247,5 +250,6 @@ def _horizon(sim: Simulation) -> float:
     return last + sim.config.timeout_s + 1.0
 
 
-def simulate(config: SimConfig, schedule: list[PlannedRequest], wall_limit_s: float = 0.0) -> SimResult:
-    return Simulation(config, schedule).run(wall_limit_s)
+def simulate(config: SimConfig, schedule: list[PlannedRequest], wall_limit_s: float = 0.0,
+             cpu_limit: bool = False) -> SimResult:
+    return Simulation(config, schedule).run(wall_limit_s, cpu_limit)
