@@ -15,8 +15,10 @@ from cli.study.spec import Study
 REAL_OVERHEAD_S = 20.0
 # arm -> (µs per request, µs per node per virtual second), each times the cluster size for
 # gossip (a peer builds its view of every member per decision, and record gossip grows with
-# the membership); scripts/bench_sim.py on a 2-core host (docs/simulation.md, "Figures").
-SIM_COSTS_US = {"centralized": (150.0, 40.0), "gossip": (10.0, 5.0)}
+# the membership); scripts/bench_sim.py on the 2-core host (docs/simulation.md, "Figures"):
+# centralized from 1,000 nodes at 500 req/s (CPU seconds), gossip from 1,000 nodes at 50 req/s
+# (wall seconds on a loaded host: an overestimate).
+SIM_COSTS_US = {"centralized": (400.0, 130.0), "gossip": (10.0, 5.0)}
 PER_NODE = {"centralized": False, "gossip": True}
 ASK_ABOVE_S = 24 * 3600.0  # a study estimated to run longer needs --yes
 DRAIN_S = 10.0  # virtual seconds after the last arrival, while the last requests finish
