@@ -10,10 +10,12 @@ failure-detector tick. So for one sequence of states and requests both engines p
 identically.
 
 Time. The real coordinator is one thread: every state it ingests and every decision it
-makes takes CPU time, and requests queue behind it. Here each costs what `Costs` says
-(measure them on the target machine with scripts/bench_coordinator.py), served in arrival
-order by one virtual server, so a cluster that asks for more decisions per second than
-that server makes shows the same growing wait as the real one.
+makes takes CPU time, and requests queue behind it. Here the one virtual CPU runs
+server.py's rounds (STATE_BATCH states from an inbox that keeps the newest per node, then
+REQUEST_BATCH requests) and each state and decision costs what `Costs` says (measure them
+on the target machine with scripts/bench_coordinator.py), so a cluster that asks for more
+than that CPU does shows the same growing wait, and the same coalesced states, as the real
+one.
 
 Live migration is not simulated: a MIGRATE is answered as with `live_migration = false`
 (the policy's next best option), and `rebalance` is not available in this engine.
