@@ -371,6 +371,9 @@ def validate_sim_command(
                        admission=None, engine=None, decision_cost_us=None, cluster_file=None)
     sizes = [2] if quick else _ints(nodes, "--nodes")
     chosen = ["light"] if quick else [x.strip() for x in loads.split(",") if x.strip()]
+    unknown = [x for x in chosen if x not in ("light", "high")] or ([] if chosen else ["(none)"])
+    if unknown:
+        raise ConfigError(f"--loads {loads!r}: {', '.join(unknown)} unknown; use light, high or light,high")
     rows = validate(base, sizes, chosen, 6.0 if quick else duration, _summaries_of, typer.echo)
     path = write_rows(out / "validation.csv", rows)
     typer.echo(format_rows(rows), nl=False)
