@@ -16,7 +16,6 @@ time until `write()` makes them relative to the load generator's t = 0.
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from daemons.core.errors import SchemaError, WireError
 from daemons.core.messages import ClusterEvent, CoordinatorState, NodeState, StatusReply
 from daemons.core.schema import from_dict
 from daemons.rundir import EVENTS, NODES, Event, NodeSample, write_events, write_nodes
+from daemons.rundir.nodes import state_sample
 
 SILENT_AFTER_S = 3.0  # a node not heard for this long is sampled as not alive
 COORDINATOR_SILENT_S = 2.5  # two and a half missed coordinator heartbeats (1 s apart)
@@ -168,18 +168,11 @@ class Collector:
                 self._silent_coordinators.add(name)
                 self.event("coordinator_silent", name, f"no heartbeat for {now - heard:.1f} s")
         for name, (heard, state) in sorted(self._latest.items()):
-            used = sum(g.memory_used for g in state.gpus)
-            total = sum(g.memory_total for g in state.gpus)
-            loaded = tuple(m.model for m in state.models if m.state == "ready")
             alive = now - heard < SILENT_AFTER_S
             if not alive and name not in self._silent:
                 self._silent.add(name)
                 self.event("silent", name, f"no NodeState for {now - heard:.1f} s")
-            self.samples.append(NodeSample(
-                t_s=time.time(), node=name, memory_used=used, memory_total=total,
-                memory_utilization=round(used / total, 4) if total else 0.0, queue_depth=state.queue_depth,
-                in_flight=state.in_flight, loaded_models=loaded, alive=alive,
-                gpu_utilization=math.nan if state.gpu_utilization is None else state.gpu_utilization))
+            self.samples.append(state_sample(time.time(), state, alive))
 
     def write(self, run_dir: Path, t0_wall: float, end_s: float) -> None:
         """nodes.csv for 0 <= t <= end_s (the run itself), events.csv for all events."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from daemons.core.errors import ConfigError
+from daemons.rundir.events import fault_detail
 
 KINDS = ("kill", "stop", "pause", "restart", "partition", "migrate")
 FORMAT = "AT:KIND:TARGET[:DURATION] (e.g. 5:kill:node-1, 4:pause:random-node:6, 4:partition:node-1:5)"
@@ -194,7 +195,7 @@ class Injector:
                 self._fire(fault)
 
     def _fire(self, fault: Fault) -> None:
-        detail = f"kind={fault.kind}" + (f";duration_s={fault.duration_s:g}" if fault.duration_s else "")
+        detail = fault_detail(fault.kind, fault.duration_s)
         if fault.kind != "migrate":  # an order, not a failure: recorded with its destination below
             self._record("fault", fault.target, detail)
         try:

@@ -91,6 +91,8 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
                               f"pass --scheduler {deployed.scheduler}")
         schedulers, where = (deployed.scheduler,), f"deployed cluster {spec.cluster_file}"
         check_targets(spec.fault_plan, len(deployed.node_endpoints), schedulers)
+    elif spec.engine == "sim":
+        where += " simulated on a virtual clock (--engine sim)"
     elif needs_netns(spec.fault_plan):
         check_support()  # before any results directory or process: a ConfigError naming the fix
         where += " in network namespaces (partition faults)"
@@ -102,7 +104,8 @@ def run_experiment(spec: ExperimentSpec, say: Say, progress: Callable[[Progress]
     for scheduler in schedulers:
         run_dir = Path(spec.results_dir) / f"{spec.name}_{scheduler}_{stamp}"
         try:
-            outcome = run_one(spec, scheduler, schedule, run_dir, say, progress, stop)
+            arm = run_simulated if spec.engine == "sim" else run_one
+            outcome = arm(spec, scheduler, schedule, run_dir, say, progress, stop)
             on_outcome(outcome)
         except Exception as exc:  # any failure of an arm: recorded in its directory, reported in one line
             failed = ArmFailed(scheduler, run_dir, exc)
@@ -197,6 +200,18 @@ def run_one(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest]
     return RunOutcome(scheduler, run_dir, results, interrupted)
 
 
+def run_simulated(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest], run_dir: Path,
+                  say: Say, progress: Callable[[Progress], None], stop: threading.Event | None) -> RunOutcome:
+    """One arm on the simulated engine (cli/experiment/simrun.py): the same files, marked simulated."""
+    from cli.experiment.simrun import manifest_fields, run_sim_arm
+
+    start = datetime.now(UTC)
+    results, figures = run_sim_arm(spec, scheduler, schedule, run_dir, say)
+    _write_manifest(run_dir, spec, scheduler, len(schedule), start, datetime.now(UTC), results, False,
+                    extra=manifest_fields(figures))
+    return RunOutcome(scheduler, run_dir, results)
+
+
 def _local_cluster(spec: ExperimentSpec, scheduler: str, run_dir: Path) -> tuple[Collector, LocalCluster]:
     """The collector and a local cluster: on loopback, or with partition faults on a private network
     whose bridge address the collector binds (the nodes publish to it from their namespaces)."""
@@ -233,7 +248,7 @@ def _loadgen_config(spec: ExperimentSpec, scheduler: str, cluster: LocalCluster 
 
 def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned: int,
                     start: datetime, end: datetime, results: Results, interrupted: bool,
-                    curve: bool = False) -> None:
+                    curve: bool = False, extra: dict[str, Any] | None = None) -> None:
     manifest = {
         "name": spec.name, "scheduler": scheduler,
         "policy": POLICY_OF[scheduler](spec),
@@ -246,6 +261,7 @@ def _write_manifest(run_dir: Path, spec: ExperimentSpec, scheduler: str, planned
         "ignored_replies": results.ignored,
         "curve": curve,  # CURVE + ZAP on every socket (keys per run: never in the results directory)
         "spec": spec.to_dict(), "versions": versions(), "git_revision": git_revision(),
+        "engine": "real", **(extra or {}),
     }
     write_manifest(run_dir / MANIFEST, manifest)
 

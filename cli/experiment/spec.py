@@ -23,6 +23,7 @@ An experiment file is TOML:
     max_running = 0                 # per model on a node: more wait in the node's priority queue (0: no limit)
     admission = "queue"             # queue | slo: shed a request predicted to miss its class's TTFT SLO
     backend = "emulator"            # emulator (a process per loaded model) | emulator-inproc (one process per node)
+    engine = "real"                 # real: processes on loopback; sim: one process on a virtual clock
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -74,6 +75,8 @@ SCHEDULER_HELP = "centralized, gossip, hybrid, a comma-separated list of them (e
 # A local cluster's nodes serve their emulated GPUs through emulator processes (TGI's HTTP
 # protocol, the fidelity path) or in their own process (daemons/node/inproc.py: one process per node).
 LOCAL_BACKENDS = ("emulator", "emulator-inproc")
+ENGINES = ("real", "sim")  # real daemons on loopback | the simulator (daemons/sim) on a virtual clock
+SIM_MAX_NODES = 10_000  # the coordinator's node table (ClusterBook MAX_NODES): the largest simulated cluster
 GOSSIP_PRESETS = ("lan", "wan", "local", "ci")  # daemons/gossip/config.py GossipConfig.preset
 MAX_RETRIES = 100
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct")
@@ -164,6 +167,12 @@ class ExperimentSpec:
     admission: str = "queue"  # queue | slo: shed a request whose predicted TTFT exceeds its class's SLO
     # Local cluster: each node's instances are emulator processes (HTTP, as TGI) or run inside the node.
     backend: str = "emulator"
+    # real: the daemons as processes on loopback; sim: the same logic in one process on a virtual
+    # clock (daemons/sim), for clusters far larger than one machine.
+    engine: str = "real"
+    # sim only: CPU microseconds the simulated coordinator spends per decision (0: the default,
+    # daemons/sim/coordinator.py Costs; measure yours with scripts/bench_coordinator.py).
+    decision_cost_us: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("name", "policy", "gossip_policy", "gossip_preset", "results_dir", "cluster_file"):
@@ -199,6 +208,9 @@ class ExperimentSpec:
         get_policy(self.policy, "centralized")  # an unknown name fails here, before any process starts
         get_policy(self.gossip_policy, "gossip")
         if self.cluster_file:
+            if self.engine == "sim":
+                raise ConfigError("--cluster drives a deployed cluster, which the simulated engine does not use: "
+                                  "drop --cluster, or run with --engine real")
             parse_faults(self.faults)  # their targets are checked against the cluster file's nodes (runner)
             if self.insecure:
                 raise ConfigError("--insecure turns CURVE off in a local cluster: a deployed cluster's security is "
@@ -213,6 +225,35 @@ class ExperimentSpec:
             return  # the deployed nodes' catalogs are checked by the cluster itself
         self._check_models()
         check_targets(self.fault_plan, self.node_count, self.schedulers)
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        """Options one engine has and the other has not: one line each, naming the fix."""
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine {self.engine!r} is unknown; use real or sim (--engine)")
+        if not (math.isfinite(self.decision_cost_us) and self.decision_cost_us >= 0):
+            raise ConfigError(f"decision_cost_us {self.decision_cost_us} must be >= 0 (0: the measured default)")
+        if self.engine == "real":
+            if self.decision_cost_us:
+                raise ConfigError("--decision-cost-us sets the simulated coordinator's CPU cost: add --engine sim, "
+                                  "or drop it (a real coordinator spends what it spends)")
+            return
+        real_only = [(self.standby_coordinator, "--standby-coordinator (failover is not simulated)"),
+                     (self.rebalance, "--rebalance (live migration is not simulated)"),
+                     (self.max_running > 0, "--max-running (the node's slot queue is not simulated)"),
+                     (self.insecure, "--insecure (the simulator has no sockets to secure)"),
+                     ("hybrid" in self.schedulers, "the hybrid scheduler (not simulated yet)"),
+                     (self.backend != "emulator", "--backend (the simulator models the emulator itself)"),
+                     ("gossip" in self.schedulers and self.gossip_policy == "sparrow",
+                      "gossip_policy sparrow (its probes are not simulated)"),
+                     (any(f.kind == "migrate" for f in self.fault_plan), "a migrate fault (live migration is "
+                                                                          "not simulated)")]
+        for present, what in real_only:
+            if present:
+                raise ConfigError(f"{what} is an option of the real engine only: drop it, or run with --engine real")
+        if self.node_count > SIM_MAX_NODES:
+            raise ConfigError(f"{self.node_count} nodes is over the simulator's cap of {SIM_MAX_NODES} (the "
+                              f"coordinator's node table, max_nodes): use --nodes {SIM_MAX_NODES} or fewer")
 
     def _check_backend(self) -> None:
         if self.backend not in LOCAL_BACKENDS:
@@ -260,7 +301,8 @@ class ExperimentSpec:
                            "failover_after_s": self.failover_after_s, "insecure": self.insecure,
                            "queue_limit": self.queue_limit, "priority": self.priority,
                            "priority_aging_s": self.priority_aging_s, "max_running": self.max_running,
-                           "admission": self.admission, "backend": self.backend,
+                           "admission": self.admission, "backend": self.backend, "engine": self.engine,
+                           "decision_cost_us": self.decision_cost_us,
                            "rebalance": self.rebalance, "live_migration": self.live_migration},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],

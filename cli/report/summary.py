@@ -180,6 +180,7 @@ class Summary:
     decided_by_coordinator: int = 0
     decided_by_peer_degraded: int = 0
     degraded_count: int = 0  # hybrid_degraded events: a peer found the coordinator unreachable
+    engine: str = "real"  # real | sim: a simulated run's figures are the model's (manifest "engine")
     classes: tuple[ClassFigures, ...] = ()  # per workload class; () without classes (not a column)
 
     @property
@@ -290,6 +291,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         decided_by_peer=decided[PEER], decided_by_coordinator=decided[COORDINATOR],
         decided_by_peer_degraded=decided[PEER_DEGRADED],
         degraded_count=sum(1 for e in run.events if e.kind == HYBRID_DEGRADED),
+        engine=str(m.raw.get("engine") or "real"),
         classes=class_figures(run.requests, used_slo, window),
     )
 

@@ -67,6 +67,9 @@ def format_summary(s: Summary) -> str:
         ["affected", _affected_line(s)],
         ["host", _host_line(s)],
     ]
+    if s.engine == "sim":  # said first: every figure below is the simulator's model, not a measurement
+        facts.insert(0, ["engine", "SIMULATED (--engine sim): one process on a virtual clock; the figures are the "
+                                   "model's, not measured on a cluster"])
     grid = [
         ["", "avg", "p50", "p95", "p99", "min", "max"],
         ["TTFT (ms)", *_ms(s.avg_ttft, s.p50_ttft, s.p95_ttft, s.p99_ttft), "", ""],

@@ -34,6 +34,7 @@ def run_command(
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Finish an interrupted study directory; runs already done are never redone.")] = None,
     studies_dir: Annotated[Path, typer.Option(help="Where study directories go.")] = Path("studies"),
+    yes: Annotated[bool, typer.Option("--yes", help="Run a study estimated to take more than a day.")] = False,
 ) -> None:
     """Run a study: every arm at every point, --repeats times with paired seeds, then its report.
 
@@ -52,6 +53,7 @@ def run_command(
       schedctl study run performance --arms centralized,gossip,hybrid
       schedctl study run my_study.toml
       schedctl study run --resume studies/performance_20261204_180000
+      schedctl study run scaling-sim --yes
     """
     if resume is not None:
         if study is not None or repeats is not None or duration is not None or quick or arms is not None:
@@ -64,11 +66,24 @@ def run_command(
         if duration is not None and not duration > 0:
             raise ConfigError(f"--duration must be > 0 seconds, got {duration:g}")
         resolved = _resolve(study, repeats, duration, quick, arms)
+        _check_estimate(resolved, yes)
         from cli.study.runner import new_study_dir
 
         ledger = Ledger.new(new_study_dir(resolved, studies_dir), resolved)
     typer.echo(f"study {ledger.study.name}: {len(ledger.runs)} runs in {ledger.study_dir}")
     _run(ledger)
+
+
+def _check_estimate(study: Study, yes: bool) -> None:
+    """A study estimated to take more than a day runs only with --yes (cli/study/estimate.py)."""
+    from cli.study.estimate import ASK_ABOVE_S, describe, study_seconds
+
+    seconds = study_seconds(study)
+    runs = len(study.points()) * len(study.arms) * len(study.seeds)
+    if seconds > ASK_ABOVE_S and not yes:
+        raise ConfigError(f"study {study.name} would take about {describe(seconds)} ({runs} runs): pass --yes to "
+                          "run it anyway, or shrink it (fewer points, nodes or repeats, a shorter --duration)")
+    typer.echo(f"study {study.name}: about {describe(seconds)} estimated")
 
 
 def _resolve(name: str, repeats: int | None, duration: float | None, quick: bool, arms: str | None) -> Study:

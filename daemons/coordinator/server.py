@@ -54,7 +54,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from random import Random
 from types import FrameType
@@ -68,6 +68,7 @@ from daemons.bus.security import Security, SecurityConfig, refused, stop_zap
 from daemons.bus.sockets import authenticated, guard, recv_routed, send_routed
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
+from daemons.coordinator.decide import decide
 from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, state_sender
@@ -91,10 +92,9 @@ from daemons.core.messages import (
     StatusRequest,
     WitnessQuery,
 )
-from daemons.policy import MIGRATE, NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, Outcome, Waiting
 from daemons.policy.capacity import worth_waiting
-from daemons.policy.slo import admit
 from daemons.policy.startup import room_moves
 
 log = logging.getLogger("schedctl.coordinator")
@@ -117,9 +117,6 @@ HELD_BEAT_S = 1.0  # a Progress to each asker whose request waits in the queue (
 # Refusals that may clear up as capacity frees: the request waits in the admission queue.
 # (unknown_model never clears up: it is answered at once.)
 QUEUEABLE = frozenset({NO_NODES})
-# A MIGRATE that is not carried out (live_migration off, nothing to move): the policy is asked
-# again without the MIGRATE target, this many times, for the best option that serves it now.
-MIGRATE_FALLBACKS = 3
 FLAGS = {"bind": "--bind", "state_bind": "--state-bind", "events_bind": "--events-bind"}
 ROLES = {"bind": "request ROUTER", "state_bind": "state SUB", "events_bind": "events PUB"}
 
@@ -486,31 +483,10 @@ class Coordinator:
         return self._refused(msg, result)
 
     def _decide(self, msg: Schedule) -> Decision | Refusal:
-        """The policy's choice, shed if `admission` is slo and it misses the request's SLO."""
-        request = _request(msg)
-        return admit(self._choose(msg, request), request, self.config.admission)
-
-    def _choose(self, msg: Schedule, request: PlacementRequest) -> Decision | Refusal:
-        """The policy's choice for `request` (made of `msg`); a MIGRATE is carried out (its room
-        made by live migrations) or, when it cannot be, replaced by the best option that serves now."""
-        exclude = request.exclude
-        targets: list[str] = []
-        for attempt in range(MIGRATE_FALLBACKS):
-            if attempt:
-                request = _request(msg, exclude)
-            view = self.book.view()
-            result = self.policy(view, request, self.rng)
-            if isinstance(result, Decision) and result.action == MIGRATE and self._make_room(view, result):
-                return result
-            if not (isinstance(result, Decision) and result.action == MIGRATE):
-                if targets and isinstance(result, Decision):
-                    result = replace(result, reason=f"{result.reason} (MIGRATE to {', '.join(targets)} "
-                                                    "needs live migration: the next best option instead)")
-                return result
-            targets.append(result.node)
-            exclude = exclude | {result.node}
-        return Refusal(NO_NODES, f"only MIGRATE to {', '.join(targets)} would take {msg.model} now, and its "
-                                 "running requests cannot be moved: waiting for memory to free there")
+        """The policy's choice (decide.py: the simulator's too), shed if `admission` is slo and it
+        misses the request's SLO; a MIGRATE is carried out (its room made by live migrations) or,
+        when it cannot be, replaced by the best option that serves now."""
+        return decide(self.policy, self.book.view, _request(msg), self.rng, self._make_room, self.config.admission)
 
     def _make_room(self, view: ClusterView, decision: Decision) -> bool:
         """Order the live migrations a MIGRATE needs; False if off, or if there is nothing to move."""

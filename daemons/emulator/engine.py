@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from daemons.emulator import tokens
+from daemons.emulator.batch_rule import joins, prefill_budget
 from daemons.emulator.latency import step_seconds_from_sums
 from daemons.emulator.metrics import DURATION_BUCKETS, Histogram, Metrics
 from daemons.emulator.validation import ValidRequest
@@ -199,7 +200,7 @@ class Engine:
         return gen
 
     def _admit(self) -> list[Generation]:
-        budget = self.limits.max_batch_prefill_tokens - len(self._running)
+        budget = prefill_budget(self.limits.max_batch_prefill_tokens, len(self._running))
         admitted: list[Generation] = []
         while self._waiting:
             gen = self._waiting[0]
@@ -208,9 +209,8 @@ class Engine:
                 self._drop(gen)
                 continue
             n = gen.request.input_length
-            if admitted and n > budget:
-                break
-            if self._kv_used + gen.reserved_tokens > self.limits.max_batch_total_tokens:
+            if not joins(not admitted, n, gen.reserved_tokens, budget, self._kv_used,
+                         self.limits.max_batch_total_tokens):
                 break
             self._waiting.popleft()
             gen.running = True

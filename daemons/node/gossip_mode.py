@@ -52,7 +52,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -81,7 +81,7 @@ from daemons.gossip.agent import GossipAgent, MemberView
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.memberlist import EventKind, MemberEvent
 from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
-from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy import NO_NODES, ClusterView, Decision, NodeView, PeerPolicy, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
 from daemons.policy.peer import SPARROW
@@ -196,13 +196,11 @@ class GossipMode:
     # ----- the view --------------------------------------------------------------------
     def view(self, me: NodeState) -> ClusterView:
         now = time.monotonic()
-        nodes = [node_view(me, True, self._pending_models(me.node, now))]
-        for member in self.agent.view():
-            state = None if member.is_self else _state_of(member)
-            if state is not None:
-                pending = self._pending_models(state.node, now) + self._expected(state, member.record_age_s)
-                nodes.append(node_view(state, member.status == "alive", pending))
-        return ClusterView.build(nodes)
+        members = [(m, s) for m in self.agent.view() if not m.is_self and (s := _state_of(m)) is not None]
+        # hybrid mode: what the coordinator's map says a node will hold, beyond its gossiped state
+        expected = {s.node: self._expected(s, m.record_age_s) for m, s in members}
+        others = ((s, m.status == "alive") for m, s in members)
+        return peer_view(me, others, lambda node: self._pending_models(node, now) + expected.get(node, []))
 
     def _expected(self, state: NodeState, record_age_s: float | None) -> list[str]:
         """Models a peer will hold that its gossiped `state` does not show yet (hybrid mode:
@@ -357,9 +355,7 @@ class GossipMode:
             probes = self.policy.probes(view, placement, self.rng, me.node)
             if probes is not None:
                 decision = probes.choose(await self._first_answer(probes.endpoints, request, probes.timeout_s))
-        if decision is None:
-            decision = self.policy(view, placement, self.rng, me.node)
-        return admit_slo(decision, placement, self.config.admission)  # --admission slo: shed
+        return peer_decide(self.policy, view, placement, self.rng, me.node, self.config.admission, decision)
 
     # ----- probes (Sparrow's I/O) ----------------------------------------------------------
     async def _first_answer(self, endpoints: list[str], request: Infer, timeout_s: float) -> str | None:
@@ -527,6 +523,25 @@ class GossipMode:
         log.log(level, "gossip verdict: %s is %s (%s)", verdict.node, verdict.kind, verdict.detail,
                 extra={"SCHEDCTL_NODE": verdict.node})
         self.node.announce(verdict)
+
+
+def peer_view(me: NodeState, others: Iterable[tuple[NodeState, bool]], pending: Callable[[str], list[str]],
+              view_of: Callable[[NodeState, bool, list[str]], NodeView] = node_view) -> ClusterView:
+    """A peer's ClusterView: itself (alive), each other member's gossiped state (alive or not),
+    and the placements it sent each node that their state does not show yet (`pending`).
+    The simulator's peers (daemons/sim/peer.py) build theirs with it too (`view_of`: a
+    `node_view` that remembers the views it made, shared by its thousands of peers)."""
+    nodes = [view_of(me, True, pending(me.node))]
+    nodes.extend(view_of(state, alive, pending(state.node)) for state, alive in others)
+    return ClusterView.build(nodes)
+
+
+def peer_decide(policy: PeerPolicy, view: ClusterView, placement: PlacementRequest, rng: random.Random, me: str,
+                admission: str, probed: Decision | Refusal | None = None) -> Decision | Refusal:
+    """A peer's decision: the probe step's answer if it had one, else the policy's on `view`;
+    shed with `--admission slo` when it misses the request's SLO."""
+    decision = probed if probed is not None else policy(view, placement, rng, me)
+    return admit_slo(decision, placement, admission)
 
 
 # Memberlist events that are failure verdicts, under the kind events.csv gives them.

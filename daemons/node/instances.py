@@ -47,6 +47,7 @@ from daemons.core.process import describe_exit, free_port, schedctl_executable
 from daemons.node.backend_api import BackendRequestError, InstanceBackend
 from daemons.node.catalog import Catalog
 from daemons.node.config import INPROC, NodeConfig
+from daemons.node.eviction import fits_after_eviction, lru_idle
 
 if TYPE_CHECKING:  # loaded when the first HTTP instance is made: an in-process node never needs it
     from daemons.node.backend import httpx
@@ -146,8 +147,7 @@ class ModelManager:
             return False
         if model in self.instances:
             return self.instances[model].state in ("loading", "ready")
-        idle = sum(i.footprint for i in self.instances.values() if i.running == 0 and i.state == "ready")
-        return self.catalog.footprint(model) <= self._memory_total() - self.ledger_used() + idle
+        return fits_after_eviction(self.catalog.footprint(model), self._memory_total(), self.instances.values())
 
     def release(self, instance: Instance) -> None:
         instance.running -= 1
@@ -210,8 +210,7 @@ class ModelManager:
             await self.stop(victim)
 
     def _lru_idle(self) -> Instance | None:
-        idle = [i for i in self.instances.values() if i.running == 0 and i.state == "ready"]
-        return min(idle, key=lambda i: i.last_used, default=None)
+        return lru_idle(self.instances.values())
 
     async def _load(self, instance: Instance) -> None:
         started = time.monotonic()

@@ -39,6 +39,11 @@ class Event:
         return detail_fields(self.detail)
 
 
+def fault_detail(kind: str, duration_s: float = 0.0) -> str:
+    """The detail of a `fault` event: `kind=KIND[;duration_s=S]` (both engines write it)."""
+    return f"kind={kind}" + (f";duration_s={duration_s:g}" if duration_s else "")
+
+
 def detail_fields(detail: str) -> dict[str, str]:
     """`key=value` pairs of an event's detail; free text between them is ignored."""
     pairs = (tok.split("=", 1) for tok in re.split(r"[\s,;]+", detail) if "=" in tok)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemons.core.messages import NodeState
 from daemons.rundir.cells import NAN, Row, read_rows, write_rows
 
 NODES = "nodes.csv"
@@ -39,6 +40,17 @@ class NodeSample:
     memory_total: int | None = None
     in_flight: float = NAN
     loaded_models: tuple[str, ...] = ()
+
+
+def state_sample(t_s: float, state: NodeState, alive: bool) -> NodeSample:
+    """A node's row at `t_s` from its latest NodeState (the real and the simulated collector)."""
+    used = sum(g.memory_used for g in state.gpus)
+    total = sum(g.memory_total for g in state.gpus)
+    return NodeSample(
+        t_s=t_s, node=state.node, memory_used=used, memory_total=total,
+        memory_utilization=round(used / total, 4) if total else 0.0, queue_depth=state.queue_depth,
+        in_flight=state.in_flight, loaded_models=tuple(m.model for m in state.models if m.state == "ready"),
+        alive=alive, gpu_utilization=math.nan if state.gpu_utilization is None else state.gpu_utilization)
 
 
 def write_nodes(path: str | Path, samples: Iterable[NodeSample]) -> None:

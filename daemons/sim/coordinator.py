@@ -1,0 +1,268 @@
+"""The simulated coordinator: the real one's book, decision step and admission queue on
+the virtual clock.
+
+It is the decision server (daemons/coordinator/server.py) without its sockets: node
+states go into the same `ClusterBook` (ordering, liveness, pending placements), every
+Schedule is answered by the same `decide` (daemons/coordinator/decide.py) on the same
+view with the same seeded `Random`, and a request no node can take waits in the same
+`AdmissionQueue`, offered to the policy again after node states and on every
+failure-detector tick. So for one sequence of states and requests both engines place
+identically.
+
+Time. The real coordinator is one thread: every state it ingests and every decision it
+makes takes CPU time, and requests queue behind it. Here the one virtual CPU runs
+server.py's rounds (STATE_BATCH states from an inbox that keeps the newest per node, then
+REQUEST_BATCH requests) and each state and decision costs what `Costs` says (measure them
+on the target machine with scripts/bench_coordinator.py), so a cluster that asks for more
+than that CPU does shows the same growing wait, and the same coalesced states, as the real
+one.
+
+Live migration is not simulated: a MIGRATE is answered as with `live_migration = false`
+(the policy's next best option), and `rebalance` is not available in this engine.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from random import Random
+from typing import Any
+
+from daemons.coordinator.cluster import ClusterBook, Event
+from daemons.coordinator.decide import decide
+from daemons.coordinator.server import REQUEST_BATCH, STATE_BATCH
+from daemons.core.messages import Error, NodeState, Placement, Progress
+from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
+from daemons.policy.admission import AdmissionQueue, QueueLimits, Waiting
+from daemons.policy.capacity import worth_waiting
+from daemons.sim.clock import Clock
+
+HELD_BEAT_S = 1.0  # as server.py: a Progress to each asker whose request waits in the queue
+
+
+@dataclass(frozen=True)
+class Costs:
+    """CPU seconds the coordinator spends per decision and per node state it ingests.
+
+    Measured with `scripts/bench_coordinator.py --quick --no-node --no-curve` on the 2-core
+    reference host: 15,033 decisions/s with 100 nodes publishing (66 µs each, sockets and
+    codec included) and 159 µs to decode one NodeState (its schema check).
+    """
+
+    decision_s: float = 66e-6
+    state_s: float = 159e-6
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    policy: str
+    seed: int = 0
+    dead_after_s: float = 3.0
+    settle_s: float = 0.1
+    max_nodes: int = 10_000
+    queue_limit: int = 64
+    queue_timeout_s: float = 120.0
+    priority: bool = True
+    priority_aging_s: float = 5.0
+    admission: str = "queue"
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A Schedule: what the policy looks at, and where the answer goes."""
+
+    request_id: str
+    request: PlacementRequest
+    timeout_s: float
+    reply: Callable[[Any], None]
+
+
+class SimCoordinator:
+    def __init__(self, settings: CoordinatorSettings, clock: Clock, costs: Costs,
+                 emit: Callable[[str, str, str], None]) -> None:
+        self.settings, self.clock, self.costs = settings, clock, costs
+        self._emit = emit
+        self.up = True
+        self.decisions = 0
+        self.busy_s = 0.0
+        self._boot()
+
+    def _boot(self) -> None:
+        s = self.settings
+        self.policy = get_policy(s.policy, "centralized")
+        self.rng = Random(s.seed)
+        self.book = ClusterBook(s.dead_after_s, s.settle_s, s.max_nodes)
+        self.queue: AdmissionQueue[Ask] = AdmissionQueue(QueueLimits(s.queue_limit, s.queue_timeout_s),
+                                                         s.priority, s.priority_aging_s)
+        self._inbox: dict[str, NodeState] = {}  # states not read yet, the newest per node
+        self._requests: deque[Ask] = deque()
+        self._busy = False
+        self.paused = False
+        self._no_expiry_until = 0.0
+        self._life = getattr(self, "_life", 0) + 1
+
+    def start(self) -> None:
+        life = self._life
+        check_every = min(0.1, self.settings.dead_after_s / 10)
+        self._tick(life, check_every)
+        self._held_beat(life)
+
+    def kill(self) -> None:
+        self.up = False
+
+    def pause(self) -> None:
+        """SIGSTOP: its timers stop (the wire holds what is sent to it meanwhile)."""
+        self.paused = True
+
+    def resume(self, backlog_s: float = 0.01) -> None:
+        """SIGCONT: the states that waited in its socket are read before anyone is judged
+        silent (server.py `_state_backlog`): no expiry until they are in."""
+        self.paused = False
+        self._no_expiry_until = self.clock.now + backlog_s
+        self._kick()
+
+    def restart(self) -> None:
+        """A new process: an empty book and queue, filled again by the nodes' next states."""
+        self.up = True
+        self._boot()
+        self.start()
+
+    # ----- one CPU ------------------------------------------------------------------------
+    # server.py's loop: each round decodes up to STATE_BATCH waiting states (the inbox keeps
+    # only the newest per node) and then answers up to REQUEST_BATCH requests; a round costs
+    # the CPU time of what it did, and its effects land when it ends.
+    def _kick(self) -> None:
+        if not self._busy and not self.paused:
+            self._busy = True
+            self._round(self._life)
+
+    def _round(self, life: int) -> None:
+        if not self._alive(life) or self.paused:
+            self._busy = False
+            return
+        states = [self._inbox.pop(next(iter(self._inbox))) for _ in range(min(STATE_BATCH, len(self._inbox)))]
+        asks = [self._requests.popleft() for _ in range(min(REQUEST_BATCH, len(self._requests)))]
+        if not states and not asks:
+            self._busy = False
+            return
+        cost = len(states) * self.costs.state_s + len(asks) * self.costs.decision_s
+        self.busy_s += cost
+
+        def done() -> None:
+            if not self._alive(life):
+                return
+            for state in states:
+                self._ingest(state)
+            for ask in asks:
+                self._schedule(ask)
+            self._round(life)
+
+        self.clock.after(cost, done)
+
+    def _alive(self, life: int) -> bool:
+        return self.up and life == self._life
+
+    # ----- node states ----------------------------------------------------------------------
+    def on_state(self, state: NodeState) -> None:
+        self._inbox.pop(state.node, None)  # the newest state of a node replaces one not read yet
+        self._inbox[state.node] = state
+        self._kick()
+
+    def _ingest(self, state: NodeState) -> None:
+        self._events(self.book.ingest(state, self.clock.now))
+        self._pump()
+
+    def _events(self, events: list[Event]) -> None:
+        for kind, node, detail in events:
+            self._emit(kind, node, detail)
+
+    def _tick(self, life: int, every: float) -> None:
+        if not self._alive(life):
+            return
+        if not self.paused and self.clock.now >= self._no_expiry_until:
+            self._events(self.book.expire(self.clock.now))
+            self._expire_queue()
+            self._pump()
+        self.clock.after(every, lambda: self._tick(life, every))
+
+    # ----- requests ------------------------------------------------------------------------
+    def on_schedule(self, ask: Ask) -> None:
+        self._requests.append(ask)
+        self._kick()
+
+    def _schedule(self, ask: Ask) -> None:
+        """server.py `_schedule`: queue behind waiting requests of its lane, or decide now."""
+        req = ask.request
+        if ask.request_id in self.queue or self.queue.waits_ahead(req.model, req.priority):
+            if self._hold(ask):
+                self._pump_lane(req.model, req.priority)
+            return
+        result = self._decide(req)
+        if isinstance(result, Decision):
+            ask.reply(self._placed(ask, result))
+        elif result.code == NO_NODES and worth_waiting(self.book.view(), req):
+            self._hold(ask)
+        else:
+            ask.reply(Error(ask.request_id, result.code, result.message))
+
+    def _decide(self, request: PlacementRequest) -> Decision | Refusal:
+        return decide(self.policy, self.book.view, request, self.rng, _no_room, self.settings.admission)
+
+    def _placed(self, ask: Ask, result: Decision) -> Placement:
+        self.book.placed(result, ask.request.model, self.clock.now)
+        self.decisions += 1
+        return Placement(ask.request_id, result.node, result.endpoint, result.action, result.est_wait_s,
+                         result.reason, self.costs.decision_s)
+
+    def _hold(self, ask: Ask) -> bool:
+        """Queue `ask`; False (answered `overloaded`) when its lane is full."""
+        req = ask.request
+        refused = self.queue.offer(ask.request_id, req.model, ask, self.clock.now, ask.timeout_s, req.priority)
+        if refused is not None:
+            ask.reply(Error(ask.request_id, refused.code, refused.message))
+            return False
+        return True
+
+    def _expire_queue(self) -> None:
+        for out in self.queue.expire(self.clock.now):
+            ask = out.entry.item
+            ask.reply(Error(ask.request_id, out.code, out.message))
+
+    def _pump(self) -> None:
+        if not self.queue:
+            return
+        for head in self.queue.heads():
+            self._pump_lane(head.model, head.priority)
+
+    def _pump_lane(self, model: str, priority: int) -> None:
+        while (head := self.queue.head(model, priority)) is not None:
+            result = self._decide(head.item.request)
+            if isinstance(result, Refusal) and result.code == NO_NODES:
+                return
+            self.queue.remove(head.request_id, placed=isinstance(result, Decision))
+            self._answer(head, result)
+
+    def _answer(self, head: Waiting[Ask], result: Decision | Refusal) -> None:
+        ask = head.item
+        if isinstance(result, Decision):
+            ask.reply(self._placed(ask, result))
+        else:
+            ask.reply(Error(ask.request_id, result.code, result.message))
+
+    def _held_beat(self, life: int) -> None:
+        if not self._alive(life):
+            return
+        for entry in [] if self.paused else self.queue.waiting():
+            entry.item.reply(Progress(entry.request_id, "coordinator", 0))
+        self.clock.after(HELD_BEAT_S, lambda: self._held_beat(life))
+
+    # ----- what the load generator asks ---------------------------------------------------------
+    def gone_nodes(self) -> list[tuple[str, str]]:
+        """(node, endpoint) of every node this coordinator holds dead (its status reply)."""
+        return [(name, r.state.endpoint) for name, r in self.book.records.items() if not r.alive]
+
+
+def _no_room(view: ClusterView, decision: Decision) -> bool:
+    """Live migration is not simulated: a MIGRATE falls back to the next best option."""
+    return False

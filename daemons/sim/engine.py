@@ -1,0 +1,255 @@
+"""A whole simulated run: nodes, a coordinator or gossip peers, the load generator and the
+faults on one virtual clock, in one process; its records, node samples and events.
+
+    config = SimConfig(mode="centralized", nodes=[("node-0", kind), ...], policy="affinity-score")
+    result = simulate(config, schedule)        # schedule: daemons.loadgen.workload.plan(...)
+    result.records                             # one RequestRecord per planned request
+
+The parts (each in its module) are the real rules without their sockets: the node
+(node.py over the emulator's batching and latency), the coordinator (coordinator.py:
+ClusterBook and decide), the gossip peers (peer.py: Memberlist over the simulated
+network, peer_view and peer_decide) and the load generator (client.py: its Recorder).
+What is simulated is only time and transport: the wire (wire.py) and the costs of the
+coordinator's CPU (coordinator.Costs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from random import Random
+from typing import Any
+
+from daemons.core.messages import Done, Error, NodeState, Placement
+from daemons.gossip.config import GossipConfig
+from daemons.gossip.messages import Status
+from daemons.loadgen.recorder import Recorder, RequestRecord
+from daemons.loadgen.workload import PlannedRequest
+from daemons.rundir import Event, NodeSample
+from daemons.sim.client import LOADGEN, SimClient
+from daemons.sim.clock import Clock
+from daemons.sim.collector import SimCollector
+from daemons.sim.coordinator import Ask, CoordinatorSettings, Costs, SimCoordinator
+from daemons.sim.faults import SimFault, schedule_faults
+from daemons.sim.node import Asked, NodeKind, SimNode
+from daemons.sim.peer import PeerSettings, Placing, RecordCache, SimPeer, verdict_listener
+from daemons.sim.wire import Wire
+
+COORDINATOR = "coordinator"
+COLLECTOR = "collector"
+REFUSALS = ("no_capacity", "overloaded")  # a peer that cannot take a forwarded request (gossip_mode)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    mode: str  # centralized | gossip
+    nodes: list[tuple[str, NodeKind]]
+    policy: str = "affinity-score"  # the coordinator's, or the peers' in gossip mode
+    timeout_s: float = 120.0
+    retries: int = 2
+    attempt_timeout_s: float = 10.0
+    queue_limit: int = 64
+    priority: bool = True
+    priority_aging_s: float = 5.0
+    admission: str = "queue"
+    gossip_preset: str = "lan"
+    latency_s: float = 0.0005  # one way, between any two processes
+    costs: Costs = field(default_factory=Costs)
+    faults: tuple[SimFault, ...] = ()
+    seed: int = 0
+    publish_interval_s: float = 1.0
+    silent_after_s: float = 3.0  # the collector's silence detector
+    sample_every_s: float = 1.0  # nodes.csv rows, per node (as the real collector)
+    coordinator_silent_s: float = 2.5  # the collector's coordinator silence detector
+
+
+@dataclass
+class SimResult:
+    records: list[RequestRecord]
+    samples: list[NodeSample]
+    events: list[Event]
+    ended_s: float
+    ignored: dict[str, int]
+    wall_s: float
+    stats: dict[str, Any]
+
+
+class Simulation:
+    def __init__(self, config: SimConfig, schedule: list[PlannedRequest]) -> None:
+        self.config = config
+        gossip = GossipConfig.preset(config.gossip_preset)
+        lat = config.latency_s
+        self.clock = Clock(gossip, config.seed, (lat * 0.5, lat * 1.5))
+        self.wire = Wire(self.clock, lat)
+        self.events: list[Event] = []
+        self.coordinator_silent = False  # the collector has reported the coordinator silent
+        self.wire.add(LOADGEN)
+        self.wire.add(COLLECTOR)
+        self.collector = SimCollector(self.clock, self.emit, config.silent_after_s, config.sample_every_s)
+        self.nodes: dict[str, SimNode] = {}
+        self.peers: dict[str, SimPeer] = {}
+        self.coordinator: SimCoordinator | None = None
+        self.records = RecordCache()
+        if config.mode == "centralized":
+            self.wire.add(COORDINATOR)
+            self.coordinator = SimCoordinator(self._coordinator_settings(), self.clock, config.costs, self.emit)
+        for name, kind in config.nodes:
+            self.wire.add(name)
+            self.nodes[name] = SimNode(name, kind, self.clock, self._publisher(name), config.publish_interval_s,
+                                       config.mode)
+            if config.mode == "gossip":
+                settings = PeerSettings(config.policy, config.admission, config.queue_limit, config.timeout_s,
+                                        config.priority, config.priority_aging_s)
+                self.peers[name] = SimPeer(self.nodes[name], settings, self.clock, self.records, self._forward,
+                                           Random(f"{config.seed}:{name}"))
+        self.recorder = Recorder(schedule, config.timeout_s, config.mode, config.retries, config.attempt_timeout_s)
+        self.client = SimClient(self.clock, self.recorder, schedule, config.mode,
+                                [n.endpoint for n in self.nodes.values()], self._send, self._infer_placed,
+                                self._gone)
+
+    def _coordinator_settings(self) -> CoordinatorSettings:
+        c = self.config
+        return CoordinatorSettings(c.policy, 0, queue_limit=c.queue_limit, queue_timeout_s=c.timeout_s,
+                                   priority=c.priority, priority_aging_s=c.priority_aging_s, admission=c.admission)
+
+    def emit(self, kind: str, target: str, detail: str) -> None:
+        """One row of events.csv, at the virtual time."""
+        self.events.append(Event(round(self.clock.now, 3), kind, target, detail))
+
+    # ----- running ------------------------------------------------------------------------------
+    def run(self, wall_limit_s: float = 0.0, cpu_limit: bool = False) -> SimResult:
+        """Run to the end (every request decided); with `wall_limit_s` > 0, stop once that much wall
+        time (`cpu_limit`: this process's CPU time) has passed (the requests without an outcome
+        then end `cancelled`; `stats["cut"]`)."""
+        started = time.perf_counter()
+        clock = time.process_time if cpu_limit else time.perf_counter
+        budget_from = clock()
+        net = self.clock.net
+        if self.config.mode == "gossip":
+            for name, node in self.nodes.items():
+                net.add_node(name)
+                self.peers[name].publish(node.snapshot())
+            net.bootstrap()  # a converged cluster at t = 0, as the real run starts once every peer is up
+            net.listeners.append(verdict_listener(self.emit, lambda: self.clock.now))
+        if self.coordinator is not None:
+            self.coordinator.start()
+        for node in self.nodes.values():
+            node.start()
+        self.collector.start()
+        schedule_faults(self, list(self.config.faults))
+        self.client.start()
+        cut = [False]
+
+        def over() -> bool:
+            cut[0] = wall_limit_s > 0 and clock() - budget_from > wall_limit_s
+            return self.client.done or cut[0]
+
+        net.run_until(_horizon(self), until=over, check_every=1.0)
+        ended = self.clock.now
+        self.recorder.cancel(ended, "the simulation ended")
+        stats = {**self._stats(), "cut": cut[0] and not self.client.done}
+        return SimResult(self.recorder.records, self.collector.samples, self.events, ended,
+                         dict(self.recorder.ignored), time.perf_counter() - started, stats)
+
+    def _stats(self) -> dict[str, Any]:
+        net = self.clock.net
+        gossip_msgs = sum(n.msgs_out for n in net.nodes.values())
+        steps = sum(i.batch.steps for n in self.nodes.values() for i in n.instances.values())
+        return {"events": self.clock.events, "gossip_messages": gossip_msgs, "wire_messages": self.wire.messages,
+                "decisions": self.coordinator.decisions if self.coordinator else 0,
+                "coordinator_busy_s": self.coordinator.busy_s if self.coordinator else 0.0,
+                "loads": sum(n.loads for n in self.nodes.values()),
+                "evictions": sum(n.evictions for n in self.nodes.values()), "steps_alive_instances": steps}
+
+    # ----- the request path --------------------------------------------------------------------------
+    def _send(self, rec: RequestRecord, to: str) -> None:
+        """One attempt of `rec`: to the coordinator (centralized) or entry peer `to` (gossip)."""
+        rid = rec.request_id
+        if self.coordinator is not None:
+            coordinator = self.coordinator
+            ask = Ask(rid, self.client.placement_request(rec), 0.0, self._replier(COORDINATOR, COORDINATOR))
+            self.wire.send(LOADGEN, COORDINATOR, lambda: coordinator.on_schedule(ask))
+            return
+        entry = to.removeprefix("sim://")
+        peer = self.peers[entry]
+        asked = self._asked(rec, "", self._replier(entry, to))
+        placing = Placing(asked, self.client.placement_request(rec))
+        self.wire.send(LOADGEN, entry, lambda: peer.place(placing))
+
+    def _infer_placed(self, rec: RequestRecord, placement: Placement) -> None:
+        """Centralized: the coordinator answered; the request goes to the node it names."""
+        node = self.nodes.get(placement.node)
+        if node is None:
+            return
+        asked = self._asked(rec, placement.action, self._replier(node.name, node.endpoint))
+        self.wire.send(LOADGEN, node.name, lambda: node.infer(asked))
+        if not self.wire.parties[node.name].up:
+            self.clock.after(self.config.latency_s, lambda: self.client.link_lost(node.endpoint))
+
+    def _asked(self, rec: RequestRecord, action: str, reply: Callable[[Any], None]) -> Asked:
+        return Asked(rec.request_id, rec.model, rec.prompt_tokens, rec.max_new_tokens, action, reply)
+
+    def _replier(self, src: str, source: str) -> Callable[[Any], None]:
+        """How `src` answers the load generator (`source`: the endpoint the answer comes through)."""
+        client = self.client
+
+        def reply(body: Any) -> None:
+            sender = getattr(body, "node", "") or src
+            self.wire.send(src, LOADGEN, lambda: client.reply(body, sender, source))
+
+        return reply
+
+    def _forward(self, src: str, dst: str, asked: Asked) -> None:
+        """Gossip: peer `src` forwards `asked` to `dst`; the answers come back through `src`."""
+        peer, node = self.peers[src], self.nodes[dst]
+        back = asked.reply
+
+        def relay(body: Any) -> None:
+            def at_src() -> None:
+                if isinstance(body, Error) and body.code in REFUSALS:
+                    placing = peer.forwards.pop(asked.request_id, None)
+                    if placing is not None:
+                        peer.place(placing)  # our view was stale: place it again elsewhere
+                    return
+                if isinstance(body, Done | Error):
+                    peer.answered(asked.request_id)
+                back(body)
+            self.wire.send(dst, src, at_src)
+
+        onward = Asked(asked.request_id, asked.model, asked.prompt_tokens, asked.max_new_tokens, asked.action,
+                       relay, asked.hops)
+        self.wire.send(src, dst, lambda: node.infer(onward))
+
+    def _publisher(self, name: str) -> Callable[[NodeState], None]:
+        def publish(state: NodeState) -> None:
+            if self.wire.parties[name].paused:
+                return  # the agent is stopped: it publishes again when it continues
+            collector, coordinator = self.collector, self.coordinator
+            self.wire.send(name, COLLECTOR, lambda: collector.take(state))
+            if coordinator is not None:
+                self.wire.send(name, COORDINATOR, lambda: coordinator.on_state(state))
+            if name in self.peers:
+                self.peers[name].publish(state)
+        return publish
+
+    def _gone(self) -> list[tuple[str, str]]:
+        """Who the load generator hears is gone: the coordinator's dead nodes, or an entry peer's."""
+        if self.coordinator is not None:
+            return self.coordinator.gone_nodes() if self.wire.parties[COORDINATOR].reachable else []
+        for name in self.peers:
+            if self.wire.parties[name].reachable:
+                members = self.clock.net.ml(name).members(self.clock.now)
+                return [(m.node, self.nodes[m.node].endpoint) for m in members
+                        if m.status in (Status.DEAD, Status.LEFT) and m.node in self.nodes]
+        return []
+
+
+def _horizon(sim: Simulation) -> float:
+    last = max((r.scheduled_s for r in sim.recorder.records), default=0.0)
+    return last + sim.config.timeout_s + 1.0
+
+
+def simulate(config: SimConfig, schedule: list[PlannedRequest], wall_limit_s: float = 0.0,
+             cpu_limit: bool = False) -> SimResult:
+    return Simulation(config, schedule).run(wall_limit_s, cpu_limit)

@@ -1,0 +1,284 @@
+"""A simulated gossip-mode peer: the real peer's view, policy and placement loop.
+
+Membership and the gossiped NodeState records are the real `Memberlist` state machine of
+each member, run by the simulated network on the shared clock (daemons/sim/clock.py). A
+request that enters a peer is placed as `GossipMode.place` places it
+(daemons/node/gossip_mode.py): the peer builds its view with the same `peer_view` (its
+own state, every member's gossiped record and liveness, its pending placements for
+SETTLE_S), decides with the same `peer_decide`, serves it here or forwards it once; a
+request no peer can take waits in the same AdmissionQueue and is offered to the policy
+again every RETRY_S; at most MAX_PLACEMENTS nodes are tried. A forward to a peer whose
+process dies is placed again at once (the real peer's connection monitor), and the client
+is told with a `Reassigned`.
+
+Sparrow's probes are not simulated (the spec refuses `gossip_policy = "sparrow"` with
+`--engine sim`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from random import Random
+from typing import Any
+
+from daemons.core.errors import SchemaError
+from daemons.core.messages import Error, NodeState, Progress, Reassigned
+from daemons.core.schema import from_dict, to_dict
+from daemons.gossip.memberlist import MemberInfo
+from daemons.gossip.messages import Status
+from daemons.node.config import PROGRESS_EVERY_S
+from daemons.node.gossip_mode import MAX_PLACEMENTS, RETRY_S, SETTLE_S, peer_decide, peer_view
+from daemons.policy import NO_NODES, ClusterView, Decision, NodeView, PlacementRequest, Refusal, get_policy
+from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
+from daemons.policy.capacity import worth_waiting
+from daemons.policy.view import node_view
+from daemons.sim.clock import Clock
+from daemons.sim.node import Asked, SimNode
+
+Forwarder = Callable[[str, str, Asked], None]  # (from peer, to peer, the request with its action)
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    policy: str
+    admission: str = "queue"
+    queue_limit: int = 64
+    queue_timeout_s: float = 120.0
+    priority: bool = True
+    priority_aging_s: float = 5.0
+
+
+class RecordCache:
+    """Gossiped records as NodeStates and NodeViews, made once per version for all peers.
+
+    Every peer holds the same bodies (the owner's `to_dict(state)`), some a version behind:
+    the owner's states are remembered by (node, generation, version) when it publishes, so
+    no peer parses a body the simulator itself wrote (a body it does not know is parsed, as
+    gossip_mode._state_of does), and a member's NodeView without pending placements is the
+    same object for every peer that sees that version alive or dead.
+    """
+
+    KEEP = 16  # versions per node: peers lag the owner by a few at most
+
+    def __init__(self) -> None:
+        self._states: dict[str, dict[tuple[int, int], NodeState | None]] = {}
+        self._views: dict[tuple[str, int, int, bool], NodeView] = {}
+        self._keys: dict[int, tuple[int, int]] = {}  # id(state) -> its record key, for view_of
+
+    def remember(self, node: str, key: tuple[int, int], state: NodeState) -> None:
+        versions = self._states.setdefault(node, {})
+        versions[key] = state
+        self._keys[id(state)] = key
+        if len(versions) > self.KEEP:
+            oldest = min(versions)
+            gone = versions.pop(oldest)
+            self._keys.pop(id(gone), None)
+            self._views.pop((node, *oldest, True), None)
+            self._views.pop((node, *oldest, False), None)
+
+    def state(self, member: MemberInfo) -> NodeState | None:
+        record = member.record
+        if record is None:
+            return None
+        versions = self._states.get(member.node)
+        if versions is not None and record.key in versions:
+            return versions[record.key]
+        try:
+            state: NodeState | None = from_dict(NodeState, dict(record.body), f"record of {member.node}")
+        except SchemaError:
+            state = None
+        if state is not None and state.node != member.node:
+            state = None  # a record speaks for its own member only (gossip_mode._state_of)
+        if state is not None:
+            self.remember(member.node, record.key, state)
+        return state
+
+    def view_of(self, state: NodeState, alive: bool, pending: list[str]) -> NodeView:
+        """node_view, remembered for a known record version without pending placements."""
+        key = self._keys.get(id(state))
+        if pending or key is None:
+            return node_view(state, alive, pending)
+        cache_key = (state.node, key[0], key[1], alive)
+        view = self._views.get(cache_key)
+        if view is None:
+            view = self._views[cache_key] = node_view(state, alive, pending)
+        return view
+
+
+@dataclass
+class Placing:
+    """A request this peer places: the asker, the request, the nodes tried so far."""
+
+    asked: Asked
+    request: PlacementRequest
+    tried: frozenset[str] = frozenset()
+    forwarded_to: str = ""
+    first_waited: float | None = None
+
+
+@dataclass
+class SimPeer:
+    node: SimNode
+    settings: PeerSettings
+    clock: Clock
+    records: RecordCache
+    forward: Forwarder
+    rng: Random = field(default_factory=Random)
+
+    def __post_init__(self) -> None:
+        self.policy = get_policy(self.settings.policy, "gossip")
+        s = self.settings
+        self.queue: AdmissionQueue[Placing] = AdmissionQueue(QueueLimits(s.queue_limit, s.queue_timeout_s),
+                                                             s.priority, s.priority_aging_s)
+        self._pending: dict[str, deque[tuple[float, str]]] = {}
+        self.forwards: dict[str, Placing] = {}  # request id -> its placing, while a peer serves it
+        self._retrying = False
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def publish(self, state: NodeState) -> None:
+        """The node published: gossip it (GossipMode.publish)."""
+        net = self.clock.net
+        before = net.ml(self.name).local_record
+        net.set_record(self.name, to_dict(state))
+        after = net.ml(self.name).local_record
+        if after is not None and after is not before:  # published now (not staged for later): it is `state`
+            self.records.remember(self.name, after.key, state)
+
+    # ----- the view -----------------------------------------------------------------------------
+    def view(self) -> ClusterView:
+        now = self.clock.now
+        me = self.node.snapshot()
+        others = ((s, m.status == Status.ALIVE) for m in self.clock.net.ml(self.name).members(now)
+                  if not m.is_self and (s := self.records.state(m)) is not None)
+        return peer_view(me, others, lambda node: self._pending_models(node, now), self.records.view_of)
+
+    def _pending_models(self, node: str, now: float) -> list[str]:
+        queue = self._pending.get(node)
+        if not queue:
+            return []
+        while queue and queue[0][0] < now - SETTLE_S:
+            queue.popleft()
+        return [m for _, m in queue]
+
+    def decide(self, request: PlacementRequest) -> Decision | Refusal:
+        decision = peer_decide(self.policy, self.view(), request, self.rng, self.name, self.settings.admission)
+        if isinstance(decision, Decision) and decision.node != self.name:
+            self._pending.setdefault(decision.node, deque()).append((self.clock.now, request.model))
+        return decision
+
+    # ----- placing --------------------------------------------------------------------------------
+    def place(self, placing: Placing) -> None:
+        """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS."""
+        if not self.node.up:
+            return
+        while len(placing.tried) < MAX_PLACEMENTS:
+            decision = self._admit(placing)
+            if decision is None:
+                return  # waits in the queue
+            if isinstance(decision, Refusal):
+                self._fail(placing, decision.code, decision.message)
+                return
+            if decision.node != self.name:
+                placing.tried = placing.tried | {decision.node}
+                placing.forwarded_to = decision.node
+                self.forwards[placing.asked.request_id] = placing
+                self.forward(self.name, decision.node, replace(placing.asked, action=decision.action, hops=1))
+                return
+            if self.node.can_host(placing.request.model):
+                self.node.infer(replace(placing.asked, action=decision.action))
+                return
+            placing.tried = placing.tried | {self.name}
+        self._fail(placing, "no_capacity", f"no peer could take it (tried {', '.join(sorted(placing.tried))})")
+
+    def _admit(self, placing: Placing) -> Decision | Refusal | None:
+        """GossipMode.admit: a decision, a refusal, or None while it waits for room."""
+        request = replace(placing.request, exclude=placing.tried)
+        decision = self.decide(request)
+        if isinstance(decision, Decision) or decision.code != NO_NODES:
+            return decision
+        if not worth_waiting(self.view(), placing.request):
+            return decision
+        now = self.clock.now
+        if placing.first_waited is None:
+            placing.first_waited = now
+        left = placing.first_waited + self.queue.limits.timeout_s - now
+        if left <= 0:
+            return Refusal(QUEUE_TIMEOUT, f"waited {self.queue.limits.timeout_s:g} s for capacity for "
+                                          f"{request.model}: lower the load, add nodes or raise queue_timeout_s")
+        rid = placing.asked.request_id
+        refused = self.queue.offer(rid, request.model, placing, now, left, request.priority)
+        if refused is not None:
+            return Refusal(refused.code, refused.message)
+        placing.tried = frozenset()  # once the view changes, every peer may be asked again
+        self._beat(placing)
+        self._schedule_retry()
+        return None
+
+    def _schedule_retry(self) -> None:
+        if not self._retrying:
+            self._retrying = True
+            gen = self.node.gen
+            self.clock.after(RETRY_S, lambda: self._retry(gen))
+
+    def _retry(self, gen: int) -> None:
+        """Offer the queue's heads to the policy again (GossipMode._wait_for_turn)."""
+        self._retrying = False
+        if not self.node.up or gen != self.node.gen:
+            return
+        for out in self.queue.expire(self.clock.now):
+            self._fail(out.entry.item, out.code, out.message)
+        for head in self.queue.heads():
+            while (entry := self.queue.head(head.model, head.priority)) is not None:
+                decision = self.decide(entry.item.request)
+                if isinstance(decision, Refusal):
+                    break
+                self.queue.remove(entry.request_id)
+                self.place(entry.item)
+        if self.queue:
+            self._schedule_retry()
+
+    def _beat(self, placing: Placing) -> None:
+        """A Progress with no tokens to the asker every PROGRESS_EVERY_S while it waits here."""
+        rid = placing.asked.request_id
+        if rid not in self.queue or not self.node.up:
+            return
+        placing.asked.reply(Progress(rid, self.name, 0))
+        self.clock.after(PROGRESS_EVERY_S, lambda: self._beat(placing))
+
+    def _fail(self, placing: Placing, code: str, message: str) -> None:
+        placing.asked.reply(Error(placing.asked.request_id, code, message, self.name))
+
+    # ----- peers that die ----------------------------------------------------------------------------
+    def lost(self, peer: str) -> None:
+        """The connection to `peer` dropped (its process died): place again what went there."""
+        for rid, placing in list(self.forwards.items()):
+            if placing.forwarded_to == peer:
+                del self.forwards[rid]
+                placing.asked.reply(Reassigned(rid, peer, f"connection to {peer} dropped"))
+                self.place(placing)
+
+    def answered(self, request_id: str) -> None:
+        self.forwards.pop(request_id, None)
+
+    def kill(self) -> None:
+        self.forwards.clear()
+        self.queue = AdmissionQueue(self.queue.limits, self.settings.priority, self.settings.priority_aging_s)
+        self._pending.clear()
+        self._retrying = False
+
+
+def verdict_listener(emit: Callable[[str, str, str], None], now: Callable[[], float]) -> Callable[[Any], None]:
+    """Failure verdicts of every peer, as the real peers announce them (gossip_mode.verdict_event)."""
+    from daemons.node.gossip_mode import verdict_event
+
+    def on_event(sim_event: Any) -> None:
+        verdict = verdict_event(sim_event.event, sim_event.observer, now())
+        if verdict is not None:
+            emit(verdict.kind, verdict.node, verdict.detail)
+
+    return on_event
