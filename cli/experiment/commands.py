@@ -209,16 +209,23 @@ def _arm_of(spec: ExperimentSpec, arm: object) -> ExperimentSpec:
         return spec
 
 
-def _with_flags(spec: ExperimentSpec, **flags: Any) -> ExperimentSpec:
+# Flags that set the ExperimentSpec field of the same name; _FLAGS: every flag _with_flags reads.
+_SPEC_FLAGS = ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s",
+               "insecure", "queue_limit", "priority", "max_running", "admission", "rebalance", "live_migration",
+               "backend", "engine", "decision_cost_us")
+_FLAGS = (*_SPEC_FLAGS, "duration", "rps", "cv", "seed", "classes", "faults", "scheduler", "nodes")
+
+
+def _with_flags(spec: ExperimentSpec, **given: Any) -> ExperimentSpec:
+    """`spec` with the flags that were given (not None); a flag a command does not have is None."""
+    flags: dict[str, Any] = dict.fromkeys(_FLAGS) | given
     changes: dict[str, Any] = {}
     workload = {k: v for k, v in (("duration_s", flags["duration"]), ("rps", flags["rps"]),
                                   ("cv", flags["cv"]), ("seed", flags["seed"]),
                                   ("classes", flags["classes"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
-    for key in ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator",
-                "timeout_s", "insecure", "queue_limit", "priority", "max_running", "admission", "rebalance",
-                "live_migration", "backend", "engine", "decision_cost_us"):
+    for key in _SPEC_FLAGS:
         if flags[key] is not None:
             changes[key] = flags[key]
     if flags["faults"]:
