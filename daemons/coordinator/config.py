@@ -28,6 +28,13 @@ environment variables, command-line flags. Example file:
     rebalance = false
     rebalance_threshold = 8             # a destination's requests after a move, at most
     live_migration = true               # carry out a policy's MIGRATE (false: its next best option)
+    # Learned affinity and predictive pre-warming (daemons/policy/learned.py, prewarm.py).
+    affinity = "static"                 # static | learned: rank by the TTFT nodes have measured
+    prewarm = "off"                     # off | on: load models ahead of a forecast burst
+    forecast_alpha = 0.5                # Holt level weight, 0 < a <= 1 (forecast.py)
+    forecast_beta = 0.3                 # Holt trend weight, 0 <= b <= 1
+    forecast_horizon_s = 5.0            # forecast this far ahead (about a load time)
+    prewarm_instance_rps = 2.0          # req/s one ready instance serves before another copy pays off
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from daemons.core.errors import ConfigError
 from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy import DEFAULT_POLICY, get_policy
 from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, QueueLimits, check_limits
+from daemons.policy.forecast import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_HORIZON_S
+from daemons.policy.prewarm import DEFAULT_INSTANCE_RPS, PrewarmSettings, prewarm_settings
 from daemons.policy.priority import DEFAULT_AGING_S, check_aging
 from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.policy.slo import check_admission
@@ -89,6 +98,13 @@ class CoordinatorConfig:
     # A policy's MIGRATE (startup-optimal) is carried out by live migrations; false: the
     # policy's next best option instead (the comparison without migration).
     live_migration: bool = True
+    # Learned affinity (learned.py) and predictive pre-warming (forecast.py, prewarm.py).
+    affinity: str = "static"  # static | learned
+    prewarm: str = "off"  # off | on
+    forecast_alpha: float = DEFAULT_ALPHA  # Holt level weight, 0 < a <= 1
+    forecast_beta: float = DEFAULT_BETA  # Holt trend weight, 0 <= b <= 1
+    forecast_horizon_s: float = DEFAULT_HORIZON_S  # forecast this far ahead
+    prewarm_instance_rps: float = DEFAULT_INSTANCE_RPS  # req/s one ready instance serves
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -100,7 +116,8 @@ class CoordinatorConfig:
             raise ConfigError("bind, state_bind and events_bind must be three different addresses")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError("name must be a non-empty string")
-        get_policy(self.policy, "centralized")  # raises ConfigError naming the known policies
+        get_policy(self.policy, "centralized", self.affinity)  # raises ConfigError naming the known policies
+        _ = self.prewarming
         _positive("dead_after_s", self.dead_after_s)
         _positive("reap_after_s", self.reap_after_s)
         if not isinstance(self.max_nodes, int) or isinstance(self.max_nodes, bool) or self.max_nodes < 1:
@@ -119,6 +136,11 @@ class CoordinatorConfig:
                 or self.rebalance_threshold < 1:
             raise ConfigError(f"rebalance_threshold must be an integer >= 1, got {self.rebalance_threshold!r}")
         self._check_failover()
+
+    @property
+    def prewarming(self) -> PrewarmSettings:
+        return prewarm_settings(self.prewarm, self.forecast_alpha, self.forecast_beta, self.forecast_horizon_s,
+                                self.prewarm_instance_rps, "[coordinator] ")
 
     @property
     def queue(self) -> QueueLimits:

@@ -72,6 +72,7 @@ from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, state_sender
 from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
 from daemons.coordinator.mover import Mover
+from daemons.coordinator.prewarmer import Prewarmer
 from daemons.coordinator.witnesses import Witnesses
 from daemons.core import sdnotify
 from daemons.core.errors import ConfigError
@@ -128,7 +129,7 @@ class Coordinator:
                  metrics: CoordinatorMetrics | None = None) -> None:
         """`metrics`: count for Prometheus in it (run() serves its registry)."""
         self.config = config
-        self.policy = get_policy(config.policy, "centralized")
+        self.policy = get_policy(config.policy, "centralized", config.affinity)
         self.rng = Random(config.seed)
         self.book = ClusterBook(config.dead_after_s, config.settle_s, config.max_nodes, config.reap_after_s)
         self.inbox = StateInbox()
@@ -159,6 +160,7 @@ class Coordinator:
         self.poller.register(self.sub, zmq.POLLIN)
         self.poller.register(self.router, zmq.POLLIN)
         self.mover = Mover(self.ctx, config.name, config.rebalance_threshold, self.security.client)
+        self.prewarmer = Prewarmer(self.ctx, config.name, config.prewarming, time.monotonic(), self.security.client)
         self._init_failover()
 
     def _init_failover(self) -> None:
@@ -210,6 +212,7 @@ class Coordinator:
             self.peer_sub.close(0)
             self.witnesses.close()
         self.mover.close()
+        self.prewarmer.close()
         stop_zap(self.ctx)
         self.ctx.term()
 
@@ -242,6 +245,8 @@ class Coordinator:
                 self._pump(now)
             if self.config.rebalance and (self.star is None or self.star.active):
                 self.mover.tick(self.book.view(), now)
+            if self.prewarmer.settings.enabled and (self.star is None or self.star.active):
+                self.prewarmer.tick(self.book.view(), now)
             if now >= next_held_beat:
                 self._held_beat()
                 next_held_beat = now + HELD_BEAT_S
@@ -449,6 +454,8 @@ class Coordinator:
             return self._refuse_inactive(msg)
         asked = Asked(msg, identity, msg_id)
         rid = msg.request_id
+        if rid not in self.queue:  # a new arrival (not one asking again while it waits)
+            self.prewarmer.arrived(msg.model, time.monotonic())
         if rid in self.queue or self.queue.waits_ahead(msg.model, msg.priority):
             # Asked again while waiting (a reroute, a retry), or its model has earlier
             # requests of its class or a higher one waiting: it queues behind them.
