@@ -50,6 +50,9 @@ Workload classes (requests.csv `class`, with the class's `slo_ttft_ms` / `slo_tp
   goodput (good requests of the class / s of the run's window) and slo_attainment (good /
   the class's requests that were sent: what fraction met its SLOs, shed ones count as missed).
 
+Pre-warming: critical_cold_starts, prewarms, prewarm_hits, prewarm_unused, prewarm_gpu_gib
+and evictions are defined in prewarming.py.
+
 Faults and recoveries:
 - fault_count: events.csv rows of kind `fault` (or any kind starting with "fault", case-
   insensitive): a fault injected on `target` at `t_s`;
@@ -73,6 +76,7 @@ import numpy as np
 from cli.report.affected import requests_affected, timeout_of
 from cli.report.dispersion import dispersion_columns
 from cli.report.host import host_columns
+from cli.report.prewarming import prewarm_columns
 from cli.report.results import CACHE_HITS, RunData, load_run
 from daemons.rundir import NOT_SENT, SHED, TIMEOUT, Event, NodeSample, RequestRow, Slo
 
@@ -171,6 +175,14 @@ class Summary:
     host_saturated_fraction: float = NAN  # of the seconds with host CPU above host.SATURATED_CPU
     host_saturated: bool | None = None  # the figures measure the host, not the scheduler
     shed_count: int = 0  # refused by --admission slo (in failed_requests)
+    # Predictive pre-warming (prewarming.py): cold starts on requests' critical path, and
+    # what pre-warming did about them and cost.
+    critical_cold_starts: int = 0
+    prewarms: int = 0
+    prewarm_hits: int = 0
+    prewarm_unused: int = 0
+    prewarm_gpu_gib: float = 0.0
+    evictions: int = 0
     classes: tuple[ClassFigures, ...] = ()  # per workload class; () without classes (not a column)
 
     @property
@@ -277,6 +289,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         **dispersion_columns(collector_ticks(run.nodes)),
         requests_affected=requests_affected(run, timeout_of(m.raw)), **host_columns(run.hosts),
         shed_count=sum(1 for r in run.requests if r.status == SHED),
+        **prewarm_columns(run.events, run.requests),
         classes=class_figures(run.requests, used_slo, window),
     )
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from daemons.core.errors import ConfigError
 from daemons.policy import get_policy
 from daemons.policy.estimates import Estimate, ewma, observe_load, observe_request, request_figures
-from daemons.policy.forecast import ForecastSettings, Forecaster
+from daemons.policy.forecast import Forecaster, ForecastSettings
 from daemons.policy.learned import predicted_ttft
 from daemons.policy.prewarm import plan, plan_for_peer, prewarm_settings, room_by_expected_use
 from daemons.policy.view import COLD_START, SERVE, PlacementRequest
