@@ -8,7 +8,7 @@
   ready, a cold start moved off that request's critical path;
 - prewarm_unused: `prewarm_unused` events: a pre-warmed model evicted before any use;
 - prewarm_gpu_gib: GPU memory the pre-warms booked, summed over them (each event's `bytes`);
-- evictions: `evict` events (each names why: least_expected_use with pre-warming, else lru).
+- evictions: `evict` events (published with pre-warming on only: least expected use).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
-from daemons.coordinator.inbox import StateInbox, state_sender
+from daemons.coordinator.inbox import StateInbox, envelope_header, state_sender
 from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
 from daemons.coordinator.mover import Mover
 from daemons.coordinator.prewarmer import Prewarmer
@@ -287,6 +287,9 @@ class Coordinator:
         if len(frames) != 1:
             self._drop(f"state message with {len(frames)} frames (expected 1)")
             return
+        header = envelope_header(frames[0])
+        if header is not None and header[0] == "event":
+            return  # a node's own event (a pre-warm, an eviction) is for observers on its PUB, not for us
         # The inbox coalesces by the header's sender: only a node's own key may speak for it.
         if self._secure and not guard(identity, "state", state_sender(frames[0]) or ""):
             self.counts["dropped"] += 1

@@ -12,7 +12,7 @@ pre-warming bought and cost: `prewarm` when a pre-warm load starts (detail: mode
 who ordered it), `prewarm_hit` when the first request reaches a pre-warmed instance that
 is ready (a cold start moved off that request's critical path), `prewarm_unused` when
 one is evicted before any request used it. Every eviction is an `evict` event (detail:
-model, why: least expected use or lru, its forecast).
+model, why, its forecast; with pre-warming on only).
 
 No sockets here: the server calls it and publishes what it returns.
 """
@@ -93,10 +93,10 @@ class LoadWatcher:
         self.learning.evicted(model)  # a failed pre-warm is no longer pending
 
     def evicted(self, model: str) -> None:
-        enabled = self.learning.settings.enabled
-        rate = self.learning.forecaster.rate(model, time.monotonic()) if enabled else 0.0
-        why = "least_expected_use" if enabled else "lru"
-        self.announce("evict", f"model={model};why={why};forecast_rps={rate:.3f}")
+        if not self.learning.settings.enabled:
+            return  # without pre-warming a node publishes what it always did (no eviction events)
+        rate = self.learning.forecaster.rate(model, time.monotonic())
+        self.announce("evict", f"model={model};why=least_expected_use;forecast_rps={rate:.3f}")
         if self.learning.evicted(model):
             self.announce("prewarm_unused", f"model={model}")
 
