@@ -13,6 +13,7 @@ The pure rules are tested in tests/policy/test_learning.py.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import msgpack
 import pytest
 import zmq
 
-from daemons.coordinator.testing import Client, running_coordinator
+from daemons.coordinator.testing import Client, running_coordinator, schedctl
 from daemons.core.messages import Done, Infer, Placement
 from daemons.node.testing import running_node, wait_until
 
@@ -127,3 +128,18 @@ def test_a_burst_forecast_prewarms_the_model_before_the_bursts_first_request(
         burst = [client.schedule(f"burst-{i}", SMALL).body for i in range(8)]
         assert all(isinstance(p, Placement) for p in burst), burst
         assert any(p.node == "node-1" and p.action == "SERVE" for p in burst if isinstance(p, Placement)), burst
+
+
+@pytest.mark.parametrize("args,message", [
+    (["start", "coordinator", "--policy", "round-robin", "--affinity", "learned"],
+     "policy 'round-robin' cannot use --affinity learned"),
+    (["start", "coordinator", "--prewarm", "on", "--forecast-alpha", "1.5"],
+     "forecast_alpha 1.5 is out of range: use 0 < forecast_alpha <= 1"),
+    (["experiment", "run", "--scheduler", "centralized", "--policy", "least-loaded", "--affinity", "learned"],
+     "policy 'least-loaded' cannot use --affinity learned"),
+])
+def test_bad_learning_settings_are_one_clear_error_line(args: list[str], message: str) -> None:
+    out = subprocess.run([schedctl(), *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr, out.stderr
