@@ -589,7 +589,8 @@ class NodeServer:
         if tokens == SWITCHED:
             return None  # switched: the destination's Done will carry this run's figures
         timings = {**served.timings, "total_s": time.monotonic() - start}
-        self.learning.served(request.model, timings, served.tokens)
+        if not served.offset:  # a migration's destination re-prefilled more than a prompt: not comparable
+            self.learning.served(request.model, timings, served.tokens)
         return Done(request.request_id, self.config.name, served.tokens, reason, served.action or action,
                     request.hops, timings)
 
