@@ -18,12 +18,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgpack
 import pytest
 import zmq
 
+from daemons.bus import parse_frame
 from daemons.coordinator.testing import Client, running_coordinator, schedctl
-from daemons.core.messages import Done, Infer, Placement
+from daemons.core.messages import ClusterEvent, Done, Infer, NodeState, Placement
 from daemons.node.testing import running_node, wait_until
 
 SMALL = "facebook/opt-125m"
@@ -45,9 +45,9 @@ def _serve(client: Client, rid: str, model: str) -> Placement:
 def test_learned_affinity_steers_the_model_to_the_faster_node(tmp_path: Path) -> None:
     with running_coordinator(tmp_path, policy="startup-optimal", affinity="learned") as coord, \
             running_node(tmp_path, "fast", gpu="a100-80gb", models=[BIG], preload=[BIG], checkpoint_tier="gpu",
-                         publish_to=[coord.state_bind]), \
+                         publish_to=[coord.state_bind], publish_interval_s=0.2), \
             running_node(tmp_path, "slow", gpu="a10g-24gb", models=[BIG], preload=[BIG], checkpoint_tier="gpu",
-                         publish_to=[coord.state_bind]), \
+                         publish_to=[coord.state_bind], publish_interval_s=0.2), \
             Client(coord.bind) as client:
         client.wait_for_nodes({"fast", "slow"}, timeout_s=20)
         wait_until("both nodes hold the model ready", lambda: _ready_on(client, BIG) == {"fast", "slow"})
@@ -55,7 +55,9 @@ def test_learned_affinity_steers_the_model_to_the_faster_node(tmp_path: Path) ->
         for i in range(14):
             placement = _serve(client, f"learn-{i}", BIG)
             chosen.append(placement.node)
-            time.sleep(0.1)  # the node's next state (with its new estimate) reaches the coordinator
+            # Until the node's next state (its new estimate) has settled our placement there: a
+            # placement counts as pending load until a state newer than settle_s shows it.
+            time.sleep(0.4)
         assert "learned affinity" in placement.reason, placement.reason
         assert chosen[-6:] == ["fast"] * 6, chosen
 
@@ -84,13 +86,27 @@ def events() -> Iterator[tuple[str, zmq.Socket[bytes]]]:
         ctx.term()
 
 
-def _prewarm_events(sub: zmq.Socket[bytes]) -> list[str]:
-    found = []
-    while sub.poll(0):
-        _, mtype, _, _, body = msgpack.unpackb(sub.recv(), raw=False)
-        if mtype == "event" and body.get("kind") == "prewarm":
-            found.append(body.get("detail", ""))
-    return found
+class Heard:
+    """What a node's PUB said to our SUB: the nodes whose state arrived, the prewarm events' details."""
+
+    def __init__(self, sub: zmq.Socket[bytes]) -> None:
+        self.sub, self.states, self.prewarms = sub, set[str](), list[str]()
+
+    def drain(self) -> None:
+        while self.sub.poll(0):
+            env = parse_frame(self.sub.recv(), "node")
+            if env is not None and isinstance(env.body, NodeState):
+                self.states.add(env.body.node)
+            elif env is not None and isinstance(env.body, ClusterEvent) and env.body.kind == "prewarm":
+                self.prewarms.append(env.body.detail)
+
+    def wait_connected(self, node: str) -> None:
+        """Until a state of `node` arrived: a PUB drops what it sends before the link is up."""
+        wait_until(f"{node}'s PUB reaches us", lambda: self.drain() or node in self.states, timeout_s=10)
+
+    def wait_prewarm(self) -> str:
+        wait_until("a prewarm event", lambda: self.drain() or bool(self.prewarms), timeout_s=5)
+        return self.prewarms[0]
 
 
 @pytest.mark.timeout(90)
@@ -105,6 +121,8 @@ def test_a_burst_forecast_prewarms_the_model_before_the_bursts_first_request(
             Client(coord.bind) as client:
         client.wait_for_nodes({"node-0", "node-1"}, timeout_s=20)
         wait_until("node-0 holds the model", lambda: _ready_on(client, SMALL) == {"node-0"})
+        heard = Heard(sub)
+        heard.wait_connected("node-1")
         # The ramp: 1, 2, 2 requests a second, never more than node-0's capacity (2 req/s)...
         rid = 0
         for second in (1, 2, 2):
@@ -115,14 +133,9 @@ def test_a_burst_forecast_prewarms_the_model_before_the_bursts_first_request(
             time.sleep(max(0.0, 1.0 - (time.monotonic() - start)))
         # ...yet its trend, extrapolated over the horizon, exceeds it: node-1 is loading it now.
         wait_until("the model pre-warmed on node-1", lambda: _held_on(client, "node-1", SMALL), timeout_s=3)
-        found: list[str] = []
-
-        def heard() -> bool:
-            found.extend(_prewarm_events(sub))
-            return bool(found)
-        wait_until("node-1 publishes its prewarm event", heard, timeout_s=5)
-        assert f"model={SMALL}" in found[0] and "by=coordinator" in found[0], found
-        assert "forecast_rps=" in found[0] and "capacity_rps=2.000" in found[0], found
+        detail = heard.wait_prewarm()
+        assert f"model={SMALL}" in detail and "by=coordinator" in detail, detail
+        assert "forecast_rps=" in detail and "capacity_rps=2.000" in detail, detail
         # The burst: its requests find the model ready on node-1 too (no cold start on their path).
         wait_until("node-1 ready", lambda: "node-1" in _ready_on(client, SMALL), timeout_s=10)
         burst = [client.schedule(f"burst-{i}", SMALL).body for i in range(8)]

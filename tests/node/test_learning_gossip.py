@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import msgpack
 import pytest
 import zmq
 
 from daemons.core.messages import Infer
 from daemons.node.testing import Client
+from tests.coordinator.test_learning import Heard
 from tests.node.test_gossip_mode import SMALL, peers, run, wait_for_model
 
 
@@ -30,29 +30,24 @@ def test_a_peer_prewarms_itself_when_its_forecast_outgrows_the_holder(tmp_path: 
             finally:
                 holder.close()
             wait_for_model(nodes[1], "node-0", SMALL)
+            heard = Heard(sub)
+            heard.wait_connected("node-1")
             entry = Client(nodes[1].bind)
             try:
                 rid = 0
                 for per_second in (1, 2, 2):  # through node-1: x2 peers = 2, 4, 4 req/s in all
                     start = time.monotonic()
                     for _ in range(per_second):
-                        entry.send(Infer(f"r{rid}", SMALL, "a b c d", 2), f"r{rid}")
+                        entry.send(Infer(f"r{rid}", SMALL, "a b c d", 2, action=""), f"r{rid}")  # the peer places it
                         rid += 1
                     time.sleep(max(0.0, 1.0 - (time.monotonic() - start)))
                 wait_for_model(nodes[0], "node-1", SMALL, timeout_s=10)
             finally:
                 entry.close()
-            details = _prewarms(sub)
-            assert any(d.startswith(f"model={SMALL}") and "by=node-1" in d for d in details), details
+            detail = heard.wait_prewarm()
+            assert detail.startswith(f"model={SMALL}") and "by=node-1" in detail, detail
     finally:
         sub.close(0)
         ctx.term()
 
 
-def _prewarms(sub: zmq.Socket[bytes]) -> list[str]:
-    found = []
-    while sub.poll(200):
-        _, mtype, _, _, body = msgpack.unpackb(sub.recv(), raw=False)
-        if mtype == "event" and body.get("kind") == "prewarm":
-            found.append(body.get("detail", ""))
-    return found
