@@ -3,7 +3,8 @@
 - critical_cold_starts: successful requests that waited for a model load on their own
   critical path (action COLD_START: it started the load; SERVE_LOADING: it waited for a
   load another request or a pre-warm started);
-- prewarms: `prewarm` events (a node began a load ahead of demand, daemons/node/learning.py);
+- prewarms: `prewarm` events (a node began a load ahead of demand, daemons/node/learning.py;
+  detail `by=NODE;model=M;bytes=B;ordered_by=WHO;evict=A+B;forecast_rps=F;capacity_rps=C`);
 - prewarm_hits: `prewarm_hit` events: the first request for a pre-warmed model found it
   ready, a cold start moved off that request's critical path;
 - prewarm_unused: `prewarm_unused` events: a pre-warmed model evicted before any use;

@@ -8,11 +8,12 @@ least expected use (`victim_key`: the forecast rate of the model, then its last 
 instead of plain LRU (daemons/policy/prewarm.py).
 
 It also keeps the ledger of pre-warmed instances, for the events that count what
-pre-warming bought and cost: `prewarm` when a pre-warm load starts (detail: model, bytes,
-who ordered it), `prewarm_hit` when the first request reaches a pre-warmed instance that
-is ready (a cold start moved off that request's critical path), `prewarm_unused` when
-one is evicted before any request used it. Every eviction is an `evict` event (detail:
-model, why, its forecast; with pre-warming on only).
+pre-warming bought and cost (every detail starts `by=<node>;`, as a node's events must for
+a secured observer): `prewarm` when a pre-warm load starts (detail: model, bytes, who
+ordered it), `prewarm_hit` when the first request reaches a pre-warmed instance that is
+ready (a cold start moved off that request's critical path), `prewarm_unused` when one is
+evicted before any request used it. With pre-warming on, every eviction is an `evict`
+event (detail: model, why, its forecast).
 
 No sockets here: the server calls it and publishes what it returns.
 """

@@ -265,7 +265,8 @@ class NodeServer:
             return False
         self.learning.prewarm_started(model)
         footprint = self.catalog.footprint(model)
-        self._event("prewarm", f"model={model};bytes={footprint};by={by};evict={','.join(order.evict)};{order.reason}")
+        self._event("prewarm", f"model={model};bytes={footprint};ordered_by={by};evict={'+'.join(order.evict)};"
+                               f"{order.reason}")
         self._spawn(self._preload(model, list(order.evict)))
         return True
 
@@ -286,7 +287,9 @@ class NodeServer:
                 held[(order.node, order.model)] = now + PREWARM_HOLD_S
 
     def _event(self, kind: str, detail: str) -> None:
-        self.announce(ClusterEvent(kind, self.config.name, detail, time.time()))
+        """A node's own event: its detail names it first (`by=`), as a secured observer requires
+        of a node's events (daemons/bus/authz.py `claimed`)."""
+        self.announce(ClusterEvent(kind, self.config.name, f"by={self.config.name};{detail}", time.time()))
 
     async def _preload(self, model: str, evict: list[str] | None = None) -> None:
         if evict:

@@ -134,7 +134,7 @@ def test_a_burst_forecast_prewarms_the_model_before_the_bursts_first_request(
         # ...yet its trend, extrapolated over the horizon, exceeds it: node-1 is loading it now.
         wait_until("the model pre-warmed on node-1", lambda: _held_on(client, "node-1", SMALL), timeout_s=3)
         detail = heard.wait_prewarm()
-        assert f"model={SMALL}" in detail and "by=coordinator" in detail, detail
+        assert detail.startswith(f"by=node-1;model={SMALL};") and "ordered_by=coordinator" in detail, detail
         assert "forecast_rps=" in detail and "capacity_rps=2.000" in detail, detail
         # The burst: its requests find the model ready on node-1 too (no cold start on their path).
         wait_until("node-1 ready", lambda: "node-1" in _ready_on(client, SMALL), timeout_s=10)

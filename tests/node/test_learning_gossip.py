@@ -45,7 +45,7 @@ def test_a_peer_prewarms_itself_when_its_forecast_outgrows_the_holder(tmp_path: 
             finally:
                 entry.close()
             detail = heard.wait_prewarm()
-            assert detail.startswith(f"model={SMALL}") and "by=node-1" in detail, detail
+            assert detail.startswith(f"by=node-1;model={SMALL};") and "ordered_by=node-1" in detail, detail
     finally:
         sub.close(0)
         ctx.term()

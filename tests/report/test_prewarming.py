@@ -11,8 +11,9 @@ GIB = 1 << 30
 
 
 def test_events_and_actions_become_the_prewarm_columns() -> None:
-    events = [Event(1.0, "prewarm", "node-1", f"model=m;bytes={16 * GIB};by=coordinator;evict=a,b;forecast_rps=3"),
-              Event(2.0, "prewarm", "node-2", f"model=m;bytes={8 * GIB};by=node-2"),
+    events = [Event(1.0, "prewarm", "node-1",
+                    f"by=node-1;model=m;bytes={16 * GIB};ordered_by=coordinator;evict=a+b;forecast_rps=3"),
+              Event(2.0, "prewarm", "node-2", f"by=node-2;model=m;bytes={8 * GIB};ordered_by=node-2"),
               Event(3.0, "prewarm_hit", "node-1", "model=m;request=r1"),
               Event(4.0, "prewarm_unused", "node-2", "model=m"),
               Event(4.0, "evict", "node-2", "model=m;why=least_expected_use"),
