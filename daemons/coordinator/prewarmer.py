@@ -57,7 +57,7 @@ class Prewarmer:
             log.info("pre-warm: loading %s on %s (%s)", order.model, order.node, order.reason,
                      extra={"SCHEDCTL_MODEL": order.model, "SCHEDCTL_NODE": order.node})
             reason = f"forecast_rps={order.forecast_rps:.3f};capacity_rps={order.capacity_rps:.3f}"
-            self._send(Prewarm(order.model, list(order.evict), reason), order.endpoint)
+            self._send(Prewarm(order.model, list(order.evict), reason, order.forecast_rps), order.endpoint)
             self._ordered[(order.node, order.model)] = now + HOLD_S
         return orders
 

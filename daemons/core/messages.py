@@ -324,6 +324,9 @@ class Prewarm:
     model: Name
     evict: Annotated[list[Name], Size(64)] = field(default_factory=list)
     reason: Text = ""
+    # The forecast that justified it (req/s): until the horizon has passed, the node counts it as
+    # the model's expected use, so its own evictions do not take the model it was just told to load.
+    forecast_rps: Annotated[float, Range(0.0, 1e6)] = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ class NodeLearning:
     now: float = 0.0
     _estimates: dict[str, Estimate] = field(default_factory=dict)
     _prewarmed: dict[str, bool] = field(default_factory=dict)  # model -> used since its pre-warm
+    _promised: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> (forecast, until)
     forecaster: Forecaster = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,12 +63,21 @@ class NodeLearning:
         return self.forecaster.rates(now)
 
     def victim_key(self, model: str, last_used: float, now: float) -> tuple[float, float]:
-        """Eviction order: least expected use (with pre-warming on), else least recently used."""
-        rate = self.forecaster.rate(model, now) if self.settings.enabled else 0.0
-        return rate, last_used
+        """Eviction order: least expected use (with pre-warming on), else least recently used.
 
-    def prewarm_started(self, model: str) -> None:
+        A model pre-warmed here is expected to be used at the forecast that justified it until
+        the forecast's horizon has passed, whatever this node has seen of it so far (none yet):
+        else the node's next load would evict it first."""
+        if not self.settings.enabled:
+            return 0.0, last_used
+        rate = self.forecaster.rate(model, now)
+        promised, until = self._promised.get(model, (0.0, 0.0))
+        return (max(rate, promised) if until > now else rate), last_used
+
+    def prewarm_started(self, model: str, forecast_rps: float = 0.0, now: float = 0.0) -> None:
         self._prewarmed[model] = False
+        if forecast_rps > 0:
+            self._promised[model] = (forecast_rps, now + self.settings.forecast.horizon_s)
 
     def first_use(self, model: str, ready: bool) -> bool:
         """A request arrived for `model`: True once per pre-warm, when it found the instance ready."""

@@ -263,7 +263,8 @@ class NodeServer:
             log.info("pre-warm of %s by %s skipped: %s", model, by,
                      "already here" if model in self.manager.instances else "it does not fit now")
             return False
-        self.learning.prewarm_started(model)
+        # Expected use until the horizon (plus the load itself) has passed: see NodeLearning.victim_key.
+        self.learning.prewarm_started(model, order.forecast_rps, time.monotonic() + self.catalog.load_s(model))
         footprint = self.catalog.footprint(model)
         self._event("prewarm", f"model={model};bytes={footprint};ordered_by={by};evict={'+'.join(order.evict)};"
                                f"{order.reason}")
@@ -283,7 +284,7 @@ class NodeServer:
             for order in plan_for_peer(view, self.config.name, self.learning.rates(now),
                                        self.config.prewarm_instance_rps, held):
                 reason = f"forecast_rps={order.forecast_rps:.3f};capacity_rps={order.capacity_rps:.3f}"
-                self.prewarm(Prewarm(order.model, list(order.evict), reason), self.config.name)
+                self.prewarm(Prewarm(order.model, list(order.evict), reason, order.forecast_rps), self.config.name)
                 held[(order.node, order.model)] = now + PREWARM_HOLD_S
 
     def _event(self, kind: str, detail: str) -> None:

@@ -38,3 +38,11 @@ def test_a_prewarm_counts_one_hit_or_one_unused_and_evictions_are_events() -> No
     watcher.evicted("b")
     assert [k for k, _ in said] == ["evict", "prewarm_unused"] and "why=least_expected_use" in said[0][1]
     assert not learning.first_use("c", ready=True)  # never pre-warmed
+
+
+def test_a_prewarmed_model_is_expected_at_its_forecast_until_the_horizon() -> None:
+    learning = NodeLearning(PrewarmSettings(enabled=True))  # horizon 5 s
+    learning.prewarm_started("warm", forecast_rps=3.0, now=10.0)
+    # No request for it reached this node yet: without the promise it would be the first victim.
+    assert learning.victim_key("warm", 0.0, 12.0) > learning.victim_key("other", 1.0, 12.0)
+    assert learning.victim_key("warm", 0.0, 16.0) < learning.victim_key("other", 1.0, 16.0)  # horizon passed
