@@ -52,7 +52,8 @@ class Prewarmer:
             return []
         self._next = now + TICK_S
         self._ordered = {key: until for key, until in self._ordered.items() if until > now}
-        orders = plan(view, self.forecaster.rates(now), self.settings.instance_rps, self._ordered)
+        orders = plan(view, self.forecaster.rates(now), self.settings.instance_rps, self._ordered,
+                      self.forecaster.uses(now))
         for order in orders:
             log.info("pre-warm: loading %s on %s (%s)", order.model, order.node, order.reason,
                      extra={"SCHEDCTL_MODEL": order.model, "SCHEDCTL_NODE": order.node})

@@ -62,6 +62,9 @@ class NodeLearning:
     def rates(self, now: float) -> dict[str, float]:
         return self.forecaster.rates(now)
 
+    def uses(self, now: float) -> dict[str, float]:
+        return self.forecaster.uses(now)
+
     def victim_key(self, model: str, last_used: float, now: float) -> tuple[float, float]:
         """Eviction order: least expected use (with pre-warming on), else least recently used.
 
@@ -70,7 +73,7 @@ class NodeLearning:
         else the node's next load would evict it first."""
         if not self.settings.enabled:
             return 0.0, last_used
-        rate = self.forecaster.rate(model, now)
+        rate = self.forecaster.expected(model, now)
         promised, until = self._promised.get(model, (0.0, 0.0))
         return (max(rate, promised) if until > now else rate), last_used
 
@@ -106,8 +109,8 @@ class LoadWatcher:
     def evicted(self, model: str) -> None:
         if not self.learning.settings.enabled:
             return  # without pre-warming a node publishes what it always did (no eviction events)
-        rate = self.learning.forecaster.rate(model, time.monotonic())
-        self.announce("evict", f"model={model};why=least_expected_use;forecast_rps={rate:.3f}")
+        use = self.learning.forecaster.expected(model, time.monotonic())
+        self.announce("evict", f"model={model};why=least_expected_use;expected_rps={use:.3f}")
         if self.learning.evicted(model):
             self.announce("prewarm_unused", f"model={model}")
 

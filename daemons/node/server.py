@@ -282,7 +282,7 @@ class NodeServer:
             held = {key: until for key, until in held.items() if until > now}
             view = self.gossip.view(self.local_state())
             for order in plan_for_peer(view, self.config.name, self.learning.rates(now),
-                                       self.config.prewarm_instance_rps, held):
+                                       self.config.prewarm_instance_rps, held, self.learning.uses(now)):
                 reason = f"forecast_rps={order.forecast_rps:.3f};capacity_rps={order.capacity_rps:.3f}"
                 self.prewarm(Prewarm(order.model, list(order.evict), reason, order.forecast_rps), self.config.name)
                 held[(order.node, order.model)] = now + PREWARM_HOLD_S

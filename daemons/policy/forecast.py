@@ -118,6 +118,21 @@ class Forecaster:
         self.advance(now)
         return {model: self.rate(model, now, horizon_s) for model in self._series}
 
+    def expected(self, model: str, now: float) -> float:
+        """The model's expected use for eviction: the larger of its smoothed rate now (the level)
+        and its forecast. A falling trend may forecast 0 for a model in full use a moment after
+        a burst; that must not make it the first to go."""
+        self.advance(now)
+        series = self._series.get(model)
+        if series is None or not series.started:
+            return 0.0
+        return max(series.level, self.rate(model, now))
+
+    def uses(self, now: float) -> dict[str, float]:
+        """Every known model's expected use (`expected`)."""
+        self.advance(now)
+        return {model: self.expected(model, now) for model in self._series}
+
     def _close(self, width: float) -> None:
         a, b = self.settings.alpha, self.settings.beta
         for model in list(self._series):

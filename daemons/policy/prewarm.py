@@ -35,6 +35,9 @@ from daemons.policy.forecast import DEFAULT_BUCKET_S, ForecastSettings
 from daemons.policy.view import ClusterView, LoadedModel, NodeView
 
 IDLE_LOAD = 1  # a node with more requests than this is not idle capacity
+# A model forecast below this is not pre-warmed even with no holder: its next request (one in
+# more than 2 s) will load it anyway, and a load ahead of time would only take memory from others.
+MIN_FORECAST_RPS = 0.5
 MAX_ORDERS = 2  # loads ordered per planning round: a wrong forecast costs at most this much
 DEFAULT_INSTANCE_RPS = 2.0
 PREWARMS = ("off", "on")
@@ -93,18 +96,20 @@ class PrewarmOrder:
 
 
 def plan(view: ClusterView, rates: Mapping[str, float], instance_rps: float,
-         skip: Iterable[tuple[str, str]] = ()) -> list[PrewarmOrder]:
-    """The loads worth starting now (see the module doc); `skip`: (node, model) already ordered."""
+         skip: Iterable[tuple[str, str]] = (), uses: Mapping[str, float] | None = None) -> list[PrewarmOrder]:
+    """The loads worth starting now (see the module doc); `skip`: (node, model) already ordered;
+    `uses`: each model's expected use, which ranks eviction victims (default: `rates`)."""
     skipped = set(skip)
+    uses = rates if uses is None else uses
     orders: list[PrewarmOrder] = []
     busy: set[str] = set()
     for model, rate in sorted(rates.items(), key=lambda mr: (-mr[1], mr[0])):
-        if len(orders) >= MAX_ORDERS or rate <= 0.0:
+        if len(orders) >= MAX_ORDERS or rate < MIN_FORECAST_RPS:
             break
         capacity = len(view.holders.get(model, ())) * instance_rps
         if rate <= capacity or any(m == model for _, m in skipped):
             continue
-        target = _target(view, model, rate, rates, busy)
+        target = _target(view, model, rate, uses, busy)
         if target is not None:
             node, victims = target
             orders.append(PrewarmOrder(node.name, node.endpoint, model, victims, rate, capacity,
@@ -131,7 +136,8 @@ def _target(view: ClusterView, model: str, rate: float, rates: Mapping[str, floa
 
 
 def plan_for_peer(view: ClusterView, me: str, local_rates: Mapping[str, float], instance_rps: float,
-                  skip: Iterable[tuple[str, str]] = ()) -> list[PrewarmOrder]:
+                  skip: Iterable[tuple[str, str]] = (),
+                  local_uses: Mapping[str, float] | None = None) -> list[PrewarmOrder]:
     """A gossip peer's own pre-warms: it sees only the requests entering the cluster through
     it, which a load generator spreading requests over the peers makes ~1/N of the total, so
     its rates are scaled by the live peers N; it plans on its view like the coordinator and
@@ -139,7 +145,8 @@ def plan_for_peer(view: ClusterView, me: str, local_rates: Mapping[str, float], 
     similar views agree on one target instead of all loading the model)."""
     n = max(1, len(view.order))
     rates = {model: rate * n for model, rate in local_rates.items()}
-    return [o for o in plan(view, rates, instance_rps, skip) if o.node == me]
+    uses = None if local_uses is None else {model: use * n for model, use in local_uses.items()}
+    return [o for o in plan(view, rates, instance_rps, skip, uses) if o.node == me]
 
 
 def room_by_expected_use(node: NodeView, needed: int, rates: Mapping[str, float],

@@ -139,6 +139,18 @@ def test_a_silent_model_decays_to_zero_and_never_goes_negative() -> None:
     assert f.rate("m", t + 100) >= 0.0 and f.rate("unknown", t) == 0.0
 
 
+def test_a_model_in_use_whose_trend_dips_is_still_expected_at_its_level() -> None:
+    f = Forecaster()
+    t = _feed(f, "m", [8, 8, 8, 2, 2])  # a burst, then a drop: the trend extrapolates to 0
+    assert f.rate("m", t) == 0.0 and f.expected("m", t) > 1.0 and f.uses(t)["m"] == f.expected("m", t)
+
+
+def test_a_model_forecast_below_the_floor_is_not_prewarmed_even_with_no_holder() -> None:
+    v = view(node("a"), node("b"))
+    assert plan(v, {"m1": 0.3}, instance_rps=2.0) == []
+    assert [o.model for o in plan(v, {"m1": 0.6}, instance_rps=2.0)] == ["m1"]
+
+
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=40))
 def test_forecasts_are_finite_and_never_negative(counts: list[int]) -> None:
     f = Forecaster()
