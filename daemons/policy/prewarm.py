@@ -126,7 +126,7 @@ def _target(view: ClusterView, model: str, rate: float, rates: Mapping[str, floa
         if name in busy or not node.alive or node.has_model(model) or node.load > IDLE_LOAD:
             continue
         item = node.catalog[model]
-        victims = room_by_expected_use(node, item.footprint_bytes, rates, below=rate)
+        victims = room_by_expected_use(node, item.footprint_bytes, rates, below=rate, holders=view.holders)
         if victims is None:
             continue
         key = (len(victims), node.load, item.load_s, name)
@@ -150,16 +150,22 @@ def plan_for_peer(view: ClusterView, me: str, local_rates: Mapping[str, float], 
 
 
 def room_by_expected_use(node: NodeView, needed: int, rates: Mapping[str, float],
-                         below: float = float("inf")) -> tuple[str, ...] | None:
+                         below: float = float("inf"),
+                         holders: Mapping[str, tuple[str, ...]] | None = None) -> tuple[str, ...] | None:
     """Idle models to evict, least expected use first, until `needed` bytes are free; only
-    models forecast under `below` may go. None when that cannot free enough."""
+    models expected under `below` may go, and (given `holders`) not the last copy of a model
+    still expected at MIN_FORECAST_RPS or more: a pre-warm that takes a model's only copy just
+    moves the cold start to that model's next request. None when that cannot free enough."""
     free = node.free_bytes
     if needed <= free:
         return ()
     victims: list[str] = []
     for m in victim_order((m for m in node.models.values() if node.is_idle(m)), rates):
-        if rates.get(m.model, 0.0) >= below:
+        use = rates.get(m.model, 0.0)
+        if use >= below:
             break
+        if holders is not None and use >= MIN_FORECAST_RPS and len(holders.get(m.model, ())) <= 1:
+            continue  # its last copy
         victims.append(m.model)
         free += m.memory_bytes
         if free >= needed:

@@ -194,8 +194,16 @@ def test_victims_go_by_least_expected_use_not_lru() -> None:
     rates = {"m1": 4.0, "m2": 3.0, "m3": 0.1}
     assert room_by_expected_use(full, 40 * GIB, rates) == ("m3",)  # LRU would evict m2
     assert room_by_expected_use(full, 40 * GIB, rates, below=0.05) is None  # nothing that little used
-    (order,) = plan(view(full), rates, instance_rps=1.0)
-    assert (order.model, order.evict) == ("m1", ("m3",))
+    other = node("b", {**ready("m2", 40), **ready("m3", 40)}, queue=3, cat=catalog("m1", "m2", "m3", gib=40))
+    (order,) = plan(view(full, other), rates, instance_rps=1.0)  # b holds copies of m2, m3 (and is busy)
+    assert (order.node, order.model, order.evict) == ("a", "m1", ("m3",))
+
+
+def test_a_prewarm_never_takes_the_last_copy_of_a_model_in_use() -> None:
+    full = node("a", {**ready("m2", 40), **ready("m3", 40)}, cat=catalog("m1", "m2", "m3", gib=40))
+    v = view(full)  # a holds the only copies of m2 and m3, both in use
+    assert plan(v, {"m1": 4.0, "m2": 1.0, "m3": 0.6}, instance_rps=1.0) == []
+    assert plan(v, {"m1": 4.0, "m2": 1.0, "m3": 0.1}, instance_rps=1.0)[0].evict == ("m3",)  # m3 is unused
 
 
 def test_a_peer_scales_its_local_rate_and_keeps_only_its_own_orders() -> None:
