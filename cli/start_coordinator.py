@@ -43,6 +43,20 @@ def start_coordinator(
                                                               "(default 5; 0 = arrival order).")] = None,
     admission: Annotated[str | None, typer.Option(help="queue (default: never shed) or slo: shed a request whose "
                                                        "predicted TTFT exceeds its class's TTFT SLO.")] = None,
+    affinity: Annotated[str | None, typer.Option(help="static (default: the policy's own scores) or learned: rank "
+                                                      "nodes by the TTFT each has measured for the model "
+                                                      "(affinity-score, startup-optimal).")] = None,
+    prewarm: Annotated[str | None, typer.Option(help="off (default) or on: load a model ahead of time on idle "
+                                                     "capacity when its forecast arrival rate exceeds its "
+                                                     "holders' capacity.")] = None,
+    forecast_alpha: Annotated[float | None, typer.Option(help="Holt level weight, 0 < a <= 1 (default 0.5).")] = None,
+    forecast_beta: Annotated[float | None, typer.Option(help="Holt trend weight, 0 <= b <= 1 (default 0.3; "
+                                                             "0: no trend).")] = None,
+    forecast_horizon: Annotated[float | None, typer.Option(help="Seconds ahead the pre-warm forecast looks "
+                                                                "(default 5: about a load time).")] = None,
+    prewarm_instance_rps: Annotated[float | None, typer.Option(
+        help="Requests per second one ready instance serves before pre-warming another copy pays off "
+             "(default 2).")] = None,
     metrics_bind: Annotated[str | None, typer.Option(help="HOST:PORT of a Prometheus /metrics endpoint "
                                                           "([metrics] bind; empty = off, the default).")] = None,
     rebalance: Annotated[bool | None, typer.Option("--rebalance/--no-rebalance",
@@ -75,6 +89,7 @@ def start_coordinator(
       schedctl start coordinator --metrics-bind 127.0.0.1:9464
       schedctl start coordinator --rebalance
       schedctl start coordinator --model-map-every 1
+      schedctl start coordinator --policy startup-optimal --affinity learned --prewarm on
       SCHEDCTL_COORDINATOR_BIND=tcp://10.0.0.5:5555 schedctl start coordinator
       schedctl start coordinator --role backup --name standby --peer tcp://10.0.0.5:5555 \\
           --peer-events tcp://10.0.0.5:5557 --epoch-file /var/lib/schedctl/epoch
@@ -90,7 +105,9 @@ def start_coordinator(
                  "failover_after_s": failover_after, "queue_limit": queue_limit,
                  "queue_timeout_s": queue_timeout, "priority": False if no_priority else None,
                  "admission": admission, "priority_aging_s": priority_aging, "rebalance": rebalance,
-                 "live_migration": live_migration, "model_map_s": model_map_every}
+                 "live_migration": live_migration, "model_map_s": model_map_every, "affinity": affinity,
+                 "prewarm": prewarm, "forecast_alpha": forecast_alpha, "forecast_beta": forecast_beta,
+                 "forecast_horizon_s": forecast_horizon, "prewarm_instance_rps": prewarm_instance_rps}
     activation.adopt()  # sockets and the duty to die with it, from a launcher (experiment run)
     cfg = CoordinatorConfig.load(config, overrides)
     security = Security.load(config)  # [security]: CURVE + ZAP when curve_dir is set

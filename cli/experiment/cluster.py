@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cli.experiment.keys import COLLECTOR, LOADGEN, OPERATOR, LocalKeys
 from cli.experiment.moves import order_migration
@@ -121,16 +122,27 @@ class LocalCluster:
                 scheduler=self.scheduler, queue_limit=self.spec.queue_limit,
                 queue_timeout_s=self.spec.timeout_s, max_running=self.spec.max_running,
                 priority=self.spec.priority, priority_aging_s=self.spec.priority_aging_s,
-                admission=self.spec.admission, backend=self.spec.backend, **self._gossip_settings(name),
-                **self._hybrid_settings())
+                admission=self.spec.admission, backend=self.spec.backend, **self._learning_settings(),
+                **self._gossip_settings(name), **self._hybrid_settings())
             self._spawn(name, ["start", "node", "--config", str(config)])
         self._wait_ready()
+
+    def _learning_settings(self) -> dict[str, Any]:
+        """Learned affinity and pre-warming, the same for every node (and the coordinator's flags)."""
+        spec = self.spec
+        return {"affinity": spec.affinity, "prewarm": spec.prewarm, "forecast_alpha": spec.forecast_alpha,
+                "forecast_beta": spec.forecast_beta, "forecast_horizon_s": spec.forecast_horizon_s,
+                "prewarm_instance_rps": spec.prewarm_instance_rps}
 
     def _start_coordinators(self) -> list[str]:
         """The coordinator, and with --standby-coordinator its backup (failover.py); their state addresses."""
         self.coordinator, state_bind, self.coordinator_events = (self._endpoint("coordinator") for _ in range(3))
         common = ["--policy", self.spec.policy, "--queue-limit", str(self.spec.queue_limit),
                   "--queue-timeout", f"{self.spec.timeout_s:g}", "--admission", self.spec.admission,
+                  "--affinity", self.spec.affinity, "--prewarm", self.spec.prewarm,
+                  "--forecast-alpha", repr(self.spec.forecast_alpha), "--forecast-beta", repr(self.spec.forecast_beta),
+                  "--forecast-horizon", repr(self.spec.forecast_horizon_s),
+                  "--prewarm-instance-rps", repr(self.spec.prewarm_instance_rps),
                   "--priority-aging", f"{self.spec.priority_aging_s!r}",
                   *([] if self.spec.priority else ["--no-priority"]),
                   # the rebalancer is the centralized arm's (spec.py); a hybrid coordinator migrates only on referral

@@ -81,6 +81,18 @@ def run_command(
     admission: Annotated[str | None, typer.Option(
         "--admission", help="queue (default: never shed) or slo: shed a request whose predicted TTFT exceeds "
                             "its class's TTFT SLO (outcome `shed`).")] = None,
+    affinity: Annotated[str | None, typer.Option(
+        "--affinity", help="static (default: the policies' own scores) or learned: rank nodes by the TTFT each "
+                           "has measured for the model (affinity-score, startup-optimal, the gossip "
+                           "policies).")] = None,
+    prewarm: Annotated[str | None, typer.Option(
+        "--prewarm", help="off (default) or on: the coordinator (or each gossip peer) forecasts every model's "
+                          "arrival rate and loads it ahead of time on idle capacity when the forecast exceeds "
+                          "its holders' capacity; evictions go by least expected use.")] = None,
+    popularity_shift: Annotated[int | None, typer.Option(
+        "--popularity-shift", help="Split the run into this many phases; each phase rotates the models' "
+                                   "popularity ranking by one, so the most popular model changes (default 0: "
+                                   "no shift).", min=0)] = None,
     standby_coordinator: Annotated[bool, typer.Option(
         "--standby-coordinator", help="Centralized, hybrid: run a standby coordinator that takes over when the "
                                       "primary dies (Binary Star with the nodes as witnesses).")] = False,
@@ -133,6 +145,8 @@ def run_command(
           --fault 30:kill:coordinator
       schedctl experiment run --scheduler centralized --classes interactive:0.3:ttft=500,batch:0.7 \\
           --max-running 4 --admission slo
+      schedctl experiment run --scheduler centralized --popularity-shift 3 --prewarm on
+      schedctl experiment run --policy startup-optimal --affinity learned
       schedctl experiment run --duration 60 --fault 20:kill:node-1 --watch
       schedctl experiment run --scheduler centralized,gossip,hybrid --nodes 10 --seed 42
       schedctl experiment run --scheduler hybrid --fault 20:kill:coordinator
@@ -150,7 +164,8 @@ def run_command(
                        timeout_s=timeout, insecure=insecure or None,
                        queue_limit=queue_limit, classes=classes, priority=False if no_priority else None,
                        max_running=max_running, admission=admission, backend=backend, engine=engine,
-                       decision_cost_us=decision_cost_us,
+                       decision_cost_us=decision_cost_us, affinity=affinity, prewarm=prewarm,
+                       popularity_shift=popularity_shift,
                        cluster_file=str(cluster) if cluster is not None else None)
     if watch and spec.engine == "sim":
         raise ConfigError("--watch is the real engine's live dashboard (a simulated run takes no wall time to "
@@ -212,8 +227,9 @@ def _arm_of(spec: ExperimentSpec, arm: object) -> ExperimentSpec:
 # Flags that set the ExperimentSpec field of the same name; _FLAGS: every flag _with_flags reads.
 _SPEC_FLAGS = ("name", "policy", "gossip_policy", "results_dir", "cluster_file", "standby_coordinator", "timeout_s",
                "insecure", "queue_limit", "priority", "max_running", "admission", "rebalance", "live_migration",
-               "backend", "engine", "decision_cost_us")
-_FLAGS = (*_SPEC_FLAGS, "duration", "rps", "cv", "seed", "classes", "faults", "scheduler", "nodes")
+               "backend", "engine", "decision_cost_us", "affinity", "prewarm")
+_FLAGS = (*_SPEC_FLAGS, "duration", "rps", "cv", "seed", "classes", "popularity_shift", "faults", "scheduler",
+          "nodes")
 
 
 def _with_flags(spec: ExperimentSpec, **given: Any) -> ExperimentSpec:
@@ -222,7 +238,8 @@ def _with_flags(spec: ExperimentSpec, **given: Any) -> ExperimentSpec:
     changes: dict[str, Any] = {}
     workload = {k: v for k, v in (("duration_s", flags["duration"]), ("rps", flags["rps"]),
                                   ("cv", flags["cv"]), ("seed", flags["seed"]),
-                                  ("classes", flags["classes"])) if v is not None}
+                                  ("classes", flags["classes"]),
+                                  ("popularity_shift", flags["popularity_shift"])) if v is not None}
     if workload:
         changes["workload"] = workload_from_dict({**spec.workload.to_dict(), **workload})
     for key in _SPEC_FLAGS:

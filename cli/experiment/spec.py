@@ -24,6 +24,12 @@ An experiment file is TOML:
     admission = "queue"             # queue | slo: shed a request predicted to miss its class's TTFT SLO
     backend = "emulator"            # emulator (a process per loaded model) | emulator-inproc (one process per node)
     engine = "real"                 # real: processes on loopback; sim: one process on a virtual clock
+    affinity = "static"             # static | learned: rank nodes by the TTFT each has measured
+    prewarm = "off"                 # off | on: load models ahead of a forecast burst (coordinator, peers)
+    forecast_alpha = 0.5            # pre-warm forecaster (Holt): level weight, 0 < a <= 1
+    forecast_beta = 0.3             # trend weight, 0 <= b <= 1
+    forecast_horizon_s = 5.0        # how far ahead it forecasts
+    prewarm_instance_rps = 2.0      # req/s one ready instance serves before another copy pays off
 
     [experiment.slo]                # goodput counts requests meeting every SLO given
     ttft_ms = 2000
@@ -62,6 +68,8 @@ from daemons.loadgen.workload import WorkloadSpec
 from daemons.loadgen.workload import from_dict as workload_from_dict
 from daemons.policy import DEFAULT_GOSSIP_POLICY, DEFAULT_POLICY, get_policy
 from daemons.policy.admission import DEFAULT_LIMIT, check_limits
+from daemons.policy.forecast import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_HORIZON_S
+from daemons.policy.prewarm import DEFAULT_INSTANCE_RPS, prewarm_settings
 from daemons.policy.priority import DEFAULT_AGING_S, check_aging
 from daemons.policy.slo import check_admission
 from daemons.profiles import load_gpu, load_model, load_tier
@@ -173,6 +181,14 @@ class ExperimentSpec:
     # sim only: CPU microseconds the simulated coordinator spends per decision (0: the default,
     # daemons/sim/coordinator.py Costs; measure yours with scripts/bench_coordinator.py).
     decision_cost_us: float = 0.0
+    # Learned affinity (daemons/policy/learned.py) and predictive pre-warming (prewarm.py),
+    # for the coordinator and every gossip peer alike.
+    affinity: str = "static"  # static | learned
+    prewarm: str = "off"  # off | on
+    forecast_alpha: float = DEFAULT_ALPHA
+    forecast_beta: float = DEFAULT_BETA
+    forecast_horizon_s: float = DEFAULT_HORIZON_S
+    prewarm_instance_rps: float = DEFAULT_INSTANCE_RPS
 
     def __post_init__(self) -> None:
         for key in ("name", "policy", "gossip_policy", "gossip_preset", "results_dir", "cluster_file"):
@@ -207,6 +223,12 @@ class ExperimentSpec:
         self._check_backend()
         get_policy(self.policy, "centralized")  # an unknown name fails here, before any process starts
         get_policy(self.gossip_policy, "gossip")
+        if "centralized" in self.schedulers:
+            get_policy(self.policy, "centralized", self.affinity)
+        if "gossip" in self.schedulers:
+            get_policy(self.gossip_policy, "gossip", self.affinity)
+        prewarm_settings(self.prewarm, self.forecast_alpha, self.forecast_beta, self.forecast_horizon_s,
+                         self.prewarm_instance_rps, "[experiment] ")
         if self.cluster_file:
             if self.engine == "sim":
                 raise ConfigError("--cluster drives a deployed cluster, which the simulated engine does not use: "
@@ -244,6 +266,8 @@ class ExperimentSpec:
                      (self.insecure, "--insecure (the simulator has no sockets to secure)"),
                      ("hybrid" in self.schedulers, "the hybrid scheduler (not simulated yet)"),
                      (self.backend != "emulator", "--backend (the simulator models the emulator itself)"),
+                     (self.affinity != "static", "--affinity learned (not simulated yet)"),
+                     (self.prewarm != "off", "--prewarm (not simulated yet)"),
                      ("gossip" in self.schedulers and self.gossip_policy == "sparrow",
                       "gossip_policy sparrow (its probes are not simulated)"),
                      (any(f.kind == "migrate" for f in self.fault_plan), "a migrate fault (live migration is "
@@ -302,7 +326,10 @@ class ExperimentSpec:
                            "queue_limit": self.queue_limit, "priority": self.priority,
                            "priority_aging_s": self.priority_aging_s, "max_running": self.max_running,
                            "admission": self.admission, "backend": self.backend, "engine": self.engine,
-                           "decision_cost_us": self.decision_cost_us,
+                           "decision_cost_us": self.decision_cost_us, "affinity": self.affinity,
+                           "prewarm": self.prewarm, "forecast_alpha": self.forecast_alpha,
+                           "forecast_beta": self.forecast_beta, "forecast_horizon_s": self.forecast_horizon_s,
+                           "prewarm_instance_rps": self.prewarm_instance_rps,
                            "rebalance": self.rebalance, "live_migration": self.live_migration},
             "workload": self.workload.to_dict(),
             "nodes": [dataclasses.asdict(g) for g in self.nodes],

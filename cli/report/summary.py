@@ -52,6 +52,9 @@ Workload classes (requests.csv `class`, with the class's `slo_ttft_ms` / `slo_tp
   goodput (good requests of the class / s of the run's window) and slo_attainment (good /
   the class's requests that were sent: what fraction met its SLOs, shed ones count as missed).
 
+Pre-warming: critical_cold_starts, prewarms, prewarm_hits, prewarm_unused, prewarm_gpu_gib
+and evictions are defined in prewarming.py.
+
 Faults and recoveries:
 - fault_count: events.csv rows of kind `fault` (or any kind starting with "fault", case-
   insensitive): a fault injected on `target` at `t_s`;
@@ -75,6 +78,7 @@ import numpy as np
 from cli.report.affected import requests_affected, timeout_of
 from cli.report.dispersion import dispersion_columns
 from cli.report.host import host_columns
+from cli.report.prewarming import prewarm_columns
 from cli.report.results import CACHE_HITS, RunData, load_run
 from daemons.policy.hybrid import COORDINATOR, PATHS, PEER, PEER_DEGRADED
 from daemons.rundir import NOT_SENT, SHED, TIMEOUT, Event, NodeSample, RequestRow, Slo
@@ -181,6 +185,14 @@ class Summary:
     decided_by_peer_degraded: int = 0
     degraded_count: int = 0  # hybrid_degraded events: a peer found the coordinator unreachable
     engine: str = "real"  # real | sim: a simulated run's figures are the model's (manifest "engine")
+    # Predictive pre-warming (prewarming.py): cold starts on requests' critical path, and
+    # what pre-warming did about them and cost.
+    critical_cold_starts: int = 0
+    prewarms: int = 0
+    prewarm_hits: int = 0
+    prewarm_unused: int = 0
+    prewarm_gpu_gib: float = 0.0
+    evictions: int = 0
     classes: tuple[ClassFigures, ...] = ()  # per workload class; () without classes (not a column)
 
     @property
@@ -292,6 +304,7 @@ def summarize_run(run: RunData, slo: Slo | None = None) -> Summary:
         decided_by_peer_degraded=decided[PEER_DEGRADED],
         degraded_count=sum(1 for e in run.events if e.kind == HYBRID_DEGRADED),
         engine=str(m.raw.get("engine") or "real"),
+        **prewarm_columns(run.events, run.requests),
         classes=class_figures(run.requests, used_slo, window),
     )
 

@@ -63,6 +63,7 @@ def format_summary(s: Summary) -> str:
         *([["decided by", f"peer {s.decided_by_peer}, coordinator {s.decided_by_coordinator}, "
                           f"peer-degraded {s.decided_by_peer_degraded} ({s.degraded_count} degraded spell(s))"]]
           if s.scheduler_type == "hybrid" else []),
+        *([["pre-warming", _prewarm_line(s)]] if s.prewarms or s.evictions else []),
         ["recovery", _recovery_line(s)],
         ["affected", _affected_line(s)],
         ["host", _host_line(s)],
@@ -108,6 +109,13 @@ def _class_grid(s: Summary) -> list[list[str]]:
 
 def _ms(*values: float) -> list[str]:
     return [num(v, 2, 1000) for v in values]
+
+
+def _prewarm_line(s: Summary) -> str:
+    """What pre-warming bought (cold starts moved off requests' critical path) and cost (GPU memory)."""
+    return (f"{s.prewarms} pre-warm(s) booking {num(s.prewarm_gpu_gib, 1)} GiB: {s.prewarm_hits} cold start(s) "
+            f"moved off the critical path, {s.prewarm_unused} evicted unused; {s.critical_cold_starts} "
+            f"request(s) still waited for a load; {s.evictions} eviction(s)")
 
 
 def _requests_line(s: Summary) -> str:

@@ -43,6 +43,7 @@ RULES: dict[str, frozenset[str]] = {
     "event": frozenset({"node"}),  # a gossip peer's verdicts, on its state PUB to the collector
     "probe": frozenset({"node"}),
     "migrate": frozenset({"coordinator", "operator"}),  # move a running request off a node
+    "prewarm": frozenset({"coordinator", "operator"}),  # load a model ahead of forecast demand
     "resume": frozenset({"node"}),  # a migration's source asks its destination to take over
     "witness_query": frozenset({"coordinator"}),
     "epoch_notice": frozenset({"coordinator"}),

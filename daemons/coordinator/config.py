@@ -30,6 +30,13 @@ environment variables, command-line flags. Example file:
     live_migration = true               # carry out a policy's MIGRATE (false: its next best option)
     # Hybrid scheduling: peers refer cold starts here and follow this map (referrals.py).
     model_map_s = 0.0                   # publish the model -> nodes map this often (0: never)
+    # Learned affinity and predictive pre-warming (daemons/policy/learned.py, prewarm.py).
+    affinity = "static"                 # static | learned: rank by the TTFT nodes have measured
+    prewarm = "off"                     # off | on: load models ahead of a forecast burst
+    forecast_alpha = 0.5                # Holt level weight, 0 < a <= 1 (forecast.py)
+    forecast_beta = 0.3                 # Holt trend weight, 0 <= b <= 1
+    forecast_horizon_s = 5.0            # forecast this far ahead (about a load time)
+    prewarm_instance_rps = 2.0          # req/s one ready instance serves before another copy pays off
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from daemons.core.errors import ConfigError
 from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy import DEFAULT_POLICY, get_policy
 from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, QueueLimits, check_limits
+from daemons.policy.forecast import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_HORIZON_S
+from daemons.policy.prewarm import DEFAULT_INSTANCE_RPS, PrewarmSettings, prewarm_settings
 from daemons.policy.priority import DEFAULT_AGING_S, check_aging
 from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.policy.slo import check_admission
@@ -94,6 +103,13 @@ class CoordinatorConfig:
     # Hybrid scheduling (referrals.py): publish the model -> nodes map on the events PUB this
     # often, and soon after each placement that loads a model; 0: never (centralized runs).
     model_map_s: float = 0.0
+    # Learned affinity (learned.py) and predictive pre-warming (forecast.py, prewarm.py).
+    affinity: str = "static"  # static | learned
+    prewarm: str = "off"  # off | on
+    forecast_alpha: float = DEFAULT_ALPHA  # Holt level weight, 0 < a <= 1
+    forecast_beta: float = DEFAULT_BETA  # Holt trend weight, 0 <= b <= 1
+    forecast_horizon_s: float = DEFAULT_HORIZON_S  # forecast this far ahead
+    prewarm_instance_rps: float = DEFAULT_INSTANCE_RPS  # req/s one ready instance serves
 
     def __post_init__(self) -> None:
         for key in ("bind", "state_bind", "events_bind"):
@@ -105,7 +121,8 @@ class CoordinatorConfig:
             raise ConfigError("bind, state_bind and events_bind must be three different addresses")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError("name must be a non-empty string")
-        get_policy(self.policy, "centralized")  # raises ConfigError naming the known policies
+        get_policy(self.policy, "centralized", self.affinity)  # raises ConfigError naming the known policies
+        _ = self.prewarming
         _positive("dead_after_s", self.dead_after_s)
         _positive("reap_after_s", self.reap_after_s)
         if not isinstance(self.max_nodes, int) or isinstance(self.max_nodes, bool) or self.max_nodes < 1:
@@ -127,6 +144,11 @@ class CoordinatorConfig:
                 or not 0 <= self.model_map_s <= 3600:
             raise ConfigError(f"model_map_s must be seconds in 0..3600 (0: no map), got {self.model_map_s!r}")
         self._check_failover()
+
+    @property
+    def prewarming(self) -> PrewarmSettings:
+        return prewarm_settings(self.prewarm, self.forecast_alpha, self.forecast_beta, self.forecast_horizon_s,
+                                self.prewarm_instance_rps, "[coordinator] ")
 
     @property
     def queue(self) -> QueueLimits:

@@ -53,6 +53,12 @@ class StateInbox:
 
 def state_sender(frame: bytes) -> str | None:
     """The sender of a well-formed `state` envelope, or None (the frame is then not coalesced)."""
+    header = envelope_header(frame)
+    return header[1] if header is not None and header[0] == "state" else None
+
+
+def envelope_header(frame: bytes) -> tuple[str, str] | None:
+    """(type, sender) of an envelope whose header reads well, else None."""
     reader = msgpack.Unpacker(raw=False, max_buffer_size=max(1, len(frame)), max_str_len=MAX_SENDER_BYTES,
                               max_bin_len=0, max_array_len=8, max_map_len=0, max_ext_len=0)
     try:
@@ -62,6 +68,6 @@ def state_sender(frame: bytes) -> str | None:
         version, mtype, sender = reader.unpack(), reader.unpack(), reader.unpack()
     except Exception:  # any malformed header: leave the verdict (and the log line) to the bus
         return None
-    if mtype != "state" or not isinstance(sender, str) or isinstance(version, bool):
+    if not isinstance(mtype, str) or not isinstance(sender, str) or isinstance(version, bool):
         return None
-    return sender
+    return mtype, sender

@@ -71,9 +71,10 @@ from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.decide import decide
 from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
-from daemons.coordinator.inbox import StateInbox, state_sender
+from daemons.coordinator.inbox import StateInbox, envelope_header, state_sender
 from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
 from daemons.coordinator.mover import Mover
+from daemons.coordinator.prewarmer import Prewarmer
 from daemons.coordinator.referrals import MapPublisher
 from daemons.coordinator.witnesses import Witnesses
 from daemons.core import sdnotify
@@ -128,7 +129,7 @@ class Coordinator:
                  metrics: CoordinatorMetrics | None = None) -> None:
         """`metrics`: count for Prometheus in it (run() serves its registry)."""
         self.config = config
-        self.policy = get_policy(config.policy, "centralized")
+        self.policy = get_policy(config.policy, "centralized", config.affinity)
         self.rng = Random(config.seed)
         self.book = ClusterBook(config.dead_after_s, config.settle_s, config.max_nodes, config.reap_after_s)
         self.inbox = StateInbox()
@@ -161,6 +162,7 @@ class Coordinator:
         self.poller.register(self.router, zmq.POLLIN)
         self.mover = Mover(self.ctx, config.name, config.rebalance_threshold, self.security.client)
         self.maps = MapPublisher(config.name, config.model_map_s)  # hybrid peers' map (referrals.py)
+        self.prewarmer = Prewarmer(self.ctx, config.name, config.prewarming, time.monotonic(), self.security.client)
         self._init_failover()
 
     def _init_failover(self) -> None:
@@ -212,6 +214,7 @@ class Coordinator:
             self.peer_sub.close(0)
             self.witnesses.close()
         self.mover.close()
+        self.prewarmer.close()
         stop_zap(self.ctx)
         self.ctx.term()
 
@@ -246,6 +249,8 @@ class Coordinator:
                 self.mover.tick(self.book.view(), now)
             if self.maps.due(now) and (self.star is None or self.star.active):
                 self._publish(self.maps.frame(self.book.view(), self.epoch, now))
+            if self.prewarmer.settings.enabled and (self.star is None or self.star.active):
+                self.prewarmer.tick(self.book.view(), now)
             if now >= next_held_beat:
                 self._held_beat()
                 next_held_beat = now + HELD_BEAT_S
@@ -294,6 +299,9 @@ class Coordinator:
         if len(frames) != 1:
             self._drop(f"state message with {len(frames)} frames (expected 1)")
             return
+        header = envelope_header(frames[0])
+        if header is not None and header[0] == "event":
+            return  # a node's own event (a pre-warm, an eviction) is for observers on its PUB, not for us
         # The inbox coalesces by the header's sender: only a node's own key may speak for it.
         if self._secure and not guard(identity, "state", state_sender(frames[0]) or ""):
             self.counts["dropped"] += 1
@@ -467,7 +475,10 @@ class Coordinator:
         """The answer to a Schedule, or None while it waits in the admission queue."""
         if self.star is not None and not self.star.active:
             return self._refuse_inactive(msg)
-        if self.queue and (msg.request_id in self.queue or self.queue.waits_ahead(msg.model, msg.priority)):
+        queued = bool(self.queue) and msg.request_id in self.queue
+        if not queued:  # a new arrival (not one asking again while it waits)
+            self.prewarmer.arrived(msg.model, time.monotonic())
+        if queued or (self.queue and self.queue.waits_ahead(msg.model, msg.priority)):
             # Asked again while waiting (a reroute, a retry), or its model has earlier
             # requests of its class or a higher one waiting: it queues behind them.
             refused = self._hold(Asked(msg, identity, msg_id), time.monotonic())

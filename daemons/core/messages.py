@@ -314,6 +314,35 @@ class CatalogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelEstimate:
+    """What a node has observed of one model (EWMAs, daemons/policy/estimates.py): its warm
+    TTFT, TPOT and load time, and how many observations are behind them."""
+
+    model: Name
+    ttft_s: Seconds = 0.0
+    tpot_s: Seconds = 0.0
+    load_s: Seconds = 0.0
+    requests: Count = 0
+    tpots: Count = 0
+    loads: Count = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prewarm:
+    """Coordinator -> node: load `model` now, ahead of forecast demand (daemons/policy/prewarm.py),
+    evicting the idle models `evict` first (least expected use); no answer (the load shows in
+    the node's state and its `prewarm` event)."""
+
+    TYPE: ClassVar[str] = "prewarm"
+    model: Name
+    evict: Annotated[list[Name], Size(64)] = field(default_factory=list)
+    reason: Text = ""
+    # The forecast that justified it (req/s): until the horizon has passed, the node counts it as
+    # the model's expected use, so its own evictions do not take the model it was just told to load.
+    forecast_rps: Annotated[float, Range(0.0, 1e6)] = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeState:
     """A node's published state: sent on every change and at least every second."""
 
@@ -337,6 +366,8 @@ class NodeState:
     # Requests waiting in the node's own slot queue per priority (str of the int: wire maps
     # have string keys), so a policy counts only the work a request would queue behind.
     waiting_by_priority: Annotated[dict[str, Count], Size(64)] = field(default_factory=dict)
+    # Learned affinity: the node's own per-model observations (empty: none yet, or an older node).
+    estimates: Annotated[list[ModelEstimate], Size(1024)] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,5 +479,5 @@ MESSAGE_TYPES: dict[str, type] = {
     for cls in (Schedule, Placement, Infer, FirstToken, Done, Error, NodeState, ClusterEvent, Probe,
                 ProbeReply, StatusRequest, StatusReply, CoordinatorState, WitnessQuery, WitnessVote,
                 EpochNotice, Progress, Cancel, Reassigned, StreamToken, Migrate, Resume, ResumeReady,
-                Handover, ModelMap)
+                Handover, ModelMap, Prewarm)
 }

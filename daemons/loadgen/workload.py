@@ -20,6 +20,7 @@ schedulers can replay the identical list and the sender never computes while it 
     popularity = "zipf"       # uniform | zipf | weights
     zipf_s = 1.0              # exponent for zipf; the first model listed is the most popular
     weights = [0.7, 0.3]      # for popularity = "weights": one per model
+    popularity_shift = 3      # phases of equal length; each rotates the popularity ranking by one
     prompt_tokens = "lognormal:mean=1155,median=1020,max=8192"   # see distributions.py
     output_tokens = "uniform:16-256"
     trace = "AzureLLMInferenceTrace_conv.csv"   # optional
@@ -66,6 +67,7 @@ DEFAULT_OUTPUT = LengthDist("lognormal", mean=211, median=129, max=1000)
 ARRIVALS = ("auto", "gamma", "trace")
 MAX_CV = 100.0
 MAX_REQUESTS = 10_000_000
+MAX_PHASES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,10 @@ class WorkloadSpec:
     popularity: str = "uniform"  # uniform | zipf | weights: how requests pick a model
     zipf_s: float = 1.0  # popularity = zipf: the exponent
     weights: tuple[float, ...] = ()  # popularity = weights: one weight per model
+    # A shifting model mix (for pre-warming and learned placement to have something to learn):
+    # the run is cut into this many phases of equal length, and at each phase boundary the
+    # popularity ranking rotates by one model, so the most popular model changes (0: no shift).
+    popularity_shift: int = 0
     prompt_tokens: LengthDist | None = None  # None: the trace's column if replaying, else DEFAULT_PROMPT
     output_tokens: LengthDist | None = None  # None: the trace's column if replaying, else DEFAULT_OUTPUT
     trace: str = ""  # an Azure LLM inference trace CSV to replay
@@ -148,6 +154,10 @@ class WorkloadSpec:
         if len(set(self.models)) != len(self.models):
             raise ConfigError("models: a model is listed twice; list each model once")
         popularity_weights(self.popularity, len(self.models), self.zipf_s, self.weights)
+        shift = self.popularity_shift
+        if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= MAX_PHASES:
+            raise ConfigError(f"popularity_shift {shift!r} must be a whole number in 0..{MAX_PHASES} "
+                              "(phases of the run; 0 = no shift)")
 
     @property
     def replays_trace(self) -> bool:
@@ -187,7 +197,7 @@ class WorkloadSpec:
 
 
 _NUMBERS = {"duration_s": float, "rps": float, "cv": float, "zipf_s": float, "trace_speedup": float,
-            "seed": int}
+            "seed": int, "popularity_shift": int}
 _STRINGS = ("popularity", "trace", "arrivals", "id_prefix")
 
 
@@ -264,7 +274,8 @@ def plan(spec: WorkloadSpec) -> list[PlannedRequest]:
         rows = row_rng.integers(0, len(trace), size=len(times)) if trace is not None else None
     n = len(times)
     probs = popularity_weights(spec.popularity, len(spec.models), spec.zipf_s, spec.weights)
-    model_idx = model_rng.choice(len(spec.models), size=n, p=probs)
+    model_idx = shifted(model_rng.choice(len(spec.models), size=n, p=probs), times, spec.popularity_shift,
+                        len(spec.models))
     prompts = _lengths(spec.prompt_dist(), prompt_rng, n, trace.context_tokens if trace else None, rows)
     outputs = _lengths(spec.output_dist(), output_rng, n, trace.generated_tokens if trace else None, rows)
     width = max(6, len(str(n - 1)))
@@ -284,6 +295,17 @@ def plan(spec: WorkloadSpec) -> list[PlannedRequest]:
                 drawn[mine] = _lengths(dist, rng, len(mine), column, rows[mine] if rows is not None else None)
     return [PlannedRequest(ids[i], float(times[i]), spec.models[model_idx[i]], int(prompts[i]), int(outputs[i]),
                            (cls := spec.classes[class_idx[i]]).name, cls.ttft_ms, cls.tpot_ms) for i in range(n)]
+
+
+def shifted(ranks: IntArray, times: np.ndarray[Any, Any], phases: int, n_models: int) -> IntArray:
+    """Popularity ranks drawn as without a shift, mapped to models rotated by the phase of each
+    request's time: in phase k, rank r is model (r + k) mod n. The draw itself is unchanged, so
+    the arrivals, lengths and ranks of a shifted schedule equal the unshifted one's."""
+    if phases <= 1 or n_models <= 1 or not len(times):
+        return ranks
+    end = float(times[-1]) or 1.0
+    phase = np.minimum((np.asarray(times) / end * phases).astype(np.int64), phases - 1)
+    return (ranks + phase) % n_models
 
 
 def _load_trace(spec: WorkloadSpec) -> Trace | None:

@@ -11,6 +11,8 @@ import tomli_w
 from daemons.core.errors import ConfigError
 from daemons.core.settings import build, env_overrides, read_section
 from daemons.policy.admission import DEFAULT_LIMIT, DEFAULT_TIMEOUT_S, check_limits
+from daemons.policy.forecast import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_HORIZON_S
+from daemons.policy.prewarm import DEFAULT_INSTANCE_RPS, PrewarmSettings, prewarm_settings
 from daemons.policy.priority import DEFAULT_AGING_S, check_aging
 from daemons.policy.registry import DEFAULT_GOSSIP_POLICY, get_policy
 from daemons.policy.slo import check_admission
@@ -94,6 +96,15 @@ class NodeConfig:
     # A referral the coordinator leaves unanswered this long (no Placement, Error or Progress),
     # or its heartbeats silent this long, puts the peer in degraded mode: it decides cold starts itself.
     referral_timeout_s: float = 2.0
+    # Learned affinity (daemons/policy/learned.py): gossip mode ranks by the TTFT nodes measured.
+    affinity: str = "static"  # static | learned
+    # Predictive pre-warming (daemons/policy/prewarm.py): evict by least expected use; in
+    # gossip mode also load models here ahead of a burst this peer forecasts.
+    prewarm: str = "off"  # off | on
+    forecast_alpha: float = DEFAULT_ALPHA  # Holt level weight, 0 < a <= 1 (forecast.py)
+    forecast_beta: float = DEFAULT_BETA  # Holt trend weight, 0 <= b <= 1
+    forecast_horizon_s: float = DEFAULT_HORIZON_S  # forecast this far ahead
+    prewarm_instance_rps: float = DEFAULT_INSTANCE_RPS  # req/s one ready instance serves
 
     def __post_init__(self) -> None:
         if self.gpu_backend not in ("auto", "nvml", "emulated"):
@@ -128,7 +139,13 @@ class NodeConfig:
         if isinstance(self.max_running, bool) or not isinstance(self.max_running, int) or self.max_running < 0:
             raise ConfigError(f"[node] max_running must be a whole number >= 0 (0: no limit), "
                               f"got {self.max_running!r}")
-        get_policy(self.gossip_policy, "gossip")  # a typo fails at start-up, in either mode
+        get_policy(self.gossip_policy, "gossip", self.affinity)  # a typo fails at start-up, in either mode
+        _ = self.prewarming
+
+    @property
+    def prewarming(self) -> PrewarmSettings:
+        return prewarm_settings(self.prewarm, self.forecast_alpha, self.forecast_beta, self.forecast_horizon_s,
+                                self.prewarm_instance_rps, "[node] ")
 
     @property
     def launch_template(self) -> tuple[str, ...]:

@@ -8,8 +8,8 @@ node (daemons/sim/node.py) both ask these functions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
 
 class Held(Protocol):
@@ -32,9 +32,14 @@ def evictable(instance: Held) -> bool:
     return instance.running == 0 and instance.state == "ready"
 
 
-def lru_idle(instances: Iterable[H]) -> H | None:
-    """The idle ready instance used least recently: the next to evict; None if all are busy."""
-    return min((i for i in instances if evictable(i)), key=lambda i: i.last_used, default=None)
+def lru_idle(instances: Iterable[H], key: Callable[[H], Any] | None = None) -> H | None:
+    """The idle ready instance to evict next: the one used least recently, or the least by `key`
+    (with pre-warming on, least expected use: daemons/policy/prewarm.py); None if all are busy."""
+    return min((i for i in instances if evictable(i)), key=key or _last_used, default=None)
+
+
+def _last_used(instance: Held) -> float:
+    return instance.last_used
 
 
 def fits_after_eviction(footprint: int, memory_total: int, instances: Iterable[Held]) -> bool:

@@ -147,7 +147,7 @@ class GossipMode:
         self.node = node
         self.security = security or Security(SecurityConfig())
         self.rng = rng or random.Random()
-        self.policy = get_policy(config.gossip_policy, "gossip")
+        self.policy = get_policy(config.gossip_policy, "gossip", config.affinity)
         # A probed peer answers by Sparrow's rule whatever its own policy.
         self.sparrow: Sparrow = self.policy if isinstance(self.policy, Sparrow) else SPARROW
         self.queue: AdmissionQueue[None] = AdmissionQueue(QueueLimits(config.queue_limit, config.queue_timeout_s),

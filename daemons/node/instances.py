@@ -105,6 +105,10 @@ class ModelManager:
         self._freed = asyncio.Event()  # set whenever an instance may have become evictable or left
         self.port_retries = 0  # launches repeated because another process held the port
         self.observer: LoadObserver | None = None
+        self.watcher: LoadObserver | None = None  # the node's learning (daemons/node/learning.py)
+        # Eviction order of idle instances, lowest first (model, last_used): LRU unless the node
+        # ranks by least expected use (pre-warming on, daemons/policy/prewarm.py).
+        self.victim_key: Callable[[str, float], Any] = lambda model, last_used: last_used
 
     def ledger_used(self) -> int:
         return sum(i.footprint for i in self.instances.values())
@@ -203,14 +207,26 @@ class ModelManager:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
-            log.info("evicting %s (idle, least recently used) to load %s", victim.model, model,
+            log.info("evicting %s (idle, first in eviction order) to load %s", victim.model, model,
                      extra={"SCHEDCTL_MODEL": victim.model, "SCHEDCTL_ACTION": "EVICT"})
-            if self.observer is not None:
-                self.observer.evicted(victim.model)
-            await self.stop(victim)
+            await self.evict(victim)
+
+    async def evict(self, victim: Instance) -> None:
+        """Stop an idle instance to make room, telling the observers."""
+        for observer in (self.observer, self.watcher):
+            if observer is not None:
+                observer.evicted(victim.model)
+        await self.stop(victim)
+
+    async def evict_idle(self, models: list[str]) -> None:
+        """Evict those of `models` that are loaded and idle now (a pre-warm's named victims)."""
+        for model in models:
+            instance = self.instances.get(model)
+            if instance is not None and instance.running == 0 and instance.state == "ready":
+                await self.evict(instance)
 
     def _lru_idle(self) -> Instance | None:
-        return lru_idle(self.instances.values())
+        return lru_idle(self.instances.values(), key=lambda i: self.victim_key(i.model, i.last_used))
 
     async def _load(self, instance: Instance) -> None:
         started = time.monotonic()
@@ -227,8 +243,9 @@ class ModelManager:
         took = time.monotonic() - started
         where = f"on port {instance.port}" if instance.port else "in-process"
         log.info("loaded %s %s in %.2f s", instance.model, where, took, extra={"SCHEDCTL_MODEL": instance.model})
-        if self.observer is not None:
-            self.observer.loaded(instance.model, took)
+        for observer in (self.observer, self.watcher):
+            if observer is not None:
+                observer.loaded(instance.model, took)
         self._on_change()
 
     async def _launch_until_ready(self, instance: Instance) -> None:

@@ -66,6 +66,7 @@ from daemons.core.messages import (
     Migrate,
     ModelState,
     NodeState,
+    Prewarm,
     Probe,
     Progress,
     Resume,
@@ -85,9 +86,11 @@ from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.hybrid_mode import peer_mode
 from daemons.node.instances import Instance, make_manager
+from daemons.node.learning import LoadWatcher, NodeLearning
 from daemons.node.metrics import NodeMetrics
 from daemons.node.migration import SILENCE_S, Relay, Rounds, Step, Verdict, detail, pick
 from daemons.node.slots import SlotQueue
+from daemons.policy.prewarm import plan_for_peer
 
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
@@ -96,6 +99,7 @@ MAX_WITNESS_PROBES = 4  # concurrent witness probes; a flood of queries gets "bu
 WITNESS_PROBE_MAX_S = 5.0
 MAX_LISTENERS = 4  # askers attached to one running request (the first and its retries)
 SWITCHED = -1  # what _stream returns as its token count when a migration stopped it
+PREWARM_TICK_S, PREWARM_HOLD_S = 0.5, 5.0  # a gossip peer's pre-warm planning (daemons/coordinator/prewarmer.py)
 MAX_RESUME_ROUNDS = 64  # migration rounds this node prefills at once as a destination
 
 
@@ -183,6 +187,10 @@ class NodeServer:
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
         self.manager = make_manager(config, self.catalog, self._memory_total, self._changed.set)
+        # Learned affinity and pre-warming (learning.py): estimates, forecasts, their events.
+        self.learning = NodeLearning(config.prewarming, time.monotonic())
+        self.manager.watcher = LoadWatcher(self.learning, self._event)
+        self.manager.victim_key = lambda model, used: self.learning.victim_key(model, used, time.monotonic())
         self.slots = SlotQueue(config.max_running, config.priority_aging_s, config.priority)
         self.ctx = zmq.asyncio.Context()
         self.security = security or Security(SecurityConfig())
@@ -216,6 +224,8 @@ class NodeServer:
         tasks = [asyncio.create_task(c) for c in (self._receive(), self._publish(), self._scrape())]
         for model in self.config.preload:
             tasks.append(asyncio.create_task(self._preload(model)))
+        if self.gossip is not None and self.config.prewarming.enabled:
+            tasks.append(asyncio.create_task(self._prewarm_as_peer()))
         watchdog = sdnotify.start_watchdog()  # fed by this loop: a stuck loop gets restarted
         sdnotify.ready(f"node {self.config.name} serving on {self.endpoints['bind']}", self.endpoints)
         await self._stopping.wait()
@@ -247,7 +257,46 @@ class NodeServer:
         for address in self.config.publish_to:
             self.pub.connect(address)
 
-    async def _preload(self, model: str) -> None:
+    def prewarm(self, order: Prewarm, by: str) -> bool:
+        """Load `order.model` ahead of demand (a coordinator's order, or our own in gossip mode):
+        False, doing nothing, if it is here already or cannot fit now."""
+        model = order.model
+        if model in self.manager.instances or not self.manager.can_host(model):
+            log.info("pre-warm of %s by %s skipped: %s", model, by,
+                     "already here" if model in self.manager.instances else "it does not fit now")
+            return False
+        # Expected use until the horizon (plus the load itself) has passed: see NodeLearning.victim_key.
+        self.learning.prewarm_started(model, order.forecast_rps, time.monotonic() + self.catalog.load_s(model))
+        footprint = self.catalog.footprint(model)
+        self._event("prewarm", f"model={model};bytes={footprint};ordered_by={by};evict={'+'.join(order.evict)};"
+                               f"{order.reason}")
+        self._spawn(self._preload(model, list(order.evict)))
+        return True
+
+    async def _prewarm_as_peer(self) -> None:
+        """Gossip mode with pre-warming: every PREWARM_TICK_S, load here what this peer's own
+        forecast says its holders cannot absorb (daemons/policy/prewarm.py `plan_for_peer`)."""
+        assert self.gossip is not None
+        held: dict[tuple[str, str], float] = {}
+        while True:
+            await asyncio.sleep(PREWARM_TICK_S)
+            now = time.monotonic()
+            held = {key: until for key, until in held.items() if until > now}
+            view = self.gossip.view(self.local_state())
+            for order in plan_for_peer(view, self.config.name, self.learning.rates(now),
+                                       self.config.prewarm_instance_rps, held, self.learning.uses(now)):
+                reason = f"forecast_rps={order.forecast_rps:.3f};capacity_rps={order.capacity_rps:.3f}"
+                self.prewarm(Prewarm(order.model, list(order.evict), reason, order.forecast_rps), self.config.name)
+                held[(order.node, order.model)] = now + PREWARM_HOLD_S
+
+    def _event(self, kind: str, detail: str) -> None:
+        """A node's own event: its detail names it first (`by=`), as a secured observer requires
+        of a node's events (daemons/bus/authz.py `claimed`)."""
+        self.announce(ClusterEvent(kind, self.config.name, f"by={self.config.name};{detail}", time.time()))
+
+    async def _preload(self, model: str, evict: list[str] | None = None) -> None:
+        if evict:
+            await self.manager.evict_idle(evict)
         try:
             instance, _ = await self.manager.acquire(model)
             self.manager.release(instance)
@@ -283,6 +332,8 @@ class NodeServer:
                 self._resume(identity, env.body)
             elif isinstance(env.body, EpochNotice):
                 self._learn_epoch(env.body.epoch, f"notice from {env.body.coordinator}")
+            elif isinstance(env.body, Prewarm):
+                self.prewarm(env.body, env.sender)
             else:
                 log.warning("dropped %s message: a node does not take them", env.type)
 
@@ -320,6 +371,8 @@ class NodeServer:
             self._spawn(self._reply(identity, Error(rid, "stale_epoch", why, self.config.name), rid))
             return
         self._learn_epoch(request.epoch, f"placement {rid}")
+        if request.hops == 0:  # a request entering the cluster here (not one a peer forwarded)
+            self.learning.arrived(request.model, time.monotonic())
         if self.gossip is not None and self.gossip.places(request):
             work = self.gossip.place(identity, request)
         else:
@@ -506,6 +559,8 @@ class NodeServer:
         request = served.request
         start = time.monotonic()
         ready = self.manager.ready(request.model)  # as the request arrives, before any wait
+        if not served.timings and self.learning.first_use(request.model, ready):
+            self._event("prewarm_hit", f"model={request.model};request={request.request_id}")
         instance, cold = await self.manager.acquire(request.model)
         action = served_action(request.action, cold, ready)
         log.debug("serving %s with %s", request.request_id, action, extra={
@@ -540,6 +595,8 @@ class NodeServer:
         if tokens == SWITCHED:
             return None  # switched: the destination's Done will carry this run's figures
         timings = {**served.timings, "total_s": time.monotonic() - start}
+        if not served.offset:  # a migration's destination re-prefilled more than a prompt: not comparable
+            self.learning.served(request.model, timings, served.tokens)
         return Done(request.request_id, self.config.name, served.tokens, reason, served.action or action,
                     request.hops, timings, request.decided_by)
 
@@ -807,7 +864,8 @@ class NodeServer:
             gpu_backend=self.probe.backend, scheduler=self.config.scheduler,
             in_flight=len(self.active) - self._handed_over(), catalog=self.catalog.entries(),
             gpu_utilization=compute_utilization(readings),
-            waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
+            waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()},
+            estimates=self.learning.estimates())
 
     def _handed_over(self) -> int:
         """Requests this node only relays now: their migration's destination generates them."""

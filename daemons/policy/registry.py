@@ -16,14 +16,16 @@ sampling policies need to know who is deciding). A `hybrid` mode is one more fie
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from random import Random
 from typing import Literal, TypeAlias, overload
 
 from daemons.core.errors import ConfigError
+from daemons.policy import learned
 from daemons.policy.affinity import affinity_score
 from daemons.policy.baseline import least_loaded, random_choice, round_robin
 from daemons.policy.peer import SPARROW, local_first, power_of_d
+from daemons.policy.sparrow import Sparrow
 from daemons.policy.startup import startup_optimal
 from daemons.policy.view import ClusterView, Decision, PlacementRequest, Refusal
 
@@ -66,6 +68,9 @@ POLICIES: dict[str, PolicyEntry] = {
     # Sparrow probes first (daemons/node/gossip_mode.py); this is its choice when no probe is answered.
     "sparrow": PolicyEntry(gossip=SPARROW),
 }
+# `--affinity learned` (learned.py) re-ranks the candidates of the policies that rank any.
+AFFINITIES = ("static", "learned")
+LEARNS = ("affinity-score", "startup-optimal", "local-first", "power-of-d", "sparrow")
 DEFAULTS: dict[Mode, str] = {"centralized": "affinity-score", "gossip": "power-of-d"}
 DEFAULT_POLICY = DEFAULTS["centralized"]
 DEFAULT_GOSSIP_POLICY = DEFAULTS["gossip"]
@@ -77,20 +82,37 @@ def names(mode: Mode) -> list[str]:
 
 
 @overload
-def get_policy(name: str, mode: Literal["centralized"] = "centralized") -> Policy: ...
+def get_policy(name: str, mode: Literal["centralized"] = "centralized", affinity: str = "static") -> Policy: ...
 @overload
-def get_policy(name: str, mode: Literal["gossip"]) -> PeerPolicy: ...
-def get_policy(name: str, mode: Mode = "centralized") -> Policy | PeerPolicy:
-    """The policy called `name` as `mode` runs it.
+def get_policy(name: str, mode: Literal["gossip"], affinity: str = "static") -> PeerPolicy: ...
+def get_policy(name: str, mode: Mode = "centralized", affinity: str = "static") -> Policy | PeerPolicy:
+    """The policy called `name` as `mode` runs it, with `affinity` learned or static.
 
     A ConfigError, naming the policies that serve `mode`, for a name no entry has or an
-    entry that does not serve `mode`.
+    entry that does not serve `mode`; another for an affinity the policy cannot use.
     """
     entry = POLICIES.get(name)
     found = None if entry is None else entry.run_as(mode)
     if found is None:
         raise ConfigError(_refusal(name, mode, entry))
-    return found
+    check_affinity(name, affinity)
+    if affinity == "static":
+        return found
+    if isinstance(found, Sparrow):  # it still probes; its choice without answers learns
+        return replace(found, fallback=learned.peer(found.fallback, name))
+    if mode == "gossip":
+        return learned.peer(found, name)  # type: ignore[arg-type]
+    return learned.centralized(found, name)  # type: ignore[arg-type]
+
+
+def check_affinity(policy: str, affinity: object, where: str = "") -> None:
+    """One ConfigError for an unknown affinity, or `learned` with a policy that ranks nothing."""
+    if affinity not in AFFINITIES:
+        raise ConfigError(f"{where}affinity {affinity!r} is unknown: use static (the policy's own scores) or "
+                          "learned (rank by the TTFT each node has measured)")
+    if affinity == "learned" and policy not in LEARNS:
+        raise ConfigError(f"{where}policy {policy!r} cannot use --affinity learned (it ranks no candidates): "
+                          f"use it with {', '.join(LEARNS)}, or --affinity static")
 
 
 def _refusal(name: str, mode: Mode, entry: PolicyEntry | None) -> str:
@@ -101,5 +123,19 @@ def _refusal(name: str, mode: Mode, entry: PolicyEntry | None) -> str:
     return f"policy {name!r} serves {serves}, not {_WHO[mode]}: {fix}"
 
 
-__all__ = ["DEFAULTS", "DEFAULT_GOSSIP_POLICY", "DEFAULT_POLICY", "MODES", "POLICIES", "Mode", "PeerPolicy",
-           "Policy", "PolicyEntry", "get_policy", "names"]
+__all__ = [
+    "AFFINITIES",
+    "DEFAULTS",
+    "DEFAULT_GOSSIP_POLICY",
+    "DEFAULT_POLICY",
+    "LEARNS",
+    "MODES",
+    "POLICIES",
+    "Mode",
+    "PeerPolicy",
+    "Policy",
+    "PolicyEntry",
+    "check_affinity",
+    "get_policy",
+    "names",
+]

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 
 from daemons.core.messages import NodeState
+from daemons.policy.estimates import Estimate
 
 # Model states a node reports (daemons.core.messages.ModelState.state).
 READY = "ready"
@@ -87,6 +88,8 @@ class NodeView:
     # Requests waiting in the node's own queues, per priority (class): capacity.ahead counts
     # only the ones a new request would not overtake.
     waiting_by_priority: Mapping[int, int] = field(default_factory=dict)
+    # What the node has observed per model (estimates.py): for `--affinity learned`.
+    estimates: Mapping[str, Estimate] = field(default_factory=dict)
     # Derived once at construction, read on every decision.
     gpu_util: float = field(init=False, default=0.0)
     free_bytes: int = field(init=False, default=0)
@@ -135,7 +138,7 @@ class NodeView:
             return _one_more_pending(self)
         return NodeView(self.name, self.endpoint, self.alive, self.models, self.queue_depth, self.in_flight,
                         self.pending + 1, self.pending_models | {model}, self.memory_total, self.memory_used,
-                        self.catalog, self.waiting_by_priority)
+                        self.catalog, self.waiting_by_priority, self.estimates)
 
     def is_ready(self, model: str) -> bool:
         m = self.models.get(model)
@@ -321,4 +324,6 @@ def node_view(s: NodeState, alive: bool, pending: list[str],
         catalog = catalog_items(s)
     return NodeView(s.node, s.endpoint, alive, models, s.queue_depth, s.in_flight, len(pending),
                     frozenset(pending), sum(g.memory_total for g in s.gpus), sum(g.memory_used for g in s.gpus),
-                    catalog, {int(p): n for p, n in s.waiting_by_priority.items() if p.lstrip("-").isdigit()})
+                    catalog, {int(p): n for p, n in s.waiting_by_priority.items() if p.lstrip("-").isdigit()},
+                    {e.model: Estimate(e.ttft_s, e.tpot_s, e.load_s, e.requests, e.tpots, e.loads)
+                     for e in s.estimates} if s.estimates else {})
