@@ -15,8 +15,10 @@ coordinator's CPU (coordinator.Costs).
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any
@@ -252,4 +254,28 @@ def _horizon(sim: Simulation) -> float:
 
 def simulate(config: SimConfig, schedule: list[PlannedRequest], wall_limit_s: float = 0.0,
              cpu_limit: bool = False) -> SimResult:
-    return Simulation(config, schedule).run(wall_limit_s, cpu_limit)
+    with fewer_collections():
+        return Simulation(config, schedule).run(wall_limit_s, cpu_limit)
+
+
+# Young-generation threshold while a simulation runs (CPython's default is 700).
+SIM_GC_THRESHOLD = 50_000
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often, for the duration of one simulation.
+
+    A large simulated cluster holds millions of long-lived objects (every node's state,
+    view and queued event), and CPython's default thresholds start a collection every 700
+    allocations, each of which walks them again: at 3,000 nodes that was nearly half the
+    CPU time (scripts/bench_sim.py, docs/simulation.md). Reference counting still frees
+    everything acyclic at once; only the cycle hunt is spaced out. The previous thresholds
+    come back afterwards, since the simulator may run inside a longer-lived process.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(SIM_GC_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

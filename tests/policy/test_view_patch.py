@@ -1,0 +1,63 @@
+"""The patched view (`with_node`, `with_placement`) equals a full rebuild after any sequence
+of node updates, deaths, catalog changes and placements: the coordinator keeps its view by
+patching, and the policies must see exactly what `ClusterView.build` would give them."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemons.policy import CatalogItem, ClusterView, Decision, LoadedModel, NodeView, with_placement
+from daemons.policy.view import with_node
+
+NAMES = ("a", "b", "c", "d")
+MODELS = ("m1", "m2", "m3")
+STATES = ("ready", "loading", "failed", "evicting")
+
+loaded = st.dictionaries(st.sampled_from(MODELS), st.sampled_from(STATES), max_size=3)
+catalogs = st.dictionaries(st.sampled_from(MODELS), st.sampled_from((1.0, 2.0, 5.0)), max_size=3)
+node_updates = st.tuples(st.just("node"), st.sampled_from(NAMES), st.booleans(), loaded, catalogs,
+                         st.frozensets(st.sampled_from(MODELS), max_size=2))
+placements = st.tuples(st.just("place"), st.sampled_from(NAMES), st.sampled_from(MODELS))
+steps = st.lists(st.one_of(node_updates, placements), max_size=30)
+
+
+def make_node(name: str, alive: bool, models: dict[str, str], cat: dict[str, float],
+              pending: frozenset[str]) -> NodeView:
+    return NodeView(name, f"tcp://{name}", alive, {m: LoadedModel(m, s, memory_bytes=1) for m, s in models.items()},
+                    pending=len(pending), pending_models=pending, memory_total=10,
+                    catalog={m: CatalogItem(m, 1, load_s) for m, load_s in cat.items()})
+
+
+def rebuilt(view: ClusterView) -> ClusterView:
+    return ClusterView.build(view.nodes.values(), view.cursor)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps)
+def test_patched_view_equals_a_full_rebuild(ops: list[tuple[object, ...]]) -> None:
+    view = ClusterView.build([])
+    for op in ops:
+        if op[0] == "node":
+            _, name, alive, models, cat, pending = op
+            old = view.nodes.get(str(name))
+            new = make_node(str(name), bool(alive), dict(models), dict(cat), frozenset(pending))  # type: ignore[call-overload]
+            # The hint is honest: False only when catalog and liveness are unchanged.
+            same = old is not None and old.alive == new.alive and old.catalog == new.catalog
+            view = with_node(view, new, catalog_changed=not same)
+        else:
+            _, name, model = op
+            view = with_placement(view, Decision(str(name), "", "SERVE", 0.0, ""), str(model))
+        assert view == rebuilt(view)
+
+
+def test_a_dead_node_leaves_the_listing_and_the_fastest_load_time() -> None:
+    fast = make_node("a", True, {}, {"m1": 1.0}, frozenset())
+    slow = make_node("b", True, {}, {"m1": 5.0}, frozenset())
+    view = with_node(with_node(ClusterView.build([]), fast), slow)
+    assert view.catalog.fastest_load_s["m1"] == 1.0
+    view = with_node(view, make_node("a", False, {}, {"m1": 1.0}, frozenset()))
+    assert view.catalog.listing["m1"] == ("b",)
+    assert view.catalog.fastest_load_s["m1"] == 5.0
+    assert view.order == ("b",)
+    assert "m1" in view.catalog.known  # a dead node's catalog is still known
