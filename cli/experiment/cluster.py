@@ -41,6 +41,7 @@ from cli.experiment.spec import ExperimentSpec
 from daemons.bus import activation
 from daemons.bus.client import Client
 from daemons.bus.security import CurveClient, Security
+from daemons.bus.status import live_nodes_seen
 from daemons.core.errors import SchedctlError
 from daemons.core.process import DaemonProcess, host_port, schedctl_executable, stop_all
 from daemons.node.config import write_node_config
@@ -270,7 +271,7 @@ class LocalCluster:
         if name == "coordinator" and self.standby and reply.info.get("state") != "active":
             return False
         if reply.role in ("coordinator", "gossip-peer"):
-            return sum(1 for n in reply.nodes if n.get("alive") and n.get("endpoint")) >= len(self.node_endpoints)
+            return live_nodes_seen(reply) >= len(self.node_endpoints)
         return True
 
     # ----- faults (cli/experiment/faults.py) ------------------------------------------

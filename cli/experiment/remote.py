@@ -14,6 +14,7 @@ the deployment's own inventory (hosts.py); a killed daemon is restarted by syste
 
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from cli.experiment.hosts import HostControl
 from cli.experiment.moves import order_migration
 from daemons.bus.client import Client
 from daemons.bus.security import CurveClient, Security, SecurityConfig
+from daemons.bus.status import live_nodes_seen
 from daemons.core.errors import ConfigError
 from daemons.core.settings import build
 
@@ -77,18 +79,35 @@ class RemoteCluster:
                               "and heartbeats, which the run records)")
 
     def start(self) -> None:
-        """Check that the deployed daemons answer; nothing is started."""
+        """Check that the deployed daemons answer, and that the coordinator has heard from every
+        node (a request sent before would be refused as unknown); nothing is started."""
         targets = {"coordinator": self.coordinator} if self.scheduler != "gossip" else {}
         if self.standby:
             targets["standby"] = self.standby
         targets.update(self.node_endpoints)
+        deadline = time.monotonic() + READY_TIMEOUT_S
         for name, endpoint in targets.items():
             with Client(endpoint, curve=self.curve) as client:
-                try:
-                    client.status(READY_TIMEOUT_S)
-                except TimeoutError:
-                    raise ConfigError(f"{name} at {endpoint} did not answer within {READY_TIMEOUT_S:.0f} s: is the "
-                                      "cluster deployed and running (systemctl status schedctl.target)?") from None
+                self._wait_ready(client, name, endpoint, deadline)
+
+    def _wait_ready(self, client: Client, name: str, endpoint: str, deadline: float) -> None:
+        seen = 0
+        while True:
+            try:
+                reply = client.status(max(0.5, deadline - time.monotonic()))
+            except TimeoutError:
+                raise ConfigError(f"{name} at {endpoint} did not answer within {READY_TIMEOUT_S:.0f} s: is the "
+                                  "cluster deployed and running (systemctl status schedctl.target)?") from None
+            if name != "coordinator" or reply.role != "coordinator":
+                return
+            seen = live_nodes_seen(reply)
+            if seen >= len(self.node_endpoints):
+                return
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"the coordinator at {endpoint} has heard from {seen} of the "
+                                  f"{len(self.node_endpoints)} nodes of {self.path} after {READY_TIMEOUT_S:.0f} s: "
+                                  "are the nodes running and publishing to its state_bind?")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """The deployed daemons keep running."""

@@ -24,3 +24,12 @@ def status_reply(role: str, rows: list[dict[str, Any]], info: dict[str, Any]) ->
     """A StatusReply cut to its budget; `info["omitted_nodes"]` says how many rows did not fit."""
     kept, omitted = fit_rows(rows)
     return StatusReply(role, kept, {**info, "omitted_nodes": omitted} if omitted else info)
+
+
+def live_nodes_seen(reply: StatusReply) -> int:
+    """How many live nodes a scheduler's status lists with an endpoint (a coordinator's nodes,
+    a gossip peer's members; 0 for a node agent's own reply): a cluster is ready to take
+    requests once its scheduler has heard from every node it was started or deployed with."""
+    if reply.role not in ("coordinator", "gossip-peer"):
+        return 0
+    return sum(1 for n in reply.nodes if n.get("alive") and n.get("endpoint"))

@@ -53,6 +53,22 @@ def test_an_unreachable_cluster_is_one_clear_error(tmp_path: Path) -> None:
     assert out.returncode == 2 and "did not answer" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_coordinator_that_never_heard_from_a_node_is_one_clear_error(tmp_path: Path) -> None:
+    """A deployed node that does not publish to the coordinator: the run stops before its first
+    request (each would be refused as an unknown model), naming how many nodes it heard from."""
+    with running_coordinator(tmp_path) as coordinator, running_node(tmp_path, "gpu-1", models=[SMALL]) as node:
+        cluster = tmp_path / "cluster.toml"
+        cluster.write_text(tomli_w.dumps({
+            "cluster": {"scheduler": "centralized"},
+            "coordinator": {"endpoint": coordinator.bind, "events_endpoint": coordinator.events_bind},
+            "nodes": [{"name": "gpu-1", "endpoint": node.bind}]}))
+        out = subprocess.run([schedctl(), "experiment", "run", "--cluster", str(cluster), "--duration", "1",
+                              "--results-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "has heard from 0 of the 1 nodes" in out.stderr and "publishing to its state_bind" in out.stderr
+    assert not list((tmp_path / "r").glob("*/requests.csv"))  # stopped before the first request
+
+
 def test_an_experiment_drives_a_deployed_hybrid_cluster(tmp_path: Path) -> None:
     """Two hybrid peers and their coordinator, already running: requests enter at the peers, the
     first cold start of each model is the coordinator's, and the run records who decided."""
