@@ -21,8 +21,9 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import encode, make_socket
+from daemons.bus import encode
 from daemons.bus.security import CurveClient
+from daemons.coordinator.links import Links
 from daemons.core.messages import Migrate
 from daemons.policy.rebalance import REBALANCE_EVERY_S, Move, rebalance
 from daemons.policy.view import ClusterView
@@ -33,8 +34,8 @@ MOVE_COOLDOWN_S = 3.0
 
 class Mover:
     def __init__(self, ctx: zmq.Context[Any], name: str, threshold: int, curve: CurveClient | None = None) -> None:
-        self._ctx, self._name, self._threshold, self._curve = ctx, name, threshold, curve
-        self._links: dict[str, Any] = {}  # node endpoint -> DEALER
+        self._name, self._threshold = name, threshold
+        self._links = Links(ctx, curve)  # node endpoint -> DEALER
         self._cooling: dict[str, float] = {}  # node -> until when it sits out
         self._next = 0.0
         self.orders = 0
@@ -67,20 +68,11 @@ class Mover:
         for node in (order.node, order.to_node):
             self._cooling[node] = now + MOVE_COOLDOWN_S
         try:
-            self._link(endpoint).send(encode(order, self._name, order.request_id), zmq.NOBLOCK)
+            self._links.get(endpoint).send(encode(order, self._name, order.request_id), zmq.NOBLOCK)
             self.orders += 1
         except zmq.ZMQError as exc:  # a full queue to a dead node: the next period decides again
             log.warning("could not send a migration order to %s: %s", order.node, exc.strerror)
 
     def close(self) -> None:
-        for link in self._links.values():
-            link.close(0)
-        self._links.clear()
+        self._links.close()
 
-    def _link(self, endpoint: str) -> Any:
-        link = self._links.get(endpoint)
-        if link is None:
-            link = make_socket(self._ctx, zmq.DEALER, curve=self._curve)
-            link.connect(endpoint)
-            self._links[endpoint] = link
-        return link

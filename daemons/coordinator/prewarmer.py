@@ -19,8 +19,9 @@ from typing import Any
 
 import zmq
 
-from daemons.bus import encode, make_socket
+from daemons.bus import encode
 from daemons.bus.security import CurveClient
+from daemons.coordinator.links import Links
 from daemons.core.messages import Prewarm
 from daemons.policy.forecast import Forecaster
 from daemons.policy.prewarm import PrewarmOrder, PrewarmSettings, plan
@@ -34,10 +35,10 @@ HOLD_S = 5.0
 class Prewarmer:
     def __init__(self, ctx: zmq.Context[Any], name: str, settings: PrewarmSettings, now: float,
                  curve: CurveClient | None = None) -> None:
-        self._ctx, self._name, self._curve = ctx, name, curve
+        self._name = name
         self.settings = settings
         self.forecaster = Forecaster(settings.forecast, now)
-        self._links: dict[str, Any] = {}  # node endpoint -> DEALER
+        self._links = Links(ctx, curve)  # node endpoint -> DEALER
         self._ordered: dict[tuple[str, str], float] = {}  # (node, model) -> until when not to repeat it
         self._next = now
         self.orders = 0
@@ -64,20 +65,11 @@ class Prewarmer:
 
     def _send(self, order: Prewarm, endpoint: str) -> None:
         try:
-            self._link(endpoint).send(encode(order, self._name), zmq.NOBLOCK)
+            self._links.get(endpoint).send(encode(order, self._name), zmq.NOBLOCK)
             self.orders += 1
         except zmq.ZMQError as exc:  # a full queue to a dead node: the next round decides again
             log.warning("could not send a pre-warm order to %s: %s", endpoint, exc.strerror)
 
     def close(self) -> None:
-        for link in self._links.values():
-            link.close(0)
-        self._links.clear()
+        self._links.close()
 
-    def _link(self, endpoint: str) -> Any:
-        link = self._links.get(endpoint)
-        if link is None:
-            link = make_socket(self._ctx, zmq.DEALER, curve=self._curve)
-            link.connect(endpoint)
-            self._links[endpoint] = link
-        return link

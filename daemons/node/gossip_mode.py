@@ -96,6 +96,30 @@ MAX_PLACEMENTS = 3  # nodes tried for one request before giving up
 REFUSALS = ("no_capacity", "overloaded")  # a peer that cannot take it: try another
 
 
+class SentPlacements:
+    """The placements a peer sent each node, counted as load there for SETTLE_S: until the
+    node's gossiped state shows them. The node agent and the simulator's peers (daemons/sim/peer.py)
+    both keep one."""
+
+    def __init__(self) -> None:
+        self._by_node: dict[str, deque[tuple[float, str]]] = {}  # node -> (when, model) we sent it
+
+    def add(self, node: str, model: str, now: float) -> None:
+        self._by_node.setdefault(node, deque()).append((now, model))
+
+    def models(self, node: str, now: float) -> list[str]:
+        """The models of the placements sent to `node` within the last SETTLE_S."""
+        queue = self._by_node.get(node)
+        if not queue:
+            return []
+        while queue and queue[0][0] < now - SETTLE_S:
+            queue.popleft()
+        return [m for _, m in queue]
+
+    def clear(self) -> None:
+        self._by_node.clear()
+
+
 class HostNode(Protocol):
     """What gossip mode needs of the node agent it runs in: the one way back to it."""
 
@@ -162,7 +186,7 @@ class GossipMode:
         self._readers: list[asyncio.Task[None]] = []
         self._forwards: dict[str, Forward] = {}  # request_id -> where it went
         self._down: set[str] = set()  # peer endpoints whose connection dropped
-        self._pending: dict[str, deque[tuple[float, str]]] = {}  # node -> (when, model) we sent it
+        self._pending = SentPlacements()
         self._probes: dict[str, asyncio.Future[str]] = {}  # request_id -> first endpoint to answer
         self._background: set[asyncio.Task[None]] = set()
         self._view_changed = asyncio.Event()
@@ -200,20 +224,12 @@ class GossipMode:
         # hybrid mode: what the coordinator's map says a node will hold, beyond its gossiped state
         expected = {s.node: self._expected(s, m.record_age_s) for m, s in members}
         others = ((s, m.status == "alive") for m, s in members)
-        return peer_view(me, others, lambda node: self._pending_models(node, now) + expected.get(node, []))
+        return peer_view(me, others, lambda node: self._pending.models(node, now) + expected.get(node, []))
 
     def _expected(self, state: NodeState, record_age_s: float | None) -> list[str]:
         """Models a peer will hold that its gossiped `state` does not show yet (hybrid mode:
         the coordinator's map); a gossip peer knows of none."""
         return []
-
-    def _pending_models(self, node: str, now: float) -> list[str]:
-        queue = self._pending.get(node)
-        if not queue:
-            return []
-        while queue and queue[0][0] < now - SETTLE_S:
-            queue.popleft()
-        return [m for _, m in queue]
 
     def status_reply(self, info: dict[str, Any]) -> StatusReply:
         """Our view of the members (each with its gossiped record) and the queue's counters."""
@@ -339,7 +355,7 @@ class GossipMode:
 
     def _count_pending(self, decision: Decision | Refusal, model: str) -> None:
         if isinstance(decision, Decision) and decision.node != self.config.name:
-            self._pending.setdefault(decision.node, deque()).append((time.monotonic(), model))
+            self._pending.add(decision.node, model, time.monotonic())
 
     def _prepared(self, request: Infer, decision: Decision) -> Infer:
         """The request as it is served here or forwarded for `decision` (hybrid mode marks

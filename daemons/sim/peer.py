@@ -17,7 +17,6 @@ Sparrow's probes are not simulated (the spec refuses `gossip_policy = "sparrow"`
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from random import Random
@@ -29,7 +28,7 @@ from daemons.core.schema import from_dict, to_dict
 from daemons.gossip.memberlist import MemberInfo
 from daemons.gossip.messages import Status
 from daemons.node.config import PROGRESS_EVERY_S
-from daemons.node.gossip_mode import MAX_PLACEMENTS, RETRY_S, SETTLE_S, peer_decide, peer_view
+from daemons.node.gossip_mode import MAX_PLACEMENTS, RETRY_S, SentPlacements, peer_decide, peer_view
 from daemons.policy import NO_NODES, ClusterView, Decision, NodeView, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
@@ -132,7 +131,7 @@ class SimPeer:
         s = self.settings
         self.queue: AdmissionQueue[Placing] = AdmissionQueue(QueueLimits(s.queue_limit, s.queue_timeout_s),
                                                              s.priority, s.priority_aging_s)
-        self._pending: dict[str, deque[tuple[float, str]]] = {}
+        self._pending = SentPlacements()
         self.forwards: dict[str, Placing] = {}  # request id -> its placing, while a peer serves it
         self._retrying = False
 
@@ -155,20 +154,12 @@ class SimPeer:
         me = self.node.snapshot()
         others = ((s, m.status == Status.ALIVE) for m in self.clock.net.ml(self.name).members(now)
                   if not m.is_self and (s := self.records.state(m)) is not None)
-        return peer_view(me, others, lambda node: self._pending_models(node, now), self.records.view_of)
-
-    def _pending_models(self, node: str, now: float) -> list[str]:
-        queue = self._pending.get(node)
-        if not queue:
-            return []
-        while queue and queue[0][0] < now - SETTLE_S:
-            queue.popleft()
-        return [m for _, m in queue]
+        return peer_view(me, others, lambda node: self._pending.models(node, now), self.records.view_of)
 
     def decide(self, request: PlacementRequest) -> Decision | Refusal:
         decision = peer_decide(self.policy, self.view(), request, self.rng, self.name, self.settings.admission)
         if isinstance(decision, Decision) and decision.node != self.name:
-            self._pending.setdefault(decision.node, deque()).append((self.clock.now, request.model))
+            self._pending.add(decision.node, request.model, self.clock.now)
         return decision
 
     # ----- placing --------------------------------------------------------------------------------
