@@ -25,7 +25,6 @@ import cProfile
 import gc
 import json
 import pstats
-import random
 import sys
 import time
 from collections import Counter
@@ -35,11 +34,14 @@ from typing import Any
 
 import zmq
 
+# The benchmark's own cluster and requests: the profile measures what it measures.
+from bench_coordinator import cluster_states
+from bench_coordinator import requests as schedule_frames
+
 from daemons.bus import decode, encode
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.server import Coordinator, _request
-from daemons.coordinator.testing import node_state
-from daemons.core.messages import NodeState, Placement, Schedule
+from daemons.core.messages import NodeState, Placement
 from daemons.policy import Decision
 
 MORE = int(zmq.SNDMORE)
@@ -60,20 +62,6 @@ class Sink:
 
     def close(self, linger: int = 0) -> None:
         pass
-
-
-def cluster_states(nodes: int, models: int, seed: int) -> list[NodeState]:
-    """As the benchmark's: every node lists every model, two of them loaded."""
-    rng = random.Random(seed)
-    names = [f"m{i}" for i in range(models)]
-    return [node_state(f"node-{i:03d}", ready=rng.sample(names, 2), catalog=names,
-                       endpoint=f"tcp://127.0.0.1:{30000 + i}") for i in range(nodes)]
-
-
-def schedule_frames(n: int, models: int, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    return [encode(Schedule(f"req-{i:07d}", f"m{rng.randrange(models)}", rng.randint(50, 2000), 128),
-                   "bench", f"req-{i:07d}") for i in range(n)]
 
 
 def state_stream(states: list[NodeState], n: int) -> list[bytes]:
