@@ -47,6 +47,9 @@ init_s = 1.0
 """
 SILENT_BOUND_S = 2.5 + 1.0 + 1.0
 TAKEOVER_BOUND_S = 3.0 + 1.0 + 0.1 + 1.5 + 0.5
+# The earliest takeover: the primary's last beat up to 1 s before the fault, so its silence
+# reaches failover_after_s as early as 3 - 1 s after it (CI saw 2.9 s).
+TAKEOVER_EARLIEST_S = 3.0 - 1.0
 
 
 def run(tmp_path: Path, faults: list[str], standby: bool, timeout: float = 60,
@@ -97,7 +100,7 @@ def test_kill_the_coordinator_with_a_standby_loses_nothing(tmp_path: Path) -> No
     fault = first(events, "fault", "coordinator")
     assert first(events, "coordinator_silent", "coordinator") - fault <= SILENT_BOUND_S
     took_over = first(events, "coordinator_active", "standby")
-    assert 3.0 <= took_over - fault <= TAKEOVER_BOUND_S, events
+    assert TAKEOVER_EARLIEST_S <= took_over - fault <= TAKEOVER_BOUND_S, events
     placed_by = one_coordinator_per_epoch(requests, events)
     assert placed_by == {"1": {"coordinator"}, "2": {"standby"}}
     assert all(int(r["epoch"]) == 2 for r in requests if float(r["scheduled_s"]) > took_over)
