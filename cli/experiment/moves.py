@@ -15,14 +15,15 @@ from daemons.bus.client import Client
 from daemons.bus.security import CurveClient
 from daemons.core.errors import SchedctlError
 from daemons.core.messages import Migrate
+from daemons.node.migration import fault_destination
 
 
 def order_migration(node_endpoints: dict[str, str], source: str, curve: CurveClient | None) -> str:
     """Send `source` its order; returns the destination's name."""
     names = list(node_endpoints)
-    if source not in node_endpoints or len(names) < 2:
+    destination = fault_destination(names, source)
+    if not destination:
         raise SchedctlError(f"cannot migrate off {source!r}: it needs to be one of two or more nodes ({names})")
-    destination = names[(names.index(source) + 1) % len(names)]
     with Client(node_endpoints[source], name="fault-injector", curve=curve) as client:
         client.send(Migrate("", source, destination, node_endpoints[destination], "migrate fault"))
         try:  # answered after the order on the same connection: the order has arrived

@@ -42,7 +42,8 @@ def sim_config(spec: ExperimentSpec, scheduler: str) -> SimConfig:
         admission=spec.admission, gossip_preset=spec.gossip_preset, costs=costs,
         faults=tuple(SimFault(f.at_s, f.kind, f.target, f.duration_s) for f in faults),
         seed=spec.workload.seed, silent_after_s=SILENT_AFTER_S,
-        coordinator_silent_s=COORDINATOR_SILENT_S)
+        coordinator_silent_s=COORDINATOR_SILENT_S, max_running=spec.max_running,
+        rebalance=spec.rebalance and scheduler == "centralized", live_migration=spec.live_migration)
 
 
 def run_sim_arm(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest], run_dir: Path,

@@ -261,17 +261,13 @@ class ExperimentSpec:
                                   "or drop it (a real coordinator spends what it spends)")
             return
         real_only = [(self.standby_coordinator, "--standby-coordinator (failover is not simulated)"),
-                     (self.rebalance, "--rebalance (live migration is not simulated)"),
-                     (self.max_running > 0, "--max-running (the node's slot queue is not simulated)"),
                      (self.insecure, "--insecure (the simulator has no sockets to secure)"),
                      ("hybrid" in self.schedulers, "the hybrid scheduler (not simulated yet)"),
                      (self.backend != "emulator", "--backend (the simulator models the emulator itself)"),
                      (self.affinity != "static", "--affinity learned (not simulated yet)"),
                      (self.prewarm != "off", "--prewarm (not simulated yet)"),
                      ("gossip" in self.schedulers and self.gossip_policy == "sparrow",
-                      "gossip_policy sparrow (its probes are not simulated)"),
-                     (any(f.kind == "migrate" for f in self.fault_plan), "a migrate fault (live migration is "
-                                                                          "not simulated)")]
+                      "gossip_policy sparrow (its probes are not simulated)")]
         for present, what in real_only:
             if present:
                 raise ConfigError(f"{what} is an option of the real engine only: drop it, or run with --engine real")

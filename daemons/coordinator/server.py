@@ -73,6 +73,7 @@ from daemons.coordinator.epoch import EpochStore
 from daemons.coordinator.failover import BinaryStar, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, envelope_header, state_sender
 from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
+from daemons.coordinator.moveplan import order_of
 from daemons.coordinator.mover import Mover
 from daemons.coordinator.prewarmer import Prewarmer
 from daemons.coordinator.referrals import MapPublisher
@@ -96,7 +97,6 @@ from daemons.core.messages import (
 from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, Outcome, Waiting
 from daemons.policy.capacity import worth_waiting
-from daemons.policy.startup import room_moves
 
 log = logging.getLogger("schedctl.coordinator")
 
@@ -501,14 +501,13 @@ class Coordinator:
 
     def _make_room(self, view: ClusterView, decision: Decision) -> bool:
         """Order the live migrations a MIGRATE needs; False if off, or if there is nothing to move."""
-        moves = room_moves(view, decision) if self.config.live_migration else []
+        moves = self.mover.plan.room(view, decision, self.config.live_migration)
         if moves:
             log.info("MIGRATE on %s: moving %d running request(s) of %s off it", decision.node, len(moves),
                      ", ".join(sorted({m.model for m in moves})), extra={"SCHEDCTL_ACTION": "MIGRATE"})
         now = time.monotonic()
         for move in moves:
-            self.mover.order(Migrate("", move.source, move.destination, move.destination_endpoint, move.reason,
-                                     move.model), move.source_endpoint, now)
+            self.mover.order(order_of(move), move.source_endpoint, now)
         return bool(moves)
 
     def _placed(self, msg: Schedule, result: Decision, took: float) -> Placement:

@@ -27,11 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from daemons.core.messages import Migrate
+
 MIGRATION_DELTA = 20  # tokens a round may leave behind and still switch (SLLM `migration_delta`)
 MAX_ROUNDS = 3  # prefill rounds before switching anyway (Llumnix: at most 3 pre-copy stages)
 # Seconds without a word from the destination (a round's ResumeReady, a Progress while it
 # loads, a token once it serves) before the source gives up on it: three missed Progress beats.
 SILENCE_S = 3.0
+MAX_RESUME_ROUNDS = 64  # migration rounds a node prefills at once as a destination
+NODE_SCHEMES = ("tcp://", "ipc://")  # a destination endpoint a node agent can connect to
 
 
 class Step(Enum):
@@ -100,6 +104,34 @@ def pick(candidates: list[tuple[str, str, int, int]], model: str = "") -> str:
     fit = [(tokens, rid) for rid, m, tokens, left in candidates
            if (not model or m == model) and tokens > 0 and left > MIGRATION_DELTA]
     return min(fit)[1] if fit else ""
+
+
+def refusal(order: Migrate, here: str, rid: str, found: bool, moving: bool, tokens: int,
+            schemes: tuple[str, ...] = NODE_SCHEMES) -> str:
+    """Why the source `here` refuses `order` for request `rid` ("": it starts the rounds).
+    `found`: `rid` is served here; `moving`: it is migrating or migrated already; `tokens`:
+    generated so far. The simulator's nodes pass their own endpoint scheme."""
+    if order.node != here:
+        return f"it names {order.node[:64]!r}, not this node"
+    if not found:
+        return "it is not being served here" if rid else "no request here is worth moving"
+    if moving:
+        return "it is migrating or migrated already"
+    if tokens == 0:
+        return "it has not generated a token yet (a queued request has nothing to move)"
+    if order.to_node == here:
+        return "its destination is this node"
+    if not order.endpoint.startswith(schemes):
+        return f"{order.endpoint[:64]!r} is no node endpoint"
+    return ""
+
+
+def fault_destination(nodes: list[str], source: str) -> str:
+    """The destination of a `migrate` fault on `source`: the next node of the cluster in node
+    order, wrapping around ("" when `source` is not one of two or more nodes)."""
+    if source not in nodes or len(nodes) < 2:
+        return ""
+    return nodes[(nodes.index(source) + 1) % len(nodes)]
 
 
 def detail(source: str, request_id: str, to_node: str, tokens: int, figures: dict[str, float]) -> str:

@@ -88,7 +88,7 @@ from daemons.node.hybrid_mode import peer_mode
 from daemons.node.instances import Instance, make_manager
 from daemons.node.learning import LoadWatcher, NodeLearning
 from daemons.node.metrics import NodeMetrics
-from daemons.node.migration import SILENCE_S, Relay, Rounds, Step, Verdict, detail, pick
+from daemons.node.migration import MAX_RESUME_ROUNDS, SILENCE_S, Relay, Rounds, Step, Verdict, detail, pick, refusal
 from daemons.node.slots import SlotQueue
 from daemons.policy.prewarm import plan_for_peer
 
@@ -100,7 +100,6 @@ WITNESS_PROBE_MAX_S = 5.0
 MAX_LISTENERS = 4  # askers attached to one running request (the first and its retries)
 SWITCHED = -1  # what _stream returns as its token count when a migration stopped it
 PREWARM_TICK_S, PREWARM_HOLD_S = 0.5, 5.0  # a gossip peer's pre-warm planning (daemons/coordinator/prewarmer.py)
-MAX_RESUME_ROUNDS = 64  # migration rounds this node prefills at once as a destination
 
 
 class MigrationFailed(Exception):
@@ -635,19 +634,9 @@ class NodeServer:
                                         for r, s in self._served.items()
                                         if s.order is None and s.node == self.config.name], order.model)
         served = self._served.get(rid)
-        why = ""
-        if order.node != self.config.name:
-            why = f"it names {order.node[:64]!r}, not this node"
-        elif served is None:
-            why = "it is not being served here" if rid else "no request here is worth moving"
-        elif served.order is not None or served.node != self.config.name:
-            why = "it is migrating or migrated already"
-        elif served.tokens == 0:
-            why = "it has not generated a token yet (a queued request has nothing to move)"
-        elif order.to_node == self.config.name:
-            why = "its destination is this node"
-        elif not order.endpoint.startswith(("tcp://", "ipc://")):
-            why = f"{order.endpoint[:64]!r} is no node endpoint"
+        why = refusal(order, self.config.name, rid, served is not None,
+                      served is not None and (served.order is not None or served.node != self.config.name),
+                      served.tokens if served is not None else 0)
         if served is None or why:
             log.warning("migration of %s refused: %s", rid or "a request", why, extra={"SCHEDCTL_REQUEST_ID": rid})
             return

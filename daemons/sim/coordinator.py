@@ -17,8 +17,9 @@ on the target machine with scripts/bench_coordinator.py), so a cluster that asks
 than that CPU does shows the same growing wait, and the same coalesced states, as the real
 one.
 
-Live migration is not simulated: a MIGRATE is answered as with `live_migration = false`
-(the policy's next best option), and `rebalance` is not available in this engine.
+Live migration: the same `MovePlan` (daemons/coordinator/moveplan.py) as the real `Mover`
+decides the rebalancer's moves (`rebalance`) and the room a policy's MIGRATE needs
+(`live_migration`); each order goes to its source node over the simulated wire.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from typing import Any
 
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.decide import decide
+from daemons.coordinator.moveplan import MovePlan, order_of
 from daemons.coordinator.server import REQUEST_BATCH, STATE_BATCH
-from daemons.core.messages import Error, NodeState, Placement, Progress
+from daemons.core.messages import Error, Migrate, NodeState, Placement, Progress
 from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, QueueLimits, Waiting
 from daemons.policy.capacity import worth_waiting
+from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.sim.clock import Clock
 
 HELD_BEAT_S = 1.0  # as server.py: a Progress to each asker whose request waits in the queue
@@ -66,6 +69,9 @@ class CoordinatorSettings:
     priority: bool = True
     priority_aging_s: float = 5.0
     admission: str = "queue"
+    rebalance: bool = False
+    rebalance_threshold: int = DEFAULT_THRESHOLD
+    live_migration: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,9 +86,12 @@ class Ask:
 
 class SimCoordinator:
     def __init__(self, settings: CoordinatorSettings, clock: Clock, costs: Costs,
-                 emit: Callable[[str, str, str], None]) -> None:
+                 emit: Callable[[str, str, str], None], send_order: Callable[[Migrate], None] | None = None) -> None:
+        """`send_order`: a live migration's `Migrate` to its source node (over the wire)."""
         self.settings, self.clock, self.costs = settings, clock, costs
         self._emit = emit
+        self._send_order = send_order or (lambda order: None)
+        self.orders = 0
         self.up = True
         self.decisions = 0
         self.busy_s = 0.0
@@ -93,6 +102,7 @@ class SimCoordinator:
         self.policy = get_policy(s.policy, "centralized")
         self.rng = Random(s.seed)
         self.book = ClusterBook(s.dead_after_s, s.settle_s, s.max_nodes)
+        self.plan = MovePlan(s.rebalance_threshold)
         self.queue: AdmissionQueue[Ask] = AdmissionQueue(QueueLimits(s.queue_limit, s.queue_timeout_s),
                                                          s.priority, s.priority_aging_s)
         self._inbox: dict[str, NodeState] = {}  # states not read yet, the newest per node
@@ -184,7 +194,23 @@ class SimCoordinator:
             self._events(self.book.expire(self.clock.now))
             self._expire_queue()
             self._pump()
+        if self.settings.rebalance and not self.paused:
+            for move in self.plan.due(self.book.view(), self.clock.now):
+                self._order(order_of(move))
         self.clock.after(every, lambda: self._tick(life, every))
+
+    # ----- live migration -------------------------------------------------------------------
+    def _order(self, order: Migrate) -> None:
+        self.plan.ordered(order, self.clock.now)
+        self.orders += 1
+        self._send_order(order)
+
+    def _make_room(self, view: ClusterView, decision: Decision) -> bool:
+        """server.py `_make_room`: the live migrations a MIGRATE needs; False if none."""
+        moves = self.plan.room(view, decision, self.settings.live_migration)
+        for move in moves:
+            self._order(order_of(move))
+        return bool(moves)
 
     # ----- requests ------------------------------------------------------------------------
     def on_schedule(self, ask: Ask) -> None:
@@ -207,7 +233,7 @@ class SimCoordinator:
             ask.reply(Error(ask.request_id, result.code, result.message))
 
     def _decide(self, request: PlacementRequest) -> Decision | Refusal:
-        return decide(self.policy, self.book.view, request, self.rng, _no_room, self.settings.admission)
+        return decide(self.policy, self.book.view, request, self.rng, self._make_room, self.settings.admission)
 
     def _placed(self, ask: Ask, result: Decision) -> Placement:
         self.book.placed(result, ask.request.model, self.clock.now)
@@ -262,7 +288,3 @@ class SimCoordinator:
         """(node, endpoint) of every node this coordinator holds dead (its status reply)."""
         return [(name, r.state.endpoint) for name, r in self.book.records.items() if not r.alive]
 
-
-def _no_room(view: ClusterView, decision: Decision) -> bool:
-    """Live migration is not simulated: a MIGRATE falls back to the next best option."""
-    return False

@@ -23,18 +23,19 @@ from dataclasses import dataclass, field
 from random import Random
 from typing import Any
 
-from daemons.core.messages import Done, Error, NodeState, Placement
+from daemons.core.messages import Done, Error, Migrate, NodeState, Placement
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.messages import Status
 from daemons.loadgen.recorder import Recorder, RequestRecord
 from daemons.loadgen.workload import PlannedRequest
+from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.rundir import Event, NodeSample
 from daemons.sim.client import LOADGEN, SimClient
 from daemons.sim.clock import Clock
 from daemons.sim.collector import SimCollector
 from daemons.sim.coordinator import Ask, CoordinatorSettings, Costs, SimCoordinator
 from daemons.sim.faults import SimFault, schedule_faults
-from daemons.sim.node import Asked, NodeKind, SimNode
+from daemons.sim.node import Asked, NodeKind, NodeRules, SimNode
 from daemons.sim.peer import PeerSettings, Placing, RecordCache, SimPeer, verdict_listener
 from daemons.sim.wire import Wire
 
@@ -64,6 +65,10 @@ class SimConfig:
     silent_after_s: float = 3.0  # the collector's silence detector
     sample_every_s: float = 1.0  # nodes.csv rows, per node (as the real collector)
     coordinator_silent_s: float = 2.5  # the collector's coordinator silence detector
+    max_running: int = 0  # the node's slot queue: per model at once (0: no limit)
+    rebalance: bool = False  # centralized: the coordinator's periodic rebalancer
+    rebalance_threshold: int = DEFAULT_THRESHOLD
+    live_migration: bool = True  # centralized: a policy's MIGRATE is carried out
 
 
 @dataclass
@@ -95,11 +100,13 @@ class Simulation:
         self.records = RecordCache()
         if config.mode == "centralized":
             self.wire.add(COORDINATOR)
-            self.coordinator = SimCoordinator(self._coordinator_settings(), self.clock, config.costs, self.emit)
+            self.coordinator = SimCoordinator(self._coordinator_settings(), self.clock, config.costs, self.emit,
+                                              self._send_order)
+        rules = NodeRules(config.max_running, config.priority, config.priority_aging_s)
         for name, kind in config.nodes:
             self.wire.add(name)
             self.nodes[name] = SimNode(name, kind, self.clock, self._publisher(name), config.publish_interval_s,
-                                       config.mode)
+                                       config.mode, rules, self._link, self._announce)
             if config.mode == "gossip":
                 settings = PeerSettings(config.policy, config.admission, config.queue_limit, config.timeout_s,
                                         config.priority, config.priority_aging_s)
@@ -113,7 +120,9 @@ class Simulation:
     def _coordinator_settings(self) -> CoordinatorSettings:
         c = self.config
         return CoordinatorSettings(c.policy, 0, queue_limit=c.queue_limit, queue_timeout_s=c.timeout_s,
-                                   priority=c.priority, priority_aging_s=c.priority_aging_s, admission=c.admission)
+                                   priority=c.priority, priority_aging_s=c.priority_aging_s, admission=c.admission,
+                                   rebalance=c.rebalance, rebalance_threshold=c.rebalance_threshold,
+                                   live_migration=c.live_migration)
 
     def emit(self, kind: str, target: str, detail: str) -> None:
         """One row of events.csv, at the virtual time."""
@@ -162,7 +171,10 @@ class Simulation:
                 "decisions": self.coordinator.decisions if self.coordinator else 0,
                 "coordinator_busy_s": self.coordinator.busy_s if self.coordinator else 0.0,
                 "loads": sum(n.loads for n in self.nodes.values()),
-                "evictions": sum(n.evictions for n in self.nodes.values()), "steps_alive_instances": steps}
+                "evictions": sum(n.evictions for n in self.nodes.values()), "steps_alive_instances": steps,
+                "migration_orders": self.coordinator.orders if self.coordinator else 0,
+                **{f"migrations_{k}": sum(n.migrations[k] for n in self.nodes.values())
+                   for k in ("migrated", "refused", "abandoned", "resumed_here")}}
 
     # ----- the request path --------------------------------------------------------------------------
     def _send(self, rec: RequestRecord, to: str) -> None:
@@ -190,7 +202,8 @@ class Simulation:
             self.clock.after(self.config.latency_s, lambda: self.client.link_lost(node.endpoint))
 
     def _asked(self, rec: RequestRecord, action: str, reply: Callable[[Any], None]) -> Asked:
-        return Asked(rec.request_id, rec.model, rec.prompt_tokens, rec.max_new_tokens, action, reply)
+        return Asked(rec.request_id, rec.model, rec.prompt_tokens, rec.max_new_tokens, action, reply,
+                     priority=rec.priority)
 
     def _replier(self, src: str, source: str) -> Callable[[Any], None]:
         """How `src` answers the load generator (`source`: the endpoint the answer comes through)."""
@@ -220,8 +233,27 @@ class Simulation:
             self.wire.send(dst, src, at_src)
 
         onward = Asked(asked.request_id, asked.model, asked.prompt_tokens, asked.max_new_tokens, asked.action,
-                       relay, asked.hops)
+                       relay, asked.hops, asked.priority)
         self.wire.send(src, dst, lambda: node.infer(onward))
+
+    # ----- between nodes: live migration ---------------------------------------------------------------
+    def _link(self, src: str, dst: str, deliver: Callable[[SimNode], None]) -> None:
+        node = self.nodes.get(dst)
+        if node is not None:
+            self.wire.send(src, dst, lambda: deliver(node))
+
+    def _announce(self, kind: str, node: str, detail: str) -> None:
+        """A node's ClusterEvent (its PUB) reaches the collector: a row of events.csv."""
+        self.wire.send(node, COLLECTOR, lambda: self.emit(kind, node, detail))
+
+    def _send_order(self, order: Migrate) -> None:
+        """The coordinator's Migrate to its source node."""
+        self._link(COORDINATOR, order.node, lambda node: node.migrate(order))
+
+    def order_migration(self, source: str, destination: str, reason: str) -> None:
+        """An operator's Migrate straight to `source` (the `migrate` fault, cli/experiment/moves.py)."""
+        order = Migrate("", source, destination, self.nodes[destination].endpoint, reason)
+        self._link(LOADGEN, source, lambda node: node.migrate(order))
 
     def _publisher(self, name: str) -> Callable[[NodeState], None]:
         def publish(state: NodeState) -> None:

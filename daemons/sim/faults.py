@@ -12,7 +12,9 @@ What a fault does is what its signal does to the process:
   other processes, keep generating); its gossip member stops, as with SIGSTOP;
 - restart: kill, DURATION of downtime, then a new generation with nothing loaded;
 - partition: every frame to or from the node is held until the link heals (TCP keeps
-  retrying), and the gossip network drops its messages meanwhile.
+  retrying), and the gossip network drops its messages meanwhile;
+- migrate: not a failure: the node is sent a `Migrate` to the next node (the real injector's
+  rule, daemons/node/migration.py `fault_destination`), recorded as `migrate_ordered`.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from daemons.node.migration import fault_destination
 from daemons.rundir.events import fault_detail
 
 if TYPE_CHECKING:
     from daemons.sim.engine import Simulation
 
-KINDS = ("kill", "stop", "pause", "restart", "partition")
+KINDS = ("kill", "stop", "pause", "restart", "partition", "migrate")
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,17 @@ def schedule_faults(sim: Simulation, faults: list[SimFault]) -> None:
 
 
 def _fire(sim: Simulation, fault: SimFault) -> None:
-    sim.emit("fault", fault.target, fault_detail(fault.kind, fault.duration_s))
     kind, target = fault.kind, fault.target
+    if kind == "migrate":  # an order, not a failure (cli/experiment/faults.py)
+        destination = fault_destination(list(sim.nodes), target)
+        if not destination:
+            sim.emit("injection_failed", target, f"cannot migrate off {target!r}: it needs to be one of two "
+                                                 "or more nodes")
+            return
+        sim.emit("migrate_ordered", target, f"to={destination}")
+        sim.order_migration(target, destination, "migrate fault")
+        return
+    sim.emit("fault", fault.target, fault_detail(fault.kind, fault.duration_s))
     if kind in ("kill", "stop"):
         _down(sim, target, graceful=kind == "stop")
     elif kind == "restart":

@@ -8,7 +8,20 @@ a served request (daemons/node/actions.py), the instance's batching and latency
 same message the coordinator's book and gossip peers read). What is left here is the
 order of events the asyncio agent expresses with awaits: a request for a model that is not
 loaded starts its load (making room first, or waiting until an instance goes idle), waits
-for it, then joins the instance's batch.
+for it, takes a slot of the node's slot queue (`max_running`: daemons/node/slots.py
+`SlotRule`, the agent's rule), then joins the instance's batch.
+
+Live migration (daemons/node/server.py and the rules of daemons/node/migration.py): a
+`Migrate` is refused or accepted by `refusal`, the request chosen by `pick`; the source sends
+prefill rounds to the destination while it keeps decoding, `Rounds` says when to switch,
+the batch stops the request at its next token (batch.py `stop`), the client hears a
+`Handover`, the destination serves the rest (a `Resume`) and its replies come back through
+the source, which checks them with `Relay`, gives up after SILENCE_S without a word (before
+the switch the request stays; after it, it resumes here), and ends with the `migrated` event
+and a Done carrying the migration's figures. Modelled, not copied: a migration round is one
+prefill of the context on the destination's batch (the agent's one-token generate call).
+The longest client-visible gap is the one at the switch (the destination's first token);
+later tokens are not timed one by one.
 """
 
 from __future__ import annotations
@@ -17,18 +30,57 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemons.core.messages import CatalogEntry, Done, Error, FirstToken, GpuState, ModelState, NodeState, Progress
+from daemons.core.messages import (
+    CatalogEntry,
+    Done,
+    Error,
+    FirstToken,
+    GpuState,
+    Handover,
+    Migrate,
+    ModelState,
+    NodeState,
+    Progress,
+    ResumeReady,
+    StreamToken,
+)
 from daemons.emulator.daemon import EmulatorConfig, resolve
 from daemons.node.actions import served_action
 from daemons.node.catalog import Catalog
 from daemons.node.config import PROGRESS_EVERY_S
 from daemons.node.eviction import fits_after_eviction, lru_idle
+from daemons.node.migration import (
+    MAX_RESUME_ROUNDS,
+    SILENCE_S,
+    Relay,
+    Rounds,
+    Step,
+    Verdict,
+    detail,
+    pick,
+    refusal,
+)
+from daemons.node.slots import SlotRule, Ticket
+from daemons.policy.priority import DEFAULT_AGING_S
 from daemons.sim.batch import Seq, SimBatch
 from daemons.sim.clock import Clock
 
 MIN_PUBLISH_GAP_S = 0.02  # as the agent (daemons/node/server.py): at most 50 publications a second
+SIM_SCHEMES = ("sim://",)  # a simulated node's endpoint
 
 Reply = Callable[[Any], None]  # a message body back to whoever asked
+# (from node, to node, what happens at the destination node): a frame between two nodes
+Link = Callable[[str, str, Callable[["SimNode"], None]], None]
+Announce = Callable[[str, str, str], None]  # a node's ClusterEvent (kind, node, detail) for events.csv
+
+
+@dataclass(frozen=True)
+class NodeRules:
+    """The agent's settings the simulated node follows: its slot queue's (NodeConfig)."""
+
+    max_running: int = 0
+    priority: bool = True
+    priority_aging_s: float = DEFAULT_AGING_S
 
 
 @dataclass(frozen=True)
@@ -64,16 +116,55 @@ class Asked:
     action: str
     reply: Reply
     hops: int = 0
+    priority: int = 0
+    offset: int = 0  # tokens the client had when this node took it (a migration's destination)
+    stream: bool = False  # tokens one by one (a migration's destination streams to its source)
     cold: bool = False
     ready_on_arrival: bool = False
     first_token: float | None = None
+    label: str = ""  # what this node did for it (Done.action), from its first run here
+    run_t: float = 0.0
+    inst: SimInstance | None = None  # the instance it holds (acquired), while it runs here
+    ticket: Ticket | None = None  # its place in the slot queue, while it waits there
+    seq: Seq | None = None  # in the instance's batch
+    serving: str = ""  # who generates it now: "" this node, else its migration's destination
+    move: Move | None = None  # its live migration, while one is under way
+
+
+@dataclass(frozen=True)
+class SimResume:
+    """The agent's `Resume` in token counts (the simulator has no texts)."""
+
+    request_id: str
+    model: str
+    prompt_tokens: int
+    tokens: int
+    max_new_tokens: int  # still to generate
+    round: int
+    final: bool
+
+
+@dataclass(eq=False)
+class Move:
+    """A live migration at its source (server.py `Served.order` and what goes with it)."""
+
+    order: Migrate
+    started_t: float
+    heard_t: float  # the destination's last word
+    rounds: Rounds = field(default_factory=Rounds)
+    sent: int = 0  # the context (tokens) of the round under way
+    switching: bool = False  # the request is being stopped at its next token
+    relay: Relay | None = None  # after the switch
+    switch_t: float = 0.0
 
 
 class SimNode:
-    """One node. `publish(state)` is called on every change (coalesced) and every interval."""
+    """One node. `publish(state)` is called on every change (coalesced) and every interval;
+    `link` carries a frame to another node, `announce` a ClusterEvent to the collector."""
 
     def __init__(self, name: str, kind: NodeKind, clock: Clock, publish: Callable[[NodeState], None],
-                 publish_interval_s: float = 1.0, scheduler: str = "centralized") -> None:
+                 publish_interval_s: float = 1.0, scheduler: str = "centralized", rules: NodeRules = NodeRules(),
+                 link: Link | None = None, announce: Announce | None = None) -> None:
         self.name, self.kind, self.clock = name, kind, clock
         self.endpoint = f"sim://{name}"
         self.catalog = Catalog(kind.models, kind.gpu, kind.tier, kind.kv_tokens, kind.init_s)
@@ -83,10 +174,15 @@ class SimNode:
                                                        max_batch_total_tokens=kind.kv_tokens,
                                                        init_seconds=kind.init_s)) for m in kind.models}
         self._publish = publish
+        self._link: Link = link or (lambda src, dst, deliver: None)
+        self._announce: Announce = announce or (lambda kind, node, text: None)
         self.publish_interval_s = publish_interval_s
         self.scheduler = scheduler
+        self.rules = rules
+        self.slots: SlotRule[Callable[[], None]] = self._slot_rule()
         self.instances: dict[str, SimInstance] = {}
         self.active: dict[str, Asked] = {}
+        self._rounds: set[str] = set()  # migration rounds prefilling here (as a destination)
         self._room_waiters: list[Callable[[], None]] = []
         self.gen = 1
         self.seq = 0
@@ -97,6 +193,11 @@ class SimNode:
         self._publish_due = False
         self.loads = 0
         self.evictions = 0
+        self.migrations = {"refused": 0, "abandoned": 0, "resumed_here": 0, "migrated": 0}
+
+    def _slot_rule(self) -> SlotRule[Callable[[], None]]:
+        r = self.rules
+        return SlotRule(r.max_running, r.priority_aging_s, r.priority)
 
     # ----- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -110,7 +211,8 @@ class SimNode:
         if not self.up or gen != self.gen:
             return
         for asked in list(self.active.values()):
-            asked.reply(Progress(asked.request_id, self.name, 0 if asked.first_token is None else 1))
+            started = asked.first_token is not None or asked.offset > 0
+            asked.reply(Progress(asked.request_id, asked.serving or self.name, 1 if started else 0))
         self.clock.after(PROGRESS_EVERY_S, lambda: self._progress(gen))
 
     def kill(self) -> None:
@@ -120,7 +222,9 @@ class SimNode:
             inst.batch.close()
         self.instances.clear()
         self.active.clear()
+        self._rounds.clear()
         self._room_waiters.clear()
+        self.slots = self._slot_rule()
 
     def restart(self) -> None:
         """Boot again: a new generation, nothing loaded."""
@@ -138,40 +242,71 @@ class SimNode:
             return True
         return fits_after_eviction(self.catalog.footprint(model), self.memory_total, self.instances.values())
 
+    def _unservable(self, rid: str, model: str) -> Error | None:
+        """The agent's answer to a model it cannot serve at all."""
+        if model not in self.catalog.models:
+            return Error(rid, "unknown_model", f"model {model!r} is not in this node's "
+                         f"catalog ({', '.join(self.catalog.models)})", self.name)
+        need = self.catalog.footprint(model)
+        if need > self.memory_total:
+            return Error(rid, "no_capacity", f"{model} needs {need / 2**30:.1f} GiB but "
+                         f"the GPU has only {self.memory_total / 2**30:.1f} GiB", self.name)
+        return None
+
     def infer(self, asked: Asked) -> None:
         if not self.up:
             return
-        if asked.model not in self.catalog.models:
-            asked.reply(Error(asked.request_id, "unknown_model", f"model {asked.model!r} is not in this node's "
-                              f"catalog ({', '.join(self.catalog.models)})", self.name))
-            return
-        need = self.catalog.footprint(asked.model)
-        if need > self.memory_total:
-            asked.reply(Error(asked.request_id, "no_capacity", f"{asked.model} needs {need / 2**30:.1f} GiB but "
-                              f"the GPU has only {self.memory_total / 2**30:.1f} GiB", self.name))
+        refused = self._unservable(asked.request_id, asked.model)
+        if refused is not None:
+            asked.reply(refused)
             return
         self.active[asked.request_id] = asked
+        asked.run_t = self.clock.now
         self._changed_now()
-        self._acquire(asked)
+        self._run(asked)
 
-    def _acquire(self, asked: Asked) -> None:
-        """ModelManager.acquire's order: the instance, loading it (after room is made) if absent."""
-        if not self.up or asked.request_id not in self.active:
-            return
-        inst = self.instances.get(asked.model)
-        if inst is None:
-            if not self._make_room(self.catalog.footprint(asked.model)):
-                self._room_waiters.append(lambda: self._acquire(asked))
+    def _here(self, asked: Asked) -> bool:
+        return self.up and self.active.get(asked.request_id) is asked
+
+    def _run(self, asked: Asked) -> None:
+        """server.py `_run`: the instance (ModelManager.acquire), a slot, then the batch."""
+        def got(inst: SimInstance, cold: bool, ready: bool) -> None:
+            if not self._here(asked):
+                self._release(inst)
                 return
-            inst = self._start(asked.model)
-            asked.cold = True
-        asked.ready_on_arrival = inst.state == "ready"
+            if not asked.label:  # the first run here names what this node did
+                asked.cold, asked.ready_on_arrival = cold, ready
+                asked.label = served_action(asked.action, cold, ready)
+            asked.inst = inst
+            asked.ticket = self.slots.take(asked.model, lambda: self._feed(asked), asked.priority, self.clock.now)
+            if asked.ticket is None:
+                self._feed(asked)
+            else:
+                self._changed_now()  # it waits in the slot queue: the state shows it
+
+        self._with_instance(asked.model, lambda: self._here(asked), got)
+
+    def _with_instance(self, model: str, wanted: Callable[[], bool],
+                       then: Callable[[SimInstance, bool, bool], None]) -> None:
+        """ModelManager.acquire's order: the instance, loading it (after room is made) if absent;
+        `then(instance, cold, ready when acquired)` once it is ready."""
+        if not self.up or not wanted():
+            return
+        inst = self.instances.get(model)
+        cold = inst is None
+        if inst is None:
+            if not self._make_room(self.catalog.footprint(model)):
+                self._room_waiters.append(lambda: self._with_instance(model, wanted, then))
+                return
+            inst = self._start(model)
+        ready = inst.state == "ready"
         inst.running += 1
         inst.last_used = self.clock.now
-        if inst.state == "ready":
-            self._submit(inst, asked)
+        if ready:
+            then(inst, cold, ready)
         else:
-            inst.on_ready.append(lambda: self._submit(inst, asked))
+            got = inst
+            inst.on_ready.append(lambda: then(got, cold, ready))
 
     def _make_room(self, need: int) -> bool:
         while self.memory_total - self.ledger_used() < need:
@@ -202,27 +337,55 @@ class SimNode:
             go()
         self._changed_now()
 
-    def _submit(self, inst: SimInstance, asked: Asked) -> None:
+    def _feed(self, asked: Asked) -> None:
+        """It holds a slot: into the instance's batch, from token `offset` on."""
+        asked.ticket = None
+        inst = asked.inst
+        if inst is None or not self._here(asked):
+            self._pass_slot(asked.model)
+            if inst is not None:
+                self._release(inst)
+            return
         rid = asked.request_id
+        if asked.move is not None and asked.move.switching:  # switched before it ran again: nothing to stop
+            self._leave_backend(asked)
+            self._hand_over(asked, asked.move, asked.offset, self.clock.now)
+            return
 
         def first(t: float) -> None:
-            asked.first_token = t
-            asked.reply(FirstToken(rid, self.name))
+            if asked.offset == 0:  # a resumed request's client has its first token already
+                asked.first_token = t
+                asked.reply(FirstToken(rid, self.name))
+            if asked.stream:
+                asked.reply(StreamToken(rid, self.name, asked.offset))
 
         def done(t: float, tokens: int) -> None:
-            self._release(inst)
+            self._leave_backend(asked)
             self.active.pop(rid, None)
-            action = served_action(asked.action, asked.cold, asked.ready_on_arrival)
-            asked.reply(Done(rid, self.name, tokens, "length", action, asked.hops))
+            asked.move = None  # a migration's rounds end with it (server.py `_end_migration`)
+            asked.reply(Done(rid, self.name, asked.offset + tokens, "length", asked.label, asked.hops))
             self._changed_now()
 
-        if not inst.batch.submit(Seq(asked.prompt_tokens, max(1, asked.max_new_tokens), first, done)):
-            self._release(inst)
+        seq = Seq(asked.prompt_tokens + asked.offset, max(1, asked.max_new_tokens - asked.offset), first, done)
+        if not inst.batch.submit(seq):
+            self._leave_backend(asked)
             self.active.pop(rid, None)
             asked.reply(Error(rid, "overloaded", "Model is overloaded", self.name))
-            self._changed_now()
         else:
-            self._changed_now()
+            asked.seq = seq
+        self._changed_now()
+
+    def _leave_backend(self, asked: Asked) -> None:
+        """The request left the backend: its slot passes on, its instance is released."""
+        inst, asked.inst, asked.seq = asked.inst, None, None
+        self._pass_slot(asked.model)
+        if inst is not None:
+            self._release(inst)
+
+    def _pass_slot(self, model: str) -> None:
+        waiter = self.slots.release(model)
+        if waiter is not None:
+            waiter()
 
     def _release(self, inst: SimInstance) -> None:
         inst.running -= 1
@@ -232,6 +395,200 @@ class SimNode:
             for go in waiters:
                 go()
 
+    def cancel(self, rid: str) -> None:
+        """A migration's source gave up on this destination: stop the request, answer nobody."""
+        asked = self.active.pop(rid, None)
+        if asked is None or not self.up:
+            return
+        if asked.seq is not None and asked.inst is not None:
+            asked.inst.batch.stop(asked.seq, lambda kept, t: self._leave_backend(asked))
+        elif asked.ticket is not None:
+            self.slots.discard(asked.model, asked.ticket)
+            asked.ticket = None
+            if asked.inst is not None:
+                self._release(asked.inst)
+        self._changed_now()
+
+    # ----- live migration: the source ------------------------------------------------------------
+    def _tokens(self, asked: Asked) -> int:
+        """Tokens the request has now (server.py `Served.tokens`)."""
+        if asked.seq is None or asked.inst is None:
+            return asked.offset
+        return asked.offset + asked.inst.batch.tokens(asked.seq)
+
+    def migrate(self, order: Migrate) -> None:
+        """server.py `_migrate`: start moving a request served here to `order.to_node`."""
+        if not self.up:
+            return
+        rid = order.request_id or pick(self._candidates(), order.model)
+        asked = self.active.get(rid)
+        why = refusal(order, self.name, rid, asked is not None,
+                      asked is not None and (asked.move is not None or bool(asked.serving)),
+                      self._tokens(asked) if asked is not None else 0, SIM_SCHEMES)
+        if asked is None or why:
+            self.migrations["refused"] += 1
+            return
+        now = self.clock.now
+        asked.move = Move(order, now, now)
+        self._send_round(asked, asked.move)
+        self._watch(asked, asked.move)
+
+    def _candidates(self) -> list[tuple[str, str, int, int]]:
+        """`pick`'s candidates: the requests generated here, none migrating."""
+        out = []
+        for rid, asked in self.active.items():
+            if asked.move is None and not asked.serving:
+                tokens = self._tokens(asked)
+                out.append((rid, asked.model, tokens, asked.max_new_tokens - tokens))
+        return out
+
+    def _send_round(self, asked: Asked, move: Move) -> None:
+        move.sent = self._tokens(asked)
+        self._send_resume(asked, move, move.sent, final=False)
+
+    def _send_resume(self, asked: Asked, move: Move, tokens: int, final: bool) -> None:
+        msg = SimResume(asked.request_id, asked.model, asked.prompt_tokens, tokens, asked.max_new_tokens - tokens,
+                        move.rounds.done, final)
+        self._link(self.name, move.order.to_node, lambda node: node.resume(self.name, msg))
+
+    def _watch(self, asked: Asked, move: Move) -> None:
+        """server.py `_from_destination`: SILENCE_S without a word from the destination fails it."""
+        heard = move.heard_t
+
+        def check() -> None:
+            if self.up and asked.move is move and move.heard_t == heard:
+                self._move_failed(asked, move, f"the destination was silent for {SILENCE_S:g} s")
+
+        self.clock.after(SILENCE_S, check)
+
+    def from_destination(self, dst: str, body: Any) -> None:
+        """A reply from a migration's destination about one of our requests."""
+        asked = self.active.get(getattr(body, "request_id", ""))
+        move = asked.move if asked is not None else None
+        if not self.up or asked is None or move is None or move.order.to_node != dst:
+            return
+        move.heard_t = self.clock.now
+        self._watch(asked, move)
+        if isinstance(body, Error):
+            self._move_failed(asked, move, f"the destination answered {body.code}: {body.message[:200]}")
+        elif move.relay is None:
+            if isinstance(body, ResumeReady) and body.round == move.rounds.done and not move.switching:
+                self._after_round(asked, move)
+        elif isinstance(body, StreamToken):
+            if move.relay.token(body.index, self.clock.now) is Verdict.BROKEN:
+                self._move_failed(asked, move, f"token {body.index} arrived where {move.relay.next_index} was due")
+        elif isinstance(body, Done):
+            self._migrated(asked, move, body)
+
+    def _after_round(self, asked: Asked, move: Move) -> None:
+        if move.rounds.after_round(move.sent, self._tokens(asked)) is Step.AGAIN:
+            self._send_round(asked, move)
+            return
+        move.switching = True  # server.py: the stream stops at its next token, then the handover
+        if asked.seq is not None and asked.inst is not None:
+            asked.inst.batch.stop(asked.seq, lambda kept, last_t: self._hand_over(asked, move, asked.offset + kept,
+                                                                                  last_t))
+        # else it waits for its instance or a slot (resumed here): `_feed` hands it over instead
+
+    def _hand_over(self, asked: Asked, move: Move, tokens: int, last_t: float) -> None:
+        """server.py `_hand_over`: the client hears a Handover, the destination continues."""
+        if asked.seq is not None:
+            self._leave_backend(asked)
+        if not self._here(asked) or asked.move is not move:
+            return
+        move.relay, move.switch_t = Relay(tokens, last_t), self.clock.now
+        asked.serving = move.order.to_node
+        asked.reply(Handover(asked.request_id, self.name, move.order.to_node, tokens))
+        self._send_resume(asked, move, tokens, final=True)
+        self._changed_now()
+
+    def _move_failed(self, asked: Asked, move: Move, why: str) -> None:
+        """Before the switch the request stays here; after it, it resumes here from the last
+        token the client has, and the destination is told to stop."""
+        asked.move = None
+        if move.relay is None:
+            if asked.seq is not None:
+                asked.seq.on_stop = None  # not switching after all
+            self.migrations["abandoned"] += 1
+            return
+        rid, dst = asked.request_id, move.order.to_node
+        self._link(self.name, dst, lambda node: node.cancel(rid))
+        asked.serving = ""
+        asked.offset = move.relay.next_index
+        asked.reply(Handover(rid, dst, self.name, asked.offset))
+        self.migrations["resumed_here"] += 1
+        self._run(asked)
+
+    def _migrated(self, asked: Asked, move: Move, done: Done) -> None:
+        relay = move.relay
+        assert relay is not None
+        now = self.clock.now
+        first_t = relay.first_t if relay.first_t is not None else now
+        figures = {"migration_resume_s": first_t - move.switch_t, "migration_gap_s": relay.gap_s,
+                   "migration_total_s": first_t - move.started_t}
+        rid = asked.request_id
+        self._announce("migrated", self.name, detail(self.name, rid, move.order.to_node, relay.switched_at, figures))
+        timings = {"total_s": now - asked.run_t, **figures, "migration_tokens": float(relay.switched_at),
+                   "migration_rounds": float(move.rounds.done)}
+        self.active.pop(rid, None)
+        asked.move = None
+        self.migrations["migrated"] += 1
+        asked.reply(Done(rid, done.node, done.tokens, done.finish_reason, asked.label, asked.hops, timings))
+        self._changed_now()
+
+    # ----- live migration: the destination -------------------------------------------------------
+    def resume(self, source: str, msg: SimResume) -> None:
+        """server.py `_resume`: a round prefills the context and answers ResumeReady; the final
+        Resume is served like a request from token `msg.tokens` on, its replies to the source."""
+        if not self.up:
+            return
+        rid = msg.request_id
+
+        def reply(body: Any) -> None:
+            self._link(self.name, source, lambda node: node.from_destination(self.name, body))
+
+        busy = rid in self.active or rid in self._rounds
+        if msg.final and not busy:
+            self.infer(Asked(rid, msg.model, msg.prompt_tokens, msg.tokens + msg.max_new_tokens, "MIGRATE", reply,
+                             offset=msg.tokens, stream=True))
+        elif not busy and len(self._rounds) < MAX_RESUME_ROUNDS:
+            self._prefill_round(msg, reply)
+        else:
+            why = "it is running here already" if busy else "too many migrations under way here"
+            reply(Error(rid, "busy", f"cannot take over {rid}: {why}", self.name))
+
+    def _prefill_round(self, msg: SimResume, reply: Reply) -> None:
+        """Recompute the context (one prefill, its token thrown away), loading the model first if
+        it is not here, with a Progress to the source every second meanwhile."""
+        rid, began, gen = msg.request_id, self.clock.now, self.gen
+        refused = self._unservable(rid, msg.model)
+        if refused is not None:
+            reply(refused)
+            return
+        self._rounds.add(rid)
+
+        def beat() -> None:
+            if self.up and gen == self.gen and rid in self._rounds:
+                reply(Progress(rid, self.name, 0))
+                self.clock.after(PROGRESS_EVERY_S, beat)
+
+        self.clock.after(PROGRESS_EVERY_S, beat)
+
+        def got(inst: SimInstance, cold: bool, ready: bool) -> None:
+            loaded = self.clock.now
+
+            def done(t: float, tokens: int) -> None:
+                self._release(inst)
+                self._rounds.discard(rid)
+                reply(ResumeReady(rid, self.name, msg.round, msg.tokens, self.clock.now - loaded, loaded - began))
+
+            if not inst.batch.submit(Seq(msg.prompt_tokens + msg.tokens, 1, lambda t: None, done)):
+                self._release(inst)
+                self._rounds.discard(rid)
+                reply(Error(rid, "overloaded", "Model is overloaded", self.name))
+
+        self._with_instance(msg.model, lambda: rid in self._rounds, got)
+
     # ----- state -------------------------------------------------------------------------------
     def ledger_used(self) -> int:
         return sum(i.footprint for i in self.instances.values())
@@ -240,12 +597,15 @@ class SimNode:
         """The NodeState the agent would publish now (server.py snapshot)."""
         busy = min(1.0, sum(i.batch.busy_ratio() for i in self.instances.values() if i.state == "ready"))
         gpus = [GpuState(0, self.kind.gpu, self.memory_total, self.ledger_used(), round(busy, 4))]
-        models = [ModelState(i.model, i.state, i.running if i.state == "loading" else i.batch.queue_size,
+        models = [ModelState(i.model, i.state, i.running if i.state == "loading"
+                             else i.batch.queue_size + self.slots.waiting(i.model),
                              i.running, i.footprint, i.last_used) for i in self.instances.values()]
+        handed_over = sum(1 for a in self.active.values() if a.serving)
         return NodeState(node=self.name, endpoint=self.endpoint, gen=self.gen, seq=self.seq, gpus=gpus,
                          models=models, queue_depth=sum(m.queue_depth for m in models), scheduler=self.scheduler,
-                         in_flight=len(self.active), catalog=list[CatalogEntry](self._entries),
-                         gpu_utilization=round(busy, 4))
+                         in_flight=len(self.active) - handed_over, catalog=list[CatalogEntry](self._entries),
+                         gpu_utilization=round(busy, 4),
+                         waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
 
     def _changed_now(self) -> None:
         """Publish on change, at most one per MIN_PUBLISH_GAP_S (the agent's coalescing)."""

@@ -106,7 +106,6 @@ def test_gossip_faults_write_each_peers_verdicts(both_arms: dict[str, Path]) -> 
 
 @pytest.mark.parametrize(("args", "says"), [
     (["--standby-coordinator", "--scheduler", "centralized"], "--standby-coordinator"),
-    (["--max-running", "2"], "--max-running"),
     (["--nodes", "20000"], "over the simulator's cap of 10000"),
     (["--cluster", "cluster.toml"], "--cluster"),
     (["--watch"], "--watch"),
