@@ -79,6 +79,8 @@ class SlotRule(Generic[T]):
     def waiting_by_priority(self) -> dict[int, int]:
         """Requests waiting here per priority, over all models."""
         out: dict[int, int] = {}
+        if not self.max_running:
+            return out  # nothing ever waits (the node publishes this with every state)
         for lane in self._lanes.values():
             for p, n in lane.queue.waiting_by_priority().items():
                 out[p] = out.get(p, 0) + n

@@ -183,6 +183,7 @@ class SimNode:
         self.instances: dict[str, SimInstance] = {}
         self.active: dict[str, Asked] = {}
         self._rounds: set[str] = set()  # migration rounds prefilling here (as a destination)
+        self.handed_over = 0  # requests in `active` that only pass on their destination's replies
         self._room_waiters: list[Callable[[], None]] = []
         self.gen = 1
         self.seq = 0
@@ -222,6 +223,7 @@ class SimNode:
             inst.batch.close()
         self.instances.clear()
         self.active.clear()
+        self.handed_over = 0
         self._rounds.clear()
         self._room_waiters.clear()
         self.slots = self._slot_rule()
@@ -400,6 +402,9 @@ class SimNode:
         asked = self.active.pop(rid, None)
         if asked is None or not self.up:
             return
+        if asked.serving:  # it had moved on from here in turn: its own destination runs on, unheard
+            self.handed_over -= 1
+            asked.move = None
         if asked.seq is not None and asked.inst is not None:
             asked.inst.batch.stop(asked.seq, lambda kept, t: self._leave_backend(asked))
         elif asked.ticket is not None:
@@ -498,6 +503,7 @@ class SimNode:
             return
         move.relay, move.switch_t = Relay(tokens, last_t), self.clock.now
         asked.serving = move.order.to_node
+        self.handed_over += 1
         asked.reply(Handover(asked.request_id, self.name, move.order.to_node, tokens))
         self._send_resume(asked, move, tokens, final=True)
         self._changed_now()
@@ -514,6 +520,7 @@ class SimNode:
         rid, dst = asked.request_id, move.order.to_node
         self._link(self.name, dst, lambda node: node.cancel(rid))
         asked.serving = ""
+        self.handed_over -= 1
         asked.offset = move.relay.next_index
         asked.reply(Handover(rid, dst, self.name, asked.offset))
         self.migrations["resumed_here"] += 1
@@ -531,6 +538,7 @@ class SimNode:
         timings = {"total_s": now - asked.run_t, **figures, "migration_tokens": float(relay.switched_at),
                    "migration_rounds": float(move.rounds.done)}
         self.active.pop(rid, None)
+        self.handed_over -= 1
         asked.move = None
         self.migrations["migrated"] += 1
         asked.reply(Done(rid, done.node, done.tokens, done.finish_reason, asked.label, asked.hops, timings))
@@ -600,10 +608,9 @@ class SimNode:
         models = [ModelState(i.model, i.state, i.running if i.state == "loading"
                              else i.batch.queue_size + self.slots.waiting(i.model),
                              i.running, i.footprint, i.last_used) for i in self.instances.values()]
-        handed_over = sum(1 for a in self.active.values() if a.serving)
         return NodeState(node=self.name, endpoint=self.endpoint, gen=self.gen, seq=self.seq, gpus=gpus,
                          models=models, queue_depth=sum(m.queue_depth for m in models), scheduler=self.scheduler,
-                         in_flight=len(self.active) - handed_over, catalog=list[CatalogEntry](self._entries),
+                         in_flight=len(self.active) - self.handed_over, catalog=list[CatalogEntry](self._entries),
                          gpu_utilization=round(busy, 4),
                          waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
 
