@@ -130,3 +130,29 @@ def test_the_switch_stops_a_request_at_its_next_token() -> None:
     [(t, tokens)] = asked_at
     assert kept == tokens > 0 and last_t <= t
     assert done == [200] and batch.kv_used == 0 and batch.in_flight == 0
+
+
+def test_a_policys_migrate_is_made_room_for_by_live_migrations() -> None:
+    """startup-optimal on two 24 GB GPUs that each fit one 7-8B model, both busy with one: a
+    request for the other model is placed MIGRATE, the coordinator moves node-0's requests to
+    node-1 (MovePlan.room) and loads it on node-0 at once; with live migration off it waits
+    for the running requests to end."""
+    llama2, llama3 = "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct"
+    kind = NodeKind("a10g-24gb", "ssd", (llama2, llama3), 16384, 0.5)
+    schedule = [PlannedRequest(f"a{k}", 0.1 * k, llama2, 100, 3000) for k in range(4)]
+    schedule.append(PlannedRequest("b0", 25.0, llama3, 100, 50))
+
+    def simulated(live_migration: bool) -> SimResult:
+        config = SimConfig(mode="centralized", nodes=[("node-0", kind), ("node-1", kind)], policy="startup-optimal",
+                           live_migration=live_migration, timeout_s=300)
+        return simulate(config, schedule)
+
+    on, off = simulated(True), simulated(False)
+    moved = whole(on)
+    assert moved and {(r.migrated_from, r.migrated_to) for r in moved} == {("node-0", "node-1")}
+    assert on.stats["migration_orders"] == len(moved) == on.stats["migrations_migrated"]
+    [b_on] = [r for r in on.records if r.request_id == "b0"]
+    [b_off] = [r for r in off.records if r.request_id == "b0"]
+    assert not whole(off) and off.stats["migration_orders"] == 0
+    assert b_on.first_token_s is not None and b_off.first_token_s is not None
+    assert b_on.first_token_s - 25.0 < 10.0 < b_off.first_token_s - 25.0  # a load, not the others' whole run
