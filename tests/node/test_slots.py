@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from daemons.node.slots import SlotQueue
+from daemons.node.slots import SlotQueue, SlotRule
 from daemons.policy.priority import CLASS_PRIORITY
 
 BATCH, INTERACTIVE = CLASS_PRIORITY["batch"], CLASS_PRIORITY["interactive"]
@@ -55,3 +55,19 @@ def test_no_limit_never_waits_and_a_cancelled_waiter_leaves() -> None:
         slots.release("m")  # the slot frees, nobody waits: the next request goes straight in
         await asyncio.wait_for(slots.acquire("m", BATCH), 0.1)
     asyncio.run(scenario())
+
+
+def test_the_rule_without_futures_hands_a_released_slot_to_the_next_waiter() -> None:
+    """SlotRule (what SlotQueue and the simulator's node both run): a free slot never jumps the
+    queue, a released one passes to the best waiter (still counted running), a discarded
+    waiter is skipped, and the slot is freed only when nobody waits."""
+    rule: SlotRule[str] = SlotRule(max_running=1)
+    assert rule.take("m", "a", BATCH, 0.0) is None and rule.running("m") == 1
+    b = rule.take("m", "b", BATCH, 1.0)
+    i = rule.take("m", "i", INTERACTIVE, 2.0)
+    assert b is not None and i is not None and rule.waiting("m") == 2
+    rule.discard("m", i)
+    assert rule.release("m") == "b" and rule.running("m") == 1
+    assert rule.release("m") is None and rule.running("m") == 0
+    assert rule.take("m", "c", BATCH, 3.0) is None
+    assert SlotRule[str]().take("m", "x", BATCH, 0.0) is None  # max_running 0: never waits
