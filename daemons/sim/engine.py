@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from random import Random
 from typing import Any
 
 from daemons.core.messages import Done, Error, NodeState, Placement
@@ -28,6 +27,8 @@ from daemons.gossip.config import GossipConfig
 from daemons.gossip.messages import Status
 from daemons.loadgen.recorder import Recorder, RequestRecord
 from daemons.loadgen.workload import PlannedRequest
+from daemons.node.config import NodeConfig
+from daemons.node.gossip_mode import peer_rng
 from daemons.rundir import Event, NodeSample
 from daemons.sim.client import LOADGEN, SimClient
 from daemons.sim.clock import Clock
@@ -59,7 +60,10 @@ class SimConfig:
     latency_s: float = 0.0005  # one way, between any two processes
     costs: Costs = field(default_factory=Costs)
     faults: tuple[SimFault, ...] = ()
-    seed: int = 0
+    seed: int = 0  # the simulated network's (latencies) and memberlists' randomness
+    # The peers' placement randomness: the nodes' `[node] seed` (the experiment leaves it at its
+    # default), drawn as the real peers draw it (gossip_mode.peer_rng).
+    peer_seed: int = NodeConfig.seed
     publish_interval_s: float = 1.0
     silent_after_s: float = 3.0  # the collector's silence detector
     sample_every_s: float = 1.0  # nodes.csv rows, per node (as the real collector)
@@ -104,7 +108,7 @@ class Simulation:
                 settings = PeerSettings(config.policy, config.admission, config.queue_limit, config.timeout_s,
                                         config.priority, config.priority_aging_s)
                 self.peers[name] = SimPeer(self.nodes[name], settings, self.clock, self.records, self._forward,
-                                           Random(f"{config.seed}:{name}"))
+                                           peer_rng(config.peer_seed, name))
         self.recorder = Recorder(schedule, config.timeout_s, config.mode, config.retries, config.attempt_timeout_s)
         self.client = SimClient(self.clock, self.recorder, schedule, config.mode,
                                 [n.endpoint for n in self.nodes.values()], self._send, self._infer_placed,

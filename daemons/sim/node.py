@@ -21,12 +21,10 @@ from daemons.core.messages import CatalogEntry, Done, Error, FirstToken, GpuStat
 from daemons.emulator.daemon import EmulatorConfig, resolve
 from daemons.node.actions import served_action
 from daemons.node.catalog import Catalog
-from daemons.node.config import PROGRESS_EVERY_S
+from daemons.node.config import MIN_PUBLISH_GAP_S, PROGRESS_EVERY_S
 from daemons.node.eviction import fits_after_eviction, lru_idle
 from daemons.sim.batch import Seq, SimBatch
 from daemons.sim.clock import Clock
-
-MIN_PUBLISH_GAP_S = 0.02  # as the agent (daemons/node/server.py): at most 50 publications a second
 
 Reply = Callable[[Any], None]  # a message body back to whoever asked
 

@@ -1,0 +1,69 @@
+"""Common random numbers: a simulated gossip peer rolls the real peer's dice.
+
+A real peer's placement policy (power-of-d samples, random cold-start targets) draws from
+`gossip_mode.peer_rng([node] seed, its name)`; the simulator's peer draws from the same
+stream. So a simulated and a real run of one spec make the same random choices wherever
+their views agree, as the coordinator's seeded Random already makes them
+(test_same_placements.py): validation then compares the models, not two rolls of the dice
+(before, the real peers' Random was unseeded and the first cold starts of a validation run
+landed on other nodes than the simulated ones, which decided what a node kill took away).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+import pytest
+import zmq.asyncio
+
+from daemons.node.config import NodeConfig
+from daemons.node.gossip_mode import GossipMode, HostNode, peer_decide
+from daemons.policy import Decision, PlacementRequest
+from daemons.sim import NodeKind, SimConfig
+from daemons.sim.engine import Simulation
+
+MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf")
+KIND = NodeKind("a100-80gb", "ssd", MODELS, 16384, 2.0)
+NAMES = ["node-0", "node-1", "node-2", "node-3"]
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.asyncio.Context]:
+    context = zmq.asyncio.Context()
+    yield context
+    context.term()
+
+
+def real_peer(ctx: zmq.asyncio.Context, name: str, seed: int = NodeConfig.seed) -> GossipMode:
+    """A real peer as the node builds it (no socket is opened before start())."""
+    return GossipMode(NodeConfig(name=name, scheduler="gossip", seed=seed), ctx, cast(HostNode, None))
+
+
+def test_simulated_peers_draw_the_real_peers_streams(ctx: zmq.asyncio.Context) -> None:
+    sim = Simulation(SimConfig("gossip", [(n, KIND) for n in NAMES], policy="power-of-d"), [])
+    for name in NAMES:
+        real = real_peer(ctx, name)
+        assert [real.rng.random() for _ in range(8)] == [sim.peers[name].rng.random() for _ in range(8)], name
+
+
+def test_each_peer_has_its_own_repeatable_stream(ctx: zmq.asyncio.Context) -> None:
+    first = [real_peer(ctx, n).rng.random() for n in NAMES]
+    assert first == [real_peer(ctx, n).rng.random() for n in NAMES]  # a run repeats exactly
+    assert len(set(first)) == len(NAMES)  # peers do not herd on one stream
+    assert real_peer(ctx, "node-0", seed=7).rng.random() != first[0]  # [node] seed changes them
+
+
+def test_on_one_view_both_peers_choose_the_same_cold_start(ctx: zmq.asyncio.Context) -> None:
+    sim = Simulation(SimConfig("gossip", [(n, KIND) for n in NAMES], policy="power-of-d"), [])
+    for name, node in sim.nodes.items():  # every peer's record, as Simulation.run publishes them
+        sim.clock.net.add_node(name)
+        sim.peers[name].publish(node.snapshot())
+    sim.clock.net.bootstrap()
+    request = PlacementRequest(MODELS[1], 400, 64)
+    for name in NAMES:
+        peer, real = sim.peers[name], real_peer(ctx, name)
+        want = peer_decide(real.policy, peer.view(), request, real.rng, name, "queue")
+        got = peer.decide(request)
+        assert isinstance(got, Decision) and isinstance(want, Decision)
+        assert (got.node, got.action) == (want.node, want.action), name
