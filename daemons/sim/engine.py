@@ -181,7 +181,7 @@ class Simulation:
         peer = self.peers[entry]
         asked = self._asked(rec, "", self._replier(entry, to))
         placing = Placing(asked, self.client.placement_request(rec))
-        self.wire.send(LOADGEN, entry, lambda: peer.place(placing))
+        self.wire.send(LOADGEN, entry, lambda: peer.arrive(placing))
 
     def _infer_placed(self, rec: RequestRecord, placement: Placement) -> None:
         """Centralized: the coordinator answered; the request goes to the node it names."""

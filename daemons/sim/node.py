@@ -85,6 +85,10 @@ class SimNode:
         self.scheduler = scheduler
         self.instances: dict[str, SimInstance] = {}
         self.active: dict[str, Asked] = {}
+        # Gossip mode: requests this node's peer is placing. The agent holds every request that
+        # arrived (server.py `active`, a task per Infer) until it is served here, handed on or
+        # failed, so a peer counts the one it is placing in its own in_flight when it decides.
+        self.held: set[str] = set()
         self._room_waiters: list[Callable[[], None]] = []
         self.gen = 1
         self.seq = 0
@@ -118,6 +122,7 @@ class SimNode:
             inst.batch.close()
         self.instances.clear()
         self.active.clear()
+        self.held.clear()
         self._room_waiters.clear()
 
     def restart(self) -> None:
@@ -135,6 +140,18 @@ class SimNode:
         if model in self.instances:
             return True
         return fits_after_eviction(self.catalog.footprint(model), self.memory_total, self.instances.values())
+
+    def hold(self, request_id: str) -> None:
+        """A request entered this node's peer (gossip mode): it counts in in_flight until `let_go`."""
+        if self.up:
+            self.held.add(request_id)
+            self._changed_now()
+
+    def let_go(self, request_id: str) -> None:
+        """The peer served, forwarded or failed a request it held (server.py `_finished`)."""
+        if request_id in self.held:
+            self.held.discard(request_id)
+            self._changed_now()
 
     def infer(self, asked: Asked) -> None:
         if not self.up:
@@ -242,7 +259,7 @@ class SimNode:
                              i.running, i.footprint, i.last_used) for i in self.instances.values()]
         return NodeState(node=self.name, endpoint=self.endpoint, gen=self.gen, seq=self.seq, gpus=gpus,
                          models=models, queue_depth=sum(m.queue_depth for m in models), scheduler=self.scheduler,
-                         in_flight=len(self.active), catalog=list[CatalogEntry](self._entries),
+                         in_flight=len(self.active) + len(self.held), catalog=list[CatalogEntry](self._entries),
                          gpu_utilization=round(busy, 4))
 
     def _changed_now(self) -> None:

@@ -163,8 +163,20 @@ class SimPeer:
         return decision
 
     # ----- placing --------------------------------------------------------------------------------
+    def arrive(self, placing: Placing) -> None:
+        """A request from the load generator: the node holds it while it is placed (its agent's
+        task per Infer, server.py), so our own view counts it, as the real peer's does."""
+        self.node.hold(placing.asked.request_id)
+        self.place(placing)
+
     def place(self, placing: Placing) -> None:
         """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS."""
+        self._place(placing)
+        rid = placing.asked.request_id
+        if rid not in self.queue:
+            self.node.let_go(rid)  # served here (the node counts it now), forwarded or failed
+
+    def _place(self, placing: Placing) -> None:
         if not self.node.up:
             return
         while len(placing.tried) < MAX_PLACEMENTS:
@@ -242,6 +254,7 @@ class SimPeer:
         self.clock.after(PROGRESS_EVERY_S, lambda: self._beat(placing))
 
     def _fail(self, placing: Placing, code: str, message: str) -> None:
+        self.node.let_go(placing.asked.request_id)
         placing.asked.reply(Error(placing.asked.request_id, code, message, self.name))
 
     # ----- peers that die ----------------------------------------------------------------------------

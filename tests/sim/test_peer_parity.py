@@ -1,4 +1,6 @@
-"""Common random numbers: a simulated gossip peer rolls the real peer's dice.
+"""A simulated gossip peer decides as the real one: the same dice, the same view of itself.
+
+Common random numbers: a simulated gossip peer rolls the real peer's dice.
 
 A real peer's placement policy (power-of-d samples, random cold-start targets) draws from
 `gossip_mode.peer_rng([node] seed, its name)`; the simulator's peer draws from the same
@@ -17,10 +19,11 @@ from typing import cast
 import pytest
 import zmq.asyncio
 
+from daemons.loadgen.workload import PlannedRequest
 from daemons.node.config import NodeConfig
 from daemons.node.gossip_mode import GossipMode, HostNode, peer_decide
 from daemons.policy import Decision, PlacementRequest
-from daemons.sim import NodeKind, SimConfig
+from daemons.sim import NodeKind, SimConfig, simulate
 from daemons.sim.engine import Simulation
 
 MODELS = ("facebook/opt-125m", "meta-llama/Llama-2-7b-hf")
@@ -67,3 +70,17 @@ def test_on_one_view_both_peers_choose_the_same_cold_start(ctx: zmq.asyncio.Cont
         got = peer.decide(request)
         assert isinstance(got, Decision) and isinstance(want, Decision)
         assert (got.node, got.action) == (want.node, want.action), name
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_peer_counts_the_request_it_places_in_its_own_load(seed: int) -> None:
+    # The real agent holds every Infer that arrives (server.py `active`) while gossip mode places
+    # it, so the deciding peer's own view shows it busy by one: of two idle nodes that could
+    # load the model, the other is cheaper and the request is forwarded. Before, the simulated
+    # peer saw itself idle and kept it on a coin flip (validation: sim served its first cold
+    # starts locally, hops 0, where the real peers had forwarded them).
+    nodes = [(n, KIND) for n in NAMES[:2]]
+    schedule = [PlannedRequest("r0", 0.1, MODELS[0], 300, 8)]
+    record = simulate(SimConfig("gossip", nodes, policy="power-of-d", peer_seed=seed), schedule).records[0]
+    assert record.status == "ok" and record.action == "COLD_START"
+    assert record.hops == 1
