@@ -138,6 +138,7 @@ class Simulation:
                 self.peers[name].publish(node.snapshot())
             net.bootstrap()  # a converged cluster at t = 0, as the real run starts once every peer is up
             net.listeners.append(verdict_listener(self.emit, lambda: self.clock.now))
+            net.listeners.append(self._member_event)
         if self.coordinator is not None:
             self.coordinator.start()
         for node in self.nodes.values():
@@ -238,6 +239,12 @@ class Simulation:
             if name in self.peers:
                 self.peers[name].publish(state)
         return publish
+
+    def _member_event(self, sim_event: Any) -> None:
+        """A peer's memberlist changed its view (a record, a verdict): its held requests may fit."""
+        peer = self.peers.get(sim_event.observer)
+        if peer is not None:
+            peer.view_changed()
 
     def _gone(self) -> list[tuple[str, str]]:
         """Who the load generator hears is gone: the coordinator's dead nodes, or an entry peer's."""

@@ -134,6 +134,7 @@ class SimPeer:
         self._pending = SentPlacements()
         self.forwards: dict[str, Placing] = {}  # request id -> its placing, while a peer serves it
         self._retrying = False
+        self._waking = False
 
     @property
     def name(self) -> str:
@@ -147,6 +148,7 @@ class SimPeer:
         after = net.ml(self.name).local_record
         if after is not None and after is not before:  # published now (not staged for later): it is `state`
             self.records.remember(self.name, after.key, state)
+        self.view_changed()
 
     # ----- the view -----------------------------------------------------------------------------
     def view(self) -> ClusterView:
@@ -169,18 +171,20 @@ class SimPeer:
         self.node.hold(placing.asked.request_id)
         self.place(placing)
 
-    def place(self, placing: Placing) -> None:
-        """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS."""
-        self._place(placing)
+    def place(self, placing: Placing, decided: Decision | None = None) -> None:
+        """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS
+        (`decided`: the decision that took it out of the queue, acted on as the real peer's
+        `admit` returns it, not made twice)."""
+        self._place(placing, decided)
         rid = placing.asked.request_id
         if rid not in self.queue:
             self.node.let_go(rid)  # served here (the node counts it now), forwarded or failed
 
-    def _place(self, placing: Placing) -> None:
+    def _place(self, placing: Placing, decided: Decision | None) -> None:
         if not self.node.up:
             return
         while len(placing.tried) < MAX_PLACEMENTS:
-            decision = self._admit(placing)
+            decision, decided = (decided if decided is not None else self._admit(placing)), None
             if decision is None:
                 return  # waits in the queue
             if isinstance(decision, Refusal):
@@ -229,10 +233,26 @@ class SimPeer:
             self.clock.after(RETRY_S, lambda: self._retry(gen))
 
     def _retry(self, gen: int) -> None:
-        """Offer the queue's heads to the policy again (GossipMode._wait_for_turn)."""
+        """RETRY_S passed: offer the queue's heads to the policy again (GossipMode._wait_for_turn)."""
         self._retrying = False
-        if not self.node.up or gen != self.node.gen:
-            return
+        if self.node.up and gen == self.node.gen:
+            self._offer_heads()
+
+    def view_changed(self) -> None:
+        """Our view changed (our own state published, a gossiped record, a membership verdict):
+        held requests are offered again at once, as the real peer's waiters wake on
+        `_view_changed` (GossipMode.publish, _on_member_event), not only every RETRY_S."""
+        if self.queue and not self._waking and self.node.up:
+            self._waking = True
+            gen = self.node.gen
+            self.clock.at(self.clock.now, lambda: self._wake(gen))
+
+    def _wake(self, gen: int) -> None:
+        self._waking = False
+        if self.node.up and gen == self.node.gen:
+            self._offer_heads()
+
+    def _offer_heads(self) -> None:
         for out in self.queue.expire(self.clock.now):
             self._fail(out.entry.item, out.code, out.message)
         for head in self.queue.heads():
@@ -241,7 +261,7 @@ class SimPeer:
                 if isinstance(decision, Refusal):
                     break
                 self.queue.remove(entry.request_id)
-                self.place(entry.item)
+                self.place(entry.item, decision)
         if self.queue:
             self._schedule_retry()
 
@@ -274,6 +294,7 @@ class SimPeer:
         self.queue = AdmissionQueue(self.queue.limits, self.settings.priority, self.settings.priority_aging_s)
         self._pending.clear()
         self._retrying = False
+        self._waking = False
 
 
 def verdict_listener(emit: Callable[[str, str, str], None], now: Callable[[], float]) -> Callable[[Any], None]:

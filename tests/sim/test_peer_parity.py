@@ -84,3 +84,23 @@ def test_a_peer_counts_the_request_it_places_in_its_own_load(seed: int) -> None:
     record = simulate(SimConfig("gossip", nodes, policy="power-of-d", peer_seed=seed), schedule).records[0]
     assert record.status == "ok" and record.action == "COLD_START"
     assert record.hops == 1
+
+
+A10G = NodeKind("a10g-24gb", "ssd", ("meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct"), 16384, 2.0)
+
+
+@pytest.mark.parametrize("new_tokens", [40, 55, 70, 85, 100])
+def test_a_held_request_is_placed_when_the_view_changes(new_tokens: int) -> None:
+    # One 24 GB GPU: Llama-3.1 fits only once the busy Llama-2 goes idle and is evicted, so
+    # r1 waits in the peer's admission queue. The real peer's waiters wake whenever its view
+    # changes (its own state published as r0 ends), not only every RETRY_S: r1's load starts
+    # right after r0 ends (before, up to RETRY_S later, wherever the 0.5 s tick fell).
+    schedule = [PlannedRequest("r0", 0.0, A10G.models[0], 200, new_tokens),
+                PlannedRequest("r1", 0.1, A10G.models[1], 200, 4)]
+    config = SimConfig("gossip", [("node-0", A10G)], policy="power-of-d")
+    r0, r1 = simulate(config, schedule).records
+    assert r0.status == r1.status == "ok" and r1.action == "COLD_START"
+    load_s = Simulation(config, []).nodes["node-0"].catalog.load_s(A10G.models[1])
+    assert r1.first_token_s is not None and r0.done_s is not None
+    waited_after_r0 = r1.first_token_s - r0.done_s - load_s
+    assert 0 <= waited_after_r0 < 0.1, waited_after_r0  # a publication gap, a prefill step
