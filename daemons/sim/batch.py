@@ -9,10 +9,11 @@ token comes at the end of its prefill step, and it finishes at `max_new_tokens`.
 What differs is only how time passes (as in the engine, the step loop starts after every
 request submitted at the same instant, so they share its first step). The engine sleeps
 step by step; here a run of decode-only steps with an unchanged batch is one event: with
-k requests decoding at total context S, step i (from 0) lasts a + δ·k·i where a = α + δ·S + ε·k, so m steps take
-m·a + δ·k·m(m−1)/2 (the closed form of the same sum). The run ends when the first of its
-requests finishes, or, when a newcomer arrives meanwhile, at the end of the step under
-way, so the newcomer joins exactly where the engine would have let it in.
+k requests decoding at total context S, step i (from 0) lasts a + δ·k·i where
+a = α + δ·S + ε·k, so m steps take m·a + δ·k·m(m−1)/2 (the closed form of the same sum).
+The run ends when the first of its requests finishes, or, when a newcomer arrives
+meanwhile, at the end of the step under way, so the newcomer joins exactly where the
+engine would have let it in.
 """
 
 from __future__ import annotations

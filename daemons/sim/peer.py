@@ -5,9 +5,11 @@ each member, run by the simulated network on the shared clock (daemons/sim/clock
 request that enters a peer is placed as `GossipMode.place` places it
 (daemons/node/gossip_mode.py): the peer builds its view with the same `peer_view` (its
 own state, every member's gossiped record and liveness, its pending placements for
-SETTLE_S), decides with the same `peer_decide`, serves it here or forwards it once; a
-request no peer can take waits in the same AdmissionQueue and is offered to the policy
-again every RETRY_S; at most MAX_PLACEMENTS nodes are tried. A forward to a peer whose
+SETTLE_S; itself busy by the request it is placing, as the agent holds every Infer it
+received), decides with the same `peer_decide` and the same dice (`peer_rng`), serves it
+here or forwards it once; a request no peer can take waits in the same AdmissionQueue and
+is offered to the policy again whenever the peer's view changes and at least every
+RETRY_S; at most MAX_PLACEMENTS nodes are tried. A forward to a peer whose
 process dies is placed again at once (the real peer's connection monitor), and the client
 is told with a `Reassigned`.
 
