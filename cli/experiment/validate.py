@@ -47,7 +47,7 @@ class Row:
     sim: float
     real: float
     ratio: float
-    verdict: str  # within | outside | host saturated | no value
+    verdict: str  # within | outside | host saturated | only sim | only real | no value
 
 
 def point_spec(base: ExperimentSpec, nodes: int, load: str, duration_s: float, engine: str) -> ExperimentSpec:
@@ -68,6 +68,10 @@ def compare(nodes: int, load: str, rps: float, sim: Summary, real: Summary) -> l
         ratio = s / r if r and not (math.isnan(s) or math.isnan(r)) else math.nan
         if real.host_saturated:
             verdict = "host saturated"
+        elif math.isnan(s) != math.isnan(r):
+            # One engine has the figure and the other not (a recovery one of them never saw):
+            # a disagreement to show, not a missing value.
+            verdict = "only real" if math.isnan(s) else "only sim"
         elif math.isnan(ratio):
             verdict = "no value"
         else:
@@ -112,7 +116,7 @@ def format_rows(rows: list[Row]) -> str:
     judged = [r for r in rows if r.verdict in ("within", "outside")]
     within = sum(r.verdict == "within" for r in judged)
     lines.append(f"{within} of {len(judged)} judged rows within {TOLERANCE:.0%} of the real engine "
-                 f"({len(rows) - len(judged)} not judged: host saturated or no value)")
+                 f"({len(rows) - len(judged)} not judged: host saturated, a value in one engine only, or none)")
     return "\n".join(lines) + "\n"
 
 

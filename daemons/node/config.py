@@ -40,6 +40,9 @@ SCHEDULERS = ("centralized", "gossip", "hybrid")
 # A Progress to everyone waiting on a request this node holds (serving it, or placing it in
 # gossip mode), this often: a fifth or less of any sane attempt timeout (server.py says why).
 PROGRESS_EVERY_S = 1.0
+# The agent publishes its NodeState at once on a change, but at most once per this gap: a
+# burst of changes is coalesced into at most 50 publications a second (the simulated node too).
+MIN_PUBLISH_GAP_S = 0.02
 DEFAULT_MODELS: tuple[str, ...] = (
     "facebook/opt-125m", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-8B-Instruct",
 )
@@ -73,6 +76,9 @@ class NodeConfig:
     gossip_max_members: int = 16_384  # members a peer keeps at most (far above any real cluster)
     gossip_policy: str = DEFAULT_GOSSIP_POLICY  # a policy serving "gossip" (daemons/policy/registry.py)
     max_hops: int = 1  # how often a request may be forwarded before it must be served
+    # Gossip mode: seeds, with the node's name, the random choices of its placement policy
+    # (gossip_mode.peer_rng), so a run repeats exactly; the simulator's peers draw the same.
+    seed: int = 0
     # Gossip mode: a request no peer in our view can take waits here (admission.py), at most
     # queue_limit per model, at most queue_timeout_s, and is placed again as the view changes.
     queue_limit: int = DEFAULT_LIMIT
@@ -129,6 +135,8 @@ class NodeConfig:
         unknown = sorted(set(self.preload) - set(self.models))
         if unknown:
             raise ConfigError(f"preload lists {unknown} which are not in models; add them to models")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"[node] seed must be an integer, got {self.seed!r}")
         if self.max_hops < 0:
             raise ConfigError(f"max_hops must be >= 0, not {self.max_hops}")
         if self.publish_interval_s <= 0 or self.kv_tokens <= 0:

@@ -170,7 +170,7 @@ class GossipMode:
         self.ctx = ctx
         self.node = node
         self.security = security or Security(SecurityConfig())
-        self.rng = rng or random.Random()
+        self.rng = rng or peer_rng(config.seed, config.name)
         self.policy = get_policy(config.gossip_policy, "gossip", config.affinity)
         # A probed peer answers by Sparrow's rule whatever its own policy.
         self.sparrow: Sparrow = self.policy if isinstance(self.policy, Sparrow) else SPARROW
@@ -539,6 +539,15 @@ class GossipMode:
         log.log(level, "gossip verdict: %s is %s (%s)", verdict.node, verdict.kind, verdict.detail,
                 extra={"SCHEDCTL_NODE": verdict.node})
         self.node.announce(verdict)
+
+
+def peer_rng(seed: int, node: str) -> random.Random:
+    """The random stream of `node`'s placement policy: its own per peer (peers sharing one
+    stream would herd onto the same samples), repeatable from `[node] seed`. The simulator's
+    peers (daemons/sim/peer.py) draw from the same streams, so a simulated and a real run of
+    one spec make the same random choices wherever their views agree (common random
+    numbers: their differences are then the model's, not the dice's)."""
+    return random.Random(f"{seed}:{node}")
 
 
 def peer_view(me: NodeState, others: Iterable[tuple[NodeState, bool]], pending: Callable[[str], list[str]],

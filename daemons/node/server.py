@@ -82,7 +82,7 @@ from daemons.gossip.metrics import GossipMetrics
 from daemons.node.actions import served_action
 from daemons.node.backend_api import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
-from daemons.node.config import PROGRESS_EVERY_S, NodeConfig
+from daemons.node.config import MIN_PUBLISH_GAP_S, PROGRESS_EVERY_S, NodeConfig
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.hybrid_mode import peer_mode
 from daemons.node.instances import Instance, make_manager
@@ -94,7 +94,6 @@ from daemons.policy.prewarm import plan_for_peer
 
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
-MIN_PUBLISH_GAP_S = 0.02  # coalesce bursts of changes into at most 50 publications a second
 MAX_WITNESS_PROBES = 4  # concurrent witness probes; a flood of queries gets "busy" votes
 WITNESS_PROBE_MAX_S = 5.0
 MAX_LISTENERS = 4  # askers attached to one running request (the first and its retries)

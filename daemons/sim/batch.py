@@ -6,12 +6,14 @@ waiting requests join by `batch_rule.joins`; a step prefills the newcomers and d
 token of every running request, for `latency.step_seconds_from_sums`; each request's first
 token comes at the end of its prefill step, and it finishes at `max_new_tokens`.
 
-What differs is only how time passes. The engine sleeps step by step; here a run of
-decode-only steps with an unchanged batch is one event: with k requests decoding at total
-context S, step i (from 0) lasts a + δ·k·i where a = α + δ·S + ε·k, so m steps take
-m·a + δ·k·m(m−1)/2 (the closed form of the same sum). The run ends when the first of its
-requests finishes, or, when a newcomer arrives meanwhile, at the end of the step under
-way, so the newcomer joins exactly where the engine would have let it in.
+What differs is only how time passes (as in the engine, the step loop starts after every
+request submitted at the same instant, so they share its first step). The engine sleeps
+step by step; here a run of decode-only steps with an unchanged batch is one event: with
+k requests decoding at total context S, step i (from 0) lasts a + δ·k·i where
+a = α + δ·S + ε·k, so m steps take m·a + δ·k·m(m−1)/2 (the closed form of the same sum).
+The run ends when the first of its requests finishes, or, when a newcomer arrives
+meanwhile, at the end of the step under way, so the newcomer joins exactly where the
+engine would have let it in.
 
 A live migration's switch (daemons/node/server.py `_stream`) stops a request at its next
 token: `stop` ends the run with the step under way, as a newcomer does, and the request
@@ -80,7 +82,11 @@ class SimBatch:
         seq.queued_at = self.clock.now
         self.waiting.append(seq)
         if not self._stepping:
-            self._step()
+            # The engine's step loop is its own task, woken by a submit (engine.py `run`): it
+            # runs after every submit of this instant, so they all share its first step (the
+            # waiters of a model that just loaded are prefilled together, as on the emulator).
+            self._stepping = True
+            self.clock.at(self.clock.now, self._step)
         elif self._run is not None:
             self._cut_run()
         return True

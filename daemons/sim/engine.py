@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from random import Random
 from typing import Any
 
 from daemons.core.messages import Done, Error, Migrate, NodeState, Placement
@@ -28,6 +27,8 @@ from daemons.gossip.config import GossipConfig
 from daemons.gossip.messages import Status
 from daemons.loadgen.recorder import Recorder, RequestRecord
 from daemons.loadgen.workload import PlannedRequest
+from daemons.node.config import NodeConfig
+from daemons.node.gossip_mode import peer_rng
 from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.rundir import Event, NodeSample
 from daemons.sim.client import LOADGEN, SimClient
@@ -60,7 +61,10 @@ class SimConfig:
     latency_s: float = 0.0005  # one way, between any two processes
     costs: Costs = field(default_factory=Costs)
     faults: tuple[SimFault, ...] = ()
-    seed: int = 0
+    seed: int = 0  # the simulated network's (latencies) and memberlists' randomness
+    # The peers' placement randomness: the nodes' `[node] seed` (the experiment leaves it at its
+    # default), drawn as the real peers draw it (gossip_mode.peer_rng).
+    peer_seed: int = NodeConfig.seed
     publish_interval_s: float = 1.0
     silent_after_s: float = 3.0  # the collector's silence detector
     sample_every_s: float = 1.0  # nodes.csv rows, per node (as the real collector)
@@ -111,7 +115,7 @@ class Simulation:
                 settings = PeerSettings(config.policy, config.admission, config.queue_limit, config.timeout_s,
                                         config.priority, config.priority_aging_s)
                 self.peers[name] = SimPeer(self.nodes[name], settings, self.clock, self.records, self._forward,
-                                           Random(f"{config.seed}:{name}"))
+                                           peer_rng(config.peer_seed, name))
         self.recorder = Recorder(schedule, config.timeout_s, config.mode, config.retries, config.attempt_timeout_s)
         self.client = SimClient(self.clock, self.recorder, schedule, config.mode,
                                 [n.endpoint for n in self.nodes.values()], self._send, self._infer_placed,
@@ -143,6 +147,7 @@ class Simulation:
                 self.peers[name].publish(node.snapshot())
             net.bootstrap()  # a converged cluster at t = 0, as the real run starts once every peer is up
             net.listeners.append(verdict_listener(self.emit, lambda: self.clock.now))
+            net.listeners.append(self._member_event)
         if self.coordinator is not None:
             self.coordinator.start()
         for node in self.nodes.values():
@@ -189,7 +194,7 @@ class Simulation:
         peer = self.peers[entry]
         asked = self._asked(rec, "", self._replier(entry, to))
         placing = Placing(asked, self.client.placement_request(rec))
-        self.wire.send(LOADGEN, entry, lambda: peer.place(placing))
+        self.wire.send(LOADGEN, entry, lambda: peer.arrive(placing))
 
     def _infer_placed(self, rec: RequestRecord, placement: Placement) -> None:
         """Centralized: the coordinator answered; the request goes to the node it names."""
@@ -266,6 +271,12 @@ class Simulation:
             if name in self.peers:
                 self.peers[name].publish(state)
         return publish
+
+    def _member_event(self, sim_event: Any) -> None:
+        """A peer's memberlist changed its view (a record, a verdict): its held requests may fit."""
+        peer = self.peers.get(sim_event.observer)
+        if peer is not None:
+            peer.view_changed()
 
     def _gone(self) -> list[tuple[str, str]]:
         """Who the load generator hears is gone: the coordinator's dead nodes, or an entry peer's."""

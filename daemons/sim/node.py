@@ -47,7 +47,7 @@ from daemons.core.messages import (
 from daemons.emulator.daemon import EmulatorConfig, resolve
 from daemons.node.actions import served_action
 from daemons.node.catalog import Catalog
-from daemons.node.config import PROGRESS_EVERY_S
+from daemons.node.config import MIN_PUBLISH_GAP_S, PROGRESS_EVERY_S
 from daemons.node.eviction import fits_after_eviction, lru_idle
 from daemons.node.migration import (
     MAX_RESUME_ROUNDS,
@@ -65,7 +65,6 @@ from daemons.policy.priority import DEFAULT_AGING_S
 from daemons.sim.batch import Seq, SimBatch
 from daemons.sim.clock import Clock
 
-MIN_PUBLISH_GAP_S = 0.02  # as the agent (daemons/node/server.py): at most 50 publications a second
 SIM_SCHEMES = ("sim://",)  # a simulated node's endpoint
 
 Reply = Callable[[Any], None]  # a message body back to whoever asked
@@ -184,6 +183,10 @@ class SimNode:
         self.active: dict[str, Asked] = {}
         self._rounds: set[str] = set()  # migration rounds prefilling here (as a destination)
         self.handed_over = 0  # requests in `active` that only pass on their destination's replies
+        # Gossip mode: requests this node's peer is placing. The agent holds every request that
+        # arrived (server.py `active`, a task per Infer) until it is served here, handed on or
+        # failed, so a peer counts the one it is placing in its own in_flight when it decides.
+        self.held: set[str] = set()
         self._room_waiters: list[Callable[[], None]] = []
         self.gen = 1
         self.seq = 0
@@ -225,6 +228,7 @@ class SimNode:
         self.active.clear()
         self.handed_over = 0
         self._rounds.clear()
+        self.held.clear()
         self._room_waiters.clear()
         self.slots = self._slot_rule()
 
@@ -254,6 +258,18 @@ class SimNode:
             return Error(rid, "no_capacity", f"{model} needs {need / 2**30:.1f} GiB but "
                          f"the GPU has only {self.memory_total / 2**30:.1f} GiB", self.name)
         return None
+
+    def hold(self, request_id: str) -> None:
+        """A request entered this node's peer (gossip mode): it counts in in_flight until `let_go`."""
+        if self.up:
+            self.held.add(request_id)
+            self._changed_now()
+
+    def let_go(self, request_id: str) -> None:
+        """The peer served, forwarded or failed a request it held (server.py `_finished`)."""
+        if request_id in self.held:
+            self.held.discard(request_id)
+            self._changed_now()
 
     def infer(self, asked: Asked) -> None:
         if not self.up:
@@ -610,8 +626,8 @@ class SimNode:
                              i.running, i.footprint, i.last_used) for i in self.instances.values()]
         return NodeState(node=self.name, endpoint=self.endpoint, gen=self.gen, seq=self.seq, gpus=gpus,
                          models=models, queue_depth=sum(m.queue_depth for m in models), scheduler=self.scheduler,
-                         in_flight=len(self.active) - self.handed_over, catalog=list[CatalogEntry](self._entries),
-                         gpu_utilization=round(busy, 4),
+                         in_flight=len(self.active) - self.handed_over + len(self.held),
+                         catalog=list[CatalogEntry](self._entries), gpu_utilization=round(busy, 4),
                          waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
 
     def _changed_now(self) -> None:

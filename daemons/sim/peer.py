@@ -5,9 +5,11 @@ each member, run by the simulated network on the shared clock (daemons/sim/clock
 request that enters a peer is placed as `GossipMode.place` places it
 (daemons/node/gossip_mode.py): the peer builds its view with the same `peer_view` (its
 own state, every member's gossiped record and liveness, its pending placements for
-SETTLE_S), decides with the same `peer_decide`, serves it here or forwards it once; a
-request no peer can take waits in the same AdmissionQueue and is offered to the policy
-again every RETRY_S; at most MAX_PLACEMENTS nodes are tried. A forward to a peer whose
+SETTLE_S; itself busy by the request it is placing, as the agent holds every Infer it
+received), decides with the same `peer_decide` and the same dice (`peer_rng`), serves it
+here or forwards it once; a request no peer can take waits in the same AdmissionQueue and
+is offered to the policy again whenever the peer's view changes and at least every
+RETRY_S; at most MAX_PLACEMENTS nodes are tried. A forward to a peer whose
 process dies is placed again at once (the real peer's connection monitor), and the client
 is told with a `Reassigned`.
 
@@ -134,6 +136,7 @@ class SimPeer:
         self._pending = SentPlacements()
         self.forwards: dict[str, Placing] = {}  # request id -> its placing, while a peer serves it
         self._retrying = False
+        self._waking = False
 
     @property
     def name(self) -> str:
@@ -147,6 +150,7 @@ class SimPeer:
         after = net.ml(self.name).local_record
         if after is not None and after is not before:  # published now (not staged for later): it is `state`
             self.records.remember(self.name, after.key, state)
+        self.view_changed()
 
     # ----- the view -----------------------------------------------------------------------------
     def view(self) -> ClusterView:
@@ -163,12 +167,26 @@ class SimPeer:
         return decision
 
     # ----- placing --------------------------------------------------------------------------------
-    def place(self, placing: Placing) -> None:
-        """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS."""
+    def arrive(self, placing: Placing) -> None:
+        """A request from the load generator: the node holds it while it is placed (its agent's
+        task per Infer, server.py), so our own view counts it, as the real peer's does."""
+        self.node.hold(placing.asked.request_id)
+        self.place(placing)
+
+    def place(self, placing: Placing, decided: Decision | None = None) -> None:
+        """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS
+        (`decided`: the decision that took it out of the queue, acted on as the real peer's
+        `admit` returns it, not made twice)."""
+        self._place(placing, decided)
+        rid = placing.asked.request_id
+        if rid not in self.queue:
+            self.node.let_go(rid)  # served here (the node counts it now), forwarded or failed
+
+    def _place(self, placing: Placing, decided: Decision | None) -> None:
         if not self.node.up:
             return
         while len(placing.tried) < MAX_PLACEMENTS:
-            decision = self._admit(placing)
+            decision, decided = (decided if decided is not None else self._admit(placing)), None
             if decision is None:
                 return  # waits in the queue
             if isinstance(decision, Refusal):
@@ -217,10 +235,26 @@ class SimPeer:
             self.clock.after(RETRY_S, lambda: self._retry(gen))
 
     def _retry(self, gen: int) -> None:
-        """Offer the queue's heads to the policy again (GossipMode._wait_for_turn)."""
+        """RETRY_S passed: offer the queue's heads to the policy again (GossipMode._wait_for_turn)."""
         self._retrying = False
-        if not self.node.up or gen != self.node.gen:
-            return
+        if self.node.up and gen == self.node.gen:
+            self._offer_heads()
+
+    def view_changed(self) -> None:
+        """Our view changed (our own state published, a gossiped record, a membership verdict):
+        held requests are offered again at once, as the real peer's waiters wake on
+        `_view_changed` (GossipMode.publish, _on_member_event), not only every RETRY_S."""
+        if self.queue and not self._waking and self.node.up:
+            self._waking = True
+            gen = self.node.gen
+            self.clock.at(self.clock.now, lambda: self._wake(gen))
+
+    def _wake(self, gen: int) -> None:
+        self._waking = False
+        if self.node.up and gen == self.node.gen:
+            self._offer_heads()
+
+    def _offer_heads(self) -> None:
         for out in self.queue.expire(self.clock.now):
             self._fail(out.entry.item, out.code, out.message)
         for head in self.queue.heads():
@@ -229,7 +263,7 @@ class SimPeer:
                 if isinstance(decision, Refusal):
                     break
                 self.queue.remove(entry.request_id)
-                self.place(entry.item)
+                self.place(entry.item, decision)
         if self.queue:
             self._schedule_retry()
 
@@ -242,6 +276,7 @@ class SimPeer:
         self.clock.after(PROGRESS_EVERY_S, lambda: self._beat(placing))
 
     def _fail(self, placing: Placing, code: str, message: str) -> None:
+        self.node.let_go(placing.asked.request_id)
         placing.asked.reply(Error(placing.asked.request_id, code, message, self.name))
 
     # ----- peers that die ----------------------------------------------------------------------------
@@ -261,6 +296,7 @@ class SimPeer:
         self.queue = AdmissionQueue(self.queue.limits, self.settings.priority, self.settings.priority_aging_s)
         self._pending.clear()
         self._retrying = False
+        self._waking = False
 
 
 def verdict_listener(emit: Callable[[str, str, str], None], now: Callable[[], float]) -> Callable[[Any], None]:

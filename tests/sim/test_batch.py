@@ -93,3 +93,15 @@ def test_a_full_batch_refuses_like_tgi_overloaded() -> None:
     assert [batch.submit(s) for s in seqs] == [True, True, False]
     clock.run_until(5.0)
     assert batch.in_flight == 0 and batch.kv_used == 0 and batch.submit(seqs[2])
+
+
+def test_requests_submitted_at_one_instant_share_the_first_step() -> None:
+    # The waiters of a model that has just loaded reach its instance together: the engine's
+    # step loop (its own task) wakes after all of them, so one prefill step serves them all,
+    # as the emulator does (validation: a cold start's SERVE_LOADING requests got their first
+    # token at once on the real engine, one step later each on the simulated one).
+    together = [(0.5, 219, 20), (0.5, 600, 10), (0.5, 190, 5), (0.7, 300, 3)]  # within the prefill budget
+    want, got = reference(together), simulated(together)
+    assert got[0][0] == got[1][0] == got[2][0]
+    for i in want:
+        assert got[i] == pytest.approx(want[i], abs=1e-9), i
