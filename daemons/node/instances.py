@@ -436,6 +436,10 @@ def make_manager(config: NodeConfig, catalog: Catalog, memory_total: Callable[[]
         from daemons.node.inproc import InprocModelManager
 
         return InprocModelManager(config, catalog, memory_total, on_change)
+    # Every instance of this node speaks HTTP: load the client stack (httpx, huggingface_hub;
+    # about 0.1 s) now, before the node is ready, not in its first cold start's path.
+    import daemons.node.backend  # noqa: F401
+
     return ModelManager(config, catalog, memory_total, on_change)
 
 

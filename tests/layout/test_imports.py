@@ -128,3 +128,24 @@ def test_nothing_in_the_library_imports_the_cli() -> None:
                  for path in sorted((ROOT / "daemons").rglob("*.py"))
                  for name in _imported_modules(path) if name == "cli" or name.startswith("cli.")]
     assert not offenders, offenders
+
+
+MANAGER = """
+import sys
+from daemons.node.catalog import Catalog
+from daemons.node.config import NodeConfig
+from daemons.node.instances import make_manager
+config = NodeConfig(backend="{backend}", models=("facebook/opt-125m",), gpu_backend="emulated")
+catalog = Catalog(config.models, config.gpu, config.checkpoint_tier, config.kv_tokens, config.init_s)
+make_manager(config, catalog, lambda: catalog.gpu_memory, lambda: None)
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(("backend", "loaded"), [("emulator", True), ("emulator-inproc", False)])
+def test_an_http_node_loads_its_client_stack_at_start_an_inproc_node_never(backend: str, loaded: bool) -> None:
+    # Loaded when the node starts, not in the first cold start's path (it would add ~0.1 s to
+    # that request's TTFT); an in-process node has no HTTP instance to talk to.
+    code = MANAGER.format(backend=backend)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert ("huggingface_hub" in out.stdout.split()) is loaded, out.stderr
