@@ -80,7 +80,9 @@ def _sweep_plot(agg: Aggregate, metric: str) -> Path | None:
         if x_sat is not None and x_sat in xs:
             ax.plot([x_sat], [ys[xs.index(x_sat)]], marker="*", markersize=16, color=line.lines[0].get_color(),
                     markeredgecolor="black", linestyle="none")
-    ax.set(xlabel=style.label("offered load", "req/s") if sweep == "rps" else style.label(sweep, "setting"),
+    xlabel = {"rps": style.label("offered load", "req/s"),
+              "rps_per_node": style.label("offered load per node", "req/s")}
+    ax.set(xlabel=xlabel.get(sweep, style.label(sweep, "setting")),
            ylabel=shown.label)
     style.legend(ax)
     return style.save(fig, agg.study_dir / f"sweep_{metric}.png")

@@ -44,7 +44,9 @@ A field is any experiment setting: the [experiment] keys of an experiment file (
 policy, gossip_policy, faults, standby_coordinator, timeout_s, queue_limit, ...), the
 [workload] keys (duration_s, rps, cv, models, popularity, ...; not seed: the seeds are the
 study's), `slo.ttft_ms`-style SLO keys,
-and `nodes` (a count: the base cluster's GPU mix, scaled as `experiment run --nodes`).
+`nodes` (a count: the base cluster's GPU mix, scaled as `experiment run --nodes`), and
+`rps_per_node` (the offered load per node: the run's rps is this times its node count, so a
+sweep over cluster sizes offers each size the same load per node; not with `rps`).
 Every run's experiment is built (and so validated) when the study is loaded, before any
 process starts.
 """
@@ -72,6 +74,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _STUDY_KEYS = {"name", "description", "repeats", "seed", "metrics", "experiment", "sweep"}
 _TABLES = {"study", "base", "arms", "vary", "hypotheses", "quick"}
 SLO_KEYS = ("slo.ttft_ms", "slo.tpot_ms", "slo.e2el_ms")
+RPS_PER_NODE = "rps_per_node"
 # Set by the study itself: every run's name and results directory are the study's.
 _RESERVED = ("name", "results_dir", "cluster_file")
 
@@ -80,7 +83,7 @@ def fields() -> tuple[str, ...]:
     """Every experiment field a study may set or vary."""
     d = ExperimentSpec().to_dict()
     exp = [k for k in d["experiment"] if k not in _RESERVED and k != "slo"]
-    return (*exp, *(k for k in d["workload"] if k != "seed"), *SLO_KEYS, "nodes")  # seeds are the study's
+    return (*exp, *(k for k in d["workload"] if k != "seed"), *SLO_KEYS, "nodes", RPS_PER_NODE)  # seeds: the study's
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,12 @@ def apply(spec: ExperimentSpec, settings: Sequence[tuple[str, Value]], where: st
     d = spec.to_dict()
     exp, workload = d["experiment"], d["workload"]
     nodes: Value = None
+    per_node: Value = None
     for key, value in settings:
         if key == "nodes":
             nodes = value
+        elif key == RPS_PER_NODE:
+            per_node = value
         elif key in SLO_KEYS:
             exp["slo"][key.split(".", 1)[1]] = value
         elif key in exp and key != "slo":
@@ -169,12 +175,25 @@ def apply(spec: ExperimentSpec, settings: Sequence[tuple[str, Value]], where: st
             workload[key] = list(value) if isinstance(value, tuple) else value
         else:
             raise ConfigError(f"{where}: unknown experiment field {key!r}; use one of {', '.join(fields())}")
+    if nodes is not None and (not isinstance(nodes, int) or isinstance(nodes, bool)):
+        raise ConfigError(f"{where}: nodes must be a whole number of nodes, got {nodes!r}")
+    if per_node is not None:
+        workload["rps"] = _per_node_rps(d, per_node, nodes, settings, where)
     built = experiment_from_dict(d, where)
     if nodes is None:
         return built
-    if not isinstance(nodes, int) or isinstance(nodes, bool):
-        raise ConfigError(f"{where}: nodes must be a whole number of nodes, got {nodes!r}")
     return dataclasses.replace(built, nodes=scaled_nodes(built.nodes, nodes))
+
+
+def _per_node_rps(d: dict[str, Any], per_node: Value, nodes: int | None, settings: Sequence[tuple[str, Value]],
+                  where: str) -> float:
+    """`rps_per_node` × the run's node count: its `nodes`, else the base cluster's."""
+    if any(key == "rps" for key, _ in settings):
+        raise ConfigError(f"{where}: rps and rps_per_node both set the offered load; keep one")
+    if isinstance(per_node, bool) or not isinstance(per_node, int | float) or not per_node > 0:
+        raise ConfigError(f"{where}: rps_per_node must be a number of requests per second > 0, got {per_node!r}")
+    count = nodes if nodes is not None else experiment_from_dict(d, where).node_count
+    return float(per_node) * count
 
 
 def from_dict(data: Mapping[str, Any], where: str, quick: bool = False, duration: float | None = None,

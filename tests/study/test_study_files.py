@@ -82,6 +82,18 @@ def test_study_file_axes_points_and_quick(tmp_path: Path) -> None:
     assert quick.repeats == 1 and quick.experiment(quick.arms[0], quick.points()[0], 1).workload.duration_s == 2
 
 
+def test_rps_per_node_offers_every_cluster_size_the_same_load_per_node(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text("[study]\nname='x'\nsweep='rps_per_node'\n[vary]\nnodes=[2, 6]\nrps_per_node=[0.5, 2]\n")
+    study = load(path)
+    offered = [(s.node_count, s.workload.rps) for s in (study.experiment(study.arms[0], p, 1) for p in study.points())]
+    assert offered == [(2, 1.0), (2, 4.0), (6, 3.0), (6, 12.0)]
+    # without nodes: the base cluster's count (the default experiment's 4 nodes)
+    path.write_text("[study]\nname='x'\n[vary]\nrps_per_node=[1.5]\n")
+    study = load(path)
+    assert study.experiment(study.arms[0], study.points()[0], 1).workload.rps == 1.5 * 4
+
+
 @pytest.mark.parametrize(
     ("args", "text", "needle"),
     [
@@ -90,6 +102,9 @@ def test_study_file_axes_points_and_quick(tmp_path: Path) -> None:
         (["run", "s.toml"], "[study]\nname='x'\n[vary]\nwarp = [1]\n", "'warp' is not an experiment field"),
         (["run", "s.toml"], "[study]\nname='x'\n[vary]\nrps = []\n", "rps is an empty axis"),
         (["run", "s.toml"], "[study\nname='x'\n", "not valid TOML"),
+        (["run", "s.toml"], "[study]\nname='x'\n[base]\nrps=2\n[vary]\nrps_per_node=[1]\n",
+         "rps and rps_per_node both set the offered load"),
+        (["run", "s.toml"], "[study]\nname='x'\n[vary]\nrps_per_node=[0]\n", "rps_per_node must be a number"),
         (["run", "s.toml"], "[study]\nname='x'\n[[arms]]\nname='both'\n", "an arm is one scheduler"),
         (["run", "s.toml", "--quick"], "[study]\nname='x'\n", "[quick]"),
         (["run", "missing.toml"], None, "not found"),
