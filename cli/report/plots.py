@@ -8,7 +8,8 @@ stated otherwise):
 - nodes.png             per node (legend: node-1 (a100-80gb)) over time (gaps = dead):
                         memory utilisation, GPU compute utilisation (NVML's, or the
                         emulator's busy fraction; an empty panel says "not measured"),
-                        queue depth with the cluster-wide total;
+                        queue depth with the cluster-wide total; over MAX_NODE_LINES
+                        nodes, their spread per second instead (median, p10–p90, max);
 - actions.png           SERVE / SERVE_LOADING / COLD_START / MIGRATE / unplaced counts, split
                         ok vs failed, the cache hit rate in the title;
 - timeline.png          over trailing 10 s windows: p50/p99 TTFT, and the failure rate on a
@@ -44,7 +45,7 @@ from cli.report import style
 from cli.report.recovery import COORDINATOR, COORDINATOR_DETECTIONS, SUCCESS_FRACTION, TTFT_FACTOR
 from cli.report.results import ACTIONS, RunData
 from cli.report.summary import cache_hits, cluster_queue, is_fault, is_recovery
-from daemons.rundir import FAULT, NOT_SENT, Event, Manifest, Recovery, RequestRow
+from daemons.rundir import FAULT, NOT_SENT, Event, Manifest, NodeSample, Recovery, RequestRow
 
 TTFT_CDF = "ttft_cdf.png"
 NODES = "nodes.png"
@@ -155,20 +156,50 @@ def plot_nodes(run: RunData, path: Path) -> Path:
     return style.save(nodes_figure(run), path)
 
 
-def nodes_figure(run: RunData) -> Figure:
-    fig, (mem, gpu, queue) = style.figure(3, f"Nodes: {_run_title(run)}", sharex=True)
+MAX_NODE_LINES = 16  # more nodes than this: a line each is unreadable (and slow), so their spread
+
+
+def _node_series(samples: Sequence[NodeSample]) -> tuple[np.ndarray, ...]:
+    """Time, memory %, compute % and queue depth of samples; NaN while dead (matplotlib leaves a
+    gap instead of drawing a misleading zero)."""
+    t = np.asarray([s.t_s for s in samples])
+    util = np.asarray([100 * s.memory_utilization if s.alive else np.nan for s in samples])
+    busy = np.asarray([100 * s.gpu_utilization if s.alive else np.nan for s in samples])
+    depth = np.asarray([s.queue_depth if s.alive else np.nan for s in samples], dtype=float)
+    return t, util, busy, depth
+
+
+def _lines_per_node(run: RunData, panels: Sequence[Axes]) -> None:
     types = node_types(run.manifest)
     for node in sorted({s.node for s in run.nodes}):
-        samples = sorted((s for s in run.nodes if s.node == node), key=lambda s: s.t_s)
-        t = np.asarray([s.t_s for s in samples])
-        # NaN while dead: matplotlib leaves a gap instead of drawing a misleading zero.
-        util = np.asarray([100 * s.memory_utilization if s.alive else np.nan for s in samples])
-        busy = np.asarray([100 * s.gpu_utilization if s.alive else np.nan for s in samples])
-        depth = np.asarray([s.queue_depth if s.alive else np.nan for s in samples])
-        name = node_label(node, types)
-        mem.plot(t, util, label=name, lw=1.2)
-        gpu.plot(t, busy, label=name, lw=1.2)
-        queue.plot(t, depth, label=name, lw=1.2)
+        t, *series = _node_series(sorted((s for s in run.nodes if s.node == node), key=lambda s: s.t_s))
+        for ax, values in zip(panels, series, strict=True):
+            ax.plot(t, values, label=node_label(node, types), lw=1.2)
+
+
+def _spread_of_nodes(run: RunData, panels: Sequence[Axes]) -> None:
+    """Per second of the run, the nodes' median, p10–p90 band and maximum on each panel."""
+    t, *series = _node_series(run.nodes)
+    second = np.floor(t)
+    grid = np.unique(second)
+    count = len({s.node for s in run.nodes})
+    for ax, values in zip(panels, series, strict=True):
+        rows = [values[second == g] for g in grid]
+        alive = [r[~np.isnan(r)] for r in rows]
+        keep = np.asarray([len(r) > 0 for r in alive])
+        if not keep.any():
+            continue
+        q = np.asarray([np.percentile(r, (10, 50, 90, 100)) for r, k in zip(alive, keep, strict=True) if k])
+        x = grid[keep]
+        ax.fill_between(x, q[:, 0], q[:, 2], alpha=0.25, lw=0, label=f"p10–p90 of {count} nodes")
+        ax.plot(x, q[:, 1], lw=1.2, label="median node")
+        ax.plot(x, q[:, 3], lw=0.8, ls="--", label="busiest node")
+
+
+def nodes_figure(run: RunData) -> Figure:
+    fig, (mem, gpu, queue) = style.figure(3, f"Nodes: {_run_title(run)}", sharex=True)
+    many = len({s.node for s in run.nodes}) > MAX_NODE_LINES
+    (_spread_of_nodes if many else _lines_per_node)(run, (mem, gpu, queue))
     totals = cluster_queue(run.nodes)
     if totals:
         queue.plot([t for t, _ in totals], [q for _, q in totals], color="black", lw=1.8, label="cluster total")

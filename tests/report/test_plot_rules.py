@@ -11,7 +11,15 @@ import pytest
 from cli.experiment.commands import _write_arms_comparison
 from cli.experiment.spec import ExperimentSpec, NodeGroup
 from cli.report import load_run, write_report
-from cli.report.plots import TTFT_CDF_COMPARE, fault_marks, node_types, nodes_figure, ttft_cdf_figure, windows
+from cli.report.plots import (
+    MAX_NODE_LINES,
+    TTFT_CDF_COMPARE,
+    fault_marks,
+    node_types,
+    nodes_figure,
+    ttft_cdf_figure,
+    windows,
+)
 from cli.report.recovery import MIN_EVIDENCE, WINDOW_S, recoveries
 from cli.report.style import check, figure, label
 from cli.report.text import format_summary
@@ -94,6 +102,21 @@ def test_node_legends_name_the_gpu(tmp_path: Path) -> None:
     # red means a fault (rule 9): no node is drawn in it
     nodes = [ln for ax in fig.get_axes() for ln in ax.get_lines() if str(ln.get_label()).startswith("node-")]
     assert nodes and not [ln for ln in nodes if ln.get_color() in ("tab:red", "tab:green")]
+
+
+def test_a_large_cluster_is_drawn_as_its_spread_not_a_line_per_node(tmp_path: Path) -> None:
+    # 40 nodes: memory 0..39 % at each second, one node dead at t=1 (left out, not a zero)
+    count = MAX_NODE_LINES + 24
+    samples = [node(t, f"node-{i}", i / 100, 1, alive=int(t == 0 or i < count - 1)) for t in (0, 1)
+               for i in range(count)]
+    fig = nodes_figure(load_run(write_run(tmp_path, nodes=samples)))
+    mem = fig.get_axes()[0]
+    lines = {str(ln.get_label()): ln for ln in mem.get_lines()}
+    assert not [name for name in lines if name.startswith("node-")]
+    assert list(lines["median node"].get_ydata()) == pytest.approx([19.5, 19.0])
+    assert list(lines["busiest node"].get_ydata()) == pytest.approx([39.0, 38.0])
+    legend = [t.get_text() for t in mem.get_legend().get_texts()]
+    assert f"p10–p90 of {count} nodes" in legend
 
 
 def test_node_types_follow_the_local_cluster_naming(tmp_path: Path) -> None:
