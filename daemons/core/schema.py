@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from daemons.core.errors import SchemaError
+from daemons.core.fastcheck import MISS, compile_fast
 
 MAX_FRAME_BYTES = 1 << 20  # one envelope, packed: 1 MiB (a prompt of ~200k words still fits)
 MAX_LIST_LEN = 4096
@@ -110,6 +111,7 @@ Encode = Callable[[Any], Any]
 class _Compiled:
     checks: dict[str, Check]
     required: frozenset[str]
+    fast: Callable[[dict[str, Any]], Any] | None = None  # fastcheck.py: the canonical body, inline
 
 
 def from_dict(cls: type[T], data: object, where: str = "body") -> T:
@@ -131,6 +133,15 @@ def _build(cls: type, data: object) -> Any:
     if not isinstance(data, dict):
         raise SchemaError(f": expected a map, got {type(data).__name__}")
     compiled = _COMPILED.get(cls) or _compiled(cls)
+    if compiled.fast is not None:
+        built = compiled.fast(data)
+        if built is not MISS:
+            return built
+    return _walk(cls, compiled, data)
+
+
+def _walk(cls: type, compiled: _Compiled, data: dict[Any, Any]) -> Any:
+    """The generic validation: one checker per field; the verdict on anything the fast path misses."""
     checks = compiled.checks
     values = {}
     name = None
@@ -160,8 +171,22 @@ def _compiled(cls: type) -> _Compiled:
     fields = dataclasses.fields(cls)
     required = frozenset(f.name for f in fields
                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-    compiled = _COMPILED[cls] = _Compiled({f.name: _checker(hints[f.name]) for f in fields}, required)
+    checks = {f.name: _checker(hints[f.name]) for f in fields}
+    compiled = _COMPILED[cls] = _Compiled(checks, required, compile_fast(cls, checks, _bounds))
     return compiled
+
+
+def _bounds(tp: Any) -> tuple[Any, Range, int, Pattern | None, Memo | None]:
+    """(base type, Range, size, Pattern, Memo) of an annotation, with the defaults `_checker`
+    applies (for fastcheck.py, which must read the bounds exactly as the checkers do)."""
+    meta: tuple[Any, ...] = ()
+    while typing.get_origin(tp) is typing.Annotated:
+        tp, *extra = typing.get_args(tp)
+        meta += tuple(extra)
+    size = _first(meta, Size)
+    default_len = DEFAULT_STR_LEN if tp is str else MAX_LIST_LEN
+    return (tp, _first(meta, Range) or (DEFAULT_INT if tp is int else DEFAULT_FLOAT),
+            default_len if size is None else size.max_len, _first(meta, Pattern), _first(meta, Memo))
 
 
 def _checker(tp: Any, meta: tuple[Any, ...] = ()) -> Check:
