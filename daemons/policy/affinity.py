@@ -38,19 +38,47 @@ def score(node: NodeView, has_model: bool) -> float:
 
 def affinity_score(view: ClusterView, request: PlacementRequest, rng: Random) -> Decision | Refusal:
     """Highest score wins; SERVE if the winner has the model ready, else COLD_START."""
-    nodes = holder_nodes(view, request)
-    scores = [score(n, True) for n in nodes]
-    # A node without the model scores at most 0, so it can only win when every holder
-    # is below 0: skip scanning the non-holders otherwise (the common, hot case).
-    if not nodes or max(scores) < 0.0:
+    held = _best_holders(view, request)
+    if held is not None:  # the common, hot case: a holder scores >= 0, no non-holder can win
+        best, tied = held
+        winner = tied[0] if len(tied) == 1 else rng.choice(tied)
+    else:
+        nodes = holder_nodes(view, request)
+        scores = [score(n, True) for n in nodes]
         cold = cold_nodes(view, request)
         nodes += cold
         scores += [score(n, False) for n in cold]
-    if not nodes:
-        return refusal(view, request)
-    winner, best = pick_min(nodes, [-s for s in scores], rng)
+        if not nodes:
+            return refusal(view, request)
+        winner, cost = pick_min(nodes, [-s for s in scores], rng)
+        best = -cost
     option = option_for(winner, request.model)
-    return option.decide(_est_wait(option, request), _reason(option, -best))
+    return option.decide(_est_wait(option, request), _reason(option, best))
+
+
+def _best_holders(view: ClusterView, request: PlacementRequest) -> tuple[float, list[NodeView]] | None:
+    """The best holder score and the usable holders that reach it, in holder order (the ties
+    `pick_min` would draw from); None when no holder scores >= 0, which is when the nodes
+    without the model must be scored too (one scores at most 0).
+
+    `score` and `pick_min` inlined over one pass: this runs on every decision, and a call per
+    holder and per list cost as much as the rest of the policy (the same float operations in
+    the same order, so the same scores, ties and random draws)."""
+    nodes, exclude = view.nodes, request.exclude
+    best = -1.0
+    tied: list[NodeView] = []
+    for name in view.holders.get(request.model, ()):
+        if name in exclude:
+            continue
+        n = nodes[name]
+        if not n.alive:
+            continue
+        s = HAS_MODEL_BONUS - QUEUE_WEIGHT * n.load - UTIL_WEIGHT * n.gpu_util  # score(n, True): 1000.0 * True is exact
+        if s > best:
+            best, tied = s, [n]
+        elif s == best:
+            tied.append(n)
+    return (best, tied) if best >= 0.0 else None
 
 
 def _est_wait(option: Option, request: PlacementRequest) -> float:
