@@ -163,6 +163,7 @@ class Coordinator:
         self.mover = Mover(self.ctx, config.name, config.rebalance_threshold, self.security.client)
         self.maps = MapPublisher(config.name, config.model_map_s)  # hybrid peers' map (referrals.py)
         self.prewarmer = Prewarmer(self.ctx, config.name, config.prewarming, time.monotonic(), self.security.client)
+        self._prewarming = self.prewarmer.settings.enabled  # read on every decision
         self._init_failover()
 
     def _init_failover(self) -> None:
@@ -438,7 +439,9 @@ class Coordinator:
 
     # ----- requests ---------------------------------------------------------------------------
     def _on_request_frames(self, frames: list[Any]) -> None:
-        frames, peer = authenticated(frames)
+        peer = None
+        if self._secure:  # received uncopied, with the sender's authenticated identity
+            frames, peer = authenticated(frames)
         parts = split_router_frames(frames)
         if parts is None:
             self.counts["dropped"] += 1
@@ -475,10 +478,12 @@ class Coordinator:
         """The answer to a Schedule, or None while it waits in the admission queue."""
         if self.star is not None and not self.star.active:
             return self._refuse_inactive(msg)
-        queued = bool(self.queue) and msg.request_id in self.queue
-        if not queued:  # a new arrival (not one asking again while it waits)
+        queue = self.queue
+        busy = bool(queue)  # the common case, on every decision: nobody waits
+        queued = busy and msg.request_id in queue
+        if not queued and self._prewarming:  # a new arrival (not one asking again while it waits)
             self.prewarmer.arrived(msg.model, time.monotonic())
-        if queued or (self.queue and self.queue.waits_ahead(msg.model, msg.priority)):
+        if queued or (busy and queue.waits_ahead(msg.model, msg.priority)):
             # Asked again while waiting (a reroute, a retry), or its model has earlier
             # requests of its class or a higher one waiting: it queues behind them.
             refused = self._hold(Asked(msg, identity, msg_id), time.monotonic())
