@@ -23,6 +23,12 @@ light load, alternating.
     python scripts/bench_coordinator.py --quick     # CI: a few seconds
     python scripts/bench_coordinator.py             # full run
 
+On a shared machine the load of other processes drifts within seconds, and one echo run
+followed by one coordinator run can catch the two in different weather. So the pair is
+measured `--rounds` times (3 by default, 1 with --quick), the echo just before the
+coordinator each time: the ratio is the median of the rounds' ratios, and the table shows
+the round that gave it (every round's ratio is in the JSON, `throughput_ratios`).
+
 With CURVE (the default of every local cluster and deployment; `--no-curve` skips it) the
 coordinator is measured a second time in the same run with per-run keys: every node's state
 from its own key, the client with a loadgen key, so ZAP, encryption and the per-message
@@ -589,8 +595,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--metrics", action="store_true", help="also measure decisions/s with the Prometheus "
                    "endpoint on vs off")
     p.add_argument("--metrics-rounds", type=int, default=3, help="on/off pairs with --metrics (medians)")
+    p.add_argument("--rounds", type=int, default=0, help="echo + coordinator pairs; the median ratio counts "
+                   "(3, 1 quick)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     args.requests = args.requests or (5_000 if args.quick else 100_000)
     args.latency_requests = args.latency_requests or (500 if args.quick else 5_000)
     args.ttft_requests = args.ttft_requests or (20 if args.quick else 300)
@@ -604,10 +613,19 @@ def main(argv: list[str]) -> int:
     sample = Placement("req-0000000", "node-000", "tcp://127.0.0.1:30000", "SERVE", 0.5,
                        "affinity score 970 (model ready, queue 1, gpu util 20%)", 2.5e-05)
     reply = encode(sample, "coordinator", "req-0000000")
-    echo = measure_echo(frames, lat_frames, args.window, reply)
-    coord_tp, coord_lat, checks, _ = measure_coordinator(args, frames, lat_frames)
+    rounds = []
+    for _ in range(args.rounds):  # each round: the echo, then the coordinator right after it
+        echo = measure_echo(frames, lat_frames, args.window, reply)
+        rounds.append((echo, measure_coordinator(args, frames, lat_frames)))
+    ratios = [c[0].rate / e[0].rate if e[0].rate else 0.0 for e, c in rounds]
+    echo, (coord_tp, coord_lat, checks, _) = rounds[sorted(range(len(rounds)), key=ratios.__getitem__)[
+        (len(rounds) - 1) // 2]]  # the median round (the lower one of an even count)
     ttft = None if args.no_node else measure_ttft(args)
     figures = report(args, echo, (coord_tp, coord_lat), checks, ttft, breakdown(args, frames))
+    figures.update({"rounds": len(rounds), "throughput_ratios": [round(r, 3) for r in ratios]})
+    if len(rounds) > 1:
+        print(f"  ratio per round (echo just before the coordinator): {', '.join(f'{r:.3f}' for r in ratios)}; "
+              "the table shows the median round")
     if not args.no_curve:
         extra = curve_figures((coord_tp, coord_lat), measure_curve(args, frames, lat_frames))
         figures.update(extra)
