@@ -6,7 +6,7 @@ from collections import Counter
 from random import Random
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemons.policy import ClusterView, Decision, PlacementRequest, Refusal, with_placement
@@ -92,13 +92,15 @@ def reference(v: ClusterView, request: PlacementRequest, rng: Random) -> Decisio
 
 holders_of = st.fixed_dictionaries({
     "state": st.sampled_from(["ready", "loading", "failed", "absent"]),
-    "queue": st.sampled_from([0, 1, 2, 50, 99, 100, 101, 200]),  # 100 queued: score 0, the edge
+    # few distinct values, so that ties are common; 100 queued: score 0, the edge
+    "queue": st.sampled_from([0, 0, 1, 99, 100, 101, 200]),
     "model_gib": st.sampled_from([0, 16]),  # 0 with 100 queued: a holder's score is exactly 0
-    "used_gib": st.sampled_from([0, 0, 16, 40, 79]),
+    "used_gib": st.sampled_from([0, 0, 16, 79]),  # 79 of 80: a 16 GiB model does not fit
     "alive": st.booleans(),
 })
 
 
+@settings(max_examples=400)  # ~1 ms each
 @given(st.lists(holders_of, min_size=0, max_size=7), st.frozensets(st.sampled_from("abcdefg"), max_size=2),
        st.integers(0, 3))
 def test_property_the_inlined_scan_places_as_the_plain_rule(specs: list[dict[str, Any]], exclude: frozenset[str],
@@ -124,3 +126,16 @@ def test_a_holder_scoring_exactly_zero_still_beats_every_idle_node_without_the_m
         assert decide(v, seed).node == "a"
         assert affinity_score(v, PlacementRequest("m1", 100, 50), Random(seed)) == \
             reference(v, PlacementRequest("m1", 100, 50), Random(seed))
+
+
+def test_ties_among_nodes_without_the_model_are_drawn_as_the_plain_rule_draws() -> None:
+    # the one holder is 200 deep (a score far below 0): the idle nodes compete, tied at 0
+    v = view(node("a", ready("m1"), queue=200), node("b"), node("c"), node("d", extra_used_gib=79), node("e"))
+    request = PlacementRequest("m1", 100, 50, exclude=frozenset({"e"}))
+    seen = set()
+    for seed in range(16):
+        d = affinity_score(v, request, Random(seed))
+        assert d == reference(v, request, Random(seed))
+        assert isinstance(d, Decision) and d.action == "COLD_START"
+        seen.add(d.node)
+    assert seen == {"b", "c"}  # d: no room; e: excluded; a: its score is far below 0
