@@ -22,7 +22,11 @@ so a refusal never echoes what an attacker sent.
 
 The annotations are compiled once per class into small checker and encoder closures:
 decoding and encoding sit on every daemon's hot path (the coordinator decodes a request
-and encodes a reply per decision), so nothing is re-derived per message.
+and encodes a reply per decision), so nothing is re-derived per message. A body in the
+canonical form (every field present, each of its exact type, names in printable ASCII) is
+first offered to a straight-line validator generated from the same annotations
+(fastcheck.py); whatever it does not plainly accept is judged by the checkers, so what is
+accepted, refused and said about it does not depend on which path ran.
 """
 
 from __future__ import annotations
