@@ -163,7 +163,9 @@ class Coordinator:
         self.mover = Mover(self.ctx, config.name, config.rebalance_threshold, self.security.client)
         self.maps = MapPublisher(config.name, config.model_map_s)  # hybrid peers' map (referrals.py)
         self.prewarmer = Prewarmer(self.ctx, config.name, config.prewarming, time.monotonic(), self.security.client)
-        self._prewarming = self.prewarmer.settings.enabled  # read on every decision
+        # Read on every decision: bound and looked up once.
+        self._prewarming = self.prewarmer.settings.enabled
+        self._view, self._room, self._admission = self.book.view, self._make_room, config.admission
         self._init_failover()
 
     def _init_failover(self) -> None:
@@ -442,11 +444,10 @@ class Coordinator:
         peer = None
         if self._secure:  # received uncopied, with the sender's authenticated identity
             frames, peer = authenticated(frames)
-        parts = split_router_frames(frames)
-        if parts is None:
+        if len(frames) != 2 and split_router_frames(frames) is None:  # it logs what is wrong
             self.counts["dropped"] += 1
             return
-        identity, payload = parts
+        identity, payload = frames
         env = parse_frame(payload, identity)
         if env is None:
             self.counts["dropped"] += 1
@@ -502,7 +503,7 @@ class Coordinator:
         """The policy's choice (decide.py: the simulator's too), shed if `admission` is slo and it
         misses the request's SLO; a MIGRATE is carried out (its room made by live migrations) or,
         when it cannot be, replaced by the best option that serves now."""
-        return decide(self.policy, self.book.view, _request(msg), self.rng, self._make_room, self.config.admission)
+        return decide(self.policy, self._view, _request(msg), self.rng, self._room, self._admission)
 
     def _make_room(self, view: ClusterView, decision: Decision) -> bool:
         """Order the live migrations a MIGRATE needs; False if off, or if there is nothing to move."""

@@ -5,7 +5,8 @@ A fast validator answers a built message or MISS; on MISS the generic walk decid
 properties are what makes `from_dict` accept and refuse exactly as before: whatever the fast
 path accepts (valid messages drawn from the schema's own bounds, and the same with fields
 pushed out of bounds, replaced by junk, of a near type, missing or unknown), the walk accepts
-with an identical result; and our own encoder's bodies do take the fast path.
+with an identical result; and our own encoder's bodies do take the fast path. The generated
+encoder (schema._encoder) builds the plain map of every field, in field order.
 """
 
 from __future__ import annotations
@@ -153,3 +154,21 @@ def test_the_fast_path_leaves_the_refusals_and_their_wording_to_the_walk() -> No
             decode(msgpack.packb([1, "state", "n0", "", {**body, name: bad}], use_bin_type=True))
     assert decode(msgpack.packb([1, "state", "n0", "", {**body, "node": "nœud"}])).body.node == "nœud"
     assert isinstance(decode(msgpack.packb([1, "state", "n0", "", body])).body, NodeState)
+
+
+def plain_dict(obj: Any) -> Any:
+    """What the generated encoder must build: every field, in field order, nested messages as maps."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: plain_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [plain_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: plain_dict(v) for k, v in obj.items()}
+    return obj
+
+
+@given(ANY_MESSAGE)
+def test_property_the_generated_encoder_builds_the_plain_map_in_field_order(msg: Any) -> None:
+    body = to_dict(msg)
+    assert same(body, plain_dict(msg)) and list(body) == [f.name for f in dataclasses.fields(msg)]
+    assert encode(msg, "n", "i") == msgpack.packb([1, msg.TYPE, "n", "i", plain_dict(msg)], use_bin_type=True)
