@@ -23,6 +23,15 @@ light load, alternating.
     python scripts/bench_coordinator.py --quick     # CI: a few seconds
     python scripts/bench_coordinator.py             # full run
 
+On a shared machine the load of other processes drifts within seconds, and one echo run
+followed by one coordinator run can catch the two in different weather. So the pair is
+measured `--rounds` times (3 by default, 1 with --quick), the echo just before the
+coordinator each time: the ratio is the median of the rounds' ratios, and the table shows
+the round that gave it (every round's ratio is in the JSON, `throughput_ratios`). Each
+server's CPU time per reply (all its threads, from psutil) is measured too: other processes
+lower a rate, not the CPU a server spends per reply, so it is the steadier figure for
+comparing one coordinator version with another on a busy machine.
+
 With CURVE (the default of every local cluster and deployment; `--no-curve` skips it) the
 coordinator is measured a second time in the same run with per-run keys: every node's state
 from its own key, the client with a loadgen key, so ZAP, encryption and the per-message
@@ -60,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import zmq
 
 from cli.experiment.keys import LOADGEN, OPERATOR, LocalKeys
@@ -84,6 +94,13 @@ class Run:
     received: list[float] = field(default_factory=list)
     replies: list[bytes] = field(default_factory=list)
     elapsed_s: float = 0.0
+    server_cpu_s: float = 0.0  # CPU time (user + system, all threads) the server used meanwhile
+
+    @property
+    def cpu_us(self) -> float:
+        """The server's CPU microseconds per reply: unlike a rate, not lowered by other processes
+        taking the CPU away (a shared machine's noise), only by the server's own work."""
+        return self.server_cpu_s / len(self.replies) * 1e6 if self.replies else float("nan")
 
     @property
     def rate(self) -> float:
@@ -155,8 +172,10 @@ def requests(n: int, models: int, seed: int) -> list[bytes]:
                    "bench", f"req-{i:07d}") for i in range(n)]
 
 
-def drive(endpoint: str, frames: list[bytes], window: int, curve: CurveClient | None = None) -> Run:
-    """Send every frame with at most `window` in flight; replies come back in order."""
+def drive(endpoint: str, frames: list[bytes], window: int, curve: CurveClient | None = None,
+          server_pid: int | None = None) -> Run:
+    """Send every frame with at most `window` in flight; replies come back in order. With
+    `server_pid`, the CPU time that process used meanwhile is measured too."""
     ctx: zmq.Context[Any] = zmq.Context()
     sock = make_socket(ctx, zmq.DEALER, curve=curve)
     sock.connect(endpoint)
@@ -164,6 +183,8 @@ def drive(endpoint: str, frames: list[bytes], window: int, curve: CurveClient | 
     clock = time.perf_counter
     try:
         _warm_up(sock)
+        server = psutil.Process(server_pid) if server_pid is not None else None
+        cpu_before = _cpu_s(server)
         start = clock()
         deadline = start + MAX_RUN_S
         while len(run.replies) < len(frames) and clock() < deadline:
@@ -174,10 +195,18 @@ def drive(endpoint: str, frames: list[bytes], window: int, curve: CurveClient | 
                 run.replies.append(sock.recv())
                 run.received.append(clock())
         run.elapsed_s = clock() - start
+        run.server_cpu_s = _cpu_s(server) - cpu_before
     finally:
         sock.close(0)
         ctx.term()
     return run
+
+
+def _cpu_s(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return 0.0
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def _warm_up(sock: Any) -> None:
@@ -212,7 +241,7 @@ def measure_echo(frames: list[bytes], lat_frames: list[bytes], window: int, repl
     proc = mp.get_context("spawn").Process(target=echo_server, args=(endpoint, reply, MAX_RUN_S * 3))
     proc.start()
     try:
-        return drive(endpoint, frames, window), drive(endpoint, lat_frames, 1)
+        return drive(endpoint, frames, window, server_pid=proc.pid), drive(endpoint, lat_frames, 1)
     finally:
         _stop_echo(endpoint)
         proc.join(10)
@@ -247,7 +276,7 @@ def measure_coordinator(args: argparse.Namespace, frames: list[bytes], lat_frame
         try:
             with Client(coord.bind) as client:
                 client.wait_for_nodes({s.node for s in states}, timeout_s=30)
-            throughput = drive(coord.bind, frames, args.window)
+            throughput = drive(coord.bind, frames, args.window, server_pid=coord.proc.pid)
             latency = drive(coord.bind, lat_frames, 1)
         finally:
             proc.terminate()
@@ -512,6 +541,10 @@ def report(args: argparse.Namespace, echo: tuple[Run, Run], coord: tuple[Run, Ru
         "nodes": args.nodes, "models": args.models, "policy": args.policy, "window": args.window,
         "requests": len(coord_tp.sent), "latency_requests": len(coord_lat.sent), "state_hz": args.state_hz,
         "echo_msgs_per_s": round(echo_tp.rate), "coordinator_decisions_per_s": round(coord_tp.rate),
+        # CPU per reply of each server process (all its threads) during the pipelined run, and
+        # their ratio: what the two servers' own work allows, whatever else runs on the machine
+        "echo_cpu_us_per_msg": _r(echo_tp.cpu_us), "coordinator_cpu_us_per_decision": _r(coord_tp.cpu_us),
+        "cpu_ratio": round(echo_tp.cpu_us / coord_tp.cpu_us, 3) if coord_tp.cpu_us else 0.0,
         "throughput_ratio": round(ratio, 3), "goal_throughput_ratio": GOAL_RATIO,
         "throughput_goal_met": ratio >= GOAL_RATIO,
         "echo_rtt_p50_ms": _r(echo_lat.latency_ms(50)), "echo_rtt_p99_ms": _r(echo_lat.latency_ms(99)),
@@ -541,6 +574,8 @@ def _print_table(f: dict[str, Any]) -> None:
         ("", "echo server", "coordinator"),
         (f"throughput (msg/s, window {f['window']})", f"{f['echo_msgs_per_s']:,}",
          f"{f['coordinator_decisions_per_s']:,}"),
+        ("server CPU per reply (us, all threads)", f"{f['echo_cpu_us_per_msg']:.1f}",
+         f"{f['coordinator_cpu_us_per_decision']:.1f}"),
         ("round trip p50, light load (ms)", f"{f['echo_rtt_p50_ms']:.3f}", f"{f['decision_rtt_p50_ms']:.3f}"),
         ("round trip p99, light load (ms)", f"{f['echo_rtt_p99_ms']:.3f}", f"{f['decision_rtt_p99_ms']:.3f}"),
         ("round trip p50 / p99, saturated (ms)", "", f"{f['loaded_decision_rtt_p50_ms']:.3f} / "
@@ -589,8 +624,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--metrics", action="store_true", help="also measure decisions/s with the Prometheus "
                    "endpoint on vs off")
     p.add_argument("--metrics-rounds", type=int, default=3, help="on/off pairs with --metrics (medians)")
+    p.add_argument("--rounds", type=int, default=0, help="echo + coordinator pairs; the median ratio counts "
+                   "(3, 1 quick)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     args.requests = args.requests or (5_000 if args.quick else 100_000)
     args.latency_requests = args.latency_requests or (500 if args.quick else 5_000)
     args.ttft_requests = args.ttft_requests or (20 if args.quick else 300)
@@ -604,10 +642,19 @@ def main(argv: list[str]) -> int:
     sample = Placement("req-0000000", "node-000", "tcp://127.0.0.1:30000", "SERVE", 0.5,
                        "affinity score 970 (model ready, queue 1, gpu util 20%)", 2.5e-05)
     reply = encode(sample, "coordinator", "req-0000000")
-    echo = measure_echo(frames, lat_frames, args.window, reply)
-    coord_tp, coord_lat, checks, _ = measure_coordinator(args, frames, lat_frames)
+    rounds = []
+    for _ in range(args.rounds):  # each round: the echo, then the coordinator right after it
+        echo = measure_echo(frames, lat_frames, args.window, reply)
+        rounds.append((echo, measure_coordinator(args, frames, lat_frames)))
+    ratios = [c[0].rate / e[0].rate if e[0].rate else 0.0 for e, c in rounds]
+    echo, (coord_tp, coord_lat, checks, _) = rounds[sorted(range(len(rounds)), key=ratios.__getitem__)[
+        (len(rounds) - 1) // 2]]  # the median round (the lower one of an even count)
     ttft = None if args.no_node else measure_ttft(args)
     figures = report(args, echo, (coord_tp, coord_lat), checks, ttft, breakdown(args, frames))
+    figures.update({"rounds": len(rounds), "throughput_ratios": [round(r, 3) for r in ratios]})
+    if len(rounds) > 1:
+        print(f"  ratio per round (echo just before the coordinator): {', '.join(f'{r:.3f}' for r in ratios)}; "
+              "the table shows the median round")
     if not args.no_curve:
         extra = curve_figures((coord_tp, coord_lat), measure_curve(args, frames, lat_frames))
         figures.update(extra)

@@ -21,14 +21,16 @@ utilisation (used / total), which is what PROTO's scorer read.
 
 from __future__ import annotations
 
+import math
 from random import Random
 
-from daemons.policy.capacity import Option, cold_nodes, holder_nodes, option_for, pick_min, queue_wait_s, refusal
+from daemons.policy.capacity import Option, fits, option_for, queue_wait_s, refusal
 from daemons.policy.view import SERVE, ClusterView, Decision, NodeView, PlacementRequest, Refusal
 
 HAS_MODEL_BONUS = 1000.0
 QUEUE_WEIGHT = 10.0
 UTIL_WEIGHT = 100.0
+NO_MODEL = HAS_MODEL_BONUS * False  # 0.0, as `score` computes it for a node without the model
 COLD_WAIT_S = 10.0  # PROTO's flat cold-start estimate, used when a node gives no load time
 
 
@@ -38,19 +40,63 @@ def score(node: NodeView, has_model: bool) -> float:
 
 def affinity_score(view: ClusterView, request: PlacementRequest, rng: Random) -> Decision | Refusal:
     """Highest score wins; SERVE if the winner has the model ready, else COLD_START."""
-    nodes = holder_nodes(view, request)
-    scores = [score(n, True) for n in nodes]
-    # A node without the model scores at most 0, so it can only win when every holder
-    # is below 0: skip scanning the non-holders otherwise (the common, hot case).
-    if not nodes or max(scores) < 0.0:
-        cold = cold_nodes(view, request)
-        nodes += cold
-        scores += [score(n, False) for n in cold]
-    if not nodes:
-        return refusal(view, request)
-    winner, best = pick_min(nodes, [-s for s in scores], rng)
+    best, tied = _best_holders(view, request)
+    # A node without the model scores at most 0, so it can only win when every holder is
+    # below 0: the nodes that could load it are scanned only then (the hot case skips them).
+    if best < 0.0:
+        best, tied = _with_cold_nodes(view, request, best, tied)
+        if not tied:
+            return refusal(view, request)
+    winner = tied[0] if len(tied) == 1 else rng.choice(tied)
     option = option_for(winner, request.model)
-    return option.decide(_est_wait(option, request), _reason(option, -best))
+    return option.decide(_est_wait(option, request), _reason(option, best))
+
+
+# The two scans below are `score` and `pick_min` over `holder_nodes` + `cold_nodes` (capacity.py)
+# inlined into one pass each: they run on every decision, and a call per node and a list per
+# step cost several times the arithmetic. The same float operations in the same order give the
+# same scores; the nodes tied at the best score come in the same order (holders, then the rest
+# in listing order), so the random draw among them is the same too (tests/policy/test_affinity.py
+# checks all of it against the rule written plainly).
+def _best_holders(view: ClusterView, request: PlacementRequest) -> tuple[float, list[NodeView]]:
+    """The best score of the usable holders and those that reach it (-inf, [] when none)."""
+    nodes, exclude = view.nodes, request.exclude
+    best = -math.inf
+    tied: list[NodeView] = []
+    for name in view.holders.get(request.model, ()):
+        if name in exclude:
+            continue
+        n = nodes[name]
+        if not n.alive:
+            continue
+        s = HAS_MODEL_BONUS - QUEUE_WEIGHT * n.load - UTIL_WEIGHT * n.gpu_util  # score(n, True)
+        if s > best:
+            best, tied = s, [n]
+        elif s == best:
+            tied.append(n)
+    return best, tied
+
+
+def _with_cold_nodes(view: ClusterView, request: PlacementRequest, best: float,
+                     tied: list[NodeView]) -> tuple[float, list[NodeView]]:
+    """`best` and `tied` once the nodes that could cold-start the model compete too. A node
+    scoring below the best so far cannot be among the final ties, so whether the model fits
+    there (the costly check) is asked only of the others."""
+    model, nodes, exclude = request.model, view.nodes, request.exclude
+    for name in view.catalog.listing.get(model, ()):
+        if name in exclude:
+            continue
+        n = nodes[name]
+        if not n.alive:
+            continue
+        s = NO_MODEL - QUEUE_WEIGHT * n.load - UTIL_WEIGHT * n.gpu_util  # score(n, False)
+        if s < best or n.has_model(model) or not fits(n, model):
+            continue
+        if s > best:
+            best, tied = s, [n]
+        else:
+            tied.append(n)
+    return best, tied
 
 
 def _est_wait(option: Option, request: PlacementRequest) -> float:

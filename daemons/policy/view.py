@@ -18,10 +18,10 @@ Mitzenmacher's power of d choices). `with_placement` applies one placement to a 
 
 from __future__ import annotations
 
-import operator
 from bisect import insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from daemons.core.messages import NodeState
 from daemons.policy.estimates import Estimate
@@ -146,21 +146,25 @@ class NodeView:
         return m is not None and m.state == READY
 
 
-_NODE_FIELDS = tuple(f.name for f in fields(NodeView))
-_node_values = operator.attrgetter(*_NODE_FIELDS)
-_set = object.__setattr__
+def _copier_with_one_more(cls: type[NodeView]) -> Callable[[NodeView], NodeView]:
+    """`_one_more_pending`, generated from NodeView's fields: `node` with one more placement of
+    a model already pending there. What __post_init__ derives is the same but `load` (one more),
+    so it is copied rather than derived again, which halves the cost of the step the coordinator
+    takes after every decision. Straight-line code setting each slot through its descriptor runs
+    in half the time of a loop over the fields (the way `dataclasses` generates `__init__`)."""
+    bumped = {"pending": "node.pending + 1", "load": "node.load + 1"}
+    env: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    lines = ["def one_more_pending(node):", "    out = new(cls)"]
+    for f in fields(cls):
+        env[f"set_{f.name}"] = cls.__dict__[f.name].__set__  # the slot's member descriptor
+        lines.append(f"    set_{f.name}(out, {bumped.get(f.name, f'node.{f.name}')})")
+    lines.append("    return out")
+    exec("\n".join(lines), env)  # source from NodeView's own field names, never from input
+    copier: Callable[[NodeView], NodeView] = env["one_more_pending"]
+    return copier
 
 
-def _one_more_pending(node: NodeView) -> NodeView:
-    """`node` with one more placement of a model already pending there: what __post_init__
-    derives is the same but `load` (one more), so it is copied rather than derived again,
-    which halves the cost of the step the coordinator takes after every decision."""
-    out = object.__new__(NodeView)
-    for name, value in zip(_NODE_FIELDS, _node_values(node)):  # noqa: B905 (one value per field)
-        _set(out, name, value)
-    _set(out, "pending", node.pending + 1)
-    _set(out, "load", node.load + 1)
-    return out
+_one_more_pending = _copier_with_one_more(NodeView)
 
 
 @dataclass(frozen=True, slots=True)

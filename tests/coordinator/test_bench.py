@@ -23,6 +23,9 @@ def test_quick_benchmark_ends_with_one_json_line() -> None:
     assert figures["nodes"] == 100 and figures["placements"] == figures["requests"] == 5000
     assert figures["mismatched"] == 0 and figures["errors"] == 0
     assert figures["coordinator_decisions_per_s"] > 0 and figures["echo_msgs_per_s"] > 0
+    # --quick measures the echo + coordinator pair once; each server's CPU per reply is measured
+    assert figures["rounds"] == 1 and figures["throughput_ratios"] == [figures["throughput_ratio"]]
+    assert figures["coordinator_cpu_us_per_decision"] > 0 and figures["echo_cpu_us_per_msg"] >= 0
     for verdict in ("throughput_goal_met", "ttft_goal_met"):
         assert isinstance(figures[verdict], bool)
     assert figures["ttft_overhead_method"] in ("ttft_via_coordinator_minus_direct",

@@ -4,6 +4,8 @@ patching, and the policies must see exactly what `ClusterView.build` would give 
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,3 +63,16 @@ def test_a_dead_node_leaves_the_listing_and_the_fastest_load_time() -> None:
     assert view.catalog.fastest_load_s["m1"] == 5.0
     assert view.order == ("b",)
     assert "m1" in view.catalog.known  # a dead node's catalog is still known
+
+
+@given(st.sampled_from(NAMES), st.booleans(), loaded, catalogs, st.frozensets(st.sampled_from(MODELS), max_size=2),
+       st.sampled_from(MODELS), st.integers(0, 5), st.integers(0, 5))
+def test_one_more_pending_equals_the_node_built_afresh(name: str, alive: bool, models: dict[str, str],
+                                                       cat: dict[str, float], pending: frozenset[str], model: str,
+                                                       queue: int, in_flight: int) -> None:
+    # with_pending copies a node whose model is already pending instead of deriving it again
+    node = dataclasses.replace(make_node(name, alive, models, cat, pending), queue_depth=queue, in_flight=in_flight)
+    more = node.with_pending(model)
+    fresh = dataclasses.replace(node, pending=node.pending + 1, pending_models=node.pending_models | {model})
+    assert more == fresh
+    assert all(getattr(more, f.name) == getattr(fresh, f.name) for f in dataclasses.fields(NodeView))
