@@ -51,7 +51,7 @@ class SimConfig:
     mode: str  # centralized | gossip | hybrid
     nodes: list[tuple[str, NodeKind]]
     policy: str = "affinity-score"  # the coordinator's, or the peers' in gossip mode
-    peer_policy: str = "power-of-two"  # hybrid: the peers' (`policy` is the coordinator's)
+    peer_policy: str = "power-of-d"  # hybrid: the peers' (`policy` is the coordinator's)
     referral_timeout_s: float = NodeConfig.referral_timeout_s  # hybrid: the peers' (NodeConfig)
     model_map_s: float = 1.0  # hybrid: the coordinator's map (cli/experiment/cluster.py MODEL_MAP_S)
     timeout_s: float = 120.0
