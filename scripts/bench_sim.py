@@ -43,7 +43,8 @@ from cli.experiment.spec import DEFAULT_WORKLOAD, ExperimentSpec, scaled_nodes  
 from daemons.loadgen.workload import from_dict, plan_fitted  # noqa: E402
 from daemons.sim import NodeKind, SimConfig, simulate  # noqa: E402
 
-POLICIES = {"centralized": "affinity-score", "gossip": "power-of-d", "hybrid": "affinity-score"}  # hybrid: its coordinator's
+# hybrid: its coordinator's policy (its peers' is gossip's)
+POLICIES = {"centralized": "affinity-score", "gossip": "power-of-d", "hybrid": "affinity-score"}
 LARGEST_SIZES = (1000, 2000, 5000, 10_000)
 
 
