@@ -8,7 +8,9 @@ faults on one virtual clock, in one process; its records, node samples and event
 The parts (each in its module) are the real rules without their sockets: the node
 (node.py over the emulator's batching and latency), the coordinator (coordinator.py:
 ClusterBook and decide), the gossip peers (peer.py: Memberlist over the simulated
-network, peer_view and peer_decide) and the load generator (client.py: its Recorder).
+network, peer_view and peer_decide), the hybrid peers (hybrid.py: gossip peers that refer
+cold starts to the coordinator, HybridMode's rules) and the load generator (client.py: its
+Recorder).
 What is simulated is only time and transport: the wire (wire.py) and the costs of the
 coordinator's CPU (coordinator.Costs).
 """

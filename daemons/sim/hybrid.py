@@ -53,6 +53,7 @@ class SimHybridPeer(SimPeer):
         self._refer_to, self._announce, self.timeout_s = refer, announce, referral_timeout_s
         self.paths = dict.fromkeys(PATHS, 0)  # decisions per path (HybridMode.counts)
         self.degraded_spells = 0
+        self._tokens = 0  # referrals sent, ever: a late answer never matches a later referral
         self._fresh()
 
     def _fresh(self) -> None:
@@ -61,7 +62,6 @@ class SimHybridPeer(SimPeer):
         self._referrals: dict[str, Referral] = {}
         self._mapped: dict[str, tuple[str, ...]] = {}
         self._map_at = 0.0
-        self._tokens = 0
         self._watching = False
         self._restarted = False
         self._watch()
@@ -214,9 +214,9 @@ class SimHybridPeer(SimPeer):
         self.clock.at(due, lambda: self._check(gen))
 
     def _check(self, gen: int) -> None:
-        self._watching = False
         if gen != self.node.gen or not self.node.up:
-            return
+            return  # an earlier process's timer (a new one watches for itself)
+        self._watching = False
         why = self.standing.check(self.clock.now)
         if why is not None:
             self._announce_degraded(why)
