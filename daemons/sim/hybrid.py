@@ -24,11 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemons.core.messages import Error, NodeState, Placement, Progress
-from daemons.gossip.messages import Status
+from daemons.gossip.memberlist import MemberInfo
 from daemons.node.config import PROGRESS_EVERY_S
-from daemons.node.gossip_mode import peer_view
 from daemons.node.hybrid_mode import WATCH_EVERY_S, Standing, referred
-from daemons.policy import ClusterView, Decision, PlacementRequest, Refusal
+from daemons.policy import Decision, PlacementRequest, Refusal
 from daemons.policy.hybrid import COORDINATOR, PATHS, PEER, PEER_DEGRADED, by_node, expected, peer_decides
 from daemons.sim.coordinator import Ask
 from daemons.sim.peer import Placing, SimPeer
@@ -67,19 +66,16 @@ class SimHybridPeer(SimPeer):
         self._watch()
 
     # ----- the view: gossip plus the coordinator's map ---------------------------------------------
-    def view(self) -> ClusterView:
+    def pending(self, members: list[tuple[MemberInfo, NodeState]], now: float) -> Callable[[str], list[str]]:
+        """HybridMode.view: ours, plus what the map says a node holds and its record (older
+        than the map) does not show (`expected`)."""
+        ours = super().pending(members, now)
         if not self._mapped:
-            return super().view()
-        now = self.clock.now
-        me = self.node.snapshot()
-        members = [(m, s) for m in self.clock.net.ml(self.name).members(now)
-                   if not m.is_self and (s := self.records.state(m)) is not None]
+            return ours
         map_age = now - self._map_at
         ahead = {s.node: expected(self._mapped.get(s.node, ()), (x.model for x in s.models), map_age, m.record_age)
                  for m, s in members}
-        others = ((s, m.status == Status.ALIVE) for m, s in members)
-        return peer_view(me, others, lambda node: self._pending.models(node, now) + ahead.get(node, []),
-                         self.records.view_of)
+        return lambda node: ours(node) + ahead.get(node, [])
 
     # ----- deciding --------------------------------------------------------------------------------
     def decided(self, placing: Placing, request: PlacementRequest) -> Decision | Refusal | None:

@@ -155,11 +155,19 @@ class SimPeer:
 
     # ----- the view -----------------------------------------------------------------------------
     def view(self) -> ClusterView:
+        """GossipMode.view: our state, every member's gossiped record and liveness, and the
+        placements on their way to each node (`pending`)."""
         now = self.clock.now
         me = self.node.snapshot()
-        others = ((s, m.status == Status.ALIVE) for m in self.clock.net.ml(self.name).members(now)
-                  if not m.is_self and (s := self.records.state(m)) is not None)
-        return peer_view(me, others, lambda node: self._pending.models(node, now), self.records.view_of)
+        members = [(m, s) for m in self.clock.net.ml(self.name).members(now)
+                   if not m.is_self and (s := self.records.state(m)) is not None]
+        others = ((s, m.status == Status.ALIVE) for m, s in members)
+        return peer_view(me, others, self.pending(members, now), self.records.view_of)
+
+    def pending(self, members: list[tuple[MemberInfo, NodeState]], now: float) -> Callable[[str], list[str]]:
+        """The placements on their way to each node that its record does not show yet: those
+        we sent (a hybrid peer adds the coordinator's map's, GossipMode._expected)."""
+        return lambda node: self._pending.models(node, now)
 
     def decide(self, request: PlacementRequest) -> Decision | Refusal:
         """GossipMode.decide: the policy's choice, counted as load at its node until gossip shows it."""
