@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli.study import presets
+from cli.study.estimate import study_seconds
 from cli.study.spec import from_dict
 from daemons.core.errors import ConfigError
 from daemons.node.testing import schedctl
@@ -59,6 +60,8 @@ def test_a_simulated_preset_takes_the_hybrid_arm_on_the_simulated_engine() -> No
     study = from_dict(presets.preset("scaling-sim", quick=True, arms=THREE), "scaling-sim")
     hybrid = study.experiment(study.arms[-1], study.points()[0], study.seed)
     assert hybrid.schedulers == ("hybrid",) and hybrid.engine == "sim"
+    two = from_dict(presets.preset("scaling-sim", quick=True), "scaling-sim")
+    assert study_seconds(study) > study_seconds(two) > 0  # the estimate counts the simulated hybrid arm
     with pytest.raises(ConfigError, match=r"--standby-coordinator \(failover is not simulated\) .* real engine only"):
         from_dict({**presets.preset("scaling-sim", quick=True, arms=("hybrid",)),
                    "base": {"engine": "sim", "standby_coordinator": True}}, "scaling-sim")
