@@ -18,6 +18,7 @@ Usage::
     python scripts/bench_sim.py --quick                 # CI: 16 nodes, 20 virtual s, seconds of wall time
     python scripts/bench_sim.py --nodes 1000 --rps 500 --duration 60
     python scripts/bench_sim.py --hour --arms centralized
+    python scripts/bench_sim.py --nodes 100 --rps 50 --duration 20 --arms centralized,gossip,hybrid
     python scripts/bench_sim.py --largest --arms centralized
 
 It ends with exactly one line of JSON holding every figure. One process, one core; every
@@ -42,7 +43,8 @@ from cli.experiment.spec import DEFAULT_WORKLOAD, ExperimentSpec, scaled_nodes  
 from daemons.loadgen.workload import from_dict, plan_fitted  # noqa: E402
 from daemons.sim import NodeKind, SimConfig, simulate  # noqa: E402
 
-POLICIES = {"centralized": "affinity-score", "gossip": "power-of-d"}
+# hybrid: its coordinator's policy (its peers' is gossip's)
+POLICIES = {"centralized": "affinity-score", "gossip": "power-of-d", "hybrid": "affinity-score"}
 LARGEST_SIZES = (1000, 2000, 5000, 10_000)
 
 
@@ -51,7 +53,8 @@ def one_run(nodes: int, rps: float, duration_s: float, arm: str, budget_s: float
     schedule, _ = plan_fitted(workload)
     spec = ExperimentSpec(nodes=scaled_nodes(ExperimentSpec().nodes, nodes), schedulers=(arm,))
     kinds = [(n, NodeKind(g.gpu, g.checkpoint_tier, g.models, g.kv_tokens, g.init_s)) for n, g in spec.node_names()]
-    config = SimConfig(mode=arm, nodes=kinds, policy=POLICIES[arm], timeout_s=60.0, sample_every_s=sample_s)
+    config = SimConfig(mode=arm, nodes=kinds, policy=POLICIES[arm], peer_policy=POLICIES["gossip"], timeout_s=60.0,
+                       sample_every_s=sample_s)
     started, cpu0 = time.perf_counter(), time.process_time()
     result = simulate(config, schedule, wall_limit_s=budget_s, cpu_limit=True)
     wall = time.perf_counter() - started  # includes building the cluster

@@ -36,7 +36,8 @@ def sim_config(spec: ExperimentSpec, scheduler: str) -> SimConfig:
     return SimConfig(
         mode=scheduler,
         nodes=[(n, NodeKind(g.gpu, g.checkpoint_tier, g.models, g.kv_tokens, g.init_s)) for n, g in names],
-        policy=spec.policy if scheduler == "centralized" else spec.gossip_policy,
+        policy=spec.gossip_policy if scheduler == "gossip" else spec.policy,
+        peer_policy=spec.gossip_policy,  # hybrid: its peers' (`policy` is its coordinator's)
         timeout_s=spec.timeout_s, retries=spec.retries, attempt_timeout_s=spec.attempt_timeout_s,
         queue_limit=spec.queue_limit, priority=spec.priority, priority_aging_s=spec.priority_aging_s,
         admission=spec.admission, gossip_preset=spec.gossip_preset, costs=costs,

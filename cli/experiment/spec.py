@@ -262,11 +262,10 @@ class ExperimentSpec:
             return
         real_only = [(self.standby_coordinator, "--standby-coordinator (failover is not simulated)"),
                      (self.insecure, "--insecure (the simulator has no sockets to secure)"),
-                     ("hybrid" in self.schedulers, "the hybrid scheduler (not simulated yet)"),
                      (self.backend != "emulator", "--backend (the simulator models the emulator itself)"),
                      (self.affinity != "static", "--affinity learned (not simulated yet)"),
                      (self.prewarm != "off", "--prewarm (not simulated yet)"),
-                     ("gossip" in self.schedulers and self.gossip_policy == "sparrow",
+                     (bool({"gossip", "hybrid"} & set(self.schedulers)) and self.gossip_policy == "sparrow",
                       "gossip_policy sparrow (its probes are not simulated)")]
         for present, what in real_only:
             if present:

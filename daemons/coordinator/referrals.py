@@ -45,6 +45,11 @@ class MapPublisher:
 
     def frame(self, view: ClusterView, epoch: int, now: float) -> bytes:
         """The map of `view` as a frame for the events PUB; the next is due `every_s` later."""
+        return encode(ModelMap(self.name, epoch, self.sent(now), model_map(view), time.time()), self.name)
+
+    def sent(self, now: float) -> int:
+        """A map goes out now: its sequence number; the next is due `every_s` later, or sooner
+        after a load (the simulator's coordinator sends its map without a frame)."""
         self.seq += 1
         self._dirty, self._last, self._next = False, now, now + self.every_s
-        return encode(ModelMap(self.name, epoch, self.seq, model_map(view), time.time()), self.name)
+        return self.seq

@@ -76,6 +76,18 @@ def peer_mode(config: NodeConfig, ctx: zmq.asyncio.Context, node: HostNode,
     return None
 
 
+def referred(answer: Placement | Error) -> tuple[Decision | Refusal, int] | None:
+    """The coordinator's answer to a referral as the peer's decision and its epoch; None when
+    it says it does not decide (`not_active`): the peer then decides itself. Sans-IO: the
+    simulated hybrid peer (daemons/sim/hybrid.py) takes its answers with it too."""
+    if isinstance(answer, Placement):
+        return Decision(answer.node, answer.endpoint, answer.action, answer.est_wait_s,
+                        f"coordinator: {answer.reason}"), answer.epoch
+    if answer.code in NOT_DECIDING:
+        return None
+    return Refusal(answer.code, answer.message), 0
+
+
 @dataclass
 class Standing:
     """Whether the coordinator counts as reachable: sans-IO, every clock reading passed in.
@@ -242,12 +254,7 @@ class HybridMode(GossipMode):
         if answer is None:
             self._degrade(f"referral of {rid} unanswered for {self.config.referral_timeout_s:g} s")
             return None
-        if isinstance(answer, Placement):
-            return Decision(answer.node, answer.endpoint, answer.action, answer.est_wait_s,
-                            f"coordinator: {answer.reason}"), answer.epoch
-        if answer.code in NOT_DECIDING:
-            return None
-        return Refusal(answer.code, answer.message), 0
+        return referred(answer)
 
     async def _answer(self, referral: Referral) -> Placement | Error | None:
         timeout = self.config.referral_timeout_s

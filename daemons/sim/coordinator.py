@@ -33,15 +33,19 @@ from typing import Any
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.decide import decide
 from daemons.coordinator.moveplan import MovePlan, order_of
+from daemons.coordinator.referrals import MIN_GAP_S, MapPublisher
 from daemons.coordinator.server import REQUEST_BATCH, STATE_BATCH
 from daemons.core.messages import Error, Migrate, NodeState, Placement, Progress
 from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, QueueLimits, Waiting
 from daemons.policy.capacity import worth_waiting
+from daemons.policy.hybrid import model_map
 from daemons.policy.rebalance import DEFAULT_THRESHOLD
+from daemons.policy.view import SERVE
 from daemons.sim.clock import Clock
 
 HELD_BEAT_S = 1.0  # as server.py: a Progress to each asker whose request waits in the queue
+HEARTBEAT_S = 1.0  # CoordinatorConfig.heartbeat_s: its CoordinatorState on the events PUB
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,15 @@ class CoordinatorSettings:
     rebalance: bool = False
     rebalance_threshold: int = DEFAULT_THRESHOLD
     live_migration: bool = True
+    model_map_s: float = 0.0  # hybrid: its model -> nodes map this often (0: none)
+
+
+@dataclass(frozen=True)
+class Peers:
+    """Hybrid: what the coordinator's events PUB carries to the peers, over the wire."""
+
+    beat: Callable[[], None]  # a CoordinatorState heartbeat (active)
+    send_map: Callable[[dict[str, list[str]]], None]  # a ModelMap's models
 
 
 @dataclass(frozen=True)
@@ -90,9 +103,12 @@ class Ask:
 
 class SimCoordinator:
     def __init__(self, settings: CoordinatorSettings, clock: Clock, costs: Costs,
-                 emit: Callable[[str, str, str], None], send_order: Callable[[Migrate], None] | None = None) -> None:
-        """`send_order`: a live migration's `Migrate` to its source node (over the wire)."""
+                 emit: Callable[[str, str, str], None], send_order: Callable[[Migrate], None] | None = None,
+                 peers: Peers | None = None) -> None:
+        """`send_order`: a live migration's `Migrate` to its source node (over the wire);
+        `peers`: hybrid peers that hear its heartbeats and maps."""
         self.settings, self.clock, self.costs = settings, clock, costs
+        self.peers = peers
         self._emit = emit
         self._send_order = send_order or (lambda order: None)
         self.orders = 0
@@ -107,6 +123,7 @@ class SimCoordinator:
         self.rng = Random(s.seed)
         self.book = ClusterBook(s.dead_after_s, s.settle_s, s.max_nodes)
         self.plan = MovePlan(s.rebalance_threshold)
+        self.maps = MapPublisher("coordinator", s.model_map_s if self.peers is not None else 0.0)
         self.queue: AdmissionQueue[Ask] = AdmissionQueue(QueueLimits(s.queue_limit, s.queue_timeout_s),
                                                          s.priority, s.priority_aging_s)
         self._inbox: dict[str, NodeState] = {}  # states not read yet, the newest per node
@@ -121,6 +138,7 @@ class SimCoordinator:
         check_every = min(0.1, self.settings.dead_after_s / 10)
         self._tick(life, check_every)
         self._held_beat(life)
+        self._heartbeat(life)
 
     def kill(self) -> None:
         self.up = False
@@ -201,7 +219,21 @@ class SimCoordinator:
         if self.settings.rebalance and not self.paused:
             for move in self.plan.due(self.book.view(), self.clock.now):
                 self._order(order_of(move))
+        self._map_if_due()
         self.clock.after(every, lambda: self._tick(life, every))
+
+    # ----- hybrid: heartbeats and the model map (server.py's events PUB) -----------------------
+    def _heartbeat(self, life: int) -> None:
+        if not self._alive(life) or self.peers is None:
+            return
+        if not self.paused:
+            self.peers.beat()
+        self.clock.after(HEARTBEAT_S, lambda: self._heartbeat(life))
+
+    def _map_if_due(self) -> None:
+        if self.peers is not None and not self.paused and self.maps.due(self.clock.now):
+            self.maps.sent(self.clock.now)
+            self.peers.send_map(model_map(self.book.view()))
 
     # ----- live migration -------------------------------------------------------------------
     def _order(self, order: Migrate) -> None:
@@ -242,6 +274,10 @@ class SimCoordinator:
     def _placed(self, ask: Ask, result: Decision) -> Placement:
         self.book.placed(result, ask.request.model, self.clock.now)
         self.decisions += 1
+        if self.peers is not None and result.action != SERVE:  # a load changes the map: sent soon
+            self.maps.placed(result.action)
+            life = self._life
+            self.clock.after(MIN_GAP_S, lambda: self._map_if_due() if self._alive(life) else None)
         return Placement(ask.request_id, result.node, result.endpoint, result.action, result.est_wait_s,
                          result.reason, self.costs.decision_s)
 

@@ -8,7 +8,9 @@ faults on one virtual clock, in one process; its records, node samples and event
 The parts (each in its module) are the real rules without their sockets: the node
 (node.py over the emulator's batching and latency), the coordinator (coordinator.py:
 ClusterBook and decide), the gossip peers (peer.py: Memberlist over the simulated
-network, peer_view and peer_decide) and the load generator (client.py: its Recorder).
+network, peer_view and peer_decide), the hybrid peers (hybrid.py: gossip peers that refer
+cold starts to the coordinator, HybridMode's rules) and the load generator (client.py: its
+Recorder).
 What is simulated is only time and transport: the wire (wire.py) and the costs of the
 coordinator's CPU (coordinator.Costs).
 """
@@ -34,8 +36,9 @@ from daemons.rundir import Event, NodeSample
 from daemons.sim.client import LOADGEN, SimClient
 from daemons.sim.clock import Clock
 from daemons.sim.collector import SimCollector
-from daemons.sim.coordinator import Ask, CoordinatorSettings, Costs, SimCoordinator
+from daemons.sim.coordinator import Ask, CoordinatorSettings, Costs, Peers, SimCoordinator
 from daemons.sim.faults import SimFault, schedule_faults
+from daemons.sim.hybrid import SimHybridPeer
 from daemons.sim.node import Asked, NodeKind, NodeRules, SimNode
 from daemons.sim.peer import PeerSettings, Placing, RecordCache, SimPeer, verdict_listener
 from daemons.sim.wire import Wire
@@ -47,9 +50,12 @@ REFUSALS = ("no_capacity", "overloaded")  # a peer that cannot take a forwarded 
 
 @dataclass(frozen=True)
 class SimConfig:
-    mode: str  # centralized | gossip
+    mode: str  # centralized | gossip | hybrid
     nodes: list[tuple[str, NodeKind]]
     policy: str = "affinity-score"  # the coordinator's, or the peers' in gossip mode
+    peer_policy: str = "power-of-d"  # hybrid: the peers' (`policy` is the coordinator's)
+    referral_timeout_s: float = NodeConfig.referral_timeout_s  # hybrid: the peers' (NodeConfig)
+    model_map_s: float = 1.0  # hybrid: the coordinator's map (cli/experiment/cluster.py MODEL_MAP_S)
     timeout_s: float = 120.0
     retries: int = 2
     attempt_timeout_s: float = 10.0
@@ -102,31 +108,43 @@ class Simulation:
         self.peers: dict[str, SimPeer] = {}
         self.coordinator: SimCoordinator | None = None
         self.records = RecordCache()
-        if config.mode == "centralized":
+        self.peered = config.mode in ("gossip", "hybrid")  # requests enter at gossip peers
+        if config.mode in ("centralized", "hybrid"):
             self.wire.add(COORDINATOR)
+            hybrid = Peers(self._beat, self._send_map) if config.mode == "hybrid" else None
             self.coordinator = SimCoordinator(self._coordinator_settings(), self.clock, config.costs, self.emit,
-                                              self._send_order)
+                                              self._send_order, hybrid)
         rules = NodeRules(config.max_running, config.priority, config.priority_aging_s)
         for name, kind in config.nodes:
             self.wire.add(name)
             self.nodes[name] = SimNode(name, kind, self.clock, self._publisher(name), config.publish_interval_s,
                                        config.mode, rules, self._link, self._announce)
-            if config.mode == "gossip":
-                settings = PeerSettings(config.policy, config.admission, config.queue_limit, config.timeout_s,
-                                        config.priority, config.priority_aging_s)
-                self.peers[name] = SimPeer(self.nodes[name], settings, self.clock, self.records, self._forward,
-                                           peer_rng(config.peer_seed, name))
-        self.recorder = Recorder(schedule, config.timeout_s, config.mode, config.retries, config.attempt_timeout_s)
-        self.client = SimClient(self.clock, self.recorder, schedule, config.mode,
+            if self.peered:
+                self.peers[name] = self._peer(name)
+        client_mode = "gossip" if self.peered else config.mode  # hybrid: the load generator's is gossip's
+        self.recorder = Recorder(schedule, config.timeout_s, client_mode, config.retries, config.attempt_timeout_s)
+        self.client = SimClient(self.clock, self.recorder, schedule, client_mode,
                                 [n.endpoint for n in self.nodes.values()], self._send, self._infer_placed,
                                 self._gone)
+
+    def _peer(self, name: str) -> SimPeer:
+        c = self.config
+        hybrid = c.mode == "hybrid"
+        settings = PeerSettings(c.peer_policy if hybrid else c.policy, c.admission, c.queue_limit, c.timeout_s,
+                                c.priority, c.priority_aging_s)
+        kind = SimHybridPeer if hybrid else SimPeer
+        peer = kind(self.nodes[name], settings, self.clock, self.records, self._forward, peer_rng(c.peer_seed, name))
+        if isinstance(peer, SimHybridPeer):
+            peer.configure(self._refer, self._announce, c.referral_timeout_s)
+        return peer
 
     def _coordinator_settings(self) -> CoordinatorSettings:
         c = self.config
         return CoordinatorSettings(c.policy, 0, queue_limit=c.queue_limit, queue_timeout_s=c.timeout_s,
                                    priority=c.priority, priority_aging_s=c.priority_aging_s, admission=c.admission,
                                    rebalance=c.rebalance, rebalance_threshold=c.rebalance_threshold,
-                                   live_migration=c.live_migration)
+                                   live_migration=c.live_migration,
+                                   model_map_s=c.model_map_s if c.mode == "hybrid" else 0.0)
 
     def emit(self, kind: str, target: str, detail: str) -> None:
         """One row of events.csv, at the virtual time."""
@@ -141,7 +159,7 @@ class Simulation:
         clock = time.process_time if cpu_limit else time.perf_counter
         budget_from = clock()
         net = self.clock.net
-        if self.config.mode == "gossip":
+        if self.peered:
             for name, node in self.nodes.items():
                 net.add_node(name)
                 self.peers[name].publish(node.snapshot())
@@ -164,7 +182,7 @@ class Simulation:
         net.run_until(_horizon(self), until=over, check_every=1.0)
         ended = self.clock.now
         self.recorder.cancel(ended, "the simulation ended")
-        stats = {**self._stats(), "cut": cut[0] and not self.client.done}
+        stats = {**self._stats(), "cut": cut[0] and not self.client.done, **self._hybrid_stats()}
         return SimResult(self.recorder.records, self.collector.samples, self.events, ended,
                          dict(self.recorder.ignored), time.perf_counter() - started, stats)
 
@@ -181,11 +199,18 @@ class Simulation:
                 **{f"migrations_{k}": sum(n.migrations[k] for n in self.nodes.values())
                    for k in ("migrated", "refused", "abandoned", "resumed_here")}}
 
+    def _hybrid_stats(self) -> dict[str, Any]:
+        peers = [p for p in self.peers.values() if isinstance(p, SimHybridPeer)]
+        if not peers:
+            return {}
+        return {**{f"decided_{k.replace('-', '_')}": sum(p.paths[k] for p in peers) for k in peers[0].paths},
+                "degraded_spells": sum(p.degraded_spells for p in peers)}
+
     # ----- the request path --------------------------------------------------------------------------
     def _send(self, rec: RequestRecord, to: str) -> None:
         """One attempt of `rec`: to the coordinator (centralized) or entry peer `to` (gossip)."""
         rid = rec.request_id
-        if self.coordinator is not None:
+        if self.coordinator is not None and not self.peered:
             coordinator = self.coordinator
             ask = Ask(rid, self.client.placement_request(rec), 0.0, self._replier(COORDINATOR, COORDINATOR))
             self.wire.send(LOADGEN, COORDINATOR, lambda: coordinator.on_schedule(ask))
@@ -238,8 +263,34 @@ class Simulation:
             self.wire.send(dst, src, at_src)
 
         onward = Asked(asked.request_id, asked.model, asked.prompt_tokens, asked.max_new_tokens, asked.action,
-                       relay, asked.hops, asked.priority)
+                       relay, asked.hops, asked.priority, decided_by=asked.decided_by)
         self.wire.send(src, dst, lambda: node.infer(onward))
+
+    # ----- hybrid: referrals, heartbeats and maps between the peers and the coordinator ---------------
+    def _refer(self, src: str, ask: Ask) -> bool:
+        """Peer `src` refers `ask` to the coordinator; False when its process is gone (the real
+        peer's DEALER has no connection then, and its send fails at once)."""
+        coordinator = self.coordinator
+        if coordinator is None or not self.wire.parties[COORDINATOR].up:
+            return False
+        answer = ask.reply
+
+        def reply(body: Any) -> None:
+            self.wire.send(COORDINATOR, src, lambda: answer(body))
+
+        over = Ask(ask.request_id, ask.request, ask.timeout_s, reply)
+        self.wire.send(src, COORDINATOR, lambda: coordinator.on_schedule(over))
+        return True
+
+    def _beat(self) -> None:
+        for name, peer in self.peers.items():
+            if isinstance(peer, SimHybridPeer):
+                self.wire.send(COORDINATOR, name, peer.heard)
+
+    def _send_map(self, models: dict[str, list[str]]) -> None:
+        for name, peer in self.peers.items():
+            if isinstance(peer, SimHybridPeer):
+                self.wire.send(COORDINATOR, name, lambda p=peer: p.take_map(models))  # type: ignore[misc]
 
     # ----- between nodes: live migration ---------------------------------------------------------------
     def _link(self, src: str, dst: str, deliver: Callable[[SimNode], None]) -> None:
@@ -280,7 +331,7 @@ class Simulation:
 
     def _gone(self) -> list[tuple[str, str]]:
         """Who the load generator hears is gone: the coordinator's dead nodes, or an entry peer's."""
-        if self.coordinator is not None:
+        if self.coordinator is not None and not self.peered:
             return self.coordinator.gone_nodes() if self.wire.parties[COORDINATOR].reachable else []
         for name in self.peers:
             if self.wire.parties[name].reachable:

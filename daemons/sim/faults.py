@@ -74,7 +74,8 @@ def _down(sim: Simulation, target: str, graceful: bool) -> None:
     if target == "coordinator":
         assert sim.coordinator is not None
         sim.coordinator.kill()
-        sim.clock.after(sim.config.latency_s, lambda: sim.client.link_lost("coordinator"))
+        if not sim.peered:  # hybrid: the load generator talks to the peers only
+            sim.clock.after(sim.config.latency_s, lambda: sim.client.link_lost("coordinator"))
         _coordinator_silence(sim)
         return
     node = sim.nodes[target]

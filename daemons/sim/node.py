@@ -122,6 +122,7 @@ class Asked:
     ready_on_arrival: bool = False
     first_token: float | None = None
     label: str = ""  # what this node did for it (Done.action), from its first run here
+    decided_by: str = ""  # hybrid: who placed it (Infer.decided_by, echoed in Done)
     run_t: float = 0.0
     inst: SimInstance | None = None  # the instance it holds (acquired), while it runs here
     ticket: Ticket | None = None  # its place in the slot queue, while it waits there
@@ -381,7 +382,8 @@ class SimNode:
             self._leave_backend(asked)
             self.active.pop(rid, None)
             asked.move = None  # a migration's rounds end with it (server.py `_end_migration`)
-            asked.reply(Done(rid, self.name, asked.offset + tokens, "length", asked.label, asked.hops))
+            asked.reply(Done(rid, self.name, asked.offset + tokens, "length", asked.label, asked.hops,
+                             decided_by=asked.decided_by))
             self._changed_now()
 
         seq = Seq(asked.prompt_tokens + asked.offset, max(1, asked.max_new_tokens - asked.offset), first, done)
@@ -557,7 +559,8 @@ class SimNode:
         self.handed_over -= 1
         asked.move = None
         self.migrations["migrated"] += 1
-        asked.reply(Done(rid, done.node, done.tokens, done.finish_reason, asked.label, asked.hops, timings))
+        asked.reply(Done(rid, done.node, done.tokens, done.finish_reason, asked.label, asked.hops, timings,
+                         asked.decided_by))
         self._changed_now()
 
     # ----- live migration: the destination -------------------------------------------------------

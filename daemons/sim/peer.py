@@ -117,6 +117,7 @@ class Placing:
     tried: frozenset[str] = frozenset()
     forwarded_to: str = ""
     first_waited: float | None = None
+    decided_by: str = ""  # hybrid: who decided its placement (daemons/policy/hybrid.py PATHS)
 
 
 @dataclass
@@ -154,17 +155,33 @@ class SimPeer:
 
     # ----- the view -----------------------------------------------------------------------------
     def view(self) -> ClusterView:
+        """GossipMode.view: our state, every member's gossiped record and liveness, and the
+        placements on their way to each node (`pending`)."""
         now = self.clock.now
         me = self.node.snapshot()
-        others = ((s, m.status == Status.ALIVE) for m in self.clock.net.ml(self.name).members(now)
-                  if not m.is_self and (s := self.records.state(m)) is not None)
-        return peer_view(me, others, lambda node: self._pending.models(node, now), self.records.view_of)
+        members = [(m, s) for m in self.clock.net.ml(self.name).members(now)
+                   if not m.is_self and (s := self.records.state(m)) is not None]
+        others = ((s, m.status == Status.ALIVE) for m, s in members)
+        return peer_view(me, others, self.pending(members, now), self.records.view_of)
+
+    def pending(self, members: list[tuple[MemberInfo, NodeState]], now: float) -> Callable[[str], list[str]]:
+        """The placements on their way to each node that its record does not show yet: those
+        we sent (a hybrid peer adds the coordinator's map's, GossipMode._expected)."""
+        return lambda node: self._pending.models(node, now)
 
     def decide(self, request: PlacementRequest) -> Decision | Refusal:
-        decision = peer_decide(self.policy, self.view(), request, self.rng, self.name, self.settings.admission)
-        if isinstance(decision, Decision) and decision.node != self.name:
-            self._pending.add(decision.node, request.model, self.clock.now)
+        """GossipMode.decide: the policy's choice, counted as load at its node until gossip shows it."""
+        decision = self.choose(request)
+        self.count_pending(decision, request.model)
         return decision
+
+    def choose(self, request: PlacementRequest) -> Decision | Refusal:
+        """GossipMode.choose: the policy's decision on our view now."""
+        return peer_decide(self.policy, self.view(), request, self.rng, self.name, self.settings.admission)
+
+    def count_pending(self, decision: Decision | Refusal, model: str) -> None:
+        if isinstance(decision, Decision) and decision.node != self.name:
+            self._pending.add(decision.node, model, self.clock.now)
 
     # ----- placing --------------------------------------------------------------------------------
     def arrive(self, placing: Placing) -> None:
@@ -173,16 +190,20 @@ class SimPeer:
         self.node.hold(placing.asked.request_id)
         self.place(placing)
 
-    def place(self, placing: Placing, decided: Decision | None = None) -> None:
+    def place(self, placing: Placing, decided: Decision | Refusal | None = None) -> None:
         """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS
         (`decided`: the decision that took it out of the queue, acted on as the real peer's
         `admit` returns it, not made twice)."""
         self._place(placing, decided)
         rid = placing.asked.request_id
-        if rid not in self.queue:
+        if not self.holds(rid):
             self.node.let_go(rid)  # served here (the node counts it now), forwarded or failed
 
-    def _place(self, placing: Placing, decided: Decision | None) -> None:
+    def holds(self, request_id: str) -> bool:
+        """The request still waits at this peer (in its admission queue)."""
+        return request_id in self.queue
+
+    def _place(self, placing: Placing, decided: Decision | Refusal | None) -> None:
         if not self.node.up:
             return
         while len(placing.tried) < MAX_PLACEMENTS:
@@ -196,10 +217,11 @@ class SimPeer:
                 placing.tried = placing.tried | {decision.node}
                 placing.forwarded_to = decision.node
                 self.forwards[placing.asked.request_id] = placing
-                self.forward(self.name, decision.node, replace(placing.asked, action=decision.action, hops=1))
+                self.forward(self.name, decision.node, replace(placing.asked, action=decision.action, hops=1,
+                                                               decided_by=placing.decided_by))
                 return
             if self.node.can_host(placing.request.model):
-                self.node.infer(replace(placing.asked, action=decision.action))
+                self.node.infer(replace(placing.asked, action=decision.action, decided_by=placing.decided_by))
                 return
             placing.tried = placing.tried | {self.name}
         self._fail(placing, "no_capacity", f"no peer could take it (tried {', '.join(sorted(placing.tried))})")
@@ -207,7 +229,16 @@ class SimPeer:
     def _admit(self, placing: Placing) -> Decision | Refusal | None:
         """GossipMode.admit: a decision, a refusal, or None while it waits for room."""
         request = replace(placing.request, exclude=placing.tried)
-        decision = self.decide(request)
+        decided = self.decided(placing, request)
+        return None if decided is None else self.settle(placing, request, decided)
+
+    def decided(self, placing: Placing, request: PlacementRequest) -> Decision | Refusal | None:
+        """The decision for `placing` (None: it comes later; the hybrid peer's referrals)."""
+        return self.decide(request)
+
+    def settle(self, placing: Placing, request: PlacementRequest, decision: Decision | Refusal) -> \
+            Decision | Refusal | None:
+        """The rest of GossipMode.admit: a refusal that waiting may cure puts it in the queue (None)."""
         if isinstance(decision, Decision) or decision.code != NO_NODES:
             return decision
         if not worth_waiting(self.view(), placing.request):
@@ -259,18 +290,22 @@ class SimPeer:
             self._fail(out.entry.item, out.code, out.message)
         for head in self.queue.heads():
             while (entry := self.queue.head(head.model, head.priority)) is not None:
-                decision = self.decide(entry.item.request)
+                decision = self.head_decision(entry.item)
                 if isinstance(decision, Refusal):
                     break
                 self.queue.remove(entry.request_id)
-                self.place(entry.item, decision)
+                self.place(entry.item, decision)  # None: placed afresh (a hybrid referral)
         if self.queue:
             self._schedule_retry()
+
+    def head_decision(self, placing: Placing) -> Decision | Refusal | None:
+        """GossipMode._wait_for_turn's decision for a queue head (None: place it afresh)."""
+        return self.decide(placing.request)
 
     def _beat(self, placing: Placing) -> None:
         """A Progress with no tokens to the asker every PROGRESS_EVERY_S while it waits here."""
         rid = placing.asked.request_id
-        if rid not in self.queue or not self.node.up:
+        if not self.holds(rid) or not self.node.up:
             return
         placing.asked.reply(Progress(rid, self.name, 0))
         self.clock.after(PROGRESS_EVERY_S, lambda: self._beat(placing))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli.study import presets
+from cli.study.estimate import study_seconds
 from cli.study.spec import from_dict
 from daemons.core.errors import ConfigError
 from daemons.node.testing import schedctl
@@ -43,9 +44,7 @@ def test_a_bad_arm_set_is_refused(value: str, says: str) -> None:
 
 
 def test_every_preset_runs_any_arm_set() -> None:
-    for name in presets.PRESETS:
-        if name == "scaling-sim":  # the simulator has no hybrid arm yet: below
-            continue
+    for name in presets.PRESETS:  # scaling-sim too: the simulator runs the hybrid arm
         for arms in (THREE, ("hybrid",), ("gossip", "hybrid")):
             study = from_dict(presets.preset(name, quick=True, arms=arms), name)
             point = study.points()[0]
@@ -57,9 +56,15 @@ def test_every_preset_runs_any_arm_set() -> None:
     assert [a.name for a in default.arms] == ["centralized", "gossip"]  # unchanged without --arms
 
 
-def test_a_simulated_preset_refuses_the_hybrid_arm_in_one_line() -> None:
-    with pytest.raises(ConfigError, match=r"hybrid scheduler .* real engine only"):
-        from_dict(presets.preset("scaling-sim", quick=True, arms=THREE), "scaling-sim")
+def test_a_simulated_preset_takes_the_hybrid_arm_on_the_simulated_engine() -> None:
+    study = from_dict(presets.preset("scaling-sim", quick=True, arms=THREE), "scaling-sim")
+    hybrid = study.experiment(study.arms[-1], study.points()[0], study.seed)
+    assert hybrid.schedulers == ("hybrid",) and hybrid.engine == "sim"
+    two = from_dict(presets.preset("scaling-sim", quick=True), "scaling-sim")
+    assert study_seconds(study) > study_seconds(two) > 0  # the estimate counts the simulated hybrid arm
+    with pytest.raises(ConfigError, match=r"--standby-coordinator \(failover is not simulated\) .* real engine only"):
+        from_dict({**presets.preset("scaling-sim", quick=True, arms=("hybrid",)),
+                   "base": {"engine": "sim", "standby_coordinator": True}}, "scaling-sim")
 
 
 def test_fault_tolerance_kills_the_hybrid_coordinator() -> None:
