@@ -180,11 +180,13 @@ def _lines_per_node(run: RunData, panels: Sequence[Axes]) -> None:
 def _spread_of_nodes(run: RunData, panels: Sequence[Axes]) -> None:
     """Per second of the run, the nodes' median, p10–p90 band and maximum on each panel."""
     t, *series = _node_series(run.nodes)
-    second = np.floor(t)
-    grid = np.unique(second)
+    # One sort, then each second's samples are a slice (a mask per second would scan every
+    # sample once per second: minutes for a 10,000-node run).
+    order = np.argsort(np.floor(t), kind="stable")
+    grid, starts = np.unique(np.floor(t)[order], return_index=True)
     count = len({s.node for s in run.nodes})
     for ax, values in zip(panels, series, strict=True):
-        rows = [values[second == g] for g in grid]
+        rows = np.split(values[order], starts[1:])
         alive = [r[~np.isnan(r)] for r in rows]
         keep = np.asarray([len(r) > 0 for r in alive])
         if not keep.any():

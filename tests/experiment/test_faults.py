@@ -19,7 +19,17 @@ from daemons.loadgen.recorder import Recorder
 from daemons.loadgen.schedule import read_schedule_csv
 from daemons.loadgen.workload import PlannedRequest
 from daemons.node.testing import schedctl
-from daemons.rundir import ERROR, OK, RECOVERY, Recovery, read_events, read_recoveries, read_requests
+from daemons.rundir import (
+    ERROR,
+    OK,
+    RECOVERY,
+    Event,
+    Recovery,
+    RequestRow,
+    read_events,
+    read_recoveries,
+    read_requests,
+)
 
 
 def test_fault_text_parses() -> None:
@@ -314,6 +324,13 @@ def test_a_migrate_fault_moves_a_running_request_and_is_recorded(tmp_path: Path)
                           str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (run_dir,) = (tmp_path / "results").iterdir()
+    check_one_migration(run_dir)
+
+
+def check_one_migration(run_dir: Path) -> tuple[RequestRow, Event, dict[str, str]]:
+    """What a run of MIGRATING writes, on either engine (tests/sim runs it simulated): node-0
+    moved one running request to node-1, every request ended once and whole, the order is an
+    event and not a fault. Returns the moved request, its `migrated` event and summary.csv's row."""
     requests = read_requests(run_dir / "requests.csv")
     assert [r.status for r in requests] == [OK] * len(requests) and all(r.tokens == 1500 for r in requests)
     [moved] = [r for r in requests if r.migrated]
@@ -328,3 +345,4 @@ def test_a_migrate_fault_moves_a_running_request_and_is_recorded(tmp_path: Path)
     with open(run_dir / "summary.csv", newline="") as fh:
         (summary,) = list(csv.DictReader(fh))
     assert int(summary["migrate_count"]) == 1
+    return moved, migrated, summary
