@@ -6,7 +6,8 @@ daemons/policy/hybrid.py holds the split's rules. `HybridMode` is `GossipMode` (
 same policies, same forwarding, admission queue and failure handling) with three changes:
 
 - `decide`: the peer's own policy runs first; a choice that holds the model already
-  (`peer_decides`) is the peer's (`decided_by = peer`). Anything else is referred to the
+  (`peer_decides`) is the peer's (`decided_by = peer`), unless a node already failed to take
+  the request (a retry, with exclusions). Anything else is referred to the
   coordinator: a `Schedule` on a DEALER to its request ROUTER, answered with its `Placement`
   (which the peer carries out: serve here or forward, with its action and epoch) or `Error`;
   a held request's `Progress` beats say the coordinator is alive (`decided_by = coordinator`).
@@ -162,6 +163,7 @@ class Counts:
     decided: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PATHS, 0))
     degraded_spells: int = 0
     maps: int = 0
+    referrals: int = 0  # Schedules sent to a coordinator (a retry's counts again)
 
 
 class HybridMode(GossipMode):
@@ -211,7 +213,7 @@ class HybridMode(GossipMode):
         decision = await self.choose(request, exclude)
         path = PEER
         epoch = 0
-        if not peer_decides(self.view(self.node.local_state()), decision, request.model):
+        if not peer_decides(self.view(self.node.local_state()), decision, request.model, exclude):
             path = PEER_DEGRADED
             if not self.standing.degraded:
                 referred = await self._refer(request, exclude)
@@ -239,6 +241,7 @@ class HybridMode(GossipMode):
             target = self.following.current
             referral = Referral(asyncio.get_running_loop().create_future(), time.monotonic())
             self._referrals[rid] = referral
+            self.counts.referrals += 1
             try:
                 try:
                     await self._coordinators[target].send(encode(ask, self.config.name, rid), flags=zmq.DONTWAIT)
@@ -342,6 +345,7 @@ class HybridMode(GossipMode):
         reply = super().status_reply(info)
         hybrid = {"scheduler": "hybrid", "degraded": self.standing.degraded, "decided": dict(self.counts.decided),
                   "degraded_spells": self.counts.degraded_spells, "maps": self.counts.maps,
+                  "referrals": self.counts.referrals,
                   "map_models": len(self.map.models) if self.map is not None else 0,
                   "following": self.following.current, "following_epoch": self.following.epoch}
         return status_reply(reply.role, reply.nodes, {**reply.info, **hybrid})

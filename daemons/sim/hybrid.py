@@ -3,7 +3,8 @@
 The real one is `HybridMode` (daemons/node/hybrid_mode.py); the rules are the same functions:
 
 - the peer's own policy chooses first; a choice that holds the model already
-  (`peer_decides`, daemons/policy/hybrid.py) is the peer's (`decided_by = peer`);
+  (`peer_decides`, daemons/policy/hybrid.py) is the peer's (`decided_by = peer`), unless
+  a node already failed to take it (a retry goes to the coordinator, excluding the nodes tried);
 - anything else is referred to the simulated coordinator as a Schedule over the wire, and
   its answer taken with `referred` (a Placement is carried out: `decided_by = coordinator`);
   its Progress beats keep the referral alive, as the real peer's `_answer` does;
@@ -82,7 +83,7 @@ class SimHybridPeer(SimPeer):
         """HybridMode.decide: ours when warm; else the coordinator's (None: its answer comes
         later), or ours again when it cannot answer (degraded)."""
         decision = self.choose(request)
-        if peer_decides(self.view(), decision, request.model):
+        if peer_decides(self.view(), decision, request.model, request.exclude):
             return self._taken(placing, decision, PEER, request.model)
         if not self.standing.degraded:
             if self._refer(placing, request):

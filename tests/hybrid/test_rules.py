@@ -117,3 +117,13 @@ def test_a_study_takes_hybrid_as_a_third_arm() -> None:
         ("centralized",), ("gossip",), ("hybrid",)]
     with pytest.raises(ConfigError, match="an arm is one scheduler"):
         study_from_dict({"study": {"name": "x"}, "arms": [{"name": "a", "scheduler": "gossip,hybrid"}]}, "test")
+
+
+def test_a_retry_is_referred_even_to_a_warm_holder() -> None:
+    # Once a node failed to take the request, the peer's view has proven stale for it: the
+    # coordinator decides the retry (excluding the nodes tried), even where a holder is left.
+    cluster = view(node("n0", ready("m1")), node("n1", ready("m1")), node("n2"))
+    policy = get_policy("power-of-d", "gossip")
+    retry = policy(cluster, PlacementRequest("m1", exclude=frozenset({"n1"})), Random(1), "n2")
+    assert isinstance(retry, Decision) and retry.node == "n0" and retry.action == SERVE
+    assert peer_decides(cluster, retry, "m1") and not peer_decides(cluster, retry, "m1", {"n1"})

@@ -78,7 +78,8 @@ def test_each_request_takes_the_path_the_real_rule_gives(tmp_path: Path, monkeyp
         view, dice = self.view(), Random()
         dice.setstate(self.rng.getstate())
         choice = peer_decide(self.policy, view, request, dice, self.name, self.settings.admission)
-        expected[placing.asked.request_id] = PEER if peer_decides(view, choice, request.model) else COORDINATOR
+        expected[placing.asked.request_id] = PEER if peer_decides(view, choice, request.model, request.exclude) \
+            else COORDINATOR
         return decided(self, placing, request)
 
     def spy_referred(answer: Placement | Error) -> tuple[Decision | Refusal, int] | None:
