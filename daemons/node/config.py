@@ -132,6 +132,11 @@ class NodeConfig:
             raise ConfigError(f"gossip_max_members must be an integer >= 2, got {self.gossip_max_members!r}")
         if not self.launcher or "{port}" not in " ".join(self.launcher):
             raise ConfigError("launcher must be a command list containing {port} (and usually {model})")
+        if self.backend == "emulator-inproc" and self.launcher != EMULATOR_LAUNCHER:
+            # The in-process engine is resolved from the node's own keys (gpu, checkpoint_tier,
+            # kv_tokens, init_s); a launcher's extra flags would be silently ignored.
+            raise ConfigError("launcher sets the command of an instance process, and backend = \"emulator-inproc\" "
+                              "starts none: remove launcher, or use backend = \"emulator\" to run it")
         unknown = sorted(set(self.preload) - set(self.models))
         if unknown:
             raise ConfigError(f"preload lists {unknown} which are not in models; add them to models")

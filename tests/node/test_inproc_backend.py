@@ -92,3 +92,15 @@ def test_an_unknown_backend_is_one_clear_line(tmp_path: Path) -> None:
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "emulator-inproc" in out.stderr and "'emulator-inprocess'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_launcher_with_the_inproc_backend_is_refused_not_ignored(tmp_path: Path) -> None:
+    # Its flags (say --max-concurrent-requests 1) would never reach the in-process engine.
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[node]\nname = "n"\nbackend = "emulator-inproc"\n'
+                   'launcher = ["schedctl", "start", "emulator", "--port", "{port}", '
+                   '"--max-concurrent-requests", "1"]\n')
+    out = subprocess.run([schedctl(), "start", "node", "--config", str(bad)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "launcher" in out.stderr and 'backend = "emulator"' in out.stderr and "Traceback" not in out.stderr
