@@ -12,7 +12,9 @@ The real one is `HybridMode` (daemons/node/hybrid_mode.py); the rules are the sa
   long; the peer then decides cold starts itself (`decided_by = peer-degraded`) and announces
   `hybrid_degraded`; the next heartbeat, map or answer ends it (`hybrid_recovered`);
 - the coordinator's map (`ModelMap`): what it says a node holds and the node's gossiped
-  record (older than the map) does not show counts as a placement on its way (`expected`).
+  record (older than the map) does not show counts as a placement on its way (`expected`);
+- a Sparrow peer's choice comes after its probes (peer.py): the steps above then go on when
+  its round ends, as the real `decide` does after its `choose` returns.
 
 Not simulated: a standby coordinator (`Following`; the spec refuses --standby-coordinator
 with --engine sim) and the Schedule's epoch (the sim's Infer has none).
