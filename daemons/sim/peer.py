@@ -48,13 +48,11 @@ from daemons.sim.node import Asked, SimNode
 Forwarder = Callable[[str, str, Asked], None]  # (from peer, to peer, the request with its action)
 Then = Callable[[Decision | Refusal], None]  # a decision that comes later (after a probe round)
 Done = Callable[[Decision | None], None]  # a probe round's outcome: the first answer's decision, or None
+PeerLink = Callable[[str, str, Callable[["SimPeer"], None]], None]  # a frame from one peer to another
 
 
 def _nowhere(src: str, dst: str, deliver: Callable[[SimPeer], None]) -> None:
-    pass
-
-
-PeerLink = Callable[[str, str, Callable[["SimPeer"], None]], None]  # a frame from one peer to another
+    """The link of a peer outside a Simulation (a unit test): its frames go nowhere."""
 
 
 @dataclass(frozen=True)
@@ -424,9 +422,9 @@ class SimPeer:
         if self._step(hold, probe, asker, self.node.in_flight) is not Move.WAIT:
             return
         self._hold_ids += 1
-        key, gen = self._hold_ids, self.node.gen
+        key = self._hold_ids
         self._holds[key] = (hold, probe, asker)
-        self.clock.at(hold.deadline, lambda: self._hold_over(key, gen))
+        self.clock.at(hold.deadline, lambda: self._hold_over(key))
 
     def _step(self, hold: ProbeHold, probe: Probe, asker: str, load: int) -> Move:
         move = hold.step(load, self.clock.now)
@@ -435,9 +433,11 @@ class SimPeer:
             self.link(self.name, asker, lambda peer: peer.probe_replied(reply, endpoint))
         return move
 
-    def _hold_over(self, key: int, gen: int) -> None:
+    def _hold_over(self, key: int) -> None:
+        """The hold's deadline: answer if a slot is free now, else give up (a killed process's
+        holds are gone already)."""
         held = self._holds.pop(key, None)
-        if held is not None and gen == self.node.gen and self.node.up:
+        if held is not None and self.node.up:
             self._step(*held, self.node.in_flight)
 
     def _published(self, state: NodeState) -> None:
