@@ -264,9 +264,7 @@ class ExperimentSpec:
                      (self.insecure, "--insecure (the simulator has no sockets to secure)"),
                      (self.backend != "emulator", "--backend (the simulator models the emulator itself)"),
                      (self.affinity != "static", "--affinity learned (not simulated yet)"),
-                     (self.prewarm != "off", "--prewarm (not simulated yet)"),
-                     (bool({"gossip", "hybrid"} & set(self.schedulers)) and self.gossip_policy == "sparrow",
-                      "gossip_policy sparrow (its probes are not simulated)")]
+                     (self.prewarm != "off", "--prewarm (not simulated yet)")]
         for present, what in real_only:
             if present:
                 raise ConfigError(f"{what} is an option of the real engine only: drop it, or run with --engine real")

@@ -21,8 +21,10 @@ Progress frames of a forwarded request are relayed like its tokens; a `Cancel` n
 another peer is sent on to that peer (the load generator cancels the loser of a race).
 
 Sparrow (`gossip_policy = "sparrow"`, daemons/policy/sparrow.py): the policy names the
-peers to probe and chooses from the replies; this module only sends the `Probe`s, collects
-the first `ProbeReply`, and, probed itself, answers when the policy says it has a free slot.
+peers to probe, and its sans-IO `ProbeRace` and `ProbeHold` say which reply wins and when a
+probed peer answers; this module only sends the `Probe`s, hands each `ProbeReply` to the
+race, and, probed itself, steps the hold at each of its state changes (the simulated peer,
+daemons/sim/peer.py, drives the same two on its virtual clock).
 
 Admission: a request no peer in our view can take now (the policy refuses, but a live peer
 could hold the model once memory frees) waits in this peer's admission queue
@@ -86,7 +88,7 @@ from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
 from daemons.policy.peer import SPARROW
 from daemons.policy.slo import admit as admit_slo
-from daemons.policy.sparrow import Sparrow
+from daemons.policy.sparrow import Move, ProbeRace, ProbeRound, Sparrow, probe_reply
 from daemons.policy.view import node_view
 
 log = logging.getLogger("schedctl.node.gossip_mode")
@@ -187,7 +189,7 @@ class GossipMode:
         self._forwards: dict[str, Forward] = {}  # request_id -> where it went
         self._down: set[str] = set()  # peer endpoints whose connection dropped
         self._pending = SentPlacements()
-        self._probes: dict[str, asyncio.Future[str]] = {}  # request_id -> first endpoint to answer
+        self._probes: dict[str, tuple[ProbeRace, asyncio.Event]] = {}  # request_id -> its round, woken by a win
         self._background: set[asyncio.Task[None]] = set()
         self._view_changed = asyncio.Event()
         self._published = asyncio.Event()  # our own state changed (a slot may have freed)
@@ -370,42 +372,42 @@ class GossipMode:
         if isinstance(self.policy, Sparrow):
             probes = self.policy.probes(view, placement, self.rng, me.node)
             if probes is not None:
-                decision = probes.choose(await self._first_answer(probes.endpoints, request, probes.timeout_s))
+                decision = await self._probe_round(probes, request)
         return peer_decide(self.policy, view, placement, self.rng, me.node, self.config.admission, decision)
 
     # ----- probes (Sparrow's I/O) ----------------------------------------------------------
-    async def _first_answer(self, endpoints: list[str], request: Infer, timeout_s: float) -> str | None:
-        """Probe `endpoints` for `request`: the first to answer within `timeout_s`, or None."""
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._probes[request.request_id] = future
+    async def _probe_round(self, probes: ProbeRound, request: Infer) -> Decision | None:
+        """Probe `probes`' peers for `request`: the decision of the first to answer in time, or
+        None (the race's rule, daemons/policy/sparrow.py ProbeRace; we only send and wait)."""
+        race = probes.start(time.monotonic())
+        answered = asyncio.Event()
+        self._probes[request.request_id] = (race, answered)
         probe = encode(Probe(request.request_id, request.model), self.config.name, request.request_id)
-        for endpoint in endpoints:
+        for endpoint in probes.endpoints:
             with contextlib.suppress(zmq.Again):
                 await self._link(endpoint).send(probe, flags=zmq.DONTWAIT)
         try:
-            return await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answered.wait(), max(0.0, race.deadline - time.monotonic()))
+            return race.decision()
         finally:
             self._probes.pop(request.request_id, None)
 
     async def answer_probe(self, client: bytes, probe: Probe) -> None:
-        """A peer probes us: answer once we have a free slot, within the policy's `hold_s`;
-        still busy then, say nothing, so a less loaded peer wins."""
-        deadline = time.monotonic() + self.sparrow.hold_s
+        """A peer probes us: answer, wait for our next state change, or give up, as the held
+        probe says (daemons/policy/sparrow.py ProbeHold: within `hold_s`, once a slot is free)."""
+        hold = self.sparrow.hold(time.monotonic())
         while True:
             self._published.clear()  # before reading the state: a change after it still wakes us
             state = self.node.local_state()
-            if self.sparrow.free_slot(state.in_flight):
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            move = hold.step(state.in_flight, time.monotonic())
+            if move is Move.GIVE_UP:
                 return
+            if move is Move.ANSWER:
+                break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._published.wait(), remaining)
-        ready = any(m.model == probe.model and m.state == "ready" for m in state.models)
-        await self._say(client, ProbeReply(probe.request_id, self.config.name, state.in_flight, ready),
-                        probe.request_id)
+                await asyncio.wait_for(self._published.wait(), max(0.0, hold.deadline - time.monotonic()))
+        await self._say(client, probe_reply(probe, state), probe.request_id)
 
     # ----- forwarding ------------------------------------------------------------------------
     async def _forward(self, client: bytes, request: Infer, decision: Decision, tried: frozenset[str]) -> None:
@@ -489,9 +491,9 @@ class GossipMode:
             if env is None:
                 continue
             if isinstance(env.body, ProbeReply):
-                future = self._probes.get(env.body.request_id)
-                if future is not None and not future.done():
-                    future.set_result(endpoint)
+                probing = self._probes.get(env.body.request_id)
+                if probing is not None and probing[0].reply(endpoint, time.monotonic()):
+                    probing[1].set()
                 continue
             forward = self._forwards.get(env.id)
             if forward is None:

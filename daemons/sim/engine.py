@@ -8,9 +8,9 @@ faults on one virtual clock, in one process; its records, node samples and event
 The parts (each in its module) are the real rules without their sockets: the node
 (node.py over the emulator's batching and latency), the coordinator (coordinator.py:
 ClusterBook and decide), the gossip peers (peer.py: Memberlist over the simulated
-network, peer_view and peer_decide), the hybrid peers (hybrid.py: gossip peers that refer
-cold starts to the coordinator, HybridMode's rules) and the load generator (client.py: its
-Recorder).
+network, peer_view and peer_decide, Sparrow's probes over the wire), the hybrid peers
+(hybrid.py: gossip peers that refer cold starts to the coordinator, HybridMode's rules)
+and the load generator (client.py: its Recorder).
 What is simulated is only time and transport: the wire (wire.py) and the costs of the
 coordinator's CPU (coordinator.Costs).
 """
@@ -133,7 +133,8 @@ class Simulation:
         settings = PeerSettings(c.peer_policy if hybrid else c.policy, c.admission, c.queue_limit, c.timeout_s,
                                 c.priority, c.priority_aging_s)
         kind = SimHybridPeer if hybrid else SimPeer
-        peer = kind(self.nodes[name], settings, self.clock, self.records, self._forward, peer_rng(c.peer_seed, name))
+        peer = kind(self.nodes[name], settings, self.clock, self.records, self._forward, peer_rng(c.peer_seed, name),
+                    self._peer_link)
         if isinstance(peer, SimHybridPeer):
             peer.configure(self._refer, self._announce, c.referral_timeout_s)
         return peer
@@ -182,7 +183,7 @@ class Simulation:
         net.run_until(_horizon(self), until=over, check_every=1.0)
         ended = self.clock.now
         self.recorder.cancel(ended, "the simulation ended")
-        stats = {**self._stats(), "cut": cut[0] and not self.client.done, **self._hybrid_stats()}
+        stats = {**self._stats(), "cut": cut[0] and not self.client.done, **self._hybrid_stats(), **self._probe_stats()}
         return SimResult(self.recorder.records, self.collector.samples, self.events, ended,
                          dict(self.recorder.ignored), time.perf_counter() - started, stats)
 
@@ -205,6 +206,13 @@ class Simulation:
             return {}
         return {**{f"decided_{k.replace('-', '_')}": sum(p.paths[k] for p in peers) for k in peers[0].paths},
                 "degraded_spells": sum(p.degraded_spells for p in peers)}
+
+    def _probe_stats(self) -> dict[str, Any]:
+        """Sparrow's probe rounds, and those that fell back (nobody answered in time)."""
+        rounds = sum(p.probe_rounds for p in self.peers.values())
+        if not rounds:
+            return {}
+        return {"probe_rounds": rounds, "probe_fallbacks": sum(p.probe_fallbacks for p in self.peers.values())}
 
     # ----- the request path --------------------------------------------------------------------------
     def _send(self, rec: RequestRecord, to: str) -> None:
@@ -265,6 +273,13 @@ class Simulation:
         onward = Asked(asked.request_id, asked.model, asked.prompt_tokens, asked.max_new_tokens, asked.action,
                        relay, asked.hops, asked.priority, decided_by=asked.decided_by)
         self.wire.send(src, dst, lambda: node.infer(onward))
+
+    def _peer_link(self, src: str, dst: str, deliver: Callable[[SimPeer], None]) -> None:
+        """A frame from peer `src` to peer `dst` (Sparrow's Probe and ProbeReply, the real peers'
+        DEALER to the other's node ROUTER), over the wire."""
+        peer = self.peers.get(dst)
+        if peer is not None:
+            self.wire.send(src, dst, lambda: deliver(peer))
 
     # ----- hybrid: referrals, heartbeats and maps between the peers and the coordinator ---------------
     def _refer(self, src: str, ask: Ask) -> bool:

@@ -13,7 +13,9 @@ The real one is `HybridMode` (daemons/node/hybrid_mode.py); the rules are the sa
   long; the peer then decides cold starts itself (`decided_by = peer-degraded`) and announces
   `hybrid_degraded`; the next heartbeat, map or answer ends it (`hybrid_recovered`);
 - the coordinator's map (`ModelMap`): what it says a node holds and the node's gossiped
-  record (older than the map) does not show counts as a placement on its way (`expected`).
+  record (older than the map) does not show counts as a placement on its way (`expected`);
+- a Sparrow peer's choice comes after its probes (peer.py): the steps above then go on when
+  its round ends, as the real `decide` does after its `choose` returns.
 
 Not simulated: a standby coordinator (`Following`; the spec refuses --standby-coordinator
 with --engine sim) and the Schedule's epoch (the sim's Infer has none).
@@ -81,21 +83,42 @@ class SimHybridPeer(SimPeer):
     # ----- deciding --------------------------------------------------------------------------------
     def decided(self, placing: Placing, request: PlacementRequest) -> Decision | Refusal | None:
         """HybridMode.decide: ours when warm; else the coordinator's (None: its answer comes
-        later), or ours again when it cannot answer (degraded)."""
-        decision = self.choose(request)
+        later), or ours again when it cannot answer (degraded). A Sparrow peer's choice comes
+        after its probes (None too; `resume` gets it)."""
+        decision = self.choose(placing.asked.request_id, request,
+                               lambda later: self.resume(placing, request, self._chosen(placing, request, later)))
+        return None if decision is None else self._chosen(placing, request, decision)
+
+    def _chosen(self, placing: Placing, request: PlacementRequest, decision: Decision | Refusal) -> \
+            Decision | Refusal | None:
+        """The rest of HybridMode.decide once our policy has chosen."""
         if peer_decides(self.view(), decision, request.model, request.exclude):
             return self._taken(placing, decision, PEER, request.model)
         if not self.standing.degraded:
             if self._refer(placing, request):
                 return None
             self._degrade("cannot reach the coordinator (no connection)")
-            decision = self.choose(request)  # the real peer decides again after its failed send
+            return self._ours(placing, request)  # the real peer decides again after its failed send
         return self._taken(placing, decision, PEER_DEGRADED, request.model)
+
+    def _ours(self, placing: Placing, request: PlacementRequest) -> Decision | Refusal | None:
+        """Our policy's decision, the coordinator having given none (`peer-degraded`); None while
+        our probes are out (`resume` gets it)."""
+        def taken(decision: Decision | Refusal) -> Decision | Refusal:
+            return self._taken(placing, decision, PEER_DEGRADED, request.model)
+
+        decision = self.choose(placing.asked.request_id, request,
+                               lambda later: self.resume(placing, request, taken(later)))
+        return None if decision is None else taken(decision)
 
     def head_decision(self, placing: Placing) -> Decision | Refusal | None:
         """A queue head (the peer queues only what it decides itself): warm or degraded, ours;
         a cold start while the coordinator answers goes to it afresh (None)."""
-        decision = self.choose(placing.request)
+        decision = self.choose(placing.asked.request_id, placing.request,
+                               lambda later: self.head_decided(placing, self._head_path(placing, later)))
+        return None if decision is None else self._head_path(placing, decision)
+
+    def _head_path(self, placing: Placing, decision: Decision | Refusal) -> Decision | Refusal | None:
         if peer_decides(self.view(), decision, placing.request.model):
             return self._taken(placing, decision, PEER, placing.request.model)
         if isinstance(decision, Refusal) or self.standing.degraded:
@@ -149,10 +172,7 @@ class SimHybridPeer(SimPeer):
             self._decide_here(referral)
             return
         placing = referral.placing
-        decision = self._taken(placing, outcome[0], COORDINATOR, referral.request.model)
-        settled = self.settle(placing, referral.request, decision)
-        if settled is not None:
-            self.place(placing, settled)
+        self.resume(placing, referral.request, self._taken(placing, outcome[0], COORDINATOR, referral.request.model))
 
     def _expire_after(self, rid: str, token: int, delay_s: float) -> None:
         self.clock.after(delay_s, lambda: self._expire(rid, token))
@@ -172,11 +192,7 @@ class SimHybridPeer(SimPeer):
 
     def _decide_here(self, referral: Referral) -> None:
         """HybridMode.decide after a referral that got no decision: ours, on the view as it is now."""
-        placing, request = referral.placing, referral.request
-        decision = self._taken(placing, self.choose(request), PEER_DEGRADED, request.model)
-        settled = self.settle(placing, request, decision)
-        if settled is not None:
-            self.place(placing, settled)
+        self.resume(referral.placing, referral.request, self._ours(referral.placing, referral.request))
 
     def _referral_beat(self, rid: str, token: int) -> None:
         """GossipMode._admit_beating: the asker hears a Progress while the request is referred."""

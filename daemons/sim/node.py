@@ -629,9 +629,14 @@ class SimNode:
                              i.running, i.footprint, i.last_used) for i in self.instances.values()]
         return NodeState(node=self.name, endpoint=self.endpoint, gen=self.gen, seq=self.seq, gpus=gpus,
                          models=models, queue_depth=sum(m.queue_depth for m in models), scheduler=self.scheduler,
-                         in_flight=len(self.active) - self.handed_over + len(self.held),
+                         in_flight=self.in_flight,
                          catalog=list[CatalogEntry](self._entries), gpu_utilization=round(busy, 4),
                          waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
+
+    @property
+    def in_flight(self) -> int:
+        """Requests in this agent now: serving here (not just relaying) or held by its peer."""
+        return len(self.active) - self.handed_over + len(self.held)
 
     def _changed_now(self) -> None:
         """Publish on change, at most one per MIN_PUBLISH_GAP_S (the agent's coalescing)."""

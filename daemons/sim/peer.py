@@ -13,8 +13,13 @@ RETRY_S; at most MAX_PLACEMENTS nodes are tried. A forward to a peer whose
 process dies is placed again at once (the real peer's connection monitor), and the client
 is told with a `Reassigned`.
 
-Sparrow's probes are not simulated (the spec refuses `gossip_policy = "sparrow"` with
-`--engine sim`).
+Sparrow (`gossip_policy = "sparrow"`): a peer whose policy probes sends its `Probe`s and
+takes the `ProbeReply`s over the wire (the same one-way latency as the other peer frames),
+and runs the policy's own sans-IO `ProbeRace` (the first reply within `timeout_s` wins;
+none, and it falls back) on the virtual clock; the placement then goes on as the real
+peer's does after its await (`resume`). A probed peer holds the probe as the real one
+does (`ProbeHold`): it answers on arrival or at its next published state with a free slot,
+and gives up after `hold_s`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from random import Random
 from typing import Any
 
 from daemons.core.errors import SchemaError
-from daemons.core.messages import Error, NodeState, Progress, Reassigned
+from daemons.core.messages import Error, NodeState, Probe, ProbeReply, Progress, Reassigned
 from daemons.core.schema import from_dict, to_dict
 from daemons.gossip.memberlist import MemberInfo
 from daemons.gossip.messages import Status
@@ -34,11 +39,20 @@ from daemons.node.gossip_mode import MAX_PLACEMENTS, RETRY_S, SentPlacements, pe
 from daemons.policy import NO_NODES, ClusterView, Decision, NodeView, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import QUEUE_TIMEOUT, AdmissionQueue, QueueLimits
 from daemons.policy.capacity import worth_waiting
+from daemons.policy.peer import SPARROW
+from daemons.policy.sparrow import Move, ProbeHold, ProbeRace, ProbeRound, Sparrow, probe_reply
 from daemons.policy.view import node_view
 from daemons.sim.clock import Clock
 from daemons.sim.node import Asked, SimNode
 
 Forwarder = Callable[[str, str, Asked], None]  # (from peer, to peer, the request with its action)
+Then = Callable[[Decision | Refusal], None]  # a decision that comes later (after a probe round)
+Done = Callable[[Decision | None], None]  # a probe round's outcome: the first answer's decision, or None
+PeerLink = Callable[[str, str, Callable[["SimPeer"], None]], None]  # a frame from one peer to another
+
+
+def _nowhere(src: str, dst: str, deliver: Callable[[SimPeer], None]) -> None:
+    """The link of a peer outside a Simulation (a unit test): its frames go nowhere."""
 
 
 @dataclass(frozen=True)
@@ -128,9 +142,17 @@ class SimPeer:
     records: RecordCache
     forward: Forwarder
     rng: Random = field(default_factory=Random)
+    link: PeerLink = _nowhere  # Sparrow's Probe and ProbeReply to another peer, over the wire
 
     def __post_init__(self) -> None:
         self.policy = get_policy(self.settings.policy, "gossip")
+        # A probed peer answers by Sparrow's rule whatever its own policy (GossipMode.sparrow).
+        self.sparrow: Sparrow = self.policy if isinstance(self.policy, Sparrow) else SPARROW
+        self._races: dict[str, tuple[ProbeRace, Done]] = {}  # request id -> its probe round in flight
+        self._holds: dict[int, tuple[ProbeHold, Probe, str]] = {}  # probes we hold: (hold, probe, asker)
+        self._hold_ids = 0
+        self.probe_rounds = 0  # for the run's figures: rounds started, and those nobody answered in time
+        self.probe_fallbacks = 0
         s = self.settings
         self.queue: AdmissionQueue[Placing] = AdmissionQueue(QueueLimits(s.queue_limit, s.queue_timeout_s),
                                                              s.priority, s.priority_aging_s)
@@ -151,6 +173,8 @@ class SimPeer:
         after = net.ml(self.name).local_record
         if after is not None and after is not before:  # published now (not staged for later): it is `state`
             self.records.remember(self.name, after.key, state)
+        if self._holds:
+            self._published(state)
         self.view_changed()
 
     # ----- the view -----------------------------------------------------------------------------
@@ -169,15 +193,30 @@ class SimPeer:
         we sent (a hybrid peer adds the coordinator's map's, GossipMode._expected)."""
         return lambda node: self._pending.models(node, now)
 
-    def decide(self, request: PlacementRequest) -> Decision | Refusal:
-        """GossipMode.decide: the policy's choice, counted as load at its node until gossip shows it."""
-        decision = self.choose(request)
-        self.count_pending(decision, request.model)
-        return decision
+    def decide(self, rid: str, request: PlacementRequest, then: Then) -> Decision | Refusal | None:
+        """GossipMode.decide: the policy's choice, counted as load at its node until gossip shows
+        it; None when it probes first (`then` gets it, counted, once the round ends)."""
+        def counted(decision: Decision | Refusal) -> Decision | Refusal:
+            self.count_pending(decision, request.model)
+            return decision
 
-    def choose(self, request: PlacementRequest) -> Decision | Refusal:
-        """GossipMode.choose: the policy's decision on our view now."""
-        return peer_decide(self.policy, self.view(), request, self.rng, self.name, self.settings.admission)
+        decision = self.choose(rid, request, lambda later: then(counted(later)))
+        return None if decision is None else counted(decision)
+
+    def choose(self, rid: str, request: PlacementRequest, then: Then) -> Decision | Refusal | None:
+        """GossipMode.choose: the policy's decision on our view now, after its probe step if it
+        has one: None then, and `then(decision)` once the first probed peer answers or the round
+        times out (the decision is made on the view of the round's start, as the real peer's)."""
+        view = self.view()
+        if isinstance(self.policy, Sparrow):
+            probes = self.policy.probes(view, request, self.rng, self.name)
+            if probes is not None:
+                self._probe(rid, request.model, probes, lambda probed: then(self._decision(view, request, probed)))
+                return None
+        return self._decision(view, request, None)
+
+    def _decision(self, view: ClusterView, request: PlacementRequest, probed: Decision | None) -> Decision | Refusal:
+        return peer_decide(self.policy, view, request, self.rng, self.name, self.settings.admission, probed)
 
     def count_pending(self, decision: Decision | Refusal, model: str) -> None:
         if isinstance(decision, Decision) and decision.node != self.name:
@@ -200,8 +239,8 @@ class SimPeer:
             self.node.let_go(rid)  # served here (the node counts it now), forwarded or failed
 
     def holds(self, request_id: str) -> bool:
-        """The request still waits at this peer (in its admission queue)."""
-        return request_id in self.queue
+        """The request still waits at this peer (in its admission queue, or for its probes)."""
+        return request_id in self.queue or request_id in self._races
 
     def _place(self, placing: Placing, decided: Decision | Refusal | None) -> None:
         if not self.node.up:
@@ -233,8 +272,18 @@ class SimPeer:
         return None if decided is None else self.settle(placing, request, decided)
 
     def decided(self, placing: Placing, request: PlacementRequest) -> Decision | Refusal | None:
-        """The decision for `placing` (None: it comes later; the hybrid peer's referrals)."""
-        return self.decide(request)
+        """The decision for `placing` (None: it comes later, to `resume`: a probe round's, or the
+        hybrid peer's referrals)."""
+        return self.decide(placing.asked.request_id, request, lambda later: self.resume(placing, request, later))
+
+    def resume(self, placing: Placing, request: PlacementRequest, decision: Decision | Refusal | None) -> None:
+        """A decision that came later, acted on as the real peer's `admit` goes on after its
+        await: queued when waiting may cure a refusal, else carried out (None: nothing yet)."""
+        if decision is None or not self.node.up:
+            return
+        settled = self.settle(placing, request, decision)
+        if settled is not None:
+            self.place(placing, settled)
 
     def settle(self, placing: Placing, request: PlacementRequest, decision: Decision | Refusal) -> \
             Decision | Refusal | None:
@@ -290,8 +339,10 @@ class SimPeer:
             self._fail(out.entry.item, out.code, out.message)
         for head in self.queue.heads():
             while (entry := self.queue.head(head.model, head.priority)) is not None:
+                if entry.request_id in self._races:
+                    break  # its probe round is under way: the head waits for it (head_decided)
                 decision = self.head_decision(entry.item)
-                if isinstance(decision, Refusal):
+                if isinstance(decision, Refusal) or entry.request_id in self._races:
                     break
                 self.queue.remove(entry.request_id)
                 self.place(entry.item, decision)  # None: placed afresh (a hybrid referral)
@@ -299,8 +350,18 @@ class SimPeer:
             self._schedule_retry()
 
     def head_decision(self, placing: Placing) -> Decision | Refusal | None:
-        """GossipMode._wait_for_turn's decision for a queue head (None: place it afresh)."""
-        return self.decide(placing.request)
+        """GossipMode._wait_for_turn's decision for a queue head (None: place it afresh; or, with
+        its round of probes under way, `head_decided` later)."""
+        return self.decide(placing.asked.request_id, placing.request, lambda later: self.head_decided(placing, later))
+
+    def head_decided(self, placing: Placing, decision: Decision | Refusal | None) -> None:
+        """A queue head's decision after its probes (GossipMode._wait_for_turn after its await):
+        a decision takes it out of the queue (None: placed afresh); a refusal leaves it there."""
+        rid = placing.asked.request_id
+        if isinstance(decision, Refusal) or rid not in self.queue or not self.node.up:
+            return
+        self.queue.remove(rid)
+        self.place(placing, decision)
 
     def _beat(self, placing: Placing) -> None:
         """A Progress with no tokens to the asker every PROGRESS_EVERY_S while it waits here."""
@@ -326,8 +387,69 @@ class SimPeer:
     def answered(self, request_id: str) -> None:
         self.forwards.pop(request_id, None)
 
+    # ----- Sparrow's probes (GossipMode._probe_round, answer_probe) --------------------------------
+    def _probe(self, rid: str, model: str, probes: ProbeRound, done: Done) -> None:
+        """Send a Probe to each of the round's peers; `done(decision)` with the first answer's
+        decision, or None when nobody answered within the round's timeout."""
+        race = probes.start(self.clock.now)
+        self._races[rid] = (race, done)
+        self.probe_rounds += 1
+        probe = Probe(rid, model)
+        for option in probes.options:
+            self.link(self.name, option.node.name, lambda peer: peer.answer_probe(probe, self.name))
+        self.clock.at(race.deadline, lambda: self._round_over(rid, race))
+
+    def _round_over(self, rid: str, race: ProbeRace) -> None:
+        """The round's timeout: still unanswered (not ended, nor lost with a killed process), it falls back."""
+        entry = self._races.get(rid)
+        if entry is not None and entry[0] is race:
+            del self._races[rid]
+            self.probe_fallbacks += 1
+            entry[1](race.decision())
+
+    def probe_replied(self, reply: ProbeReply, endpoint: str) -> None:
+        """A ProbeReply reached us from the peer at `endpoint`: the first in time ends its round."""
+        entry = self._races.get(reply.request_id)
+        if entry is None or not entry[0].reply(endpoint, self.clock.now):
+            return
+        del self._races[reply.request_id]
+        entry[1](entry[0].decision())
+
+    def answer_probe(self, probe: Probe, asker: str) -> None:
+        """A peer probes us: answer now, or hold the probe until a published state of ours has a
+        free slot, for at most the policy's `hold_s` (ProbeHold)."""
+        hold = self.sparrow.hold(self.clock.now)
+        if self._step(hold, probe, asker, self.node.in_flight) is not Move.WAIT:
+            return
+        self._hold_ids += 1
+        key = self._hold_ids
+        self._holds[key] = (hold, probe, asker)
+        self.clock.at(hold.deadline, lambda: self._hold_over(key))
+
+    def _step(self, hold: ProbeHold, probe: Probe, asker: str, load: int) -> Move:
+        move = hold.step(load, self.clock.now)
+        if move is Move.ANSWER:
+            reply, endpoint = probe_reply(probe, self.node.snapshot()), self.node.endpoint
+            self.link(self.name, asker, lambda peer: peer.probe_replied(reply, endpoint))
+        return move
+
+    def _hold_over(self, key: int) -> None:
+        """The hold's deadline: answer if a slot is free now, else give up (a killed process's
+        holds are gone already)."""
+        held = self._holds.pop(key, None)
+        if held is not None and self.node.up:
+            self._step(*held, self.node.in_flight)
+
+    def _published(self, state: NodeState) -> None:
+        """Our state changed: the probes we hold may have a free slot now."""
+        for key, held in list(self._holds.items()):
+            if self._step(*held, state.in_flight) is not Move.WAIT:
+                del self._holds[key]
+
     def kill(self) -> None:
         self.forwards.clear()
+        self._races.clear()
+        self._holds.clear()
         self.queue = AdmissionQueue(self.queue.limits, self.settings.priority, self.settings.priority_aging_s)
         self._pending.clear()
         self._retrying = False

@@ -6,9 +6,10 @@ from random import Random
 
 import pytest
 
+from daemons.core.messages import ModelState, NodeState, Probe, ProbeReply
 from daemons.policy import Decision, NodeView, PlacementRequest, Refusal, get_policy
 from daemons.policy.peer import QUEUE_CAP, D, power_of_d
-from daemons.policy.sparrow import PROBE_TIMEOUT_S, PROBE_WAIT_S, ProbeRound, Sparrow
+from daemons.policy.sparrow import PROBE_TIMEOUT_S, PROBE_WAIT_S, Move, ProbeRound, Sparrow, probe_reply
 from tests.policy.helpers import node, ready, view
 
 REQ = PlacementRequest("m1", 100, 50)
@@ -86,3 +87,32 @@ def test_the_fallback_refuses_what_nobody_can_take() -> None:
 
 def test_a_probed_peer_answers_at_once_only_below_its_slots() -> None:
     assert [SPARROW.free_slot(load) for load in range(6)] == [True, True, True, True, False, False]
+
+
+def test_a_race_is_won_by_the_first_reply_in_time_only() -> None:
+    round_ = SPARROW.probes(view(node("a", ready("m1")), node("b", ready("m1"))), REQ, Random(0), "me")
+    assert round_ is not None
+    race = round_.start(10.0)
+    assert race.deadline == 10.0 + PROBE_TIMEOUT_S
+    assert race.reply("tcp://b:5560", 10.1) and not race.reply("tcp://a:5560", 10.11)  # the second is late
+    decision = race.decision()
+    assert isinstance(decision, Decision) and decision.node == "b"
+    late = round_.start(10.0)
+    assert not late.reply("tcp://a:5560", 10.0 + PROBE_TIMEOUT_S + 1e-6)  # after the deadline: no winner
+    assert late.decision() is None  # the prober falls back
+
+
+def test_a_held_probe_is_answered_once_a_slot_frees_or_given_up_at_its_deadline() -> None:
+    hold = SPARROW.hold(5.0)
+    assert hold.deadline == 5.0 + PROBE_WAIT_S
+    assert hold.step(SPARROW.slots - 1, 5.0) is Move.ANSWER
+    assert hold.step(SPARROW.slots, 5.1) is Move.WAIT
+    assert hold.step(SPARROW.slots - 1, 5.2) is Move.ANSWER  # a request finished meanwhile
+    assert hold.step(SPARROW.slots, hold.deadline) is Move.GIVE_UP
+
+
+def test_the_reply_carries_the_probed_peers_load_and_whether_the_model_is_ready() -> None:
+    state = NodeState("b", "tcp://b:5560", 1, 3, [], [ModelState("m1", "ready"), ModelState("m2", "loading")], 0,
+                      in_flight=2)
+    assert probe_reply(Probe("r1", "m1"), state) == ProbeReply("r1", "b", 2, True)
+    assert probe_reply(Probe("r2", "m2"), state) == ProbeReply("r2", "b", 2, False)

@@ -67,7 +67,7 @@ def test_on_one_view_both_peers_choose_the_same_cold_start(ctx: zmq.asyncio.Cont
     for name in NAMES:
         peer, real = sim.peers[name], real_peer(ctx, name)
         want = peer_decide(real.policy, peer.view(), request, real.rng, name, "queue")
-        got = peer.decide(request)
+        got = peer.decide("r0", request, lambda later: None)
         assert isinstance(got, Decision) and isinstance(want, Decision)
         assert (got.node, got.action) == (want.node, want.action), name
 

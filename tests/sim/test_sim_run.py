@@ -107,7 +107,6 @@ def test_gossip_faults_write_each_peers_verdicts(both_arms: dict[str, Path]) -> 
 @pytest.mark.parametrize(("args", "says"), [
     (["--standby-coordinator", "--scheduler", "centralized"], "--standby-coordinator"),
     (["--standby-coordinator", "--scheduler", "hybrid"], "--standby-coordinator (failover is not simulated)"),
-    (["--gossip-policy", "sparrow", "--scheduler", "hybrid"], "gossip_policy sparrow"),
     (["--nodes", "20000"], "over the simulator's cap of 10000"),
     (["--cluster", "cluster.toml"], "--cluster"),
     (["--watch"], "--watch"),
@@ -118,6 +117,28 @@ def test_real_engine_options_with_sim_are_one_clear_line(tmp_path: Path, args: l
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_sparrow_runs_on_the_simulator_in_both_peer_arms(tmp_path: Path) -> None:
+    # It was refused with --engine sim; its probes are simulated now (test_sim_sparrow.py),
+    # also to a peer killed mid-run (its probes are lost: those rounds fall back).
+    out = run(tmp_path, "--scheduler", "gossip,hybrid", "--gossip-policy", "sparrow", "--duration", "10",
+              "--rps", "3", "--nodes", "4", "--fault=5:kill:node-1")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    dirs = {p.name.split("_")[2]: p for p in (tmp_path / "results").iterdir() if "_compare_" not in p.name}
+    assert set(dirs) == {"gossip", "hybrid"}
+    for arm, run_dir in dirs.items():
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["spec"]["experiment"]["gossip_policy"] == "sparrow"
+        assert manifest["sim"]["probe_rounds"] > 0, arm
+        planned = read_schedule_csv(run_dir / "schedule.csv")
+        with open(run_dir / "requests.csv", newline="") as fh:
+            recorded = list(csv.DictReader(fh))
+        assert sorted(r["request_id"] for r in recorded) == sorted(p.request_id for p in planned), arm
+        assert all(r["status"] in ("ok", "error", "timeout") for r in recorded), arm  # one outcome each
+        # decided_by as a real run writes it: empty in gossip, the deciding path in hybrid
+        paths = {r["decided_by"] for r in recorded if r["status"] == "ok"}
+        assert paths == {""} if arm == "gossip" else paths <= {"peer", "coordinator", "peer-degraded"}, (arm, paths)
 
 
 def test_a_sim_only_option_with_the_real_engine_is_one_clear_line(tmp_path: Path) -> None:
