@@ -95,8 +95,8 @@ class CoordinatorSettings:
 class Peers:
     """Hybrid: what the coordinator's events PUB carries to the peers, over the wire."""
 
-    beat: Callable[[], None]  # a CoordinatorState heartbeat (active)
-    send_map: Callable[[dict[str, list[str]]], None]  # a ModelMap's models
+    beat: Callable[[int], None]  # a CoordinatorState heartbeat saying active, in this epoch
+    send_map: Callable[[dict[str, list[str]], int], None]  # a ModelMap's models, and its epoch
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ class SimCoordinator:
 
     def _beat(self) -> None:
         if self.peers is not None and self.active:
-            self.peers.beat()
+            self.peers.beat(self.epoch)
         if self.pair is not None and self.failover is not None:
             star = self.failover.star
             self.pair.beat(star.state.value, star.epoch)
@@ -278,7 +278,7 @@ class SimCoordinator:
     def _map_if_due(self) -> None:
         if self.peers is not None and not self.paused and self.active and self.maps.due(self.clock.now):
             self.maps.sent(self.clock.now)
-            self.peers.send_map(model_map(self.book.view()))
+            self.peers.send_map(model_map(self.book.view()), self.epoch)
 
     # ----- failover (server.py `_failover_tick`, failover.py `Failover`) ---------------------------
     def _failover_tick(self) -> None:

@@ -84,7 +84,7 @@ class SimConfig:
     rebalance: bool = False  # centralized: the coordinator's periodic rebalancer
     rebalance_threshold: int = DEFAULT_THRESHOLD
     live_migration: bool = True  # centralized: a policy's MIGRATE is carried out
-    standby: bool = False  # centralized: a backup coordinator (`standby`) beside the primary
+    standby: bool = False  # centralized, hybrid: a backup coordinator (`standby`) beside the primary
     failover_after_s: float = CoordinatorConfig.failover_after_s  # the pair's (CoordinatorConfig)
     witness_timeout_s: float = CoordinatorConfig.witness_timeout_s
     heartbeat_s: float = CoordinatorConfig.heartbeat_s
@@ -124,10 +124,10 @@ class Simulation:
         self.records = RecordCache()
         self.peered = config.mode in ("gossip", "hybrid")  # requests enter at gossip peers
         if config.mode in ("centralized", "hybrid"):
-            hybrid = Peers(self._beat, self._send_map) if config.mode == "hybrid" else None
             pair = ((COORDINATOR, "primary", STANDBY), (STANDBY, "backup", COORDINATOR)) if config.standby else ()
             for name, role, peer in pair or ((COORDINATOR, "", ""),):
                 self.wire.add(name)
+                hybrid = Peers(self._beat(name), self._send_map(name)) if config.mode == "hybrid" else None
                 self.coordinators[name] = SimCoordinator(
                     self._coordinator_settings(), self.clock, config.costs, self.emit, self._send_order(name),
                     hybrid, self._pair(name, role, peer) if role else None)
@@ -156,7 +156,7 @@ class Simulation:
         kind = SimHybridPeer if hybrid else SimPeer
         peer = kind(self.nodes[name], settings, self.clock, self.records, self._forward, peer_rng(c.peer_seed, name))
         if isinstance(peer, SimHybridPeer):
-            peer.configure(self._refer, self._announce, c.referral_timeout_s)
+            peer.configure(self._refer, self._announce, c.referral_timeout_s, tuple(self.coordinators))
         return peer
 
     def _pair(self, name: str, role: str, peer: str) -> Pair:
@@ -290,34 +290,40 @@ class Simulation:
             self.wire.send(dst, src, at_src)
 
         onward = Asked(asked.request_id, asked.model, asked.prompt_tokens, asked.max_new_tokens, asked.action,
-                       relay, asked.hops, asked.priority, decided_by=asked.decided_by)
+                       relay, asked.hops, asked.priority, decided_by=asked.decided_by, epoch=asked.epoch)
         self.wire.send(src, dst, lambda: node.infer(onward))
 
     # ----- hybrid: referrals, heartbeats and maps between the peers and the coordinator ---------------
-    def _refer(self, src: str, ask: Ask) -> bool:
-        """Peer `src` refers `ask` to the coordinator; False when its process is gone (the real
+    def _refer(self, src: str, to: str, ask: Ask) -> bool:
+        """Peer `src` refers `ask` to coordinator `to`; False when its process is gone (the real
         peer's DEALER has no connection then, and its send fails at once)."""
-        coordinator = self.coordinator
-        if coordinator is None or not self.wire.parties[COORDINATOR].up:
+        coordinator = self.coordinators.get(to)
+        if coordinator is None or not self.wire.parties[to].up:
             return False
         answer = ask.reply
 
         def reply(body: Any) -> None:
-            self.wire.send(COORDINATOR, src, lambda: answer(body))
+            self.wire.send(to, src, lambda: answer(body))
 
         over = Ask(ask.request_id, ask.request, ask.timeout_s, reply)
-        self.wire.send(src, COORDINATOR, lambda: coordinator.on_schedule(over))
+        self.wire.send(src, to, lambda: coordinator.on_schedule(over))
         return True
 
-    def _beat(self) -> None:
-        for name, peer in self.peers.items():
-            if isinstance(peer, SimHybridPeer):
-                self.wire.send(COORDINATOR, name, peer.heard)
+    def _beat(self, name: str) -> Callable[[int], None]:
+        """Coordinator `name`'s heartbeat (saying active) on its events PUB, to every hybrid peer."""
+        def beat(epoch: int) -> None:
+            for peer_name, peer in self.peers.items():
+                if isinstance(peer, SimHybridPeer):
+                    self.wire.send(name, peer_name, lambda p=peer: p.coordinator_active(name, epoch))  # type: ignore[misc]
+        return beat
 
-    def _send_map(self, models: dict[str, list[str]]) -> None:
-        for name, peer in self.peers.items():
-            if isinstance(peer, SimHybridPeer):
-                self.wire.send(COORDINATOR, name, lambda p=peer: p.take_map(models))  # type: ignore[misc]
+    def _send_map(self, name: str) -> Callable[[dict[str, list[str]], int], None]:
+        def send(models: dict[str, list[str]], epoch: int) -> None:
+            for peer_name, peer in self.peers.items():
+                if isinstance(peer, SimHybridPeer):
+                    self.wire.send(name, peer_name,
+                                   lambda p=peer: p.take_map(name, epoch, models))  # type: ignore[misc]
+        return send
 
     # ----- a failover pair: heartbeats, witness votes, epoch notices (over the wire) -------------------
     def _coordinator_beat(self, name: str, peer: str) -> Callable[[str, int], None]:

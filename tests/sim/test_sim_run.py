@@ -105,8 +105,6 @@ def test_gossip_faults_write_each_peers_verdicts(both_arms: dict[str, Path]) -> 
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    # centralized, it is simulated (tests/sim/test_sim_standby.py); a hybrid peer's following is not yet
-    (["--standby-coordinator", "--scheduler", "hybrid"], "--standby-coordinator with the hybrid scheduler"),
     (["--gossip-policy", "sparrow", "--scheduler", "hybrid"], "gossip_policy sparrow"),
     (["--nodes", "20000"], "over the simulator's cap of 10000"),
     (["--cluster", "cluster.toml"], "--cluster"),
