@@ -10,10 +10,12 @@ is fenced and steps down, and every request ends in exactly one recorded outcome
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from daemons.loadgen.workload import PlannedRequest
 from daemons.sim import NodeKind, SimConfig, SimFault, simulate
+from daemons.sim.engine import Simulation
 from tests.experiment.test_coordinator_faults import (
     TAKEOVER_EARLIEST_S,
     check_a_paused_primary_is_deposed,
@@ -61,3 +63,22 @@ def test_a_placement_of_the_deposed_epoch_is_refused_by_the_node_and_placed_agai
     # the primary's and the standby's start, the takeover, and the primary stepping down when it continues
     assert steps[:4] == [("coordinator_active", "coordinator"), ("coordinator_passive", "standby"),
                          ("coordinator_active", "standby"), ("coordinator_passive", "coordinator")], steps
+
+
+def test_a_hybrid_peer_refused_by_a_passive_coordinator_refers_to_its_partner() -> None:
+    """HybridMode._refer's rule: a peer process that starts while the primary is passive (it
+    follows the first coordinator until a heartbeat says otherwise) is answered `not_active`,
+    and refers the cold start to the standby at once instead of deciding it itself."""
+    other = "meta-llama/Llama-2-7b-hf"
+    kind = NodeKind("a100-80gb", "dram", (SMALL, other), 16384, 0.5)
+    nodes = [(f"node-{k}", kind) for k in range(3)]
+    # the primary is stopped 2 s - 6 s (the standby takes over at 5 s, beating on whole seconds);
+    # node-0's process restarts at 6.5 s and is back at 6.7 s: it follows the deposed primary until 7 s
+    entry_node_0 = next(f"x{k}" for k in range(100) if zlib.crc32(f"x{k}".encode()) % 3 == 0)
+    schedule = [PlannedRequest(entry_node_0, 6.8, other, 60, 10)]
+    faults = (SimFault(2.0, "pause", "coordinator", 4.0), SimFault(6.5, "restart", "node-0", 0.2))
+    sim = Simulation(SimConfig(mode="hybrid", nodes=nodes, standby=True, failover_after_s=2.0, faults=faults),
+                     schedule)
+    (record,) = sim.run().records
+    assert (record.status, record.decided_by, record.action) == ("ok", "coordinator", "COLD_START"), record
+    assert sim.coordinators["standby"].decisions == 1 and sim.coordinators["coordinator"].decisions == 0
