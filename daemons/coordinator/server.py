@@ -544,10 +544,8 @@ class Coordinator:
             self._answer(out.entry, self._refused(out.entry.item.msg, out))
         if self.star is not None and not self.star.active:
             # Deposed while holding requests: their askers must ask the active coordinator.
-            for head in self.queue.heads():
-                while (entry := self.queue.head(head.model, head.priority)) is not None:
-                    self.queue.remove(entry.request_id, placed=False)
-                    self._answer(entry, self._refuse_inactive(entry.item.msg))
+            for entry in self.queue.release_all():
+                self._answer(entry, self._refuse_inactive(entry.item.msg))
             return
         for head in self.queue.heads():
             self._pump_lane(head.model, head.priority)

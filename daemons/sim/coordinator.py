@@ -396,11 +396,9 @@ class SimCoordinator:
         if not self.queue:
             return
         if self.failover is not None and not self.failover.star.active:
-            # Deposed while holding requests: their askers must ask the active coordinator.
-            for head in self.queue.heads():
-                while (entry := self.queue.head(head.model, head.priority)) is not None:
-                    self.queue.remove(entry.request_id, placed=False)
-                    entry.item.reply(Error(entry.request_id, "not_active", self.failover.refusal()))
+            # server.py `_pump`: deposed while holding requests, their askers must ask the active one.
+            for entry in self.queue.release_all():
+                entry.item.reply(Error(entry.request_id, "not_active", self.failover.refusal()))
             return
         for head in self.queue.heads():
             self._pump_lane(head.model, head.priority)
