@@ -44,7 +44,9 @@ def sim_config(spec: ExperimentSpec, scheduler: str) -> SimConfig:
         faults=tuple(SimFault(f.at_s, f.kind, f.target, f.duration_s) for f in faults),
         seed=spec.workload.seed, silent_after_s=SILENT_AFTER_S,
         coordinator_silent_s=COORDINATOR_SILENT_S, max_running=spec.max_running,
-        rebalance=spec.rebalance and scheduler == "centralized", live_migration=spec.live_migration)
+        rebalance=spec.rebalance and scheduler == "centralized", live_migration=spec.live_migration,
+        standby=spec.standby_coordinator and scheduler in ("centralized", "hybrid"),
+        failover_after_s=spec.failover_after_s)
 
 
 def run_sim_arm(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest], run_dir: Path,

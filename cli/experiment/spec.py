@@ -260,8 +260,7 @@ class ExperimentSpec:
                 raise ConfigError("--decision-cost-us sets the simulated coordinator's CPU cost: add --engine sim, "
                                   "or drop it (a real coordinator spends what it spends)")
             return
-        real_only = [(self.standby_coordinator, "--standby-coordinator (failover is not simulated)"),
-                     (self.insecure, "--insecure (the simulator has no sockets to secure)"),
+        real_only = [(self.insecure, "--insecure (the simulator has no sockets to secure)"),
                      (self.backend != "emulator", "--backend (the simulator models the emulator itself)"),
                      (self.affinity != "static", "--affinity learned (not simulated yet)"),
                      (self.prewarm != "off", "--prewarm (not simulated yet)")]

@@ -27,13 +27,18 @@ they know, so a deposed coordinator that wakes up (SIGCONT, a healed partition) 
 place anything. Primaries take odd epochs and backups even ones, so two coordinators can
 never hold the same epoch, whatever they know of each other. Fail-back is manual.
 
+`Failover` is the loop around them (when to ask, what an answer does, which event each step
+writes), run by the real coordinator (server.py) and the simulated one (daemons/sim).
 Times are the caller's monotonic clock; nothing here does I/O.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from daemons.core.messages import WitnessQuery
 
 ROLES = ("primary", "backup")
 
@@ -140,3 +145,70 @@ class VoteRound:
 
     def detail(self) -> str:
         return f"{len(self.granted)} of {len(self.expected)} cannot reach it, {len(self.denied)} can"
+
+
+Event = tuple[str, str, str]  # (kind, target, detail): as cluster.py's, a row of events.csv
+
+
+@dataclass
+class Failover:
+    """A coordinator's failover loop around its `BinaryStar`, without sockets or clocks.
+
+    When to ask the witnesses, what their answer does, which event each step writes and how a
+    coordinator that does not serve refuses: the real coordinator (server.py, over ZeroMQ and
+    witnesses.py) and the simulated one (daemons/sim/coordinator.py, on the virtual clock)
+    both run this, so a simulated takeover follows the same rules as a real one.
+    """
+
+    star: BinaryStar
+    name: str  # this coordinator's name (the target of its events)
+    peer: str  # the peer's request endpoint: the witnesses probe it
+    witness_timeout_s: float
+    heartbeat_s: float
+    round: VoteRound | None = None
+    next_vote: float = 0.0  # a refused vote is not asked again before this
+
+    def vote_due(self, nodes: Iterable[str], now: float) -> tuple[WitnessQuery, Event] | None:
+        """A witness vote to start among `nodes` (those alive in our view), with its event; None
+        while the peer is heard, we serve, a vote is open or a refused one's pause lasts."""
+        if not self.star.should_vote(now) or self.round is not None or now < self.next_vote:
+            return None
+        asked = frozenset(nodes)
+        proposed = next_epoch(self.star.role, self.star.epoch)
+        timeout = self.witness_timeout_s
+        self.round = VoteRound(asked, now + timeout)
+        # A refused vote (the peer is alive for the majority) is not asked again at once.
+        self.next_vote = now + timeout + self.heartbeat_s
+        query = WitnessQuery(self.name, proposed, self.peer, round(0.6 * timeout, 3))
+        return query, ("failover_vote", self.name, f"peer silent for {self.star.failover_after_s:g} s+; asking "
+                                                   f"{len(asked)} witnesses for epoch {proposed}")
+
+    def voted(self, node: str, granted: bool, epoch: int) -> None:
+        if self.round is not None:
+            self.round.add(node, granted, epoch)
+
+    def decided(self, now: float) -> tuple[State | None, Event] | None:
+        """The open vote's result once decided: the new state (None if refused) and its event."""
+        vote = self.round
+        outcome = None if vote is None else vote.outcome(now)
+        if vote is None or outcome is None:
+            return None
+        self.round = None
+        changed = self.star.on_vote(outcome, vote.epoch, now, vote.detail())
+        if changed is None:
+            why = vote.detail() if outcome else f"{vote.detail()}: the peer is alive for the majority"
+            return None, ("failover_refused", self.name, why)
+        return changed, self.transition(changed)
+
+    def heard(self, state: str, epoch: int, now: float) -> tuple[State, Event] | None:
+        """The peer's heartbeat: the new state and its event if ours changed."""
+        changed = self.star.on_peer(state, epoch, now)
+        return None if changed is None else (changed, self.transition(changed))
+
+    def transition(self, state: State) -> Event:
+        kind = "coordinator_active" if state is State.ACTIVE else "coordinator_passive"
+        return kind, self.name, f"epoch={self.star.epoch};{self.star.reason}"
+
+    def refusal(self) -> str:
+        """The `not_active` answer's message: the load generator then asks the peer."""
+        return f"coordinator {self.name} is {self.star.state} (epoch {self.star.epoch}): its peer {self.peer} serves"

@@ -70,7 +70,7 @@ from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.decide import decide
 from daemons.coordinator.epoch import EpochStore
-from daemons.coordinator.failover import BinaryStar, State, next_epoch
+from daemons.coordinator.failover import BinaryStar, Failover, State, next_epoch
 from daemons.coordinator.inbox import StateInbox, envelope_header, state_sender
 from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
 from daemons.coordinator.moveplan import order_of
@@ -92,7 +92,6 @@ from daemons.core.messages import (
     Schedule,
     StatusReply,
     StatusRequest,
-    WitnessQuery,
 )
 from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, Outcome, Waiting
@@ -178,11 +177,12 @@ class Coordinator:
             self.epoch = next_epoch("primary", stored) if self.epochs else 0
         else:
             self.star = BinaryStar(config.role, config.failover_after_s, stored, time.monotonic())
+            self.failover = Failover(self.star, config.name, config.peer, config.witness_timeout_s,
+                                     config.heartbeat_s)
             self.peer_sub = make_socket(self.ctx, zmq.SUB, curve=self.security.client)
             self.poller.register(self.peer_sub, zmq.POLLIN)
             self.witnesses = Witnesses(self.ctx, self.poller, config.name, self.security.client)
         self._next_beat = 0.0
-        self._next_vote = 0.0
 
     # ----- lifecycle ------------------------------------------------------------------------
     def bind(self) -> None:
@@ -347,22 +347,17 @@ class Coordinator:
         if self.star is None:
             return
         self._drain_peer(now)
-        self.witnesses.drain()
+        self.witnesses.drain(self.failover)
         self._maybe_vote(now)
-        vote = self.witnesses.round
-        outcome = None if vote is None else vote.outcome(now)
-        if vote is None or outcome is None:
-            return
-        self.witnesses.round = None
-        changed = self.star.on_vote(outcome, vote.epoch, now, vote.detail())
-        if changed is None:
-            why = vote.detail() if outcome else f"{vote.detail()}: the peer is alive for the majority"
-            self._emit([("failover_refused", self.config.name, why)])
-        else:
-            self._on_transition(changed)
+        decided = self.failover.decided(now)
+        if decided is not None:
+            changed, event = decided
+            if changed is None:
+                self._emit([event])  # failover_refused
+            else:
+                self._on_transition(changed, event)
 
     def _drain_peer(self, now: float) -> None:
-        assert self.star is not None
         while True:
             try:
                 frame = self.peer_sub.recv(zmq.NOBLOCK)
@@ -372,46 +367,35 @@ class Coordinator:
             if env is None:
                 self.counts["dropped"] += 1
             elif isinstance(env.body, CoordinatorState):
-                changed = self.star.on_peer(env.body.state, env.body.epoch, now)
-                if changed is not None:
-                    self._on_transition(changed)
+                heard = self.failover.heard(env.body.state, env.body.epoch, now)
+                if heard is not None:
+                    self._on_transition(*heard)
             # the peer's ClusterEvents share its PUB: they are for observers, not for us
 
-    def _on_transition(self, state: State) -> None:
+    def _on_transition(self, state: State, event: Event) -> None:
         assert self.star is not None
         if state is State.ACTIVE:
             if self.epochs is not None:
                 self.epochs.write(self.star.serving_epoch)  # durable before any answer in it
             self.epoch = self.star.serving_epoch
             self.witnesses.notify(self.book.alive_endpoints(), EpochNotice(self.config.name, self.epoch))
-        kind = "coordinator_active" if state is State.ACTIVE else "coordinator_passive"
-        self._emit([(kind, self.config.name, f"epoch={self.star.epoch};{self.star.reason}")])
+        self._emit([event])
         self._beat()
 
     def _maybe_vote(self, now: float) -> None:
-        """Ask the witnesses, once the peer is silent: again only after a refused vote's pause."""
-        assert self.star is not None
-        if not self.star.should_vote(now) or self.witnesses.round is not None or now < self._next_vote:
-            return
+        """Ask the witnesses, once the peer is silent (failover.py `Failover.vote_due`)."""
         nodes = self.book.alive_endpoints()
-        proposed = next_epoch(self.config.role, self.star.epoch)
-        timeout = self.config.witness_timeout_s
-        query = WitnessQuery(self.config.name, proposed, self.config.peer, round(0.6 * timeout, 3))
-        self.witnesses.ask(nodes, query, now + timeout)
-        # A refused vote (the peer is alive for the majority) is not asked again at once.
-        self._next_vote = now + timeout + self.config.heartbeat_s
-        self._emit([("failover_vote", self.config.name,
-                     f"peer silent for {self.config.failover_after_s:g} s+; asking {len(nodes)} witnesses "
-                     f"for epoch {proposed}")])
+        due = self.failover.vote_due(nodes, now)
+        if due is not None:
+            query, event = due
+            self.witnesses.ask(nodes, query)
+            self._emit([event])
 
     def _refuse_inactive(self, msg: Schedule) -> Error:
-        assert self.star is not None
         self.counts["refusals"] += 1
         if self.metrics is not None:
             self.metrics.refused("not_active")
-        return Error(msg.request_id, "not_active",
-                     f"coordinator {self.config.name} is {self.star.state} (epoch {self.star.epoch}): "
-                     f"its peer {self.config.peer} serves")
+        return Error(msg.request_id, "not_active", self.failover.refusal())
 
     def _publish(self, frame: bytes) -> None:
         try:
@@ -560,10 +544,8 @@ class Coordinator:
             self._answer(out.entry, self._refused(out.entry.item.msg, out))
         if self.star is not None and not self.star.active:
             # Deposed while holding requests: their askers must ask the active coordinator.
-            for head in self.queue.heads():
-                while (entry := self.queue.head(head.model, head.priority)) is not None:
-                    self.queue.remove(entry.request_id, placed=False)
-                    self._answer(entry, self._refuse_inactive(entry.item.msg))
+            for entry in self.queue.release_all():
+                self._answer(entry, self._refuse_inactive(entry.item.msg))
             return
         for head in self.queue.heads():
             self._pump_lane(head.model, head.priority)

@@ -14,7 +14,7 @@ import zmq
 
 from daemons.bus import encode, make_socket, parse_frame
 from daemons.bus.security import CurveClient
-from daemons.coordinator.failover import VoteRound
+from daemons.coordinator.failover import Failover
 from daemons.core.messages import EpochNotice, WitnessQuery, WitnessVote
 
 log = logging.getLogger("schedctl.coordinator")
@@ -26,19 +26,16 @@ class Witnesses:
         self._ctx, self._poller, self._name, self._curve = ctx, poller, name, curve
         self._links: dict[str, Any] = {}  # node endpoint -> DEALER
         self._names: dict[str, str] = {}  # node endpoint -> the node we asked there
-        self.round: VoteRound | None = None
 
-    def ask(self, nodes: dict[str, str], query: WitnessQuery, deadline: float) -> VoteRound:
-        """Start a vote among `nodes` (name -> endpoint); answers arrive through `drain`."""
-        self.round = VoteRound(frozenset(nodes), deadline)
+    def ask(self, nodes: dict[str, str], query: WitnessQuery) -> None:
+        """Ask `nodes` (name -> endpoint) to vote; their answers arrive through `drain`."""
         self._send_all(nodes, query)
-        return self.round
 
     def notify(self, nodes: dict[str, str], notice: EpochNotice) -> None:
         self._send_all(nodes, notice)
 
-    def drain(self) -> None:
-        """Read every waiting answer; votes go to the open round, anything else is dropped."""
+    def drain(self, failover: Failover) -> None:
+        """Read every waiting answer; votes go to `failover`'s open round, anything else is dropped."""
         for endpoint, link in self._links.items():
             while True:
                 try:
@@ -53,8 +50,8 @@ class Witnesses:
                 elif env.body.node != self._names.get(endpoint):
                     # A vote counts for the node at the endpoint we asked, never for a name it claims.
                     log.warning("dropped a witness vote from %s claiming to be %r", endpoint, env.body.node[:64])
-                elif self.round is not None:
-                    self.round.add(env.body.node, env.body.granted, env.body.epoch)
+                else:
+                    failover.voted(env.body.node, env.body.granted, env.body.epoch)
 
     def close(self) -> None:
         for link in self._links.values():

@@ -16,7 +16,7 @@ cold starts to a coordinator; the node serves both alike (`peer_mode` picks the 
 
 Coordinator failover: a placement carries its coordinator's epoch (`Infer.epoch`); the node
 keeps the newest epoch it has seen (from placements and `EpochNotice`) and refuses older
-ones with `stale_epoch`, so a deposed coordinator's decisions never run. A `WitnessQuery`
+ones with `stale_epoch` (fencing.py), so a deposed coordinator's decisions never run. A `WitnessQuery`
 makes the node probe the named coordinator and vote whether it is gone.
 
 Liveness of a request: from acceptance to its answer, everyone waiting on a request hears
@@ -83,6 +83,7 @@ from daemons.node.actions import served_action
 from daemons.node.backend_api import BackendRequestError, Finished
 from daemons.node.catalog import Catalog
 from daemons.node.config import MIN_PUBLISH_GAP_S, PROGRESS_EVERY_S, NodeConfig
+from daemons.node.fencing import EpochFence, probe_window, witness_vote
 from daemons.node.gpu import GpuProbe, GpuReading, choose_probe
 from daemons.node.hybrid_mode import peer_mode
 from daemons.node.instances import Instance, make_manager
@@ -95,7 +96,6 @@ from daemons.policy.prewarm import plan_for_peer
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
 MAX_WITNESS_PROBES = 4  # concurrent witness probes; a flood of queries gets "busy" votes
-WITNESS_PROBE_MAX_S = 5.0
 MAX_LISTENERS = 4  # askers attached to one running request (the first and its retries)
 SWITCHED = -1  # what _stream returns as its token count when a migration stopped it
 PREWARM_TICK_S, PREWARM_HOLD_S = 0.5, 5.0  # a gossip peer's pre-warm planning (daemons/coordinator/prewarmer.py)
@@ -198,7 +198,7 @@ class NodeServer:
         self._status = ""
         self.endpoints: dict[str, str] = {}  # bind (and gossip_bind) -> the endpoint bound
         self._background: set[asyncio.Task[None]] = set()
-        self.epoch = 0  # the newest coordinator epoch seen; placements of older ones are refused
+        self.fence = EpochFence()  # the newest coordinator epoch seen; placements of older ones are refused
         self._witness_probes = 0
         self.gossip = peer_mode(config, self.ctx, self, self.security)
         self.last_state: NodeState | None = None  # the last NodeState published (metrics read it)
@@ -364,8 +364,8 @@ class NodeServer:
                         extra={"SCHEDCTL_REQUEST_ID": rid})
             self._spawn(self._replay(identity, done))
             return
-        if request.epoch and request.epoch < self.epoch:
-            why = f"placed in epoch {request.epoch}, but epoch {self.epoch} has begun: ask the active coordinator"
+        why = self.fence.stale(request.epoch)
+        if why is not None:
             self._spawn(self._reply(identity, Error(rid, "stale_epoch", why, self.config.name), rid))
             return
         self._learn_epoch(request.epoch, f"placement {rid}")
@@ -410,9 +410,9 @@ class NodeServer:
         task.cancel()
 
     def _learn_epoch(self, epoch: int, source: str) -> None:
-        if epoch > self.epoch:
-            log.info("coordinator epoch %d (was %d) from %s", epoch, self.epoch, source)
-            self.epoch = epoch
+        was = self.fence.epoch
+        if self.fence.learn(epoch):
+            log.info("coordinator epoch %d (was %d) from %s", epoch, was, source)
 
     async def _witness(self, identity: bytes, query: WitnessQuery, msg_id: str) -> None:
         """Vote on a takeover: granted when the coordinator named in `query.peer` is silent to us too."""
@@ -423,12 +423,12 @@ class NodeServer:
         else:
             self._witness_probes += 1
             try:
-                granted, reason = await self._probe(query.peer, min(max(query.probe_s, 0.05), WITNESS_PROBE_MAX_S))
+                granted, reason = await self._probe(query.peer, probe_window(query.probe_s))
             finally:
                 self._witness_probes -= 1
         log.info("witness vote for %s taking epoch %d: %s (%s)", query.candidate, query.epoch,
                  "granted" if granted else "denied", reason)
-        await self._reply(identity, WitnessVote(self.config.name, self.epoch, granted, reason), msg_id)
+        await self._reply(identity, WitnessVote(self.config.name, self.fence.epoch, granted, reason), msg_id)
 
     async def _probe(self, endpoint: str, timeout_s: float) -> tuple[bool, str]:
         """(granted, why): ask `endpoint` for its status; granted if it stays silent."""
@@ -436,9 +436,7 @@ class NodeServer:
         try:
             sock.connect(endpoint)
             await sock.send(encode(StatusRequest(), self.config.name), flags=zmq.DONTWAIT)
-            if await sock.poll(int(timeout_s * 1000)):
-                return False, f"{endpoint} answered"
-            return True, f"{endpoint} silent for {timeout_s:g} s"
+            return witness_vote(bool(await sock.poll(int(timeout_s * 1000))), endpoint, timeout_s)
         except zmq.ZMQError as exc:
             return True, f"{endpoint}: {exc.strerror}"
         finally:
@@ -478,7 +476,7 @@ class NodeServer:
         self._spawn(self._send_event(event))
 
     def _status_reply(self) -> StatusReply:
-        info: dict[str, Any] = {"epoch": self.epoch}
+        info: dict[str, Any] = {"epoch": self.fence.epoch}
         if self.gossip is not None:
             return self.gossip.status_reply(info)
         return StatusReply("node", [to_dict(self.snapshot())], info)

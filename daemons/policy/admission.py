@@ -199,6 +199,17 @@ class AdmissionQueue(Generic[T]):
             self.placed += 1
         return entry
 
+    def release_all(self) -> list[Waiting[T]]:
+        """Take out every waiting request, unplaced, lane heads first as the policy would have
+        been offered them: a coordinator deposed while holding them hands them back to their
+        askers (server.py and the simulated coordinator answer each `not_active`)."""
+        out = []
+        for head in self.heads():
+            while (entry := self.head(head.model, head.priority)) is not None:
+                self.remove(entry.request_id, placed=False)
+                out.append(entry)
+        return out
+
     def expire(self, now: float) -> list[Outcome[T]]:
         """Take out every request whose deadline has passed, each with a `queue_timeout` outcome."""
         late = [e for e in self._by_id.values() if e.deadline <= now]

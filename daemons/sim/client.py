@@ -5,7 +5,8 @@ timeouts, exactly one outcome per request) is the load generator's own state mac
 daemons/loadgen/recorder.py, which takes decoded replies and the time: here the replies
 are the same message dataclasses, wrapped in an `Envelope` as the wire would deliver them.
 What this module adds is the sender's side: each request leaves at its scheduled time
-(open loop), centralized requests ask the coordinator and then go to the node it names,
+(open loop), centralized requests ask the coordinator the real one's `CoordinatorSet` follows (with a
+standby: the active one) and then go to the node it names,
 gossip requests enter a peer chosen from the request id (as the sender's `_entry_from`),
 and the requests the recorder queues for a retry are sent again. Like the sender it asks
 the cluster once a second which nodes are gone (`node_gone`).
@@ -30,7 +31,7 @@ MEMBERS_EVERY_S = 1.0  # how often it asks who is gone
 
 
 class SimClient:
-    """`send(rec, to)` sends one attempt of `rec` (`to`: an entry peer, or "" for the coordinator)."""
+    """`send(rec, to)` sends one attempt of `rec` (`to`: an entry peer, or the coordinator to ask)."""
 
     def __init__(self, clock: Clock, recorder: Recorder, schedule: list[PlannedRequest], mode: str,
                  entries: list[str], send: Callable[[RequestRecord, str], None],
@@ -65,16 +66,17 @@ class SimClient:
         self._next += 1
         rec = self._by_id[planned.request_id]
         to = self._entry(rec, 0)
-        self.rec.on_sent(rec, self.clock.now, "" if self.mode == "gossip" else "coordinator")
+        self.rec.on_sent(rec, self.clock.now, "" if self.mode == "gossip" else to)
         if self.mode == "gossip":
             rec.node_endpoint = to
         self._send(rec, to)
         self._arrive_next()
 
     def _entry(self, rec: RequestRecord, offset: int) -> str:
-        """The entry peer of a request: by its id, skipping peers whose link dropped (sender.py)."""
+        """The entry peer of a request: by its id, skipping peers whose link dropped (sender.py);
+        centralized, the coordinator it follows now (coordinators.py)."""
         if self.mode != "gossip":
-            return ""
+            return self.rec.coordinators.active if self.rec.coordinators is not None else "coordinator"
         start = zlib.crc32(rec.request_id.encode()) + offset
         order = [self.entries[(start + k) % len(self.entries)] for k in range(len(self.entries))]
         return next((e for e in order if e not in self._down), order[0])
@@ -89,7 +91,7 @@ class SimClient:
             if rec.status:
                 continue
             to = self._entry(rec, rec.attempts)
-            self.rec.on_resent(rec, now, "" if self.mode == "gossip" else "coordinator")
+            self.rec.on_resent(rec, now, "" if self.mode == "gossip" else to)
             if self.mode == "gossip":
                 rec.node_endpoint = to
             self._send(rec, to)

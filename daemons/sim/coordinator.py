@@ -17,6 +17,13 @@ on the target machine with scripts/bench_coordinator.py), so a cluster that asks
 than that CPU does shows the same growing wait, and the same coalesced states, as the real
 one.
 
+Failover (a standby): with a `Pair`, the coordinator is one of a primary/backup pair and
+runs the real one's `Failover` (daemons/coordinator/failover.py: Binary Star, witness votes,
+epochs): it beats its `CoordinatorState` to its peer every heartbeat, a passive one asks the
+nodes to vote once the peer is silent for failover_after_s and takes the next epoch of its
+parity when they grant it, and one that is not active answers every Schedule `not_active`.
+Its epoch outlives a restart, as the real one's epoch file does.
+
 Live migration: the same `MovePlan` (daemons/coordinator/moveplan.py) as the real `Mover`
 decides the rebalancer's moves (`rebalance`) and the room a policy's MIGRATE needs
 (`live_migration`); each order goes to its source node over the simulated wire.
@@ -32,10 +39,11 @@ from typing import Any
 
 from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.decide import decide
+from daemons.coordinator.failover import BinaryStar, Failover, State
 from daemons.coordinator.moveplan import MovePlan, order_of
 from daemons.coordinator.referrals import MIN_GAP_S, MapPublisher
 from daemons.coordinator.server import REQUEST_BATCH, STATE_BATCH
-from daemons.core.messages import Error, Migrate, NodeState, Placement, Progress
+from daemons.core.messages import Error, Migrate, NodeState, Placement, Progress, WitnessQuery
 from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, QueueLimits, Waiting
 from daemons.policy.capacity import worth_waiting
@@ -87,8 +95,23 @@ class CoordinatorSettings:
 class Peers:
     """Hybrid: what the coordinator's events PUB carries to the peers, over the wire."""
 
-    beat: Callable[[], None]  # a CoordinatorState heartbeat (active)
-    send_map: Callable[[dict[str, list[str]]], None]  # a ModelMap's models
+    beat: Callable[[int], None]  # a CoordinatorState heartbeat saying active, in this epoch
+    send_map: Callable[[dict[str, list[str]], int], None]  # a ModelMap's models, and its epoch
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One coordinator of a failover pair: its part (CoordinatorConfig's) and its links over the wire."""
+
+    name: str
+    role: str  # primary | backup
+    peer: str  # the other coordinator's name: its endpoint in the simulation
+    failover_after_s: float
+    witness_timeout_s: float
+    heartbeat_s: float
+    beat: Callable[[str, int], None]  # our CoordinatorState (state, epoch) to the peer and the collector
+    ask: Callable[[list[str], WitnessQuery, Callable[[str, bool, int], None]], None]  # a vote: nodes, query, answers
+    notify: Callable[[list[str], int], None]  # an EpochNotice to these nodes
 
 
 @dataclass(frozen=True)
@@ -104,11 +127,13 @@ class Ask:
 class SimCoordinator:
     def __init__(self, settings: CoordinatorSettings, clock: Clock, costs: Costs,
                  emit: Callable[[str, str, str], None], send_order: Callable[[Migrate], None] | None = None,
-                 peers: Peers | None = None) -> None:
+                 peers: Peers | None = None, pair: Pair | None = None) -> None:
         """`send_order`: a live migration's `Migrate` to its source node (over the wire);
-        `peers`: hybrid peers that hear its heartbeats and maps."""
+        `peers`: hybrid peers that hear its heartbeats and maps; `pair`: one of a failover pair."""
         self.settings, self.clock, self.costs = settings, clock, costs
         self.peers = peers
+        self.pair = pair
+        self.stored_epoch = 0  # the epoch file: the epoch of the latest activation, kept across restarts
         self._emit = emit
         self._send_order = send_order or (lambda order: None)
         self.orders = 0
@@ -132,6 +157,17 @@ class SimCoordinator:
         self.paused = False
         self._no_expiry_until = 0.0
         self._life = getattr(self, "_life", 0) + 1
+        self.epoch = 0  # the epoch our placements carry (0: no failover pair)
+        self.failover: Failover | None = None
+        if self.pair is not None:
+            p = self.pair
+            star = BinaryStar(p.role, p.failover_after_s, self.stored_epoch, self.clock.now)
+            self.failover = Failover(star, p.name, p.peer, p.witness_timeout_s, p.heartbeat_s)
+
+    @property
+    def active(self) -> bool:
+        """Serving: always without a pair; with one, while its Binary Star says so."""
+        return self.failover is None or self.failover.star.active
 
     def start(self) -> None:
         life = self._life
@@ -216,7 +252,9 @@ class SimCoordinator:
             self._events(self.book.expire(self.clock.now))
             self._expire_queue()
             self._pump()
-        if self.settings.rebalance and not self.paused:
+        if self.failover is not None and not self.paused:
+            self._failover_tick()
+        if self.settings.rebalance and not self.paused and self.active:
             for move in self.plan.due(self.book.view(), self.clock.now):
                 self._order(order_of(move))
         self._map_if_due()
@@ -224,16 +262,71 @@ class SimCoordinator:
 
     # ----- hybrid: heartbeats and the model map (server.py's events PUB) -----------------------
     def _heartbeat(self, life: int) -> None:
-        if not self._alive(life) or self.peers is None:
+        if not self._alive(life) or (self.peers is None and self.pair is None):
             return
         if not self.paused:
-            self.peers.beat()
-        self.clock.after(HEARTBEAT_S, lambda: self._heartbeat(life))
+            self._beat()
+        self.clock.after(self.pair.heartbeat_s if self.pair else HEARTBEAT_S, lambda: self._heartbeat(life))
+
+    def _beat(self) -> None:
+        if self.peers is not None and self.active:
+            self.peers.beat(self.epoch)
+        if self.pair is not None and self.failover is not None:
+            star = self.failover.star
+            self.pair.beat(star.state.value, star.epoch)
 
     def _map_if_due(self) -> None:
-        if self.peers is not None and not self.paused and self.maps.due(self.clock.now):
+        if self.peers is not None and not self.paused and self.active and self.maps.due(self.clock.now):
             self.maps.sent(self.clock.now)
-            self.peers.send_map(model_map(self.book.view()))
+            self.peers.send_map(model_map(self.book.view()), self.epoch)
+
+    # ----- failover (server.py `_failover_tick`, failover.py `Failover`) ---------------------------
+    def _failover_tick(self) -> None:
+        assert self.failover is not None and self.pair is not None
+        now = self.clock.now
+        nodes = list(self.book.alive_endpoints())
+        due = self.failover.vote_due(nodes, now)
+        if due is not None:
+            query, event = due
+            self._emit(*event)
+            life = self._life
+            self.pair.ask(nodes, query, lambda node, granted, epoch: self._voted(life, node, granted, epoch))
+        self._decide_vote()
+
+    def _voted(self, life: int, node: str, granted: bool, epoch: int) -> None:
+        if self._alive(life) and self.failover is not None:
+            self.failover.voted(node, granted, epoch)
+            self._decide_vote()
+
+    def _decide_vote(self) -> None:
+        assert self.failover is not None
+        decided = self.failover.decided(self.clock.now)
+        if decided is None:
+            return
+        changed, event = decided
+        if changed is None:
+            self._emit(*event)  # failover_refused
+        else:
+            self._transition(changed, event)
+
+    def on_peer(self, state: str, epoch: int) -> None:
+        """The peer's heartbeat (read before any request: server.py drains the peer first)."""
+        if not self.up or self.failover is None:
+            return
+        heard = self.failover.heard(state, epoch, self.clock.now)
+        if heard is not None:
+            self._transition(*heard)
+
+    def _transition(self, state: State, event: tuple[str, str, str]) -> None:
+        """server.py `_on_transition`: an activation's epoch is stored, carried and told to the nodes."""
+        assert self.failover is not None and self.pair is not None
+        if state is State.ACTIVE:
+            self.stored_epoch = self.epoch = self.failover.star.serving_epoch
+            self.pair.notify(list(self.book.alive_endpoints()), self.epoch)
+        self._emit(*event)
+        self._beat()
+        if state is not State.ACTIVE:
+            self._pump()  # deposed: what it holds is answered not_active
 
     # ----- live migration -------------------------------------------------------------------
     def _order(self, order: Migrate) -> None:
@@ -254,7 +347,11 @@ class SimCoordinator:
         self._kick()
 
     def _schedule(self, ask: Ask) -> None:
-        """server.py `_schedule`: queue behind waiting requests of its lane, or decide now."""
+        """server.py `_schedule`: refused when not active; queue behind waiting requests of its
+        lane, or decide now."""
+        if self.failover is not None and not self.failover.star.active:
+            ask.reply(Error(ask.request_id, "not_active", self.failover.refusal()))
+            return
         req = ask.request
         if ask.request_id in self.queue or self.queue.waits_ahead(req.model, req.priority):
             if self._hold(ask):
@@ -279,7 +376,7 @@ class SimCoordinator:
             life = self._life
             self.clock.after(MIN_GAP_S, lambda: self._map_if_due() if self._alive(life) else None)
         return Placement(ask.request_id, result.node, result.endpoint, result.action, result.est_wait_s,
-                         result.reason, self.costs.decision_s)
+                         result.reason, self.costs.decision_s, self.epoch)
 
     def _hold(self, ask: Ask) -> bool:
         """Queue `ask`; False (answered `overloaded`) when its lane is full."""
@@ -297,6 +394,11 @@ class SimCoordinator:
 
     def _pump(self) -> None:
         if not self.queue:
+            return
+        if self.failover is not None and not self.failover.star.active:
+            # server.py `_pump`: deposed while holding requests, their askers must ask the active one.
+            for entry in self.queue.release_all():
+                entry.item.reply(Error(entry.request_id, "not_active", self.failover.refusal()))
             return
         for head in self.queue.heads():
             self._pump_lane(head.model, head.priority)

@@ -21,12 +21,15 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from daemons.core.messages import Done, Error, Migrate, NodeState, Placement
+from daemons.coordinator.config import CoordinatorConfig
+from daemons.core.messages import Done, Error, Migrate, NodeState, Placement, WitnessQuery, WitnessVote
 from daemons.gossip.config import GossipConfig
 from daemons.gossip.messages import Status
+from daemons.loadgen.config import LoadgenConfig
+from daemons.loadgen.coordinators import CoordinatorSet
 from daemons.loadgen.recorder import Recorder, RequestRecord
 from daemons.loadgen.workload import PlannedRequest
 from daemons.node.config import NodeConfig
@@ -36,7 +39,7 @@ from daemons.rundir import Event, NodeSample
 from daemons.sim.client import LOADGEN, SimClient
 from daemons.sim.clock import Clock
 from daemons.sim.collector import SimCollector
-from daemons.sim.coordinator import Ask, CoordinatorSettings, Costs, Peers, SimCoordinator
+from daemons.sim.coordinator import Ask, CoordinatorSettings, Costs, Pair, Peers, SimCoordinator
 from daemons.sim.faults import SimFault, schedule_faults
 from daemons.sim.hybrid import SimHybridPeer
 from daemons.sim.node import Asked, NodeKind, NodeRules, SimNode
@@ -44,8 +47,10 @@ from daemons.sim.peer import PeerSettings, Placing, RecordCache, SimPeer, verdic
 from daemons.sim.wire import Wire
 
 COORDINATOR = "coordinator"
+STANDBY = "standby"  # the backup of a failover pair (cli/experiment/cluster.py names it so)
 COLLECTOR = "collector"
 REFUSALS = ("no_capacity", "overloaded")  # a peer that cannot take a forwarded request (gossip_mode)
+_LOADGEN: dict[str, Any] = {f.name: f.default for f in fields(LoadgenConfig)}  # its defaults (a slotted dataclass)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,14 @@ class SimConfig:
     rebalance: bool = False  # centralized: the coordinator's periodic rebalancer
     rebalance_threshold: int = DEFAULT_THRESHOLD
     live_migration: bool = True  # centralized: a policy's MIGRATE is carried out
+    standby: bool = False  # centralized, hybrid: a backup coordinator (`standby`) beside the primary
+    failover_after_s: float = CoordinatorConfig.failover_after_s  # the pair's (CoordinatorConfig)
+    witness_timeout_s: float = CoordinatorConfig.witness_timeout_s
+    heartbeat_s: float = CoordinatorConfig.heartbeat_s
+    # The load generator's coordinator rules (LoadgenConfig): an unplaced request is asked again
+    # (of the other coordinator, with a standby) after this long, this many times at most.
+    coordinator_timeout_s: float = _LOADGEN["coordinator_timeout_s"]
+    coordinator_retries: int = _LOADGEN["coordinator_retries"]
 
 
 @dataclass
@@ -107,13 +120,18 @@ class Simulation:
         self.nodes: dict[str, SimNode] = {}
         self.peers: dict[str, SimPeer] = {}
         self.coordinator: SimCoordinator | None = None
+        self.coordinators: dict[str, SimCoordinator] = {}  # by name: the coordinator, and the standby
         self.records = RecordCache()
         self.peered = config.mode in ("gossip", "hybrid")  # requests enter at gossip peers
         if config.mode in ("centralized", "hybrid"):
-            self.wire.add(COORDINATOR)
-            hybrid = Peers(self._beat, self._send_map) if config.mode == "hybrid" else None
-            self.coordinator = SimCoordinator(self._coordinator_settings(), self.clock, config.costs, self.emit,
-                                              self._send_order, hybrid)
+            pair = ((COORDINATOR, "primary", STANDBY), (STANDBY, "backup", COORDINATOR)) if config.standby else ()
+            for name, role, peer in pair or ((COORDINATOR, "", ""),):
+                self.wire.add(name)
+                hybrid = Peers(self._beat(name), self._send_map(name)) if config.mode == "hybrid" else None
+                self.coordinators[name] = SimCoordinator(
+                    self._coordinator_settings(), self.clock, config.costs, self.emit, self._send_order(name),
+                    hybrid, self._pair(name, role, peer) if role else None)
+            self.coordinator = self.coordinators[COORDINATOR]
         rules = NodeRules(config.max_running, config.priority, config.priority_aging_s)
         for name, kind in config.nodes:
             self.wire.add(name)
@@ -122,7 +140,10 @@ class Simulation:
             if self.peered:
                 self.peers[name] = self._peer(name)
         client_mode = "gossip" if self.peered else config.mode  # hybrid: the load generator's is gossip's
-        self.recorder = Recorder(schedule, config.timeout_s, client_mode, config.retries, config.attempt_timeout_s)
+        # As the real sender (sender.py): in centralized mode, the coordinators it may ask.
+        asks = CoordinatorSet(tuple(self.coordinators)) if client_mode == "centralized" else None
+        self.recorder = Recorder(schedule, config.timeout_s, client_mode, config.retries, config.attempt_timeout_s,
+                                 asks, config.coordinator_timeout_s, config.coordinator_retries)
         self.client = SimClient(self.clock, self.recorder, schedule, client_mode,
                                 [n.endpoint for n in self.nodes.values()], self._send, self._infer_placed,
                                 self._gone)
@@ -136,8 +157,13 @@ class Simulation:
         peer = kind(self.nodes[name], settings, self.clock, self.records, self._forward, peer_rng(c.peer_seed, name),
                     self._peer_link)
         if isinstance(peer, SimHybridPeer):
-            peer.configure(self._refer, self._announce, c.referral_timeout_s)
+            peer.configure(self._refer, self._announce, c.referral_timeout_s, tuple(self.coordinators))
         return peer
+
+    def _pair(self, name: str, role: str, peer: str) -> Pair:
+        c = self.config
+        return Pair(name, role, peer, c.failover_after_s, c.witness_timeout_s, c.heartbeat_s,
+                    self._coordinator_beat(name, peer), self._witnesses(name, peer), self._epoch_notice(name))
 
     def _coordinator_settings(self) -> CoordinatorSettings:
         c = self.config
@@ -167,8 +193,8 @@ class Simulation:
             net.bootstrap()  # a converged cluster at t = 0, as the real run starts once every peer is up
             net.listeners.append(verdict_listener(self.emit, lambda: self.clock.now))
             net.listeners.append(self._member_event)
-        if self.coordinator is not None:
-            self.coordinator.start()
+        for coordinator in self.coordinators.values():
+            coordinator.start()
         for node in self.nodes.values():
             node.start()
         self.collector.start()
@@ -192,11 +218,11 @@ class Simulation:
         gossip_msgs = sum(n.msgs_out for n in net.nodes.values())
         steps = sum(i.batch.steps for n in self.nodes.values() for i in n.instances.values())
         return {"events": self.clock.events, "gossip_messages": gossip_msgs, "wire_messages": self.wire.messages,
-                "decisions": self.coordinator.decisions if self.coordinator else 0,
-                "coordinator_busy_s": self.coordinator.busy_s if self.coordinator else 0.0,
+                "decisions": sum(c.decisions for c in self.coordinators.values()),
+                "coordinator_busy_s": sum(c.busy_s for c in self.coordinators.values()),
                 "loads": sum(n.loads for n in self.nodes.values()),
                 "evictions": sum(n.evictions for n in self.nodes.values()), "steps_alive_instances": steps,
-                "migration_orders": self.coordinator.orders if self.coordinator else 0,
+                "migration_orders": sum(c.orders for c in self.coordinators.values()),
                 **{f"migrations_{k}": sum(n.migrations[k] for n in self.nodes.values())
                    for k in ("migrated", "refused", "abandoned", "resumed_here")}}
 
@@ -216,12 +242,12 @@ class Simulation:
 
     # ----- the request path --------------------------------------------------------------------------
     def _send(self, rec: RequestRecord, to: str) -> None:
-        """One attempt of `rec`: to the coordinator (centralized) or entry peer `to` (gossip)."""
+        """One attempt of `rec`: to coordinator `to` (centralized) or entry peer `to` (gossip)."""
         rid = rec.request_id
-        if self.coordinator is not None and not self.peered:
-            coordinator = self.coordinator
-            ask = Ask(rid, self.client.placement_request(rec), 0.0, self._replier(COORDINATOR, COORDINATOR))
-            self.wire.send(LOADGEN, COORDINATOR, lambda: coordinator.on_schedule(ask))
+        if self.coordinators and not self.peered:
+            coordinator = self.coordinators[to]
+            ask = Ask(rid, self.client.placement_request(rec), 0.0, self._replier(to, to, relayed=False))
+            self.wire.send(LOADGEN, to, lambda: coordinator.on_schedule(ask))
             return
         entry = to.removeprefix("sim://")
         peer = self.peers[entry]
@@ -234,21 +260,22 @@ class Simulation:
         node = self.nodes.get(placement.node)
         if node is None:
             return
-        asked = self._asked(rec, placement.action, self._replier(node.name, node.endpoint))
+        asked = self._asked(rec, placement.action, self._replier(node.name, node.endpoint), placement.epoch)
         self.wire.send(LOADGEN, node.name, lambda: node.infer(asked))
         if not self.wire.parties[node.name].up:
             self.clock.after(self.config.latency_s, lambda: self.client.link_lost(node.endpoint))
 
-    def _asked(self, rec: RequestRecord, action: str, reply: Callable[[Any], None]) -> Asked:
+    def _asked(self, rec: RequestRecord, action: str, reply: Callable[[Any], None], epoch: int = 0) -> Asked:
         return Asked(rec.request_id, rec.model, rec.prompt_tokens, rec.max_new_tokens, action, reply,
-                     priority=rec.priority)
+                     priority=rec.priority, epoch=epoch)
 
-    def _replier(self, src: str, source: str) -> Callable[[Any], None]:
-        """How `src` answers the load generator (`source`: the endpoint the answer comes through)."""
+    def _replier(self, src: str, source: str, relayed: bool = True) -> Callable[[Any], None]:
+        """How `src` answers the load generator (`source`: the endpoint the answer comes through;
+        `relayed`: a node's answers name the node that wrote them, a coordinator's are its own)."""
         client = self.client
 
         def reply(body: Any) -> None:
-            sender = getattr(body, "node", "") or src
+            sender = (getattr(body, "node", "") if relayed else "") or src
             self.wire.send(src, LOADGEN, lambda: client.reply(body, sender, source))
 
         return reply
@@ -271,7 +298,7 @@ class Simulation:
             self.wire.send(dst, src, at_src)
 
         onward = Asked(asked.request_id, asked.model, asked.prompt_tokens, asked.max_new_tokens, asked.action,
-                       relay, asked.hops, asked.priority, decided_by=asked.decided_by)
+                       relay, asked.hops, asked.priority, decided_by=asked.decided_by, epoch=asked.epoch)
         self.wire.send(src, dst, lambda: node.infer(onward))
 
     def _peer_link(self, src: str, dst: str, deliver: Callable[[SimPeer], None]) -> None:
@@ -282,30 +309,76 @@ class Simulation:
             self.wire.send(src, dst, lambda: deliver(peer))
 
     # ----- hybrid: referrals, heartbeats and maps between the peers and the coordinator ---------------
-    def _refer(self, src: str, ask: Ask) -> bool:
-        """Peer `src` refers `ask` to the coordinator; False when its process is gone (the real
+    def _refer(self, src: str, to: str, ask: Ask) -> bool:
+        """Peer `src` refers `ask` to coordinator `to`; False when its process is gone (the real
         peer's DEALER has no connection then, and its send fails at once)."""
-        coordinator = self.coordinator
-        if coordinator is None or not self.wire.parties[COORDINATOR].up:
+        coordinator = self.coordinators.get(to)
+        if coordinator is None or not self.wire.parties[to].up:
             return False
         answer = ask.reply
 
         def reply(body: Any) -> None:
-            self.wire.send(COORDINATOR, src, lambda: answer(body))
+            self.wire.send(to, src, lambda: answer(body))
 
         over = Ask(ask.request_id, ask.request, ask.timeout_s, reply)
-        self.wire.send(src, COORDINATOR, lambda: coordinator.on_schedule(over))
+        self.wire.send(src, to, lambda: coordinator.on_schedule(over))
         return True
 
-    def _beat(self) -> None:
-        for name, peer in self.peers.items():
-            if isinstance(peer, SimHybridPeer):
-                self.wire.send(COORDINATOR, name, peer.heard)
+    def _beat(self, name: str) -> Callable[[int], None]:
+        """Coordinator `name`'s heartbeat (saying active) on its events PUB, to every hybrid peer."""
+        def beat(epoch: int) -> None:
+            for peer_name, peer in self.peers.items():
+                if isinstance(peer, SimHybridPeer):
+                    self.wire.send(name, peer_name, lambda p=peer: p.coordinator_active(name, epoch))  # type: ignore[misc]
+        return beat
 
-    def _send_map(self, models: dict[str, list[str]]) -> None:
-        for name, peer in self.peers.items():
-            if isinstance(peer, SimHybridPeer):
-                self.wire.send(COORDINATOR, name, lambda p=peer: p.take_map(models))  # type: ignore[misc]
+    def _send_map(self, name: str) -> Callable[[dict[str, list[str]], int], None]:
+        def send(models: dict[str, list[str]], epoch: int) -> None:
+            for peer_name, peer in self.peers.items():
+                if isinstance(peer, SimHybridPeer):
+                    self.wire.send(name, peer_name,
+                                   lambda p=peer: p.take_map(name, epoch, models))  # type: ignore[misc]
+        return send
+
+    # ----- a failover pair: heartbeats, witness votes, epoch notices (over the wire) -------------------
+    def _coordinator_beat(self, name: str, peer: str) -> Callable[[str, int], None]:
+        """`name`'s CoordinatorState on its events PUB: its peer hears it (the collector's
+        silence rule is in faults.py)."""
+        def beat(state: str, epoch: int) -> None:
+            other = self.coordinators[peer]
+            self.wire.send(name, peer, lambda: other.on_peer(state, epoch))
+        return beat
+
+    def _witnesses(self, name: str, peer: str) -> Callable[[list[str], WitnessQuery, Callable[[str, bool, int], None]],
+                                                            None]:
+        """`name` asks these nodes whether they cannot reach `peer` either (witnesses.py)."""
+        def ask(nodes: list[str], query: WitnessQuery, answer: Callable[[str, bool, int], None]) -> None:
+            def vote(body: WitnessVote) -> None:
+                self.wire.send(body.node, name, lambda: answer(body.node, body.granted, body.epoch))
+
+            for node_name in nodes:
+                node = self.nodes.get(node_name)
+                if node is not None:
+                    self.wire.send(name, node_name,
+                                   lambda n=node: n.witness(query, self._prober(n.name, peer), vote))  # type: ignore[misc]
+        return ask
+
+    def _prober(self, node: str, coordinator: str) -> Callable[[Callable[[], None]], None]:
+        """The node's StatusRequest to `coordinator`: answered (one round trip) if its process runs."""
+        def probe(answered: Callable[[], None]) -> None:
+            def at_coordinator() -> None:
+                if self.coordinators[coordinator].up:
+                    self.wire.send(coordinator, node, answered)
+            self.wire.send(node, coordinator, at_coordinator)
+        return probe
+
+    def _epoch_notice(self, name: str) -> Callable[[list[str], int], None]:
+        def notify(nodes: list[str], epoch: int) -> None:
+            for node_name in nodes:
+                node = self.nodes.get(node_name)
+                if node is not None:
+                    self.wire.send(name, node_name, lambda n=node: n.epoch_notice(epoch))  # type: ignore[misc]
+        return notify
 
     # ----- between nodes: live migration ---------------------------------------------------------------
     def _link(self, src: str, dst: str, deliver: Callable[[SimNode], None]) -> None:
@@ -317,9 +390,11 @@ class Simulation:
         """A node's ClusterEvent (its PUB) reaches the collector: a row of events.csv."""
         self.wire.send(node, COLLECTOR, lambda: self.emit(kind, node, detail))
 
-    def _send_order(self, order: Migrate) -> None:
-        """The coordinator's Migrate to its source node."""
-        self._link(COORDINATOR, order.node, lambda node: node.migrate(order))
+    def _send_order(self, name: str) -> Callable[[Migrate], None]:
+        """Coordinator `name`'s Migrate to its source node."""
+        def send(order: Migrate) -> None:
+            self._link(name, order.node, lambda node: node.migrate(order))
+        return send
 
     def order_migration(self, source: str, destination: str, reason: str) -> None:
         """An operator's Migrate straight to `source` (the `migrate` fault, cli/experiment/moves.py)."""
@@ -330,10 +405,10 @@ class Simulation:
         def publish(state: NodeState) -> None:
             if self.wire.parties[name].paused:
                 return  # the agent is stopped: it publishes again when it continues
-            collector, coordinator = self.collector, self.coordinator
+            collector = self.collector
             self.wire.send(name, COLLECTOR, lambda: collector.take(state))
-            if coordinator is not None:
-                self.wire.send(name, COORDINATOR, lambda: coordinator.on_state(state))
+            for to, coordinator in self.coordinators.items():  # the node's PUB: every coordinator's SUB
+                self.wire.send(name, to, lambda c=coordinator: c.on_state(state))  # type: ignore[misc]
             if name in self.peers:
                 self.peers[name].publish(state)
         return publish
@@ -346,8 +421,9 @@ class Simulation:
 
     def _gone(self) -> list[tuple[str, str]]:
         """Who the load generator hears is gone: the coordinator's dead nodes, or an entry peer's."""
-        if self.coordinator is not None and not self.peered:
-            return self.coordinator.gone_nodes() if self.wire.parties[COORDINATOR].reachable else []
+        if self.coordinators and not self.peered:  # the sender asks the coordinator it follows
+            asked = self.recorder.coordinators.active if self.recorder.coordinators else COORDINATOR
+            return self.coordinators[asked].gone_nodes() if self.wire.parties[asked].reachable else []
         for name in self.peers:
             if self.wire.parties[name].reachable:
                 members = self.clock.net.ml(name).members(self.clock.now)

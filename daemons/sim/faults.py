@@ -152,6 +152,15 @@ def _coordinator_silence(sim: Simulation) -> None:
 
 
 def _coordinator_heard(sim: Simulation) -> None:
-    if sim.coordinator_silent:
+    """Its next heartbeat reaches the collector: what it says then (with a standby, a deposed
+    primary says passive and the epoch it heard)."""
+    coordinator = sim.coordinator
+    if sim.coordinator_silent and coordinator is not None:
         sim.coordinator_silent = False
-        sim.clock.after(sim.config.latency_s, lambda: sim.emit("coordinator_heard_again", "coordinator", "active"))
+
+        def heard() -> None:
+            star = coordinator.failover.star if coordinator.failover is not None else None
+            detail = "active" if star is None else f"{star.state.value};epoch={star.epoch}"
+            sim.emit("coordinator_heard_again", "coordinator", detail)
+
+        sim.clock.after(2 * sim.config.latency_s, heard)

@@ -17,8 +17,10 @@ The real one is `HybridMode` (daemons/node/hybrid_mode.py); the rules are the sa
 - a Sparrow peer's choice comes after its probes (peer.py): the steps above then go on when
   its round ends, as the real `decide` does after its `choose` returns.
 
-Not simulated: a standby coordinator (`Following`; the spec refuses --standby-coordinator
-with --engine sim) and the Schedule's epoch (the sim's Infer has none).
+- a failover pair (a standby): the peer refers to the coordinator it follows (`Following`):
+  the one whose heartbeat last said active with the newest epoch; a `not_active` answer sends
+  the referral to the other at once; a coordinator's decision carries its epoch to the node,
+  which fences a deposed one's (daemons/node/fencing.py).
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from dataclasses import dataclass
 from daemons.core.messages import Error, NodeState, Placement, Progress
 from daemons.gossip.memberlist import MemberInfo
 from daemons.node.config import PROGRESS_EVERY_S
-from daemons.node.hybrid_mode import WATCH_EVERY_S, Standing, referred
+from daemons.node.hybrid_mode import NOT_DECIDING, WATCH_EVERY_S, Following, Standing, referred
 from daemons.policy import Decision, PlacementRequest, Refusal
 from daemons.policy.hybrid import COORDINATOR, PATHS, PEER, PEER_DEGRADED, by_node, expected, peer_decides
 from daemons.sim.coordinator import Ask
 from daemons.sim.peer import Placing, SimPeer
 
-Refer = Callable[[str, Ask], bool]  # (from peer, the Schedule) -> False when the coordinator is not connected
+# (from peer, to coordinator, the Schedule) -> False when that coordinator is not connected
+Refer = Callable[[str, str, Ask], bool]
 Announce = Callable[[str, str, str], None]  # a ClusterEvent (kind, node, detail) to the collector
 
 
@@ -45,14 +48,19 @@ class Referral:
     request: PlacementRequest
     heard: float  # when the coordinator last spoke of it (sent, or a Progress)
     token: int  # this referral, not an earlier one of the same request
+    to: str = ""  # the coordinator asked
+    asks: int = 1  # coordinators asked so far (a passive one's partner is asked at once, once)
 
 
 class SimHybridPeer(SimPeer):
     """`HybridMode` on the virtual clock. `configure` before the run: the referral path,
     the announcer and the referral timeout (NodeConfig.referral_timeout_s)."""
 
-    def configure(self, refer: Refer, announce: Announce, referral_timeout_s: float) -> None:
+    def configure(self, refer: Refer, announce: Announce, referral_timeout_s: float,
+                  coordinators: tuple[str, ...] = ("coordinator",)) -> None:
+        """`coordinators`: the coordinator, then its standby if there is one."""
         self._refer_to, self._announce, self.timeout_s = refer, announce, referral_timeout_s
+        self.coordinators = coordinators
         self.paths = dict.fromkeys(PATHS, 0)  # decisions per path (HybridMode.counts)
         self.degraded_spells = 0
         self._tokens = 0  # referrals sent, ever: a late answer never matches a later referral
@@ -61,6 +69,7 @@ class SimHybridPeer(SimPeer):
     def _fresh(self) -> None:
         """A new process: no map, no referrals, a full timeout for the first heartbeat."""
         self.standing = Standing(self.timeout_s, self.clock.now)
+        self.following = Following(self.coordinators)
         self._referrals: dict[str, Referral] = {}
         self._mapped: dict[str, tuple[str, ...]] = {}
         self._map_at = 0.0
@@ -136,13 +145,14 @@ class SimHybridPeer(SimPeer):
         return super().holds(request_id) or request_id in self._referrals
 
     # ----- referrals -------------------------------------------------------------------------------
-    def _refer(self, placing: Placing, request: PlacementRequest) -> bool:
+    def _refer(self, placing: Placing, request: PlacementRequest, asks: int = 1) -> bool:
         rid = placing.asked.request_id
         self._tokens += 1
-        referral = self._referrals[rid] = Referral(placing, request, self.clock.now, self._tokens)
+        to = self.following.current
+        referral = self._referrals[rid] = Referral(placing, request, self.clock.now, self._tokens, to, asks)
         token, gen = referral.token, self.node.gen
         ask = Ask(rid, request, 0.0, lambda body: self._answered(rid, token, gen, body))
-        if not self._refer_to(self.name, ask):
+        if not self._refer_to(self.name, to, ask):
             del self._referrals[rid]
             return False
         self._referral_beat(rid, token)
@@ -167,12 +177,26 @@ class SimHybridPeer(SimPeer):
         if not isinstance(body, Placement | Error):
             return
         del self._referrals[rid]
+        if self._ask_partner(referral, body):
+            return
         outcome = referred(body)
         if outcome is None:  # not deciding: ours, as when it is silent
             self._decide_here(referral)
             return
         placing = referral.placing
+        placing.epoch = outcome[1]
         self.resume(placing, referral.request, self._taken(placing, outcome[0], COORDINATOR, referral.request.model))
+
+    def _ask_partner(self, referral: Referral, body: Placement | Error) -> bool:
+        """HybridMode._refer: a passive coordinator's `not_active` sends the referral to its
+        partner at once (each coordinator asked once); True when it went there."""
+        if not (isinstance(body, Error) and body.code in NOT_DECIDING) or \
+                referral.asks >= len(self.following.endpoints) or not self.following.refused(referral.to):
+            return False
+        if self._refer(referral.placing, referral.request, referral.asks + 1):
+            return True
+        self._degrade(f"cannot reach the coordinator {self.following.current} (no connection)")
+        return False
 
     def _expire_after(self, rid: str, token: int, delay_s: float) -> None:
         self.clock.after(delay_s, lambda: self._expire(rid, token))
@@ -211,10 +235,25 @@ class SimHybridPeer(SimPeer):
             self._announce("hybrid_recovered", self.name, self._detail(back))
             self._watch()
 
-    def take_map(self, models: dict[str, list[str]]) -> None:
+    def coordinator_active(self, coordinator: str, epoch: int) -> None:
+        """A heartbeat saying active (HybridMode._read_events): followed unless its epoch is older."""
+        if self._follows(coordinator, epoch):
+            self.heard()
+
+    def take_map(self, coordinator: str, epoch: int, models: dict[str, list[str]]) -> None:
+        if not self._follows(coordinator, epoch):
+            return
         self._mapped, self._map_at = by_node(models), self.clock.now
         self.heard()
         self.view_changed()  # a held request's model may be warm somewhere now
+
+    def _follows(self, coordinator: str, epoch: int) -> bool:
+        """Whether `coordinator` is the one followed after this word from it (a deposed one that
+        has not heard yet is not)."""
+        if not self.node.up:
+            return False
+        self.following.active(coordinator, epoch)
+        return coordinator == self.following.current
 
     def _watch(self) -> None:
         """HybridMode._watch_heartbeats, checked when silence could have run out (not every
@@ -244,7 +283,7 @@ class SimHybridPeer(SimPeer):
         self._announce("hybrid_degraded", self.name, self._detail(why))
 
     def _detail(self, why: str) -> str:
-        return f"by={self.name};coordinator=coordinator;{why}"
+        return f"by={self.name};coordinator={self.following.current};{why}"
 
     def publish(self, state: NodeState) -> None:
         if self._restarted:  # the node's first state after a restart: a new peer process

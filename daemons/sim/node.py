@@ -43,12 +43,15 @@ from daemons.core.messages import (
     Progress,
     ResumeReady,
     StreamToken,
+    WitnessQuery,
+    WitnessVote,
 )
 from daemons.emulator.daemon import EmulatorConfig, resolve
 from daemons.node.actions import served_action
 from daemons.node.catalog import Catalog
 from daemons.node.config import MIN_PUBLISH_GAP_S, PROGRESS_EVERY_S
 from daemons.node.eviction import fits_after_eviction, lru_idle
+from daemons.node.fencing import EpochFence, probe_window, witness_vote
 from daemons.node.migration import (
     MAX_RESUME_ROUNDS,
     SILENCE_S,
@@ -123,6 +126,7 @@ class Asked:
     first_token: float | None = None
     label: str = ""  # what this node did for it (Done.action), from its first run here
     decided_by: str = ""  # hybrid: who placed it (Infer.decided_by, echoed in Done)
+    epoch: int = 0  # the epoch of the coordinator that placed it (Infer.epoch; 0: none)
     run_t: float = 0.0
     inst: SimInstance | None = None  # the instance it holds (acquired), while it runs here
     ticket: Ticket | None = None  # its place in the slot queue, while it waits there
@@ -190,6 +194,7 @@ class SimNode:
         self.held: set[str] = set()
         self._room_waiters: list[Callable[[], None]] = []
         self.gen = 1
+        self.fence = EpochFence()  # the newest coordinator epoch seen (fencing.py)
         self.seq = 0
         self.up = True
         self._changed = False
@@ -238,7 +243,29 @@ class SimNode:
         self.up = True
         self.gen += 1
         self.seq = 0
+        self.fence = EpochFence()  # the epoch it knew was in the old process's memory
         self.start()
+
+    # ----- coordinator failover (fencing.py) -----------------------------------------------------
+    def epoch_notice(self, epoch: int) -> None:
+        if self.up:
+            self.fence.learn(epoch)
+
+    def witness(self, query: WitnessQuery, probe: Callable[[Callable[[], None]], None],
+                vote: Callable[[WitnessVote], None]) -> None:
+        """server.py `_witness`: probe the coordinator the query names (`probe(on_answer)`) for
+        the window it asks; vote for the takeover if it stays silent that long."""
+        if not self.up:
+            return
+        window, answered, gen = probe_window(query.probe_s), [False], self.gen
+        probe(lambda: answered.__setitem__(0, True))
+
+        def decide() -> None:
+            if self.up and gen == self.gen:
+                granted, why = witness_vote(answered[0], query.peer, window)
+                vote(WitnessVote(self.name, self.fence.epoch, granted, why))
+
+        self.clock.after(window, decide)
 
     # ----- serving ----------------------------------------------------------------------------
     def can_host(self, model: str) -> bool:
@@ -275,6 +302,11 @@ class SimNode:
     def infer(self, asked: Asked) -> None:
         if not self.up:
             return
+        stale = self.fence.stale(asked.epoch)  # server.py `_accept` rule 3: a deposed coordinator's placement
+        if stale is not None:
+            asked.reply(Error(asked.request_id, "stale_epoch", stale, self.name))
+            return
+        self.fence.learn(asked.epoch)
         refused = self._unservable(asked.request_id, asked.model)
         if refused is not None:
             asked.reply(refused)

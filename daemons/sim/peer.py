@@ -132,6 +132,7 @@ class Placing:
     forwarded_to: str = ""
     first_waited: float | None = None
     decided_by: str = ""  # hybrid: who decided its placement (daemons/policy/hybrid.py PATHS)
+    epoch: int = 0  # hybrid: the epoch of the coordinator that decided it (Infer.epoch)
 
 
 @dataclass
@@ -257,10 +258,12 @@ class SimPeer:
                 placing.forwarded_to = decision.node
                 self.forwards[placing.asked.request_id] = placing
                 self.forward(self.name, decision.node, replace(placing.asked, action=decision.action, hops=1,
-                                                               decided_by=placing.decided_by))
+                                                               decided_by=placing.decided_by,
+                                                               epoch=placing.epoch or placing.asked.epoch))
                 return
             if self.node.can_host(placing.request.model):
-                self.node.infer(replace(placing.asked, action=decision.action, decided_by=placing.decided_by))
+                self.node.infer(replace(placing.asked, action=decision.action, decided_by=placing.decided_by,
+                                        epoch=placing.epoch or placing.asked.epoch))
                 return
             placing.tried = placing.tried | {self.name}
         self._fail(placing, "no_capacity", f"no peer could take it (tried {', '.join(sorted(placing.tried))})")

@@ -13,7 +13,7 @@ import pytest
 
 from daemons.coordinator.config import CoordinatorConfig
 from daemons.coordinator.epoch import EpochStore
-from daemons.coordinator.failover import BinaryStar, State, VoteRound, next_epoch
+from daemons.coordinator.failover import BinaryStar, Failover, State, VoteRound, next_epoch
 from daemons.coordinator.testing import Client, CoordinatorProcess, coordinator_process, running_pair
 from daemons.core.errors import ConfigError
 from daemons.core.messages import Error, Infer, Placement
@@ -95,6 +95,31 @@ def test_vote_needs_a_strict_majority_of_the_nodes_asked() -> None:
     slow = VoteRound(frozenset({"a", "b", "c"}), deadline=2.0)
     slow.add("a", True, 0)
     assert slow.outcome(1.0) is None and slow.outcome(2.0) is False
+
+
+def test_the_failover_loop_asks_once_waits_after_a_refusal_and_takes_over_on_a_grant() -> None:
+    # The loop server.py and the simulator (daemons/sim/coordinator.py) both run.
+    loop = Failover(BinaryStar("backup", 3.0, 1, started_at=0.0), "standby", "tcp://primary", 1.5, 1.0)
+    assert loop.heard("active", 1, 0.5) == (State.PASSIVE, ("coordinator_passive", "standby",
+                                                            "epoch=1;peer active in epoch 1"))
+    assert loop.vote_due(["n0", "n1", "n2"], 3.4) is None  # heard 2.9 s ago: not silent yet
+    due = loop.vote_due(["n0", "n1", "n2"], 3.5)
+    assert due is not None
+    query, (kind, _, detail) = due
+    assert (query.epoch, query.peer, query.probe_s, kind) == (2, "tcp://primary", 0.9, "failover_vote")
+    assert "asking 3 witnesses for epoch 2" in detail
+    assert loop.vote_due(["n0"], 3.6) is None  # one vote at a time
+    loop.voted("n0", False, 1)
+    loop.voted("n1", False, 1)
+    assert loop.decided(3.7) == (None, ("failover_refused", "standby",
+                                        "0 of 3 cannot reach it, 2 can: the peer is alive for the majority"))
+    assert loop.vote_due(["n0"], 3.7 + 1.0) is None  # a refused vote's pause: timeout + one beat
+    assert loop.vote_due(["n0", "n1"], 3.5 + 1.5 + 1.0) is not None
+    loop.voted("n0", True, 1)
+    loop.voted("n1", True, 1)
+    changed, (kind, target, _) = loop.decided(6.1) or (None, ("", "", ""))
+    assert (changed, kind, target, loop.star.serving_epoch) == (State.ACTIVE, "coordinator_active", "standby", 2)
+    assert loop.refusal().startswith("coordinator standby is active")
 
 
 def test_epoch_store_survives_and_rejects_garbage(tmp_path: Path) -> None:

@@ -52,13 +52,17 @@ TAKEOVER_BOUND_S = 3.0 + 1.0 + 0.1 + 1.5 + 0.5
 TAKEOVER_EARLIEST_S = 3.0 - 1.0
 
 
+Run = tuple[Path, list[dict[str, str]], list[dict[str, str]]]  # the results directory, its requests and events
+
+
 def run(tmp_path: Path, faults: list[str], standby: bool, timeout: float = 60,
-        duration: float = 12) -> tuple[Path, list[dict[str, str]], list[dict[str, str]]]:
+        duration: float = 12, engine: str = "real") -> Run:
+    """The spec above through `schedctl experiment run` (tests/sim runs it with engine sim)."""
     config = tmp_path / "exp.toml"
     config.write_text(EXPERIMENT.format(faults=", ".join(f'"{f}"' for f in faults),
                                         standby=str(standby).lower(), timeout=timeout, duration=duration))
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    out = subprocess.run([schedctl(), "experiment", "run", "-c", str(config), "--results-dir",
+    out = subprocess.run([schedctl(), "experiment", "run", "-c", str(config), "--engine", engine, "--results-dir",
                           str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=150)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before  # nothing left behind
@@ -91,11 +95,29 @@ def one_coordinator_per_epoch(requests: list[dict[str, str]], events: list[dict[
     return placed_by
 
 
-@pytest.mark.slow
-def test_kill_the_coordinator_with_a_standby_loses_nothing(tmp_path: Path) -> None:
+# The three runs, for either engine (tests/sim/test_sim_standby.py runs them simulated).
+def kill_with_standby(tmp_path: Path, engine: str = "real") -> Run:
     # Recovery is judged on trailing 10 s windows wholly after the fault (cli/report/recovery.py):
     # the run goes on past the takeover (<= 4 + TAKEOVER_BOUND_S) by a window, plus slack.
-    run_dir, requests, events = run(tmp_path, ["4:kill:coordinator"], standby=True, duration=4 + 6 + 10 + 5)
+    return run(tmp_path, ["4:kill:coordinator"], standby=True, duration=4 + 6 + 10 + 5, engine=engine)
+
+
+def kill_without_standby(tmp_path: Path, engine: str = "real") -> Run:
+    return run(tmp_path, ["4:kill:coordinator"], standby=False, timeout=6, engine=engine)
+
+
+def pause_with_standby(tmp_path: Path, engine: str = "real") -> Run:
+    return run(tmp_path, ["3:pause:coordinator:7"], standby=True, engine=engine)
+
+
+@pytest.mark.slow
+def test_kill_the_coordinator_with_a_standby_loses_nothing(tmp_path: Path) -> None:
+    check_takeover_after_a_kill(*kill_with_standby(tmp_path))
+
+
+def check_takeover_after_a_kill(run_dir: Path, requests: list[dict[str, str]], events: list[dict[str, str]]) -> float:
+    """The standby takes over in time in epoch 2, every request ok; its delay after the fault.
+    Shared with the simulated engine (tests/sim/test_sim_standby.py)."""
     assert [r["status"] for r in requests] == ["ok"] * len(requests), [r["error"] for r in requests]
     fault = first(events, "fault", "coordinator")
     assert first(events, "coordinator_silent", "coordinator") - fault <= SILENT_BOUND_S
@@ -106,11 +128,15 @@ def test_kill_the_coordinator_with_a_standby_loses_nothing(tmp_path: Path) -> No
     assert all(int(r["epoch"]) == 2 for r in requests if float(r["scheduled_s"]) > took_over)
     (recovery,) = read_recoveries(run_dir / RECOVERY)
     assert recovery.target == "coordinator" and recovery.recovered, recovery
+    return took_over - fault
 
 
 @pytest.mark.slow
 def test_kill_the_coordinator_without_a_standby_ends_every_request_once(tmp_path: Path) -> None:
-    _, requests, events = run(tmp_path, ["4:kill:coordinator"], standby=False, timeout=6)
+    check_no_takeover_without_a_standby(*kill_without_standby(tmp_path))
+
+
+def check_no_takeover_without_a_standby(_: Path, requests: list[dict[str, str]], events: list[dict[str, str]]) -> None:
     fault = first(events, "fault", "coordinator")
     assert first(events, "coordinator_silent", "coordinator") - fault <= SILENT_BOUND_S
     before = [r for r in requests if float(r["scheduled_s"]) < fault - 0.5]
@@ -125,7 +151,12 @@ def test_kill_the_coordinator_without_a_standby_ends_every_request_once(tmp_path
 
 @pytest.mark.slow
 def test_a_paused_primary_is_deposed_and_never_places_in_the_new_epoch(tmp_path: Path) -> None:
-    _, requests, events = run(tmp_path, ["3:pause:coordinator:7"], standby=True)
+    check_a_paused_primary_is_deposed(*pause_with_standby(tmp_path))
+
+
+def check_a_paused_primary_is_deposed(_: Path, requests: list[dict[str, str]], events: list[dict[str, str]]) -> float:
+    """The standby takes over while the primary is stopped; woken, the primary hears the newer
+    epoch and steps down without placing anything; the takeover's delay after the fault."""
     assert [r["status"] for r in requests] == ["ok"] * len(requests), [r["error"] for r in requests]
     fault = first(events, "fault", "coordinator")
     took_over = first(events, "coordinator_active", "standby")
@@ -136,3 +167,4 @@ def test_a_paused_primary_is_deposed_and_never_places_in_the_new_epoch(tmp_path:
     assert first(events, "coordinator_heard_again", "coordinator") >= resumed - 0.01
     one_coordinator_per_epoch(requests, events)
     assert not [r for r in requests if r["coordinator"] == "coordinator" and float(r["placed_s"] or 0) > resumed]
+    return took_over - fault

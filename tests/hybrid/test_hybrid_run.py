@@ -121,6 +121,11 @@ def test_a_killed_coordinator_loses_nothing(tmp_path: Path) -> None:
 @pytest.mark.timeout(180)
 def test_with_a_standby_the_peers_follow_it_after_the_kill(tmp_path: Path) -> None:
     _, requests, events = run(tmp_path, duration=16, faults=["3:kill:coordinator"], standby=True)
+    check_the_peers_follow_the_standby(requests, events)
+
+
+def check_the_peers_follow_the_standby(requests: list[dict[str, str]], events: list[dict[str, str]]) -> None:
+    """Shared with the simulated engine (tests/sim/test_sim_hybrid.py)."""
     active = [e for e in events if e["kind"] == "coordinator_active" and float(e["t_s"]) > 3]
     assert active and float(active[0]["t_s"]) < 13.6, events  # the standby took over in time
     llama3 = min((r for r in requests if r["model"] == LLAMA3), key=lambda r: float(r["scheduled_s"]))

@@ -26,6 +26,15 @@ def test_lanes_keep_arrival_order_and_heads_come_oldest_first() -> None:
     assert q.lengths() == {"a": 2, "b": 1} and len(q) == 3
 
 
+def test_release_all_empties_every_lane_heads_first_and_counts_none_placed() -> None:
+    q = queue()
+    for i, model in enumerate(["b", "a", "b", "a"]):
+        assert q.offer(f"r{i}", model, f"item{i}", now=float(i)) is None
+    assert [e.request_id for e in q.release_all()] == ["r0", "r2", "r1", "r3"]  # lane b's head is oldest
+    assert len(q) == 0 and q.heads() == [] and q.placed == 0 and "r1" not in q
+    assert q.release_all() == []
+
+
 def test_a_full_lane_refuses_overloaded_and_other_lanes_still_take() -> None:
     q = queue(limit=2)
     assert q.offer("a1", "a", "", 0.0) is None and q.offer("a2", "a", "", 0.0) is None

@@ -36,18 +36,20 @@ from daemons.policy.hybrid import COORDINATOR, PEER, peer_decides
 from daemons.sim import simulate
 from daemons.sim.hybrid import SimHybridPeer
 from daemons.sim.peer import Placing
-from tests.hybrid.test_hybrid_run import EXPERIMENT, LLAMA2, LLAMA3
+from tests.hybrid.test_hybrid_run import EXPERIMENT, LLAMA2, LLAMA3, check_the_peers_follow_the_standby
 
 
-def spec_file(tmp_path: Path, duration: float, faults: list[str]) -> Path:
+def spec_file(tmp_path: Path, duration: float, faults: list[str], standby: bool = False) -> Path:
     config = tmp_path / "exp.toml"
     config.write_text(EXPERIMENT.format(duration=duration, faults=", ".join(f'"{f}"' for f in faults),
-                                        standby="false").replace("[experiment]", '[experiment]\nengine = "sim"'))
+                                        standby=str(standby).lower()).replace("[experiment]",
+                                                                              '[experiment]\nengine = "sim"'))
     return config
 
 
-def run(tmp_path: Path, duration: float, faults: list[str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    out = subprocess.run([schedctl(), "experiment", "run", "-c", str(spec_file(tmp_path, duration, faults)),
+def run(tmp_path: Path, duration: float, faults: list[str],
+        standby: bool = False) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    out = subprocess.run([schedctl(), "experiment", "run", "-c", str(spec_file(tmp_path, duration, faults, standby)),
                           "--results-dir", str(tmp_path / "results")], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -126,3 +128,13 @@ def test_a_killed_coordinator_loses_nothing(tmp_path: Path) -> None:
     down = [r for r in requests if 3 < float(r["scheduled_s"]) < 8 and r["action"] == "SERVE"]
     assert down and {r["decided_by"] for r in down} == {"peer"}  # warm requests kept being served meanwhile
     assert set(paths(requests, "SERVE")) == {"peer"}
+
+
+def test_with_a_standby_the_peers_follow_it_after_the_kill_as_in_a_real_run(tmp_path: Path) -> None:
+    """tests/hybrid/test_hybrid_run.py's standby run, simulated: the standby takes over, the peers
+    follow its heartbeats (`Following`) and refer the next cold start to it."""
+    requests, events = run(tmp_path, duration=16, faults=["3:kill:coordinator"], standby=True)
+    check_the_peers_follow_the_standby(requests, events)
+    assert [r for r in requests if r["status"] != "ok"] == []
+    recovered = [e for e in events if e["kind"] == "hybrid_recovered"]
+    assert recovered and all("coordinator=standby" in e["detail"] for e in recovered), recovered

@@ -105,8 +105,6 @@ def test_gossip_faults_write_each_peers_verdicts(both_arms: dict[str, Path]) -> 
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (["--standby-coordinator", "--scheduler", "centralized"], "--standby-coordinator"),
-    (["--standby-coordinator", "--scheduler", "hybrid"], "--standby-coordinator (failover is not simulated)"),
     (["--nodes", "20000"], "over the simulator's cap of 10000"),
     (["--cluster", "cluster.toml"], "--cluster"),
     (["--watch"], "--watch"),

@@ -62,9 +62,11 @@ def test_a_simulated_preset_takes_the_hybrid_arm_on_the_simulated_engine() -> No
     assert hybrid.schedulers == ("hybrid",) and hybrid.engine == "sim"
     two = from_dict(presets.preset("scaling-sim", quick=True), "scaling-sim")
     assert study_seconds(study) > study_seconds(two) > 0  # the estimate counts the simulated hybrid arm
-    with pytest.raises(ConfigError, match=r"--standby-coordinator \(failover is not simulated\) .* real engine only"):
-        from_dict({**presets.preset("scaling-sim", quick=True, arms=("hybrid",)),
-                   "base": {"engine": "sim", "standby_coordinator": True}}, "scaling-sim")
+    # a standby is simulated too (tests/sim/test_sim_standby.py): the arm takes it
+    standby = from_dict({**presets.preset("scaling-sim", quick=True, arms=("hybrid",)),
+                         "base": {"engine": "sim", "standby_coordinator": True}}, "scaling-sim")
+    arm = standby.experiment(standby.arms[0], standby.points()[0], standby.seed)
+    assert arm.engine == "sim" and arm.standby_coordinator and arm.schedulers == ("hybrid",)
 
 
 def test_fault_tolerance_kills_the_hybrid_coordinator() -> None:
