@@ -31,6 +31,7 @@ from daemons.loadgen.recorder import Recorder, RequestRecord
 from daemons.loadgen.workload import PlannedRequest
 from daemons.node.config import NodeConfig
 from daemons.node.gossip_mode import peer_rng
+from daemons.policy.prewarm import PrewarmOrder, PrewarmSettings, order_message
 from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.rundir import Event, NodeSample
 from daemons.sim.client import LOADGEN, SimClient
@@ -79,6 +80,8 @@ class SimConfig:
     rebalance: bool = False  # centralized: the coordinator's periodic rebalancer
     rebalance_threshold: int = DEFAULT_THRESHOLD
     live_migration: bool = True  # centralized: a policy's MIGRATE is carried out
+    affinity: str = "static"  # static | learned: the coordinator's and the peers' (daemons/policy/learned.py)
+    prewarm: PrewarmSettings = field(default_factory=PrewarmSettings)  # the coordinator's, the peers' and nodes'
 
 
 @dataclass
@@ -113,14 +116,15 @@ class Simulation:
             self.wire.add(COORDINATOR)
             hybrid = Peers(self._beat, self._send_map) if config.mode == "hybrid" else None
             self.coordinator = SimCoordinator(self._coordinator_settings(), self.clock, config.costs, self.emit,
-                                              self._send_order, hybrid)
-        rules = NodeRules(config.max_running, config.priority, config.priority_aging_s)
+                                              self._send_order, hybrid, self._send_prewarm)
+        rules = NodeRules(config.max_running, config.priority, config.priority_aging_s, config.prewarm)
         for name, kind in config.nodes:
             self.wire.add(name)
             self.nodes[name] = SimNode(name, kind, self.clock, self._publisher(name), config.publish_interval_s,
                                        config.mode, rules, self._link, self._announce)
             if self.peered:
                 self.peers[name] = self._peer(name)
+                self.nodes[name].peer_view = self.peers[name].view  # its own pre-warm rounds
         client_mode = "gossip" if self.peered else config.mode  # hybrid: the load generator's is gossip's
         self.recorder = Recorder(schedule, config.timeout_s, client_mode, config.retries, config.attempt_timeout_s)
         self.client = SimClient(self.clock, self.recorder, schedule, client_mode,
@@ -131,7 +135,7 @@ class Simulation:
         c = self.config
         hybrid = c.mode == "hybrid"
         settings = PeerSettings(c.peer_policy if hybrid else c.policy, c.admission, c.queue_limit, c.timeout_s,
-                                c.priority, c.priority_aging_s)
+                                c.priority, c.priority_aging_s, c.affinity)
         kind = SimHybridPeer if hybrid else SimPeer
         peer = kind(self.nodes[name], settings, self.clock, self.records, self._forward, peer_rng(c.peer_seed, name))
         if isinstance(peer, SimHybridPeer):
@@ -144,7 +148,8 @@ class Simulation:
                                    priority=c.priority, priority_aging_s=c.priority_aging_s, admission=c.admission,
                                    rebalance=c.rebalance, rebalance_threshold=c.rebalance_threshold,
                                    live_migration=c.live_migration,
-                                   model_map_s=c.model_map_s if c.mode == "hybrid" else 0.0)
+                                   model_map_s=c.model_map_s if c.mode == "hybrid" else 0.0,
+                                   affinity=c.affinity, prewarm=c.prewarm)
 
     def emit(self, kind: str, target: str, detail: str) -> None:
         """One row of events.csv, at the virtual time."""
@@ -196,6 +201,8 @@ class Simulation:
                 "loads": sum(n.loads for n in self.nodes.values()),
                 "evictions": sum(n.evictions for n in self.nodes.values()), "steps_alive_instances": steps,
                 "migration_orders": self.coordinator.orders if self.coordinator else 0,
+                "prewarm_orders": self.coordinator.prewarm_orders if self.coordinator else 0,
+                "prewarms": sum(n.prewarms for n in self.nodes.values()),
                 **{f"migrations_{k}": sum(n.migrations[k] for n in self.nodes.values())
                    for k in ("migrated", "refused", "abandoned", "resumed_here")}}
 
@@ -227,7 +234,12 @@ class Simulation:
         if node is None:
             return
         asked = self._asked(rec, placement.action, self._replier(node.name, node.endpoint))
-        self.wire.send(LOADGEN, node.name, lambda: node.infer(asked))
+
+        def at_node() -> None:
+            node.entered(asked)
+            node.infer(asked)
+
+        self.wire.send(LOADGEN, node.name, at_node)
         if not self.wire.parties[node.name].up:
             self.clock.after(self.config.latency_s, lambda: self.client.link_lost(node.endpoint))
 
@@ -305,6 +317,11 @@ class Simulation:
     def _send_order(self, order: Migrate) -> None:
         """The coordinator's Migrate to its source node."""
         self._link(COORDINATOR, order.node, lambda node: node.migrate(order))
+
+    def _send_prewarm(self, order: PrewarmOrder) -> None:
+        """The coordinator's Prewarm to its node."""
+        message = order_message(order)
+        self._link(COORDINATOR, order.node, lambda node: node.prewarm(message, COORDINATOR))
 
     def order_migration(self, source: str, destination: str, reason: str) -> None:
         """An operator's Migrate straight to `source` (the `migrate` fault, cli/experiment/moves.py)."""

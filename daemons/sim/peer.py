@@ -13,6 +13,10 @@ RETRY_S; at most MAX_PLACEMENTS nodes are tried. A forward to a peer whose
 process dies is placed again at once (the real peer's connection monitor), and the client
 is told with a `Reassigned`.
 
+The policy is the registry's with the spec's affinity (`--affinity learned` ranks by the
+estimates the simulated nodes publish in their gossiped records); a peer's own pre-warm
+rounds are its node's (daemons/sim/node.py, on `view`).
+
 Sparrow's probes are not simulated (the spec refuses `gossip_policy = "sparrow"` with
 `--engine sim`).
 """
@@ -49,6 +53,7 @@ class PeerSettings:
     queue_timeout_s: float = 120.0
     priority: bool = True
     priority_aging_s: float = 5.0
+    affinity: str = "static"  # static | learned (daemons/policy/learned.py)
 
 
 class RecordCache:
@@ -130,7 +135,7 @@ class SimPeer:
     rng: Random = field(default_factory=Random)
 
     def __post_init__(self) -> None:
-        self.policy = get_policy(self.settings.policy, "gossip")
+        self.policy = get_policy(self.settings.policy, "gossip", self.settings.affinity)
         s = self.settings
         self.queue: AdmissionQueue[Placing] = AdmissionQueue(QueueLimits(s.queue_limit, s.queue_timeout_s),
                                                              s.priority, s.priority_aging_s)
@@ -186,7 +191,9 @@ class SimPeer:
     # ----- placing --------------------------------------------------------------------------------
     def arrive(self, placing: Placing) -> None:
         """A request from the load generator: the node holds it while it is placed (its agent's
-        task per Infer, server.py), so our own view counts it, as the real peer's does."""
+        task per Infer, server.py), so our own view counts it, as the real peer's does; it is an
+        arrival of its model for the node's forecaster (server.py `_accept`)."""
+        self.node.entered(placing.asked)
         self.node.hold(placing.asked.request_id)
         self.place(placing)
 
