@@ -45,6 +45,7 @@ class NodeLearning:
     _promised: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> (forecast, until)
     forecaster: Forecaster = field(init=False)
     _rounds: PrewarmRounds = field(init=False)  # a gossip peer's own planning (peer_round)
+    _published: list[ModelEstimate] | None = None  # estimates() until the next observation changes them
 
     def __post_init__(self) -> None:
         self.forecaster = Forecaster(self.settings.forecast, self.now)
@@ -58,13 +59,19 @@ class NodeLearning:
         figures = request_figures(timings, tokens)
         if figures is not None:
             self._estimates[model] = observe_request(self._estimates.get(model, Estimate()), *figures)
+            self._published = None
 
     def loaded(self, model: str, seconds: float) -> None:
         self._estimates[model] = observe_load(self._estimates.get(model, Estimate()), seconds)
+        self._published = None
 
     def estimates(self) -> list[ModelEstimate]:
-        return [ModelEstimate(m, e.ttft_s, e.tpot_s, e.load_s, e.requests, e.tpots, e.loads)
-                for m, e in sorted(self._estimates.items())]
+        """What the node publishes with every state (made once per change: a simulated gossip
+        peer asks for its own state on every decision)."""
+        if self._published is None:
+            self._published = [ModelEstimate(m, e.ttft_s, e.tpot_s, e.load_s, e.requests, e.tpots, e.loads)
+                               for m, e in sorted(self._estimates.items())]
+        return list(self._published)
 
     # ----- pre-warming ------------------------------------------------------------------------
     def rates(self, now: float) -> dict[str, float]:
