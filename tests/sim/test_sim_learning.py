@@ -9,7 +9,8 @@ coordinator's `Prewarmer` and the registry's learned policies, on the virtual cl
 - the ramp of tests/coordinator/test_learning.py and tests/node/test_learning_gossip.py (node-0
   holds opt-125m; 1, 2, 2 req/s): the coordinator (centralized) or the peer itself (gossip,
   hybrid) pre-warms the model on node-1 before the burst, with the real events (`prewarm`
-  `by=node-1;...`, `prewarm_hit`); without pre-warming the burst stays on node-0;
+  `by=node-1;...`; centralized, the `prewarm_hit` of its first request); without pre-warming
+  every request stays on node-0;
 - a predictable ramp of a model whose load is slow: pre-warming takes cold starts off the
   requests' critical path and cuts the TTFT tail;
 - `schedctl experiment run --engine sim --affinity learned --prewarm on` on every arm.
