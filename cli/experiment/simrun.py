@@ -22,6 +22,7 @@ from cli.experiment.spec import ExperimentSpec
 from daemons.loadgen.results import Results, write_requests_csv
 from daemons.loadgen.schedule import write_schedule_csv
 from daemons.loadgen.workload import PlannedRequest
+from daemons.policy.prewarm import prewarm_settings
 from daemons.rundir import EVENTS, NODES, REQUESTS, write_events, write_nodes
 from daemons.sim import Costs, NodeKind, SimConfig, SimFault, SimResult, simulate
 
@@ -46,7 +47,10 @@ def sim_config(spec: ExperimentSpec, scheduler: str) -> SimConfig:
         coordinator_silent_s=COORDINATOR_SILENT_S, max_running=spec.max_running,
         rebalance=spec.rebalance and scheduler == "centralized", live_migration=spec.live_migration,
         standby=spec.standby_coordinator and scheduler in ("centralized", "hybrid"),
-        failover_after_s=spec.failover_after_s)
+        failover_after_s=spec.failover_after_s,
+
+        affinity=spec.affinity, prewarm=prewarm_settings(spec.prewarm, spec.forecast_alpha, spec.forecast_beta,
+                                                         spec.forecast_horizon_s, spec.prewarm_instance_rps))
 
 
 def run_sim_arm(spec: ExperimentSpec, scheduler: str, schedule: list[PlannedRequest], run_dir: Path,

@@ -223,9 +223,10 @@ class ExperimentSpec:
         self._check_backend()
         get_policy(self.policy, "centralized")  # an unknown name fails here, before any process starts
         get_policy(self.gossip_policy, "gossip")
-        if "centralized" in self.schedulers:
+        # a hybrid arm runs both: its coordinator `policy`, its peers `gossip_policy` (cluster.py)
+        if {"centralized", "hybrid"} & set(self.schedulers):
             get_policy(self.policy, "centralized", self.affinity)
-        if "gossip" in self.schedulers:
+        if {"gossip", "hybrid"} & set(self.schedulers):
             get_policy(self.gossip_policy, "gossip", self.affinity)
         prewarm_settings(self.prewarm, self.forecast_alpha, self.forecast_beta, self.forecast_horizon_s,
                          self.prewarm_instance_rps, "[experiment] ")
@@ -261,9 +262,7 @@ class ExperimentSpec:
                                   "or drop it (a real coordinator spends what it spends)")
             return
         real_only = [(self.insecure, "--insecure (the simulator has no sockets to secure)"),
-                     (self.backend != "emulator", "--backend (the simulator models the emulator itself)"),
-                     (self.affinity != "static", "--affinity learned (not simulated yet)"),
-                     (self.prewarm != "off", "--prewarm (not simulated yet)")]
+                     (self.backend != "emulator", "--backend (the simulator models the emulator itself)")]
         for present, what in real_only:
             if present:
                 raise ConfigError(f"{what} is an option of the real engine only: drop it, or run with --engine real")

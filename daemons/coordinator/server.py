@@ -75,7 +75,7 @@ from daemons.coordinator.inbox import StateInbox, envelope_header, state_sender
 from daemons.coordinator.metrics import CoordinatorMetrics, Snapshot
 from daemons.coordinator.moveplan import order_of
 from daemons.coordinator.mover import Mover
-from daemons.coordinator.prewarmer import Prewarmer
+from daemons.coordinator.prewarmer import Prewarmer, PrewarmLinks
 from daemons.coordinator.referrals import MapPublisher
 from daemons.coordinator.witnesses import Witnesses
 from daemons.core import sdnotify
@@ -161,7 +161,8 @@ class Coordinator:
         self.poller.register(self.router, zmq.POLLIN)
         self.mover = Mover(self.ctx, config.name, config.rebalance_threshold, self.security.client)
         self.maps = MapPublisher(config.name, config.model_map_s)  # hybrid peers' map (referrals.py)
-        self.prewarmer = Prewarmer(self.ctx, config.name, config.prewarming, time.monotonic(), self.security.client)
+        self.prewarmer = Prewarmer(config.prewarming, time.monotonic())
+        self.prewarm_links = PrewarmLinks(self.ctx, config.name, self.security.client)
         # Read on every decision: bound and looked up once.
         self._prewarming = self.prewarmer.settings.enabled
         self._view, self._room, self._admission = self.book.view, self._make_room, config.admission
@@ -217,7 +218,7 @@ class Coordinator:
             self.peer_sub.close(0)
             self.witnesses.close()
         self.mover.close()
-        self.prewarmer.close()
+        self.prewarm_links.close()
         stop_zap(self.ctx)
         self.ctx.term()
 
@@ -253,7 +254,8 @@ class Coordinator:
             if self.maps.due(now) and (self.star is None or self.star.active):
                 self._publish(self.maps.frame(self.book.view(), self.epoch, now))
             if self.prewarmer.settings.enabled and (self.star is None or self.star.active):
-                self.prewarmer.tick(self.book.view(), now)
+                for order in self.prewarmer.tick(self.book.view, now):
+                    self.prewarm_links.send(order)
             if now >= next_held_beat:
                 self._held_beat()
                 next_held_beat = now + HELD_BEAT_S

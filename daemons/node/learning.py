@@ -15,19 +15,25 @@ ready (a cold start moved off that request's critical path), `prewarm_unused` wh
 evicted before any request used it. With pre-warming on, every eviction is an `evict`
 event (detail: model, why, its forecast).
 
-No sockets here: the server calls it and publishes what it returns.
+A pre-warm order (the coordinator's, or a gossip peer's own: `peer_round`, every TICK_S on
+its view, daemons/policy/prewarm.py `plan_for_peer`) is taken or skipped by `take_prewarm`.
+
+No sockets and no clock here: the node agent (daemons/node/server.py) and the simulated node
+(daemons/sim/node.py) call it with their own `now` (monotonic or virtual seconds) and publish
+what it returns.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from daemons.core.messages import ModelEstimate
+from daemons.core.messages import ModelEstimate, Prewarm
+from daemons.node.catalog import Catalog
 from daemons.policy.estimates import Estimate, observe_load, observe_request, request_figures
 from daemons.policy.forecast import Forecaster
-from daemons.policy.prewarm import PrewarmSettings
+from daemons.policy.prewarm import PrewarmOrder, PrewarmRounds, PrewarmSettings, plan_for_peer
+from daemons.policy.view import ClusterView
 
 
 @dataclass
@@ -38,9 +44,12 @@ class NodeLearning:
     _prewarmed: dict[str, bool] = field(default_factory=dict)  # model -> used since its pre-warm
     _promised: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> (forecast, until)
     forecaster: Forecaster = field(init=False)
+    _rounds: PrewarmRounds = field(init=False)  # a gossip peer's own planning (peer_round)
+    _published: list[ModelEstimate] | None = None  # estimates() until the next observation changes them
 
     def __post_init__(self) -> None:
         self.forecaster = Forecaster(self.settings.forecast, self.now)
+        self._rounds = PrewarmRounds(self.now)
 
     # ----- observations -----------------------------------------------------------------------
     def arrived(self, model: str, now: float) -> None:
@@ -50,13 +59,19 @@ class NodeLearning:
         figures = request_figures(timings, tokens)
         if figures is not None:
             self._estimates[model] = observe_request(self._estimates.get(model, Estimate()), *figures)
+            self._published = None
 
     def loaded(self, model: str, seconds: float) -> None:
         self._estimates[model] = observe_load(self._estimates.get(model, Estimate()), seconds)
+        self._published = None
 
     def estimates(self) -> list[ModelEstimate]:
-        return [ModelEstimate(m, e.ttft_s, e.tpot_s, e.load_s, e.requests, e.tpots, e.loads)
-                for m, e in sorted(self._estimates.items())]
+        """What the node publishes with every state (made once per change: a simulated gossip
+        peer asks for its own state on every decision)."""
+        if self._published is None:
+            self._published = [ModelEstimate(m, e.ttft_s, e.tpot_s, e.load_s, e.requests, e.tpots, e.loads)
+                               for m, e in sorted(self._estimates.items())]
+        return list(self._published)
 
     # ----- pre-warming ------------------------------------------------------------------------
     def rates(self, now: float) -> dict[str, float]:
@@ -82,6 +97,26 @@ class NodeLearning:
         if forecast_rps > 0:
             self._promised[model] = (forecast_rps, now + self.settings.forecast.horizon_s)
 
+    def take_prewarm(self, order: Prewarm, by: str, here: bool, fits: bool, catalog: Catalog,
+                     now: float) -> tuple[bool, str]:
+        """A pre-warm order from `by` for a model `here` already or not, that `fits` now or not:
+        (True, the `prewarm` event's detail) when the node loads it, else (False, why not).
+
+        Taken, the model is expected at the order's forecast until the horizon after its load
+        ends (`now` + the catalog's load time) has passed: see `victim_key`."""
+        if here or not fits:
+            return False, "already here" if here else "it does not fit now"
+        model = order.model
+        self.prewarm_started(model, order.forecast_rps, now + catalog.load_s(model))
+        return True, (f"model={model};bytes={catalog.footprint(model)};ordered_by={by};"
+                      f"evict={'+'.join(order.evict)};{order.reason}")
+
+    def peer_round(self, view: Callable[[], ClusterView], me: str, now: float) -> list[PrewarmOrder]:
+        """A gossip peer's own pre-warm round, if one is due: the loads naming itself that its own
+        forecast says the holders cannot absorb (`plan_for_peer`), none repeated within HOLD_S."""
+        return self._rounds.run(now, lambda skip: plan_for_peer(view(), me, self.rates(now), self.settings.instance_rps,
+                                                                skip, self.uses(now)))
+
     def first_use(self, model: str, ready: bool) -> bool:
         """A request arrived for `model`: True once per pre-warm, when it found the instance ready."""
         if model not in self._prewarmed:
@@ -95,10 +130,12 @@ class NodeLearning:
 
 
 class LoadWatcher:
-    """The ModelManager's second observer: loads feed the estimates, evictions become events."""
+    """The ModelManager's second observer: loads feed the estimates, evictions become events.
+    `now`: the node's clock (time.monotonic in the agent, the virtual clock in the simulator)."""
 
-    def __init__(self, learning: NodeLearning, announce: Callable[[str, str], None]) -> None:
-        self.learning, self.announce = learning, announce
+    def __init__(self, learning: NodeLearning, announce: Callable[[str, str], None],
+                 now: Callable[[], float]) -> None:
+        self.learning, self.announce, self.now = learning, announce, now
 
     def loaded(self, model: str, seconds: float) -> None:
         self.learning.loaded(model, seconds)
@@ -109,7 +146,7 @@ class LoadWatcher:
     def evicted(self, model: str) -> None:
         if not self.learning.settings.enabled:
             return  # without pre-warming a node publishes what it always did (no eviction events)
-        use = self.learning.forecaster.expected(model, time.monotonic())
+        use = self.learning.forecaster.expected(model, self.now())
         self.announce("evict", f"model={model};why=least_expected_use;expected_rps={use:.3f}")
         if self.learning.evicted(model):
             self.announce("prewarm_unused", f"model={model}")

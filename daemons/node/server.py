@@ -91,14 +91,15 @@ from daemons.node.learning import LoadWatcher, NodeLearning
 from daemons.node.metrics import NodeMetrics
 from daemons.node.migration import MAX_RESUME_ROUNDS, SILENCE_S, Relay, Rounds, Step, Verdict, detail, pick, refusal
 from daemons.node.slots import SlotQueue
-from daemons.policy.prewarm import plan_for_peer
+from daemons.policy.prewarm import TICK_S as PREWARM_TICK_S
+from daemons.policy.prewarm import order_message
+from daemons.policy.view import ClusterView
 
 log = logging.getLogger("schedctl.node")
 COMPLETED_CACHE = 10_000  # finished request ids remembered for deduplicating retries
 MAX_WITNESS_PROBES = 4  # concurrent witness probes; a flood of queries gets "busy" votes
 MAX_LISTENERS = 4  # askers attached to one running request (the first and its retries)
 SWITCHED = -1  # what _stream returns as its token count when a migration stopped it
-PREWARM_TICK_S, PREWARM_HOLD_S = 0.5, 5.0  # a gossip peer's pre-warm planning (daemons/coordinator/prewarmer.py)
 
 
 class MigrationFailed(Exception):
@@ -187,7 +188,7 @@ class NodeServer:
         self.manager = make_manager(config, self.catalog, self._memory_total, self._changed.set)
         # Learned affinity and pre-warming (learning.py): estimates, forecasts, their events.
         self.learning = NodeLearning(config.prewarming, time.monotonic())
-        self.manager.watcher = LoadWatcher(self.learning, self._event)
+        self.manager.watcher = LoadWatcher(self.learning, self._event, time.monotonic)
         self.manager.victim_key = lambda model, used: self.learning.victim_key(model, used, time.monotonic())
         self.slots = SlotQueue(config.max_running, config.priority_aging_s, config.priority)
         self.ctx = zmq.asyncio.Context()
@@ -257,35 +258,30 @@ class NodeServer:
 
     def prewarm(self, order: Prewarm, by: str) -> bool:
         """Load `order.model` ahead of demand (a coordinator's order, or our own in gossip mode):
-        False, doing nothing, if it is here already or cannot fit now."""
+        False, doing nothing, if it is here already or cannot fit now (NodeLearning.take_prewarm)."""
         model = order.model
-        if model in self.manager.instances or not self.manager.can_host(model):
-            log.info("pre-warm of %s by %s skipped: %s", model, by,
-                     "already here" if model in self.manager.instances else "it does not fit now")
+        taken, detail = self.learning.take_prewarm(order, by, model in self.manager.instances,
+                                                   self.manager.can_host(model), self.catalog, time.monotonic())
+        if not taken:
+            log.info("pre-warm of %s by %s skipped: %s", model, by, detail)
             return False
-        # Expected use until the horizon (plus the load itself) has passed: see NodeLearning.victim_key.
-        self.learning.prewarm_started(model, order.forecast_rps, time.monotonic() + self.catalog.load_s(model))
-        footprint = self.catalog.footprint(model)
-        self._event("prewarm", f"model={model};bytes={footprint};ordered_by={by};evict={'+'.join(order.evict)};"
-                               f"{order.reason}")
+        self._event("prewarm", detail)
         self._spawn(self._preload(model, list(order.evict)))
         return True
 
     async def _prewarm_as_peer(self) -> None:
-        """Gossip mode with pre-warming: every PREWARM_TICK_S, load here what this peer's own
-        forecast says its holders cannot absorb (daemons/policy/prewarm.py `plan_for_peer`)."""
-        assert self.gossip is not None
-        held: dict[tuple[str, str], float] = {}
+        """Gossip mode with pre-warming: every TICK_S, load here what this peer's own forecast
+        says its holders cannot absorb (NodeLearning.peer_round)."""
+        gossip = self.gossip
+        assert gossip is not None
+
+        def view() -> ClusterView:  # built only when a round is due
+            return gossip.view(self.local_state())
+
         while True:
             await asyncio.sleep(PREWARM_TICK_S)
-            now = time.monotonic()
-            held = {key: until for key, until in held.items() if until > now}
-            view = self.gossip.view(self.local_state())
-            for order in plan_for_peer(view, self.config.name, self.learning.rates(now),
-                                       self.config.prewarm_instance_rps, held, self.learning.uses(now)):
-                reason = f"forecast_rps={order.forecast_rps:.3f};capacity_rps={order.capacity_rps:.3f}"
-                self.prewarm(Prewarm(order.model, list(order.evict), reason, order.forecast_rps), self.config.name)
-                held[(order.node, order.model)] = now + PREWARM_HOLD_S
+            for order in self.learning.peer_round(view, self.config.name, time.monotonic()):
+                self.prewarm(order_message(order), self.config.name)
 
     def _event(self, kind: str, detail: str) -> None:
         """A node's own event: its detail names it first (`by=`), as a secured observer requires

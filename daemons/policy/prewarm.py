@@ -23,14 +23,22 @@ historical data to anticipate load spikes", as a forecaster rather than a histor
 
 Pure: the coordinator calls it with its forecasts, a gossip peer with its own (scaled from
 its local view) and acts only on orders naming itself; a simulator can call it too.
+
+`PrewarmRounds` is the planning loop around `plan`, without its clock: a round at most
+every TICK_S, and an order not repeated for HOLD_S (the node's next state shows the model
+loading, and the planner then counts it as a holder; a node that declined, because the
+model no longer fits there, is asked again only after that). The coordinator
+(daemons/coordinator/prewarmer.py), every gossip peer (daemons/node/learning.py) and the
+simulator's (daemons/sim) run the same rounds; `order_message` is the `Prewarm` each sends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from daemons.core.errors import ConfigError
+from daemons.core.messages import Prewarm
 from daemons.policy.forecast import DEFAULT_BUCKET_S, ForecastSettings
 from daemons.policy.view import ClusterView, LoadedModel, NodeView
 
@@ -40,6 +48,8 @@ IDLE_LOAD = 1  # a node with more requests than this is not idle capacity
 MIN_FORECAST_RPS = 0.5
 MAX_ORDERS = 2  # loads ordered per planning round: a wrong forecast costs at most this much
 DEFAULT_INSTANCE_RPS = 2.0
+TICK_S = 0.5  # a planning round at most this often
+HOLD_S = 5.0  # an order is not repeated for this long (its load shows in the node's state by then)
 PREWARMS = ("off", "on")
 
 
@@ -149,6 +159,33 @@ def plan_for_peer(view: ClusterView, me: str, local_rates: Mapping[str, float], 
     return [o for o in plan(view, rates, instance_rps, skip, uses) if o.node == me]
 
 
+class PrewarmRounds:
+    """When the next planning round is due and which orders not to repeat yet (module doc)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self._next = now
+        self._held: dict[tuple[str, str], float] = {}  # (node, model) -> until when not to order it again
+
+    def run(self, now: float, planner: Callable[[Iterable[tuple[str, str]]], list[PrewarmOrder]]) -> \
+            list[PrewarmOrder]:
+        """One round if one is due: `planner(skip)` names the loads (`plan` or `plan_for_peer`
+        with the caller's forecasts), skipping the (node, model) pairs ordered within HOLD_S."""
+        if now < self._next:
+            return []
+        self._next = now + TICK_S
+        self._held = {key: until for key, until in self._held.items() if until > now}
+        orders = planner(self._held)
+        for order in orders:
+            self._held[(order.node, order.model)] = now + HOLD_S
+        return orders
+
+
+def order_message(order: PrewarmOrder) -> Prewarm:
+    """The `Prewarm` that carries `order` to its node (its reason: the forecast and the capacity)."""
+    reason = f"forecast_rps={order.forecast_rps:.3f};capacity_rps={order.capacity_rps:.3f}"
+    return Prewarm(order.model, list(order.evict), reason, order.forecast_rps)
+
+
 def room_by_expected_use(node: NodeView, needed: int, rates: Mapping[str, float],
                          below: float = float("inf"),
                          holders: Mapping[str, tuple[str, ...]] | None = None) -> tuple[str, ...] | None:
@@ -178,5 +215,6 @@ def victim_order(idle: Iterable[LoadedModel], rates: Mapping[str, float]) -> lis
     return sorted(idle, key=lambda m: (rates.get(m.model, 0.0), m.last_used, m.model))
 
 
-__all__ = ["DEFAULT_INSTANCE_RPS", "PREWARMS", "PrewarmOrder", "PrewarmSettings", "check_prewarm", "plan",
-           "plan_for_peer", "prewarm_settings", "room_by_expected_use", "victim_order"]
+__all__ = ["DEFAULT_INSTANCE_RPS", "HOLD_S", "PREWARMS", "TICK_S", "PrewarmOrder", "PrewarmRounds", "PrewarmSettings",
+           "check_prewarm", "order_message", "plan", "plan_for_peer", "prewarm_settings", "room_by_expected_use",
+           "victim_order"]

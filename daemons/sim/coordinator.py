@@ -27,13 +27,19 @@ Its epoch outlives a restart, as the real one's epoch file does.
 Live migration: the same `MovePlan` (daemons/coordinator/moveplan.py) as the real `Mover`
 decides the rebalancer's moves (`rebalance`) and the room a policy's MIGRATE needs
 (`live_migration`); each order goes to its source node over the simulated wire.
+
+Learned affinity and pre-warming: the policy is the registry's with the spec's affinity (a
+learned one reads the estimates the simulated nodes publish), and the same `Prewarmer`
+(daemons/coordinator/prewarmer.py) as the real server's counts every new Schedule as an
+arrival and plans its rounds on the book's view; each `Prewarm` goes to its node over the
+simulated wire.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from random import Random
 from typing import Any
 
@@ -41,6 +47,7 @@ from daemons.coordinator.cluster import ClusterBook, Event
 from daemons.coordinator.decide import decide
 from daemons.coordinator.failover import BinaryStar, Failover, State
 from daemons.coordinator.moveplan import MovePlan, order_of
+from daemons.coordinator.prewarmer import Prewarmer
 from daemons.coordinator.referrals import MIN_GAP_S, MapPublisher
 from daemons.coordinator.server import REQUEST_BATCH, STATE_BATCH
 from daemons.core.messages import Error, Migrate, NodeState, Placement, Progress, WitnessQuery
@@ -48,6 +55,7 @@ from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Re
 from daemons.policy.admission import AdmissionQueue, QueueLimits, Waiting
 from daemons.policy.capacity import worth_waiting
 from daemons.policy.hybrid import model_map
+from daemons.policy.prewarm import PrewarmOrder, PrewarmSettings
 from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.policy.view import SERVE
 from daemons.sim.clock import Clock
@@ -89,6 +97,8 @@ class CoordinatorSettings:
     rebalance_threshold: int = DEFAULT_THRESHOLD
     live_migration: bool = True
     model_map_s: float = 0.0  # hybrid: its model -> nodes map this often (0: none)
+    affinity: str = "static"  # static | learned (daemons/policy/learned.py)
+    prewarm: PrewarmSettings = field(default_factory=PrewarmSettings)  # CoordinatorConfig.prewarming
 
 
 @dataclass(frozen=True)
@@ -127,16 +137,20 @@ class Ask:
 class SimCoordinator:
     def __init__(self, settings: CoordinatorSettings, clock: Clock, costs: Costs,
                  emit: Callable[[str, str, str], None], send_order: Callable[[Migrate], None] | None = None,
-                 peers: Peers | None = None, pair: Pair | None = None) -> None:
+                 peers: Peers | None = None, pair: Pair | None = None,
+                 send_prewarm: Callable[[PrewarmOrder], None] | None = None) -> None:
         """`send_order`: a live migration's `Migrate` to its source node (over the wire);
-        `peers`: hybrid peers that hear its heartbeats and maps; `pair`: one of a failover pair."""
+        `peers`: hybrid peers that hear its heartbeats and maps; `pair`: one of a failover pair;
+        `send_prewarm`: a pre-warm order to its node (over the wire)."""
         self.settings, self.clock, self.costs = settings, clock, costs
         self.peers = peers
         self.pair = pair
         self.stored_epoch = 0  # the epoch file: the epoch of the latest activation, kept across restarts
         self._emit = emit
         self._send_order = send_order or (lambda order: None)
+        self._send_prewarm = send_prewarm or (lambda order: None)
         self.orders = 0
+        self.prewarm_orders = 0
         self.up = True
         self.decisions = 0
         self.busy_s = 0.0
@@ -144,7 +158,8 @@ class SimCoordinator:
 
     def _boot(self) -> None:
         s = self.settings
-        self.policy = get_policy(s.policy, "centralized")
+        self.policy = get_policy(s.policy, "centralized", s.affinity)
+        self.prewarmer = Prewarmer(s.prewarm, self.clock.now)
         self.rng = Random(s.seed)
         self.book = ClusterBook(s.dead_after_s, s.settle_s, s.max_nodes)
         self.plan = MovePlan(s.rebalance_threshold)
@@ -258,6 +273,10 @@ class SimCoordinator:
             for move in self.plan.due(self.book.view(), self.clock.now):
                 self._order(order_of(move))
         self._map_if_due()
+        if not self.paused and self.active:  # a passive one of a pair orders nothing (server.py)
+            for order in self.prewarmer.tick(self.book.view, self.clock.now):
+                self.prewarm_orders += 1
+                self._send_prewarm(order)
         self.clock.after(every, lambda: self._tick(life, every))
 
     # ----- hybrid: heartbeats and the model map (server.py's events PUB) -----------------------
@@ -353,7 +372,10 @@ class SimCoordinator:
             ask.reply(Error(ask.request_id, "not_active", self.failover.refusal()))
             return
         req = ask.request
-        if ask.request_id in self.queue or self.queue.waits_ahead(req.model, req.priority):
+        queued = ask.request_id in self.queue
+        if not queued:  # a new arrival (not one asking again while it waits)
+            self.prewarmer.arrived(req.model, self.clock.now)
+        if queued or self.queue.waits_ahead(req.model, req.priority):
             if self._hold(ask):
                 self._pump_lane(req.model, req.priority)
             return

@@ -34,6 +34,7 @@ from daemons.loadgen.recorder import Recorder, RequestRecord
 from daemons.loadgen.workload import PlannedRequest
 from daemons.node.config import NodeConfig
 from daemons.node.gossip_mode import peer_rng
+from daemons.policy.prewarm import PrewarmOrder, PrewarmSettings, order_message
 from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.rundir import Event, NodeSample
 from daemons.sim.client import LOADGEN, SimClient
@@ -92,6 +93,8 @@ class SimConfig:
     # (of the other coordinator, with a standby) after this long, this many times at most.
     coordinator_timeout_s: float = _LOADGEN["coordinator_timeout_s"]
     coordinator_retries: int = _LOADGEN["coordinator_retries"]
+    affinity: str = "static"  # static | learned: the coordinator's and the peers' (daemons/policy/learned.py)
+    prewarm: PrewarmSettings = field(default_factory=PrewarmSettings)  # the coordinator's, the peers' and nodes'
 
 
 @dataclass
@@ -130,15 +133,16 @@ class Simulation:
                 hybrid = Peers(self._beat(name), self._send_map(name)) if config.mode == "hybrid" else None
                 self.coordinators[name] = SimCoordinator(
                     self._coordinator_settings(), self.clock, config.costs, self.emit, self._send_order(name),
-                    hybrid, self._pair(name, role, peer) if role else None)
+                    hybrid, self._pair(name, role, peer) if role else None, self._send_prewarm(name))
             self.coordinator = self.coordinators[COORDINATOR]
-        rules = NodeRules(config.max_running, config.priority, config.priority_aging_s)
+        rules = NodeRules(config.max_running, config.priority, config.priority_aging_s, config.prewarm)
         for name, kind in config.nodes:
             self.wire.add(name)
             self.nodes[name] = SimNode(name, kind, self.clock, self._publisher(name), config.publish_interval_s,
                                        config.mode, rules, self._link, self._announce)
             if self.peered:
                 self.peers[name] = self._peer(name)
+                self.nodes[name].peer_view = self.peers[name].view  # its own pre-warm rounds
         client_mode = "gossip" if self.peered else config.mode  # hybrid: the load generator's is gossip's
         # As the real sender (sender.py): in centralized mode, the coordinators it may ask.
         asks = CoordinatorSet(tuple(self.coordinators)) if client_mode == "centralized" else None
@@ -152,7 +156,7 @@ class Simulation:
         c = self.config
         hybrid = c.mode == "hybrid"
         settings = PeerSettings(c.peer_policy if hybrid else c.policy, c.admission, c.queue_limit, c.timeout_s,
-                                c.priority, c.priority_aging_s)
+                                c.priority, c.priority_aging_s, c.affinity)
         kind = SimHybridPeer if hybrid else SimPeer
         peer = kind(self.nodes[name], settings, self.clock, self.records, self._forward, peer_rng(c.peer_seed, name),
                     self._peer_link)
@@ -171,7 +175,8 @@ class Simulation:
                                    priority=c.priority, priority_aging_s=c.priority_aging_s, admission=c.admission,
                                    rebalance=c.rebalance, rebalance_threshold=c.rebalance_threshold,
                                    live_migration=c.live_migration,
-                                   model_map_s=c.model_map_s if c.mode == "hybrid" else 0.0)
+                                   model_map_s=c.model_map_s if c.mode == "hybrid" else 0.0,
+                                   affinity=c.affinity, prewarm=c.prewarm)
 
     def emit(self, kind: str, target: str, detail: str) -> None:
         """One row of events.csv, at the virtual time."""
@@ -223,6 +228,8 @@ class Simulation:
                 "loads": sum(n.loads for n in self.nodes.values()),
                 "evictions": sum(n.evictions for n in self.nodes.values()), "steps_alive_instances": steps,
                 "migration_orders": sum(c.orders for c in self.coordinators.values()),
+                "prewarm_orders": sum(c.prewarm_orders for c in self.coordinators.values()),
+                "prewarms": sum(n.prewarms for n in self.nodes.values()),
                 **{f"migrations_{k}": sum(n.migrations[k] for n in self.nodes.values())
                    for k in ("migrated", "refused", "abandoned", "resumed_here")}}
 
@@ -261,7 +268,12 @@ class Simulation:
         if node is None:
             return
         asked = self._asked(rec, placement.action, self._replier(node.name, node.endpoint), placement.epoch)
-        self.wire.send(LOADGEN, node.name, lambda: node.infer(asked))
+
+        def at_node() -> None:
+            node.entered(asked)
+            node.infer(asked)
+
+        self.wire.send(LOADGEN, node.name, at_node)
         if not self.wire.parties[node.name].up:
             self.clock.after(self.config.latency_s, lambda: self.client.link_lost(node.endpoint))
 
@@ -394,6 +406,13 @@ class Simulation:
         """Coordinator `name`'s Migrate to its source node."""
         def send(order: Migrate) -> None:
             self._link(name, order.node, lambda node: node.migrate(order))
+        return send
+
+    def _send_prewarm(self, name: str) -> Callable[[PrewarmOrder], None]:
+        """Coordinator `name`'s Prewarm to its node."""
+        def send(order: PrewarmOrder) -> None:
+            message = order_message(order)
+            self._link(name, order.node, lambda node: node.prewarm(message, name))
         return send
 
     def order_migration(self, source: str, destination: str, reason: str) -> None:

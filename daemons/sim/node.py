@@ -22,6 +22,14 @@ and a Done carrying the migration's figures. Modelled, not copied: a migration r
 prefill of the context on the destination's batch (the agent's one-token generate call).
 The longest client-visible gap is the one at the switch (the destination's first token);
 later tokens are not timed one by one.
+
+Learned affinity and pre-warming: the node feeds the agent's own `NodeLearning`
+(daemons/node/learning.py) as the agent does, on the virtual clock: every request entering
+it (`entered`), every served request's `Done.timings` (the agent's figures: load_wait_s,
+ttft_s, total_s, slot_wait_s), every completed load; it publishes `estimates()` in its
+state, ranks eviction victims by `victim_key`, takes pre-warm orders by `take_prewarm`,
+plans its own as a gossip or hybrid peer by `peer_round`, and writes the agent's events
+through `LoadWatcher` and the ledger (`prewarm`, `prewarm_hit`, `prewarm_unused`, `evict`).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from daemons.core.messages import (
     Migrate,
     ModelState,
     NodeState,
+    Prewarm,
     Progress,
     ResumeReady,
     StreamToken,
@@ -52,6 +61,7 @@ from daemons.node.catalog import Catalog
 from daemons.node.config import MIN_PUBLISH_GAP_S, PROGRESS_EVERY_S
 from daemons.node.eviction import fits_after_eviction, lru_idle
 from daemons.node.fencing import EpochFence, probe_window, witness_vote
+from daemons.node.learning import LoadWatcher, NodeLearning
 from daemons.node.migration import (
     MAX_RESUME_ROUNDS,
     SILENCE_S,
@@ -64,7 +74,9 @@ from daemons.node.migration import (
     refusal,
 )
 from daemons.node.slots import SlotRule, Ticket
+from daemons.policy.prewarm import TICK_S, PrewarmSettings, order_message
 from daemons.policy.priority import DEFAULT_AGING_S
+from daemons.policy.view import ClusterView
 from daemons.sim.batch import Seq, SimBatch
 from daemons.sim.clock import Clock
 
@@ -78,22 +90,26 @@ Announce = Callable[[str, str, str], None]  # a node's ClusterEvent (kind, node,
 
 @dataclass(frozen=True)
 class NodeRules:
-    """The agent's settings the simulated node follows: its slot queue's (NodeConfig)."""
+    """The agent's settings the simulated node follows: its slot queue's and its pre-warming
+    (NodeConfig, NodeConfig.prewarming)."""
 
     max_running: int = 0
     priority: bool = True
     priority_aging_s: float = DEFAULT_AGING_S
+    prewarm: PrewarmSettings = field(default_factory=PrewarmSettings)
 
 
 @dataclass(frozen=True)
 class NodeKind:
-    """What a node is: its GPU, checkpoint tier, catalog and per-instance KV budget."""
+    """What a node is: its GPU, checkpoint tier, catalog and per-instance KV budget, and the
+    models it loads as it starts (NodeConfig.preload)."""
 
     gpu: str
     tier: str
     models: tuple[str, ...]
     kv_tokens: int
     init_s: float
+    preload: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -105,6 +121,7 @@ class SimInstance:
     running: int = 0
     last_used: float = 0.0
     on_ready: list[Callable[[], None]] = field(default_factory=list)
+    started: float = 0.0  # when its load began
 
 
 @dataclass(eq=False)
@@ -128,6 +145,11 @@ class Asked:
     decided_by: str = ""  # hybrid: who placed it (Infer.decided_by, echoed in Done)
     epoch: int = 0  # the epoch of the coordinator that placed it (Infer.epoch; 0: none)
     run_t: float = 0.0
+    # The agent's Done.timings of its first run here, from run_t: the slot asked for, the batch
+    # joined (server.py's stream start), the first token.
+    slot_t: float | None = None
+    fed_t: float | None = None
+    first_t: float | None = None
     inst: SimInstance | None = None  # the instance it holds (acquired), while it runs here
     ticket: Ticket | None = None  # its place in the slot queue, while it waits there
     seq: Seq | None = None  # in the instance's batch
@@ -203,7 +225,20 @@ class SimNode:
         self._publish_due = False
         self.loads = 0
         self.evictions = 0
+        self.prewarms = 0
+        # A gossip or hybrid peer's view (engine: its SimPeer's), for its own pre-warm rounds.
+        self.peer_view: Callable[[], ClusterView] | None = None
+        self._learn()
         self.migrations = {"refused": 0, "abandoned": 0, "resumed_here": 0, "migrated": 0}
+
+    def _learn(self) -> None:
+        """A process's learning (server.py): estimates, forecasts, the pre-warm ledger, on our clock."""
+        self.learning = NodeLearning(self.rules.prewarm, self.clock.now)
+        self.watcher = LoadWatcher(self.learning, self._event, lambda: self.clock.now)
+
+    def _event(self, kind: str, detail: str) -> None:
+        """The node's own event, its detail naming it first (server.py `_event`)."""
+        self._announce(kind, self.name, f"by={self.name};{detail}")
 
     def _slot_rule(self) -> SlotRule[Callable[[], None]]:
         r = self.rules
@@ -213,7 +248,11 @@ class SimNode:
     def start(self) -> None:
         self._beat(self.gen)
         gen = self.gen
+        for model in self.kind.preload:  # server.py `_preload`: acquired once, released when ready
+            self._with_instance(model, lambda: gen == self.gen, lambda inst, cold, ready: self._release(inst))
         self.clock.after(PROGRESS_EVERY_S, lambda: self._progress(gen))
+        if self.rules.prewarm.enabled and self.peer_view is not None:
+            self.clock.after(TICK_S, lambda: self._prewarm_round(gen))
 
     def _progress(self, gen: int) -> None:
         """A Progress to the asker of every request held here, each PROGRESS_EVERY_S (server.py
@@ -244,6 +283,7 @@ class SimNode:
         self.gen += 1
         self.seq = 0
         self.fence = EpochFence()  # the epoch it knew was in the old process's memory
+        self._learn()  # a new process has learnt nothing yet
         self.start()
 
     # ----- coordinator failover (fencing.py) -----------------------------------------------------
@@ -299,6 +339,13 @@ class SimNode:
             self.held.discard(request_id)
             self._changed_now()
 
+    def entered(self, asked: Asked) -> None:
+        """An Infer from the load generator reached this node (server.py `_accept`): a new one
+        (not a duplicate of one here) is an arrival of its model for the forecaster."""
+        rid = asked.request_id
+        if self.up and asked.hops == 0 and rid not in self.active and rid not in self.held:
+            self.learning.arrived(asked.model, self.clock.now)
+
     def infer(self, asked: Asked) -> None:
         if not self.up:
             return
@@ -321,6 +368,11 @@ class SimNode:
 
     def _run(self, asked: Asked) -> None:
         """server.py `_run`: the instance (ModelManager.acquire), a slot, then the batch."""
+        if not asked.label:  # its first run here: did it find a pre-warmed instance ready?
+            inst = self.instances.get(asked.model)
+            if self.learning.first_use(asked.model, inst is not None and inst.state == "ready"):
+                self._event("prewarm_hit", f"model={asked.model};request={asked.request_id}")
+
         def got(inst: SimInstance, cold: bool, ready: bool) -> None:
             if not self._here(asked):
                 self._release(inst)
@@ -328,6 +380,7 @@ class SimNode:
             if not asked.label:  # the first run here names what this node did
                 asked.cold, asked.ready_on_arrival = cold, ready
                 asked.label = served_action(asked.action, cold, ready)
+                asked.slot_t = self.clock.now
             asked.inst = inst
             asked.ticket = self.slots.take(asked.model, lambda: self._feed(asked), asked.priority, self.clock.now)
             if asked.ticket is None:
@@ -360,19 +413,27 @@ class SimNode:
             inst.on_ready.append(lambda: then(got, cold, ready))
 
     def _make_room(self, need: int) -> bool:
+        now = self.clock.now
         while self.memory_total - self.ledger_used() < need:
-            victim = lru_idle(self.instances.values())
+            # LRU, or least expected use with pre-warming on (instances.py `_lru_idle`)
+            victim = lru_idle(self.instances.values(), key=lambda i: self.learning.victim_key(i.model, i.last_used,
+                                                                                                now))
             if victim is None:
                 return False  # every loaded model is busy: wait for one to go idle
-            victim.batch.close()
-            del self.instances[victim.model]
-            self.evictions += 1
+            self._evict(victim)
         return True
+
+    def _evict(self, victim: SimInstance) -> None:
+        """ModelManager.evict: the observers hear of it, then the instance stops."""
+        self.watcher.evicted(victim.model)
+        victim.batch.close()
+        del self.instances[victim.model]
+        self.evictions += 1
 
     def _start(self, model: str) -> SimInstance:
         d = self._deployments[model]
         inst = SimInstance(model, self.catalog.footprint(model), SimBatch(self.clock, d.coefficients, d.engine_limits),
-                           last_used=self.clock.now)
+                           last_used=self.clock.now, started=self.clock.now)
         self.instances[model] = inst
         self.loads += 1
         gen = self.gen
@@ -383,6 +444,7 @@ class SimNode:
         if not self.up or gen != self.gen or self.instances.get(inst.model) is not inst:
             return
         inst.state = "ready"
+        self.watcher.loaded(inst.model, self.clock.now - inst.started)
         waiting, inst.on_ready = inst.on_ready, []
         for go in waiting:
             go()
@@ -391,6 +453,8 @@ class SimNode:
     def _feed(self, asked: Asked) -> None:
         """It holds a slot: into the instance's batch, from token `offset` on."""
         asked.ticket = None
+        if asked.fed_t is None:
+            asked.fed_t = self.clock.now
         inst = asked.inst
         if inst is None or not self._here(asked):
             self._pass_slot(asked.model)
@@ -404,6 +468,8 @@ class SimNode:
             return
 
         def first(t: float) -> None:
+            if asked.first_t is None:
+                asked.first_t = t
             if asked.offset == 0:  # a resumed request's client has its first token already
                 asked.first_token = t
                 asked.reply(FirstToken(rid, self.name))
@@ -414,8 +480,11 @@ class SimNode:
             self._leave_backend(asked)
             self.active.pop(rid, None)
             asked.move = None  # a migration's rounds end with it (server.py `_end_migration`)
-            asked.reply(Done(rid, self.name, asked.offset + tokens, "length", asked.label, asked.hops,
-                             decided_by=asked.decided_by))
+            timings = self._timings(asked, t)
+            if not asked.offset:  # a migration's destination re-prefilled more than a prompt: not comparable
+                self.learning.served(asked.model, timings, tokens)
+            asked.reply(Done(rid, self.name, asked.offset + tokens, "length", asked.label, asked.hops, timings,
+                             asked.decided_by))
             self._changed_now()
 
         seq = Seq(asked.prompt_tokens + asked.offset, max(1, asked.max_new_tokens - asked.offset), first, done)
@@ -426,6 +495,15 @@ class SimNode:
         else:
             asked.seq = seq
         self._changed_now()
+
+    def _timings(self, asked: Asked, end: float) -> dict[str, float]:
+        """server.py `_run`'s Done.timings, from the start of the request's run here."""
+        start = asked.run_t
+        fed = asked.fed_t if asked.fed_t is not None else end
+        timings = {"load_wait_s": fed - start, "ttft_s": (asked.first_t if asked.first_t is not None else end) - start}
+        if self.rules.max_running:  # its wait in the slot queue (part of load_wait_s)
+            timings["slot_wait_s"] = fed - (asked.slot_t if asked.slot_t is not None else fed)
+        return {**timings, "total_s": end - start}
 
     def _leave_backend(self, asked: Asked) -> None:
         """The request left the backend: its slot passes on, its instance is released."""
@@ -463,6 +541,35 @@ class SimNode:
             if asked.inst is not None:
                 self._release(asked.inst)
         self._changed_now()
+
+    # ----- pre-warming ---------------------------------------------------------------------------
+    def prewarm(self, order: Prewarm, by: str) -> None:
+        """server.py `prewarm`: load `order.model` ahead of demand, evicting `order.evict` first;
+        nothing if it is here already or cannot fit now."""
+        model = order.model
+        if not self.up:
+            return
+        taken, detail = self.learning.take_prewarm(order, by, model in self.instances, self.can_host(model),
+                                                   self.catalog, self.clock.now)
+        if not taken:
+            return
+        self.prewarms += 1
+        self._event("prewarm", detail)
+        for name in order.evict:  # ModelManager.evict_idle: those loaded and idle now
+            inst = self.instances.get(name)
+            if inst is not None and inst.running == 0 and inst.state == "ready":
+                self._evict(inst)
+        gen = self.gen
+        self._with_instance(model, lambda: gen == self.gen, lambda inst, cold, ready: self._release(inst))
+        self._changed_now()  # the load shows in the next state
+
+    def _prewarm_round(self, gen: int) -> None:
+        """server.py `_prewarm_as_peer`: a gossip or hybrid peer's own round every TICK_S."""
+        if not self.up or gen != self.gen or self.peer_view is None:
+            return
+        for order in self.learning.peer_round(self.peer_view, self.name, self.clock.now):
+            self.prewarm(order_message(order), self.name)
+        self.clock.after(TICK_S, lambda: self._prewarm_round(gen))
 
     # ----- live migration: the source ------------------------------------------------------------
     def _tokens(self, asked: Asked) -> int:
@@ -663,7 +770,8 @@ class SimNode:
                          models=models, queue_depth=sum(m.queue_depth for m in models), scheduler=self.scheduler,
                          in_flight=self.in_flight,
                          catalog=list[CatalogEntry](self._entries), gpu_utilization=round(busy, 4),
-                         waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()})
+                         waiting_by_priority={str(p): n for p, n in self.slots.waiting_by_priority().items()},
+                         estimates=self.learning.estimates())
 
     @property
     def in_flight(self) -> int:

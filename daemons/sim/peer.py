@@ -13,6 +13,10 @@ RETRY_S; at most MAX_PLACEMENTS nodes are tried. A forward to a peer whose
 process dies is placed again at once (the real peer's connection monitor), and the client
 is told with a `Reassigned`.
 
+The policy is the registry's with the spec's affinity (`--affinity learned` ranks by the
+estimates the simulated nodes publish in their gossiped records); a peer's own pre-warm
+rounds are its node's (daemons/sim/node.py, on `view`).
+
 Sparrow (`gossip_policy = "sparrow"`): a peer whose policy probes sends its `Probe`s and
 takes the `ProbeReply`s over the wire (the same one-way latency as the other peer frames),
 and runs the policy's own sans-IO `ProbeRace` (the first reply within `timeout_s` wins;
@@ -63,6 +67,7 @@ class PeerSettings:
     queue_timeout_s: float = 120.0
     priority: bool = True
     priority_aging_s: float = 5.0
+    affinity: str = "static"  # static | learned (daemons/policy/learned.py)
 
 
 class RecordCache:
@@ -146,7 +151,7 @@ class SimPeer:
     link: PeerLink = _nowhere  # Sparrow's Probe and ProbeReply to another peer, over the wire
 
     def __post_init__(self) -> None:
-        self.policy = get_policy(self.settings.policy, "gossip")
+        self.policy = get_policy(self.settings.policy, "gossip", self.settings.affinity)
         # A probed peer answers by Sparrow's rule whatever its own policy (GossipMode.sparrow).
         self.sparrow: Sparrow = self.policy if isinstance(self.policy, Sparrow) else SPARROW
         self._races: dict[str, tuple[ProbeRace, Done]] = {}  # request id -> its probe round in flight
@@ -226,7 +231,9 @@ class SimPeer:
     # ----- placing --------------------------------------------------------------------------------
     def arrive(self, placing: Placing) -> None:
         """A request from the load generator: the node holds it while it is placed (its agent's
-        task per Infer, server.py), so our own view counts it, as the real peer's does."""
+        task per Infer, server.py), so our own view counts it, as the real peer's does; it is an
+        arrival of its model for the node's forecaster (server.py `_accept`)."""
+        self.node.entered(placing.asked)
         self.node.hold(placing.asked.request_id)
         self.place(placing)
 

@@ -31,7 +31,7 @@ def test_eviction_order_is_lru_without_prewarming_and_least_expected_use_with_it
 def test_a_prewarm_counts_one_hit_or_one_unused_and_evictions_are_events() -> None:
     said: list[tuple[str, str]] = []
     learning = NodeLearning(PrewarmSettings(enabled=True))
-    watcher = LoadWatcher(learning, lambda kind, detail: said.append((kind, detail)))
+    watcher = LoadWatcher(learning, lambda kind, detail: said.append((kind, detail)), lambda: 0.0)
     learning.prewarm_started("a")
     assert learning.first_use("a", ready=True) and not learning.first_use("a", ready=True)  # once
     learning.prewarm_started("b")

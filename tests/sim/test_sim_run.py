@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.experiment.simrun import sim_config
+from cli.experiment.spec import from_dict
 from daemons.coordinator.testing import schedctl
+from daemons.core.errors import ConfigError
 from daemons.loadgen.schedule import read_schedule_csv
 
 FILES = ("schedule.csv", "requests.csv", "nodes.csv", "events.csv", "manifest.json", "recovery.csv",
@@ -143,3 +146,20 @@ def test_a_sim_only_option_with_the_real_engine_is_one_clear_line(tmp_path: Path
     out = subprocess.run([schedctl(), "experiment", "run", "--decision-cost-us", "50"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--engine sim" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("scheduler", ["centralized", "gossip", "hybrid"])
+def test_learned_affinity_and_prewarming_are_simulated_on_every_arm(scheduler: str) -> None:
+    # They were refused with --engine sim; the simulator runs them now (tests/sim/test_sim_learning.py).
+    spec = from_dict({"experiment": {"engine": "sim", "scheduler": scheduler, "policy": "startup-optimal",
+                                     "affinity": "learned", "prewarm": "on", "forecast_horizon_s": 7.0}}, "t")
+    config = sim_config(spec, scheduler)
+    assert config.affinity == "learned" and config.prewarm.enabled and config.prewarm.forecast.horizon_s == 7.0
+    with pytest.raises(ConfigError, match=r"--insecure .* real engine only"):  # what is not simulated still is not
+        from_dict({"experiment": {"engine": "sim", "scheduler": scheduler, "affinity": "learned",
+                                  "insecure": True}}, "t")
+
+
+def test_a_hybrid_arm_checks_both_of_its_policies_against_learned_affinity() -> None:
+    with pytest.raises(ConfigError, match="policy 'round-robin' cannot use --affinity learned"):
+        from_dict({"experiment": {"scheduler": "hybrid", "policy": "round-robin", "affinity": "learned"}}, "t")
