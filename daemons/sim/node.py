@@ -62,6 +62,7 @@ from daemons.node.migration import (
 )
 from daemons.node.slots import SlotRule, Ticket
 from daemons.policy.priority import DEFAULT_AGING_S
+from daemons.sim.agent import AgentCosts, AgentLoop
 from daemons.sim.batch import Seq, SimBatch
 from daemons.sim.clock import Clock
 
@@ -164,8 +165,12 @@ class SimNode:
 
     def __init__(self, name: str, kind: NodeKind, clock: Clock, publish: Callable[[NodeState], None],
                  publish_interval_s: float = 1.0, scheduler: str = "centralized", rules: NodeRules = NodeRules(),
-                 link: Link | None = None, announce: Announce | None = None) -> None:
+                 link: Link | None = None, announce: Announce | None = None,
+                 costs: AgentCosts = AgentCosts.free()) -> None:
+        """`costs`: the agent's own time per message (daemons/sim/agent.py), spent on `loop`."""
         self.name, self.kind, self.clock = name, kind, clock
+        self.costs = costs
+        self.loop = AgentLoop(clock)
         self.endpoint = f"sim://{name}"
         self.catalog = Catalog(kind.models, kind.gpu, kind.tier, kind.kv_tokens, kind.init_s)
         self.memory_total = self.catalog.gpu_memory
@@ -223,6 +228,7 @@ class SimNode:
     def kill(self) -> None:
         """The process dies: its instances with it, its requests unanswered."""
         self.up = False
+        self.loop.die()
         for inst in self.instances.values():
             inst.batch.close()
         self.instances.clear()
@@ -273,6 +279,10 @@ class SimNode:
             self._changed_now()
 
     def infer(self, asked: Asked) -> None:
+        """An Infer reaches the agent: taken up when its loop is free (daemons/sim/agent.py)."""
+        self.loop.run(0.0, lambda: self._take(asked))
+
+    def _take(self, asked: Asked) -> None:
         if not self.up:
             return
         refused = self._unservable(asked.request_id, asked.model)
@@ -297,9 +307,9 @@ class SimNode:
                 asked.cold, asked.ready_on_arrival = cold, ready
                 asked.label = served_action(asked.action, cold, ready)
             asked.inst = inst
-            asked.ticket = self.slots.take(asked.model, lambda: self._feed(asked), asked.priority, self.clock.now)
+            asked.ticket = self.slots.take(asked.model, lambda: self._to_backend(asked), asked.priority, self.clock.now)
             if asked.ticket is None:
-                self._feed(asked)
+                self._to_backend(asked)
             else:
                 self._changed_now()  # it waits in the slot queue: the state shows it
 
@@ -355,6 +365,11 @@ class SimNode:
         for go in waiting:
             go()
         self._changed_now()
+
+    def _to_backend(self, asked: Asked) -> None:
+        """The agent asks the backend: serve_s of its loop (the request, its stream, its answers:
+        daemons/sim/agent.py), after what the loop is busy with, then into the batch."""
+        self.loop.run(self.costs.serve_s, lambda: self._feed(asked))
 
     def _feed(self, asked: Asked) -> None:
         """It holds a slot: into the instance's batch, from token `offset` on."""

@@ -136,6 +136,7 @@ class SimPeer:
                                                              s.priority, s.priority_aging_s)
         self._pending = SentPlacements()
         self.forwards: dict[str, Placing] = {}  # request id -> its placing, while a peer serves it
+        self._linked: set[str] = set()  # peers this agent has forwarded to (a link open)
         self._retrying = False
         self._waking = False
 
@@ -186,9 +187,10 @@ class SimPeer:
     # ----- placing --------------------------------------------------------------------------------
     def arrive(self, placing: Placing) -> None:
         """A request from the load generator: the node holds it while it is placed (its agent's
-        task per Infer, server.py), so our own view counts it, as the real peer's does."""
+        task per Infer, server.py), so our own view counts it, as the real peer's does; the
+        agent's loop takes place_s to take and place it (daemons/sim/agent.py)."""
         self.node.hold(placing.asked.request_id)
-        self.place(placing)
+        self.node.loop.run(0.0, lambda: self.place(placing))
 
     def place(self, placing: Placing, decided: Decision | Refusal | None = None) -> None:
         """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS
@@ -217,14 +219,29 @@ class SimPeer:
                 placing.tried = placing.tried | {decision.node}
                 placing.forwarded_to = decision.node
                 self.forwards[placing.asked.request_id] = placing
-                self.forward(self.name, decision.node, replace(placing.asked, action=decision.action, hops=1,
-                                                               decided_by=placing.decided_by))
+                self._send_on(placing, decision.node, replace(placing.asked, action=decision.action, hops=1,
+                                                              decided_by=placing.decided_by))
                 return
             if self.node.can_host(placing.request.model):
                 self.node.infer(replace(placing.asked, action=decision.action, decided_by=placing.decided_by))
                 return
             placing.tried = placing.tried | {self.name}
         self._fail(placing, "no_capacity", f"no peer could take it (tried {', '.join(sorted(placing.tried))})")
+
+    def _send_on(self, placing: Placing, dst: str, asked: Asked) -> None:
+        """Forward to `dst`: it leaves once our loop has spent place_s on it (the Infer taken,
+        placed and sent on), and first_link_s more the first time we forward to `dst` in this
+        agent's life (GossipMode._link opens the link; that path's first use)."""
+        costs = self.node.costs
+        cost = costs.place_s + (0.0 if dst in self._linked else costs.first_link_s)
+        self._linked.add(dst)
+        rid = asked.request_id
+
+        def send() -> None:
+            if self.forwards.get(rid) is placing and placing.forwarded_to == dst:  # not placed again meanwhile
+                self.forward(self.name, dst, asked)
+
+        self.node.loop.run(cost, send)
 
     def _admit(self, placing: Placing) -> Decision | Refusal | None:
         """GossipMode.admit: a decision, a refusal, or None while it waits for room."""
@@ -328,6 +345,7 @@ class SimPeer:
 
     def kill(self) -> None:
         self.forwards.clear()
+        self._linked.clear()
         self.queue = AdmissionQueue(self.queue.limits, self.settings.priority, self.settings.priority_aging_s)
         self._pending.clear()
         self._retrying = False
