@@ -5,7 +5,8 @@ What the simulator charges a node agent for the messages of a request (daemons/s
 `AgentCosts`) comes from here. Two real gossip-mode node agents (`schedctl start node`,
 emulated GPU, the emulator as backend) run on loopback: node-1 holds facebook/opt-125m,
 node-0 holds nothing, so every request that enters at node-0 is forwarded to node-1 and
-its answers relayed back. The same client sends, one request at a time (no queueing):
+its answers relayed back. The same client sends, one request at a time (no queueing), prompts
+of the default workload's median length (1,020 tokens, built as the load generator builds them):
 
 - **direct**: an Infer with action SERVE straight to node-1 (its agent serves it);
 - **forwarded**: an Infer with no action to node-0 (its agent places it, forwards it to
@@ -13,7 +14,10 @@ its answers relayed back. The same client sends, one request at a time (no queue
 - **long**: direct requests generating `--long-tokens` tokens (node-1's agent reads each
   token of the backend's stream);
 - **streamed**: forwarded requests with `stream` on and `--long-tokens` tokens, so node-0's
-  agent relays one StreamToken frame per token.
+  agent relays one StreamToken frame per token;
+- **cold**: last, node-0 cold-starts each default model once (its instance launched, loaded
+  from the GPU tier, polled on /health): the wait beyond the load time the catalog models
+  (Done `load_wait_s` less `Catalog.load_s`) is the instance's process start-up.
 
 Each agent's CPU time (user + system, all threads, from psutil; its backend instances are
 other processes) is read around each phase, less what it spends idle (gossip, state
@@ -49,7 +53,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,12 +70,17 @@ from daemons.bus.envelope import encode  # noqa: E402
 from daemons.bus.sockets import parse_frame  # noqa: E402
 from daemons.core.messages import Done, FirstToken, Infer  # noqa: E402
 from daemons.core.process import free_endpoint  # noqa: E402
+from daemons.loadgen.frames import make_prompt  # noqa: E402
+from daemons.node.catalog import Catalog  # noqa: E402
+from daemons.node.config import DEFAULT_MODELS  # noqa: E402
 from daemons.node.testing import NodeProcess, running_node  # noqa: E402
 
 MODEL = "facebook/opt-125m"
-PROMPT = "hello " * 32
+PROMPT_TOKENS = 1020  # the default workload's median prompt (daemons/loadgen/workload.py), built as the loadgen does
 SHORT_TOKENS = 2
 MAX_WAIT_S = 60.0  # any one request, any one wait for the cluster
+INIT_S = 0.2  # the instances' modelled start-up (`init_s`); from the GPU tier a load is about this long
+COLD_MODELS = DEFAULT_MODELS  # node-0 cold-starts each once at the end (all fit one 80 GB GPU together)
 
 
 @dataclass
@@ -113,12 +122,13 @@ def measure_echo(n: int) -> tuple[list[float], float]:
     try:
         ps = psutil.Process(proc.pid)
         with Client(endpoint) as client:
-            client.send(Infer("warm", MODEL, PROMPT, SHORT_TOKENS), "warm")
+            client.send(Infer("warm", MODEL, make_prompt("warm", PROMPT_TOKENS), SHORT_TOKENS), "warm")
             client.recv(MAX_WAIT_S)
             before = _cpu(ps)
             for i in range(n):
                 t0 = time.perf_counter()
-                client.send(Infer(f"echo-{i}", MODEL, PROMPT, SHORT_TOKENS), f"echo-{i}")
+                client.send(Infer(f"echo-{i}", MODEL, make_prompt(f"echo-{i}", PROMPT_TOKENS), SHORT_TOKENS),
+                            f"echo-{i}")
                 client.recv(MAX_WAIT_S)
                 rtts.append((time.perf_counter() - t0) * 1000)
             cpu = _cpu(ps) - before
@@ -141,9 +151,10 @@ def _cpu(proc: psutil.Process) -> float:
 def two_peers(tmp: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
     """node-0 (entry, holds nothing) and node-1 (holds MODEL), gossip peers on loopback."""
     gossip = [free_endpoint(), free_endpoint()]
-    common: dict[str, Any] = {"scheduler": "gossip", "models": [MODEL], "checkpoint_tier": "gpu"}
-    with running_node(tmp, "node-1", gossip_bind=gossip[1], preload=[MODEL], **common) as holder, \
-            running_node(tmp, "node-0", gossip_bind=gossip[0], seeds=[gossip[1]], **common) as entry:
+    common: dict[str, Any] = {"scheduler": "gossip", "checkpoint_tier": "gpu", "init_s": INIT_S}
+    with running_node(tmp, "node-1", gossip_bind=gossip[1], models=[MODEL], preload=[MODEL], **common) as holder, \
+            running_node(tmp, "node-0", gossip_bind=gossip[0], seeds=[gossip[1]], models=list(COLD_MODELS),
+                         **common) as entry:
         _wait_for_holder(entry)
         yield entry, holder
 
@@ -164,7 +175,7 @@ def _wait_for_holder(entry: NodeProcess) -> None:
 def request(client: Client, rid: str, tokens: int, action: str = "", stream: bool = False) -> tuple[float, Done]:
     """One request, waited for: (TTFT ms, its Done)."""
     t0 = time.perf_counter()
-    client.send(Infer(rid, MODEL, PROMPT, tokens, action=action, stream=stream), rid)
+    client.send(Infer(rid, MODEL, make_prompt(rid, PROMPT_TOKENS), tokens, action=action, stream=stream), rid)
     first = 0.0
     deadline = time.monotonic() + MAX_WAIT_S
     while time.monotonic() < deadline:
@@ -201,7 +212,8 @@ class Agents:
 
 
 def run_phases(entry: NodeProcess, holder: NodeProcess, n: int, n_long: int, long_tokens: int,
-               idle_s: float) -> dict[str, Phase]:
+               idle_s: float) -> tuple[dict[str, Phase], float]:
+    """The four phases, and an idle agent's CPU fraction (the mean of the two)."""
     phases = {name: Phase() for name in ("direct", "forwarded", "long", "streamed")}
     with Client(entry.bind) as via, Client(holder.bind) as direct:
         for i in range(3):  # warm both paths (first links, first backend request); the first of each is kept
@@ -213,7 +225,7 @@ def run_phases(entry: NodeProcess, holder: NodeProcess, n: int, n_long: int, lon
         both = Phase()
         with agents.metered(both):
             for i in range(n):
-                _timed(phases["direct"], lambda: request(direct, f"d{i}", SHORT_TOKENS, "SERVE"))
+                _timed(phases["direct"], request(direct, f"d{i}", SHORT_TOKENS, "SERVE"))
                 ttft, done = request(via, f"f{i}", SHORT_TOKENS)
                 if done.node != "node-1" or done.hops != 1:
                     raise RuntimeError(f"f{i} was not forwarded to node-1: {done}")
@@ -222,22 +234,40 @@ def run_phases(entry: NodeProcess, holder: NodeProcess, n: int, n_long: int, lon
         phases["direct"].cpu_s = phases["forwarded"].cpu_s = both.cpu_s
         with agents.metered(phases["long"]):
             for i in range(n_long):
-                _timed(phases["long"], lambda: request(direct, f"l{i}", long_tokens, "SERVE"))
+                _timed(phases["long"], request(direct, f"l{i}", long_tokens, "SERVE"))
         with agents.metered(phases["streamed"]):
             for i in range(n_long):
-                _timed(phases["streamed"], lambda: request(via, f"s{i}", long_tokens, stream=True))
-    return phases
+                _timed(phases["streamed"], request(via, f"s{i}", long_tokens, stream=True))
+        phases["cold"] = cold_starts(via)
+    return phases, (agents.idle_rate["node-0"] + agents.idle_rate["node-1"]) / 2
 
 
-def _timed(phase: Phase, go: Callable[[], tuple[float, Done]]) -> None:
-    ttft, _ = go()
+def cold_starts(entry: Client) -> Phase:
+    """Each of node-0's models loaded by a COLD_START there: the wait for its instance (Done
+    `load_wait_s`: launch, the modelled load, /health) beyond the load the catalog models."""
+    catalog = Catalog(COLD_MODELS, "a100-80gb", "gpu", 16_384, INIT_S)  # the node's defaults, as configured above
+    phase = Phase()
+    for i, model in enumerate(COLD_MODELS):
+        rid = f"cold-{i}"
+        entry.send(Infer(rid, model, make_prompt(rid, 16), SHORT_TOKENS, action="COLD_START"), rid)
+        done = [e.body for e in entry.until({"done", "error"}, timeout_s=MAX_WAIT_S)][-1]
+        if not isinstance(done, Done) or done.action != "COLD_START":
+            raise RuntimeError(f"{rid} was not a cold start on node-0: {done}")
+        phase.ttft_ms.append((done.timings["load_wait_s"] - catalog.load_s(model)) * 1000)
+        phase.requests += 1
+    return phase
+
+
+def _timed(phase: Phase, answered: tuple[float, Done]) -> None:
+    ttft, _ = answered
     phase.ttft_ms.append(ttft)
     phase.requests += 1
 
 
 # ----- figures ------------------------------------------------------------------------------------
 def figures(phases: dict[str, Phase], echo_rtt: list[float], echo_cpu_us: float, n: int, n_long: int,
-            long_tokens: int) -> dict[str, Any]:
+            long_tokens: int, idle: float) -> dict[str, Any]:
+    """Every figure; `idle`: an agent's CPU fraction with no request (gossip, state publication)."""
     both = phases["direct"].cpu_s
     serve_us = both["node-1"] / (2 * n) * 1e6  # node-1 served every direct and every forwarded request
     forward_us = both["node-0"] / n * 1e6  # node-0 placed, forwarded and relayed every forwarded one
@@ -247,7 +277,9 @@ def figures(phases: dict[str, Phase], echo_rtt: list[float], echo_cpu_us: float,
     relay_us = (streamed_us - forward_us) / long_tokens  # one StreamToken frame per token
     place_us = forward_us - 2 * relay_us  # less the FirstToken and the Done it relays
     backend_us = both.get("backend", float("nan")) / (2 * n) * 1e6
-    p50 = {k: statistics.median(p.ttft_ms) for k, p in phases.items()}
+    backend_long_us = phases["long"].cpu_s.get("backend", float("nan")) / n_long * 1e6
+    backend_token_us = (backend_long_us - backend_us) / (long_tokens - SHORT_TOKENS)
+    p50 = {k: statistics.median(p.ttft_ms) for k, p in phases.items() if k != "cold"}
     echo_p50 = statistics.median(echo_rtt)
     return {
         "requests_per_phase": n, "long_requests": n_long, "long_tokens": long_tokens,
@@ -260,6 +292,11 @@ def figures(phases: dict[str, Phase], echo_rtt: list[float], echo_cpu_us: float,
         # the first forward of node-0's life (node-1's serving path already warm), beyond a warm one
         "first_forward_extra_ms": round(phases["forwarded"].first_ms - p50["forwarded"], 3),
         "backend_cpu_us_per_request": round(backend_us, 1),
+        "cold_starts": phases["cold"].requests,
+        "launch_extra_ms": [round(x, 1) for x in phases["cold"].ttft_ms],
+        "launch_extra_median_ms": round(statistics.median(phases["cold"].ttft_ms), 1),
+        "backend_cpu_us_per_token": round(backend_token_us, 2),
+        "agent_idle_cpu_fraction": round(idle, 4),
         "serve_us": round(serve_us, 1), "token_us": round(token_us, 2),
         "forward_us": round(forward_us, 1), "relay_us": round(relay_us, 2), "place_us": round(place_us, 1),
         "serve_vs_echo": round(serve_us / echo_cpu_us, 2) if echo_cpu_us > 0 else None,
@@ -276,13 +313,20 @@ def print_table(f: dict[str, Any]) -> None:
     print(f"  baseline (bare ROUTER, decode + encode): round trip p50 {f['echo_rtt_p50_ms']:.3f} ms, "
           f"CPU {f['echo_cpu_us_per_msg']:.1f} µs per message")
     print(f"  TTFT p50: direct {f['direct_ttft_p50_ms']:.2f} ms, forwarded {f['forwarded_ttft_p50_ms']:.2f} ms; "
-          f"a forward adds {f['forward_adds_ttft_p50_ms']:.2f} ms ({f['forward_adds_vs_echo_rtt']}x the echo round trip)")
+          f"a forward adds {f['forward_adds_ttft_p50_ms']:.2f} ms "
+          f"({f['forward_adds_vs_echo_rtt']}x the echo round trip)")
     print(f"  first request of each path: direct {f['first_direct_ttft_ms']:.1f} ms, forwarded "
           f"{f['first_forwarded_ttft_ms']:.1f} ms (the first forward: {f['first_forward_extra_ms']:.1f} ms more "
           f"than a warm one)")
-    print(f"  the backend (emulator) process: {f['backend_cpu_us_per_request']:.0f} µs CPU per short request")
+    print(f"  the backend (emulator) process: {f['backend_cpu_us_per_request']:.0f} µs CPU per short request, "
+          f"{f['backend_cpu_us_per_token']:.0f} µs per token; an idle agent: {f['agent_idle_cpu_fraction']:.1%} "
+          "of a core (gossip, state publication)")
+    print(f"  a cold start waited {f['launch_extra_median_ms']:.0f} ms (median of {f['cold_starts']}: "
+          f"{', '.join(f'{x:.0f}' for x in f['launch_extra_ms'])}) beyond the modelled load: the instance's "
+          "process start-up and /health polls")
     print("  agent CPU per message                    µs     x echo")
-    for key, what in (("serve_us", "serve one request (node-1)"), ("place_us", "take, place, forward an Infer (node-0)"),
+    for key, what in (("serve_us", "serve one request (node-1)"),
+                      ("place_us", "take, place, forward an Infer (node-0)"),
                       ("relay_us", "relay one answer frame (node-0)")):
         ratio = f[key.replace("_us", "_vs_echo")]
         print(f"    {what:<38} {f[key]:>8.1f} {'-' if ratio is None else ratio:>8}")
@@ -292,14 +336,14 @@ def print_table(f: dict[str, Any]) -> None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CI: few requests per phase")
-    p.add_argument("--requests", type=int, default=300, help="direct and forwarded requests (default 300; --quick 20)")
+    p.add_argument("--requests", type=int, default=300, help="direct and forwarded requests (default 300; --quick 60)")
     p.add_argument("--long-requests", type=int, default=60, help="long and streamed requests (default 60; --quick 5)")
     p.add_argument("--echo-messages", type=int, default=3000, help="baseline round trips (default 3000; --quick 1000)")
     p.add_argument("--long-tokens", type=int, default=34, help="tokens of a long / streamed request (default 34)")
     p.add_argument("--idle-s", type=float, default=3.0, help="idle window for the agents' background CPU (default 3)")
     args = p.parse_args(argv)
     if args.quick:
-        args.requests, args.long_requests = min(args.requests, 20), min(args.long_requests, 5)
+        args.requests, args.long_requests = min(args.requests, 60), min(args.long_requests, 5)
         args.echo_messages, args.idle_s = min(args.echo_messages, 1000), min(args.idle_s, 1.0)
     if min(args.requests, args.long_requests, args.echo_messages) < 1 or args.long_tokens <= SHORT_TOKENS \
             or args.idle_s <= 0:
@@ -312,8 +356,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     echo_rtt, echo_cpu = measure_echo(args.echo_messages)
     with tempfile.TemporaryDirectory() as tmp, two_peers(Path(tmp)) as (entry, holder):
-        phases = run_phases(entry, holder, args.requests, args.long_requests, args.long_tokens, args.idle_s)
-    f = figures(phases, echo_rtt, echo_cpu, args.requests, args.long_requests, args.long_tokens)
+        phases, idle = run_phases(entry, holder, args.requests, args.long_requests, args.long_tokens, args.idle_s)
+    f = figures(phases, echo_rtt, echo_cpu, args.requests, args.long_requests, args.long_tokens, idle)
     print_table(f)
     print(json.dumps(f))
     return 0

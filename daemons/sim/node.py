@@ -166,10 +166,11 @@ class SimNode:
     def __init__(self, name: str, kind: NodeKind, clock: Clock, publish: Callable[[NodeState], None],
                  publish_interval_s: float = 1.0, scheduler: str = "centralized", rules: NodeRules = NodeRules(),
                  link: Link | None = None, announce: Announce | None = None,
-                 costs: AgentCosts = AgentCosts.free()) -> None:
-        """`costs`: the agent's own time per message (daemons/sim/agent.py), spent on `loop`."""
+                 costs: AgentCosts | None = None) -> None:
+        """`costs`: the agent's own time per message (daemons/sim/agent.py), spent on `loop`;
+        none by default (the engine passes SimConfig's)."""
         self.name, self.kind, self.clock = name, kind, clock
-        self.costs = costs
+        self.costs = costs if costs is not None else AgentCosts.free()
         self.loop = AgentLoop(clock)
         self.endpoint = f"sim://{name}"
         self.catalog = Catalog(kind.models, kind.gpu, kind.tier, kind.kv_tokens, kind.init_s)
@@ -354,7 +355,9 @@ class SimNode:
         self.instances[model] = inst
         self.loads += 1
         gen = self.gen
-        self.clock.after(self.catalog.load_s(model), lambda: self._loaded(inst, gen))
+        # The catalog's load time (what the policies estimate), and the launch the agent waits for
+        # beyond it (the backend process's start-up, its /health polls: AgentCosts.launch_s).
+        self.clock.after(self.catalog.load_s(model) + self.costs.launch_s, lambda: self._loaded(inst, gen))
         return inst
 
     def _loaded(self, inst: SimInstance, gen: int) -> None:
