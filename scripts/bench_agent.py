@@ -37,7 +37,7 @@ least any Python hop costs. The table shows each agent figure as a multiple of i
 TTFT a forward adds (forwarded − direct, p50) against the echo's round trip.
 
     python scripts/bench_agent.py --quick     # CI: a few seconds of requests
-    python scripts/bench_agent.py             # full run (about a minute)
+    python scripts/bench_agent.py             # full run (about half a minute)
 
 CPU times, unlike latencies, are not inflated by other processes taking the cores (a shared
 machine's noise). The output ends with exactly one line of JSON holding every figure.

@@ -187,8 +187,8 @@ class SimPeer:
     # ----- placing --------------------------------------------------------------------------------
     def arrive(self, placing: Placing) -> None:
         """A request from the load generator: the node holds it while it is placed (its agent's
-        task per Infer, server.py), so our own view counts it, as the real peer's does; the
-        agent's loop takes place_s to take and place it (daemons/sim/agent.py)."""
+        task per Infer, server.py), so our own view counts it, as the real peer's does. It is
+        placed when the agent's loop is free; a forward leaves after place_s (`_send_on`)."""
         self.node.hold(placing.asked.request_id)
         self.node.loop.run(0.0, lambda: self.place(placing))
 
