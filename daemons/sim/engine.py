@@ -11,8 +11,8 @@ ClusterBook and decide), the gossip peers (peer.py: Memberlist over the simulate
 network, peer_view and peer_decide, Sparrow's probes over the wire), the hybrid peers
 (hybrid.py: gossip peers that refer cold starts to the coordinator, HybridMode's rules)
 and the load generator (client.py: its Recorder).
-What is simulated is only time and transport: the wire (wire.py) and the costs of the
-coordinator's CPU (coordinator.Costs).
+What is simulated is only time and transport: the wire (wire.py), the costs of the
+coordinator's CPU (coordinator.Costs) and of each node agent's loop (agent.AgentCosts).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from daemons.node.gossip_mode import peer_rng
 from daemons.policy.prewarm import PrewarmOrder, PrewarmSettings, order_message
 from daemons.policy.rebalance import DEFAULT_THRESHOLD
 from daemons.rundir import Event, NodeSample
+from daemons.sim.agent import AgentCosts
 from daemons.sim.client import LOADGEN, SimClient
 from daemons.sim.clock import Clock
 from daemons.sim.collector import SimCollector
@@ -72,6 +73,7 @@ class SimConfig:
     gossip_preset: str = "lan"
     latency_s: float = 0.0005  # one way, between any two processes
     costs: Costs = field(default_factory=Costs)
+    agent_costs: AgentCosts = field(default_factory=AgentCosts)  # each node agent's loop (daemons/sim/agent.py)
     faults: tuple[SimFault, ...] = ()
     seed: int = 0  # the simulated network's (latencies) and memberlists' randomness
     # The peers' placement randomness: the nodes' `[node] seed` (the experiment leaves it at its
@@ -139,7 +141,7 @@ class Simulation:
         for name, kind in config.nodes:
             self.wire.add(name)
             self.nodes[name] = SimNode(name, kind, self.clock, self._publisher(name), config.publish_interval_s,
-                                       config.mode, rules, self._link, self._announce)
+                                       config.mode, rules, self._link, self._announce, config.agent_costs)
             if self.peered:
                 self.peers[name] = self._peer(name)
                 self.nodes[name].peer_view = self.peers[name].view  # its own pre-warm rounds
@@ -307,7 +309,8 @@ class Simulation:
                 if isinstance(body, Done | Error):
                     peer.answered(asked.request_id)
                 back(body)
-            self.wire.send(dst, src, at_src)
+            # the entry agent's loop relays it (relay_s), after what it is busy with
+            self.wire.send(dst, src, lambda: peer.node.loop.run(self.config.agent_costs.relay_s, at_src))
 
         onward = Asked(asked.request_id, asked.model, asked.prompt_tokens, asked.max_new_tokens, asked.action,
                        relay, asked.hops, asked.priority, decided_by=asked.decided_by, epoch=asked.epoch)

@@ -77,6 +77,7 @@ from daemons.node.slots import SlotRule, Ticket
 from daemons.policy.prewarm import TICK_S, PrewarmSettings, order_message
 from daemons.policy.priority import DEFAULT_AGING_S
 from daemons.policy.view import ClusterView
+from daemons.sim.agent import AgentCosts, AgentLoop
 from daemons.sim.batch import Seq, SimBatch
 from daemons.sim.clock import Clock
 
@@ -190,8 +191,13 @@ class SimNode:
 
     def __init__(self, name: str, kind: NodeKind, clock: Clock, publish: Callable[[NodeState], None],
                  publish_interval_s: float = 1.0, scheduler: str = "centralized", rules: NodeRules = NodeRules(),
-                 link: Link | None = None, announce: Announce | None = None) -> None:
+                 link: Link | None = None, announce: Announce | None = None,
+                 costs: AgentCosts | None = None) -> None:
+        """`costs`: the agent's own time per message (daemons/sim/agent.py), spent on `loop`;
+        none by default (the engine passes SimConfig's)."""
         self.name, self.kind, self.clock = name, kind, clock
+        self.costs = costs if costs is not None else AgentCosts.free()
+        self.loop = AgentLoop(clock)
         self.endpoint = f"sim://{name}"
         self.catalog = Catalog(kind.models, kind.gpu, kind.tier, kind.kv_tokens, kind.init_s)
         self.memory_total = self.catalog.gpu_memory
@@ -267,6 +273,7 @@ class SimNode:
     def kill(self) -> None:
         """The process dies: its instances with it, its requests unanswered."""
         self.up = False
+        self.loop.die()
         for inst in self.instances.values():
             inst.batch.close()
         self.instances.clear()
@@ -347,6 +354,10 @@ class SimNode:
             self.learning.arrived(asked.model, self.clock.now)
 
     def infer(self, asked: Asked) -> None:
+        """An Infer reaches the agent: taken up when its loop is free (daemons/sim/agent.py)."""
+        self.loop.run(0.0, lambda: self._take(asked))
+
+    def _take(self, asked: Asked) -> None:
         if not self.up:
             return
         stale = self.fence.stale(asked.epoch)  # server.py `_accept` rule 3: a deposed coordinator's placement
@@ -382,9 +393,9 @@ class SimNode:
                 asked.label = served_action(asked.action, cold, ready)
                 asked.slot_t = self.clock.now
             asked.inst = inst
-            asked.ticket = self.slots.take(asked.model, lambda: self._feed(asked), asked.priority, self.clock.now)
+            asked.ticket = self.slots.take(asked.model, lambda: self._to_backend(asked), asked.priority, self.clock.now)
             if asked.ticket is None:
-                self._feed(asked)
+                self._to_backend(asked)
             else:
                 self._changed_now()  # it waits in the slot queue: the state shows it
 
@@ -437,7 +448,9 @@ class SimNode:
         self.instances[model] = inst
         self.loads += 1
         gen = self.gen
-        self.clock.after(self.catalog.load_s(model), lambda: self._loaded(inst, gen))
+        # The catalog's load time (what the policies estimate), and the launch the agent waits for
+        # beyond it (the backend process's start-up, its /health polls: AgentCosts.launch_s).
+        self.clock.after(self.catalog.load_s(model) + self.costs.launch_s, lambda: self._loaded(inst, gen))
         return inst
 
     def _loaded(self, inst: SimInstance, gen: int) -> None:
@@ -449,6 +462,11 @@ class SimNode:
         for go in waiting:
             go()
         self._changed_now()
+
+    def _to_backend(self, asked: Asked) -> None:
+        """The agent asks the backend: serve_s of its loop (the request, its stream, its answers:
+        daemons/sim/agent.py), after what the loop is busy with, then into the batch."""
+        self.loop.run(self.costs.serve_s, lambda: self._feed(asked))
 
     def _feed(self, asked: Asked) -> None:
         """It holds a slot: into the instance's batch, from token `offset` on."""

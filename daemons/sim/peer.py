@@ -164,6 +164,7 @@ class SimPeer:
                                                              s.priority, s.priority_aging_s)
         self._pending = SentPlacements()
         self.forwards: dict[str, Placing] = {}  # request id -> its placing, while a peer serves it
+        self._linked: set[str] = set()  # peers this agent has forwarded to (a link open)
         self._retrying = False
         self._waking = False
 
@@ -232,10 +233,11 @@ class SimPeer:
     def arrive(self, placing: Placing) -> None:
         """A request from the load generator: the node holds it while it is placed (its agent's
         task per Infer, server.py), so our own view counts it, as the real peer's does; it is an
-        arrival of its model for the node's forecaster (server.py `_accept`)."""
+        arrival of its model for the node's forecaster (server.py `_accept`). It is placed when
+        the agent's loop is free; a forward leaves after place_s (`_send_on`)."""
         self.node.entered(placing.asked)
         self.node.hold(placing.asked.request_id)
-        self.place(placing)
+        self.node.loop.run(0.0, lambda: self.place(placing))
 
     def place(self, placing: Placing, decided: Decision | Refusal | None = None) -> None:
         """GossipMode.place: serve here, forward, wait in the queue, or fail after MAX_PLACEMENTS
@@ -264,9 +266,9 @@ class SimPeer:
                 placing.tried = placing.tried | {decision.node}
                 placing.forwarded_to = decision.node
                 self.forwards[placing.asked.request_id] = placing
-                self.forward(self.name, decision.node, replace(placing.asked, action=decision.action, hops=1,
-                                                               decided_by=placing.decided_by,
-                                                               epoch=placing.epoch or placing.asked.epoch))
+                self._send_on(placing, decision.node, replace(placing.asked, action=decision.action, hops=1,
+                                                              decided_by=placing.decided_by,
+                                                              epoch=placing.epoch or placing.asked.epoch))
                 return
             if self.node.can_host(placing.request.model):
                 self.node.infer(replace(placing.asked, action=decision.action, decided_by=placing.decided_by,
@@ -274,6 +276,21 @@ class SimPeer:
                 return
             placing.tried = placing.tried | {self.name}
         self._fail(placing, "no_capacity", f"no peer could take it (tried {', '.join(sorted(placing.tried))})")
+
+    def _send_on(self, placing: Placing, dst: str, asked: Asked) -> None:
+        """Forward to `dst`: it leaves once our loop has spent place_s on it (the Infer taken,
+        placed and sent on), and first_link_s more the first time we forward to `dst` in this
+        agent's life (GossipMode._link opens the link; that path's first use)."""
+        costs = self.node.costs
+        cost = costs.place_s + (0.0 if dst in self._linked else costs.first_link_s)
+        self._linked.add(dst)
+        rid = asked.request_id
+
+        def send() -> None:
+            if self.forwards.get(rid) is placing and placing.forwarded_to == dst:  # not placed again meanwhile
+                self.forward(self.name, dst, asked)
+
+        self.node.loop.run(cost, send)
 
     def _admit(self, placing: Placing) -> Decision | Refusal | None:
         """GossipMode.admit: a decision, a refusal, or None while it waits for room."""
@@ -460,6 +477,7 @@ class SimPeer:
         self.forwards.clear()
         self._races.clear()
         self._holds.clear()
+        self._linked.clear()
         self.queue = AdmissionQueue(self.queue.limits, self.settings.priority, self.settings.priority_aging_s)
         self._pending.clear()
         self._retrying = False
