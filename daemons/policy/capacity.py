@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import TypeVar
 
+from daemons.core.slotted import positional
 from daemons.policy.view import (
     COLD_START,
     FAILED,
@@ -64,7 +65,10 @@ class Option:
     evict: tuple[str, ...] = ()  # idle models to evict first (COLD_START only)
 
     def decide(self, est_wait_s: float, reason: str) -> Decision:
-        return Decision(self.node.name, self.node.endpoint, self.action, est_wait_s, reason, self.evict)
+        return _new_decision(self.node.name, self.node.endpoint, self.action, est_wait_s, reason, self.evict)
+
+
+_new_decision = positional(Decision)  # Decision(...) with every field, at half the cost (slotted.py)
 
 
 def usable(view: ClusterView, name: str, request: PlacementRequest) -> NodeView | None:
