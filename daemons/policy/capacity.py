@@ -69,6 +69,7 @@ class Option:
 
 
 _new_decision = positional(Decision)  # Decision(...) with every field, at half the cost (slotted.py)
+_new_option = positional(Option)  # built once per decision too
 
 
 def usable(view: ClusterView, name: str, request: PlacementRequest) -> NodeView | None:
@@ -107,14 +108,14 @@ def option_for(node: NodeView, model: str) -> Option:
     if node.has_model(model):
         return holder_option(node, model)
     item = node.catalog[model]
-    return Option(node, COLD_START, item.load_s, idle_victims(node, item.footprint_bytes))
+    return _new_option(node, COLD_START, item.load_s, idle_victims(node, item.footprint_bytes))
 
 
 def holder_option(node: NodeView, model: str) -> Option:
     if node.is_ready(model):
-        return Option(node, SERVE, 0.0)
+        return _new_option(node, SERVE, 0.0, ())
     item = node.catalog.get(model)
-    return Option(node, COLD_START, item.load_s if item is not None else 0.0)
+    return _new_option(node, COLD_START, item.load_s if item is not None else 0.0, ())
 
 
 def cold_option(node: NodeView, model: str) -> Option | None:
