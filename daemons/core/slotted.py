@@ -18,6 +18,7 @@ no `__slots__`) are refused at import, so the shortcut can never skip a rule.
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -37,10 +38,21 @@ def positional(cls: type[T]) -> Callable[..., T]:
     args = ", ".join(f"v{i}" for i in range(len(fields)))
     lines = [f"def make({args}):", "    out = new(cls)"]
     for i, f in enumerate(fields):
-        env[f"set{i}"] = cls.__dict__[f.name].__set__  # the slot's member descriptor
+        env[f"set{i}"] = _slot(cls, f.name).__set__
         lines.append(f"    set{i}(out, v{i})")
     lines.append("    return out")
     # Source built from the class's own field names, never from input.
     exec(compile("\n".join(lines), f"<slotted {cls.__qualname__}>", "exec"), env)
     make: Callable[..., T] = env["make"]
     return make
+
+
+def _slot(cls: type, name: str) -> Any:
+    """The member descriptor of field `name`: in `cls` or, for an inherited field, a base."""
+    for klass in cls.__mro__:
+        found = klass.__dict__.get(name)
+        if found is not None:
+            if not isinstance(found, types.MemberDescriptorType):
+                raise TypeError(f"{cls.__qualname__}.{name} is not a slot: use its __init__")
+            return found
+    raise TypeError(f"{cls.__qualname__}.{name} has no slot: use its __init__")

@@ -59,6 +59,19 @@ def test_refuses_a_class_whose_construction_does_more() -> None:
         positional(Unslotted)
 
 
+def test_inherited_fields_are_set_through_the_base_class_slots() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+        b: str = "x"
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Child(Base):
+        c: float = 0.0
+
+    assert positional(Child)(1, "y", 2.5) == Child(1, "y", 2.5)
+
+
 def test_every_message_still_round_trips() -> None:
     """The fast validators build messages through `positional` where it applies: a decoded
     frame equals the message that was encoded, for a Schedule and a Placement."""
