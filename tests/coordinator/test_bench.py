@@ -60,6 +60,7 @@ def test_the_in_process_profile_answers_every_request_and_ends_with_json() -> No
     assert set(figures["actions"]) <= {"SERVE", "COLD_START"}  # every request placed, none refused
     for stage in ("decode_schedule_us", "policy_us", "bookkeeping_us", "encode_placement_us", "decode_state_us"):
         assert 0 < figures[stage] < figures["handler_us_per_decision"] * 100
+    assert 0 < figures["handler_us_least_chunk"] < figures["handler_us_per_decision"] * 100
 
 
 def test_the_serving_profile_times_each_step_of_the_real_loop() -> None:
