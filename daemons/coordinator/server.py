@@ -93,6 +93,7 @@ from daemons.core.messages import (
     StatusReply,
     StatusRequest,
 )
+from daemons.core.slotted import positional
 from daemons.policy import NO_NODES, ClusterView, Decision, PlacementRequest, Refusal, get_policy
 from daemons.policy.admission import AdmissionQueue, Outcome, Waiting
 from daemons.policy.capacity import worth_waiting
@@ -512,8 +513,8 @@ class Coordinator:
             log.debug("%s -> %s %s: %s", msg.request_id, result.node, result.action, result.reason,
                       extra={"SCHEDCTL_REQUEST_ID": msg.request_id, "SCHEDCTL_NODE": result.node,
                              "SCHEDCTL_ACTION": result.action})
-        return Placement(msg.request_id, result.node, result.endpoint, result.action,
-                         result.est_wait_s, result.reason, took, self.epoch)
+        return _placement(msg.request_id, result.node, result.endpoint, result.action,
+                          result.est_wait_s, result.reason, took, self.epoch)
 
     def _refused(self, msg: Schedule, result: Refusal | Outcome[Asked]) -> Error:
         self.counts["refusals"] += 1
@@ -621,8 +622,16 @@ class Coordinator:
 
 
 def _request(msg: Schedule, exclude: frozenset[str] | None = None) -> PlacementRequest:
-    return PlacementRequest(msg.model, msg.prompt_tokens, msg.max_new_tokens, msg.priority,
-                            frozenset(msg.exclude) if exclude is None else exclude, msg.slo_ttft_s)
+    if exclude is None:
+        exclude = frozenset(msg.exclude) if msg.exclude else NOTHING_EXCLUDED
+    return _placement_request(msg.model, msg.prompt_tokens, msg.max_new_tokens, msg.priority, exclude,
+                              msg.slo_ttft_s)
+
+
+# Built on every decision: with every field, slot by slot (slotted.py), at half the cost.
+_placement = positional(Placement)
+_placement_request = positional(PlacementRequest)
+NOTHING_EXCLUDED: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from daemons.core.errors import SchemaError
+from daemons.core.slotted import positional
 
 MISS: Any = object()  # "not plainly valid: let the generic walk decide"
 
@@ -44,7 +45,7 @@ def compile_fast(cls: type, checks: dict[str, Callable[[Any], Any]], meta_of: Ca
     if not fields or any(not f.init for f in fields):
         return None
     hints = typing.get_type_hints(cls, include_extras=True)
-    env: dict[str, Any] = {"MISS": MISS, "SchemaError": SchemaError, "cls": cls}
+    env: dict[str, Any] = {"MISS": MISS, "SchemaError": SchemaError, "cls": _maker(cls)}
     lines = ["def fast(data):", f"    if len(data) != {len(fields)}:", "        return MISS", "    try:"]
     lines += [f"        v{i} = data[{f.name!r}]" for i, f in enumerate(fields)]
     lines += ["    except KeyError:", "        return MISS"]
@@ -60,6 +61,15 @@ def compile_fast(cls: type, checks: dict[str, Callable[[Any], Any]], meta_of: Ca
     exec(compile("\n".join(lines), f"<fastcheck {cls.__qualname__}>", "exec"), env)
     fast: Fast = env["fast"]
     return fast
+
+
+def _maker(cls: type) -> Callable[..., Any]:
+    """How the validated fields become the message: slot by slot (slotted.py) where that is
+    the same as calling the class, else the class itself."""
+    try:
+        return positional(cls)
+    except TypeError:
+        return cls
 
 
 def _inline(var: str, tp: Any, meta_of: Callable[[Any], Any], env: dict[str, Any], prefix: str) -> str | None:

@@ -63,13 +63,14 @@ def _best_holders(view: ClusterView, request: PlacementRequest) -> tuple[float, 
     nodes, exclude = view.nodes, request.exclude
     best = -math.inf
     tied: list[NodeView] = []
+    bonus, queue_weight, util_weight = HAS_MODEL_BONUS, QUEUE_WEIGHT, UTIL_WEIGHT  # locals: read per holder
     for name in view.holders.get(request.model, ()):
-        if name in exclude:
+        if exclude and name in exclude:  # most requests exclude nothing
             continue
         n = nodes[name]
         if not n.alive:
             continue
-        s = HAS_MODEL_BONUS - QUEUE_WEIGHT * n.load - UTIL_WEIGHT * n.gpu_util  # score(n, True)
+        s = bonus - queue_weight * n.load - util_weight * n.gpu_util  # score(n, True)
         if s > best:
             best, tied = s, [n]
         elif s == best:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import TypeVar
 
+from daemons.core.slotted import positional
 from daemons.policy.view import (
     COLD_START,
     FAILED,
@@ -64,7 +65,11 @@ class Option:
     evict: tuple[str, ...] = ()  # idle models to evict first (COLD_START only)
 
     def decide(self, est_wait_s: float, reason: str) -> Decision:
-        return Decision(self.node.name, self.node.endpoint, self.action, est_wait_s, reason, self.evict)
+        return _new_decision(self.node.name, self.node.endpoint, self.action, est_wait_s, reason, self.evict)
+
+
+_new_decision = positional(Decision)  # Decision(...) with every field, at half the cost (slotted.py)
+_new_option = positional(Option)  # built once per decision too
 
 
 def usable(view: ClusterView, name: str, request: PlacementRequest) -> NodeView | None:
@@ -103,14 +108,14 @@ def option_for(node: NodeView, model: str) -> Option:
     if node.has_model(model):
         return holder_option(node, model)
     item = node.catalog[model]
-    return Option(node, COLD_START, item.load_s, idle_victims(node, item.footprint_bytes))
+    return _new_option(node, COLD_START, item.load_s, idle_victims(node, item.footprint_bytes))
 
 
 def holder_option(node: NodeView, model: str) -> Option:
     if node.is_ready(model):
-        return Option(node, SERVE, 0.0)
+        return _new_option(node, SERVE, 0.0, ())
     item = node.catalog.get(model)
-    return Option(node, COLD_START, item.load_s if item is not None else 0.0)
+    return _new_option(node, COLD_START, item.load_s if item is not None else 0.0, ())
 
 
 def cold_option(node: NodeView, model: str) -> Option | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from daemons.core.messages import NodeState
+from daemons.core.slotted import positional
 from daemons.policy.estimates import Estimate
 
 # Model states a node reports (daemons.core.messages.ModelState.state).
@@ -378,7 +379,10 @@ def with_placement(view: ClusterView, decision: Decision, model: str) -> Cluster
     if updated.alive and node.name not in current and updated.has_model(model):
         holders = dict(holders)
         holders[model] = tuple(sorted((*current, node.name)))
-    return ClusterView(nodes, holders, view.catalog, view.order, view.cursor + 1)
+    return _new_view(nodes, holders, view.catalog, view.order, view.cursor + 1)
+
+
+_new_view = positional(ClusterView)  # ClusterView(...) with every field, at half the cost (slotted.py)
 
 
 def _alive_order(nodes: Mapping[str, NodeView]) -> tuple[str, ...]:

@@ -75,6 +75,10 @@ class Costs:
     decode one NodeState of a known catalog (`cost_decode_state_us`). The figures before
     (66 µs, from 1/throughput, and 159 µs, a first-seen catalog's schema check) made the
     simulated coordinator saturate at about a third of the load the real one now takes.
+    Re-measured after the slot-by-slot constructors (daemons/core/slotted.py), alternating with
+    the code before them (`--rounds 3 --requests 20000`, medians of ten runs each): 22.5 µs per
+    decision at load ~3 (23.0 before), 18.3 at load 1-1.9 (19.8 before). The host's load moves
+    the figure more than the change did, so 24 is kept (docs/development.md, "Third pass").
     """
 
     decision_s: float = 24e-6

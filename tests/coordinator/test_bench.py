@@ -60,3 +60,17 @@ def test_the_in_process_profile_answers_every_request_and_ends_with_json() -> No
     assert set(figures["actions"]) <= {"SERVE", "COLD_START"}  # every request placed, none refused
     for stage in ("decode_schedule_us", "policy_us", "bookkeeping_us", "encode_placement_us", "decode_state_us"):
         assert 0 < figures[stage] < figures["handler_us_per_decision"] * 100
+    assert 0 < figures["handler_us_least_chunk"] < figures["handler_us_per_decision"] * 100
+
+
+def test_the_serving_profile_times_each_step_of_the_real_loop() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_coordinator.py"), "--requests", "500",
+                          "--serving", "--serving-requests", "2000"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["serving_requests"] >= 2000  # the pipelined requests (and the client's warm-up one)
+    for step in ("recv_request_us", "handle_request_us", "send_answers_us", "serving_main_thread_cpu_us"):
+        assert 0 < figures[step] < figures["serving_wall_us"], step
+    assert figures["serving_states"] > 0 and figures["serving_wakeups"] > 0
+    assert "serving loop" in out.stdout
