@@ -29,13 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemons.core.messages import Error, NodeState, Placement, Progress
-from daemons.gossip.memberlist import MemberInfo
 from daemons.node.config import PROGRESS_EVERY_S
 from daemons.node.hybrid_mode import NOT_DECIDING, WATCH_EVERY_S, Following, Standing, referred
 from daemons.policy import Decision, PlacementRequest, Refusal
 from daemons.policy.hybrid import COORDINATOR, PATHS, PEER, PEER_DEGRADED, by_node, expected, peer_decides
 from daemons.sim.coordinator import Ask
-from daemons.sim.peer import Placing, SimPeer
+from daemons.sim.peer import Member, Placing, SimPeer
 
 # (from peer, to coordinator, the Schedule) -> False when that coordinator is not connected
 Refer = Callable[[str, str, Ask], bool]
@@ -78,15 +77,17 @@ class SimHybridPeer(SimPeer):
         self._watch()
 
     # ----- the view: gossip plus the coordinator's map ---------------------------------------------
-    def pending(self, members: list[tuple[MemberInfo, NodeState]], now: float) -> Callable[[str], list[str]]:
+    def pending(self, members: list[Member], now: float) -> Callable[[str], list[str]]:
         """HybridMode.view: ours, plus what the map says a node holds and its record (older
         than the map) does not show (`expected`)."""
         ours = super().pending(members, now)
         if not self._mapped:
             return ours
         map_age = now - self._map_at
-        ahead = {s.node: expected(self._mapped.get(s.node, ()), (x.model for x in s.models), map_age, m.record_age)
-                 for m, s in members}
+        mapped = self._mapped
+        # A node the map gives nothing is expected to hold nothing more (`expected` of no models).
+        ahead = {s.node: expected(mapped[s.node], (x.model for x in s.models), map_age, age)
+                 for s, _, age in members if s.node in mapped}
         return lambda node: ours(node) + ahead.get(node, [])
 
     # ----- deciding --------------------------------------------------------------------------------
