@@ -118,6 +118,15 @@ class SentPlacements:
             queue.popleft()
         return [m for _, m in queue]
 
+    def by_node(self, now: float) -> dict[str, list[str]]:
+        """`models(node, now)` of every node we sent something to still unsettled: the pending
+        of a whole view at once (a simulated peer builds one per placement; most nodes have none)."""
+        sent = {node: self.models(node, now) for node in self._by_node}
+        for node in [node for node, models in sent.items() if not models]:
+            del self._by_node[node]  # settled: as if never sent (models() answers [] either way)
+            del sent[node]
+        return sent
+
     def clear(self) -> None:
         self._by_node.clear()
 

@@ -212,7 +212,8 @@ class SimPeer:
     def pending(self, members: list[Member], now: float) -> Callable[[str], list[str]]:
         """The placements on their way to each node that its record does not show yet: those
         we sent (a hybrid peer adds the coordinator's map's, GossipMode._expected)."""
-        return lambda node: self._pending.models(node, now)
+        sent = self._pending.by_node(now)
+        return lambda node: sent.get(node, [])
 
     def decide(self, rid: str, request: PlacementRequest, then: Then) -> Decision | Refusal | None:
         """GossipMode.decide: the policy's choice, counted as load at its node until gossip shows
