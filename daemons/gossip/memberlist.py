@@ -338,29 +338,33 @@ class Memberlist:
 
     def next_deadline(self) -> float:
         """The earliest time at which `tick` has work to do."""
-        times = [self._next_push_pull, self._next_join]
+        # A running minimum, not min() of a list: the simulator asks after every frame.
+        due = self._next_push_pull if self._next_push_pull < self._next_join else self._next_join
         probe = self._probe
         if probe is None:
-            if not self._left:
-                times.append(self._next_probe)
+            if not self._left and self._next_probe < due:
+                due = self._next_probe
         else:
-            times.append(probe.deadline)
-            if not probe.indirect_sent:
-                times.append(probe.direct_deadline)
-        if len(self._queue):
-            times.append(self._next_gossip)
+            if probe.deadline < due:
+                due = probe.deadline
+            if not probe.indirect_sent and probe.direct_deadline < due:
+                due = probe.direct_deadline
+        if len(self._queue) and self._next_gossip < due:
+            due = self._next_gossip
         for relay in self._relays.values():
-            times.append(relay.expires if relay.nacked else relay.nack_at)
-        if self._dead:
-            times.append(self._next_reap)
+            at = relay.expires if relay.nacked else relay.nack_at
+            if at < due:
+                due = at
+        if self._dead and self._next_reap < due:
+            due = self._next_reap
         for node in self._suspects:
             suspicion = self._members[node].suspicion
-            if suspicion is not None:
-                times.append(suspicion.deadline)
-        due = self._publisher.due_at(self.config.record_interval(self._live))
-        if due is not None:
-            times.append(due)
-        return min(times)
+            if suspicion is not None and suspicion.deadline < due:
+                due = suspicion.deadline
+        record_due = self._publisher.due_at(self.config.record_interval(self._live))
+        if record_due is not None and record_due < due:
+            due = record_due
+        return due
 
     def receive(self, now: float, sender_addr: str, msg: Message) -> list[Outbound]:
         """Handle one decoded message from `sender_addr` (where replies go)."""
@@ -402,6 +406,19 @@ class Memberlist:
         """Snapshot of every known member (dead ones until reaped), self first."""
         t = self._now if now is None else now
         return [self._info(m, t) for m in self._members.values()]
+
+    def records(self, now: float | None = None) -> list[tuple[str, Status, NodeRecord | None, float | None]]:
+        """(node, status, record, record age) of every other member, dead ones until reaped:
+        what `members` says of them that a placement view reads, without a MemberInfo each (a
+        simulated peer reads it for every request it places: daemons/sim/peer.py)."""
+        t = self._now if now is None else now
+        me = self.node_id
+        rows = []
+        for m in self._members.values():
+            if m.node != me:
+                rec = m.record
+                rows.append((m.node, m.status, rec, None if rec is None else max(0.0, t - m.record_at)))
+        return rows
 
     def count_by_status(self) -> dict[str, int]:
         """Members by status name (lower case), this one included. Safe from another thread

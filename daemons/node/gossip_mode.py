@@ -89,7 +89,7 @@ from daemons.policy.capacity import worth_waiting
 from daemons.policy.peer import SPARROW
 from daemons.policy.slo import admit as admit_slo
 from daemons.policy.sparrow import Move, ProbeRace, ProbeRound, Sparrow, probe_reply
-from daemons.policy.view import node_view
+from daemons.policy.view import node_view, rebuilt_view
 
 log = logging.getLogger("schedctl.node.gossip_mode")
 SETTLE_S = 1.5  # our placements count as load on a peer until its gossiped state shows them
@@ -117,6 +117,15 @@ class SentPlacements:
         while queue and queue[0][0] < now - SETTLE_S:
             queue.popleft()
         return [m for _, m in queue]
+
+    def by_node(self, now: float) -> dict[str, list[str]]:
+        """`models(node, now)` of every node we sent something to still unsettled: the pending
+        of a whole view at once (a simulated peer builds one per placement; most nodes have none)."""
+        sent = {node: self.models(node, now) for node in self._by_node}
+        for node in [node for node, models in sent.items() if not models]:
+            del self._by_node[node]  # settled: as if never sent (models() answers [] either way)
+            del sent[node]
+        return sent
 
     def clear(self) -> None:
         self._by_node.clear()
@@ -553,14 +562,16 @@ def peer_rng(seed: int, node: str) -> random.Random:
 
 
 def peer_view(me: NodeState, others: Iterable[tuple[NodeState, bool]], pending: Callable[[str], list[str]],
-              view_of: Callable[[NodeState, bool, list[str]], NodeView] = node_view) -> ClusterView:
+              view_of: Callable[[NodeState, bool, list[str]], NodeView] = node_view,
+              previous: ClusterView | None = None) -> ClusterView:
     """A peer's ClusterView: itself (alive), each other member's gossiped state (alive or not),
     and the placements it sent each node that their state does not show yet (`pending`).
     The simulator's peers (daemons/sim/peer.py) build theirs with it too (`view_of`: a
-    `node_view` that remembers the views it made, shared by its thousands of peers)."""
+    `node_view` that remembers the views it made, shared by its thousands of peers; `previous`:
+    the peer's last view, patched where most of its NodeViews are the same objects again)."""
     nodes = [view_of(me, True, pending(me.node))]
     nodes.extend(view_of(state, alive, pending(state.node)) for state, alive in others)
-    return ClusterView.build(nodes)
+    return rebuilt_view(previous, nodes)
 
 
 def peer_decide(policy: PeerPolicy, view: ClusterView, placement: PlacementRequest, rng: random.Random, me: str,

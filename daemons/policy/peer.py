@@ -24,6 +24,7 @@ from random import Random
 from daemons.policy.capacity import (
     Option,
     ahead,
+    cold_nodes,
     cold_options,
     holder_nodes,
     holder_option,
@@ -72,10 +73,12 @@ def power_of_d(view: ClusterView, request: PlacementRequest, rng: Random, me: st
         best, _ = pick_min(sample, [float(ahead(n, request.priority)) for n in sample], rng)
         return _decide(holder_option(best, request.model), f"power-of-{D}: less loaded of {len(sample)} holders",
                        request)
-    cold = cold_options(view, request)
+    cold = cold_nodes(view, request)
     if not cold:
         return refusal(view, request)
-    options = rng.sample(cold, min(D, len(cold)))
+    # The sample is drawn from the nodes, and only its few become options (idle victims
+    # and all): the same draw as from their options, at O(d) instead of O(nodes) each.
+    options = [option_for(n, request.model) for n in rng.sample(cold, min(D, len(cold)))]
     cheapest, _ = pick_min(options, [o.load_s + queue_wait_s(o.node, request) for o in options], rng)
     return _decide(cheapest, f"power-of-{D}: cheapest load of {len(options)} nodes", request)
 

@@ -19,7 +19,7 @@ Mitzenmacher's power of d choices). `with_placement` applies one placement to a 
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -185,9 +185,12 @@ class CatalogIndex:
             known.update(n.catalog)
             known.update(n.models)
             if n.alive:
+                name = n.name
                 for model, item in n.catalog.items():
-                    listing.setdefault(model, []).append(n.name)
-                    fastest[model] = min(item.load_s, fastest.get(model, item.load_s))
+                    listing.setdefault(model, []).append(name)
+                    load_s, best = item.load_s, fastest.get(model)
+                    if best is None or not best < load_s:  # min(load_s, best), without the call
+                        fastest[model] = load_s
         return cls({m: tuple(sorted(v)) for m, v in listing.items()}, frozenset(known), fastest)
 
     def patched(self, nodes: Mapping[str, NodeView], old: NodeView | None, new: NodeView,
@@ -263,9 +266,15 @@ class ClusterView:
         holders: dict[str, list[str]] = {}
         for n in by_name.values():
             if n.alive:
-                for model in {*n.models, *n.pending_models}:
-                    if n.has_model(model):
-                        holders.setdefault(model, []).append(n.name)
+                # n.has_model over its models and pending ones, inlined: a gossip peer builds
+                # a view of every member for each request it places.
+                name, models = n.name, n.models
+                for model, m in models.items():
+                    if m.state == READY or m.state == LOADING:
+                        holders.setdefault(model, []).append(name)
+                for model in n.pending_models:
+                    if model not in models:
+                        holders.setdefault(model, []).append(name)
         return cls(by_name, {m: tuple(sorted(v)) for m, v in holders.items()},
                    CatalogIndex.build(by_name.values()), _alive_order(by_name), cursor)
 
@@ -317,9 +326,45 @@ def with_node(view: ClusterView, node: NodeView, catalog_changed: bool = True) -
     when the node's catalog and liveness are as before: its catalog entries are then not
     compared, which keeps a state update cheap.
     """
-    old = view.nodes.get(node.name)
     nodes = dict(view.nodes)
     nodes[node.name] = node
+    return _indices_patched(view, nodes, view.nodes.get(node.name), node, catalog_changed)
+
+
+def rebuilt_view(previous: ClusterView | None, nodes: Sequence[NodeView], most: float = 0.25) -> ClusterView:
+    """`ClusterView.build(nodes)`, made by patching `previous` where that is cheaper.
+
+    A gossip peer builds a view of every member for each request it places, mostly of the
+    NodeView objects it saw last time (a simulated peer's are shared per record version,
+    daemons/sim/peer.py RecordCache): when `nodes` names the same nodes as `previous` and at
+    most `most` of them are other objects, only those are patched into the indices
+    (`with_node`'s rule). Equal to a full build either way, the order of `nodes` included
+    (tests/policy/test_view_patch.py).
+    """
+    if previous is None or len(nodes) != len(previous.nodes):
+        return ClusterView.build(nodes)
+    before = previous.nodes
+    changed: list[tuple[NodeView, NodeView]] = []
+    for n in nodes:
+        old = before.get(n.name)
+        if old is None:
+            return ClusterView.build(nodes)  # another member set
+        if old is not n:
+            changed.append((old, n))
+    by_name = {n.name: n for n in nodes}
+    if len(changed) > most * len(nodes) or len(by_name) != len(nodes):
+        return ClusterView.build(nodes)
+    view = ClusterView(before, previous.holders, previous.catalog, previous.order)
+    work = dict(before)  # the nodes as patched so far: the catalog patch reads the others
+    for old, new in changed:
+        work[new.name] = new
+        view = _indices_patched(view, work, old, new, True)
+    return ClusterView(by_name, view.holders, view.catalog, view.order)
+
+
+def _indices_patched(view: ClusterView, nodes: Mapping[str, NodeView], old: NodeView | None, node: NodeView,
+                     catalog_changed: bool) -> ClusterView:
+    """`view` with `node` in place of `old` (None: new) in its indices; `nodes` holds `node`."""
     holders: dict[str, tuple[str, ...]] | None = None  # copied on the first change
     touched = {*node.models, *node.pending_models}
     if old is not None:

@@ -29,13 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemons.core.messages import Error, NodeState, Placement, Progress
-from daemons.gossip.memberlist import MemberInfo
 from daemons.node.config import PROGRESS_EVERY_S
 from daemons.node.hybrid_mode import NOT_DECIDING, WATCH_EVERY_S, Following, Standing, referred
-from daemons.policy import Decision, PlacementRequest, Refusal
+from daemons.policy import ClusterView, Decision, PlacementRequest, Refusal
 from daemons.policy.hybrid import COORDINATOR, PATHS, PEER, PEER_DEGRADED, by_node, expected, peer_decides
 from daemons.sim.coordinator import Ask
-from daemons.sim.peer import Placing, SimPeer
+from daemons.sim.peer import Member, Placing, SimPeer
 
 # (from peer, to coordinator, the Schedule) -> False when that coordinator is not connected
 Refer = Callable[[str, str, Ask], bool]
@@ -78,15 +77,17 @@ class SimHybridPeer(SimPeer):
         self._watch()
 
     # ----- the view: gossip plus the coordinator's map ---------------------------------------------
-    def pending(self, members: list[tuple[MemberInfo, NodeState]], now: float) -> Callable[[str], list[str]]:
+    def pending(self, members: list[Member], now: float) -> Callable[[str], list[str]]:
         """HybridMode.view: ours, plus what the map says a node holds and its record (older
         than the map) does not show (`expected`)."""
         ours = super().pending(members, now)
         if not self._mapped:
             return ours
         map_age = now - self._map_at
-        ahead = {s.node: expected(self._mapped.get(s.node, ()), (x.model for x in s.models), map_age, m.record_age)
-                 for m, s in members}
+        mapped = self._mapped
+        # A node the map gives nothing is expected to hold nothing more (`expected` of no models).
+        ahead = {s.node: expected(mapped[s.node], (x.model for x in s.models), map_age, age)
+                 for s, _, age in members if s.node in mapped}
         return lambda node: ours(node) + ahead.get(node, [])
 
     # ----- deciding --------------------------------------------------------------------------------
@@ -96,12 +97,14 @@ class SimHybridPeer(SimPeer):
         after its probes (None too; `resume` gets it)."""
         decision = self.choose(placing.asked.request_id, request,
                                lambda later: self.resume(placing, request, self._chosen(placing, request, later)))
-        return None if decision is None else self._chosen(placing, request, decision)
+        # Decided now: on the view choose() just made (`_last_view`), which nothing changed since.
+        return None if decision is None else self._chosen(placing, request, decision, self._last_view)
 
-    def _chosen(self, placing: Placing, request: PlacementRequest, decision: Decision | Refusal) -> \
-            Decision | Refusal | None:
-        """The rest of HybridMode.decide once our policy has chosen."""
-        if peer_decides(self.view(), decision, request.model, request.exclude):
+    def _chosen(self, placing: Placing, request: PlacementRequest, decision: Decision | Refusal,
+                view: ClusterView | None = None) -> Decision | Refusal | None:
+        """The rest of HybridMode.decide once our policy has chosen (on `view`, when it is
+        this instant's; None: the view now, for a choice that came later)."""
+        if peer_decides(self.view() if view is None else view, decision, request.model, request.exclude):
             return self._taken(placing, decision, PEER, request.model)
         if not self.standing.degraded:
             if self._refer(placing, request):
@@ -125,10 +128,11 @@ class SimHybridPeer(SimPeer):
         a cold start while the coordinator answers goes to it afresh (None)."""
         decision = self.choose(placing.asked.request_id, placing.request,
                                lambda later: self.head_decided(placing, self._head_path(placing, later)))
-        return None if decision is None else self._head_path(placing, decision)
+        return None if decision is None else self._head_path(placing, decision, self._last_view)
 
-    def _head_path(self, placing: Placing, decision: Decision | Refusal) -> Decision | Refusal | None:
-        if peer_decides(self.view(), decision, placing.request.model):
+    def _head_path(self, placing: Placing, decision: Decision | Refusal,
+                   view: ClusterView | None = None) -> Decision | Refusal | None:
+        if peer_decides(self.view() if view is None else view, decision, placing.request.model):
             return self._taken(placing, decision, PEER, placing.request.model)
         if isinstance(decision, Refusal) or self.standing.degraded:
             return self._taken(placing, decision, PEER_DEGRADED, placing.request.model)

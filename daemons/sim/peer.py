@@ -36,8 +36,8 @@ from typing import Any
 from daemons.core.errors import SchemaError
 from daemons.core.messages import Error, NodeState, Probe, ProbeReply, Progress, Reassigned
 from daemons.core.schema import from_dict, to_dict
-from daemons.gossip.memberlist import MemberInfo
 from daemons.gossip.messages import Status
+from daemons.gossip.records import NodeRecord
 from daemons.node.config import PROGRESS_EVERY_S
 from daemons.node.gossip_mode import MAX_PLACEMENTS, RETRY_S, SentPlacements, peer_decide, peer_view
 from daemons.policy import NO_NODES, ClusterView, Decision, NodeView, PlacementRequest, Refusal, get_policy
@@ -49,6 +49,7 @@ from daemons.policy.view import node_view
 from daemons.sim.clock import Clock
 from daemons.sim.node import Asked, SimNode
 
+Member = tuple[NodeState, bool, float | None]  # a member's gossiped state, alive, its record's age (s)
 Forwarder = Callable[[str, str, Asked], None]  # (from peer, to peer, the request with its action)
 Then = Callable[[Decision | Refusal], None]  # a decision that comes later (after a probe round)
 Done = Callable[[Decision | None], None]  # a probe round's outcome: the first answer's decision, or None
@@ -83,9 +84,10 @@ class RecordCache:
     KEEP = 16  # versions per node: peers lag the owner by a few at most
 
     def __init__(self) -> None:
-        self._states: dict[str, dict[tuple[int, int], NodeState | None]] = {}
+        self._states: dict[str, dict[tuple[int, int], NodeState]] = {}
         self._views: dict[tuple[str, int, int, bool], NodeView] = {}
         self._keys: dict[int, tuple[int, int]] = {}  # id(state) -> its record key, for view_of
+        self._latest: dict[tuple[str, bool], NodeView] = {}  # (node, alive) -> the view view_of made last
 
     def remember(self, node: str, key: tuple[int, int], state: NodeState) -> None:
         versions = self._states.setdefault(node, {})
@@ -98,32 +100,41 @@ class RecordCache:
             self._views.pop((node, *oldest, True), None)
             self._views.pop((node, *oldest, False), None)
 
-    def state(self, member: MemberInfo) -> NodeState | None:
-        record = member.record
+    def state(self, node: str, record: NodeRecord | None) -> NodeState | None:
+        """The NodeState of `node`'s gossiped `record` (None: none, or not a valid one)."""
         if record is None:
             return None
-        versions = self._states.get(member.node)
-        if versions is not None and record.key in versions:
-            return versions[record.key]
+        versions = self._states.get(node)
+        if versions is not None:
+            known = versions.get((record.gen, record.ver))  # record.key, without the property's call
+            if known is not None:
+                return known
         try:
-            state: NodeState | None = from_dict(NodeState, dict(record.body), f"record of {member.node}")
+            state: NodeState | None = from_dict(NodeState, dict(record.body), f"record of {node}")
         except SchemaError:
             state = None
-        if state is not None and state.node != member.node:
+        if state is not None and state.node != node:
             state = None  # a record speaks for its own member only (gossip_mode._state_of)
         if state is not None:
-            self.remember(member.node, record.key, state)
+            self.remember(node, record.key, state)
         return state
 
     def view_of(self, state: NodeState, alive: bool, pending: list[str]) -> NodeView:
-        """node_view, remembered for a known record version without pending placements."""
+        """node_view, remembered for a known record version without pending placements; a new
+        version that looks the same to a policy (a node republishes every second, mostly with
+        only its `seq` moved) gets the previous version's object, so a peer's next view patches
+        only the nodes that changed (rebuilt_view)."""
         key = self._keys.get(id(state))
         if pending or key is None:
             return node_view(state, alive, pending)
         cache_key = (state.node, key[0], key[1], alive)
         view = self._views.get(cache_key)
         if view is None:
-            view = self._views[cache_key] = node_view(state, alive, pending)
+            view = node_view(state, alive, pending)
+            last = self._latest.get((state.node, alive))
+            if last is not None and last == view:
+                view = last
+            self._views[cache_key] = self._latest[(state.node, alive)] = view
         return view
 
 
@@ -167,6 +178,7 @@ class SimPeer:
         self._linked: set[str] = set()  # peers this agent has forwarded to (a link open)
         self._retrying = False
         self._waking = False
+        self._last_view: ClusterView | None = None  # what view() made last: the next one patches it
 
     @property
     def name(self) -> str:
@@ -190,15 +202,18 @@ class SimPeer:
         placements on their way to each node (`pending`)."""
         now = self.clock.now
         me = self.node.snapshot()
-        members = [(m, s) for m in self.clock.net.ml(self.name).members(now)
-                   if not m.is_self and (s := self.records.state(m)) is not None]
-        others = ((s, m.status == Status.ALIVE) for m, s in members)
-        return peer_view(me, others, self.pending(members, now), self.records.view_of)
+        state, rows = self.records.state, self.clock.net.ml(self.name).records(now)
+        members = [(s, status == Status.ALIVE, age) for node, status, record, age in rows
+                   if (s := state(node, record)) is not None]
+        others = ((s, alive) for s, alive, _ in members)
+        self._last_view = peer_view(me, others, self.pending(members, now), self.records.view_of, self._last_view)
+        return self._last_view
 
-    def pending(self, members: list[tuple[MemberInfo, NodeState]], now: float) -> Callable[[str], list[str]]:
+    def pending(self, members: list[Member], now: float) -> Callable[[str], list[str]]:
         """The placements on their way to each node that its record does not show yet: those
         we sent (a hybrid peer adds the coordinator's map's, GossipMode._expected)."""
-        return lambda node: self._pending.models(node, now)
+        sent = self._pending.by_node(now)
+        return lambda node: sent.get(node, [])
 
     def decide(self, rid: str, request: PlacementRequest, then: Then) -> Decision | Refusal | None:
         """GossipMode.decide: the policy's choice, counted as load at its node until gossip shows

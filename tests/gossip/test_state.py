@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgpack
 import pytest
 
 from daemons.gossip.config import GossipConfig
@@ -23,6 +24,8 @@ from daemons.gossip.messages import (
     SyncEntry,
     SyncReq,
     SyncResp,
+    item_size,
+    item_wire,
 )
 
 
@@ -215,3 +218,19 @@ def test_time_never_runs_backwards_and_deadline_is_future() -> None:
     ml.tick(100.0)
     ml.tick(50.0)
     assert ml.next_deadline() >= 100.0
+
+
+def test_records_are_what_members_says_of_the_others() -> None:
+    ml = machine()
+    gossip(ml, State("p1", 1, 3, {"q": 1}), now=1.0)
+    gossip(ml, Dead("p2", 1, 0, "p0"), now=2.0)
+    want = [(m.node, m.status, m.record, m.record_age) for m in ml.members(5.0) if not m.is_self]
+    assert ml.records(5.0) == want
+    assert ("p1", Status.ALIVE, ml.member("p1").record, 4.0) in want  # type: ignore[union-attr]
+
+
+def test_a_states_size_is_measured_once_and_is_its_encoding() -> None:
+    state = State("p1", 1, 3, {"q": [1, 2.5, "x"]})
+    assert item_size(state) == len(msgpack.packb(item_wire(state), use_bin_type=True))
+    assert state.size == item_size(state)  # remembered
+    assert state == State("p1", 1, 3, {"q": [1, 2.5, "x"]})  # the remembered size is no part of it

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemons.policy import CatalogItem, ClusterView, Decision, LoadedModel, NodeView, with_placement
-from daemons.policy.view import with_node
+from daemons.policy.view import rebuilt_view, with_node
 
 NAMES = ("a", "b", "c", "d")
 MODELS = ("m1", "m2", "m3")
@@ -76,3 +76,40 @@ def test_one_more_pending_equals_the_node_built_afresh(name: str, alive: bool, m
     fresh = dataclasses.replace(node, pending=node.pending + 1, pending_models=node.pending_models | {model})
     assert more == fresh
     assert all(getattr(more, f.name) == getattr(fresh, f.name) for f in dataclasses.fields(NodeView))
+
+
+# A peer's successive views (rebuilt_view): members come, go and change, most keep their
+# NodeView object; the result must be the full build of the new list, in its order.
+member_steps = st.lists(st.tuples(st.sampled_from((*NAMES, "e", "f")), st.booleans(), loaded, catalogs,
+                                  st.frozensets(st.sampled_from(MODELS), max_size=2), st.booleans()), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(member_steps, max_size=8), st.randoms(use_true_random=False), st.sampled_from((0.25, 1.0)))
+def test_a_rebuilt_view_equals_a_full_build_in_the_same_order(rounds: list[list[tuple[object, ...]]],
+                                                             rng: object, most: float) -> None:
+    members: dict[str, NodeView] = {}
+    view: ClusterView | None = None
+    for changes in rounds:
+        for name, alive, models, cat, pending, leave in changes:
+            if leave:
+                members.pop(str(name), None)
+            else:
+                members[str(name)] = make_node(str(name), bool(alive), dict(models), dict(cat),  # type: ignore[call-overload]
+                                               frozenset(pending))  # type: ignore[arg-type]
+        nodes = list(members.values())
+        rng.shuffle(nodes)  # type: ignore[attr-defined]
+        view = rebuilt_view(view, nodes, most)
+        built = ClusterView.build(nodes)
+        assert view == built
+        assert list(view.nodes) == [n.name for n in nodes]
+
+
+def test_a_rebuilt_view_patches_only_the_nodes_that_changed() -> None:
+    nodes = [make_node(n, True, {"m1": "ready"}, {"m1": 1.0}, frozenset()) for n in "abcdefgh"]
+    first = rebuilt_view(None, nodes)
+    busy = dataclasses.replace(nodes[2], models={"m1": LoadedModel("m1", "ready", 3, 1, 1)})
+    again = rebuilt_view(first, [*nodes[:2], busy, *nodes[3:]])
+    assert again.nodes["c"] is busy
+    assert again.holders is first.holders  # c held m1 before and does still: no holder list copied
+    assert again == ClusterView.build([*nodes[:2], busy, *nodes[3:]])
