@@ -275,21 +275,19 @@ def winner(values: Sequence[float], better: Better, headers: Sequence[str]) -> s
 def prototype_comparison(summaries: Sequence[Summary]) -> Comparison:
     """Columns Centralized | Gossip as in the prototype's report; a missing run shows "-".
 
-    Runs are placed by scheduler type; runs of other types (or two of one type) fill the
-    columns in the order given. Three or more runs (e.g. centralized, gossip, hybrid) get a
-    column each, headed by their scheduler types when those differ (`run_labels`).
+    Runs of those two types are placed by type. Any other set of runs (a hybrid arm, two
+    runs of one type, three or more runs) gets a column each, headed by its scheduler type
+    when those differ, else by its run directory (`run_labels`): a hybrid run is never
+    reported, or declared the winner, under "Gossip".
     """
     if not summaries:
         raise ValueError("the prototype report takes at least one summary")
-    if len(summaries) > 2:
+    kinds = [s.scheduler_type.lower() for s in summaries]
+    if len(summaries) > 2 or len(set(kinds)) != len(kinds) or not set(kinds) <= set(PROTOTYPE_COLUMNS):
         return compare(summaries)
     slots: list[Summary | None] = [None, None]
-    kinds = [s.scheduler_type.lower() for s in summaries]
-    if len(set(kinds)) == len(kinds) and set(kinds) <= set(PROTOTYPE_COLUMNS):
-        for s, kind in zip(summaries, kinds, strict=True):
-            slots[PROTOTYPE_COLUMNS.index(kind)] = s
-    else:
-        slots[: len(summaries)] = summaries
+    for s, kind in zip(summaries, kinds, strict=True):
+        slots[PROTOTYPE_COLUMNS.index(kind)] = s
     return compare(slots, [c.capitalize() for c in PROTOTYPE_COLUMNS])
 
 

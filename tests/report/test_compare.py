@@ -173,3 +173,14 @@ def test_prototype_report_gives_three_arms_a_column_each(tmp_path: Path) -> None
     assert "decided_by_peer" not in {r.metric.key for r in prototype_comparison([central, gossip]).rows}
     with pytest.raises(ValueError):
         prototype_comparison([])
+
+
+def test_two_arms_other_than_centralized_and_gossip_are_headed_by_their_own_names(tmp_path: Path) -> None:
+    central, gossip = two_runs(tmp_path)
+    hybrid = dataclasses.replace(gossip, scheduler_type="hybrid", decided_by_peer=5, decided_by_coordinator=2)
+    c = prototype_comparison([central, hybrid])
+    assert c.headers == ("centralized", "hybrid")
+    assert row(c, "success_rate") == (("66.7%", "50.0%"), "centralized")
+    assert "CENTRALIZED VS HYBRID" in render_text(c) and "Gossip" not in render_text(c)
+    twins = prototype_comparison([central, dataclasses.replace(central, run_dir=str(tmp_path / "other"))])
+    assert "Gossip" not in twins.headers and len(set(twins.headers)) == 2
